@@ -1,0 +1,86 @@
+"""The model zoo: `create_model(name, **overrides)` and `list_models(pattern)`.
+
+Every model is a flax.linen.Module that takes `num_classes` and `dtype` (the computation
+dtype; parameters stay float32) and is called as `apply(variables, images, train=...)`
+on NHWC float images, returning logits (N, num_classes). Training passes
+`rngs={'dropout': key}` and `mutable=['batch_stats']` where the model has BatchNorm.
+"""
+
+import difflib
+import fnmatch
+import functools
+
+import flax.linen as nn
+
+from models.alexnet import AlexNet, AlexNetV1, ZFNet
+from models.convnet import ConvNet
+from models.googlenet import GoogLeNet
+from models.lenet import LeNet5
+from models.resnet import CifarResNet, imagenet_resnet
+from models.tutorial import SimpleCNN, TutorialResNet
+from models.vgg import VGG
+
+P = functools.partial
+
+# name -> (constructor, native input size). One table; configs, sweeps, tests and the
+# reproduction tables all look models up here.
+MODELS = {
+    'lenet5': (LeNet5, 32),
+    'simple_cnn': (SimpleCNN, 32),
+    'tutorial_resnet': (TutorialResNet, 32),
+    'alexnet': (AlexNet, 224),
+    'alexnet_v1': (AlexNetV1, 227),
+    'zfnet': (ZFNet, 224),
+    'googlenet': (GoogLeNet, 224),
+    'se_resnet50': (P(imagenet_resnet, 50, se_reduction=16), 224),
+    'convnet': (ConvNet, 32),
+}
+for _letter, _alias in (('A', 'vgg11'), ('A-LRN', None), ('B', 'vgg13'), ('C', None),
+                        ('D', 'vgg16'), ('E', 'vgg19')):
+  _name = 'vgg_' + _letter.lower().replace('-', '_')
+  for _bn in (False, True):
+    _entry = (P(VGG, config=_letter, batch_norm=_bn), 224)
+    for _n in filter(None, (_name, _alias)):
+      MODELS[_n + ('_bn' if _bn else '')] = _entry
+for _depth in (18, 34, 50, 101, 152):
+  MODELS[f'resnet{_depth}'] = (P(imagenet_resnet, _depth), 224)
+for _depth in (20, 32, 44, 56, 110, 1202):
+  MODELS[f'resnet{_depth}'] = (P(CifarResNet, depth=_depth), 32)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+  """Registered names, sorted; `pattern` is a shell glob such as 'resnet*'."""
+  names = sorted(MODELS)
+  return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+
+
+def _lookup(name: str):
+  if name not in MODELS:
+    close = difflib.get_close_matches(name, MODELS, n=5, cutoff=0.5)
+    hint = f'; did you mean {", ".join(close)}?' if close else ''
+    raise ValueError(f'unknown model {name!r}{hint} (python -c "import models; '
+                     f'print(models.list_models())" lists all {len(MODELS)})')
+  return MODELS[name]
+
+
+def create_model(name: str, **overrides) -> nn.Module:
+  """The registered model `name`, with constructor arguments overridden."""
+  constructor, _ = _lookup(name)
+  try:
+    return constructor(**overrides)
+  except TypeError as e:
+    raise ValueError(f'model {name!r}: bad argument ({e})') from None
+
+
+def default_image_size(name: str) -> int:
+  """The input height/width the model was designed for (e.g. 224, 227, 32)."""
+  return _lookup(name)[1]
+
+
+def create_model_from_config(model_config, num_classes: int, dtype=None) -> nn.Module:
+  """The model a config's `model` block describes: `name` plus constructor arguments."""
+  kwargs = dict(model_config.to_dict() if hasattr(model_config, 'to_dict') else model_config)
+  name = kwargs.pop('name')
+  if dtype is not None:
+    kwargs['dtype'] = dtype
+  return create_model(name, num_classes=num_classes, **kwargs)

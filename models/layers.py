@@ -1,0 +1,294 @@
+"""The building blocks every model uses, in one place: convolution, pooling, LRN.
+
+All layers take NHWC inputs. Output-size arithmetic lives here and nowhere else:
+`conv_output_size` and `resolve_padding` are what the layers, the convnet's collapse
+check and `summary.py` all use.
+
+Padding may be given as
+  'SAME'   TensorFlow's rule: output = ceil(n / stride), extra padding on the right;
+  'VALID'  no padding;
+  int p    p pixels on every side (PyTorch's `padding=p`);
+  (ph, pw) per spatial axis, symmetric;
+  ((top, bottom), (left, right)) fully explicit.
+"""
+
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Padding = Any  # 'SAME' | 'VALID' | int | (int, int) | ((int, int), (int, int))
+PADDING_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'edge': 'edge',
+                 'circular': 'wrap'}
+
+# PyTorch-compatible BatchNorm: torch's momentum 0.1 is flax's 0.9; eps 1e-5.
+BatchNorm = lambda **kw: nn.BatchNorm(momentum=0.9, epsilon=1e-5, **kw)  # noqa: E731
+
+
+def pair(v) -> tuple[int, int]:
+  """An int or a pair as a pair."""
+  return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def effective_kernel(kernel: int, dilation: int = 1) -> int:
+  """The extent of a dilated kernel: d(k-1)+1."""
+  return dilation * (kernel - 1) + 1
+
+
+def conv_output_size(n: int, kernel: int, stride: int = 1, pad: tuple[int, int] = (0, 0),
+                     dilation: int = 1, ceil_mode: bool = False) -> int:
+  """floor((n + p_lo + p_hi - d(k-1) - 1) / s) + 1, or PyTorch's ceil_mode rule."""
+  span = n + pad[0] + pad[1] - effective_kernel(kernel, dilation)
+  if not ceil_mode:
+    return span // stride + 1
+  out = -(-span // stride) + 1
+  # PyTorch: the last window must start inside the input or the left padding.
+  if (out - 1) * stride >= n + pad[0]:
+    out -= 1
+  return out
+
+
+def resolve_padding(padding: Padding, sizes: Sequence[int], kernel, stride=1,
+                    dilation=1) -> tuple[tuple[int, int], tuple[int, int]]:
+  """Explicit ((top, bottom), (left, right)) padding for an input of spatial `sizes`."""
+  kernel, stride, dilation = pair(kernel), pair(stride), pair(dilation)
+  if isinstance(padding, str):
+    if padding.upper() == 'VALID':
+      return ((0, 0), (0, 0))
+    if padding.upper() != 'SAME':
+      raise ValueError(f"padding must be 'SAME', 'VALID', an int or pairs; got {padding!r}")
+    pads = []
+    for n, k, s, d in zip(sizes, kernel, stride, dilation):
+      total = max((math.ceil(n / s) - 1) * s + effective_kernel(k, d) - n, 0)
+      pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+  if isinstance(padding, int):
+    return ((padding, padding), (padding, padding))
+  padding = tuple(padding)
+  if all(isinstance(p, int) for p in padding):
+    return tuple((p, p) for p in padding)
+  return tuple(tuple(p) for p in padding)
+
+
+def _check_fits(layer: str, sizes, kernel, dilation, pads):
+  """Raise ValueError naming the layer when a window does not fit its padded input."""
+  for axis, n, k, d, (lo, hi) in zip('HW', sizes, kernel, dilation, pads):
+    if n + lo + hi < effective_kernel(k, d):
+      raise ValueError(
+          f'{layer}: kernel {k} (dilation {d}, extent {effective_kernel(k, d)}) is larger '
+          f'than its padded input along {axis}: {n} + padding {lo}+{hi} = {n + lo + hi}. '
+          'The stack collapses the image: use a larger image_size, or fewer/smaller '
+          'strides, pools or kernels.')
+
+
+def layer_name(module: nn.Module) -> str:
+  """The module's path, e.g. 'stage2_conv1', for error messages."""
+  return '/'.join(str(p) for p in module.scope.path) or type(module).__name__
+
+
+class Conv(nn.Module):
+  """2-D convolution with stride, dilation, groups and four padding modes.
+
+  Parameters: `kernel` (kh, kw, in/groups, out) and `bias` (out,), float32; the
+  computation runs in `dtype`. Non-zero padding modes ('reflect', 'edge' = repeat the
+  nearest pixel, 'circular') pad the input explicitly before a VALID convolution.
+  """
+  features: int
+  kernel_size: Any = 3
+  strides: Any = 1
+  padding: Padding = 'SAME'
+  padding_mode: str = 'zeros'
+  dilation: Any = 1
+  groups: int = 1
+  use_bias: bool = True
+  dtype: Any = jnp.float32
+  # He et al. 2015 (ResNet paper section 3.4 uses it): N(0, 2/fan_out) as torchvision.
+  kernel_init: Callable = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+  bias_init: Callable = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x):
+    kernel, stride, dilation = pair(self.kernel_size), pair(self.strides), pair(self.dilation)
+    if self.padding_mode not in PADDING_MODES:
+      raise ValueError(f'{layer_name(self)}: padding_mode must be one of '
+                       f'{sorted(PADDING_MODES)}; got {self.padding_mode!r}')
+    in_features = x.shape[-1]
+    if in_features % self.groups or self.features % self.groups:
+      raise ValueError(f'{layer_name(self)}: groups={self.groups} must divide the input '
+                       f'({in_features}) and output ({self.features}) channels')
+    pads = resolve_padding(self.padding, x.shape[1:3], kernel, stride, dilation)
+    _check_fits(layer_name(self), x.shape[1:3], kernel, dilation, pads)
+    w = self.param('kernel', self.kernel_init,
+                   (*kernel, in_features // self.groups, self.features), jnp.float32)
+    x = x.astype(self.dtype)
+    if self.padding_mode != 'zeros' and any(p for pad in pads for p in pad):
+      x = jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=PADDING_MODES[self.padding_mode])
+      pads = ((0, 0), (0, 0))
+    y = jax.lax.conv_general_dilated(
+        x, w.astype(self.dtype), window_strides=stride, padding=pads,
+        rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        feature_group_count=self.groups)
+    if self.use_bias:
+      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
+    return y
+
+
+def _pool(x, init, op, kernel, stride, pads, extra):
+  """reduce_window over H and W, with `extra` right-padding for ceil_mode."""
+  padding = ((0, 0), (pads[0][0], pads[0][1] + extra[0]),
+             (pads[1][0], pads[1][1] + extra[1]), (0, 0))
+  init = jnp.array(init, x.dtype)
+  return jax.lax.reduce_window(x, init, op, (1, *kernel, 1), (1, *stride, 1), padding)
+
+
+def _pool_geometry(x, kernel, stride, padding, ceil_mode):
+  kernel = pair(kernel)
+  stride = pair(kernel if stride is None else stride)
+  pads = resolve_padding(padding, x.shape[1:3], kernel, stride)
+  sizes = x.shape[1:3]
+  extra = []
+  for n, k, s, pad in zip(sizes, kernel, stride, pads):
+    out = conv_output_size(n, k, s, pad, ceil_mode=ceil_mode)
+    extra.append(max((out - 1) * s + k - (n + pad[0] + pad[1]), 0))
+  return kernel, stride, pads, tuple(extra)
+
+
+def max_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False):
+  """Max pooling; padded positions never win (PyTorch's -inf padding)."""
+  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode)
+  _check_fits('max_pool', x.shape[1:3], kernel, (1, 1), pads)
+  return _pool(x, -jnp.inf, jax.lax.max, kernel, stride, pads, extra)
+
+
+def avg_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False,
+             count_include_pad=True):
+  """Average pooling with PyTorch's divisor rules.
+
+  With count_include_pad the explicit padding counts in the divisor, but the ceil_mode
+  overhang past it never does (as in torch.nn.AvgPool2d).
+  """
+  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode)
+  _check_fits('avg_pool', x.shape[1:3], kernel, (1, 1), pads)
+  total = _pool(x, 0., jax.lax.add, kernel, stride, pads, extra)
+  ones = jnp.ones((1, *x.shape[1:3], 1), jnp.float32)
+  if count_include_pad:
+    ones = jnp.pad(ones, ((0, 0), *pads, (0, 0)), constant_values=1)
+    count = _pool(ones, 0., jax.lax.add, kernel, stride, ((0, 0), (0, 0)), extra)
+  else:
+    count = _pool(ones, 0., jax.lax.add, kernel, stride, pads, extra)
+  return total / count.astype(x.dtype)
+
+
+def adaptive_bins(n: int, out: int) -> np.ndarray:
+  """(out, n) averaging matrix with PyTorch's bins [floor(i n/out), ceil((i+1) n/out))."""
+  m = np.zeros((out, n), np.float32)
+  for i in range(out):
+    start, end = (i * n) // out, -(-((i + 1) * n) // out)
+    m[i, start:end] = 1.0 / (end - start)
+  return m
+
+
+def adaptive_avg_pool(x, output_size):
+  """torch.nn.AdaptiveAvgPool2d: exact bins, also when the input is smaller."""
+  oh, ow = pair(output_size)
+  _, h, w, _ = x.shape
+  if (h, w) == (oh, ow):
+    return x
+  ph = jnp.asarray(adaptive_bins(h, oh), x.dtype)
+  pw = jnp.asarray(adaptive_bins(w, ow), x.dtype)
+  return jnp.einsum('oh,nhwc,pw->nopc', ph, x, pw)
+
+
+def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
+  """torch.nn.LocalResponseNorm across channels: x / (k + alpha/n * sum x^2)^beta.
+
+  Note PyTorch divides alpha by the window size n; the AlexNet paper's equation (section
+  3.3) does not, so the paper's alpha=1e-4 is alpha=5e-4 here (see alexnet.py).
+  """
+  sq = jnp.square(x.astype(jnp.float32))
+  # window of `size` channels centred on c: size//2 before, (size-1)//2 after
+  sq = jnp.pad(sq, ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
+  window_sum = jax.lax.reduce_window(sq, 0., jax.lax.add, (1, 1, 1, size), (1, 1, 1, 1),
+                                     'VALID')
+  return (x / jnp.power(k + alpha / size * window_sum, beta)).astype(x.dtype)
+
+
+# Pooling and LRN as parameter-free modules, so that summaries and error messages see
+# them as named layers.
+
+
+class MaxPool(nn.Module):
+  kernel_size: Any = 2
+  strides: Any = None
+  padding: Padding = 0
+  ceil_mode: bool = False
+
+  def __call__(self, x):
+    try:
+      return max_pool(x, self.kernel_size, self.strides, self.padding, self.ceil_mode)
+    except ValueError as e:
+      raise ValueError(str(e).replace('max_pool', layer_name(self), 1)) from None
+
+
+class AvgPool(nn.Module):
+  kernel_size: Any = 2
+  strides: Any = None
+  padding: Padding = 0
+  ceil_mode: bool = False
+  count_include_pad: bool = True
+
+  def __call__(self, x):
+    try:
+      return avg_pool(x, self.kernel_size, self.strides, self.padding, self.ceil_mode,
+                      self.count_include_pad)
+    except ValueError as e:
+      raise ValueError(str(e).replace('avg_pool', layer_name(self), 1)) from None
+
+
+class AdaptiveAvgPool(nn.Module):
+  output_size: Any = 1
+
+  def __call__(self, x):
+    return adaptive_avg_pool(x, self.output_size)
+
+
+class GlobalAvgPool(nn.Module):
+  """Mean over H and W: (N, H, W, C) -> (N, C)."""
+
+  def __call__(self, x):
+    return jnp.mean(x, axis=(1, 2))
+
+
+class LocalResponseNorm(nn.Module):
+  size: int = 5
+  alpha: float = 1e-4
+  beta: float = 0.75
+  k: float = 2.0
+
+  def __call__(self, x):
+    return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+
+def flatten(x):
+  """(N, ...) -> (N, -1), in NHWC order (torchvision flattens NCHW; see the importer)."""
+  return x.reshape(x.shape[0], -1)
+
+
+def spatial_dropout(rate: float, name=None):
+  """Dropout2d: drops whole channels (the same mask over H and W)."""
+  return nn.Dropout(rate, broadcast_dims=(1, 2), name=name)
+
+
+ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'gelu': nn.gelu, 'silu': nn.silu,
+               'elu': nn.elu, 'leaky_relu': nn.leaky_relu, 'sigmoid': nn.sigmoid,
+               'identity': lambda x: x}
+
+
+def activation(name: str):
+  """An activation function by name."""
+  if name not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}')
+  return ACTIVATIONS[name]

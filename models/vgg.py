@@ -1,0 +1,60 @@
+"""VGG (Simonyan & Zisserman 2015, "Very deep convolutional networks"), Table 1.
+
+Each configuration is the paper's column, written as a list: an int is a 3x3 conv with
+that many filters (stride 1, padding 1), ('1x1', n) is configuration C's 1x1 conv, 'LRN'
+is A-LRN's local response normalisation, and 'M' a 2x2/2 max pool. The head is
+torchvision's: adaptive average pooling to 7x7 (an identity at 224x224), then
+FC-4096, FC-4096, FC-classes with dropout 0.5 after the two hidden layers (section 3.1).
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from models import layers
+from models.alexnet import PAPER_LRN, classifier
+
+CONFIGS = {
+    'A': [64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M'],
+    'A-LRN': [64, 'LRN', 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M'],
+    'B': [64, 64, 'M', 128, 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M'],
+    'C': [64, 64, 'M', 128, 128, 'M', 256, 256, ('1x1', 256), 'M',
+          512, 512, ('1x1', 512), 'M', 512, 512, ('1x1', 512), 'M'],
+    'D': [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512, 'M',
+          512, 512, 512, 'M'],
+    'E': [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M',
+          512, 512, 512, 512, 'M'],
+}
+
+
+class VGG(nn.Module):
+  config: str = 'D'
+  num_classes: int = 1000
+  batch_norm: bool = False
+  dropout: float = 0.5
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if self.config not in CONFIGS:
+      raise ValueError(f'VGG config must be one of {sorted(CONFIGS)}; got {self.config!r}')
+    stage, conv_in_stage = 1, 0
+    for item in CONFIGS[self.config]:
+      if item == 'M':
+        x = layers.MaxPool(2, 2, name=f'pool{stage}')(x)
+        stage, conv_in_stage = stage + 1, 0
+      elif item == 'LRN':
+        x = layers.LocalResponseNorm(**PAPER_LRN, name=f'lrn{stage}')(x)
+      else:
+        kernel, width = (1, item[1]) if isinstance(item, tuple) else (3, item)
+        conv_in_stage += 1
+        name = f'conv{stage}_{conv_in_stage}'
+        x = layers.Conv(width, kernel, padding=kernel // 2, dtype=self.dtype, name=name)(x)
+        if self.batch_norm:
+          x = layers.BatchNorm(use_running_average=not train, dtype=self.dtype,
+                               name=f'bn{stage}_{conv_in_stage}')(x)
+        x = nn.relu(x)
+    x = layers.AdaptiveAvgPool((7, 7), name='avgpool')(x)
+    return classifier(layers.flatten(x), self.num_classes, self.dropout, train, self.dtype,
+                      dropout_first=False)

@@ -1,0 +1,78 @@
+"""Print a model layer by layer: output shape, parameters, multiply-adds, receptive field.
+
+  python summary.py --model=alexnet --image_size=224
+  python summary.py --model=resnet50 --format=markdown
+  python summary.py --config=configs/convnet.py --format=csv
+
+The receptive field r and jump j follow r_out = r_in + (k-1)*d*j_in, j_out = j_in*s
+(see models/layer_stats.py). Nothing is compiled or run: the model is only traced.
+"""
+
+import csv
+import io
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+import models
+from models import layer_stats
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('model', None, 'a registered model name (see models.list_models())')
+flags.DEFINE_integer('image_size', None, "input height and width (default: the model's own)")
+flags.DEFINE_integer('num_classes', None, 'classes of the output layer')
+flags.DEFINE_integer('channels', 3, 'input channels')
+flags.DEFINE_enum('format', 'table', ['table', 'markdown', 'csv'], 'output format')
+config_flags.DEFINE_config_file('config', None, 'a training config: summarise its model',
+                                lock_config=True)
+
+COLUMNS = ('layer', 'type', 'output shape', 'params', 'mult-adds', 'rf', 'jump')
+
+
+def format_rows(rows: list[dict], fmt: str) -> str:
+  """Layer rows and a totals line as an aligned table, markdown or CSV."""
+  cells = [[r['name'], r['type'], 'x'.join(map(str, r['output_shape'])), f"{r['params']:,}",
+            f"{r['macs']:,}", '' if r['rf'] is None else str(r['rf']),
+            '' if r['jump'] is None else str(r['jump'])] for r in rows]
+  total = ['total', '', '', f"{sum(r['params'] for r in rows):,}",
+           f"{sum(r['macs'] for r in rows):,}", '', '']
+  if fmt == 'csv':
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    writer.writerows([[c.replace(',', '') for c in row] for row in cells + [total]])
+    return out.getvalue()
+  if fmt == 'markdown':
+    lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
+    lines += ['| ' + ' | '.join(row) + ' |' for row in cells + [total]]
+    return '\n'.join(lines) + '\n'
+  widths = [max(len(str(c)) for c in col) for col in zip(COLUMNS, *cells, total)]
+  line = lambda row: '  '.join(
+      str(c).rjust(w) if i >= 3 else str(c).ljust(w) for i, (c, w) in enumerate(zip(row,
+                                                                                  widths)))
+  rule = '-' * len(line(COLUMNS))
+  return '\n'.join([line(COLUMNS), rule] + [line(r) for r in cells] + [rule, line(total)]) + '\n'
+
+
+def main(argv):
+  del argv
+  if FLAGS.config is not None:
+    model = models.create_model_from_config(FLAGS.config.model,
+                                            FLAGS.num_classes or FLAGS.config.num_classes)
+    image_size = FLAGS.image_size or FLAGS.config.dataset.image_size
+  elif FLAGS.model:
+    kwargs = {'num_classes': FLAGS.num_classes} if FLAGS.num_classes else {}
+    model = models.create_model(FLAGS.model, **kwargs)
+    image_size = FLAGS.image_size or models.default_image_size(FLAGS.model)
+  else:
+    sys.exit('summary.py: give --model=NAME or --config=configs/FILE.py')
+  try:
+    rows = layer_stats.layer_table(model, image_size, FLAGS.channels)
+  except ValueError as e:
+    sys.exit(f'summary.py: {e}')
+  sys.stdout.write(format_rows(rows, FLAGS.format))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,139 @@
+"""Layers against PyTorch: output sizes, receptive fields, LRN, pooling, padding modes."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from models import layer_stats, layers
+
+
+def to_torch(x):
+  return torch.from_numpy(np.asarray(x)).permute(0, 3, 1, 2)
+
+
+def from_torch(t):
+  return t.permute(0, 2, 3, 1).detach().numpy()
+
+
+class Stack(nn.Module):
+  """A sequential stack of ('conv', k, s, d, p) and ('max'|'avg', k, s, p, ceil) layers."""
+  spec: tuple
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    for i, (kind, *a) in enumerate(self.spec):
+      if kind == 'conv':
+        k, s, d, p = a
+        x = layers.Conv(4, k, s, padding=p, dilation=d, name=f'l{i}')(x)
+      else:
+        k, s, p, ceil = a
+        pool = layers.MaxPool if kind == 'max' else layers.AvgPool
+        x = pool(k, s, p, ceil_mode=ceil, name=f'l{i}')(x)
+    return x
+
+
+def random_stack(rng, n):
+  spec, torch_layers, size = [], [], n
+  for _ in range(rng.integers(1, 6)):
+    k, s = int(rng.integers(1, 6)), int(rng.integers(1, 4))
+    if rng.random() < 0.6:
+      d, p = int(rng.integers(1, 3)), int(rng.integers(0, 3))
+      spec.append(('conv', k, s, d, p))
+      torch_layers.append(torch.nn.Conv2d(4 if any(l[0] == 'conv' for l in spec[:-1]) else 3, 4,
+                                          k, s, p, d))
+    else:
+      kind, ceil = ('max', 'avg')[rng.integers(2)], bool(rng.integers(2))
+      p = int(rng.integers(0, k // 2 + 1))  # PyTorch: padding <= kernel / 2
+      spec.append((kind, k, s, p, ceil))
+      cls = torch.nn.MaxPool2d if kind == 'max' else torch.nn.AvgPool2d
+      torch_layers.append(cls(k, s, p, ceil_mode=ceil))
+  return tuple(spec), torch_layers
+
+
+def test_random_stacks_sizes_and_receptive_fields():
+  rng = np.random.default_rng(0)
+  checked = 0
+  for _ in range(60):
+    n = int(rng.integers(8, 40))
+    spec, torch_layers = random_stack(rng, n)
+    t = torch.zeros(1, 3, n, n)
+    try:
+      torch_sizes = []
+      for layer in torch_layers:
+        t = layer(t)
+        torch_sizes.append(t.shape[-1])
+    except RuntimeError:
+      with pytest.raises(ValueError, match='larger than its padded input'):
+        layer_stats.layer_table(Stack(spec), n)
+      continue
+    rows = layer_stats.layer_table(Stack(spec), n)
+    size, r, j = n, 1, 1
+    for (kind, k, s, *rest), row, torch_size in zip(spec, rows, torch_sizes):
+      d, p, ceil = (rest[0], rest[1], False) if kind == 'conv' else (1, rest[0], rest[1])
+      span = size + 2 * p - d * (k - 1) - 1
+      if ceil:
+        out = -(-span // s) + 1
+        if (out - 1) * s >= size + p:  # the last window must start inside
+          out -= 1
+      else:
+        out = span // s + 1
+      r, j = r + (k - 1) * d * j, j * s
+      assert row['output_shape'][0] == out == torch_size
+      assert (row['rf'], row['jump']) == (r, j)
+      size = out
+    checked += 1
+  assert checked > 30
+
+
+def test_local_response_norm_matches_pytorch():
+  x = np.random.default_rng(0).normal(size=(2, 5, 5, 16)).astype(np.float32) * 3
+  for size, alpha, beta, k in ((5, 1e-4, 0.75, 2.0), (4, 0.5, 0.9, 1.0), (3, 2.0, 0.5, 0.5)):
+    ref = torch.nn.LocalResponseNorm(size, alpha, beta, k)(to_torch(x))
+    np.testing.assert_allclose(layers.local_response_norm(x, size, alpha, beta, k),
+                               from_torch(ref), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('in_hw,out', [((13, 13), 6), ((7, 9), 7), ((3, 2), 7),
+                                       ((1, 1), 6), ((10, 15), (4, 5))])
+def test_adaptive_avg_pool_matches_pytorch(in_hw, out):
+  x = np.random.default_rng(1).normal(size=(2, *in_hw, 3)).astype(np.float32)
+  ref = torch.nn.AdaptiveAvgPool2d(out)(to_torch(x))
+  np.testing.assert_allclose(layers.adaptive_avg_pool(x, out), from_torch(ref),
+                             rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('k,s,p,ceil', [(3, 2, 0, True), (3, 2, 1, True), (2, 2, 1, False),
+                                        (3, 3, 1, True), (5, 3, 2, False)])
+def test_pooling_matches_pytorch(k, s, p, ceil):
+  x = np.random.default_rng(2).normal(size=(2, 14, 11, 3)).astype(np.float32)
+  ref = torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)(to_torch(x))
+  np.testing.assert_allclose(layers.max_pool(x, k, s, p, ceil), from_torch(ref))
+  for include_pad in (True, False):
+    ref = torch.nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=include_pad)(
+        to_torch(x))
+    np.testing.assert_allclose(layers.avg_pool(x, k, s, p, ceil, include_pad),
+                               from_torch(ref), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize('mode,torch_mode', [('zeros', 'zeros'), ('reflect', 'reflect'),
+                                             ('edge', 'replicate'),
+                                             ('circular', 'circular')])
+def test_conv_padding_modes_dilation_groups_match_pytorch(mode, torch_mode):
+  x = np.random.default_rng(3).normal(size=(2, 12, 10, 4)).astype(np.float32)
+  ref = torch.nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2,
+                        padding_mode=torch_mode)
+  conv = layers.Conv(6, 3, 2, padding=2, padding_mode=mode, dilation=2, groups=2)
+  variables = {'params': {
+      'kernel': jnp.asarray(ref.weight.detach().numpy().transpose(2, 3, 1, 0)),
+      'bias': jnp.asarray(ref.bias.detach().numpy())}}
+  np.testing.assert_allclose(conv.apply(variables, x), from_torch(ref(to_torch(x))),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_same_padding_gives_ceil_of_size_over_stride():
+  for n, k, s in ((32, 3, 2), (31, 5, 2), (7, 7, 3), (224, 7, 2)):
+    pads = layers.resolve_padding('SAME', (n, n), k, s)
+    assert layers.conv_output_size(n, k, s, pads[0]) == -(-n // s)

@@ -1,0 +1,148 @@
+"""The model zoo: parameter counts, shapes, the convnet, the registry, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+import models
+from models import convnet, layer_stats
+
+# torchvision's counts, and the papers' (ResNet Table 6, LeNet-5, SENet Table 2).
+PARAMS = {
+    'alexnet': 61_100_840, 'vgg11': 132_863_336, 'vgg13': 133_047_848,
+    'vgg16': 138_357_544, 'vgg19': 143_667_240, 'vgg16_bn': 138_365_992,
+    'resnet18': 11_689_512, 'resnet34': 21_797_672, 'resnet50': 25_557_032,
+    'resnet101': 44_549_160, 'resnet152': 60_192_808,
+}
+PAPER_MILLIONS = {  # ResNet Table 6 (CIFAR), VGG Table 2, SENet: 28.1M
+    'resnet20': 0.27, 'resnet32': 0.46, 'resnet44': 0.66, 'resnet56': 0.85,
+    'resnet110': 1.7, 'resnet1202': 19.4, 'vgg_a': 133, 'vgg_a_lrn': 133, 'vgg_b': 133,
+    'vgg_c': 134, 'vgg_d': 138, 'vgg_e': 144, 'se_resnet50': 28.1,
+}
+TABLE1_GMACS = {'resnet18': 1.8, 'resnet34': 3.6, 'resnet50': 3.8, 'resnet101': 7.6,
+                'resnet152': 11.3}
+
+
+def params_of(name, **kw):
+  return layer_stats.count_params(models.create_model(name, **kw),
+                                  models.default_image_size(name))
+
+
+@pytest.mark.parametrize('name', sorted(PARAMS))
+def test_parameter_count_equals_torchvision(name):
+  assert params_of(name) == PARAMS[name]
+
+
+@pytest.mark.parametrize('name', sorted(PAPER_MILLIONS))
+def test_parameter_count_rounds_to_paper(name):
+  millions = params_of(name) / 1e6
+  digits = 2 if PAPER_MILLIONS[name] < 1 else (1 if PAPER_MILLIONS[name] < 100 else 0)
+  assert round(millions, digits) == PAPER_MILLIONS[name]
+
+
+def test_lenet5_parameters_with_full_c3():
+  # C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output 850, on one input channel.
+  assert layer_stats.count_params(models.create_model('lenet5'), 32, channels=1) == 61_706
+
+
+@pytest.mark.parametrize('name', sorted(TABLE1_GMACS))
+def test_resnet_multiply_adds_match_table1(name):
+  # Table 1 counts the paper's bottleneck, which strides on its first 1x1 conv.
+  macs = layer_stats.count_macs(models.create_model(name, stride_in_1x1=True), 224)
+  assert abs(macs / 1e9 / TABLE1_GMACS[name] - 1) < 0.03
+
+
+def output_shape(name, size, **kw):
+  model = models.create_model(name, **kw)
+  x = jnp.zeros((2, size, size, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
+  return jax.eval_shape(lambda v: model.apply(v, x, train=False), variables).shape
+
+
+@pytest.mark.parametrize('name', models.list_models())
+def test_output_shape_at_native_size(name):
+  assert output_shape(name, models.default_image_size(name), num_classes=7) == (2, 7)
+
+
+SMALL_INPUT = ['resnet18', 'resnet50', 'se_resnet50', 'vgg11', 'vgg16_bn', 'vgg_c',
+               'resnet20', 'lenet5', 'simple_cnn', 'tutorial_resnet', 'convnet']
+
+
+@pytest.mark.parametrize('name', SMALL_INPUT)
+def test_output_shape_at_32x32(name):
+  assert output_shape(name, 32) in ((2, 10), (2, 1000))
+
+
+def test_fixed_head_rejects_other_image_sizes():
+  with pytest.raises(ValueError, match='227x227'):
+    output_shape('alexnet_v1', 224)
+
+
+def test_unknown_model_names_closest():
+  with pytest.raises(ValueError, match='resnet50'):
+    models.create_model('resnet5O')
+
+
+def test_list_models_pattern():
+  assert models.list_models('resnet1*') == ['resnet101', 'resnet110', 'resnet1202',
+                                            'resnet152', 'resnet18']
+
+
+def test_collapse_names_stage_layer_and_sizes():
+  stages = [dict(width=8, kernel=5, stride=2, padding=0)] * 4
+  with pytest.raises(ValueError, match=r'stage4_conv1: kernel 5 .* input along H: 1 '):
+    output_shape('convnet', 32, stages=stages)
+
+
+def test_convnet_rejects_unknown_stage_key():
+  with pytest.raises(ValueError, match="unknown key.*'widht'"):
+    output_shape('convnet', 32, stages=[dict(widht=8)])
+
+
+def _transplant(src, dst):
+  """Copy `src`'s parameters into `dst`'s tree, leaf by leaf in creation order."""
+  src_flat = traverse_util.flatten_dict(src)  # dicts keep the order layers were made in
+  dst_flat = traverse_util.flatten_dict(dst)
+  assert [a.shape for a in src_flat.values()] == [b.shape for b in dst_flat.values()]
+  return traverse_util.unflatten_dict(dict(zip(dst_flat, src_flat.values())))
+
+
+@pytest.mark.parametrize('name,spec,size', [('simple_cnn', convnet.SIMPLE_CNN, 32),
+                                            ('vgg11', convnet.VGG11_LIKE, 64),
+                                            ('alexnet', convnet.ALEXNET_LIKE, 96)])
+def test_classic_networks_are_convnets(name, spec, size):
+  x = jax.random.normal(jax.random.key(1), (2, size, size, 3))
+  ref = models.create_model(name, num_classes=10)
+  net = models.create_model('convnet', num_classes=10, **spec)
+  ref_vars = ref.init(jax.random.key(0), x)
+  net_vars = _transplant(ref_vars, net.init(jax.random.key(2), x))
+  np.testing.assert_allclose(net.apply(net_vars, x), ref.apply(ref_vars, x),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_googlenet_aux_classifiers_only_in_training():
+  model = models.create_model('googlenet', num_classes=5)
+  x = jnp.ones((1, 224, 224, 3))
+  variables = model.init(jax.random.key(0), x, train=False)
+  assert {'aux4a', 'aux4d'} <= set(variables['params'])
+  _, state = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(1)},
+                         mutable=['intermediates'])
+  aux = state['intermediates']['aux_logits']
+  assert len(aux) == 2 and all(a.shape == (1, 5) for a in aux)
+  _, state = model.apply(variables, x, train=False, mutable=['intermediates'])
+  assert 'aux_logits' not in state.get('intermediates', {})
+
+
+def test_bfloat16_compute_keeps_float32_params():
+  model = models.create_model('resnet20', dtype=jnp.bfloat16)
+  x = jnp.ones((2, 32, 32, 3))
+  variables = model.init(jax.random.key(0), x)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
+  logits, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  assert logits.dtype == jnp.bfloat16 and logits.shape == (2, 10)
+
+
+def test_option_b_cifar_resnet_projects():
+  assert params_of('resnet20', shortcut='B') > params_of('resnet20')
