@@ -140,7 +140,7 @@ def _pool(x, init, op, kernel, stride, pads, extra):
   """reduce_window over H and W, with `extra` right-padding for ceil_mode."""
   padding = ((0, 0), (pads[0][0], pads[0][1] + extra[0]),
              (pads[1][0], pads[1][1] + extra[1]), (0, 0))
-  init = jnp.array(init, x.dtype)
+  init = np.array(init, x.dtype)  # a concrete identity, so autodiff knows the monoid
   return jax.lax.reduce_window(x, init, op, (1, *kernel, 1), (1, *stride, 1), padding)
 
 

@@ -1,0 +1,35 @@
+"""LeNet-5 on MNIST (LeCun et al. 1998).
+
+Default: the 5,000 real digits of `mnist5k` (4,000 train / 1,000 test), offline, in a
+couple of minutes on a 2-core CPU: ReLU and max pooling, Adam-style training (AdamW
+with a small decoupled decay) and a cosine schedule, as a modern short recipe.
+`mnist`: the full TFDS MNIST (60k/10k). The 28x28 digits are centred in a 32x32 field,
+as in the paper (section II.B).
+  python train.py --config=configs/lenet.py --workdir=runs/lenet
+"""
+
+from configs import common
+from configs.default import get_config as base_config
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, mnist=False, activation='relu', pooling='max')
+  c = base_config()
+  c.model = {'name': 'lenet5', 'activation': a['activation'], 'pooling': a['pooling']}
+  c.dataset.name = 'mnist' if a['mnist'] else 'mnist5k'
+  c.dataset.image_size = 32
+  c.dataset.channels = 1
+  c.dataset.augment = 'none'
+  c.dataset.cache = True
+  c.batch_size = 64
+  c.num_epochs = 20 if not a['mnist'] else 10
+  c.optimizer.name = 'adamw'
+  c.optimizer.weight_decay = 1e-4
+  c.optimizer.decay_style = 'decoupled'
+  c.schedule.name = 'cosine'
+  c.schedule.learning_rate = 2e-3
+  c.schedule.warmup_steps = 50
+  c.log_every_steps = 100
+  c.eval_every_steps = 500
+  c.checkpoint_every_steps = 500
+  return c

@@ -1,0 +1,50 @@
+"""ResNet recipes (He et al. 2016).
+
+Default: the CIFAR-10 ResNet-20 of section 4.2: batch 128, SGD momentum 0.9, weight
+decay 1e-4, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k; 4-pixel pad,
+32x32 crop and flip. `depth=` 20, 32, 44, 56, 110, 1202 (ResNet-110 warms up at 0.01 for
+the first 400 iterations, section 4.2). `val` trains on 45k and validates on 5k.
+`imagenet,depth=50`: torchvision's recipe, 90 epochs, batch 256, lr 0.1 divided by 10
+every 30 epochs, weight decay 1e-4, Inception-style crops.
+  python train.py --config=configs/resnet.py:depth=56 --workdir=runs/resnet56
+"""
+
+from configs import common
+from configs.default import get_config as base_config
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, depth=0, imagenet=False, val=False)
+  c = base_config()
+  if a['imagenet']:
+    depth = a['depth'] or 50
+    c.model.name = f'resnet{depth}'
+    c.dataset.name = 'imagenet2012'
+    c.dataset.eval_split = 'validation'
+    c.dataset.image_size = 224
+    c.dataset.augment = 'imagenet'
+    c.batch_size = 256
+    c.num_epochs = 90
+    c.schedule.name = 'step'
+    c.schedule.learning_rate = 0.1
+    c.schedule.step_epochs = 30
+    c.log_every_steps = 500
+    c.eval_every_steps = 5000
+    c.checkpoint_every_steps = 5000
+    return c
+  depth = a['depth'] or 20
+  c.model.name = f'resnet{depth}'
+  c.dataset.name = 'cifar10'
+  c.dataset.augment = 'cifar'
+  c.dataset.cache = True
+  if a['val']:
+    c.dataset.train_split, c.dataset.eval_split = 'train[:45000]', 'train[45000:]'
+  c.num_train_steps = 64000
+  c.schedule.name = 'piecewise'
+  c.schedule.boundaries = (32000, 48000)
+  c.schedule.rates = (0.1, 0.01, 0.001)
+  if depth == 110:  # "we use 0.01 to warm up the training until the training error is
+    # below 80% (about 400 iterations), and then go back to 0.1"
+    c.schedule.boundaries = (400, 32000, 48000)
+    c.schedule.rates = (0.01, 0.1, 0.01, 0.001)
+  return c

