@@ -57,10 +57,18 @@ def format_rows(rows: list[dict], fmt: str) -> str:
 
 def main(argv):
   del argv
+  channels = FLAGS.channels
   if FLAGS.config is not None:
-    model = models.create_model_from_config(FLAGS.config.model,
-                                            FLAGS.num_classes or FLAGS.config.num_classes)
+    num_classes = FLAGS.num_classes or FLAGS.config.num_classes
+    if not num_classes:  # the dataset's own count (reads its metadata)
+      import input_pipeline  # pylint: disable=import-outside-toplevel
+      try:
+        num_classes = input_pipeline.dataset_info(FLAGS.config).num_classes
+      except ValueError as e:
+        sys.exit(f'summary.py: {e} (or pass --num_classes)')
+    model = models.create_model_from_config(FLAGS.config.model, num_classes)
     image_size = FLAGS.image_size or FLAGS.config.dataset.image_size
+    channels = FLAGS.config.dataset.channels
   elif FLAGS.model:
     kwargs = {'num_classes': FLAGS.num_classes} if FLAGS.num_classes else {}
     model = models.create_model(FLAGS.model, **kwargs)
@@ -68,7 +76,7 @@ def main(argv):
   else:
     sys.exit('summary.py: give --model=NAME or --config=configs/FILE.py')
   try:
-    rows = layer_stats.layer_table(model, image_size, FLAGS.channels)
+    rows = layer_stats.layer_table(model, image_size, channels)
   except ValueError as e:
     sys.exit(f'summary.py: {e}')
   sys.stdout.write(format_rows(rows, FLAGS.format))

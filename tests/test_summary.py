@@ -31,3 +31,10 @@ def test_collapse_is_one_line_error():
   result = run_summary('--model=alexnet', '--image_size=32')
   assert result.returncode != 0
   assert 'pool5' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_model_of_a_config_file():
+  result = run_summary('--config=configs/lenet.py', '--format=csv')
+  assert result.returncode == 0, result.stderr[-2000:]
+  total = list(csv.DictReader(io.StringIO(result.stdout)))[-1]
+  assert total['params'] == '61706'  # one input channel, 10 classes from mnist5k
