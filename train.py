@@ -30,6 +30,7 @@ import optax
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+import checkpoints
 import input_pipeline
 import models
 import optim
@@ -61,9 +62,22 @@ class TrainState:
 
 
 def maybe_initialize_distributed(config):
-  """jax.distributed for multi-host runs: forced by config, or a SLURM/TPU cluster."""
-  slurm_tasks = int(os.environ.get('SLURM_NTASKS', '1'))
-  if config.distributed or slurm_tasks > 1 or os.environ.get('TPU_WORKER_HOSTNAMES'):
+  """jax.distributed for multi-process runs, before anything touches a device.
+
+  Explicit: JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID, for any set of machines (or several processes on one). Detected: a
+  SLURM job step with several tasks, a TPU pod; or forced by config.distributed.
+  """
+  env = os.environ
+  if 'JAX_NUM_PROCESSES' in env:
+    missing = [k for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_PROCESS_ID') if k not in env]
+    if missing:
+      raise SetupError(f'JAX_NUM_PROCESSES is set but {" and ".join(missing)} not; set '
+                       'all three, or none to let SLURM/TPU detection work')
+    jax.distributed.initialize(env['JAX_COORDINATOR_ADDRESS'], int(env['JAX_NUM_PROCESSES']),
+                               int(env['JAX_PROCESS_ID']))
+  elif (config.distributed or int(env.get('SLURM_NTASKS', '1')) > 1
+        or env.get('TPU_WORKER_HOSTNAMES')):
     jax.distributed.initialize()
 
 
@@ -269,13 +283,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f.write(config.to_json_best_effort(indent=2))
 
   # --- checkpoints: the last `keep_checkpoints`, and the best by eval top-1 apart
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints,
-                                         enable_async_checkpointing=True)
-  ckpt = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')),
-                               options=options)
-  best_ckpt = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, 'best_checkpoint')),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=True))
+  ckpt = checkpoints.manager(workdir, checkpoints.LATEST, config.keep_checkpoints)
+  best_ckpt = checkpoints.manager(workdir, checkpoints.BEST, keep=1)
   start = ckpt.latest_step()
   if start is not None and start >= total_steps:
     final = final_metrics(read_metrics(workdir), eval_split)
@@ -304,7 +313,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                       in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
   dtype = PRECISIONS[config.precision]
   log = MetricsLog(workdir)
-  eval_ds = input_pipeline.eval_dataset(config)  # built once, iterated at each eval
+  eval_ds = input_pipeline.eval_dataset(config, info)  # built once, iterated at each eval
 
   def evaluate(state, step):
     sums = None
@@ -380,12 +389,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def main(argv):
+  if not FLAGS['verbosity'].present:  # orbax logs every save at INFO: keep the console
+    logging.set_verbosity(logging.WARNING)  # to our progress lines
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.config is None or FLAGS.workdir is None:
     raise app.UsageError('give --config=configs/FILE.py[:arg] and --workdir=DIR')
-  maybe_initialize_distributed(FLAGS.config)
   try:
+    maybe_initialize_distributed(FLAGS.config)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except SetupError as e:
     print(f'train.py: error: {e}', file=sys.stderr)

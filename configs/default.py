@@ -28,7 +28,8 @@ def get_config(arg=None):
   c.dataset.scale_max = 512
   c.dataset.eval_resize = 256       # vgg preset: test scale Q
   c.dataset.shuffle_buffer = 16384
-  c.dataset.cache = False           # cache decoded examples in memory (small datasets)
+  c.dataset.cache = False           # hold the decoded split in memory (small, fixed-size
+                                    # datasets): exact epochs, process-count-free order
   c.dataset.synthetic_size = 1024   # examples of the synthetic source
 
   c.batch_size = 128                # global, over all devices and hosts

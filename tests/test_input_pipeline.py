@@ -56,13 +56,40 @@ def test_resumed_stream_equals_uninterrupted():
     np.testing.assert_array_equal(a['label'], b['label'])
 
 
+def test_resumed_stream_equals_uninterrupted_when_streamed_from_files():
+  config = make_config(name='cifar10', augment='cifar')
+  with tfds.testing.mock_data(num_examples=20):
+    full = first_batches(input_pipeline.train_dataset(config), 7)
+    resumed = first_batches(input_pipeline.train_dataset(config, start_step=5), 2)
+  for a, b in zip(full[5:], resumed):
+    np.testing.assert_array_equal(a['image'], b['image'])
+
+
+def test_in_memory_global_batches_do_not_depend_on_process_count():
+  config = make_config(name='mnist5k', augment='cifar', channels=1)
+  single = first_batches(input_pipeline.train_dataset(config, 0, 0, 1), 4)
+  halves = [first_batches(input_pipeline.train_dataset(config, 0, p, 2), 4) for p in (0, 1)]
+  for whole, first, second in zip(single, *halves):
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(whole[key], np.concatenate([first[key], second[key]]))
+
+
+def test_in_memory_epoch_is_a_permutation():
+  config = make_config(name='synthetic', augment='none', synthetic_size=24, image_size=8)
+  config.num_classes = 1000
+  images, labels = input_pipeline._arrays(config, 'train')
+  epoch = first_batches(input_pipeline.train_dataset(config), 3)  # 24 = 3 batches of 8
+  seen = np.concatenate([b['label'] for b in epoch])
+  assert sorted(seen) == sorted(labels) and not np.array_equal(seen, labels)
+
+
 @pytest.mark.parametrize('batch_size,processes', [(48, 1), (48, 2), (7, 1), (6, 3)])
 def test_every_eval_example_counted_once(batch_size, processes):
   config = make_config(name='mnist5k', augment='none', channels=1)
   config.batch_size = batch_size
   seen, batches_per_process = [], set()
   for p in range(processes):
-    batches = list(input_pipeline.eval_dataset(config, p, processes).as_numpy_iterator())
+    batches = list(input_pipeline.eval_dataset(config, None, p, processes).as_numpy_iterator())
     batches_per_process.add(len(batches))
     for b in batches:
       assert b['image'].shape[0] == batch_size // processes

@@ -12,6 +12,7 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
+import checkpoints
 import optim
 import train
 from configs import common, default, resnet
@@ -36,9 +37,7 @@ def tiny_config(steps=6, **dataset):
 
 
 def final_params(workdir):
-  mngr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')))
-  restored = mngr.restore(mngr.latest_step())
-  return restored['params']
+  return checkpoints.read_state(str(workdir))['params']
 
 
 def test_mock_cifar10_end_to_end_and_resume(tmp_path):

@@ -1,0 +1,49 @@
+"""VGG (Simonyan & Zisserman 2015), configurations A-E of Table 1.
+
+ImageNet (default), section 3.1: batch 256, SGD momentum 0.9, weight decay 5e-4,
+dropout 0.5 on the first two FC layers, learning rate 1e-2 divided by 10 when the
+validation accuracy stops improving (three times in all, 74 epochs); single-scale
+training at S = 256 and testing at Q = 256 (Table 3), or `jitter` for S in [256, 512]
+and Q = 384. `cifar`: CIFAR-10 with a one-layer head (see models/vgg.py), SGD at 0.1
+with `bn` (0.01 without) on a cosine schedule for 200 epochs.
+  python train.py --config=configs/vgg.py:config=D --workdir=runs/vgg16
+  python train.py --config=configs/vgg.py:config=A,cifar,bn --workdir=runs/vgg11_bn_cifar
+"""
+
+from configs import common
+from configs.default import get_config as base_config
+
+
+def get_config(arg=None):
+  a = common.parse_arg(arg, config='D', bn=False, cifar=False, jitter=False)
+  c = base_config()
+  name = 'vgg_' + a['config'].lower().replace('-', '_')
+  c.optimizer.weight_decay = 5e-4
+  if a['cifar']:
+    c.model = {'name': name + ('_bn' if a['bn'] else ''), 'head': 'linear'}
+    c.dataset.name = 'cifar10'
+    c.dataset.augment = 'cifar'
+    c.dataset.cache = True
+    c.num_epochs = 200
+    c.schedule.name = 'cosine'
+    c.schedule.learning_rate = 0.1 if a['bn'] else 0.01
+    c.eval_every_steps = 1950  # every 5 epochs at batch 128
+    c.checkpoint_every_steps = 1950
+    return c
+  c.model = {'name': name + ('_bn' if a['bn'] else '')}
+  c.dataset.name = 'imagenet2012'
+  c.dataset.eval_split = 'validation'
+  c.dataset.image_size = 224
+  c.dataset.augment = 'vgg'
+  c.dataset.scale_min, c.dataset.scale_max = (256, 512) if a['jitter'] else (256, 256)
+  c.dataset.eval_resize = 384 if a['jitter'] else 256
+  c.batch_size = 256
+  c.num_epochs = 74
+  c.schedule.name = 'plateau'
+  c.schedule.learning_rate = 0.01
+  c.schedule.factor = 0.1
+  c.schedule.patience = 1
+  c.log_every_steps = 200
+  c.eval_every_steps = 5004  # once an epoch (1,281,167 / 256)
+  c.checkpoint_every_steps = 5004
+  return c

@@ -1,0 +1,52 @@
+"""Every shipped config file builds its model at its image size, with its optimizer and
+schedule, and the `:arg` settings reach the fields they name."""
+
+import importlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import models
+import optim
+
+CONFIGS = [
+    ('resnet', None), ('resnet', 'depth=110'), ('resnet', 'imagenet,depth=50'),
+    ('lenet', None), ('lenet', 'mnist,activation=tanh,pooling=avg'),
+    ('vgg', None), ('vgg', 'config=A-LRN'), ('vgg', 'config=E,bn,jitter'),
+    ('vgg', 'config=A,cifar,bn'), ('alexnet', None), ('alexnet', 'v1'), ('alexnet', 'zfnet'),
+    ('googlenet', None), ('googlenet', 'bn'), ('simple_cnn', None),
+    ('simple_cnn', 'mnist5k'), ('convnet', None),
+    ('convnet', 'kernel=7,stride=2,pool=conv,padding=reflect,depth=1'),
+    ('convnet', 'pool=avg,stages=4,dataset=mnist5k')]
+NUM_CLASSES = {'cifar10': 10, 'mnist5k': 10, 'mnist': 10, 'imagenet2012': 1000}
+
+
+def load(name, arg):
+  return importlib.import_module(f'configs.{name}').get_config(arg)
+
+
+@pytest.mark.parametrize('name,arg', CONFIGS)
+def test_config_builds_its_model_and_schedule(name, arg):
+  c = load(name, arg)
+  num_classes = NUM_CLASSES[c.dataset.name]
+  model = models.create_model_from_config(c.model, num_classes)
+  size, channels = c.dataset.image_size, c.dataset.channels
+  out = jax.eval_shape(lambda: model.init_with_output(
+      jax.random.key(0), jnp.zeros((2, size, size, channels)))[0])
+  assert out.shape == (2, num_classes)
+  optim.create_optimizer(c)
+  schedule = optim.create_schedule(c, steps_per_epoch=100, total_steps=1000)
+  assert float(schedule(0)) > 0
+
+
+def test_arguments_reach_the_config():
+  c = load('convnet', 'kernel=5,pool=conv,padding=reflect,stages=2')
+  assert [s['kernel'] for s in c.model.stages] == [5, 5]
+  assert c.model.stages[0]['downsample']['type'] == 'conv'
+  assert c.model.stages[1]['padding_mode'] == 'reflect'
+  assert load('vgg', 'config=B,bn').model.name == 'vgg_b_bn'
+  assert load('alexnet', 'v1').dataset.image_size == 227
+  assert load('resnet', 'depth=110').schedule.rates[0] == 0.01
+  with pytest.raises(ValueError, match='not one of'):
+    load('convnet', 'kernal=3')
