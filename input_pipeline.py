@@ -154,12 +154,18 @@ def dataset_info(config) -> DatasetInfo:
                      tuple(info.features['image'].shape), num_train, num_eval)
 
 
+EVAL_SPLIT_NAMES = ('test', 'validation', 'val')
+
+
 def _eval_split_name(config, splits) -> str:
+  """The eval split; 'test', 'validation' and 'val' stand in for each other, since
+  datasets name their held-out split differently (imagenet2012: validation; folders:
+  test or val)."""
   split = config.dataset.eval_split
-  if split == 'test' and 'test' not in splits and 'validation' in splits:
-    return 'validation'  # imagenet2012, imagenette: the validation set is the test set
-  if split == 'test' and 'test' not in splits and 'val' in splits:
-    return 'val'  # folder datasets
+  if split in EVAL_SPLIT_NAMES and split not in splits:
+    for name in EVAL_SPLIT_NAMES:
+      if name in splits:
+        return name
   return split
 
 

@@ -36,9 +36,6 @@ import models
 import optim
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'training config file (file.py[:arg])',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'directory for checkpoints and metrics')
 
 PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -199,6 +196,19 @@ def make_eval_step(model, num_classes):
   return eval_step
 
 
+def jit_steps(config, model, tx, schedule, num_classes, mesh, state_sharding):
+  """The train and eval steps, jitted with explicit shardings; the train step donates
+  the state and the metrics accumulator, so their buffers are updated in place."""
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = input_pipeline.batch_sharding(mesh)
+  train_step = jax.jit(make_train_step(config, model, tx, schedule, num_classes),
+                       in_shardings=(state_sharding, batch_sharding, replicated),
+                       out_shardings=(state_sharding, replicated), donate_argnums=(0, 2))
+  eval_step = jax.jit(make_eval_step(model, num_classes),
+                      in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
+  return train_step, eval_step
+
+
 def zero_accumulator():
   return {'loss': jnp.zeros([], jnp.float32), 'top1': jnp.zeros([], jnp.float32),
           'steps': jnp.zeros([], jnp.int32), 'learning_rate': jnp.zeros([], jnp.float32)}
@@ -305,12 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   # --- steps, compiled once
   replicated = NamedSharding(mesh, P())
-  batch_sharding = input_pipeline.batch_sharding(mesh)
-  train_step = jax.jit(make_train_step(config, model, tx, schedule, info.num_classes),
-                       in_shardings=(state_sharding, batch_sharding, replicated),
-                       out_shardings=(state_sharding, replicated), donate_argnums=(0, 2))
-  eval_step = jax.jit(make_eval_step(model, info.num_classes),
-                      in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
+  train_step, eval_step = jit_steps(config, model, tx, schedule, info.num_classes, mesh,
+                                    state_sharding)
   dtype = PRECISIONS[config.precision]
   log = MetricsLog(workdir)
   eval_ds = input_pipeline.eval_dataset(config, info)  # built once, iterated at each eval
@@ -403,5 +409,14 @@ def main(argv):
     sys.exit(2)
 
 
+def define_flags():
+  """The CLI's flags; defined only when train.py is the program, so that other entry
+  points (benchmark.py, sweep.py) can import it and define their own --config."""
+  config_flags.DEFINE_config_file('config', None, 'training config file (file.py[:arg])',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'directory for checkpoints and metrics')
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

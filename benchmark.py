@@ -1,0 +1,216 @@
+"""Throughput of the train step, the whole training loop, or the input pipeline alone.
+
+  python benchmark.py --model=resnet20,resnet56 --batch_size=128
+  python benchmark.py --model=resnet50 --batch_size=256 --precision=bfloat16 --image_size=224
+  python benchmark.py --config=configs/lenet.py --end_to_end     # with the real pipeline
+  python benchmark.py --config=configs/resnet.py --input_only    # the pipeline alone
+
+The default mode times the compiled train step (the one train.py runs: same model,
+optimizer, shardings, donation) over all local devices on one synthetic batch that stays
+on the devices, so it measures computation only. `--end_to_end` feeds the step from the
+config's real input pipeline with the device prefetch train.py uses; the gap between the
+two is the pipeline's cost. `--input_only` times the host pipeline (read, decode,
+augment, batch) without a model. Each mode prints a table and writes JSON (--json).
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+
+import input_pipeline
+import optim
+import train
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', 'configs/default.py', 'config file (file.py[:arg])',
+                                lock_config=True)
+flags.DEFINE_list('model', [], 'model names to time (default: the config\'s model)')
+flags.DEFINE_integer('batch_size', 0, 'global batch (default: the config\'s)')
+flags.DEFINE_enum('precision', None, list(train.PRECISIONS), 'computation dtype '
+                  '(default: the config\'s)')
+flags.DEFINE_integer('image_size', 0, 'input height and width (default: the config\'s)')
+flags.DEFINE_integer('num_classes', 0, 'classes for synthetic data (default: the '
+                     'dataset\'s, or 1000)')
+flags.DEFINE_integer('steps', 20, 'timed steps (batches with --input_only)')
+flags.DEFINE_integer('warmup', 3, 'untimed steps after compilation')
+flags.DEFINE_bool('end_to_end', False, 'feed the step from the real input pipeline')
+flags.DEFINE_bool('input_only', False, 'time the input pipeline alone, without a model')
+flags.DEFINE_string('json', 'benchmark.json', 'where to write the results as JSON')
+
+
+def synthetic_info(config) -> input_pipeline.DatasetInfo:
+  size = config.dataset.image_size
+  return input_pipeline.DatasetInfo('synthetic', config.num_classes or 1000,
+                                    (size, size, config.dataset.channels), 0, 0)
+
+
+def peak_memory(compiled) -> tuple[int | None, str]:
+  """Peak device memory: measured where the device reports it (GPU, TPU), else the
+  compiled step's own footprint (arguments + outputs + temporaries), as XLA plans it."""
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return stats['peak_bytes_in_use'], 'measured'
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return None, 'unknown'
+  planned = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+             + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+  return int(planned), 'planned'
+
+
+def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
+  """Compile time, step time and images/s of train.py's step for `config`."""
+  train.validate(config)
+  if end_to_end:
+    info = input_pipeline.dataset_info(config)
+    input_pipeline.check_config(config, info)
+  else:
+    info = synthetic_info(config)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  model, tx, init, _, state_sharding = train.build(config, info, mesh)
+  steps_per_epoch, total_steps = train.num_steps(config, info) if end_to_end else (1, 1)
+  schedule = optim.create_schedule(config, steps_per_epoch, max(total_steps, 1))
+  train_step, _ = train.jit_steps(config, model, tx, schedule, info.num_classes, mesh,
+                                  state_sharding)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+  acc = jax.device_put(train.zero_accumulator(), replicated)
+  dtype = train.PRECISIONS[config.precision]
+
+  if end_to_end:
+    batches = input_pipeline.device_iterator(input_pipeline.train_dataset(config), mesh,
+                                             dtype)
+  else:
+    local = config.batch_size // jax.process_count()
+    size, channels = config.dataset.image_size, config.dataset.channels
+    rng = np.random.RandomState(0)
+    batch = input_pipeline.to_global(
+        {'image': rng.standard_normal((local, size, size, channels)).astype(np.float32),
+         'label': rng.randint(0, info.num_classes, local).astype(np.int32)}, mesh, dtype)
+    batches = iter(lambda: batch, None)  # the same device batch, forever
+
+  first = next(batches)
+  t = time.perf_counter()
+  compiled = train_step.lower(state, first, acc).compile()
+  compile_s = time.perf_counter() - t
+  state, acc = compiled(state, first, acc)
+  for _ in range(warmup):
+    state, acc = compiled(state, next(batches), acc)
+  jax.block_until_ready((state, acc))
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, acc = compiled(state, next(batches), acc)
+  jax.block_until_ready((state, acc))
+  elapsed = time.perf_counter() - t
+  memory, memory_kind = peak_memory(compiled)
+  loss = float(acc['loss'] / acc['steps'])
+  if not np.isfinite(loss):
+    raise FloatingPointError(f'{config.model.name}: the loss is {loss} during the benchmark')
+  return {'mode': 'end_to_end' if end_to_end else 'train_step',
+          'model': config.model.name, 'dataset': info.name, 'batch_size': config.batch_size,
+          'image_size': config.dataset.image_size, 'precision': config.precision,
+          'devices': jax.device_count(), 'device_kind': jax.devices()[0].device_kind,
+          'compile_s': compile_s, 'step_ms': 1000 * elapsed / steps,
+          'images_per_sec': steps * config.batch_size / elapsed,
+          'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind, 'steps': steps}
+
+
+def time_input_pipeline(config, steps: int, warmup: int) -> dict:
+  """Host-side images/s of this process's training pipeline (no devices involved)."""
+  info = input_pipeline.dataset_info(config)
+  input_pipeline.check_config(config, info)
+  iterator = input_pipeline.train_dataset(config).as_numpy_iterator()
+  for _ in range(warmup + 1):  # the first batch includes building and filling buffers
+    next(iterator)
+  t = time.perf_counter()
+  images = sum(len(next(iterator)['label']) for _ in range(steps))
+  elapsed = time.perf_counter() - t
+  return {'mode': 'input_only', 'dataset': info.name, 'augment': config.dataset.augment,
+          'image_size': config.dataset.image_size, 'batch_size': config.batch_size,
+          'host_cpus': _cpu_count(), 'batch_ms': 1000 * elapsed / steps,
+          'images_per_sec': images / elapsed, 'steps': steps}
+
+
+def _cpu_count() -> int:
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+
+
+def format_table(rows: list[dict]) -> str:
+  def show(key, value):
+    if value is None:
+      return '-'
+    if key == 'peak_memory_bytes':
+      return f'{value / 2**30:.2f} GiB'
+    if isinstance(value, float):
+      return f'{value:,.1f}' if value >= 10 else f'{value:.3g}'
+    return str(value)
+
+  keys = [k for k in rows[0] if k not in ('peak_memory_kind', 'steps')]
+  cells = [[show(k, r.get(k)) for k in keys] for r in rows]
+  widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+  line = lambda values: '  '.join(v.rjust(w) for v, w in zip(values, widths))
+  out = [line(keys), line(['-' * w for w in widths])] + [line(c) for c in cells]
+  kinds = {r.get('peak_memory_kind') for r in rows} - {None}
+  if kinds == {'planned'}:
+    out.append('(peak memory: the compiled step\'s planned footprint; this device '
+               'reports no measured peak)')
+  return '\n'.join(out)
+
+
+def configs_to_run(base) -> list:
+  """One config per --model (or the config's model), with the flag overrides applied."""
+  configs = []
+  for name in FLAGS.model or [base.model.name]:
+    c = base.copy_and_resolve_references()
+    if FLAGS.model:
+      c.model = {'name': name}
+    if FLAGS.batch_size:
+      c.batch_size = FLAGS.batch_size
+    if FLAGS.precision:
+      c.precision = FLAGS.precision
+    if FLAGS.image_size:
+      c.dataset.image_size = FLAGS.image_size
+    if FLAGS.num_classes:
+      c.num_classes = FLAGS.num_classes
+    if not (FLAGS.input_only or FLAGS.end_to_end):
+      c.dataset.name = 'synthetic'  # the other modes read the config's dataset
+    configs.append(c)
+  return configs
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.input_only and FLAGS.end_to_end:
+    raise app.UsageError('--input_only and --end_to_end exclude each other')
+  if FLAGS.steps < 1 or FLAGS.warmup < 0:
+    raise app.UsageError('--steps must be >= 1 and --warmup >= 0')
+  rows = []
+  try:
+    for config in configs_to_run(FLAGS.config):
+      if FLAGS.input_only:
+        rows.append(time_input_pipeline(config, FLAGS.steps, FLAGS.warmup))
+        break  # the pipeline does not depend on the model
+      rows.append(time_train_step(config, FLAGS.steps, FLAGS.warmup, FLAGS.end_to_end))
+      print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s", flush=True)
+  except ValueError as e:  # a bad model, size or dataset: one line, as train.py does
+    print(f'benchmark.py: error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print()
+  print(format_table(rows))
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
+      json.dump(rows, f, indent=2)
+    print(f'wrote {FLAGS.json}')
+
+
+if __name__ == '__main__':
+  jnp.zeros(())  # initialise the backend before TensorFlow loads
+  app.run(main)
