@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
+import cli
 import input_pipeline
 import optim
 import train
@@ -79,9 +80,7 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
   schedule = optim.create_schedule(config, steps_per_epoch, max(total_steps, 1))
   train_step, _ = train.jit_steps(config, model, tx, schedule, info.num_classes, mesh,
                                   state_sharding)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
-  acc = jax.device_put(train.zero_accumulator(), replicated)
   dtype = train.PRECISIONS[config.precision]
 
   if end_to_end:
@@ -98,19 +97,19 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
 
   first = next(batches)
   t = time.perf_counter()
-  compiled = train_step.lower(state, first, acc).compile()
+  compiled = train_step.lower(state, first).compile()
   compile_s = time.perf_counter() - t
-  state, acc = compiled(state, first, acc)
+  state = compiled(state, first)
   for _ in range(warmup):
-    state, acc = compiled(state, next(batches), acc)
-  jax.block_until_ready((state, acc))
+    state = compiled(state, next(batches))
+  jax.block_until_ready(state)
   t = time.perf_counter()
   for _ in range(steps):
-    state, acc = compiled(state, next(batches), acc)
-  jax.block_until_ready((state, acc))
+    state = compiled(state, next(batches))
+  jax.block_until_ready(state)
   elapsed = time.perf_counter() - t
   memory, memory_kind = peak_memory(compiled)
-  loss = float(acc['loss'] / acc['steps'])
+  loss = float(state.metrics['loss'] / state.metrics['steps'])
   if not np.isfinite(loss):
     raise FloatingPointError(f'{config.model.name}: the loss is {loss} during the benchmark')
   return {'mode': 'end_to_end' if end_to_end else 'train_step',
@@ -213,4 +212,4 @@ def main(argv):
 
 if __name__ == '__main__':
   jnp.zeros(())  # initialise the backend before TensorFlow loads
-  app.run(main)
+  cli.run(main, 'benchmark.py')

@@ -5,6 +5,7 @@
 """
 
 import os
+import time
 
 import jax
 import numpy as np
@@ -40,3 +41,53 @@ def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dic
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
                         metadata)
   return jax.tree.map(np.asarray, checkpointer.restore(path, target))
+
+
+def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int):
+  """(state, step, manager) from the newest readable checkpoint; (None, None, mngr) if
+  there is none.
+
+  A checkpoint that fails to restore (truncated, damaged) is reported and moved to
+  workdir/corrupt_checkpoints/, and the one before it is tried: never a crash loop, and
+  never a silent restart from scratch: if checkpoints exist but none can be read, the
+  run stops and moves nothing.
+  """
+  steps = sorted(mngr.all_steps(), reverse=True)
+  failures = []
+  for step in steps:
+    try:
+      state = mngr.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append((step, f'{type(e).__name__}: {str(e).splitlines()[0][:200]}'))
+      continue
+    if failures:
+      mngr.wait_until_finished()
+      mngr.close()
+      aside = os.path.join(workdir, 'corrupt_checkpoints')
+      for bad, why in failures:
+        if jax.process_index() == 0:
+          os.makedirs(aside, exist_ok=True)
+          os.replace(os.path.join(mngr.directory, str(bad)),
+                     os.path.join(aside, f'{bad}-{int(time.time())}'))
+        print(f'WARNING: checkpoint {bad} in {mngr.directory} is unreadable ({why}); '
+              f'moved it to {aside}/ and resumed from step {step}', flush=True)
+      multihost_sync('corrupt_checkpoints_moved')
+      mngr = manager(workdir, LATEST, keep)
+    return state, step, mngr
+  if failures:
+    raise CorruptCheckpointError(
+        f'no checkpoint in {mngr.directory} can be read ('
+        + '; '.join(f'step {s}: {why}' for s, why in failures)
+        + '); nothing was changed. Restore them from a backup, or move the directory '
+        'away to start over')
+  return None, None, mngr
+
+
+class CorruptCheckpointError(ValueError):
+  """Checkpoints exist but none can be read."""
+
+
+def multihost_sync(name: str):
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)

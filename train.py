@@ -15,7 +15,9 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -28,12 +30,15 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import checkpoints
+import cli
 import input_pipeline
 import models
 import optim
+import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 
@@ -53,6 +58,10 @@ class TrainState:
   lr_scale: jax.Array      # reduce-on-plateau multiplier (1.0 otherwise)
   best_top1: jax.Array     # best eval top-1 so far (plateau and best checkpoint)
   bad_evals: jax.Array     # evaluations without improvement (plateau)
+  nonfinite: jax.Array     # steps whose loss or gradient was NaN/Inf (not applied)
+  first_nonfinite: jax.Array  # the first such step, -1 if none
+  metrics: Any             # sums since the last log line (checkpointed with the state,
+                           # so a resumed run logs what an uninterrupted one would)
 
 
 # ------------------------------------------------------------------ set-up, validation
@@ -101,6 +110,9 @@ def validate(config):
   for field, value in positive.items():
     if value <= 0:
       raise ValueError(f'config.{field} must be positive; got {value}')
+  if config.on_nonfinite not in ('stop', 'skip'):
+    raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip'; got "
+                     f'{config.on_nonfinite!r}')
   if config.precision not in PRECISIONS:
     raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
                      f'got {config.precision!r}')
@@ -127,7 +139,8 @@ def build(config, info, mesh):
                       batch_stats=variables.get('batch_stats', {}),
                       opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
                       best_top1=jnp.array(-1.0, jnp.float32),
-                      bad_evals=jnp.array(0, jnp.int32))
+                      bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
+                      first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics())
 
   # Tracing only: shape errors (a collapsing stack, a fixed head) surface here, before
   # anything is compiled.
@@ -144,10 +157,16 @@ def cross_entropy(logits, labels, num_classes, smoothing):
 
 
 def make_train_step(config, model, tx, schedule, num_classes):
-  """One SGD step on a global batch; metrics summed into an on-device accumulator."""
+  """One SGD step on a global batch; metrics summed into the state's accumulator.
+
+  A step whose loss or gradients are not finite changes nothing but the step counter
+  and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
+  (on_nonfinite='skip') when it next looks, and the parameters stay those of the last
+  good step either way.
+  """
   base_key = jax.random.key(config.seed)
 
-  def train_step(state, batch, acc):
+  def train_step(state, batch):
     rng = jax.random.fold_in(base_key, state.step)  # dropout depends on seed and step
 
     def loss_fn(params):
@@ -170,11 +189,21 @@ def make_train_step(config, model, tx, schedule, num_classes):
     opt_state.hyperparams['learning_rate'] = lr
     updates, opt_state = tx.update(grads, opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jax.tree.reduce(
+        jnp.logical_and, jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads), True)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     top1 = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    acc = {'loss': acc['loss'] + loss, 'top1': acc['top1'] + top1,
-           'steps': acc['steps'] + 1, 'learning_rate': lr}
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), acc
+    m = state.metrics
+    metrics = {'loss': m['loss'] + jnp.where(finite, loss, 0.0),
+               'top1': m['top1'] + jnp.where(finite, top1, 0.0),
+               'steps': m['steps'] + finite.astype(jnp.int32), 'learning_rate': lr}
+    first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1,
+                      state.first_nonfinite)
+    return state.replace(step=state.step + 1, params=keep(params, state.params),
+                         batch_stats=keep(batch_stats, state.batch_stats),
+                         opt_state=keep(opt_state, state.opt_state), metrics=metrics,
+                         nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
+                         first_nonfinite=first.astype(jnp.int32))
 
   return train_step
 
@@ -198,18 +227,18 @@ def make_eval_step(model, num_classes):
 
 def jit_steps(config, model, tx, schedule, num_classes, mesh, state_sharding):
   """The train and eval steps, jitted with explicit shardings; the train step donates
-  the state and the metrics accumulator, so their buffers are updated in place."""
+  the state, so its buffers are updated in place."""
   replicated = NamedSharding(mesh, P())
   batch_sharding = input_pipeline.batch_sharding(mesh)
   train_step = jax.jit(make_train_step(config, model, tx, schedule, num_classes),
-                       in_shardings=(state_sharding, batch_sharding, replicated),
-                       out_shardings=(state_sharding, replicated), donate_argnums=(0, 2))
+                       in_shardings=(state_sharding, batch_sharding),
+                       out_shardings=state_sharding, donate_argnums=0)
   eval_step = jax.jit(make_eval_step(model, num_classes),
                       in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
   return train_step, eval_step
 
 
-def zero_accumulator():
+def zero_metrics():
   return {'loss': jnp.zeros([], jnp.float32), 'top1': jnp.zeros([], jnp.float32),
           'steps': jnp.zeros([], jnp.int32), 'learning_rate': jnp.zeros([], jnp.float32)}
 
@@ -218,12 +247,21 @@ def zero_accumulator():
 
 
 class MetricsLog:
-  """metrics.jsonl (for programs) and TensorBoard through clu (for people); process 0."""
+  """metrics.jsonl (for programs) and TensorBoard through clu (for people); process 0.
 
-  def __init__(self, workdir):
+  A resumed run first drops the records past its checkpoint (the killed run's steps
+  that are about to be redone), so the file reads as one uninterrupted run.
+  """
+
+  def __init__(self, workdir, resume_step: int = 0):
     from clu import metric_writers  # pylint: disable=import-outside-toplevel
     self.primary = jax.process_index() == 0
     self.path = os.path.join(workdir, 'metrics.jsonl')
+    if self.primary and os.path.exists(self.path):
+      kept = [r for r in read_metrics(workdir) if r['step'] <= resume_step]
+      with open(self.path + '.tmp', 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in kept)
+      os.replace(self.path + '.tmp', self.path)  # atomic: never a half-written file
     # The console line is printed by the loop; clu writes the TensorBoard events.
     self.writer = (metric_writers.SummaryWriter(workdir) if self.primary
                    else metric_writers.MultiWriter([]))
@@ -246,8 +284,14 @@ def read_metrics(workdir) -> list[dict]:
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return []
+  records = []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:  # a line cut short by a kill
+        continue
+  return records
 
 
 def final_metrics(records, eval_split) -> dict:
@@ -272,10 +316,43 @@ def format_duration(seconds: float) -> str:
 # ------------------------------------------------------------------------------ train
 
 
+class TrainingStopped(RuntimeError):
+  """The run stopped on a fault (divergence, a checkpoint it cannot write), its
+  checkpoints intact: the message says what happened and what to do."""
+
+
+def _stop_signals():
+  """SIGTERM/SIGINT ask the loop to stop after the current step (a second SIGINT
+  interrupts at once). Returns a function that says which signal came, and a restorer."""
+  received = []
+  previous = {}
+
+  def handler(signum, frame):
+    del frame
+    received.append(signal.Signals(signum).name)
+    if signum == signal.SIGINT:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+
+  if threading.current_thread() is threading.main_thread():
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      previous[sig] = signal.signal(sig, handler)
+
+  def restore():
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+  return (lambda: received[0] if received else None), restore
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Train and evaluate; returns the final eval metrics (top1, top5, loss, ...)."""
-  # --- set-up and validation, all before anything compiles
+  """Train and evaluate; returns the final eval metrics (top1, top5, loss, ...).
+
+  Raises SetupError for bad input (before anything compiles or any file changes) and
+  TrainingStopped for a divergence or a checkpoint that cannot be written.
+  """
+  lock = None
   try:
+    # --- set-up and validation, all before anything compiles
     validate(config)
     info = input_pipeline.dataset_info(config)
     input_pipeline.check_config(config, info)
@@ -283,42 +360,57 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model, tx, init, abstract_state, state_sharding = build(config, info, mesh)
     steps_per_epoch, total_steps = num_steps(config, info)
     schedule = optim.create_schedule(config, steps_per_epoch, total_steps)
-  except ValueError as e:  # DatasetError too
+    workdir_lib.check_usable(workdir)
+    if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
+      lock = workdir_lib.Lock(workdir).acquire()
+  except ValueError as e:  # DatasetError, WorkdirError too
     raise SetupError(str(e)) from None
-  eval_split = config.dataset.eval_split
+  stop_signal, restore_signals = _stop_signals()
+  try:
+    return _train(config, workdir, info, mesh, model, tx, init, abstract_state,
+                  state_sharding, steps_per_epoch, total_steps, schedule, stop_signal)
+  except checkpoints.CorruptCheckpointError as e:
+    raise SetupError(str(e)) from None
+  finally:
+    restore_signals()
+    if lock:
+      lock.release()
 
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+
+def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_sharding,
+           steps_per_epoch, total_steps, schedule, stop_signal) -> dict:
+  eval_split = config.dataset.eval_split
+  primary = jax.process_index() == 0
 
   # --- checkpoints: the last `keep_checkpoints`, and the best by eval top-1 apart
   ckpt = checkpoints.manager(workdir, checkpoints.LATEST, config.keep_checkpoints)
   best_ckpt = checkpoints.manager(workdir, checkpoints.BEST, keep=1)
-  start = ckpt.latest_step()
-  if start is not None and start >= total_steps:
+  latest = ckpt.latest_step()
+  if latest is not None and latest >= total_steps:
     final = final_metrics(read_metrics(workdir), eval_split)
-    logging.info('%s is finished (step %d); final metrics: %s', workdir, start, final)
-    print(f'{workdir} is already finished at step {start}: {json.dumps(final)}')
+    print(f'{workdir} is already finished at step {latest}: {json.dumps(final)}')
     return final
 
   # --- state: initialised straight into its sharding, or restored
-  if start is None:
+  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract_state, state_sharding)
+  state, start, ckpt = checkpoints.restore_latest(workdir, ckpt, target,
+                                                  config.keep_checkpoints)
+  if state is None:
     state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
     start = 0
   else:
-    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract_state, state_sharding)
-    state = ckpt.restore(start, args=ocp.args.StandardRestore(target))
-    logging.info('Resumed from %s at step %d', workdir, start)
-    print(f'Resuming {workdir} from step {start}')
+    print(f'Resuming {workdir} from step {start}', flush=True)
+  if primary:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  log = MetricsLog(workdir, resume_step=start)
 
   # --- steps, compiled once
   replicated = NamedSharding(mesh, P())
   train_step, eval_step = jit_steps(config, model, tx, schedule, info.num_classes, mesh,
                                     state_sharding)
   dtype = PRECISIONS[config.precision]
-  log = MetricsLog(workdir)
   eval_ds = input_pipeline.eval_dataset(config, info)  # built once, iterated at each eval
 
   def evaluate(state, step):
@@ -350,45 +442,102 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                           best_top1=jax.device_put(jnp.float32(best), replicated),
                           bad_evals=jax.device_put(jnp.int32(bad), replicated))
     if improved:
-      best_ckpt.save(step, args=ocp.args.StandardSave(state), force=True)
+      save(best_ckpt, step, state, force=True)
     return state
+
+  def save(manager, step, state, force=False):
+    """An asynchronous save; a failed write (full disk) stops the run, the previous
+    checkpoint intact (orbax commits a step only once it is complete)."""
+    try:
+      manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    except Exception as e:  # pylint: disable=broad-except
+      raise TrainingStopped(
+          f'could not write the checkpoint of step {step} in {manager.directory} '
+          f'({type(e).__name__}: {e}); the previous checkpoint '
+          f'({manager.latest_step()}) is intact: free space and run the same command'
+      ) from None
+
+  def check_finite(state, step):
+    """on_nonfinite='stop': end the run at the first NaN/Inf step (host sync: only at
+    log, eval and checkpoint points)."""
+    if config.on_nonfinite == 'stop' and int(state.nonfinite) > 0:
+      last = ckpt.latest_step()
+      where = (f'the last good checkpoint is step {last} in {ckpt.directory}'
+               if last is not None else 'there is no checkpoint yet')
+      raise TrainingStopped(
+          f'the loss became NaN or Inf at step {int(state.first_nonfinite)}; stopped at '
+          f"step {step}, {where}. Lower the learning rate, or set config.on_nonfinite='skip'"
+          ' to skip such steps')
+
+  def finish_saves():
+    try:
+      ckpt.wait_until_finished()
+      best_ckpt.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise TrainingStopped(f'could not finish writing a checkpoint in {workdir} '
+                            f'({type(e).__name__}: {e}); the previous checkpoint is '
+                            'intact: free space and run the same command') from None
 
   # --- loop
   batches = input_pipeline.device_iterator(
       input_pipeline.train_dataset(config, start_step=start), mesh, dtype)
-  acc = jax.device_put(zero_accumulator(), replicated)
   print(f'Training {config.model.name} on {info.name}: {total_steps} steps '
         f'({steps_per_epoch} per epoch), global batch {config.batch_size} over '
         f'{jax.device_count()} devices', flush=True)
   t_last, step_last, t_start = time.time(), start, time.time()
   record = None
-  for step in range(start + 1, total_steps + 1):
-    state, acc = train_step(state, next(batches), acc)
-    if step % config.log_every_steps == 0 or step == total_steps:
-      m = jax.device_get(acc)  # the only host sync: every log_every_steps
-      acc = jax.device_put(zero_accumulator(), replicated)
-      now = time.time()
-      rate = (step - step_last) * config.batch_size / (now - t_last)
-      t_last, step_last = now, step
-      train_record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / m['steps']),
-                      'top1': float(m['top1'] / m['steps']),
-                      'learning_rate': float(m['learning_rate']), 'images_per_sec': rate}
-      log.write(train_record)
-      eta = (total_steps - step) * config.batch_size / rate
-      print(f"train step {step:>7}/{total_steps} | epoch {step / steps_per_epoch:6.2f} | "
-            f"loss {train_record['loss']:.4f} | top1 {100 * train_record['top1']:5.2f}% | "
-            f"lr {train_record['learning_rate']:.3g} | {rate:,.0f} img/s | "
-            f'ETA {format_duration(eta)}', flush=True)
-    if step % config.eval_every_steps == 0 or step == total_steps:
-      record = evaluate(state, step)
-      state = after_eval(state, step, record)
-      t_last = time.time()  # evaluation time is not training throughput
-    if step % config.checkpoint_every_steps == 0 or step == total_steps:
-      ckpt.save(step, args=ocp.args.StandardSave(state))
-  ckpt.wait_until_finished()
-  best_ckpt.wait_until_finished()
+  multiprocess = jax.process_count() > 1
+  try:
+    for step in range(start + 1, total_steps + 1):
+      state = train_step(state, next(batches))
+      if step % config.log_every_steps == 0 or step == total_steps:
+        m = jax.device_get(state.metrics)  # the only routine host sync
+        check_finite(state, step)
+        state = state.replace(metrics=jax.device_put(zero_metrics(), replicated))
+        now = time.time()
+        rate = (step - step_last) * config.batch_size / (now - t_last)
+        t_last, step_last = now, step
+        good_steps = max(int(m['steps']), 1)
+        train_record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / good_steps),
+                        'top1': float(m['top1'] / good_steps),
+                        'learning_rate': float(m['learning_rate']), 'images_per_sec': rate,
+                        'nonfinite_steps': int(state.nonfinite)}
+        log.write(train_record)
+        eta = (total_steps - step) * config.batch_size / rate
+        print(f"train step {step:>7}/{total_steps} | epoch {step / steps_per_epoch:6.2f} | "
+              f"loss {train_record['loss']:.4f} | top1 {100 * train_record['top1']:5.2f}% | "
+              f"lr {train_record['learning_rate']:.3g} | {rate:,.0f} img/s | "
+              f'ETA {format_duration(eta)}'
+              + (f" | {train_record['nonfinite_steps']} NaN/Inf steps skipped"
+                 if train_record['nonfinite_steps'] else ''), flush=True)
+      if step % config.eval_every_steps == 0 or step == total_steps:
+        check_finite(state, step)
+        record = evaluate(state, step)
+        state = after_eval(state, step, record)
+        t_last = time.time()  # evaluation time is not training throughput
+      signalled = stop_signal()
+      if multiprocess:  # every process must stop at the same step to save together
+        signalled = signalled or (
+            'SIGTERM' if multihost_utils.reached_preemption_sync_point(step) else None)
+      if step % config.checkpoint_every_steps == 0 or step == total_steps or signalled:
+        check_finite(state, step)
+        save(ckpt, step, state, force=bool(signalled))
+      if signalled and step < total_steps:
+        finish_saves()
+        log.flush()
+        print(f'{signalled} received: stopped after step {step} and saved a checkpoint in '
+              f'{ckpt.directory}; run the same command to resume', flush=True)
+        return {'step': step, 'preempted': True}
+  except TrainingStopped:  # let the saves in flight complete: they are good states
+    try:
+      ckpt.wait_until_finished()
+      best_ckpt.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except
+      pass  # the failed write is what is being reported
+    raise
+  finish_saves()
   log.flush()
-  final = final_metrics(read_metrics(workdir), eval_split) if jax.process_index() == 0 \
+  final = final_metrics(read_metrics(workdir), eval_split) if primary \
       else {k: record[k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')}
   print(f'Done in {format_duration(time.time() - t_start)}: {json.dumps(final)}', flush=True)
   return final
@@ -405,8 +554,19 @@ def main(argv):
     maybe_initialize_distributed(FLAGS.config)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except SetupError as e:
-    print(f'train.py: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail('train.py', str(e))
+  except TrainingStopped as e:
+    print(f'train.py: stopped: {e}', file=sys.stderr, flush=True)
+    sys.exit(1)
+  except jax.errors.JaxRuntimeError as e:
+    if jax.process_count() == 1:
+      raise
+    first = str(e).splitlines()[0][:300]
+    print(f'train.py: stopped: process {jax.process_index()} lost contact with the other '
+          f'processes ({first}); one of them has probably died, see its log. The '
+          'checkpoints are intact: run the job again to resume', file=sys.stderr, flush=True)
+    # Exit now: jax.distributed's shutdown barrier would wait on the dead process.
+    os._exit(1)  # pylint: disable=protected-access
 
 
 def define_flags():
@@ -419,4 +579,4 @@ def define_flags():
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main, 'train.py')

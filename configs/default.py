@@ -65,5 +65,7 @@ def get_config(arg=None):
   c.eval_every_steps = 2000
   c.checkpoint_every_steps = 2000
   c.keep_checkpoints = 2
+  c.on_nonfinite = 'stop'           # NaN/Inf loss: 'stop' (keep the last good checkpoint)
+                                    # or 'skip' the step (counted in metrics.jsonl)
   c.distributed = False             # force jax.distributed.initialize()
   return c

@@ -125,13 +125,15 @@ def test_classic_networks_are_convnets(name, spec, size):
 def test_googlenet_aux_classifiers_only_in_training():
   model = models.create_model('googlenet', num_classes=5)
   x = jnp.ones((1, 224, 224, 3))
-  variables = model.init(jax.random.key(0), x, train=False)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   assert {'aux4a', 'aux4d'} <= set(variables['params'])
-  _, state = model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(1)},
-                         mutable=['intermediates'])
+  _, state = jax.eval_shape(lambda v: model.apply(
+      v, x, train=True, rngs={'dropout': jax.random.key(1)}, mutable=['intermediates']),
+      variables)
   aux = state['intermediates']['aux_logits']
   assert len(aux) == 2 and all(a.shape == (1, 5) for a in aux)
-  _, state = model.apply(variables, x, train=False, mutable=['intermediates'])
+  _, state = jax.eval_shape(lambda v: model.apply(v, x, train=False,
+                                                  mutable=['intermediates']), variables)
   assert 'aux_logits' not in state.get('intermediates', {})
 
 

@@ -1,0 +1,278 @@
+"""Faults for real, through the CLI: kill -9 and resume, SIGTERM, NaN, a truncated
+checkpoint, a full disk, two runs on one workdir, bad input, a dead peer process."""
+
+import concurrent.futures
+import itertools
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import checkpoints
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 60 steps of a small convnet on mnist5k; checkpoints every 7 steps (not aligned with
+# the logs every 3), evaluations every 20.
+CONFIG = '--config=configs/convnet.py:dataset=mnist5k,width=8,stages=2,depth=1,epochs=0.48'
+ARGS = ['--config.batch_size=32', '--config.log_every_steps=3',
+        '--config.eval_every_steps=20', '--config.checkpoint_every_steps=7']
+TOTAL = 60
+
+
+LAUNCHES = itertools.count()
+
+
+def launch(workdir, *extra, config=CONFIG, env=None, preexec_fn=None):
+  log_path = f'{workdir}.{next(LAUNCHES)}.log'  # a file: a pipe can fill up and block
+  with open(log_path, 'w') as log:
+    process = subprocess.Popen([sys.executable, 'train.py', config, *ARGS, *extra,
+                                f'--workdir={workdir}'],
+                               cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
+  process.log_path = log_path
+  return process
+
+
+def output(process):
+  with open(process.log_path) as f:
+    return f.read()
+
+
+def run(workdir, *extra, **kwargs):
+  process = launch(workdir, *extra, **kwargs)
+  process.wait(timeout=600)
+  return process.returncode, output(process)
+
+
+def last_step(workdir):
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      steps = [json.loads(l)['step'] for l in f if l.endswith('\n')]
+    return max(steps, default=0)
+  except FileNotFoundError:
+    return 0
+
+
+def wait_for_step(process, workdir, step, timeout=300):
+  deadline = time.time() + timeout
+  while last_step(workdir) < step:
+    assert process.poll() is None, output(process)[-3000:]
+    assert time.time() < deadline
+    time.sleep(0.01)
+
+
+def comparable(workdir):
+  """metrics.jsonl without the fields that measure time."""
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [{k: v for k, v in json.loads(l).items()
+             if k not in ('wall_time', 'images_per_sec')} for l in f]
+
+
+def assert_same_run(a, b):
+  assert comparable(a) == comparable(b)
+  state_a, state_b = checkpoints.read_state(str(a)), checkpoints.read_state(str(b))
+  leaves_a, leaves_b = jax.tree.leaves(state_a), jax.tree.leaves(state_b)
+  assert len(leaves_a) == len(leaves_b) and int(state_a['step']) == TOTAL
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('faults') / 'uninterrupted'
+  code, out = run(workdir)
+  assert code == 0, out[-3000:]
+  return workdir
+
+
+def test_kill_9_at_random_steps_then_resume_is_bitwise_identical(reference, tmp_path):
+  workdir = tmp_path / 'killed'
+  rng = random.Random(0)
+  # Random steps, one of them just after a checkpoint step (its write in flight).
+  targets = sorted(rng.sample(range(4, 50), 2) + [14])
+  outputs = []
+  for target in targets:
+    process = launch(workdir)
+    wait_for_step(process, workdir, target)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    outputs.append(output(process))
+  code, out = run(workdir)
+  assert code == 0, out[-3000:]
+  assert all('Resuming' in o for o in outputs[1:] + [out])  # each run went on from a kill
+  assert_same_run(reference, workdir)
+
+
+def test_sigterm_saves_exits_0_and_a_truncated_checkpoint_falls_back(reference, tmp_path):
+  workdir = tmp_path / 'preempted'
+  process = launch(workdir)
+  wait_for_step(process, workdir, 22)
+  process.send_signal(signal.SIGTERM)
+  assert process.wait(timeout=120) == 0
+  out = output(process)
+  assert 'SIGTERM received: stopped after step' in out and 'run the same command' in out
+  steps = sorted(int(d) for d in os.listdir(workdir / 'checkpoints') if d.isdigit())
+  latest, previous = steps[-1], steps[-2]
+  assert 22 <= latest < TOTAL and int(checkpoints.read_state(str(workdir))['step']) == latest
+  # Damage the checkpoint that SIGTERM saved: every file cut to half its length.
+  for folder, _, files in os.walk(workdir / 'checkpoints' / str(latest)):
+    for name in files:
+      path = os.path.join(folder, name)
+      with open(path, 'r+b') as f:
+        f.truncate(os.path.getsize(path) // 2)
+  code, out = run(workdir)
+  assert code == 0, out[-3000:]
+  assert f'checkpoint {latest} in' in out and 'is unreadable' in out
+  assert f'Resuming {workdir} from step {previous}' in out
+  assert any(n.startswith(f'{latest}-') for n in os.listdir(workdir / 'corrupt_checkpoints'))
+  assert_same_run(reference, workdir)
+
+
+NAN_AT_14 = ['--config.schedule.name=piecewise', '--config.schedule.boundaries=(12,)',
+             '--config.schedule.rates=(0.05,1e30)']
+
+
+def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = tmp_path / 'nan'
+  code, out = run(workdir, *NAN_AT_14)
+  assert code == 1
+  assert 'the loss became NaN or Inf at step 14' in out
+  assert 'the last good checkpoint is step 7' in out
+  state = checkpoints.read_state(str(workdir))
+  assert int(state['step']) == 7
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state['params']))
+
+
+def test_nan_skip_counts_the_skipped_steps(tmp_path):
+  workdir = tmp_path / 'skip'
+  code, out = run(workdir, *NAN_AT_14, '--config.on_nonfinite=skip')
+  assert code == 0, out[-3000:]
+  records = [json.loads(l) for l in open(workdir / 'metrics.jsonl')]
+  trains = [r for r in records if r['split'] == 'train']
+  # Step 13 applies lr 1e30; step 14's loss is the first NaN/Inf (logged at step 15).
+  assert trains[3]['nonfinite_steps'] == 0 and trains[4]['nonfinite_steps'] >= 1
+  assert trains[-1]['nonfinite_steps'] >= 1
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(
+      checkpoints.read_state(str(workdir))['params']))
+
+
+def test_full_disk_stops_with_the_previous_checkpoint_intact(tmp_path):
+  workdir = tmp_path / 'full'
+  big = '--config=configs/convnet.py:dataset=mnist5k,width=64,stages=2,depth=1,epochs='
+  code, out = run(workdir, '--config.checkpoint_every_steps=10', config=big + '0.16')
+  assert code == 0, out[-3000:]
+  # No file may grow past 64 KiB: the next checkpoint's array data cannot be written.
+  limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+  code, out = run(workdir, '--config.checkpoint_every_steps=10', config=big + '0.32',
+                  preexec_fn=limit)
+  assert code == 1 and 'could not' in out and 'checkpoint' in out, out[-3000:]
+  assert 'Traceback' not in out.split('train.py: stopped:')[-1]
+  assert int(checkpoints.read_state(str(workdir))['step']) == 20
+
+
+def test_second_run_on_a_workdir_refuses_and_a_killed_run_does_not_block(tmp_path):
+  workdir = tmp_path / 'shared'
+  first = launch(workdir, config=CONFIG + ',epochs=40')
+  wait_for_step(first, workdir, 3)
+  code, out = run(workdir)
+  assert code == 2 and f'{workdir} is in use by pid {first.pid}' in out
+  first.send_signal(signal.SIGKILL)
+  first.wait()
+  code, out = run(workdir, config=CONFIG + ',epochs=0.1')  # (the killed run is further)
+  assert code == 0 and 'in use' not in out and 'already finished' in out
+
+
+BAD_INPUTS = {
+    'unknown model': (['--config.model.name=resnet21'], "unknown model 'resnet21'"),
+    'unknown dataset': (['--config.dataset.name=cifar1O'], "unknown dataset 'cifar1O'"),
+    'unknown optimizer': (['--config.optimizer.name=adan'], "'adan'"),
+    'unknown schedule': (['--config.schedule.name=cosin'], "did you mean 'cosine'"),
+    'misspelt key': (['--config.batch_sise=8'], "unknown config key 'batch_sise'"),
+    'missing config file': (['configs/nope.py'], 'configs/nope.py: No such file'),
+    'zero batch': (['--config.batch_size=0'], 'config.batch_size must be positive'),
+    'negative steps': ([CONFIG + ',epochs=-1'], 'config.num_epochs must be positive'),
+    'negative rate': (['--config.schedule.learning_rate=-0.1'],
+                      'config.schedule.learning_rate must be positive'),
+    'collapsing stack': ([CONFIG + ',stages=6'], 'stage'),
+    'fixed head size': (['--config=configs/alexnet.py:v1', '--config.dataset.name=mnist5k',
+                         '--config.dataset.augment=none', '--config.dataset.image_size=224'],
+                        'needs a 6x6 feature map'),
+    'num_classes': (['--config.num_classes=100'], 'num_classes=100 but mnist5k has 10'),
+}
+
+
+def test_bad_inputs_are_one_line_exit_2_and_touch_nothing(tmp_path):
+  workdir = tmp_path / 'existing'
+  code, _ = run(workdir, '--config.checkpoint_every_steps=2', config=CONFIG + ',epochs=0.05')
+  assert code == 0
+  listing = lambda: sorted((f, os.path.getsize(os.path.join(d, f)))
+                           for d, _, fs in os.walk(workdir) for f in fs)
+  before = listing()
+
+  def attempt(item):
+    name, (extra, expected) = item
+    if extra[0].startswith('--config='):
+      config, extra = extra[0], extra[1:]
+    elif extra[0].startswith('configs/'):
+      config, extra = f'--config={extra[0]}', extra[1:]
+    else:
+      config = CONFIG
+    result = subprocess.run([sys.executable, 'train.py', config, *ARGS, *extra,
+                             f'--workdir={workdir}'], cwd=ROOT, text=True,
+                            capture_output=True, timeout=300)
+    return name, expected, result
+
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    results = list(pool.map(attempt, BAD_INPUTS.items()))
+  a_file = tmp_path / 'a_file'
+  a_file.write_text('')
+  results.append(('workdir is a file', 'is a file, not a directory', subprocess.run(
+      [sys.executable, 'train.py', CONFIG, *ARGS, f'--workdir={a_file}'], cwd=ROOT, text=True,
+      capture_output=True, timeout=300)))
+  for name, expected, result in results:
+    lines = [l for l in result.stderr.splitlines() if l.startswith('train.py:')]
+    assert result.returncode == 2, (name, result.stderr[-2000:])
+    assert len(lines) == 1 and expected in lines[0], (name, result.stderr[-2000:])
+    assert 'Traceback' not in result.stderr, name
+  assert listing() == before
+
+  # Checkpoints that all fail to read: an error, never a silent start from scratch.
+  for folder, _, files in os.walk(workdir / 'checkpoints'):
+    for name in files:
+      if 'commit_success' not in name and 'CHECKPOINT_METADATA' not in name:
+        open(os.path.join(folder, name), 'w').close()  # empty every data file
+  before = listing()
+  code, out = run(workdir, config=CONFIG + ',epochs=0.8')
+  assert code == 2 and 'can be read' in out and 'nothing was changed' in out
+  assert 'Traceback' not in out and listing() == before
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_a_dead_peer_ends_the_other_process(tmp_path):
+  port, workdir = free_port(), tmp_path / 'pair'
+  env = lambda i: {'JAX_PLATFORMS': 'cpu', 'JAX_COORDINATOR_ADDRESS': f'localhost:{port}',
+                   'JAX_NUM_PROCESSES': '2', 'JAX_PROCESS_ID': str(i)}
+  survivor = launch(workdir, config=CONFIG + ',epochs=40', env=env(0))
+  victim = subprocess.Popen([sys.executable, 'train.py', CONFIG + ',epochs=40', *ARGS,
+                             f'--workdir={workdir}'], cwd=ROOT, env={**os.environ, **env(1)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  wait_for_step(survivor, workdir, 10)
+  victim.send_signal(signal.SIGKILL)
+  killed_at = time.time()
+  code = survivor.wait(timeout=300)
+  assert code == 1 and time.time() - killed_at < 60
+  assert 'lost contact with the other processes' in output(survivor)

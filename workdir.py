@@ -1,0 +1,73 @@
+"""The workdir as a resource: checked before anything runs, and held by one run at a time.
+
+The lock is an advisory `flock` on `workdir/.lock`: the kernel drops it when its holder
+dies, even by SIGKILL, so a killed run never blocks the next one (no stale lock to
+clean). The file also records who holds it, for the message a second run prints.
+"""
+
+import fcntl
+import json
+import os
+import socket
+import time
+
+
+class WorkdirError(ValueError):
+  """A workdir that cannot be used, with what to do about it."""
+
+
+def check_usable(workdir: str):
+  """Create the workdir if needed; a clear error if it is a file or not writable."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise WorkdirError(f'--workdir={workdir} is a file, not a directory; choose another path')
+  try:
+    os.makedirs(workdir, exist_ok=True)
+  except OSError as e:
+    raise WorkdirError(f'--workdir={workdir} cannot be created ({e.strerror}); choose a '
+                       'path you can write to') from None
+  if not os.access(workdir, os.R_OK | os.W_OK | os.X_OK):
+    raise WorkdirError(f'--workdir={workdir} is not readable and writable by this user; '
+                       'fix its permissions or choose another path')
+
+
+class Lock:
+  """Exclusive use of a workdir by one run (process 0 of a multi-process run)."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, '.lock')
+    self.file = None
+
+  def acquire(self):
+    self.file = open(self.path, 'a+')
+    try:
+      fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      self.file.seek(0)
+      try:
+        holder = json.loads(self.file.read() or '{}')
+      except json.JSONDecodeError:
+        holder = {}
+      self.file.close()
+      since = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('since', 0)))
+      who = (f"pid {holder.get('pid')} on {holder.get('host')} since {since}" if holder
+             else 'another process')
+      raise WorkdirError(f'{os.path.dirname(self.path)} is in use by {who}; wait for that '
+                         'run to finish or stop it, or choose another --workdir') from None
+    self.file.seek(0)
+    self.file.truncate()
+    self.file.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
+                                'since': time.time()}))
+    self.file.flush()
+    return self
+
+  def release(self):
+    if self.file:
+      fcntl.flock(self.file, fcntl.LOCK_UN)
+      self.file.close()
+      self.file = None
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()
