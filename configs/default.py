@@ -30,6 +30,8 @@ def get_config(arg=None):
   c.dataset.shuffle_buffer = 16384
   c.dataset.cache = False           # hold the decoded split in memory (small, fixed-size
                                     # datasets): exact epochs, process-count-free order
+  c.dataset.on_corrupt = 'stop'     # folder datasets: a corrupt image file stops the
+                                    # run naming it; 'skip' leaves it out, counted
   c.dataset.synthetic_size = 1024   # examples of the synthetic source
 
   c.batch_size = 128                # global, over all devices and hosts

@@ -115,6 +115,32 @@ def test_folder_dataset_of_real_pngs(tmp_path):
   assert batch['image'].shape == (8, 32, 32, 3)
 
 
+def test_corrupt_images_stop_naming_the_file_or_are_skipped_and_counted(tmp_path):
+  images, labels = input_pipeline._mnist5k_arrays('test')
+  for split, part in (('train', slice(0, 16)), ('val', slice(16, 24))):
+    for i, (image, label) in enumerate(zip(images[part], labels[part])):
+      folder = tmp_path / split / f'digit{label}'
+      folder.mkdir(parents=True, exist_ok=True)
+      (folder / f'{i}.png').write_bytes(tf.io.encode_png(image).numpy())
+      (folder / f'{i}.jpg').write_bytes(tf.io.encode_jpeg(image).numpy())
+  truncated = sorted((tmp_path / 'train').glob('*/3.jpg'))[0]
+  truncated.write_bytes(truncated.read_bytes()[:100])
+  garbage = sorted((tmp_path / 'val').glob('*/2.png'))[0]
+  garbage.write_bytes(b'not an image at all')
+  config = make_config(name=f'folder:{tmp_path}', augment='none', image_size=28)
+  with pytest.raises(input_pipeline.DatasetError) as e:
+    input_pipeline.dataset_info(config)
+  assert '2 corrupt image file(s)' in str(e.value) and "on_corrupt='skip'" in str(e.value)
+  assert str(truncated) in str(e.value) and 'truncated JPEG' in str(e.value)
+  config.dataset.on_corrupt = 'skip'
+  info = input_pipeline.dataset_info(config)
+  assert (info.num_train, info.num_eval, info.num_corrupt) == (31, 15, 2)
+  batches = list(input_pipeline.eval_dataset(config, info).as_numpy_iterator())
+  assert sum(b['mask'].sum() for b in batches) == 15
+  (batch,) = first_batches(input_pipeline.train_dataset(config), 1)
+  assert batch['image'].shape == (8, 28, 28, 3)
+
+
 def test_missing_dataset_says_where_and_how(tmp_path):
   config = make_config(name='cifar10', data_dir=str(tmp_path))
   with pytest.raises(input_pipeline.DatasetError) as e:
