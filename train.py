@@ -559,7 +559,10 @@ def main(argv):
     cli.fail('train.py', str(e))
   except TrainingStopped as e:
     print(f'train.py: stopped: {e}', file=sys.stderr, flush=True)
-    sys.exit(1)
+    sys.stdout.flush()
+    # Checkpoint writes are finished or failed by now; a normal interpreter exit would
+    # let orbax's failed background threads print pages of tracebacks after this line.
+    os._exit(1)  # pylint: disable=protected-access
   except jax.errors.JaxRuntimeError as e:
     if jax.process_count() == 1:
       raise
