@@ -451,11 +451,12 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
     try:
       manager.save(step, args=ocp.args.StandardSave(state), force=force)
     except Exception as e:  # pylint: disable=broad-except
+      # (An asynchronous write that failed earlier surfaces at this next save.)
       raise TrainingStopped(
-          f'could not write the checkpoint of step {step} in {manager.directory} '
-          f'({type(e).__name__}: {e}); the previous checkpoint '
-          f'({manager.latest_step()}) is intact: free space and run the same command'
-      ) from None
+          f'could not write a checkpoint in {manager.directory} (found when saving step '
+          f'{step}: {type(e).__name__}: {str(e).splitlines()[0][:300]}); the last '
+          f'complete checkpoint ({manager.latest_step()}) is intact: free space and run '
+          'the same command') from None
 
   def check_finite(state, step):
     """on_nonfinite='stop': end the run at the first NaN/Inf step (host sync: only at

@@ -172,9 +172,13 @@ def test_full_disk_stops_with_the_previous_checkpoint_intact(tmp_path):
   code, out = run(workdir, '--config.checkpoint_every_steps=10', config=big + '0.16')
   assert code == 0, out[-3000:]
   # No file may grow past 64 KiB: the next checkpoint's array data cannot be written.
+  # (The output goes to a pipe, which the limit does not cut short as it would a file.)
   limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
-  code, out = run(workdir, '--config.checkpoint_every_steps=10', config=big + '0.32',
-                  preexec_fn=limit)
+  result = subprocess.run([sys.executable, 'train.py', big + '0.32', *ARGS,
+                           '--config.checkpoint_every_steps=10', f'--workdir={workdir}'],
+                          cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, preexec_fn=limit, timeout=600)
+  code, out = result.returncode, result.stdout
   assert code == 1 and 'could not' in out and 'checkpoint' in out, out[-3000:]
   assert 'Traceback' not in out.split('train.py: stopped:')[-1]
   assert int(checkpoints.read_state(str(workdir))['step']) == 20
