@@ -58,7 +58,16 @@ def format_rows(rows: list[dict], fmt: str) -> str:
 
 def main(argv):
   del argv
-  channels = FLAGS.channels
+  try:
+    model, image_size, channels = model_to_summarise()
+    rows = layer_stats.layer_table(model, image_size, channels)
+  except ValueError as e:  # an unknown name, a collapsing stack, a missing dataset
+    cli.fail('summary.py', str(e))
+  sys.stdout.write(format_rows(rows, FLAGS.format))
+
+
+def model_to_summarise():
+  """(model, image size, input channels) from --config or --model."""
   if FLAGS.config is not None:
     num_classes = FLAGS.num_classes or FLAGS.config.num_classes
     if not num_classes:  # the dataset's own count (reads its metadata)
@@ -66,21 +75,15 @@ def main(argv):
       try:
         num_classes = input_pipeline.dataset_info(FLAGS.config).num_classes
       except ValueError as e:
-        sys.exit(f'summary.py: {e} (or pass --num_classes)')
-    model = models.create_model_from_config(FLAGS.config.model, num_classes)
-    image_size = FLAGS.image_size or FLAGS.config.dataset.image_size
-    channels = FLAGS.config.dataset.channels
-  elif FLAGS.model:
+        raise ValueError(f'{e} (or pass --num_classes)') from None
+    return (models.create_model_from_config(FLAGS.config.model, num_classes),
+            FLAGS.image_size or FLAGS.config.dataset.image_size,
+            FLAGS.config.dataset.channels)
+  if FLAGS.model:
     kwargs = {'num_classes': FLAGS.num_classes} if FLAGS.num_classes else {}
-    model = models.create_model(FLAGS.model, **kwargs)
-    image_size = FLAGS.image_size or models.default_image_size(FLAGS.model)
-  else:
-    sys.exit('summary.py: give --model=NAME or --config=configs/FILE.py')
-  try:
-    rows = layer_stats.layer_table(model, image_size, channels)
-  except ValueError as e:
-    sys.exit(f'summary.py: {e}')
-  sys.stdout.write(format_rows(rows, FLAGS.format))
+    return (models.create_model(FLAGS.model, **kwargs),
+            FLAGS.image_size or models.default_image_size(FLAGS.model), FLAGS.channels)
+  raise ValueError('give --model=NAME or --config=configs/FILE.py')
 
 
 if __name__ == '__main__':

@@ -29,8 +29,11 @@ def test_csv_rows_and_totals_for_alexnet():
 
 def test_collapse_is_one_line_error():
   result = run_summary('--model=alexnet', '--image_size=32')
-  assert result.returncode != 0
+  assert result.returncode == 2
   assert 'pool5' in result.stderr and 'Traceback' not in result.stderr
+  result = run_summary('--model=alexnett')
+  assert result.returncode == 2 and 'Traceback' not in result.stderr
+  assert "summary.py: error: unknown model 'alexnett'; did you mean alexnet" in result.stderr
 
 
 def test_model_of_a_config_file():
