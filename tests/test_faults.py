@@ -219,8 +219,8 @@ def test_bad_inputs_are_one_line_exit_2_and_touch_nothing(tmp_path):
   workdir = tmp_path / 'existing'
   code, _ = run(workdir, '--config.checkpoint_every_steps=2', config=CONFIG + ',epochs=0.05')
   assert code == 0
-  listing = lambda: sorted((f, os.path.getsize(os.path.join(d, f)))
-                           for d, _, fs in os.walk(workdir) for f in fs)
+  listing = lambda: sorted((f, os.path.getsize(os.path.join(d, f)))  # (.lock: who holds it)
+                           for d, _, fs in os.walk(workdir) for f in fs if f != '.lock')
   before = listing()
 
   def attempt(item):
