@@ -46,12 +46,6 @@ flags.DEFINE_bool('input_only', False, 'time the input pipeline alone, without a
 flags.DEFINE_string('json', 'benchmark.json', 'where to write the results as JSON')
 
 
-def synthetic_info(config) -> input_pipeline.DatasetInfo:
-  size = config.dataset.image_size
-  return input_pipeline.DatasetInfo('synthetic', config.num_classes or 1000,
-                                    (size, size, config.dataset.channels), 0, 0)
-
-
 def peak_memory(compiled) -> tuple[int | None, str]:
   """Peak device memory: measured where the device reports it (GPU, TPU), else the
   compiled step's own footprint (arguments + outputs + temporaries), as XLA plans it."""
@@ -69,11 +63,8 @@ def peak_memory(compiled) -> tuple[int | None, str]:
 def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
   """Compile time, step time and images/s of train.py's step for `config`."""
   train.validate(config)
-  if end_to_end:
-    info = input_pipeline.dataset_info(config)
-    input_pipeline.check_config(config, info)
-  else:
-    info = synthetic_info(config)
+  info = input_pipeline.dataset_info(config)  # ('synthetic' unless --end_to_end)
+  input_pipeline.check_config(config, info)
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
   model, tx, init, _, state_sharding = train.build(config, info, mesh)
   steps_per_epoch, total_steps = train.num_steps(config, info) if end_to_end else (1, 1)

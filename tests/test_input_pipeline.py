@@ -100,13 +100,21 @@ def test_every_eval_example_counted_once(batch_size, processes):
   assert len(labels) == 1000 and np.array_equal(np.sort(labels), np.sort(expected))
 
 
-def test_folder_dataset_of_real_pngs(tmp_path):
+def write_image_folder(root, splits, formats=('png',)):
+  """mnist5k test digits as root/SPLIT/digitL/I.FORMAT; splits: {name: slice}."""
   images, labels = input_pipeline._mnist5k_arrays('test')
-  for split, part in (('train', slice(0, 40)), ('test', slice(40, 60))):
+  encode = {'png': tf.io.encode_png, 'jpg': tf.io.encode_jpeg}
+  for split, part in splits.items():
     for i, (image, label) in enumerate(zip(images[part], labels[part])):
-      folder = tmp_path / split / f'digit{label}'
+      folder = root / split / f'digit{label}'
       folder.mkdir(parents=True, exist_ok=True)
-      (folder / f'{i}.png').write_bytes(tf.io.encode_png(image).numpy())
+      for fmt in formats:
+        (folder / f'{i}.{fmt}').write_bytes(encode[fmt](image).numpy())
+  return labels
+
+
+def test_folder_dataset_of_real_pngs(tmp_path):
+  labels = write_image_folder(tmp_path, {'train': slice(0, 40), 'test': slice(40, 60)})
   config = make_config(name=f'folder:{tmp_path}', augment='none', image_size=32)
   info = input_pipeline.dataset_info(config)
   assert (info.num_train, info.num_eval) == (40, 20)
@@ -116,13 +124,7 @@ def test_folder_dataset_of_real_pngs(tmp_path):
 
 
 def test_corrupt_images_stop_naming_the_file_or_are_skipped_and_counted(tmp_path):
-  images, labels = input_pipeline._mnist5k_arrays('test')
-  for split, part in (('train', slice(0, 16)), ('val', slice(16, 24))):
-    for i, (image, label) in enumerate(zip(images[part], labels[part])):
-      folder = tmp_path / split / f'digit{label}'
-      folder.mkdir(parents=True, exist_ok=True)
-      (folder / f'{i}.png').write_bytes(tf.io.encode_png(image).numpy())
-      (folder / f'{i}.jpg').write_bytes(tf.io.encode_jpeg(image).numpy())
+  write_image_folder(tmp_path, {'train': slice(0, 16), 'val': slice(16, 24)}, ('png', 'jpg'))
   truncated = sorted((tmp_path / 'train').glob('*/3.jpg'))[0]
   truncated.write_bytes(truncated.read_bytes()[:100])
   garbage = sorted((tmp_path / 'val').glob('*/2.png'))[0]
