@@ -1,4 +1,5 @@
 """What every entry point does with bad command lines: one line on stderr, exit status 2.
+(And how they all print a duration.)
 
 absl and ml_collections report a bad flag, a missing config file or a misspelt config
 key with a traceback; users need the field and the fix. `run(main, program)` parses the
@@ -52,3 +53,10 @@ def run(main, program: str, config_flag: str | None = 'config'):
     return rest
 
   app.run(main, flags_parser=parse)
+
+
+def format_duration(seconds: float) -> str:
+  """'0m42s', '3m07s', '2h05m'."""
+  seconds = int(seconds)
+  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else \
+      f'{seconds // 60}m{seconds % 60:02d}s'

@@ -37,6 +37,7 @@ import checkpoints
 import cli
 import input_pipeline
 import models
+from models import layer_stats
 import optim
 import workdir as workdir_lib
 
@@ -256,9 +257,9 @@ class MetricsLog:
   def __init__(self, workdir, resume_step: int = 0):
     from clu import metric_writers  # pylint: disable=import-outside-toplevel
     self.primary = jax.process_index() == 0
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = os.path.join(workdir, workdir_lib.METRICS)
     if self.primary and os.path.exists(self.path):
-      kept = [r for r in read_metrics(workdir) if r['step'] <= resume_step]
+      kept = [r for r in workdir_lib.read_metrics(workdir) if r['step'] <= resume_step]
       with open(self.path + '.tmp', 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in kept)
       os.replace(self.path + '.tmp', self.path)  # atomic: never a half-written file
@@ -279,21 +280,6 @@ class MetricsLog:
     self.writer.flush()
 
 
-def read_metrics(workdir) -> list[dict]:
-  """The records of a workdir's metrics.jsonl."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  records = []
-  with open(path) as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:  # a line cut short by a kill
-        continue
-  return records
-
-
 def final_metrics(records, eval_split) -> dict:
   """The last eval record and the last train record of a run, as one dict."""
   evals = [r for r in records if r['split'] == eval_split]
@@ -307,10 +293,17 @@ def final_metrics(records, eval_split) -> dict:
   return out
 
 
-def format_duration(seconds: float) -> str:
-  seconds = int(seconds)
-  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else \
-      f'{seconds // 60}m{seconds % 60:02d}s'
+def write_final_metrics(workdir, final, config, model, info):
+  """The finished run's metrics with the model's size beside them (one atomic write)."""
+  size = {'params': layer_stats.count_params(model, config.dataset.image_size,
+                                             config.dataset.channels),
+          'mult_adds': layer_stats.count_macs(model, config.dataset.image_size,
+                                              config.dataset.channels),
+          'num_classes': info.num_classes}
+  path = os.path.join(workdir, workdir_lib.FINAL_METRICS)
+  with open(path + '.tmp', 'w') as f:
+    json.dump({**final, **size}, f, indent=2)
+  os.replace(path + '.tmp', path)  # never a half-written file
 
 
 # ------------------------------------------------------------------------------ train
@@ -387,7 +380,9 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
   best_ckpt = checkpoints.manager(workdir, checkpoints.BEST, keep=1)
   latest = ckpt.latest_step()
   if latest is not None and latest >= total_steps:
-    final = final_metrics(read_metrics(workdir), eval_split)
+    final = final_metrics(workdir_lib.read_metrics(workdir), eval_split)
+    if primary and not os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS)):
+      write_final_metrics(workdir, final, config, model, info)
     print(f'{workdir} is already finished at step {latest}: {json.dumps(final)}')
     return final
 
@@ -441,7 +436,9 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
     state = state.replace(lr_scale=jax.device_put(jnp.float32(scale), replicated),
                           best_top1=jax.device_put(jnp.float32(best), replicated),
                           bad_evals=jax.device_put(jnp.int32(bad), replicated))
-    if improved:
+    # A run resumed from before this step may find its best checkpoint already there,
+    # saved by the interrupted attempt from this same state.
+    if improved and step not in best_ckpt.all_steps():
       save(best_ckpt, step, state, force=True)
     return state
 
@@ -510,7 +507,7 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
         print(f"train step {step:>7}/{total_steps} | epoch {step / steps_per_epoch:6.2f} | "
               f"loss {train_record['loss']:.4f} | top1 {100 * train_record['top1']:5.2f}% | "
               f"lr {train_record['learning_rate']:.3g} | {rate:,.0f} img/s | "
-              f'ETA {format_duration(eta)}'
+              f'ETA {cli.format_duration(eta)}'
               + (f" | {train_record['nonfinite_steps']} NaN/Inf steps skipped"
                  if train_record['nonfinite_steps'] else ''), flush=True)
       if step % config.eval_every_steps == 0 or step == total_steps:
@@ -540,9 +537,12 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
     raise
   finish_saves()
   log.flush()
-  final = final_metrics(read_metrics(workdir), eval_split) if primary \
+  final = final_metrics(workdir_lib.read_metrics(workdir), eval_split) if primary \
       else {k: record[k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')}
-  print(f'Done in {format_duration(time.time() - t_start)}: {json.dumps(final)}', flush=True)
+  if primary:
+    write_final_metrics(workdir, final, config, model, info)
+  print(f'Done in {cli.format_duration(time.time() - t_start)}: {json.dumps(final)}',
+        flush=True)
   return final
 
 

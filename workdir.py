@@ -12,6 +12,12 @@ import socket
 import time
 
 
+# Files of a run's workdir that other programs read (README: "The workdir").
+METRICS = 'metrics.jsonl'             # one JSON record per log line and evaluation
+FINAL_METRICS = 'final_metrics.json'  # written once the run has finished: its presence
+                                      # says so (sweep.py, reproduce.py read it)
+
+
 class WorkdirError(ValueError):
   """A workdir that cannot be used, with what to do about it."""
 
@@ -71,3 +77,18 @@ class Lock:
 
   def __exit__(self, *exc):
     self.release()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The records of a run's metrics.jsonl ([] if it has none yet)."""
+  path = os.path.join(workdir, METRICS)
+  if not os.path.exists(path):
+    return []
+  records = []
+  with open(path) as f:
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:  # a line cut short by a kill
+        continue
+  return records

@@ -1,0 +1,208 @@
+"""A sweep's results: one row per trial in results.csv and results.md, and PNG plots.
+
+Rows are sorted by final eval top-1; each carries the trial's overrides, final and best
+eval metrics, parameters, multiply-adds and wall time (from the trial's
+final_metrics.json and trial.json). Plots (DIR/plots/): final top-1 against each swept
+parameter, one line per value of the next swept parameter (averaged over any others);
+and every trial's learning curves overlaid.
+"""
+
+import csv
+import json
+import math
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')  # files only: no display on clusters and CI
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+
+import cli  # pylint: disable=wrong-import-position
+from configs import hyper  # pylint: disable=wrong-import-position
+import workdir as workdir_lib  # pylint: disable=wrong-import-position
+
+METRIC_COLUMNS = ('status', 'top1', 'best_top1', 'top5', 'loss', 'step', 'params',
+                  'mult_adds', 'wall_time', 'error')
+
+
+def _read_json(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return {}
+
+
+def collect(sweep_dir: str, trials: list[dict]) -> list[dict]:
+  """One row per trial, finished ones first by final top-1, then the others (with
+  the step they reached and their latest evaluation)."""
+  rows = []
+  for trial in trials:
+    trial_dir = os.path.join(sweep_dir, trial['name'])
+    final = _read_json(os.path.join(trial_dir, workdir_lib.FINAL_METRICS))
+    status = _read_json(os.path.join(trial_dir, 'trial.json'))
+    row = {'trial': trial['name'], **trial['overrides']}
+    row['status'] = 'done' if final else status.get('state', 'not run')
+    row.update({k: final.get(k) for k in ('top1', 'best_top1', 'top5', 'loss', 'step',
+                                          'params', 'mult_adds')})
+    if not final:  # unfinished: how far it got, and its latest evaluation
+      records = workdir_lib.read_metrics(trial_dir)
+      evals = [r for r in records if r['split'] not in ('train', 'data')]
+      row['step'] = records[-1]['step'] if records else None
+      if evals:
+        row.update(top1=evals[-1]['top1'], top5=evals[-1]['top5'], loss=evals[-1]['loss'])
+    row['wall_time'] = status.get('wall_time')
+    row['error'] = status.get('error') if row['status'] == 'failed' else None
+    rows.append(row)
+  done = sorted((r for r in rows if r['status'] == 'done'), key=lambda r: -r['top1'])
+  return done + [r for r in rows if r['status'] != 'done']
+
+
+def label(key: str) -> str:
+  """A sweep key as the tables and plots name it: `config.` left out."""
+  return key.removeprefix('config.')
+
+
+def _si(n) -> str:
+  if n is None:
+    return ''
+  for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
+    if n >= scale:
+      return f'{n / scale:.3g}{unit}'
+  return str(n)
+
+
+def _cell(key: str, value) -> str:
+  if value is None:
+    return ''
+  if key in ('top1', 'best_top1', 'top5'):
+    return f'{100 * value:.2f}'
+  if key == 'loss':
+    return f'{value:.4f}'
+  if key in ('params', 'mult_adds'):
+    return _si(value)
+  if key == 'wall_time':
+    return cli.format_duration(value)
+  return str(value)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(c.replace('|', '/') for c in row) + ' |' for row in rows]
+  return '\n'.join(lines) + '\n'
+
+
+def write_csv(path: str, header: list[str], rows: list[list]):
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+
+
+def report(sweep_dir: str, plan: dict) -> str:
+  """Write results.csv, results.md and plots/*.png; return the markdown."""
+  trials = plan['trials']
+  rows = collect(sweep_dir, trials)
+  swept, fixed = hyper.swept_and_fixed([t['overrides'] for t in trials])
+  columns = swept + [c for c in METRIC_COLUMNS if c != 'error']
+  write_csv(os.path.join(sweep_dir, 'results.csv'),
+            ['trial'] + [label(k) for k in swept] + list(METRIC_COLUMNS),
+            [[r['trial']] + [r.get(k) for k in swept + list(METRIC_COLUMNS)] for r in rows])
+  counts = {s: sum(r['status'] == s for r in rows) for s in dict.fromkeys(
+      r['status'] for r in rows)}
+  header = {'top1': 'top-1 %', 'best_top1': 'best top-1 %', 'top5': 'top-5 %',
+            'mult_adds': 'mult-adds', 'wall_time': 'wall time'}
+  md = [f"# Sweep {plan['config']}\n",
+        f"{len(rows)} trials: " + ', '.join(f'{n} {s}' for s, n in counts.items()) + '.'
+        + (' Fixed: ' + ', '.join(f'{label(k)}={v}' for k, v in fixed.items()) + '.' if fixed
+           else '') + '\n',
+        markdown_table([header.get(c, label(c)) for c in columns],
+                       [[_cell(c, r.get(c)) for c in columns] for r in rows])]
+  failed = [r for r in rows if r['status'] == 'failed']
+  if failed:
+    md.append('\nFailed trials:\n\n' + ''.join(f"- {r['trial']}: {r['error']}\n"
+                                             for r in failed))
+  plots = plot_accuracy(rows, swept, os.path.join(sweep_dir, 'plots'))
+  plots += plot_learning_curves(sweep_dir, trials, os.path.join(sweep_dir, 'plots'))
+  if plots:
+    md.append('\nPlots: ' + ', '.join(os.path.relpath(p, sweep_dir) for p in plots) + '\n')
+  text = '\n'.join(md)
+  with open(os.path.join(sweep_dir, 'results.md'), 'w') as f:
+    f.write(text)
+  return text
+
+
+def _positions(values):
+  """Numbers stand at their value, anything else in order of appearance."""
+  if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    ordered = sorted(set(values))
+    return ordered, ordered, False
+  ordered = list(dict.fromkeys(values))
+  return list(range(len(ordered))), ordered, True
+
+
+def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]:
+  """plots/top1_vs_<p>.png per swept parameter p: mean final top-1 at each value of p,
+  one line per value of the next swept parameter."""
+  done = [r for r in rows if r['status'] == 'done' and r['top1'] is not None]
+  if not done or not swept:
+    return []
+  os.makedirs(out_dir, exist_ok=True)
+  paths = []
+  for i, p in enumerate(swept):
+    q = swept[(i + 1) % len(swept)] if len(swept) > 1 else None
+    xs, labels, categorical = _positions([r[p] for r in done])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for q_value in (list(dict.fromkeys(r[q] for r in done)) if q else [None]):
+      points = []
+      for x, value in zip(xs, labels):
+        accs = [r['top1'] for r in done if r[p] == value and (q is None or r[q] == q_value)]
+        if accs:
+          points.append((x, 100 * sum(accs) / len(accs)))
+      if points:
+        ax.plot(*zip(*points), marker='o', label=None if q is None else f'{label(q)}={q_value}')
+    if categorical:
+      ax.set_xticks(xs, [str(l) for l in labels])
+    ax.set_xlabel(label(p))
+    ax.set_ylabel('final top-1 (%)' + (', mean over the other parameters'
+                                       if len(swept) > 2 else ''))
+    ax.grid(alpha=0.3)
+    if q:
+      ax.legend()
+    fig.tight_layout()
+    path = os.path.join(out_dir, f'top1_vs_{label(p)}.png')
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
+  return paths
+
+
+def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> list[str]:
+  """plots/learning_curves.png: train loss and eval top-1 against step, every trial."""
+  curves = {t['name']: workdir_lib.read_metrics(os.path.join(sweep_dir, t['name']))
+            for t in trials}
+  curves = {k: v for k, v in curves.items() if v}
+  if not curves:
+    return []
+  os.makedirs(out_dir, exist_ok=True)
+  fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+  for name, records in curves.items():
+    train = [(r['step'], r['loss']) for r in records
+             if r['split'] == 'train' and math.isfinite(r['loss'])]
+    evals = [(r['step'], 100 * r['top1']) for r in records
+             if r['split'] not in ('train', 'data')]
+    if train:
+      loss_ax.plot(*zip(*train), label=name)
+    if evals:
+      acc_ax.plot(*zip(*evals), marker='.', label=name)
+  loss_ax.set(xlabel='step', ylabel='train loss', yscale='log')
+  acc_ax.set(xlabel='step', ylabel='eval top-1 (%)')
+  for ax in (loss_ax, acc_ax):
+    ax.grid(alpha=0.3)
+  if len(curves) <= 12:
+    acc_ax.legend(fontsize=7)
+  fig.tight_layout()
+  path = os.path.join(out_dir, 'learning_curves.png')
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return [path]

@@ -1,0 +1,227 @@
+"""Sweeps: expansion and naming, a local sweep with a failing trial, skip and resume, the
+report and its plots, and the lenet_pooling sweep as a job array on a real SLURM."""
+
+import csv
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from configs import hyper
+import sweep
+import workdir as workdir_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG = b'\x89PNG\r\n\x1a\n'
+
+
+def run_sweep(*args, timeout=600):
+  result = subprocess.run([sys.executable, 'sweep.py', *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+  return result.returncode, result.stdout, result.stderr
+
+
+# ------------------------------------------------------------------ expansion, naming
+
+
+def test_axis_helpers():
+  grid = hyper.product(hyper.sweep('a', [1, 2]), hyper.sweep('b', ['x', 'y']),
+                       hyper.fixed('config.seed', 0))
+  assert grid == [{'a': 1, 'b': 'x', 'config.seed': 0}, {'a': 1, 'b': 'y', 'config.seed': 0},
+                  {'a': 2, 'b': 'x', 'config.seed': 0}, {'a': 2, 'b': 'y', 'config.seed': 0}]
+  assert hyper.zipped(hyper.sweep('a', [1, 2]), hyper.sweep('b', [3, 4])) == [
+      {'a': 1, 'b': 3}, {'a': 2, 'b': 4}]
+  assert hyper.chain(hyper.sweep('a', [1]), hyper.sweep('b', [2])) == [{'a': 1}, {'b': 2}]
+  assert hyper.swept_and_fixed(grid) == (['a', 'b'], {'config.seed': 0})
+  with pytest.raises(ValueError, match='equal lengths'):
+    hyper.zipped(hyper.sweep('a', [1, 2]), hyper.sweep('b', [3]))
+  with pytest.raises(ValueError, match=r"both set \['a'\]"):
+    hyper.product(hyper.sweep('a', [1]), hyper.sweep('a', [2]))
+
+
+@pytest.mark.parametrize('spec, count, first', [
+    ('kernel_stride_pool.py', 108, 'kernel=3,stride=1,pool=max,depth=1,padding=zeros'),
+    ('kernel_stride_pool.py:small', 8, 'kernel=3,pool=max,depth=1'),
+    ('resnet_depth.py', 5, 'depth=20'),
+    ('resnet_depth.py:seeds=3', 15, 'depth=20,seed=0'),
+    ('vgg_configs.py', 5, 'config=A'),
+    ('lenet_pooling.py', 4, 'pooling=max,activation=relu'),
+])
+def test_example_sweeps_expand(spec, count, first):
+  trials = sweep.expand(os.path.join(ROOT, 'configs/sweeps', spec))  # builds every config
+  assert len(trials) == count
+  assert trials[0]['name'] == first
+  assert len({t['name'] for t in trials}) == count
+
+
+def test_trial_command_carries_args_and_config_keys():
+  trial = sweep.make_trial('/c/s.py', {'kernel': 5, 'bn': True, 'config.seed': 3,
+                                       'config.dataset.name': 'folder:/data/x'},
+                           swept=['kernel', 'config.dataset.name'])
+  assert trial['name'] == 'kernel=5,dataset.name=folder__data_x'
+  assert trial['config'] == '/c/s.py:kernel=5,bn=true'
+  cmd = sweep.command('/sweeps/s', trial)
+  assert cmd[2:] == ['--config=/c/s.py:kernel=5,bn=true', '--config.seed=3',
+                     '--config.dataset.name=folder:/data/x',
+                     '--workdir=/sweeps/s/kernel=5,dataset.name=folder__data_x']
+
+
+def test_array_spec():
+  assert sweep.array_spec([0, 1, 2, 5, 7, 8]) == '0-2,5,7-8'
+  assert sweep.array_spec([3]) == '3'
+
+
+def write_sweep_file(path, body):
+  path.write_text('from configs import hyper\nfrom configs.lenet import get_config\n\n\n'
+                  'def get_sweep(arg=None):\n  return ' + body + '\n')
+  return str(path)
+
+
+def test_bad_sweeps_fail_before_anything_runs(tmp_path):
+  bad_key = write_sweep_file(tmp_path / 'bad_key.py',
+                             "hyper.product(hyper.sweep('pooling', ['max', 'avg']), "
+                             "hyper.fixed('config.batch_sise', 3))")
+  with pytest.raises(sweep.SweepError, match=r'trial pooling=max: unknown config key '
+                     r".*batch_sise"):
+    sweep.expand(bad_key)
+  bad_arg = write_sweep_file(tmp_path / 'bad_arg.py', "hyper.sweep('pool', ['max'])")
+  with pytest.raises(sweep.SweepError, match=r"config argument 'pool' is not one of"):
+    sweep.expand(bad_arg)
+  dup = write_sweep_file(tmp_path / 'dup.py', "hyper.sweep('pooling', ['max', 'max'])")
+  with pytest.raises(sweep.SweepError, match='more than once'):
+    sweep.expand(dup)
+  # Through the CLI: one line, exit 2, and no workdir made.
+  code, out, err = run_sweep(f'--config={bad_key}', f'--workdir={tmp_path / "never"}')
+  assert code == 2 and err.count('\n') == 1, err
+  assert err.startswith('sweep.py: error: trial pooling=max: unknown config key'), err
+  assert not (tmp_path / 'never').exists()
+  code, _, err = run_sweep('--config=configs/sweeps/nope.py', f'--workdir={tmp_path}/x')
+  assert code == 2 and 'no such sweep file' in err, err
+
+
+def test_slurm_script_from_file_and_flags(tmp_path):
+  code, out, err = run_sweep('--config=configs/sweeps/resnet_depth.py', '--launcher=slurm',
+                             f'--workdir={tmp_path}/rd', '--dry_run', '--partition=gpu',
+                             '--time=1:00:00', '--parallel=2',
+                             '--slurm_directive=--account=lab')
+  assert code == 0, err
+  for line in ['#SBATCH --array=0-4%2', '#SBATCH --partition=gpu', '#SBATCH --gres=gpu:1',
+               '#SBATCH --cpus-per-task=8',  # from the sweep file's get_slurm
+               '#SBATCH --time=1:00:00',     # the flag over the file's 12:00:00
+               '#SBATCH --account=lab', '--index=$SLURM_ARRAY_TASK_ID',
+               '--dependency=afterany:']:
+    assert line in out, line
+  assert not os.path.exists(f'{tmp_path}/rd'), 'a dry run writes nothing'
+
+
+# ------------------------------------------------------------------- a local sweep
+
+# Two LeNet-5 trials of 30 steps on mnist5k, and one whose dataset does not exist.
+QUICK = ("hyper.product(hyper.fixed('config.num_epochs', 0.5), "
+         "hyper.fixed('config.log_every_steps', 10), "
+         "hyper.fixed('config.checkpoint_every_steps', 10), "
+         "hyper.fixed('config.eval_every_steps', 20), hyper.chain("
+         "hyper.product(hyper.sweep('pooling', ['max', 'avg']), "
+         "hyper.fixed('config.dataset.name', 'mnist5k')), "
+         "hyper.product(hyper.fixed('pooling', 'max'), "
+         "hyper.fixed('config.dataset.name', 'folder:/nonexistent'))))")
+GOOD, OTHER, BAD = ('pooling=max,dataset.name=mnist5k', 'pooling=avg,dataset.name=mnist5k',
+                    'pooling=max,dataset.name=folder__nonexistent')
+
+
+def test_local_sweep_isolates_a_failure_skips_and_resumes(tmp_path):
+  spec = write_sweep_file(tmp_path / 'quick.py', QUICK)
+  sweep_dir = tmp_path / 'sweep'
+  code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}', '--parallel=2')
+  assert code == 1, out + err  # not every trial finished
+  status = {n: json.loads((sweep_dir / n / 'trial.json').read_text())
+            for n in (GOOD, OTHER, BAD)}
+  assert status[GOOD]['state'] == status[OTHER]['state'] == 'done'
+  assert status[BAD]['state'] == 'failed'
+  assert status[BAD]['error'].startswith('exit 2: train.py: error:'), status[BAD]['error']
+  assert '/nonexistent' in status[BAD]['error']
+
+  # The report: every trial, sorted by accuracy, the failure with its error; plots.
+  with open(sweep_dir / 'results.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [r['status'] for r in rows] == ['done', 'done', 'failed']
+  assert float(rows[0]['top1']) >= float(rows[1]['top1']) > 0.3
+  finals = {n: json.loads((sweep_dir / n / workdir_lib.FINAL_METRICS).read_text())
+            for n in (GOOD, OTHER)}
+  assert {r['trial']: float(r['top1']) for r in rows[:2]} == {
+      n: pytest.approx(f['top1']) for n, f in finals.items()}
+  assert int(rows[0]['params']) == 61706  # LeNet-5 on 32x32: the paper's ~60k
+  assert int(rows[0]['step']) == 31 and float(rows[0]['wall_time']) > 0
+  md = (sweep_dir / 'results.md').read_text()
+  assert md in out  # printed at the end of the sweep
+  assert f'- {BAD}: exit 2: train.py: error:' in md
+  assert '| pooling | dataset.name | status | top-1 % |' in md
+  for plot in ('top1_vs_pooling.png', 'top1_vs_dataset.name.png', 'learning_curves.png'):
+    data = (sweep_dir / 'plots' / plot).read_bytes()
+    assert data.startswith(PNG) and len(data) > 10_000, plot
+
+  # An interrupted trial: its last checkpoint and final metrics gone, as after a stop.
+  good_log = (sweep_dir / GOOD / 'train.log').read_text()
+  shutil.rmtree(sweep_dir / OTHER / 'checkpoints' / '31')
+  os.remove(sweep_dir / OTHER / workdir_lib.FINAL_METRICS)
+  code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}')
+  assert '3 trials in' in out and '1 done, 2 to run' in out, out
+  assert (sweep_dir / GOOD / 'train.log').read_text() == good_log  # skipped
+  other_log = (sweep_dir / OTHER / 'train.log').read_text()
+  assert '=== attempt 2' in other_log and 'from step 30' in other_log, other_log[-2000:]
+  assert json.loads((sweep_dir / OTHER / 'trial.json').read_text())['state'] == 'done'
+  assert json.loads((sweep_dir / BAD / 'trial.json').read_text())['attempts'] == 2
+
+  # Another sweep file in the same workdir is refused before anything changes.
+  code, _, err = run_sweep('--config=configs/sweeps/lenet_pooling.py:quick',
+                           f'--workdir={sweep_dir}')
+  assert code == 2 and 'holds the sweep of' in err, err
+
+
+# --------------------------------------------------------------------- SLURM for real
+
+
+def slurm_available() -> bool:
+  try:
+    result = subprocess.run(['sinfo', '-h', '-o', '%T'], capture_output=True, text=True,
+                            timeout=30)
+  except (OSError, subprocess.SubprocessError):
+    return False
+  return result.returncode == 0 and bool(result.stdout.strip())
+
+
+def test_lenet_pooling_as_a_slurm_job_array(tmp_path):
+  if not slurm_available():
+    if os.environ.get('SWEEP_TEST_SLURM') == '1':  # CI: .ci/start_slurm must have worked
+      pytest.fail('no SLURM cluster answers (sinfo); see .ci/start_slurm and '
+                  '/var/log/slurm/')
+    pytest.skip('no SLURM cluster here; `bash .ci/start_slurm` (root) starts a one-node '
+                'cluster for this test')
+  sweep_dir = tmp_path / 'lenet'
+  code, out, err = run_sweep('--config=configs/sweeps/lenet_pooling.py:quick',
+                             '--launcher=slurm', f'--workdir={sweep_dir}')
+  assert code == 0, out + err
+  assert 'Submitted job array' in out
+  job = out.split('Submitted job array ')[1].split()[0]
+  script = (sweep_dir / 'slurm' / 'sweep.sbatch').read_text()
+  assert '#SBATCH --array=0-3' in script and '#SBATCH --cpus-per-task=1' in script
+  deadline = time.time() + 600
+  while time.time() < deadline and not glob.glob(f'{sweep_dir}/slurm/report-*.out'):
+    time.sleep(2)
+  reports = glob.glob(f'{sweep_dir}/slurm/report-*.out')
+  assert reports, subprocess.run(['squeue'], capture_output=True, text=True).stdout
+  time.sleep(1)  # the report job writes results.md, then its output closes
+  names = [t['name'] for t in sweep.load_plan(str(sweep_dir))['trials']]
+  for i, name in enumerate(names):
+    status = json.loads((sweep_dir / name / 'trial.json').read_text())
+    assert status['state'] == 'done', (name, status)
+    assert status['slurm_job'] == f'{job}_{i}'  # ran as array task i
+    assert (sweep_dir / 'slurm' / f'{job}_{i}.out').exists()
+  md = (sweep_dir / 'results.md').read_text()
+  assert '4 trials: 4 done' in md, md
+  assert open(reports[0]).read().strip().endswith(md.strip().splitlines()[-1])
