@@ -208,14 +208,17 @@ def test_lenet_pooling_as_a_slurm_job_array(tmp_path):
   assert code == 0, out + err
   assert 'Submitted job array' in out
   job = out.split('Submitted job array ')[1].split()[0]
+  report_job = out.split('the report as job ')[1].split('.')[0]
   script = (sweep_dir / 'slurm' / 'sweep.sbatch').read_text()
   assert '#SBATCH --array=0-3' in script and '#SBATCH --cpus-per-task=1' in script
   deadline = time.time() + 600
-  while time.time() < deadline and not glob.glob(f'{sweep_dir}/slurm/report-*.out'):
+  queued = lambda: subprocess.run(['squeue', '-h', '-j', f'{job},{report_job}'],
+                                  capture_output=True, text=True).stdout.strip()
+  while time.time() < deadline and queued():  # the array, then the report after it
     time.sleep(2)
-  reports = glob.glob(f'{sweep_dir}/slurm/report-*.out')
-  assert reports, subprocess.run(['squeue'], capture_output=True, text=True).stdout
-  time.sleep(1)  # the report job writes results.md, then its output closes
+  assert not queued(), subprocess.run(['squeue'], capture_output=True, text=True).stdout
+  reports = glob.glob(f'{sweep_dir}/slurm/report-{report_job}.out')
+  assert reports
   names = [t['name'] for t in sweep.load_plan(str(sweep_dir))['trials']]
   for i, name in enumerate(names):
     status = json.loads((sweep_dir / name / 'trial.json').read_text())
