@@ -332,12 +332,17 @@ def _random_crop(image, size, seed):
   return tf.image.stateless_random_crop(image, (size, size, channels), seed)
 
 
-def _fit(image, size):
-  """Pad a smaller image to size x size (centred, as LeNet's 28 -> 32), resize a larger."""
+def _pad_to(image, size):
+  """Pad a smaller image to at least size x size, centred (LeNet's 28 -> 32)."""
   h, w = tf.shape(image)[0], tf.shape(image)[1]
   pad_h, pad_w = tf.maximum(size - h, 0), tf.maximum(size - w, 0)
-  image = tf.pad(image, [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2],
-                         [0, 0]])
+  return tf.pad(image, [[pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2],
+                        [0, 0]])
+
+
+def _fit(image, size):
+  """Pad a smaller image to size x size, resize a larger."""
+  image = _pad_to(image, size)
   return tf.image.resize(image, (size, size)) if image.shape[0] != size else image
 
 
@@ -365,15 +370,15 @@ def preprocess(example, seed, config, train: bool):
       image = tf.slice(image, begin, crop_size)
       image = tf.image.resize(image, (size, size), method='bilinear', antialias=True)
     else:
-      image = _center_crop(_resize_shorter(image, int(round(size / 0.875))), size)
+      image = _center_crop(_eval_resize(image, config), size)
   elif d.augment == 'vgg':  # VGG section 3.1: scale jittering S in [256, 512]
     if train:
       s = tf.random.stateless_uniform([], seeds[0], d.scale_min, d.scale_max + 1, tf.int32)
       image = _random_crop(_resize_shorter(image, s), size, seeds[1])
     else:
-      image = _center_crop(_resize_shorter(image, d.eval_resize or 256), size)
+      image = _center_crop(_eval_resize(image, config), size)
   elif d.augment == 'alexnet':  # AlexNet section 4.1: 256x256, 224 crops, PCA colour
-    image = tf.image.resize(image, (256, 256), method='bilinear', antialias=True)
+    image = _eval_resize(image, config)  # (training too)
     if train:
       image = _random_crop(image, size, seeds[0])
       alpha = tf.random.stateless_normal([3], seeds[1], stddev=0.1)
@@ -384,11 +389,82 @@ def preprocess(example, seed, config, train: bool):
   image = _fit(image, size)
   if train and d.augment in ('cifar', 'imagenet', 'vgg', 'alexnet'):
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
-  image = _normalize(image, d.name)
-  if d.channels == 3 and image.shape[-1] == 1:
-    image = tf.image.grayscale_to_rgb(image)
+  image = _finish(image, config)
   image.set_shape((size, size, d.channels))
   return image
+
+
+def _eval_resize(image, config):
+  """The preset's test-time resize, before the centre crop (or the 10 crops)."""
+  d = config.dataset
+  if d.augment == 'imagenet':  # 224 of 256: the 0.875 crop ratio of Inception/torchvision
+    return _resize_shorter(image, int(round(d.image_size / 0.875)))
+  if d.augment == 'vgg':  # test scale Q (section 3.2)
+    return _resize_shorter(image, d.eval_resize or 256)
+  if d.augment == 'alexnet':  # "down-sampled the images to a fixed resolution of 256x256"
+    return tf.image.resize(image, (256, 256), method='bilinear', antialias=True)
+  return image
+
+
+def _finish(image, config):
+  """Normalise, and grey -> RGB where the model takes three channels."""
+  image = _normalize(image, config.dataset.name)
+  if config.dataset.channels == 3 and image.shape[-1] == 1:
+    image = tf.image.grayscale_to_rgb(image)
+  return image
+
+
+EVAL_VIEWS = ('center', '10crop', 'full')
+DENSE_SIZE_MULTIPLE = 32  # full images: the longer side rounded to this (see eval_views)
+
+
+def ten_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
+  """(top, left) of the four corner crops and the centre crop (AlexNet section 4.1)."""
+  return [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+          ((height - size) // 2, (width - size) // 2)]
+
+
+def eval_views(config, views: str, scale: int | None = None) -> tf.data.Dataset:
+  """The whole eval split (one process), each example as its test-time views:
+  {'image': (V, H, W, C), 'label'}, unbatched.
+
+  center: the training's evaluation view (V=1). 10crop: after the preset's test-time
+  resize, the four corners and the centre at image_size, and their mirror images (V=10;
+  ResNet section 3.4 / Table 3, AlexNet section 4.1). full: the whole image with its
+  shorter side at `scale` (VGG's Q, section 3.2), and its mirror image (V=2); the longer
+  side is rounded to a multiple of 32 pixels (an aspect change of at most 6% at Q=256) so
+  that an ImageNet-sized split compiles for a few shapes instead of hundreds.
+  """
+  if views not in EVAL_VIEWS:
+    raise ValueError(f'views must be one of {EVAL_VIEWS}; got {views!r}')
+  size = config.dataset.image_size
+  if in_memory(config):
+    images, labels = _arrays(config, 'eval')
+    ds = tf.data.Dataset.from_tensor_slices({'image': images, 'label': labels})
+  else:
+    ds = _stream(config, 'eval', 0, 1)
+
+  def make(example):
+    image = tf.cast(example['image'], tf.float32) / 255.
+    if views == 'center':
+      out = preprocess(example, tf.zeros([2], tf.int64), config, False)[None]
+    elif views == '10crop':
+      image = _pad_to(_eval_resize(image, config), size)
+      h, w = tf.shape(image)[0], tf.shape(image)[1]
+      crops = tf.stack([image[t:t + size, l:l + size]
+                        for t, l in ten_crop_offsets(h, w, size)])
+      out = _finish(tf.concat([crops, crops[:, :, ::-1]], axis=0), config)
+    else:
+      shape = tf.cast(tf.shape(image)[:2], tf.float32)
+      new = shape * tf.cast(scale, tf.float32) / tf.reduce_min(shape)
+      rounded = tf.round(new / DENSE_SIZE_MULTIPLE) * DENSE_SIZE_MULTIPLE
+      new = tf.cast(tf.where(shape == tf.reduce_min(shape), new, rounded), tf.int32)
+      image = tf.image.resize(image, new, method='bilinear', antialias=True)
+      out = _finish(tf.stack([image, image[:, ::-1]]), config)
+    return {'image': out, 'label': tf.cast(example['label'], tf.int32)}
+
+  return ds.map(make, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(
+      tf.data.AUTOTUNE)
 
 
 # ------------------------------------------------------------------------------ output

@@ -69,16 +69,22 @@ class SweepError(ValueError):
 # ------------------------------------------------------------------------- the plan
 
 
+def load_module(path: str):
+  """A config or sweep file as a module."""
+  if REPO not in sys.path:  # config files import `configs.*`, as train.py's do
+    sys.path.insert(0, REPO)
+  module_spec = importlib.util.spec_from_file_location('config_file', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
 def load_sweep_file(spec: str):
   """The module of `path[:arg]` and its arg."""
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
     raise SweepError(f'--config={spec}: no such sweep file')
-  if REPO not in sys.path:  # sweep files import `configs.*`, as train.py's do
-    sys.path.insert(0, REPO)
-  module_spec = importlib.util.spec_from_file_location('sweep_file', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module = load_module(path)
   for fn in ('get_config', 'get_sweep'):
     if not callable(getattr(module, fn, None)):
       raise SweepError(f'{path} defines no {fn}(arg); a sweep file defines get_config(arg) '
@@ -415,11 +421,11 @@ def array_spec(indices: list[int]) -> str:
   return ','.join(parts)
 
 
-def slurm_options(module, arg) -> dict:
+def slurm_options(module=None, arg=None) -> dict:
   """Flags over the sweep file's get_slurm(arg) over the defaults."""
   options = {'partition': None, 'gpus_per_task': 1, 'cpus_per_task': None, 'mem': None,
              'time': None, 'directives': []}
-  if callable(getattr(module, 'get_slurm', None)):
+  if module is not None and callable(getattr(module, 'get_slurm', None)):
     from_file = module.get_slurm(arg)
     unknown = set(from_file) - set(options)
     if unknown:
@@ -456,11 +462,9 @@ def slurm_script(sweep_dir: str, name: str, indices: list[int], options: dict,
   return '\n'.join(lines)
 
 
-def submit_slurm(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
-                 dry_run: bool):
-  """Submit the unfinished trials as one job array, and the report after it."""
-  module, _, arg = load_sweep_file(spec)
-  options = slurm_options(module, arg)
+def submit_slurm(sweep_dir: str, trials: list[dict], options: dict, parallel: int | None,
+                 dry_run: bool, report_args: tuple = ('sweep.py', 'report')):
+  """Submit the unfinished trials as one job array, and `report_args` after it."""
   states = trial_states(sweep_dir, trials)
   indices = [i for i, s in enumerate(states) if s != 'done']
   name = 'sweep-' + os.path.basename(os.path.abspath(sweep_dir))
@@ -472,7 +476,7 @@ def submit_slurm(sweep_dir: str, spec: str, trials: list[dict], parallel: int | 
   report = ['sbatch', '--parsable', '--dependency=afterany:{job}', f'--job-name={name}-report',
             f'--output={os.path.abspath(sweep_dir)}/slurm/report-%j.out', '--ntasks=1']
   report += [f"--partition={options['partition']}"] if options['partition'] else []
-  report += ['--wrap', f'cd {REPO} && {sys.executable} {REPO}/sweep.py report '
+  report += ['--wrap', f'cd {REPO} && {sys.executable} {REPO}/{" ".join(report_args)} '
              f'--workdir={os.path.abspath(sweep_dir)}']
   if dry_run:
     print(script)
@@ -495,7 +499,7 @@ def submit_slurm(sweep_dir: str, spec: str, trials: list[dict], parallel: int | 
     write_status(trial_dir, status)
   print(f'Submitted job array {job} ({len(indices)} tasks: {path}) and the report as job '
         f'{report_job}.\n  squeue -j {job}          # the trials\n'
-        f'  python sweep.py report --workdir={sweep_dir}   # results so far', flush=True)
+        f'  python {" ".join(report_args)} --workdir={sweep_dir}   # results so far', flush=True)
   return job
 
 
@@ -538,7 +542,9 @@ def main(argv):
     if not FLAGS.dry_run:
       save_plan(FLAGS.workdir, FLAGS.config, trials)
     if FLAGS.launcher == 'slurm':
-      submit_slurm(FLAGS.workdir, FLAGS.config, trials, FLAGS.parallel, FLAGS.dry_run)
+      module, _, arg = load_sweep_file(FLAGS.config)
+      submit_slurm(FLAGS.workdir, trials, slurm_options(module, arg), FLAGS.parallel,
+                   FLAGS.dry_run)
       return
     no_failures = run_local(FLAGS.workdir, trials, FLAGS.parallel or 1, FLAGS.dry_run)
     if not FLAGS.dry_run:

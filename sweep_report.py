@@ -63,7 +63,8 @@ def label(key: str) -> str:
   return key.removeprefix('config.')
 
 
-def _si(n) -> str:
+def si(n) -> str:
+  """61706 -> '61.7K', 4.09e9 -> '4.09G'."""
   if n is None:
     return ''
   for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
@@ -80,7 +81,7 @@ def _cell(key: str, value) -> str:
   if key == 'loss':
     return f'{value:.4f}'
   if key in ('params', 'mult_adds'):
-    return _si(value)
+    return si(value)
   if key == 'wall_time':
     return cli.format_duration(value)
   return str(value)

@@ -5,7 +5,8 @@ decay 1e-4, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k; 4-pixel
 32x32 crop and flip. `depth=` 20, 32, 44, 56, 110, 1202 (ResNet-110 warms up at 0.01 for
 the first 400 iterations, section 4.2). `val` trains on 45k and validates on 5k.
 `imagenet,depth=50`: torchvision's recipe, 90 epochs, batch 256, lr 0.1 divided by 10
-every 30 epochs, weight decay 1e-4, Inception-style crops.
+every 30 epochs, weight decay 1e-4, Inception-style crops; `stride_in_1x1` strides a
+bottleneck in its first 1x1 conv, as the paper did, instead of torchvision's 3x3 (V1.5).
   python train.py --config=configs/resnet.py:depth=56 --workdir=runs/resnet56
 """
 
@@ -14,11 +15,13 @@ from configs.default import get_config as base_config
 
 
 def get_config(arg=None):
-  a = common.parse_arg(arg, depth=0, imagenet=False, val=False)
+  a = common.parse_arg(arg, depth=0, imagenet=False, val=False, stride_in_1x1=False)
   c = base_config()
   if a['imagenet']:
     depth = a['depth'] or 50
     c.model.name = f'resnet{depth}'
+    if a['stride_in_1x1']:  # the paper's bottleneck (Table 1's FLOPs), not torchvision's
+      c.model.stride_in_1x1 = True
     c.dataset.name = 'imagenet2012'
     c.dataset.eval_split = 'validation'
     c.dataset.image_size = 224

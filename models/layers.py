@@ -277,6 +277,15 @@ def flatten(x):
   return x.reshape(x.shape[0], -1)
 
 
+def windows(x, size: int):
+  """(N, H, W, C) -> (N, H-size+1, W-size+1, size*size*C): every size x size window,
+  flattened in the order `flatten` uses, so a Dense layer on it is a valid conv."""
+  n, h, w, c = x.shape
+  rows = jnp.stack([x[:, i:h - size + 1 + i] for i in range(size)], axis=3)
+  both = jnp.stack([rows[:, :, j:w - size + 1 + j] for j in range(size)], axis=4)
+  return both.reshape(n, h - size + 1, w - size + 1, size * size * c)  # (kh, kw, c)
+
+
 def spatial_dropout(rate: float, name=None):
   """Dropout2d: drops whole channels (the same mask over H and W)."""
   return nn.Dropout(rate, broadcast_dims=(1, 2), name=name)

@@ -40,7 +40,10 @@ class VGG(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train: bool = False):
+  def __call__(self, x, train: bool = False, dense: bool = False):
+    """Logits; `dense=True` is the paper's dense evaluation (section 3.2): the FC layers
+    applied as convolutions (7x7, then 1x1) over the whole image's feature map, and the
+    class score map averaged, for test images of any size. Same parameters."""
     if self.config not in CONFIGS:
       raise ValueError(f'VGG config must be one of {sorted(CONFIGS)}; got {self.config!r}')
     if self.head not in ('fc', 'linear'):
@@ -63,6 +66,10 @@ class VGG(nn.Module):
         x = nn.relu(x)
     if self.head == 'linear':
       return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(layers.flatten(x))
+    if dense:  # fc1 as a 7x7 valid conv: its input is every 7x7 window, flattened
+      scores = classifier(layers.windows(x, 7), self.num_classes, self.dropout, train,
+                          self.dtype, dropout_first=False)  # Dense acts on the last axis
+      return scores.mean(axis=(1, 2))
     x = layers.AdaptiveAvgPool((7, 7), name='avgpool')(x)
     return classifier(layers.flatten(x), self.num_classes, self.dropout, train, self.dtype,
                       dropout_first=False)

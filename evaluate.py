@@ -1,0 +1,246 @@
+"""Evaluate a checkpoint (or torchvision weights) the way the papers evaluated.
+
+  python evaluate.py --workdir=runs/lenet                         # best checkpoint, centre crop
+  python evaluate.py --workdir=runs/r50 --checkpoint=latest --mode=10crop
+  python evaluate.py --workdir=runs/vgg16 --mode=multiscale --scales=256,384,512
+  python evaluate.py --torchvision=resnet50 --weights=resnet50-0676ba61.pth \
+      --config=configs/resnet.py:imagenet,depth=50 --workdir=runs/tv_r50 --mode=10crop
+
+Modes: center (one crop, as in training's evaluation); 10crop (four corners and the
+centre and their mirror images, softmax averaged: AlexNet section 4.1, ResNet Table 3);
+dense (VGG section 3.2: the whole image at test scale Q, FC layers as convolutions, class
+scores averaged over the map, and the mirror image); multiscale (dense at each Q of
+--scales, posteriors averaged: VGG Table 4). The config is the workdir's config.json
+unless --config is given; --config.KEY=VALUE overrides either (e.g. the data_dir).
+Results: DIR/eval/<checkpoint>_<mode>.json and a record in DIR/metrics.jsonl.
+"""
+
+import inspect
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+from ml_collections import config_flags
+import numpy as np
+
+import checkpoints
+import cli
+import input_pipeline
+import models
+from models import torchvision_import
+import workdir as workdir_lib
+
+FLAGS = flags.FLAGS
+MODES = ('center', '10crop', 'dense', 'multiscale')
+
+
+class EvalError(ValueError):
+  """Bad input to evaluate.py: one line naming the flag and the fix."""
+
+
+def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]:
+  """(params and batch_stats, step, 'best'|'latest') of `which`: best, latest or a step."""
+  if which in ('best', 'latest'):
+    kind = checkpoints.BEST if which == 'best' else checkpoints.LATEST
+    step = None
+  else:
+    if not which.isdigit():
+      raise EvalError(f"--checkpoint={which}: give best, latest or a step number")
+    step, kind = int(which), checkpoints.LATEST
+    if not os.path.isdir(os.path.join(workdir, kind, which)):
+      kind = checkpoints.BEST
+  directory = os.path.join(workdir, kind)
+  if not os.path.isdir(directory) or not any(d.isdigit() for d in os.listdir(directory)):
+    raise EvalError(f'--workdir={workdir} has no checkpoint in {kind}/; train first '
+                    '(python train.py ...) or give --checkpoint=latest')
+  if step is not None and not os.path.isdir(os.path.join(directory, str(step))):
+    steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, checkpoints.LATEST))
+                   if d.isdigit())
+    raise EvalError(f'--checkpoint={step}: no such step in {workdir}; it has {steps}')
+  state = checkpoints.read_state(workdir, kind, step)
+  variables = {'params': state['params']}
+  if state.get('batch_stats'):
+    variables['batch_stats'] = state['batch_stats']
+  step = step if step is not None else int(max(
+      int(d) for d in os.listdir(directory) if d.isdigit()))
+  return variables, step, which if which in ('best', 'latest') else f'step{step}'
+
+
+def _apply_fn(model, dense: bool):
+  """images -> softmax posteriors; VGG's FC head runs as convolutions when `dense`."""
+  kwargs = {}
+  if dense and 'dense' in inspect.signature(type(model).__call__).parameters:
+    kwargs['dense'] = True
+
+  @jax.jit
+  def posteriors(variables, images):
+    logits = model.apply(variables, images, train=False, **kwargs)
+    return jax.nn.softmax(logits.astype(jnp.float32))
+  return posteriors
+
+
+def _batches(ds, examples_per_batch: int):
+  """Examples of equal view shape, grouped: (indices, views (B, V, H, W, C), labels),
+  padded to whole batches (index -1), so each shape compiles once."""
+  groups = {}
+  for index, example in ds.enumerate().as_numpy_iterator():
+    group = groups.setdefault(example['image'].shape, [])
+    group.append((index, example['image'], example['label']))
+    if len(group) == examples_per_batch:
+      yield _stack(groups.pop(example['image'].shape), examples_per_batch)
+  for group in groups.values():
+    yield _stack(group, examples_per_batch)
+
+
+def _stack(group, size):
+  pad = [(-1, np.zeros_like(group[0][1]), 0)] * (size - len(group))
+  indices, images, labels = zip(*(group + pad))
+  return np.array(indices), np.stack(images), np.array(labels)
+
+
+def predict(config, model, variables, mode: str, scales=(256, 384, 512),
+            examples_per_batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+  """(posteriors averaged over the mode's views, (N, classes); labels (N,)), in the
+  eval split's order."""
+  if mode not in MODES:
+    raise EvalError(f'--mode={mode}: one of {", ".join(MODES)}')
+  if mode in ('center', '10crop'):
+    passes = [(input_pipeline.eval_views(config, mode), False)]
+  else:
+    qs = scales if mode == 'multiscale' else [config.dataset.eval_resize or 256]
+    passes = [(input_pipeline.eval_views(config, 'full', q), True) for q in qs]
+  probs, labels = {}, {}
+  for (ds, dense), q in zip(passes, scales if mode == 'multiscale' else [None]):
+    posteriors = _apply_fn(model, dense)
+    if dense:
+      _check_any_size(posteriors, variables, model, config, mode, q or 256)
+    for indices, views, y in _batches(ds, examples_per_batch):
+      b, v = views.shape[:2]
+      p = np.asarray(posteriors(variables, views.reshape(b * v, *views.shape[2:])))
+      for i, example_probs, label in zip(indices, p.reshape(b, v, -1).mean(axis=1), y):
+        if i >= 0:
+          probs[i] = probs.get(i, 0.) + example_probs / len(passes)
+          labels[i] = label
+  order = sorted(probs)
+  return np.stack([probs[i] for i in order]), np.array([labels[i] for i in order])
+
+
+def _check_any_size(posteriors, variables, model, config, mode, q):
+  """Whole images need a model that takes any size: say so before compiling."""
+  shape = (1, q, q + input_pipeline.DENSE_SIZE_MULTIPLE, config.dataset.channels)
+  try:
+    jax.eval_shape(posteriors, variables, jax.ShapeDtypeStruct(shape, jnp.float32))
+  except Exception as e:  # pylint: disable=broad-except  (flax shape errors vary)
+    raise EvalError(
+        f'--mode={mode} runs {type(model).__name__} on whole images ({shape[1]}x{shape[2]} '
+        f'here), which it cannot take: its classifier is fixed to '
+        f'{config.dataset.image_size}x{config.dataset.image_size} inputs '
+        f'({type(e).__name__}); use --mode=center or 10crop') from None
+
+
+def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
+  top5 = np.argsort(-probs, axis=1)[:, :5]
+  picked = probs[np.arange(len(labels)), labels]
+  return {'top1': float(np.mean(top5[:, 0] == labels)),
+          'top5': float(np.mean((top5 == labels[:, None]).any(axis=1))),
+          'loss': float(np.mean(-np.log(np.maximum(picked, 1e-12)))),
+          'num_examples': int(len(labels))}
+
+
+def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best',
+             scales=(256, 384, 512), torchvision: str | None = None,
+             weights: str | None = None) -> dict:
+  """Evaluate and record; returns the record written to DIR/eval/*.json."""
+  info = input_pipeline.dataset_info(config)
+  input_pipeline.check_config(config, info)
+  if torchvision:
+    if not weights:
+      raise EvalError('--torchvision needs --weights=FILE.pth (torchvision state dict)')
+    if torchvision not in torchvision_import.SUPPORTED:
+      raise EvalError(f'--torchvision={torchvision}: one of '
+                      f'{", ".join(torchvision_import.SUPPORTED)}')
+    if not os.path.isfile(weights):
+      raise EvalError(f'--weights={weights}: no such file')
+    variables = torchvision_import.convert(torchvision,
+                                           torchvision_import.load_pth(weights))
+    model = models.create_model(torchvision, num_classes=info.num_classes)
+    step, which = 0, f'torchvision_{torchvision}'
+  else:
+    model = models.create_model_from_config(config.model, info.num_classes)
+    variables, step, which = variables_from_checkpoint(workdir, checkpoint)
+  start = time.time()
+  batch = max(1, config.batch_size // {'10crop': 10}.get(mode, 2 if mode != 'center' else 1))
+  probs, labels = predict(config, model, variables, mode, scales, batch)
+  record = {'split': f'{config.dataset.eval_split}', 'mode': mode, 'checkpoint': which,
+            'step': step, **metrics(probs, labels), 'seconds': time.time() - start}
+  if mode == 'multiscale':
+    record['scales'] = list(scales)
+  os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
+  with open(os.path.join(workdir, 'eval', f'{which}_{mode}.json'), 'w') as f:
+    json.dump(record, f, indent=2)
+  with open(os.path.join(workdir, workdir_lib.METRICS), 'a') as f:
+    f.write(json.dumps(record) + '\n')
+  return record
+
+
+def load_config_json(path: str) -> ml_collections.ConfigDict:
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def define_flags(argv):
+  """--config is a config file when given, else the workdir's config.json (a config
+  flag must exist before parsing, so the workdir is read from argv first)."""
+  flags.DEFINE_string('workdir', None, 'a training workdir (or where torchvision results go)')
+  flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
+  flags.DEFINE_enum('mode', 'center', MODES, 'test-time views')
+  flags.DEFINE_list('scales', ['256', '384', '512'], 'multiscale: test scales Q')
+  flags.DEFINE_string('torchvision', None, 'evaluate torchvision weights of this model')
+  flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
+  if any(a == '--config' or a.startswith('--config=') for a in argv):
+    config_flags.DEFINE_config_file('config', None, 'config file (file.py[:arg])',
+                                    lock_config=True)
+    return
+  workdir = next((a.split('=', 1)[1] for a in argv if a.startswith('--workdir=')), None)
+  path = os.path.join(workdir, 'config.json') if workdir else ''
+  config = load_config_json(path) if os.path.isfile(path) else ml_collections.ConfigDict()
+  config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
+
+
+def main(argv):
+  if not FLAGS['verbosity'].present:  # orbax logs every restore at INFO
+    logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.workdir is None:
+    raise app.UsageError('give --workdir=DIR')
+  config = FLAGS.config
+  if 'model' not in config:
+    cli.fail('evaluate.py', f'--workdir={FLAGS.workdir} has no config.json: give the '
+             'workdir of a training run, or --config=configs/FILE.py')
+  try:
+    scales = tuple(int(s) for s in FLAGS.scales)
+  except ValueError:
+    cli.fail('evaluate.py', f'--scales={",".join(FLAGS.scales)}: give integers, e.g. '
+             '256,384,512')
+  try:
+    record = evaluate(config, FLAGS.workdir, FLAGS.mode, FLAGS.checkpoint, scales,
+                      FLAGS.torchvision, FLAGS.weights)
+  except (EvalError, input_pipeline.DatasetError, FileNotFoundError) as e:
+    cli.fail('evaluate.py', str(e))
+  except ValueError as e:  # e.g. a fixed-size head asked for a dense evaluation
+    cli.fail('evaluate.py', f'--mode={FLAGS.mode}: {e}')
+  print(f"{record['checkpoint']} (step {record['step']}), {FLAGS.mode}: top-1 "
+        f"{100 * record['top1']:.2f}%, top-5 {100 * record['top5']:.2f}%, loss "
+        f"{record['loss']:.4f} on {record['num_examples']} examples in "
+        f"{cli.format_duration(record['seconds'])}", flush=True)
+
+
+if __name__ == '__main__':
+  define_flags(sys.argv)
+  cli.run(main, 'evaluate.py')

@@ -1,0 +1,270 @@
+"""Reproduce a paper's table: plan the runs, run what is missing, report ours beside theirs.
+
+  python reproduce.py resnet_cifar10 plan --workdir=tables/resnet_cifar10
+  python reproduce.py resnet_cifar10 run --workdir=tables/resnet_cifar10 --seeds=3 \
+      --launcher=slurm --gpus_per_task=1
+  python reproduce.py resnet_cifar10 report --workdir=tables/resnet_cifar10
+
+Tables (tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet, alexnet_imagenet,
+lenet_mnist, ilsvrc_history. `run` goes through the sweep machinery (sweep.py): one
+train.py process per row and seed in DIR/<row>[,seed=K]/, locally or as a SLURM job
+array, finished rows skipped. `report` fills params and multiply-adds from our models
+(no training needed) and the error columns from the runs that have finished, using the
+evaluation the paper used (DIR/<row>/eval/best_<mode>.json from evaluate.py, the
+training's own centre-crop evaluation for `center`); writes DIR/report.md and
+report.csv, and for resnet_cifar10 the paper's Figure 6-style plot of error against depth.
+"""
+
+import functools
+import json
+import os
+import shlex
+import statistics
+
+from absl import app, flags
+
+import cli
+import sweep  # its flags too: --launcher, --parallel, --dry_run, SLURM resources
+import sweep_report
+import tables
+import workdir as workdir_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('seeds', 1, 'run: runs per row, seeds 0..N-1 (mean ± std in the report)')
+flags.DEFINE_string('benchmark', None, 'plan: a benchmark.py --json file; its images/s per '
+                    'model turn images to process into hours')
+
+# Training-set sizes, for the images a run processes (TFDS's own split sizes need the
+# data; these are its published numbers).
+TRAIN_SIZES = {'cifar10': 50_000, 'imagenet2012': 1_281_167, 'mnist': 60_000,
+               'mnist5k': 4_000}
+
+
+def trials(table: str, seeds: int = 1) -> list[dict]:
+  """A trial per row (and seed), named after the row."""
+  out = []
+  for row in tables.TABLES[table]['rows']:
+    path = os.path.join(sweep.REPO, row['config'])
+    for seed in range(seeds):
+      overrides = dict(row['overrides'], **({'config.seed': seed} if seeds > 1 else {}))
+      trial = sweep.make_trial(path, overrides, swept=[])
+      trial['name'] = row['name'] + (f',seed={seed}' if seeds > 1 else '')
+      trial['row'] = row['name']
+      out.append(trial)
+  return out
+
+
+def config_of(trial: dict):
+  module = sweep.load_module(trial['config'].partition(':')[0])
+  return sweep.build_config(module, trial)
+
+
+def model_size(config, num_classes: int) -> tuple[int, int]:
+  """(params, multiply-adds) of a config's model at its image size, traced, never run."""
+  return _model_size(json.dumps(config.model.to_dict(), sort_keys=True),
+                     config.num_classes or num_classes, config.dataset.image_size,
+                     config.dataset.channels)
+
+
+@functools.lru_cache(maxsize=None)  # tracing ResNet-1202 takes seconds; tables repeat
+def _model_size(model_json: str, num_classes: int, size: int, channels: int):
+  import models  # pylint: disable=import-outside-toplevel  (JAX: only when needed)
+  from models import layer_stats  # pylint: disable=import-outside-toplevel
+  model = models.create_model_from_config(json.loads(model_json), num_classes)
+  return (layer_stats.count_params(model, size, channels),
+          layer_stats.count_macs(model, size, channels))
+
+
+def epochs_and_images(config) -> tuple[float, int | None]:
+  size = TRAIN_SIZES.get(config.dataset.name)
+  if config.num_epochs is not None:
+    return config.num_epochs, size and int(config.num_epochs * size)
+  images = config.num_train_steps * config.batch_size
+  return (images / size if size else None), images
+
+
+def plan(table: str, sweep_dir: str, seeds: int, benchmark: str | None) -> str:
+  rates = {}
+  if benchmark:
+    with open(benchmark) as f:
+      rates = {r['model']: r['images_per_sec'] for r in json.load(f)}
+  lines = [f"# {tables.TABLES[table]['title']}: plan\n"]
+  total_hours = 0.0
+  for trial in trials(table, seeds):
+    config = config_of(trial)
+    epochs, images = epochs_and_images(config)
+    rate = rates.get(config.model.name)
+    hours = images / rate / 3600 if rate and images else None
+    total_hours += hours or 0
+    lines.append(
+        f"{trial['name']}: {config.model.name} on {config.dataset.name}, "
+        + (f'{epochs:g} epochs, ' if epochs else '')
+        + (f'{images:,} images' if images else 'images unknown')
+        + (f', ~{hours:.1f} h at {rate:,.0f} images/s' if hours is not None else
+           ' (time: give --benchmark=FILE from benchmark.py --json)')
+        + f"\n    {shlex.join(sweep.command(sweep_dir, trial))}")
+  if total_hours:
+    lines.append(f'\nTotal ~{total_hours:.1f} device-hours at the benchmarked rates.')
+  return '\n'.join(lines) + '\n'
+
+
+def _read_json(path):
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def run_result(sweep_dir: str, trial: dict, mode: str) -> dict | None:
+  """The run's errors (%) under the paper's evaluation, or None if not available yet."""
+  run_dir = os.path.join(sweep_dir, trial['name'])
+  final = _read_json(os.path.join(run_dir, workdir_lib.FINAL_METRICS))
+  if final is None:
+    return None
+  record = final if mode == 'center' else _read_json(
+      os.path.join(run_dir, 'eval', f'best_{mode}.json'))
+  if record is None:
+    return {'pending_eval': True}
+  return {'top1_err': 100 * (1 - record['top1']), 'top5_err': 100 * (1 - record['top5'])}
+
+
+def _status(sweep_dir: str, trials_of_row: list[dict], results: list) -> str:
+  states = []
+  for trial, result in zip(trials_of_row, results):
+    if result is not None and 'pending_eval' in result:
+      states.append('needs evaluate.py')
+    elif result is not None:
+      states.append('done')
+    else:
+      status = _read_json(os.path.join(sweep_dir, trial['name'], sweep.STATUS)) or {}
+      states.append(status.get('state', 'not run'))
+  unique = list(dict.fromkeys(states))
+  return unique[0] if len(unique) == 1 else ', '.join(f'{states.count(s)} {s}'
+                                                       for s in unique)
+
+
+def _mean_std(values: list[float]) -> str:
+  if not values:
+    return ''
+  if len(values) == 1:
+    return f'{values[0]:.2f}'
+  return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def _num(value, scale, digits=2):
+  return '' if value is None else f'{value / scale:.{digits}f}'
+
+
+def report(table: str, sweep_dir: str) -> str:
+  spec = tables.TABLES[table]
+  plan_file = _read_json(os.path.join(sweep_dir, sweep.PLAN))
+  all_trials = plan_file['trials'] if plan_file else trials(table)
+  metric = 'top1_err' if any(r['paper']['top1_err'] for r in spec['rows']) else 'top5_err'
+  header = ['row', 'params (ours)', 'params (paper)', 'mult-adds (ours)',
+            'mult-adds (paper)', f'{metric[:4]} err % (ours)', '(paper)', 'diff',
+            'top-5 err % (ours)', '(paper)', 'epochs', 'wall time', 'status', 'source']
+  rows, csv_rows, figure = [], [], []
+  for row in spec['rows']:
+    mode = row['eval_mode'] or spec['eval_mode']
+    row_trials = [t for t in all_trials if t.get('row', t['name']) == row['name']] or \
+        [t for t in trials(table) if t['row'] == row['name']]
+    results = [run_result(sweep_dir, t, mode) for t in row_trials]
+    done = [r for r in results if r and 'pending_eval' not in r]
+    ours = [r[metric] for r in done]
+    ours5 = [r['top5_err'] for r in done]
+    config = config_of(row_trials[0])
+    params, macs = model_size(config, row['num_classes'])
+    paper = row['paper']
+    diff = (statistics.mean(ours) - paper[metric]) if ours and paper[metric] else None
+    walls = [(_read_json(os.path.join(sweep_dir, t['name'], sweep.STATUS)) or {}).get(
+        'wall_time') for t in row_trials]
+    walls = [w for w in walls if w]
+    epochs, _ = epochs_and_images(config)
+    cells = [row['name'], sweep_report.si(params), sweep_report.si(paper['params']),
+             sweep_report.si(macs), sweep_report.si(paper['mult_adds']), _mean_std(ours),
+             _num(paper[metric], 1), '' if diff is None else f'{diff:+.2f}',
+             _mean_std(ours5) if metric != 'top5_err' else '',
+             _num(paper['top5_err'], 1) if metric != 'top5_err' else '',
+             '' if epochs is None else f'{epochs:g}',
+             cli.format_duration(sum(walls) / len(walls)) if walls else '',
+             _status(sweep_dir, row_trials, results),
+             row['source'] + (f' ({mode})' if mode != 'center' else '')]
+    rows.append(cells)
+    csv_rows.append([row['name'], params, paper['params'], macs, paper['mult_adds'],
+                     statistics.mean(ours) if ours else None, paper[metric], diff,
+                     statistics.mean(ours5) if ours5 else None, paper['top5_err'],
+                     len(ours), epochs, cells[-2]])
+    figure.append((row, ours))
+  notes = [f"- {r['name']}: {r['note']}" for r in spec['rows'] if r['note']]
+  text = (f"# {spec['title']}\n\n"
+          + sweep_report.markdown_table(header, rows)
+          + ('\n' + '\n'.join(notes) + '\n' if notes else ''))
+  os.makedirs(sweep_dir, exist_ok=True)
+  sweep_report.write_csv(os.path.join(sweep_dir, 'report.csv'),
+                         ['row', 'params', 'paper_params', 'mult_adds', 'paper_mult_adds',
+                          metric, f'paper_{metric}', 'diff', 'top5_err', 'paper_top5_err',
+                          'runs', 'epochs', 'status'], csv_rows)
+  if spec.get('figure') == 'depth':
+    path = plot_error_vs_depth(figure, metric, os.path.join(sweep_dir, f'{table}.png'))
+    text += f'\nFigure: {os.path.relpath(path, sweep_dir)}\n'
+  with open(os.path.join(sweep_dir, 'report.md'), 'w') as f:
+    f.write(text)
+  return text
+
+
+def plot_error_vs_depth(figure, metric: str, path: str) -> str:
+  """Test error against depth, the paper's and ours (mean and each seed)."""
+  plt = sweep_report.plt
+  depths = [int(''.join(c for c in row['name'] if c.isdigit())) for row, _ in figure]
+  fig, ax = plt.subplots(figsize=(6, 4))
+  ax.plot(depths, [row['paper'][metric] for row, _ in figure], 'o-', label='paper')
+  ran = [(d, ours) for d, (_, ours) in zip(depths, figure) if ours]
+  if ran:
+    ax.plot([d for d, _ in ran], [statistics.mean(o) for _, o in ran], 's-', label='ours')
+    for d, ours in ran:
+      ax.scatter([d] * len(ours), ours, color='C1', alpha=0.4, s=12)
+  ax.set(xscale='log', xlabel='layers', ylabel='test error (%)')
+  ax.set_xticks(depths, [str(d) for d in depths])
+  ax.grid(alpha=0.3)
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def main(argv):
+  if len(argv) != 3 or argv[1] not in tables.TABLES or argv[2] not in ('plan', 'run',
+                                                                          'report'):
+    raise app.UsageError(f'usage: reproduce.py TABLE plan|run|report --workdir=DIR; '
+                         f'tables: {", ".join(tables.TABLES)}')
+  table, action = argv[1], argv[2]
+  if FLAGS.workdir is None:
+    raise app.UsageError('give --workdir=DIR')
+  if FLAGS.seeds < 1:
+    cli.fail('reproduce.py', f'--seeds must be at least 1; got {FLAGS.seeds}')
+  try:
+    if action == 'plan':
+      print(plan(table, FLAGS.workdir, FLAGS.seeds, FLAGS.benchmark), end='')
+    elif action == 'report':
+      print(report(table, FLAGS.workdir), end='')
+    else:
+      table_trials = trials(table, FLAGS.seeds)
+      spec = f'{os.path.join(sweep.REPO, "tables.py")}:{table}'
+      if not FLAGS.dry_run:
+        sweep.save_plan(FLAGS.workdir, spec, table_trials)
+      if FLAGS.launcher == 'slurm':
+        sweep.submit_slurm(FLAGS.workdir, table_trials, sweep.slurm_options(),
+                           FLAGS.parallel, FLAGS.dry_run,
+                           report_args=('reproduce.py', table, 'report'))
+        return
+      sweep.run_local(FLAGS.workdir, table_trials, FLAGS.parallel or 1, FLAGS.dry_run)
+      if not FLAGS.dry_run:
+        print(report(table, FLAGS.workdir), end='')
+  except (sweep.SweepError, workdir_lib.WorkdirError, OSError) as e:
+    cli.fail('reproduce.py', str(e))
+
+
+if __name__ == '__main__':
+  cli.run(main, 'reproduce.py', config_flag=None)
