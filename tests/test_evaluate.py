@@ -3,6 +3,7 @@ VGG's dense evaluation, and the CLI on a mnist5k checkpoint."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -109,29 +110,53 @@ def run_cli(*args):
                         timeout=600)
 
 
-def test_evaluate_cli_on_a_mnist5k_checkpoint(tmp_path):
-  workdir = str(tmp_path / 'lenet')
-  result = run_cli('train.py', '--config=configs/lenet.py', '--config.num_epochs=1',
-                   f'--workdir={workdir}')
+def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
+  trained, result = trained_lenet  # python train.py --config=configs/lenet.py
   assert result.returncode == 0, result.stderr[-2000:]
+  workdir = str(tmp_path / 'lenet')  # a copy: the session's run stays as it was
+  shutil.copytree(trained, workdir)
   final = json.load(open(os.path.join(workdir, 'final_metrics.json')))
   result = run_cli('evaluate.py', f'--workdir={workdir}', '--checkpoint=latest')
   assert result.returncode == 0, result.stderr[-2000:]
   record = json.load(open(os.path.join(workdir, 'eval', 'latest_center.json')))
   # The centre view is the training's own evaluation: same checkpoint, same numbers.
   assert record['top1'] == pytest.approx(final['top1'], abs=1e-6)
-  assert record['num_examples'] == 1000 and record['step'] == 62
+  assert record['num_examples'] == 1000 and record['step'] == final['step']
   assert f"top-1 {100 * final['top1']:.2f}%" in result.stdout
   last = json.loads(open(os.path.join(workdir, 'metrics.jsonl')).readlines()[-1])
   assert last['mode'] == 'center' and last['checkpoint'] == 'latest'
-  # 10 crops (with mirrored digits) run; a whole-image mode is refused in one line.
-  result = run_cli('evaluate.py', f'--workdir={workdir}', '--mode=10crop',
-                   '--config.batch_size=200')
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert os.path.exists(os.path.join(workdir, 'eval', 'best_10crop.json'))
+  # A whole-image mode on a fixed-head model is refused in one line.
   result = run_cli('evaluate.py', f'--workdir={workdir}', '--mode=dense')
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1].startswith(
       'evaluate.py: error: --mode=dense runs LeNet5 on whole images'), result.stderr
-  result = run_cli('evaluate.py', f'--workdir={workdir}', '--checkpoint=5')
-  assert result.returncode == 2 and 'no such step' in result.stderr
+  # The same workdir in-process: 10 crops (with mirrored digits) run; a missing step is
+  # named with the ones there are.
+  config = evaluate.load_config_json(os.path.join(workdir, 'config.json'))
+  ten = evaluate.evaluate(config, workdir, '10crop', checkpoint='best')
+  assert ten['num_examples'] == 1000 and 0.5 < ten['top1'] <= 1
+  assert os.path.exists(os.path.join(workdir, 'eval', 'best_10crop.json'))
+  with pytest.raises(evaluate.EvalError, match=r'--checkpoint=5: no such step .* it has'):
+    evaluate.variables_from_checkpoint(workdir, '5')
+
+
+def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
+  import torch  # pylint: disable=import-outside-toplevel
+  import torchvision  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  net = torchvision.models.resnet18(weights=None, num_classes=7).eval()
+  torch.save(net.state_dict(), tmp_path / 'r18.pth')
+  config = default.get_config()
+  config.num_classes = 7
+  config.dataset.update({'name': 'synthetic', 'synthetic_size': 32, 'image_size': 64,
+                         'augment': 'none'})
+  record = evaluate.evaluate(config, str(tmp_path), 'center', torchvision='resnet18',
+                             weights=str(tmp_path / 'r18.pth'))
+  views = list(input_pipeline.eval_views(config, 'center').as_numpy_iterator())
+  images = np.concatenate([v['image'] for v in views])  # (32, 64, 64, 3) normalised
+  with torch.no_grad():
+    logits = net(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
+  labels = np.array([v['label'] for v in views])
+  assert record['checkpoint'] == 'torchvision_resnet18' and record['num_examples'] == 32
+  assert record['top1'] == pytest.approx(np.mean(logits.argmax(1) == labels))
+  assert os.path.exists(tmp_path / 'eval' / 'torchvision_resnet18_center.json')

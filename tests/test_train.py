@@ -70,18 +70,23 @@ def run_cli(*args, env=None, timeout=600):
                         capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def test_lenet5_offline_reaches_97_percent(tmp_path):
-  result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path}')
+def test_lenet5_offline_reaches_97_percent(trained_lenet):
+  workdir, result = trained_lenet  # python train.py --config=configs/lenet.py
   assert result.returncode == 0, result.stderr[-2000:]
-  final = [json.loads(l) for l in open(tmp_path / 'metrics.jsonl')][-1]
+  final = [json.loads(l) for l in open(workdir / 'metrics.jsonl')][-1]
   assert final['split'] == 'test' and final['num_examples'] == 1000
   assert final['top1'] >= 0.97
 
 
-def test_misspelt_key_is_an_error(tmp_path):
-  result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path}',
-                   '--config.batch_sise=32')
-  assert result.returncode != 0 and 'batch_sise' in result.stderr
+@pytest.mark.parametrize('key, value', [('batch_size', 0), ('num_epochs', -1.0),
+                                        ('schedule.learning_rate', -0.1),
+                                        ('eval_every_steps', 0)])
+def test_non_positive_sizes_name_the_field(key, value):
+  c = tiny_config()
+  *parents, leaf = key.split('.')
+  (c[parents[0]] if parents else c)[leaf] = value
+  with pytest.raises(ValueError, match=rf'config.{key} must be positive; got {value}'):
+    train.validate(c)
 
 
 def test_indivisible_batch_is_one_line_error(tmp_path):
