@@ -20,8 +20,9 @@ import json
 import os
 import shlex
 import statistics
+import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import cli
 import sweep  # its flags too: --launcher, --parallel, --dry_run, SLURM resources
@@ -162,7 +163,8 @@ def report(table: str, sweep_dir: str) -> str:
   all_trials = plan_file['trials'] if plan_file else trials(table)
   metric = 'top1_err' if any(r['paper']['top1_err'] for r in spec['rows']) else 'top5_err'
   header = ['row', 'params (ours)', 'params (paper)', 'mult-adds (ours)',
-            'mult-adds (paper)', f'{metric[:4]} err % (ours)', '(paper)', 'diff',
+            'mult-adds (paper)', f"{'top-1' if metric == 'top1_err' else 'top-5'} err % (ours)",
+            '(paper)', 'diff',
             'top-5 err % (ours)', '(paper)', 'epochs', 'wall time', 'status', 'source']
   rows, csv_rows, figure = [], [], []
   for row in spec['rows']:
@@ -235,6 +237,8 @@ def plot_error_vs_depth(figure, metric: str, path: str) -> str:
 
 
 def main(argv):
+  if not FLAGS['verbosity'].present:  # JAX's INFO lines would mix with the tables
+    logging.set_verbosity(logging.WARNING)
   if len(argv) != 3 or argv[1] not in tables.TABLES or argv[2] not in ('plan', 'run',
                                                                           'report'):
     raise app.UsageError(f'usage: reproduce.py TABLE plan|run|report --workdir=DIR; '
@@ -259,9 +263,11 @@ def main(argv):
                            FLAGS.parallel, FLAGS.dry_run,
                            report_args=('reproduce.py', table, 'report'))
         return
-      sweep.run_local(FLAGS.workdir, table_trials, FLAGS.parallel or 1, FLAGS.dry_run)
+      no_failures = sweep.run_local(FLAGS.workdir, table_trials, FLAGS.parallel or 1,
+                                    FLAGS.dry_run)
       if not FLAGS.dry_run:
         print(report(table, FLAGS.workdir), end='')
+      sys.exit(0 if no_failures else 1)
   except (sweep.SweepError, workdir_lib.WorkdirError, OSError) as e:
     cli.fail('reproduce.py', str(e))
 

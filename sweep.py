@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 import cli
 from configs import hyper
@@ -514,6 +514,8 @@ def _sbatch(cmd: list[str]) -> str:
 
 
 def main(argv):
+  if not FLAGS['verbosity'].present:  # JAX's INFO lines would mix with the tables
+    logging.set_verbosity(logging.WARNING)
   action = argv[1] if len(argv) > 1 else 'run'
   if action not in ('run', 'report', 'trial') or len(argv) > 2:
     raise app.UsageError(f'unexpected arguments {argv[1:]}; the actions are run (default), '
