@@ -30,6 +30,7 @@ import numpy as np
 
 import checkpoints
 import cli
+from configs import default
 import input_pipeline
 import models
 from models import torchvision_import
@@ -189,8 +190,23 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
 
 
 def load_config_json(path: str) -> ml_collections.ConfigDict:
+  """A workdir's config.json over today's defaults: a run from before a key existed
+  gets that key's default."""
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
+  config = default.get_config()
+
+  def merge(node, values):
+    for key, value in values.items():
+      if isinstance(value, dict) and key != 'model' and isinstance(
+          node.get(key), ml_collections.ConfigDict):
+        merge(node[key], value)
+      elif isinstance(value, list) and isinstance(node.get(key), tuple):
+        node[key] = tuple(value)
+      else:
+        node[key] = value
+  merge(config, saved)
+  return config
 
 
 def define_flags(argv):

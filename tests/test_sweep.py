@@ -169,8 +169,8 @@ def test_local_sweep_isolates_a_failure_skips_and_resumes(tmp_path):
   good_log = (sweep_dir / GOOD / 'train.log').read_text()
   shutil.rmtree(sweep_dir / OTHER / 'checkpoints' / '31')
   os.remove(sweep_dir / OTHER / workdir_lib.FINAL_METRICS)
-  code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}')
-  assert '3 trials in' in out and '1 done, 2 to run' in out, out
+  code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}', '--parallel=2')
+  assert '3 trials in' in out and '1 done, 2 to run, 2 at a time' in out, out
   assert (sweep_dir / GOOD / 'train.log').read_text() == good_log  # skipped
   other_log = (sweep_dir / OTHER / 'train.log').read_text()
   assert '=== attempt 2' in other_log and 'from step 30' in other_log, other_log[-2000:]

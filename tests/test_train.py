@@ -159,3 +159,11 @@ def test_parse_arg():
   assert resnet.get_config('depth=56').model.name == 'resnet56'
   with pytest.raises(ValueError, match="'dpeth'"):
     common.parse_arg('dpeth=5', depth=0)
+
+
+def test_unknown_optimizer_names_the_closest():
+  c = tiny_config()
+  c.optimizer.name = 'adamv'
+  with pytest.raises(ValueError, match=r"config.optimizer.name: unknown name 'adamv'.*"
+                     r"did you mean 'adamw'"):
+    optim.create_optimizer(c)
