@@ -38,6 +38,7 @@ import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 MODES = ('center', '10crop', 'dense', 'multiscale')
+VIEWS_PER_EXAMPLE = {'center': 1, '10crop': 10, 'dense': 2, 'multiscale': 2}  # + mirrors
 
 
 class EvalError(ValueError):
@@ -59,7 +60,9 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
   if not os.path.isdir(directory) or not any(d.isdigit() for d in os.listdir(directory)):
     raise EvalError(f'--workdir={workdir} has no checkpoint in {kind}/; train first '
                     '(python train.py ...) or give --checkpoint=latest')
-  if step is not None and not os.path.isdir(os.path.join(directory, str(step))):
+  if step is None:
+    step = max(int(d) for d in os.listdir(directory) if d.isdigit())
+  elif not os.path.isdir(os.path.join(directory, str(step))):
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, checkpoints.LATEST))
                    if d.isdigit())
     raise EvalError(f'--checkpoint={step}: no such step in {workdir}; it has {steps}')
@@ -67,8 +70,6 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
   variables = {'params': state['params']}
   if state.get('batch_stats'):
     variables['batch_stats'] = state['batch_stats']
-  step = step if step is not None else int(max(
-      int(d) for d in os.listdir(directory) if d.isdigit()))
   return variables, step, which if which in ('best', 'latest') else f'step{step}'
 
 
@@ -105,21 +106,25 @@ def _stack(group, size):
 
 
 def predict(config, model, variables, mode: str, scales=(256, 384, 512),
-            examples_per_batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+            examples_per_batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(posteriors averaged over the mode's views, (N, classes); labels (N,)), in the
-  eval split's order."""
+  eval split's order. By default a batch holds config.batch_size views."""
   if mode not in MODES:
     raise EvalError(f'--mode={mode}: one of {", ".join(MODES)}')
+  examples_per_batch = examples_per_batch or max(
+      1, config.batch_size // VIEWS_PER_EXAMPLE[mode])
   if mode in ('center', '10crop'):
-    passes = [(input_pipeline.eval_views(config, mode), False)]
+    passes = [(mode, None)]  # (views, test scale Q of a whole-image pass)
   else:
     qs = scales if mode == 'multiscale' else [config.dataset.eval_resize or 256]
-    passes = [(input_pipeline.eval_views(config, 'full', q), True) for q in qs]
+    passes = [('full', q) for q in qs]
   probs, labels = {}, {}
-  for (ds, dense), q in zip(passes, scales if mode == 'multiscale' else [None]):
+  for views_kind, q in passes:
+    dense = q is not None
     posteriors = _apply_fn(model, dense)
     if dense:
-      _check_any_size(posteriors, variables, model, config, mode, q or 256)
+      _check_any_size(posteriors, variables, model, config, mode, q)
+    ds = input_pipeline.eval_views(config, views_kind, q)
     for indices, views, y in _batches(ds, examples_per_batch):
       b, v = views.shape[:2]
       p = np.asarray(posteriors(variables, views.reshape(b * v, *views.shape[2:])))
@@ -175,15 +180,13 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     model = models.create_model_from_config(config.model, info.num_classes)
     variables, step, which = variables_from_checkpoint(workdir, checkpoint)
   start = time.time()
-  batch = max(1, config.batch_size // {'10crop': 10}.get(mode, 2 if mode != 'center' else 1))
-  probs, labels = predict(config, model, variables, mode, scales, batch)
+  probs, labels = predict(config, model, variables, mode, scales)
   record = {'split': f'{config.dataset.eval_split}', 'mode': mode, 'checkpoint': which,
             'step': step, **metrics(probs, labels), 'seconds': time.time() - start}
   if mode == 'multiscale':
     record['scales'] = list(scales)
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-  with open(os.path.join(workdir, 'eval', f'{which}_{mode}.json'), 'w') as f:
-    json.dump(record, f, indent=2)
+  workdir_lib.write_json(os.path.join(workdir, 'eval', f'{which}_{mode}.json'), record)
   with open(os.path.join(workdir, workdir_lib.METRICS), 'a') as f:
     f.write(json.dumps(record) + '\n')
   return record

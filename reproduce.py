@@ -109,36 +109,28 @@ def plan(table: str, sweep_dir: str, seeds: int, benchmark: str | None) -> str:
   return '\n'.join(lines) + '\n'
 
 
-def _read_json(path):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return None
-
-
 def run_result(sweep_dir: str, trial: dict, mode: str) -> dict | None:
   """The run's errors (%) under the paper's evaluation, or None if not available yet."""
   run_dir = os.path.join(sweep_dir, trial['name'])
-  final = _read_json(os.path.join(run_dir, workdir_lib.FINAL_METRICS))
+  final = workdir_lib.read_json(os.path.join(run_dir, workdir_lib.FINAL_METRICS))
   if final is None:
     return None
-  record = final if mode == 'center' else _read_json(
+  record = final if mode == 'center' else workdir_lib.read_json(
       os.path.join(run_dir, 'eval', f'best_{mode}.json'))
   if record is None:
     return {'pending_eval': True}
   return {'top1_err': 100 * (1 - record['top1']), 'top5_err': 100 * (1 - record['top5'])}
 
 
-def _status(sweep_dir: str, trials_of_row: list[dict], results: list) -> str:
+def _status(results: list, statuses: list[dict]) -> str:
+  """A row's status from its runs' results and trial.json files."""
   states = []
-  for trial, result in zip(trials_of_row, results):
+  for result, status in zip(results, statuses):
     if result is not None and 'pending_eval' in result:
       states.append('needs evaluate.py')
     elif result is not None:
       states.append('done')
     else:
-      status = _read_json(os.path.join(sweep_dir, trial['name'], sweep.STATUS)) or {}
       states.append(status.get('state', 'not run'))
   unique = list(dict.fromkeys(states))
   return unique[0] if len(unique) == 1 else ', '.join(f'{states.count(s)} {s}'
@@ -153,13 +145,13 @@ def _mean_std(values: list[float]) -> str:
   return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
-def _num(value, scale, digits=2):
-  return '' if value is None else f'{value / scale:.{digits}f}'
+def _percent(value):
+  return '' if value is None else f'{value:.2f}'
 
 
 def report(table: str, sweep_dir: str) -> str:
   spec = tables.TABLES[table]
-  plan_file = _read_json(os.path.join(sweep_dir, sweep.PLAN))
+  plan_file = workdir_lib.read_json(os.path.join(sweep_dir, sweep.PLAN))
   all_trials = plan_file['trials'] if plan_file else trials(table)
   metric = 'top1_err' if any(r['paper']['top1_err'] for r in spec['rows']) else 'top5_err'
   header = ['row', 'params (ours)', 'params (paper)', 'mult-adds (ours)',
@@ -179,18 +171,17 @@ def report(table: str, sweep_dir: str) -> str:
     params, macs = model_size(config, row['num_classes'])
     paper = row['paper']
     diff = (statistics.mean(ours) - paper[metric]) if ours and paper[metric] else None
-    walls = [(_read_json(os.path.join(sweep_dir, t['name'], sweep.STATUS)) or {}).get(
-        'wall_time') for t in row_trials]
-    walls = [w for w in walls if w]
+    statuses = [workdir_lib.read_json(
+        os.path.join(sweep_dir, t['name'], workdir_lib.TRIAL_STATUS), {}) for t in row_trials]
+    walls = [s['wall_time'] for s in statuses if s.get('wall_time')]
     epochs, _ = epochs_and_images(config)
     cells = [row['name'], sweep_report.si(params), sweep_report.si(paper['params']),
              sweep_report.si(macs), sweep_report.si(paper['mult_adds']), _mean_std(ours),
-             _num(paper[metric], 1), '' if diff is None else f'{diff:+.2f}',
-             _mean_std(ours5) if metric != 'top5_err' else '',
-             _num(paper['top5_err'], 1) if metric != 'top5_err' else '',
+             _percent(paper[metric]), '' if diff is None else f'{diff:+.2f}',
+             _mean_std(ours5), _percent(paper['top5_err']),  # (dropped if metric is top-5)
              '' if epochs is None else f'{epochs:g}',
              cli.format_duration(sum(walls) / len(walls)) if walls else '',
-             _status(sweep_dir, row_trials, results),
+             _status(results, statuses),
              row['source'] + (f' ({mode})' if mode != 'center' else '')]
     rows.append(cells)
     csv_rows.append([row['name'], params, paper['params'], macs, paper['mult_adds'],

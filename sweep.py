@@ -39,7 +39,6 @@ import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 PLAN = 'sweep.json'      # DIR/sweep.json: the sweep file and its trials
-STATUS = 'trial.json'    # DIR/<trial>/trial.json
 LOG = 'train.log'        # DIR/<trial>/train.log
 CONFIG_PREFIX = 'config.'
 
@@ -176,9 +175,7 @@ def save_plan(sweep_dir: str, spec: str, trials: list[dict]):
     if old != config:  # trial names leave out what all trials share: keep sweeps apart
       raise SweepError(f'--workdir={sweep_dir} holds the sweep of {old}; choose another '
                        '--workdir for this sweep')
-  with open(plan_path + '.tmp', 'w') as f:
-    json.dump({'config': config, 'trials': trials}, f, indent=2)
-  os.replace(plan_path + '.tmp', plan_path)
+  workdir_lib.write_json(plan_path, {'config': config, 'trials': trials})
 
 
 def load_plan(sweep_dir: str) -> dict:
@@ -200,18 +197,11 @@ def command(sweep_dir: str, trial: dict) -> list[str]:
 
 
 def read_status(trial_dir: str) -> dict:
-  try:
-    with open(os.path.join(trial_dir, STATUS)) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return {}
+  return workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), {})
 
 
 def write_status(trial_dir: str, status: dict):
-  path = os.path.join(trial_dir, STATUS)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(status, f, indent=2)
-  os.replace(path + '.tmp', path)
+  workdir_lib.write_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), status)
 
 
 def is_done(trial_dir: str) -> bool:
@@ -402,11 +392,8 @@ def run_local(sweep_dir: str, trials: list[dict], parallel: int, dry_run: bool) 
 
 
 def read_final(sweep_dir: str, trial: dict) -> dict:
-  try:
-    with open(os.path.join(sweep_dir, trial['name'], workdir_lib.FINAL_METRICS)) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return {}
+  return workdir_lib.read_json(
+      os.path.join(sweep_dir, trial['name'], workdir_lib.FINAL_METRICS), {})
 
 
 def array_spec(indices: list[int]) -> str:

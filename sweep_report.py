@@ -8,7 +8,6 @@ and every trial's learning curves overlaid.
 """
 
 import csv
-import json
 import math
 import os
 
@@ -25,22 +24,14 @@ METRIC_COLUMNS = ('status', 'top1', 'best_top1', 'top5', 'loss', 'step', 'params
                   'mult_adds', 'wall_time', 'error')
 
 
-def _read_json(path: str) -> dict:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, json.JSONDecodeError):
-    return {}
-
-
 def collect(sweep_dir: str, trials: list[dict]) -> list[dict]:
   """One row per trial, finished ones first by final top-1, then the others (with
   the step they reached and their latest evaluation)."""
   rows = []
   for trial in trials:
     trial_dir = os.path.join(sweep_dir, trial['name'])
-    final = _read_json(os.path.join(trial_dir, workdir_lib.FINAL_METRICS))
-    status = _read_json(os.path.join(trial_dir, 'trial.json'))
+    final = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.FINAL_METRICS), {})
+    status = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), {})
     row = {'trial': trial['name'], **trial['overrides']}
     row['status'] = 'done' if final else status.get('state', 'not run')
     row.update({k: final.get(k) for k in ('top1', 'best_top1', 'top5', 'loss', 'step',

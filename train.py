@@ -11,7 +11,6 @@ the global batch), the state donated. Metrics accumulate on the devices and reac
 host only every `log_every_steps`. Running the same command on the same workdir resumes.
 """
 
-import functools
 import json
 import math
 import os
@@ -300,10 +299,7 @@ def write_final_metrics(workdir, final, config, model, info):
           'mult_adds': layer_stats.count_macs(model, config.dataset.image_size,
                                               config.dataset.channels),
           'num_classes': info.num_classes}
-  path = os.path.join(workdir, workdir_lib.FINAL_METRICS)
-  with open(path + '.tmp', 'w') as f:
-    json.dump({**final, **size}, f, indent=2)
-  os.replace(path + '.tmp', path)  # never a half-written file
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**final, **size})
 
 
 # ------------------------------------------------------------------------------ train

@@ -16,6 +16,7 @@ import time
 METRICS = 'metrics.jsonl'             # one JSON record per log line and evaluation
 FINAL_METRICS = 'final_metrics.json'  # written once the run has finished: its presence
                                       # says so (sweep.py, reproduce.py read it)
+TRIAL_STATUS = 'trial.json'           # a sweep trial's state, error and wall time
 
 
 class WorkdirError(ValueError):
@@ -77,6 +78,22 @@ class Lock:
 
   def __exit__(self, *exc):
     self.release()
+
+
+def read_json(path: str, default=None):
+  """A JSON file's contents, or `default` if it is missing or unreadable."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return default
+
+
+def write_json(path: str, value):
+  """Write through a temporary file and rename: readers never see half a file."""
+  with open(path + '.tmp', 'w') as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + '.tmp', path)
 
 
 def read_metrics(workdir: str) -> list[dict]:
