@@ -4,13 +4,18 @@
   python benchmark.py --model=resnet50 --batch_size=256 --precision=bfloat16 --image_size=224
   python benchmark.py --config=configs/lenet.py --end_to_end     # with the real pipeline
   python benchmark.py --config=configs/resnet.py --input_only    # the pipeline alone
+  python benchmark.py --config=configs/resnet.py:imagenet --config.dataset.name=folder:DIR \
+      --input_only --start_step=100000   # time to the first batch of a run resumed there
 
 The default mode times the compiled train step (the one train.py runs: same model,
 optimizer, shardings, donation) over all local devices on one synthetic batch that stays
 on the devices, so it measures computation only. `--end_to_end` feeds the step from the
 config's real input pipeline with the device prefetch train.py uses; the gap between the
 two is the pipeline's cost. `--input_only` times the host pipeline (read, decode,
-augment, batch) without a model. Each mode prints a table and writes JSON (--json).
+augment, batch) without a model, the time to its first batch from `--start_step`
+(`first_batch_s`), and, for datasets of image files, one plain Pillow process doing the
+same per-image work in a loop (`pillow_images_per_sec`): the pipeline's parallel speed-up.
+Each mode prints a table and writes JSON (--json).
 """
 
 import json
@@ -20,7 +25,6 @@ import time
 
 from absl import app, flags
 import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
@@ -43,6 +47,8 @@ flags.DEFINE_integer('steps', 20, 'timed steps (batches with --input_only)')
 flags.DEFINE_integer('warmup', 3, 'untimed steps after compilation')
 flags.DEFINE_bool('end_to_end', False, 'feed the step from the real input pipeline')
 flags.DEFINE_bool('input_only', False, 'time the input pipeline alone, without a model')
+flags.DEFINE_integer('start_step', 0, '--input_only: the step the pipeline starts at, as '
+                     'in a run resumed there')
 flags.DEFINE_string('json', 'benchmark.json', 'where to write the results as JSON')
 
 
@@ -69,21 +75,21 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
   model, tx, init, _, state_sharding = train.build(config, info, mesh)
   steps_per_epoch, total_steps = train.num_steps(config, info) if end_to_end else (1, 1)
   schedule = optim.create_schedule(config, steps_per_epoch, max(total_steps, 1))
+  if not end_to_end:
+    config.dataset.device_resident = False  # one uint8 batch, as the host pipeline gives
   train_step, _ = train.jit_steps(config, model, tx, schedule, info.num_classes, mesh,
-                                  state_sharding)
+                                  state_sharding, info)
   state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
-  dtype = train.PRECISIONS[config.precision]
 
   if end_to_end:
-    batches = input_pipeline.device_iterator(input_pipeline.train_dataset(config), mesh,
-                                             dtype)
+    batches = input_pipeline.train_batches(config, info, mesh)
   else:
     local = config.batch_size // jax.process_count()
     size, channels = config.dataset.image_size, config.dataset.channels
     rng = np.random.RandomState(0)
     batch = input_pipeline.to_global(
-        {'image': rng.standard_normal((local, size, size, channels)).astype(np.float32),
-         'label': rng.randint(0, info.num_classes, local).astype(np.int32)}, mesh, dtype)
+        {'image': rng.randint(0, 256, (local, size, size, channels)).astype(np.uint8),
+         'label': rng.randint(0, info.num_classes, local).astype(np.int32)}, mesh)
     batches = iter(lambda: batch, None)  # the same device batch, forever
 
   first = next(batches)
@@ -112,20 +118,42 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
           'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind, 'steps': steps}
 
 
-def time_input_pipeline(config, steps: int, warmup: int) -> dict:
-  """Host-side images/s of this process's training pipeline (no devices involved)."""
+def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) -> dict:
+  """Host-side images/s of this process's training pipeline (no devices involved), the
+  time to its first batch from `start_step`, and one plain Pillow process's images/s."""
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
-  iterator = input_pipeline.train_dataset(config).as_numpy_iterator()
-  for _ in range(warmup + 1):  # the first batch includes building and filling buffers
+  t = time.perf_counter()
+  iterator = iter(input_pipeline.train_dataset(config, start_step))
+  next(iterator)  # building the pipeline, starting its workers, the first batch
+  first_batch_s = time.perf_counter() - t
+  for _ in range(warmup):
     next(iterator)
   t = time.perf_counter()
   images = sum(len(next(iterator)['label']) for _ in range(steps))
   elapsed = time.perf_counter() - t
-  return {'mode': 'input_only', 'dataset': info.name, 'augment': config.dataset.augment,
-          'image_size': config.dataset.image_size, 'batch_size': config.batch_size,
-          'host_cpus': _cpu_count(), 'batch_ms': 1000 * elapsed / steps,
-          'images_per_sec': images / elapsed, 'steps': steps}
+  row = {'mode': 'input_only', 'dataset': info.name, 'augment': config.dataset.augment,
+         'image_size': config.dataset.image_size, 'batch_size': config.batch_size,
+         'start_step': start_step, 'host_cpus': _cpu_count(),
+         'workers': input_pipeline.num_workers(config), 'first_batch_s': first_batch_s,
+         'batch_ms': 1000 * elapsed / steps, 'images_per_sec': images / elapsed,
+         'steps': steps}
+  if input_pipeline.sources.is_encoded(config):
+    row['pillow_images_per_sec'] = plain_pillow_rate(config, images)
+    row['speedup'] = row['images_per_sec'] / row['pillow_images_per_sec']
+  return row
+
+
+def plain_pillow_rate(config, count: int) -> float:
+  """Images/s of one process reading, decoding and augmenting `count` training images
+  one after another: the same per-image code as the pipeline, without Grain."""
+  from data import sources, transforms  # pylint: disable=import-outside-toplevel
+  source = sources.open_split(config, 'train')
+  t = time.perf_counter()
+  for q in range(count):
+    item = source[q % len(source)]
+    transforms.train_example(item['image'], config, transforms.rng_for(config.seed, q))
+  return count / (time.perf_counter() - t)
 
 
 def _cpu_count() -> int:
@@ -180,13 +208,14 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.input_only and FLAGS.end_to_end:
     raise app.UsageError('--input_only and --end_to_end exclude each other')
-  if FLAGS.steps < 1 or FLAGS.warmup < 0:
-    raise app.UsageError('--steps must be >= 1 and --warmup >= 0')
+  if FLAGS.steps < 1 or FLAGS.warmup < 0 or FLAGS.start_step < 0:
+    raise app.UsageError('--steps must be >= 1, --warmup and --start_step >= 0')
+  cli.use_compilation_cache()
   rows = []
   try:
     for config in configs_to_run(FLAGS.config):
       if FLAGS.input_only:
-        rows.append(time_input_pipeline(config, FLAGS.steps, FLAGS.warmup))
+        rows.append(time_input_pipeline(config, FLAGS.steps, FLAGS.warmup, FLAGS.start_step))
         break  # the pipeline does not depend on the model
       rows.append(time_train_step(config, FLAGS.steps, FLAGS.warmup, FLAGS.end_to_end))
       print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s", flush=True)
@@ -202,5 +231,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  jnp.zeros(())  # initialise the backend before TensorFlow loads
   cli.run(main, 'benchmark.py')

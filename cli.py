@@ -8,6 +8,7 @@ flags and reads `--config` up front, and turns these failures into one line.
 
 import contextlib
 import io
+import os
 import re
 import sys
 
@@ -60,3 +61,16 @@ def format_duration(seconds: float) -> str:
   seconds = int(seconds)
   return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else \
       f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def use_compilation_cache():
+  """JAX's persistent compilation cache: a shape compiled once (a sweep trial, a rerun,
+  a test) loads from disk next time. $JAX_COMPILATION_CACHE_DIR, else ~/.cache/jax."""
+  import jax  # pylint: disable=import-outside-toplevel
+  if not jax.config.jax_compilation_cache_dir:  # (JAX reads the variable itself)
+    cache = os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache'))
+    jax.config.update('jax_compilation_cache_dir', os.path.join(cache, 'jax'))
+  # Every compiled step is worth keeping: small models compile in under a second, and
+  # start-up is what sweeps and tests pay again and again.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

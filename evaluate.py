@@ -15,6 +15,7 @@ unless --config is given; --config.KEY=VALUE overrides either (e.g. the data_dir
 Results: DIR/eval/<checkpoint>_<mode>.json and a record in DIR/metrics.jsonl.
 """
 
+import functools
 import inspect
 import json
 import os
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import checkpoints
 import cli
@@ -73,28 +75,31 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
   return variables, step, which if which in ('best', 'latest') else f'step{step}'
 
 
-def _apply_fn(model, dense: bool):
-  """images -> softmax posteriors; VGG's FC head runs as convolutions when `dense`."""
+def _apply_fn(model, config, dense: bool, mesh):
+  """uint8 views -> softmax posteriors, normalised on the device and sharded over the
+  mesh's devices; VGG's FC head runs as convolutions when `dense`."""
   kwargs = {}
   if dense and 'dense' in inspect.signature(type(model).__call__).parameters:
     kwargs['dense'] = True
 
-  @jax.jit
+  @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()),
+                                            input_pipeline.batch_sharding(mesh)))
   def posteriors(variables, images):
+    images = input_pipeline.prepare_eval({'image': images}, config)['image']
     logits = model.apply(variables, images, train=False, **kwargs)
     return jax.nn.softmax(logits.astype(jnp.float32))
   return posteriors
 
 
-def _batches(ds, examples_per_batch: int):
+def _batches(examples, examples_per_batch: int):
   """Examples of equal view shape, grouped: (indices, views (B, V, H, W, C), labels),
   padded to whole batches (index -1), so each shape compiles once."""
   groups = {}
-  for index, example in ds.enumerate().as_numpy_iterator():
-    group = groups.setdefault(example['image'].shape, [])
-    group.append((index, example['image'], example['label']))
+  for index, views, label in examples:
+    group = groups.setdefault(views.shape, [])
+    group.append((index, views, label))
     if len(group) == examples_per_batch:
-      yield _stack(groups.pop(example['image'].shape), examples_per_batch)
+      yield _stack(groups.pop(views.shape), examples_per_batch)
   for group in groups.values():
     yield _stack(group, examples_per_batch)
 
@@ -108,11 +113,14 @@ def _stack(group, size):
 def predict(config, model, variables, mode: str, scales=(256, 384, 512),
             examples_per_batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(posteriors averaged over the mode's views, (N, classes); labels (N,)), in the
-  eval split's order. By default a batch holds config.batch_size views."""
+  eval split's order. By default a batch holds config.batch_size views. Each process
+  evaluates its own part of the split on its own devices; the parts are gathered."""
   if mode not in MODES:
     raise EvalError(f'--mode={mode}: one of {", ".join(MODES)}')
-  examples_per_batch = examples_per_batch or max(
-      1, config.batch_size // VIEWS_PER_EXAMPLE[mode])
+  mesh = Mesh(np.array(jax.local_devices()), ('data',))
+  per_batch = examples_per_batch or max(1, config.batch_size // VIEWS_PER_EXAMPLE[mode])
+  # Whole batches of views split evenly over the local devices.
+  per_batch = -(-per_batch // mesh.size) * mesh.size
   if mode in ('center', '10crop'):
     passes = [(mode, None)]  # (views, test scale Q of a whole-image pass)
   else:
@@ -121,26 +129,47 @@ def predict(config, model, variables, mode: str, scales=(256, 384, 512),
   probs, labels = {}, {}
   for views_kind, q in passes:
     dense = q is not None
-    posteriors = _apply_fn(model, dense)
+    posteriors = _apply_fn(model, config, dense, mesh)
     if dense:
       _check_any_size(posteriors, variables, model, config, mode, q)
-    ds = input_pipeline.eval_views(config, views_kind, q)
-    for indices, views, y in _batches(ds, examples_per_batch):
+    examples = input_pipeline.eval_views(config, views_kind, q)
+    for indices, views, y in _batches(examples, per_batch):
       b, v = views.shape[:2]
       p = np.asarray(posteriors(variables, views.reshape(b * v, *views.shape[2:])))
       for i, example_probs, label in zip(indices, p.reshape(b, v, -1).mean(axis=1), y):
         if i >= 0:
           probs[i] = probs.get(i, 0.) + example_probs / len(passes)
           labels[i] = label
+  return _gather_parts(probs, labels)
+
+
+def _gather_parts(probs: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
+  """Every process's {index: posteriors}, in index order (one process: its own)."""
   order = sorted(probs)
-  return np.stack([probs[i] for i in order]), np.array([labels[i] for i in order])
+  p = np.stack([probs[i] for i in order])
+  y = np.array([labels[i] for i in order])
+  if jax.process_count() == 1:
+    return p, y
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  # Parts differ in size by at most one: pad to the largest with index -1.
+  most = int(np.max(multihost_utils.process_allgather(np.array(len(order)))))
+  pad = most - len(order)
+  index = np.concatenate([np.array(order), -np.ones(pad, int)])
+  p = np.concatenate([p, np.zeros((pad, p.shape[1]), p.dtype)])
+  y = np.concatenate([y, np.zeros(pad, y.dtype)])
+  index, p, y = (np.asarray(a).reshape(-1, *a.shape[1:]) for a in
+                 multihost_utils.process_allgather((index, p, y)))
+  keep = index >= 0
+  order = np.argsort(index[keep])
+  return p[keep][order], y[keep][order]
 
 
 def _check_any_size(posteriors, variables, model, config, mode, q):
   """Whole images need a model that takes any size: say so before compiling."""
-  shape = (1, q, q + input_pipeline.DENSE_SIZE_MULTIPLE, config.dataset.channels)
+  shape = (jax.local_device_count(), q, q + input_pipeline.DENSE_SIZE_MULTIPLE,
+           config.dataset.channels)
   try:
-    jax.eval_shape(posteriors, variables, jax.ShapeDtypeStruct(shape, jnp.float32))
+    jax.eval_shape(posteriors, variables, jax.ShapeDtypeStruct(shape, jnp.uint8))
   except Exception as e:  # pylint: disable=broad-except  (flax shape errors vary)
     raise EvalError(
         f'--mode={mode} runs {type(model).__name__} on whole images ({shape[1]}x{shape[2]} '
@@ -238,6 +267,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.workdir is None:
     raise app.UsageError('give --workdir=DIR')
+  cli.use_compilation_cache()
   config = FLAGS.config
   if 'model' not in config:
     cli.fail('evaluate.py', f'--workdir={FLAGS.workdir} has no config.json: give the '

@@ -11,6 +11,7 @@ the global batch), the state donated. Metrics accumulate on the devices and reac
 host only every `log_every_steps`. Running the same command on the same workdir resumes.
 """
 
+import concurrent.futures
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import checkpoints
 import cli
+import events
 import input_pipeline
 import models
 from models import layer_stats
@@ -156,8 +158,11 @@ def cross_entropy(logits, labels, num_classes, smoothing):
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def make_train_step(config, model, tx, schedule, num_classes):
+def make_train_step(config, model, tx, schedule, num_classes, prepare):
   """One SGD step on a global batch; metrics summed into the state's accumulator.
+
+  `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
+  dataset resident on the devices) into the model's input: input_pipeline.TrainInput.
 
   A step whose loss or gradients are not finite changes nothing but the step counter
   and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
@@ -165,9 +170,11 @@ def make_train_step(config, model, tx, schedule, num_classes):
   good step either way.
   """
   base_key = jax.random.key(config.seed)
+  dtype = PRECISIONS[config.precision]
 
-  def train_step(state, batch):
+  def train_step(state, inputs):
     rng = jax.random.fold_in(base_key, state.step)  # dropout depends on seed and step
+    batch = prepare(state.step, inputs, dtype)
 
     def loss_fn(params):
       variables = {'params': params, 'batch_stats': state.batch_stats}
@@ -208,10 +215,12 @@ def make_train_step(config, model, tx, schedule, num_classes):
   return train_step
 
 
-def make_eval_step(model, num_classes):
+def make_eval_step(config, model, num_classes):
   """Sums of loss, top-1 and top-5 hits over the unmasked examples of a global batch."""
+  dtype = PRECISIONS[config.precision]
 
   def eval_step(state, batch):
+    batch = input_pipeline.prepare_eval(batch, config, dtype)
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     logits = model.apply(variables, batch['image'], train=False).astype(jnp.float32)
     mask = batch['mask'].astype(jnp.float32)
@@ -225,15 +234,16 @@ def make_eval_step(model, num_classes):
   return eval_step
 
 
-def jit_steps(config, model, tx, schedule, num_classes, mesh, state_sharding):
+def jit_steps(config, model, tx, schedule, num_classes, mesh, state_sharding, info):
   """The train and eval steps, jitted with explicit shardings; the train step donates
   the state, so its buffers are updated in place."""
   replicated = NamedSharding(mesh, P())
   batch_sharding = input_pipeline.batch_sharding(mesh)
-  train_step = jax.jit(make_train_step(config, model, tx, schedule, num_classes),
-                       in_shardings=(state_sharding, batch_sharding),
+  prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
+  train_step = jax.jit(make_train_step(config, model, tx, schedule, num_classes, prepare),
+                       in_shardings=(state_sharding, input_sharding),
                        out_shardings=state_sharding, donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(model, num_classes),
+  eval_step = jax.jit(make_eval_step(config, model, num_classes),
                       in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
   return train_step, eval_step
 
@@ -247,14 +257,13 @@ def zero_metrics():
 
 
 class MetricsLog:
-  """metrics.jsonl (for programs) and TensorBoard through clu (for people); process 0.
+  """metrics.jsonl (for programs) and TensorBoard event files (for people); process 0.
 
   A resumed run first drops the records past its checkpoint (the killed run's steps
   that are about to be redone), so the file reads as one uninterrupted run.
   """
 
   def __init__(self, workdir, resume_step: int = 0):
-    from clu import metric_writers  # pylint: disable=import-outside-toplevel
     self.primary = jax.process_index() == 0
     self.path = os.path.join(workdir, workdir_lib.METRICS)
     if self.primary and os.path.exists(self.path):
@@ -262,9 +271,8 @@ class MetricsLog:
       with open(self.path + '.tmp', 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in kept)
       os.replace(self.path + '.tmp', self.path)  # atomic: never a half-written file
-    # The console line is printed by the loop; clu writes the TensorBoard events.
-    self.writer = (metric_writers.SummaryWriter(workdir) if self.primary
-                   else metric_writers.MultiWriter([]))
+    # The console line is printed by the loop; process 0 writes the TensorBoard events.
+    self.writer = events.EventWriter(workdir) if self.primary else None
 
   def write(self, record: dict):
     record = {**record, 'wall_time': time.time()}
@@ -273,10 +281,12 @@ class MetricsLog:
         f.write(json.dumps(record) + '\n')
     scalars = {f"{record['split']}/{k}": v for k, v in record.items()
                if isinstance(v, (int, float)) and k not in ('step', 'wall_time')}
-    self.writer.write_scalars(record['step'], scalars)
+    if self.writer:
+      self.writer.write_scalars(record['step'], scalars)
 
   def flush(self):
-    self.writer.flush()
+    if self.writer:
+      self.writer.flush()
 
 
 def final_metrics(records, eval_split) -> dict:
@@ -382,13 +392,27 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
     print(f'{workdir} is already finished at step {latest}: {json.dumps(final)}')
     return final
 
-  # --- state: initialised straight into its sharding, or restored
+  # --- steps, compiled in the background (XLA releases the GIL) while the state is made
+  # and the data loads; their first calls reuse these executables
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         abstract_state, state_sharding)
+  replicated = NamedSharding(mesh, P())
+  train_step, eval_step = jit_steps(config, model, tx, schedule, info.num_classes, mesh,
+                                    state_sharding, info)
+  compiling = concurrent.futures.ThreadPoolExecutor(2)
+  compiling.submit(lambda: train_step.lower(target, input_pipeline.train_spec(
+      config, info, mesh)).compile())
+  compiling.submit(lambda: eval_step.lower(target, input_pipeline.batch_spec(
+      config, mesh, with_mask=True)).compile())
+  compiling.shutdown(wait=False)  # (an error there surfaces again at the first call)
+
+  # --- state: initialised straight into its sharding, or restored
   state, start, ckpt = checkpoints.restore_latest(workdir, ckpt, target,
                                                   config.keep_checkpoints)
   if state is None:
-    state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+    # Runs once: XLA's quickest compile (a third of the time; the RNG code is large).
+    state = jax.jit(init, out_shardings=state_sharding).lower(jax.random.key(0)).compile(
+        compiler_options={'xla_backend_optimization_level': 0})(jax.random.key(config.seed))
     start = 0
   else:
     print(f'Resuming {workdir} from step {start}', flush=True)
@@ -397,16 +421,13 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
       f.write(config.to_json_best_effort(indent=2))
   log = MetricsLog(workdir, resume_step=start)
 
-  # --- steps, compiled once
-  replicated = NamedSharding(mesh, P())
-  train_step, eval_step = jit_steps(config, model, tx, schedule, info.num_classes, mesh,
-                                    state_sharding)
-  dtype = PRECISIONS[config.precision]
+  # --- data, from the step the run starts at
+  batches = input_pipeline.train_batches(config, info, mesh, start_step=start)
   eval_ds = input_pipeline.eval_dataset(config, info)  # built once, iterated at each eval
 
   def evaluate(state, step):
     sums = None
-    for batch in input_pipeline.device_iterator(eval_ds, mesh, dtype):
+    for batch in input_pipeline.device_iterator(eval_ds, mesh):
       out = eval_step(state, batch)
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
@@ -473,11 +494,10 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
                             'intact: free space and run the same command') from None
 
   # --- loop
-  batches = input_pipeline.device_iterator(
-      input_pipeline.train_dataset(config, start_step=start), mesh, dtype)
   print(f'Training {config.model.name} on {info.name}: {total_steps} steps '
         f'({steps_per_epoch} per epoch), global batch {config.batch_size} over '
-        f'{jax.device_count()} devices', flush=True)
+        f'{jax.device_count()} devices'
+        + (', data resident on the devices' if input_pipeline.resident(config, info) else ''), flush=True)
   if info.num_corrupt and start == 0:
     log.write({'split': 'data', 'step': 0, 'num_corrupt_files_skipped': info.num_corrupt})
   t_last, step_last, t_start = time.time(), start, time.time()
@@ -549,6 +569,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.config is None or FLAGS.workdir is None:
     raise app.UsageError('give --config=configs/FILE.py[:arg] and --workdir=DIR')
+  cli.use_compilation_cache()
   try:
     maybe_initialize_distributed(FLAGS.config)
     train_and_evaluate(FLAGS.config, FLAGS.workdir)

@@ -29,7 +29,6 @@ def get_config(arg=None):
        'downsample': downsample} for i in range(a['stages']))}
   c.dataset.name = a['dataset']
   c.dataset.augment = 'none' if a['dataset'] == 'mnist5k' else 'cifar'
-  c.dataset.cache = True
   c.num_epochs = a['epochs']
   c.optimizer.weight_decay = 5e-4
   c.schedule.name = 'cosine'

