@@ -161,18 +161,6 @@ def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
   return _iterate(examples.batch(local), config)
 
 
-_DECODED = {}  # (what names a split's data, split) -> ArraySource, for the process's life
-
-
-def _decoded_split(config, split: str) -> sources.ArraySource:
-  """A fixed-size split of files decoded once into memory."""
-  d = config.dataset
-  key = (d.name, d.data_dir, d.train_split, d.eval_split, d.on_corrupt, d.channels, split)
-  if key not in _DECODED:
-    _DECODED[key] = to_arrays(sources.open_split(config, split), d.channels)
-  return _DECODED[key]
-
-
 def to_arrays(source, channels: int) -> sources.ArraySource:
   """Any source as uint8 arrays (decoding files with threads); images of one size."""
   if isinstance(source, sources.ArraySource):
@@ -189,9 +177,10 @@ def to_arrays(source, channels: int) -> sources.ArraySource:
 
 
 def _in_memory(config, info, split: str):
-  """The split as arrays when the data is resident (decoded once), else None."""
+  """A split of files decoded into memory when the data is resident, else None. (Each
+  call decodes: train.py asks once per split and run.)"""
   if sources.is_encoded(config) and device.resident_fits(config, info):
-    return _decoded_split(config, split)
+    return to_arrays(sources.open_split(config, split), config.dataset.channels)
   return None
 
 

@@ -84,26 +84,26 @@ class TfdsSource:
   """A TFDS split through `tfds.data_source` (ArrayRecord): images stay encoded."""
 
   def __init__(self, name, split, data_dir):
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     self.args = (name, split, data_dir)
-    self._source = None
-
-  def _open(self):
-    if self._source is None:  # opened lazily: each Grain worker opens its own files
-      import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-      name, split, data_dir = self.args
-      self._source = tfds.data_source(name, split=split, data_dir=data_dir,
-                                      decoders={'image': tfds.decode.SkipDecoding()})
-    return self._source
+    self._source = tfds.data_source(name, split=split, data_dir=data_dir,
+                                    decoders={'image': tfds.decode.SkipDecoding()})
 
   def __len__(self):
-    return len(self._open())
+    return len(self._source)
 
   def __getitem__(self, index):
-    example = self._open()[index]
+    example = self._source[index]
     return {'image': example['image'], 'label': int(example['label'])}
 
-  def __getstate__(self):  # pickled to worker processes without open file handles
-    return {'args': self.args, '_source': None}
+  def __getstate__(self):  # to a worker process: it opens its own files
+    return {'args': self.args}
+
+  def __setstate__(self, state):
+    self.__init__(*state['args'])
+
+  def __deepcopy__(self, memo):  # read-only: a copy in this process shares the files
+    return self
 
 
 # ------------------------------------------------------------------------------ mnist5k

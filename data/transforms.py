@@ -53,7 +53,7 @@ def open_image(item, channels: int) -> Image.Image:
 def _decoded(image: Image.Image, width: int, height: int) -> Image.Image:
   """The image decoded in its target mode; a JPEG at the smallest DCT scale (1/2, 1/4,
   1/8) that is still at least width x height."""
-  if image.format == 'JPEG' and image.im is None:  # not decoded yet
+  if image.format == 'JPEG' and getattr(image, 'tile', None):  # not decoded yet (tiles left to read)
     image.draft(image.target_mode, (width, height))
   converted = image.convert(image.target_mode)
   converted.target_mode = image.target_mode
@@ -85,7 +85,7 @@ def resize_shorter(image: Image.Image, size: int) -> Image.Image:
 
 def to_array(image: Image.Image) -> np.ndarray:
   """Pillow image -> uint8 HWC (H, W, 1 for grey)."""
-  array = np.asarray(_decoded(image, *image.size) if image.im is None else image)
+  array = np.asarray(_decoded(image, *image.size) if getattr(image, 'tile', None) else image)
   return array[..., None] if array.ndim == 2 else array
 
 

@@ -1,6 +1,7 @@
 """evaluate.py: 10-crop and multi-scale evaluation against explicit loops over the views,
 VGG's dense evaluation, and the CLI on a mnist5k checkpoint."""
 
+import io
 import json
 import os
 import shutil
@@ -11,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
+from PIL import Image
 
 import evaluate
 import input_pipeline
@@ -28,7 +29,8 @@ def imagenet_config():
   c.model = {'name': 'convnet', 'head': {'pool': 'gap'},  # takes any image size
              'stages': ({'width': 8, 'stride': 2}, {'width': 16, 'stride': 2})}
   c.dataset.update({'name': 'imagenet2012', 'augment': 'imagenet', 'image_size': SIZE,
-                    'eval_split': 'validation'})
+                    'eval_split': 'validation',
+                    'workers': 0})  # worker processes would not see the mock
   return c
 
 
@@ -38,7 +40,8 @@ def normalize(image):
 
 
 def resize(image, height, width):
-  return tf.image.resize(image, (height, width), method='bilinear', antialias=True).numpy()
+  """uint8 HWC resized by Pillow's antialiased bilinear filter, as the pipeline does."""
+  return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 
 def posterior(model, variables, view):
@@ -49,8 +52,11 @@ def posterior(model, variables, view):
 def mock_imagenet():
   """Six variable-size validation images, a random model and its variables."""
   config = imagenet_config()
-  with tfds.testing.mock_data(num_examples=6):
-    raw = list(tfds.load('imagenet2012', split='validation').as_numpy_iterator())
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    source = tfds.data_source('imagenet2012', split='validation',
+                              decoders={'image': tfds.decode.SkipDecoding()})
+    raw = [{'image': np.asarray(Image.open(io.BytesIO(ex['image'])).convert('RGB')),
+            'label': ex['label']} for ex in (source[i] for i in range(len(source)))]
     model = models.create_model_from_config(config.model, 1000)
     variables = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)), train=False)
     ten = evaluate.predict(config, model, variables, '10crop', examples_per_batch=4)
@@ -64,7 +70,7 @@ def test_ten_crop_is_the_mean_over_ten_explicit_views(mock_imagenet):
   _, model, variables, raw, (probs, labels), _ = mock_imagenet
   assert probs.shape == (6, 1000) and list(labels) == [ex['label'] for ex in raw]
   for ex, got in zip(raw, probs):
-    image = ex['image'].astype(np.float32) / 255
+    image = ex['image']
     h, w = image.shape[:2]
     short = round(SIZE / 0.875)
     h, w = (short, round(w * short / h)) if h <= w else (round(h * short / w), short)
@@ -73,19 +79,19 @@ def test_ten_crop_is_the_mean_over_ten_explicit_views(mock_imagenet):
                ((h - SIZE) // 2, (w - SIZE) // 2)]
     views = [image[t:t + SIZE, l:l + SIZE] for t, l in corners]
     views += [v[:, ::-1] for v in views]  # the mirror images
-    want = np.mean([posterior(model, variables, normalize(v)) for v in views], axis=0)
+    want = np.mean([posterior(model, variables, normalize(v / 255)) for v in views], axis=0)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
 
 
 def test_multiscale_is_the_mean_over_scales_and_mirrors(mock_imagenet):
   _, model, variables, raw, _, (probs, labels) = mock_imagenet
   for ex, got in zip(raw, probs):
-    image = ex['image'].astype(np.float32) / 255
+    image = ex['image']
     h, w = image.shape[:2]
     views = []
     for q in (64, 96):  # shorter side Q; the longer side rounded to 32 pixels
       longer = round(max(h, w) * q / min(h, w) / 32) * 32
-      full = normalize(resize(image, *((q, longer) if h <= w else (longer, q))))
+      full = normalize(resize(image, *((q, longer) if h <= w else (longer, q))) / 255)
       views += [full, full[:, ::-1]]
     want = np.mean([posterior(model, variables, v) for v in views], axis=0)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
@@ -152,11 +158,13 @@ def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
                          'augment': 'none'})
   record = evaluate.evaluate(config, str(tmp_path), 'center', torchvision='resnet18',
                              weights=str(tmp_path / 'r18.pth'))
-  views = list(input_pipeline.eval_views(config, 'center').as_numpy_iterator())
-  images = np.concatenate([v['image'] for v in views])  # (32, 64, 64, 3) normalised
+  views = list(input_pipeline.eval_views(config, 'center'))
+  images = np.concatenate([v for _, v, _ in views])  # (32, 64, 64, 3) uint8
+  mean, std = input_pipeline.STATS['imagenet']
+  images = ((images / 255 - np.array(mean)) / np.array(std)).astype(np.float32)
   with torch.no_grad():
     logits = net(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
-  labels = np.array([v['label'] for v in views])
+  labels = np.array([label for _, _, label in views])
   assert record['checkpoint'] == 'torchvision_resnet18' and record['num_examples'] == 32
   assert record['top1'] == pytest.approx(np.mean(logits.argmax(1) == labels))
   assert os.path.exists(tmp_path / 'eval' / 'torchvision_resnet18_center.json')

@@ -1,26 +1,152 @@
-"""The input pipeline on mock TFDS data, the mnist5k sample and a PNG folder."""
+"""The input pipeline: the sampler, every source (mnist5k, PNG/JPEG folders, TFDS through
+mock and real ArrayRecord data sources), resume, process counts, presets, the resident
+path on the device, and exactly-once evaluation."""
 
+import contextlib
+import io
+import itertools
 import os
+import subprocess
+import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
+from PIL import Image
 
 import input_pipeline
 from configs import default
+from data import device, sampler, sources
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MOCK = dict(policy=tfds.testing.MockPolicy.USE_CODE)
 
 
 def make_config(**dataset):
   c = default.get_config()
   c.batch_size = 8
-  c.dataset.shuffle_buffer = 64
+  c.dataset.workers = 0  # decoding threads in this process; one test runs workers
   c.dataset.update(dataset)
   return c
 
 
-def first_batches(ds, n):
-  return [b for b, _ in zip(ds.as_numpy_iterator(), range(n))]
+def first_batches(ds, n, skip=0):
+  return [b for b in itertools.islice(iter(ds), skip, skip + n)]
+
+
+def assert_same(batches_a, batches_b):
+  assert len(batches_a) == len(batches_b)
+  for a, b in zip(batches_a, batches_b):
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(a[key], b[key])
+
+
+def write_image_folder(root, splits, formats=('png',), mode='L', size=None):
+  """mnist5k test digits as root/SPLIT/digitL/I.FORMAT; splits: {name: slice}. mode RGB
+  tints them; size (w, h) resizes them."""
+  images, labels = sources._mnist5k_open(None, 'eval').images, sources._mnist5k_open(
+      None, 'eval').labels
+  for split, part in splits.items():
+    for i, (image, label) in enumerate(zip(images[part], labels[part])):
+      folder = root / split / f'digit{label}'
+      folder.mkdir(parents=True, exist_ok=True)
+      picture = Image.fromarray(image[..., 0])
+      if mode == 'RGB':
+        picture = Image.merge('RGB', [picture, picture.point(lambda v: v // 2),
+                                      picture.point(lambda v: 255 - v)])
+      if size:
+        picture = picture.resize(size)
+      for fmt in formats:
+        picture.save(folder / f'{i}.{fmt}', format='JPEG' if fmt == 'jpg' else 'PNG')
+  return labels
+
+
+# ------------------------------------------------------------------------------ sampler
+
+
+@pytest.mark.parametrize('n', [1, 5, 24, 1000, 4000, 50000])
+def test_sampler_epochs_are_permutations_and_jit_agrees(n):
+  q = np.arange(3 * n)
+  host = sampler.example_index(q, n, 7, np)
+  for epoch in range(3):
+    assert sorted(host[epoch * n:(epoch + 1) * n]) == list(range(n))
+  if n > 4:
+    assert not np.array_equal(host[:n], host[n:2 * n])  # each epoch its own order
+    assert not np.array_equal(host[:n], np.arange(n))
+  on_device = jax.jit(lambda q: sampler.example_index(q, n, 7, jnp))(jnp.asarray(q))
+  np.testing.assert_array_equal(np.asarray(on_device), host)
+
+
+# ------------------------------------------------------------------------------ sources
+
+
+class CountingSource:
+  """A source that records which indices were read."""
+
+  def __init__(self, source):
+    self.source, self.reads = source, []
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, index):
+    self.reads.append(index)
+    return self.source[index]
+
+
+def test_resume_from_a_large_step_reads_only_what_it_trains_on():
+  config = make_config(name='mnist5k', augment='cifar', channels=1)
+  counting = CountingSource(sources.open_split(config, 'train'))
+  (resumed,) = first_batches(input_pipeline.train_dataset(config, 100_000, source=counting), 1)
+  # What was read: step 100000's batch and at most the prefetch buffer behind it, no
+  # example of the 100000 steps before.
+  wanted = sampler.example_index(np.arange(100_000 * 8, 100_001 * 8), 4000, config.seed, np)
+  assert list(counting.reads[:8]) == list(wanted) or set(wanted) <= set(counting.reads)
+  assert len(counting.reads) <= 9 * 8
+  np.testing.assert_array_equal(resumed['label'],
+                                sources.open_split(config, 'train').labels[wanted])
+  # ... and it is the batch an uninterrupted run has at that step.
+  near = first_batches(input_pipeline.train_dataset(config, 99_998), 1, skip=2)
+  assert_same([resumed], near)
+
+
+def folder_config(tmp_path, **dataset):
+  write_image_folder(tmp_path, {'train': slice(0, 24), 'test': slice(24, 36)},
+                     formats=('jpg',), mode='RGB', size=(40, 30))
+  return make_config(name=f'folder:{tmp_path}', augment='imagenet', image_size=24,
+                     **dataset)
+
+
+@pytest.mark.parametrize('kind', ['mnist5k', 'folder', 'tfds'])
+def test_resumed_and_split_over_processes_equal_one_uninterrupted_process(kind, tmp_path):
+  if kind == 'mnist5k':
+    config, mock = make_config(name='mnist5k', augment='cifar', channels=1), None
+  elif kind == 'folder':
+    config, mock = folder_config(tmp_path), None
+  else:
+    config, mock = make_config(name='imagenet2012', augment='imagenet', image_size=24), \
+        tfds.testing.mock_data(num_examples=20, **MOCK)
+  with mock or contextlib.nullcontext():
+    full = first_batches(input_pipeline.train_dataset(config, 0, 0, 1), 7)
+    resumed = first_batches(input_pipeline.train_dataset(config, 5, 0, 1), 2)
+    halves = [first_batches(input_pipeline.train_dataset(config, 0, p, 2), 7) for p in (0, 1)]
+  assert_same(full[5:], resumed)
+  for whole, first, second in zip(full, *halves):
+    for key in ('image', 'label'):
+      np.testing.assert_array_equal(whole[key], np.concatenate([first[key], second[key]]))
+  assert full[0]['image'].dtype == np.uint8 and full[0]['label'].dtype == np.int32
+
+
+def test_worker_processes_give_the_same_batches(tmp_path):
+  config = folder_config(tmp_path)
+  in_process = first_batches(input_pipeline.train_dataset(config, 3), 4)
+  config.dataset.workers = 2
+  assert_same(first_batches(input_pipeline.train_dataset(config, 3), 4), in_process)
+
+
+# ------------------------------------------------------------------------------ presets
 
 
 @pytest.mark.parametrize('name,augment,size', [
@@ -30,57 +156,91 @@ def test_presets_on_mock_data(name, augment, size):
   config = make_config(name=name, augment=augment, image_size=size, scale_min=80,
                        scale_max=120, eval_resize=72, eval_split='validation'
                        if name == 'imagenet2012' else 'test')
-  with tfds.testing.mock_data(num_examples=24):
+  with tfds.testing.mock_data(num_examples=24, **MOCK):
     info = input_pipeline.dataset_info(config)
     assert info.num_classes == (10 if name == 'cifar10' else 1000)
-    (batch,) = first_batches(input_pipeline.train_dataset(config), 1)
-    assert batch['image'].shape == (8, size, size, 3) and batch['image'].dtype == np.float32
-    assert batch['label'].dtype == np.int32
-    assert np.isfinite(batch['image']).all() and np.abs(batch['image']).max() < 10
-    # An epoch is 3 batches: the 4th starts epoch 2, whose order and crops differ.
-    epoch1, epoch2 = [np.concatenate([b['image'] for b in bs]) for bs in np.split(
-        np.array(first_batches(input_pipeline.train_dataset(config), 6), object), 2)]
-    assert not np.allclose(epoch1, epoch2)
+    batches = first_batches(input_pipeline.train_dataset(config), 6)
     evals = [first_batches(input_pipeline.eval_dataset(config), 3) for _ in range(2)]
-    for a, b in zip(*evals):
-      np.testing.assert_array_equal(a['image'], b['image'])  # no augmentation in eval
-      assert a['image'].shape == (8, size, size, 3)
+  batch = batches[0]
+  assert batch['image'].shape == (8, size, size, 3) and batch['image'].dtype == np.uint8
+  assert batch['label'].dtype == np.int32
+  # An epoch is 3 batches: the 4th starts epoch 2, whose order and crops differ.
+  epoch1, epoch2 = (np.concatenate([b['image'] for b in bs]) for bs in (batches[:3], batches[3:]))
+  assert not np.array_equal(epoch1, epoch2)
+  for a, b in zip(*evals):
+    np.testing.assert_array_equal(a['image'], b['image'])  # no augmentation in eval
+    assert a['image'].shape == (8, size, size, 3)
+  # On the device: normalised by the dataset's statistics (images' values near 0).
+  x = np.asarray(device.normalize(jnp.asarray(batch['image']), config, step=0))
+  assert x.dtype == np.float32 and np.isfinite(x).all() and np.abs(x).max() < 10
+  if augment == 'alexnet':  # PCA colour noise: per image and per step, zero at test time
+    again = np.asarray(device.normalize(jnp.asarray(batch['image']), config, step=0))
+    later = np.asarray(device.normalize(jnp.asarray(batch['image']), config, step=1))
+    clean = np.asarray(device.normalize(jnp.asarray(batch['image']), config))
+    np.testing.assert_array_equal(x, again)
+    assert not np.allclose(x, later) and not np.allclose(x, clean)
+    shift = (x - clean).reshape(8, -1, 3)
+    assert np.allclose(shift, shift[:, :1], atol=1e-5)  # one RGB offset per image
 
 
-def test_resumed_stream_equals_uninterrupted():
-  config = make_config(name='mnist5k', augment='cifar', channels=1)
-  full = first_batches(input_pipeline.train_dataset(config), 9)
-  resumed = first_batches(input_pipeline.train_dataset(config, start_step=6), 3)
-  for a, b in zip(full[6:], resumed):
-    np.testing.assert_array_equal(a['image'], b['image'])
-    np.testing.assert_array_equal(a['label'], b['label'])
+def test_resident_batches_equal_the_definition():
+  """Step s of a resident dataset: the sampler's examples for positions [sB, (s+1)B),
+  each padded by 4, cropped at offsets and flipped as its position's key says."""
+  config = make_config(name='mnist5k', augment='cifar', channels=1, image_size=32)
+  info = input_pipeline.dataset_info(config)
+  assert input_pipeline.resident(config, info)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  (data,) = first_batches(input_pipeline.train_batches(config, info, mesh), 1)
+  gather = jax.jit(lambda data, step: device.gather_batch(data, step, config))
+  images, labels = sources._mnist5k_open(config, 'train').images, sources._mnist5k_open(
+      config, 'train').labels
+  for step in (0, 499, 500):  # 500 steps of 8 are one epoch of 4000
+    got = jax.device_get(gather(data, step))
+    q = np.arange(step * 8, (step + 1) * 8)
+    index = sampler.example_index(q, 4000, config.seed, np)
+    np.testing.assert_array_equal(got['label'], labels[index])
+    for k in range(8):
+      key = jax.random.fold_in(jax.random.key(config.seed), q[k])
+      crop_key, flip_key = jax.random.split(key)
+      # 28 + 2 * 4 = 36 pixels padded, a 32-pixel crop: offsets 0 to 4.
+      top = int(jax.random.randint(jax.random.fold_in(crop_key, 0), (), 0, 5))
+      left = int(jax.random.randint(jax.random.fold_in(crop_key, 1), (), 0, 5))
+      padded = np.pad(images[index[k]], ((4, 4), (4, 4), (0, 0)))
+      want = padded[top:top + 32, left:left + 32]
+      if jax.random.bernoulli(flip_key):
+        want = want[:, ::-1]
+      np.testing.assert_array_equal(got['image'][k], want)
 
 
-def test_resumed_stream_equals_uninterrupted_when_streamed_from_files():
-  config = make_config(name='cifar10', augment='cifar')
-  with tfds.testing.mock_data(num_examples=20):
-    full = first_batches(input_pipeline.train_dataset(config), 7)
-    resumed = first_batches(input_pipeline.train_dataset(config, start_step=5), 2)
-  for a, b in zip(full[5:], resumed):
-    np.testing.assert_array_equal(a['image'], b['image'])
+def test_resident_training_input_matches_on_one_and_four_devices():
+  """The gathered, augmented global batch does not depend on the number of devices."""
+  code = """
+import jax, numpy as np
+import input_pipeline
+from tests.test_input_pipeline import make_config
+c = make_config(name='mnist5k', augment='cifar', channels=3)
+c.batch_size = 16
+info = input_pipeline.dataset_info(c)
+mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+prepare, sharding = input_pipeline.train_prepare(c, info, mesh)
+data = next(input_pipeline.train_batches(c, info, mesh))
+out = jax.jit(lambda d: prepare(7, d, np.float32), in_shardings=(sharding,))(data)
+np.save({path!r}, np.asarray(out['image']))
+"""
+  results = []
+  for devices in (1, 4):
+    path = f'/tmp/resident_{os.getpid()}_{devices}.npy'
+    env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+    result = subprocess.run([sys.executable, '-c', code.format(path=path)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results.append(np.load(path))
+    os.remove(path)
+  assert results[0].shape == (16, 32, 32, 3)
+  np.testing.assert_array_equal(results[0], results[1])
 
 
-def test_in_memory_global_batches_do_not_depend_on_process_count():
-  config = make_config(name='mnist5k', augment='cifar', channels=1)
-  single = first_batches(input_pipeline.train_dataset(config, 0, 0, 1), 4)
-  halves = [first_batches(input_pipeline.train_dataset(config, 0, p, 2), 4) for p in (0, 1)]
-  for whole, first, second in zip(single, *halves):
-    for key in ('image', 'label'):
-      np.testing.assert_array_equal(whole[key], np.concatenate([first[key], second[key]]))
-
-
-def test_in_memory_epoch_is_a_permutation():
-  config = make_config(name='synthetic', augment='none', synthetic_size=24, image_size=8)
-  config.num_classes = 1000
-  images, labels = input_pipeline._arrays(config, 'train')
-  epoch = first_batches(input_pipeline.train_dataset(config), 3)  # 24 = 3 batches of 8
-  seen = np.concatenate([b['label'] for b in epoch])
-  assert sorted(seen) == sorted(labels) and not np.array_equal(seen, labels)
+# --------------------------------------------------------------------------- evaluation
 
 
 @pytest.mark.parametrize('batch_size,processes', [(48, 1), (48, 2), (7, 1), (6, 3)])
@@ -89,28 +249,33 @@ def test_every_eval_example_counted_once(batch_size, processes):
   config.batch_size = batch_size
   seen, batches_per_process = [], set()
   for p in range(processes):
-    batches = list(input_pipeline.eval_dataset(config, None, p, processes).as_numpy_iterator())
+    batches = list(input_pipeline.eval_dataset(config, None, p, processes))
     batches_per_process.add(len(batches))
     for b in batches:
       assert b['image'].shape[0] == batch_size // processes
       seen.append(b['label'][b['mask']])
   assert len(batches_per_process) == 1  # every process steps the same number of times
   labels = np.concatenate(seen)
-  _, expected = input_pipeline._mnist5k_arrays('test')
+  expected = sources._mnist5k_open(config, 'eval').labels
   assert len(labels) == 1000 and np.array_equal(np.sort(labels), np.sort(expected))
 
 
-def write_image_folder(root, splits, formats=('png',)):
-  """mnist5k test digits as root/SPLIT/digitL/I.FORMAT; splits: {name: slice}."""
-  images, labels = input_pipeline._mnist5k_arrays('test')
-  encode = {'png': tf.io.encode_png, 'jpg': tf.io.encode_jpeg}
-  for split, part in splits.items():
-    for i, (image, label) in enumerate(zip(images[part], labels[part])):
-      folder = root / split / f'digit{label}'
-      folder.mkdir(parents=True, exist_ok=True)
-      for fmt in formats:
-        (folder / f'{i}.{fmt}').write_bytes(encode[fmt](image).numpy())
-  return labels
+@pytest.mark.parametrize('kind', ['center', '10crop', 'full'])
+def test_every_example_viewed_once_over_processes(kind):
+  config = make_config(name='imagenet2012', augment='imagenet', image_size=16,
+                       eval_split='validation')
+  with tfds.testing.mock_data(num_examples=7, **MOCK):
+    parts = [list(input_pipeline.eval_views(config, kind, 32, p, 3)) for p in range(3)]
+  indices = [i for part in parts for i, _, _ in part]
+  assert indices == list(range(7))  # each process its own part, in order
+  views = {'center': 1, '10crop': 10, 'full': 2}[kind]
+  for _, v, _ in itertools.chain(*parts):
+    assert v.shape[0] == views and v.dtype == np.uint8
+    if kind == 'full':
+      assert min(v.shape[1:3]) == 32 and max(v.shape[1:3]) % 32 == 0
+
+
+# ------------------------------------------------------------------------------ folders
 
 
 def test_folder_dataset_of_real_pngs(tmp_path):
@@ -119,8 +284,26 @@ def test_folder_dataset_of_real_pngs(tmp_path):
   info = input_pipeline.dataset_info(config)
   assert (info.num_train, info.num_eval) == (40, 20)
   assert info.num_classes == len(set(labels[:40]))
-  batch = next(input_pipeline.eval_dataset(config).as_numpy_iterator())
-  assert batch['image'].shape == (8, 32, 32, 3)
+  assert info.image_shape == (28, 28, 1)  # read from the headers: one size for all
+  assert input_pipeline.resident(config, info)  # so it can live on the devices
+  batch = next(iter(input_pipeline.eval_dataset(config)))
+  assert batch['image'].shape == (8, 32, 32, 3)  # grey digits to the RGB the config takes
+  assert np.array_equal(batch['image'][..., 0], batch['image'][..., 2])
+
+
+def test_rgb_folder_for_a_grey_model_and_sizes_that_vary(tmp_path):
+  write_image_folder(tmp_path, {'train': slice(0, 16), 'val': slice(16, 24)}, mode='RGB')
+  Image.new('RGB', (50, 20), (200, 10, 10)).save(tmp_path / 'train' / 'digit0' / 'wide.png')
+  config = make_config(name=f'folder:{tmp_path}', augment='none', image_size=32, channels=1)
+  info = input_pipeline.dataset_info(config)
+  assert info.image_shape == (None, None, 3) and not input_pipeline.resident(config, info)
+  batch = first_batches(input_pipeline.train_dataset(config), 1)[0]
+  assert batch['image'].shape == (8, 32, 32, 1)
+  # Pillow's luma of the tint (v, v // 2, 255 - v): the digit's strokes are dark.
+  eval_batch = next(iter(input_pipeline.eval_dataset(config)))
+  v = sources._mnist5k_open(None, 'eval').images[16][..., 0].astype(int)
+  luma = np.round((299 * v + 587 * (v // 2) + 114 * (255 - v)) / 1000)
+  np.testing.assert_allclose(eval_batch['image'][0, 2:30, 2:30, 0], luma, atol=1)
 
 
 def test_corrupt_images_stop_naming_the_file_or_are_skipped_and_counted(tmp_path):
@@ -137,10 +320,40 @@ def test_corrupt_images_stop_naming_the_file_or_are_skipped_and_counted(tmp_path
   config.dataset.on_corrupt = 'skip'
   info = input_pipeline.dataset_info(config)
   assert (info.num_train, info.num_eval, info.num_corrupt) == (31, 15, 2)
-  batches = list(input_pipeline.eval_dataset(config, info).as_numpy_iterator())
+  batches = list(input_pipeline.eval_dataset(config, info))
   assert sum(b['mask'].sum() for b in batches) == 15
   (batch,) = first_batches(input_pipeline.train_dataset(config), 1)
   assert batch['image'].shape == (8, 28, 28, 3)
+
+
+# --------------------------------------------------------------------------------- TFDS
+
+
+def test_real_array_record_dataset_reads_without_tensorflow(tmp_path):
+  """A TFDS dataset prepared as ArrayRecord (here TFDS's own dummy MNIST) is read by
+  index in a process that never imports TensorFlow."""
+  tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare(
+      file_format='array_record')
+  config = make_config(name='dummy_mnist', data_dir=str(tmp_path), augment='none',
+                       channels=1, image_size=28)
+  info = input_pipeline.dataset_info(config)
+  assert (info.num_train, info.num_eval, info.num_classes) == (20, 20, 10)
+  (batch,) = first_batches(input_pipeline.train_dataset(config), 1)
+  assert batch['image'].shape == (8, 28, 28, 1)
+  source = sources.open_split(config, 'train')
+  raw = source[int(sampler.example_index(np.array([0]), 20, config.seed, np)[0])]
+  assert raw['image'][:8] == b'\x89PNG\r\n\x1a\n'  # still encoded: decoded after sampling
+  decoded = np.asarray(Image.open(io.BytesIO(raw['image'])))
+  np.testing.assert_array_equal(batch['image'][0, ..., 0], decoded)
+
+
+def test_tfrecord_copy_names_the_command_that_converts_it(tmp_path):
+  tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare(file_format='tfrecord')
+  config = make_config(name='dummy_mnist', data_dir=str(tmp_path))
+  with pytest.raises(input_pipeline.DatasetError) as e:
+    input_pipeline.dataset_info(config)
+  assert 'stored as tfrecord' in str(e.value)
+  assert 'python -m data.prepare dummy_mnist' in str(e.value)
 
 
 def test_missing_dataset_says_where_and_how(tmp_path):
@@ -148,7 +361,8 @@ def test_missing_dataset_says_where_and_how(tmp_path):
   with pytest.raises(input_pipeline.DatasetError) as e:
     input_pipeline.dataset_info(config)
   message = str(e.value)
-  assert "'cifar10'" in message and str(tmp_path) in message and 'tfds build cifar10' in message
+  assert "'cifar10'" in message and str(tmp_path) in message
+  assert 'python -m data.prepare cifar10' in message
 
 
 def test_num_classes_disagreement_names_both():
@@ -156,3 +370,21 @@ def test_num_classes_disagreement_names_both():
   config.num_classes = 100
   with pytest.raises(ValueError, match='num_classes=100 but mnist5k has 10'):
     input_pipeline.check_config(config, input_pipeline.dataset_info(config))
+
+
+def test_a_lenet_run_never_imports_tensorflow(tmp_path):
+  code = f"""
+import runpy, sys
+sys.argv = ['train.py', '--config=configs/lenet.py', '--config.num_epochs=0.016',
+            '--workdir={tmp_path}']
+try:
+  runpy.run_path('train.py', run_name='__main__')
+except SystemExit as e:
+  assert not e.code, e.code
+print('TF_IMPORTED', 'tensorflow' in sys.modules)
+"""
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert 'TF_IMPORTED False' in result.stdout
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))

@@ -63,8 +63,8 @@ def short_run(workdir, seed):
   config = reproduce.config_of(trial)
   config.batch_size, config.num_train_steps = 8, 4
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
-  config.dataset.cache = False
-  with tfds.testing.mock_data(num_examples=40):
+  config.dataset.workers = 0
+  with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
     return train.train_and_evaluate(config, str(workdir / trial['name']))
 
 

@@ -17,6 +17,7 @@ import optim
 import train
 from configs import common, default, resnet
 
+MOCK = tfds.testing.MockPolicy.USE_CODE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {'name': 'convnet', 'stages': ({'width': 8, 'stride': 2}, {'width': 16, 'stride': 2}),
         'head': {'pool': 'gap'}}
@@ -25,7 +26,7 @@ TINY = {'name': 'convnet', 'stages': ({'width': 8, 'stride': 2}, {'width': 16, '
 def tiny_config(steps=6, **dataset):
   c = default.get_config()
   c.model = TINY
-  c.dataset.update({'name': 'cifar10', 'augment': 'cifar', 'shuffle_buffer': 64, **dataset})
+  c.dataset.update({'name': 'cifar10', 'augment': 'cifar', 'workers': 0, **dataset})
   c.batch_size = 8
   c.num_train_steps = steps
   c.schedule.name = 'constant'
@@ -41,7 +42,7 @@ def final_params(workdir):
 
 
 def test_mock_cifar10_end_to_end_and_resume(tmp_path):
-  with tfds.testing.mock_data(num_examples=40):
+  with tfds.testing.mock_data(num_examples=40, policy=MOCK):
     final = train.train_and_evaluate(tiny_config(6), str(tmp_path / 'full'))
     train.train_and_evaluate(tiny_config(3), str(tmp_path / 'resumed'))
     resumed = train.train_and_evaluate(tiny_config(6), str(tmp_path / 'resumed'))
@@ -60,7 +61,7 @@ def test_mock_cifar10_end_to_end_and_resume(tmp_path):
 def test_mock_imagenet_end_to_end(tmp_path):
   c = tiny_config(2, name='imagenet2012', augment='imagenet', image_size=32,
                   eval_split='validation')
-  with tfds.testing.mock_data(num_examples=16):
+  with tfds.testing.mock_data(num_examples=16, policy=MOCK):
     final = train.train_and_evaluate(c, str(tmp_path))
   assert final['num_examples'] == 16 and 0 <= final['top5'] <= 1
 
