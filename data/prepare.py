@@ -31,6 +31,11 @@ def main():
   parser.add_argument('--data_dir', default=None, help='default: ~/tensorflow_datasets')
   args = parser.parse_args()
   data_dir = os.path.expanduser(args.data_dir) if args.data_dir else None
+  try:
+    check_online()
+  except OSError as e:
+    raise SystemExit(f'data.prepare: error: cannot reach the download servers ({e}); run '
+                     'this on a connected machine and copy the data_dir here')
   builder = download_and_prepare(args.name, data_dir)
   print(f'{args.name} prepared as ArrayRecord in {builder.data_dir}: '
         + ', '.join(f'{k} {v.num_examples}' for k, v in builder.info.splits.items()))
