@@ -19,7 +19,6 @@ Each mode prints a table and writes JSON (--json).
 """
 
 import json
-import os
 import sys
 import time
 
@@ -29,6 +28,7 @@ from ml_collections import config_flags
 import numpy as np
 
 import cli
+from data import sources, transforms
 import input_pipeline
 import optim
 import train
@@ -134,11 +134,11 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
   elapsed = time.perf_counter() - t
   row = {'mode': 'input_only', 'dataset': info.name, 'augment': config.dataset.augment,
          'image_size': config.dataset.image_size, 'batch_size': config.batch_size,
-         'start_step': start_step, 'host_cpus': _cpu_count(),
+         'start_step': start_step, 'host_cpus': input_pipeline.host_cpus(),
          'workers': input_pipeline.num_workers(config), 'first_batch_s': first_batch_s,
          'batch_ms': 1000 * elapsed / steps, 'images_per_sec': images / elapsed,
          'steps': steps}
-  if input_pipeline.sources.is_encoded(config):
+  if sources.is_encoded(config):
     row['pillow_images_per_sec'] = plain_pillow_rate(config, images)
     row['speedup'] = row['images_per_sec'] / row['pillow_images_per_sec']
   return row
@@ -147,17 +147,12 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
 def plain_pillow_rate(config, count: int) -> float:
   """Images/s of one process reading, decoding and augmenting `count` training images
   one after another: the same per-image code as the pipeline, without Grain."""
-  from data import sources, transforms  # pylint: disable=import-outside-toplevel
   source = sources.open_split(config, 'train')
   t = time.perf_counter()
   for q in range(count):
     item = source[q % len(source)]
     transforms.train_example(item['image'], config, transforms.rng_for(config.seed, q))
   return count / (time.perf_counter() - t)
-
-
-def _cpu_count() -> int:
-  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
 
 
 def format_table(rows: list[dict]) -> str:

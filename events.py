@@ -15,7 +15,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 
 class EventWriter:
-  """Scalars (and PNG images) into `logdir/events.out.tfevents.*`."""
+  """Scalars into `logdir/events.out.tfevents.*`."""
 
   def __init__(self, logdir: str):
     os.makedirs(logdir, exist_ok=True)
@@ -31,13 +31,6 @@ class EventWriter:
     values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
     self._write(event_pb2.Event(wall_time=time.time(), step=int(step),
                                 summary=summary_pb2.Summary(value=values)))
-
-  def write_png(self, step: int, tag: str, png: bytes, height: int, width: int, channels: int):
-    image = summary_pb2.Summary.Image(height=height, width=width, colorspace=channels,
-                                      encoded_image_string=png)
-    value = summary_pb2.Summary.Value(tag=tag, image=image)
-    self._write(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                summary=summary_pb2.Summary(value=[value])))
 
   def flush(self):
     self._records.flush()

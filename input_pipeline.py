@@ -99,22 +99,24 @@ def _eval_example(slot, *, source, config, indices):
           'label': np.int32(item['label']), 'mask': True}
 
 
+def host_cpus() -> int:
+  """The cores this process may run on (a SLURM or container limit, not the machine's)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+
+
 def num_workers(config) -> int:
   """Grain worker processes: config.dataset.workers, or (-1) one per core for sources
   that decode files, none for arrays (slicing them is cheaper than a process hop)."""
   if config.dataset.workers >= 0:
     return config.dataset.workers
-  if not sources.is_encoded(config):
-    return 0
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-  return min(cores, 32)
+  return min(host_cpus(), 32) if sources.is_encoded(config) else 0
 
 
 def _iterate(dataset: grain.MapDataset, config) -> grain.IterDataset:
   """Batches of `dataset` computed ahead: decoding threads in this process, or worker
   processes each decoding whole batches (Pillow releases the GIL, so both scale)."""
   workers = num_workers(config)
-  threads = 4 if workers else max(2, min(os.cpu_count() or 2, 16))
+  threads = 4 if workers else max(2, min(host_cpus(), 16))
   ds = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=8))
   if workers:
     from absl import flags  # pylint: disable=import-outside-toplevel
@@ -126,13 +128,13 @@ def _iterate(dataset: grain.MapDataset, config) -> grain.IterDataset:
 
 
 def train_dataset(config, start_step: int = 0, process_index=None, process_count=None,
-                  source=None, num_steps: int | None = None) -> grain.IterDataset:
+                  source=None) -> grain.IterDataset:
   """This process's slice of the global uint8 training batches from `start_step` on
   ({'image': (local, H, W, C) uint8, 'label': int32}): nothing before it is read."""
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(config, pc)
   source = source if source is not None else sources.open_split(config, 'train')
-  end = start_step + (num_steps or np.iinfo(np.int32).max // config.batch_size)
+  end = np.iinfo(np.int32).max // config.batch_size  # positions fit the device's uint32
   examples = grain.MapDataset.range(start_step * local, end * local).map(functools.partial(
       _train_example, source=source, config=config, process_index=pi, local=local))
   return _iterate(examples.batch(local, drop_remainder=True), config)
@@ -169,25 +171,26 @@ def to_arrays(source, channels: int) -> sources.ArraySource:
 
   def load(i):
     item = source[i]
-    return transforms.to_array(transforms.open_image(item['image'], channels)), item['label']
+    image = transforms.open_image(item['image'])
+    return transforms.to_array(image, transforms.image_mode(channels)), item['label']
 
-  with concurrent.futures.ThreadPoolExecutor(min(16, os.cpu_count() or 2)) as pool:
+  with concurrent.futures.ThreadPoolExecutor(min(16, host_cpus())) as pool:
     images, labels = zip(*pool.map(load, range(len(source))))
   return sources.ArraySource(np.stack(images), np.array(labels, np.int32))
 
 
-def _in_memory(config, info, split: str):
-  """A split of files decoded into memory when the data is resident, else None. (Each
-  call decodes: train.py asks once per split and run.)"""
-  if sources.is_encoded(config) and device.resident_fits(config, info):
-    return to_arrays(sources.open_split(config, split), config.dataset.channels)
-  return None
+def _split_source(config, info: DatasetInfo, split: str):
+  """A split as a source; image files are decoded into memory when the data is resident.
+  (Each call decodes: train.py asks once per split and run.)"""
+  source = sources.open_split(config, split)
+  if sources.is_encoded(config) and resident(config, info):
+    return to_arrays(source, config.dataset.channels)
+  return source
 
 
 def eval_source(config, info: DatasetInfo | None = None):
   """The eval split as a source: in memory when the training split is resident."""
-  info = info or dataset_info(config)
-  return _in_memory(config, info, 'eval') or sources.open_split(config, 'eval')
+  return _split_source(config, info or dataset_info(config), 'eval')
 
 
 # ---------------------------------------------------------------------- to the devices
@@ -227,22 +230,17 @@ def train_prepare(config, info: DatasetInfo, mesh: Mesh):
   """(prepare, sharding) of the train step's second argument: prepare(step, inputs,
   dtype) -> {'image': the model's input, 'label'}, traced inside the jitted step, from
   a uint8 batch (host pipeline) or from the resident dataset (gathered and augmented)."""
-  if resident(config, info):
-    sharded = batch_sharding(mesh)
+  on_device = resident(config, info)
 
-    def prepare(step, data, dtype):
-      batch = device.gather_batch(data, step, config)
-      batch = jax.lax.with_sharding_constraint(batch, sharded)
-      return {'image': device.normalize(batch['image'], config, dtype, step),
-              'label': batch['label']}
-
-    return prepare, NamedSharding(mesh, P())
-
-  def prepare(step, batch, dtype):  # pylint: disable=function-redefined
+  def prepare(step, inputs, dtype):
+    batch = inputs
+    if on_device:  # each device gathers and augments its own part of the global batch
+      batch = jax.lax.with_sharding_constraint(device.gather_batch(inputs, step, config),
+                                               batch_sharding(mesh))
     return {'image': device.normalize(batch['image'], config, dtype, step),
             'label': batch['label']}
 
-  return prepare, batch_sharding(mesh)
+  return prepare, NamedSharding(mesh, P()) if on_device else batch_sharding(mesh)
 
 
 def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
@@ -261,7 +259,7 @@ def train_batches(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) ->
   batches prefetched to the devices, or the resident dataset (the same arrays each step,
   put on the devices once)."""
   if resident(config, info):
-    split = _in_memory(config, info, 'train') or sources.open_split(config, 'train')
+    split = _split_source(config, info, 'train')
     return itertools.repeat(device.put_resident(split, config, mesh))
   return device_iterator(train_dataset(config, start_step), mesh)
 

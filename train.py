@@ -162,7 +162,7 @@ def make_train_step(config, model, tx, schedule, num_classes, prepare):
   """One SGD step on a global batch; metrics summed into the state's accumulator.
 
   `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
-  dataset resident on the devices) into the model's input: input_pipeline.TrainInput.
+  dataset resident on the devices) into the model's input: input_pipeline.train_prepare.
 
   A step whose loss or gradients are not finite changes nothing but the step counter
   and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
@@ -494,10 +494,10 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
                             'intact: free space and run the same command') from None
 
   # --- loop
+  where = ', data resident on the devices' if input_pipeline.resident(config, info) else ''
   print(f'Training {config.model.name} on {info.name}: {total_steps} steps '
         f'({steps_per_epoch} per epoch), global batch {config.batch_size} over '
-        f'{jax.device_count()} devices'
-        + (', data resident on the devices' if input_pipeline.resident(config, info) else ''), flush=True)
+        f'{jax.device_count()} devices{where}', flush=True)
   if info.num_corrupt and start == 0:
     log.write({'split': 'data', 'step': 0, 'num_corrupt_files_skipped': info.num_corrupt})
   t_last, step_last, t_start = time.time(), start, time.time()

@@ -108,8 +108,7 @@ def _fit(batch, size: int):
 
 def put_resident(source, config, mesh) -> dict:
   """The whole split on every device, uint8, with the config's channels."""
-  images = transforms.match_channels(np.asarray(source.images), config.dataset.channels) \
-      if source.images.shape[-1] != config.dataset.channels else np.asarray(source.images)
+  images = transforms.match_channels(np.asarray(source.images), config.dataset.channels)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   put = lambda a: jax.make_array_from_callback(a.shape, replicated, lambda i: a[i])
   return {'image': put(images), 'label': put(np.asarray(source.labels, np.int32))}

@@ -46,7 +46,6 @@ class DatasetInfo:
   num_train: int
   num_eval: int
   num_corrupt: int = 0     # image files left out (folder datasets, on_corrupt='skip')
-  label_names: tuple = ()  # class names where the source has them
 
   @property
   def fixed_size(self) -> bool:
@@ -121,8 +120,7 @@ def _mnist5k_all():
 
 def _mnist5k_info(config):
   del config
-  return DatasetInfo('mnist5k', 10, (28, 28, 1), MNIST5K_TRAIN, 5000 - MNIST5K_TRAIN,
-                     label_names=tuple(str(d) for d in range(10)))
+  return DatasetInfo('mnist5k', 10, (28, 28, 1), MNIST5K_TRAIN, 5000 - MNIST5K_TRAIN)
 
 
 def _mnist5k_open(config, split):
@@ -248,7 +246,7 @@ def _folder_info(config):
   return DatasetInfo(config.dataset.name, len(folder.classes), folder.shape,
                      len(folder.files['train'][0]),
                      len(folder.files[_folder_split(config, folder, 'eval')][0]),
-                     len(folder.corrupt), folder.classes)
+                     len(folder.corrupt))
 
 
 def _folder_open(config, split):
@@ -316,10 +314,8 @@ def _tfds_info(config):
     except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
       raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
                          f'this dataset has splits {sorted(info.splits)}') from None
-  label = info.features['label']
-  return DatasetInfo(config.dataset.name, label.num_classes,
-                     tuple(info.features['image'].shape), sizes['train'], sizes['eval'],
-                     label_names=tuple(label.names))
+  return DatasetInfo(config.dataset.name, info.features['label'].num_classes,
+                     tuple(info.features['image'].shape), sizes['train'], sizes['eval'])
 
 
 def _tfds_open(config, split):

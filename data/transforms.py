@@ -39,53 +39,53 @@ def rng_for(seed: int, position: int) -> np.random.Generator:
 # ------------------------------------------------------------------------ decode, resize
 
 
-def open_image(item, channels: int) -> Image.Image:
+def image_mode(channels: int) -> str:
+  """The Pillow mode of images with `channels` channels."""
+  return 'L' if channels == 1 else 'RGB'
+
+
+def open_image(item) -> Image.Image:
   """An item's image as a Pillow image, not yet decoded when it is a file."""
   if isinstance(item, (bytes, bytearray)):
-    image = Image.open(io.BytesIO(item))
-  else:
-    array = np.asarray(item)
-    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-  image.target_mode = 'L' if channels == 1 else 'RGB'
-  return image
+    return Image.open(io.BytesIO(item))
+  array = np.asarray(item)
+  return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
-def _decoded(image: Image.Image, width: int, height: int) -> Image.Image:
-  """The image decoded in its target mode; a JPEG at the smallest DCT scale (1/2, 1/4,
-  1/8) that is still at least width x height."""
-  if image.format == 'JPEG' and getattr(image, 'tile', None):  # not decoded yet (tiles left to read)
-    image.draft(image.target_mode, (width, height))
-  converted = image.convert(image.target_mode)
-  converted.target_mode = image.target_mode
-  return converted
+def _decoded(image: Image.Image, mode: str, width: int, height: int) -> Image.Image:
+  """The image decoded in `mode`; a JPEG not yet read at the smallest DCT scale (1/2,
+  1/4, 1/8) that is still at least width x height."""
+  if image.format == 'JPEG' and getattr(image, 'tile', None):  # tiles left to read
+    image.draft(mode, (width, height))
+  return image.convert(mode)
 
 
-def resize(image: Image.Image, width: int, height: int, box=None) -> Image.Image:
+def resize(image: Image.Image, width: int, height: int, mode: str, box=None) -> Image.Image:
   """Bilinear resize (antialiased when shrinking) of `box` (left, top, right, bottom in
-  the source's pixels; the whole image by default) to width x height."""
+  the source's pixels; the whole image by default) to width x height, in `mode`."""
   full_w, full_h = image.size
   box = box or (0, 0, full_w, full_h)
   # Ask the decoder for enough pixels that the box is still at least the output size.
   scale = min((box[2] - box[0]) / width, (box[3] - box[1]) / height)
-  decoded = _decoded(image, max(1, int(full_w / max(scale, 1))),
+  decoded = _decoded(image, mode, max(1, int(full_w / max(scale, 1))),
                      max(1, int(full_h / max(scale, 1))))
   fx, fy = decoded.size[0] / full_w, decoded.size[1] / full_h
   box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
-  out = decoded.resize((width, height), Image.BILINEAR, box=box)
-  out.target_mode = image.target_mode
-  return out
+  return decoded.resize((width, height), Image.BILINEAR, box=box)
 
 
-def resize_shorter(image: Image.Image, size: int) -> Image.Image:
+def resize_shorter(image: Image.Image, size: int, mode: str) -> Image.Image:
   w, h = image.size
   scale = size / min(w, h)
   return resize(image, max(size, round(w * scale)) if w > h else size,
-                max(size, round(h * scale)) if h > w else size)
+                max(size, round(h * scale)) if h > w else size, mode)
 
 
-def to_array(image: Image.Image) -> np.ndarray:
-  """Pillow image -> uint8 HWC (H, W, 1 for grey)."""
-  array = np.asarray(_decoded(image, *image.size) if getattr(image, 'tile', None) else image)
+def to_array(image: Image.Image, mode: str) -> np.ndarray:
+  """Pillow image -> uint8 HWC in `mode` (H, W, 1 for grey)."""
+  if image.mode != mode or getattr(image, 'tile', None):
+    image = _decoded(image, mode, *image.size)
+  array = np.asarray(image)
   return array[..., None] if array.ndim == 2 else array
 
 
@@ -144,29 +144,31 @@ def _random_resized_crop_box(width, height, rng, area=(0.08, 1.0), ratio=(3 / 4,
 def eval_resize(image: Image.Image, config) -> Image.Image:
   """The preset's test-time resize, before the centre crop (or the 10 crops)."""
   d = config.dataset
+  mode = image_mode(d.channels)
   if d.augment == 'imagenet':  # 224 of 256: the 0.875 crop ratio of Inception/torchvision
-    return resize_shorter(image, int(round(d.image_size / 0.875)))
+    return resize_shorter(image, int(round(d.image_size / 0.875)), mode)
   if d.augment == 'vgg':  # test scale Q (section 3.2)
-    return resize_shorter(image, d.eval_resize or 256)
+    return resize_shorter(image, d.eval_resize or 256, mode)
   if d.augment == 'alexnet':  # "down-sampled the images to a fixed resolution of 256x256"
-    return resize(image, 256, 256)
+    return resize(image, 256, 256, mode)
   return image
 
 
 def train_example(item, config, rng) -> np.ndarray:
   """A training image, augmented by the preset: uint8 (image_size, image_size, C)."""
   d = config.dataset
-  size, channels = d.image_size, d.channels
+  size, mode = d.image_size, image_mode(d.channels)
   if d.augment == 'imagenet':
-    image = open_image(item, channels)
-    array = to_array(resize(image, size, size, _random_resized_crop_box(*image.size, rng)))
+    image = open_image(item)
+    box = _random_resized_crop_box(*image.size, rng)
+    array = to_array(resize(image, size, size, mode, box), mode)
   elif d.augment == 'vgg':
     scale = int(rng.integers(d.scale_min, d.scale_max + 1))
-    array = random_crop(to_array(resize_shorter(open_image(item, channels), scale)), size, rng)
+    array = random_crop(to_array(resize_shorter(open_image(item), scale, mode), mode), size, rng)
   elif d.augment == 'alexnet':
-    array = random_crop(to_array(eval_resize(open_image(item, channels), config)), size, rng)
+    array = random_crop(to_array(eval_resize(open_image(item), config), mode), size, rng)
   else:
-    array = _as_array(item, channels)
+    array = _as_array(item, d.channels)
     if d.augment == 'cifar':
       pad = ((4, 4), (4, 4), (0, 0))
       array = np.pad(array, pad, mode='reflect' if d.pad_mode == 'reflect' else 'constant')
@@ -181,7 +183,7 @@ def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
   d = config.dataset
   if d.augment in ('imagenet', 'vgg', 'alexnet'):
-    array = to_array(eval_resize(open_image(item, d.channels), config))
+    array = to_array(eval_resize(open_image(item), config), image_mode(d.channels))
     array = center_crop(array, d.image_size)
   else:
     array = _as_array(item, d.channels)
@@ -191,7 +193,7 @@ def eval_example(item, config) -> np.ndarray:
 def _as_array(item, channels: int) -> np.ndarray:
   """uint8 HWC with `channels` channels, from an array or an encoded file."""
   if isinstance(item, (bytes, bytearray)):
-    return to_array(open_image(item, channels))
+    return to_array(open_image(item), image_mode(channels))
   return match_channels(np.asarray(item), channels)
 
 
@@ -215,12 +217,12 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
   that an ImageNet-sized split compiles for a few shapes instead of hundreds.
   """
   d = config.dataset
-  size = d.image_size
+  size, mode = d.image_size, image_mode(d.channels)
   if kind == 'center':
     return eval_example(item, config)[None]
-  image = open_image(item, d.channels)
+  image = open_image(item)
   if kind == '10crop':
-    array = to_array(eval_resize(image, config))
+    array = to_array(eval_resize(image, config), mode)
     h, w = array.shape[:2]
     if h < size or w < size:
       array = fit(array, max(size, h, w))
@@ -232,5 +234,5 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
   rounded = lambda x: max(DENSE_SIZE_MULTIPLE,
                           round(x * short / DENSE_SIZE_MULTIPLE) * DENSE_SIZE_MULTIPLE)
   new_w, new_h = (scale, rounded(h)) if w <= h else (rounded(w), scale)
-  array = to_array(resize(image, new_w, new_h))
+  array = to_array(resize(image, new_w, new_h, mode), mode)
   return np.stack([array, array[:, ::-1]])
