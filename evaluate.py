@@ -35,6 +35,7 @@ import cli
 from configs import default
 import input_pipeline
 import models
+import parallel
 from models import torchvision_import
 import workdir as workdir_lib
 
@@ -117,7 +118,7 @@ def predict(config, model, variables, mode: str, scales=(256, 384, 512),
   evaluates its own part of the split on its own devices; the parts are gathered."""
   if mode not in MODES:
     raise EvalError(f'--mode={mode}: one of {", ".join(MODES)}')
-  mesh = Mesh(np.array(jax.local_devices()), ('data',))
+  mesh = parallel.data_mesh(local=True)
   per_batch = examples_per_batch or max(1, config.batch_size // VIEWS_PER_EXAMPLE[mode])
   # Whole batches of views split evenly over the local devices.
   per_batch = -(-per_batch // mesh.size) * mesh.size
@@ -214,6 +215,8 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
             'step': step, **metrics(probs, labels), 'seconds': time.time() - start}
   if mode == 'multiscale':
     record['scales'] = list(scales)
+  if not parallel.is_primary():  # every process holds the whole result; one writes it
+    return record
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
   workdir_lib.write_json(os.path.join(workdir, 'eval', f'{which}_{mode}.json'), record)
   with open(os.path.join(workdir, workdir_lib.METRICS), 'a') as f:
@@ -272,6 +275,10 @@ def main(argv):
   if 'model' not in config:
     cli.fail('evaluate.py', f'--workdir={FLAGS.workdir} has no config.json: give the '
              'workdir of a training run, or --config=configs/FILE.py')
+  try:
+    parallel.maybe_initialize_distributed(config)
+  except ValueError as e:
+    cli.fail('evaluate.py', str(e))
   try:
     scales = tuple(int(s) for s in FLAGS.scales)
   except ValueError:

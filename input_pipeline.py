@@ -36,7 +36,7 @@ from data import sampler
 from data import sources
 from data import transforms
 from data.sources import DatasetError, DatasetInfo, STATS  # noqa: F401  (the interface)
-from data.transforms import AUGMENTATIONS, DENSE_SIZE_MULTIPLE  # noqa: F401
+from data.transforms import DENSE_SIZE_MULTIPLE  # noqa: F401
 
 dataset_info = sources.dataset_info
 EVAL_VIEWS = ('center', '10crop', 'full')
@@ -45,10 +45,10 @@ EVAL_VIEWS = ('center', '10crop', 'full')
 def check_config(config, info: DatasetInfo):
   """Dataset-related config errors, each naming the field and the fix."""
   d = config.dataset
-  if d.augment not in AUGMENTATIONS:
-    close = difflib.get_close_matches(d.augment, AUGMENTATIONS)
+  if d.augment not in transforms.PRESETS:
+    close = difflib.get_close_matches(d.augment, transforms.PRESETS)
     raise ValueError(f'config.dataset.augment: unknown preset {d.augment!r}; choose from '
-                     f'{AUGMENTATIONS}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+                     f'{list(transforms.PRESETS)}' + (f' (did you mean {close[0]!r}?)' if close else ''))
   if d.on_corrupt not in ('stop', 'skip'):
     raise ValueError(f"config.dataset.on_corrupt must be 'stop' or 'skip'; got {d.on_corrupt!r}")
   if d.channels not in (1, 3):
@@ -252,6 +252,17 @@ def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
                                           jnp.uint8, sharding=replicated),
             'label': jax.ShapeDtypeStruct((info.num_train,), jnp.int32, sharding=replicated)}
   return batch_spec(config, mesh)
+
+
+def batch_spec(config, mesh: Mesh, with_mask: bool = False) -> dict:
+  """The shapes of a global uint8 batch (with the eval mask), to compile before data."""
+  size, channels, n = config.dataset.image_size, config.dataset.channels, config.batch_size
+  sharding = batch_sharding(mesh)
+  shapes = {'image': (n, size, size, channels), 'label': (n,)}
+  if with_mask:
+    shapes['mask'] = (n,)
+  return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=sharding)
+          for k, shape in shapes.items()}
 
 
 def train_batches(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) -> Iterator:

@@ -40,6 +40,7 @@ import input_pipeline
 import models
 from models import layer_stats
 import optim
+import parallel
 import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -67,26 +68,6 @@ class TrainState:
 
 
 # ------------------------------------------------------------------ set-up, validation
-
-
-def maybe_initialize_distributed(config):
-  """jax.distributed for multi-process runs, before anything touches a device.
-
-  Explicit: JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
-  JAX_PROCESS_ID, for any set of machines (or several processes on one). Detected: a
-  SLURM job step with several tasks, a TPU pod; or forced by config.distributed.
-  """
-  env = os.environ
-  if 'JAX_NUM_PROCESSES' in env:
-    missing = [k for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_PROCESS_ID') if k not in env]
-    if missing:
-      raise SetupError(f'JAX_NUM_PROCESSES is set but {" and ".join(missing)} not; set '
-                       'all three, or none to let SLURM/TPU detection work')
-    jax.distributed.initialize(env['JAX_COORDINATOR_ADDRESS'], int(env['JAX_NUM_PROCESSES']),
-                               int(env['JAX_PROCESS_ID']))
-  elif (config.distributed or int(env.get('SLURM_NTASKS', '1')) > 1
-        or env.get('TPU_WORKER_HOSTNAMES')):
-    jax.distributed.initialize()
 
 
 def num_steps(config, info) -> tuple[int, int]:
@@ -355,7 +336,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     validate(config)
     info = input_pipeline.dataset_info(config)
     input_pipeline.check_config(config, info)
-    mesh = Mesh(np.array(jax.devices()), ('data',))
+    mesh = parallel.data_mesh()
     model, tx, init, abstract_state, state_sharding = build(config, info, mesh)
     steps_per_epoch, total_steps = num_steps(config, info)
     schedule = optim.create_schedule(config, steps_per_epoch, total_steps)
@@ -571,7 +552,10 @@ def main(argv):
     raise app.UsageError('give --config=configs/FILE.py[:arg] and --workdir=DIR')
   cli.use_compilation_cache()
   try:
-    maybe_initialize_distributed(FLAGS.config)
+    parallel.maybe_initialize_distributed(FLAGS.config)
+  except ValueError as e:
+    cli.fail('train.py', str(e))
+  try:
     train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except SetupError as e:
     cli.fail('train.py', str(e))

@@ -22,7 +22,6 @@ from data import transforms
 PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045], np.float32)
 PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140],
                        [-0.5836, -0.6948, 0.4203]], np.float32)
-RESIDENT_PRESETS = ('cifar', 'none')  # the presets that run on the device
 
 
 def positions(step, batch_size: int):
@@ -43,7 +42,7 @@ def normalize(images, config, dtype=jnp.float32, step=None):
   the step), minus mean, over std."""
   d = config.dataset
   x = images.astype(jnp.float32) / 255.
-  if step is not None and d.augment == 'alexnet':
+  if step is not None and transforms.PRESETS[d.augment].colour_noise:
     keys = example_keys(config.seed, positions(step, x.shape[0]))
     alpha = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), (3,)))(keys) * 0.1
     # Each image gets sum_i alpha_i * lambda_i * p_i added to every pixel (AlexNet 4.1).
@@ -58,7 +57,7 @@ def resident_fits(config, info) -> bool:
   """Whether the training split goes on the devices: asked for, fixed-size images, a
   preset that runs on the device, and at most config.dataset.device_resident_max_mb."""
   d = config.dataset
-  if not d.device_resident or not info.fixed_size or d.augment not in RESIDENT_PRESETS:
+  if not (d.device_resident and info.fixed_size and transforms.PRESETS[d.augment].resident):
     return False
   h, w, _ = info.image_shape
   if h > d.image_size or w > d.image_size:  # would need a resize: the host does that
@@ -75,26 +74,28 @@ def gather_batch(data, step, config):
   q = positions(step, config.batch_size)
   index = sampler.example_index(q, n, config.seed, jnp)
   batch = images[index]
-  if d.augment == 'cifar':  # pad 4, random crop back to the source size, flip
+  preset = transforms.PRESETS[d.augment]
+  if preset.pad or preset.flip:  # the host's pad-crop and flip (data/transforms.py)
     keys = example_keys(config.seed, q)
-    batch = jax.vmap(lambda k, x: _pad_crop_flip(k, x, d.image_size, d.pad_mode))(keys, batch)
+    batch = jax.vmap(lambda k, x: _pad_crop_flip(k, x, d.image_size, preset.pad,
+                                                 preset.flip, d.pad_mode))(keys, batch)
   batch = _fit(batch, d.image_size)
   return {'image': batch, 'label': labels[index]}
 
 
-def _pad_crop_flip(key, image, size, pad_mode):
+def _pad_crop_flip(key, image, size, pad, flip, pad_mode):
   """ResNet section 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly
   sampled from the padded image or its horizontal flip" (a smaller source: the crop is
   at most the padded size, then fitted)."""
   h, w, c = image.shape
-  crop_h, crop_w = min(size, h + 8), min(size, w + 8)
+  crop_h, crop_w = min(size, h + 2 * pad), min(size, w + 2 * pad)
   crop_key, flip_key = jax.random.split(key)
-  padded = jnp.pad(image, ((4, 4), (4, 4), (0, 0)),
+  padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)),
                    mode='reflect' if pad_mode == 'reflect' else 'constant')
-  top = jax.random.randint(jax.random.fold_in(crop_key, 0), (), 0, h + 8 - crop_h + 1)
-  left = jax.random.randint(jax.random.fold_in(crop_key, 1), (), 0, w + 8 - crop_w + 1)
+  top = jax.random.randint(jax.random.fold_in(crop_key, 0), (), 0, h + 2 * pad - crop_h + 1)
+  left = jax.random.randint(jax.random.fold_in(crop_key, 1), (), 0, w + 2 * pad - crop_w + 1)
   crop = jax.lax.dynamic_slice(padded, (top, left, 0), (crop_h, crop_w, c))
-  return jnp.where(jax.random.bernoulli(flip_key), crop[:, ::-1], crop)
+  return jnp.where(jax.random.bernoulli(flip_key), crop[:, ::-1], crop) if flip else crop
 
 
 def _fit(batch, size: int):

@@ -7,7 +7,7 @@ decoded with Pillow; a JPEG is decoded at reduced size (libjpeg's DCT scaling, P
 `draft`) whenever the result is downscaled anyway. Each training example draws its
 randomness from a generator seeded by (config.seed, its position in the global stream).
 
-The presets (config.dataset.augment), in training / at test time:
+The presets (config.dataset.augment; one entry each in PRESETS), in training / at test time:
   cifar     pad 4 and a random image_size crop, flip (ResNet section 4.2) / as is
   imagenet  random-resized crop: 8-100% of the area, aspect 3/4-4/3, flip (Szegedy et al.
             2015, section 6) / shorter side to image_size / 0.875, centre crop
@@ -20,13 +20,13 @@ Then every image is fitted to image_size (a smaller one padded, centred: LeNet's
 32; a larger one resized).
 """
 
+import dataclasses
 import io
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 
-AUGMENTATIONS = ('cifar', 'imagenet', 'vgg', 'alexnet', 'none')
-FLIPPED = ('cifar', 'imagenet', 'vgg', 'alexnet')  # presets with random mirror images
 DENSE_SIZE_MULTIPLE = 32  # whole-image views: the longer side rounded to this
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert('L')
 
@@ -141,40 +141,103 @@ def _random_resized_crop_box(width, height, rng, area=(0.08, 1.0), ratio=(3 / 4,
   return 0, 0, width, height
 
 
-def eval_resize(image: Image.Image, config) -> Image.Image:
-  """The preset's test-time resize, before the centre crop (or the 10 crops)."""
+# Each preset's training crop: (item, config, rng) -> uint8 HWC, before fit and flip.
+
+def _pad_crop(item, config, rng):
+  """Pad each side (ResNet section 4.2: 4 pixels), a random image_size crop."""
+  d = config.dataset
+  pad = PRESETS[d.augment].pad
+  array = np.pad(_as_array(item, d.channels), ((pad, pad), (pad, pad), (0, 0)),
+                 mode='reflect' if d.pad_mode == 'reflect' else 'constant')
+  return random_crop(array, d.image_size, rng)
+
+
+def _as_is(item, config, rng):  # pylint: disable=unused-argument
+  return _as_array(item, config.dataset.channels)
+
+
+def _random_resized_crop(item, config, rng):
+  size, mode = config.dataset.image_size, image_mode(config.dataset.channels)
+  image = open_image(item)
+  return to_array(resize(image, size, size, mode, _random_resized_crop_box(*image.size, rng)),
+                  mode)
+
+
+def _scale_jitter_crop(item, config, rng):
+  """VGG section 3.1: shorter side to S drawn from [scale_min, scale_max], random crop."""
   d = config.dataset
   mode = image_mode(d.channels)
-  if d.augment == 'imagenet':  # 224 of 256: the 0.875 crop ratio of Inception/torchvision
-    return resize_shorter(image, int(round(d.image_size / 0.875)), mode)
-  if d.augment == 'vgg':  # test scale Q (section 3.2)
-    return resize_shorter(image, d.eval_resize or 256, mode)
-  if d.augment == 'alexnet':  # "down-sampled the images to a fixed resolution of 256x256"
-    return resize(image, 256, 256, mode)
-  return image
+  scale = int(rng.integers(d.scale_min, d.scale_max + 1))
+  return random_crop(to_array(resize_shorter(open_image(item), scale, mode), mode),
+                     d.image_size, rng)
+
+
+def _fixed_resize_crop(item, config, rng):
+  """AlexNet section 4.1: random crops of the 256x256 image."""
+  mode = image_mode(config.dataset.channels)
+  return random_crop(to_array(_resize_256(open_image(item), config), mode),
+                     config.dataset.image_size, rng)
+
+
+# Each preset's test-time resize (before the centre crop or the 10 crops).
+
+def _resize_inception(image, config):
+  """Shorter side to image_size / 0.875: 224 of 256, as Inception and torchvision."""
+  return resize_shorter(image, int(round(config.dataset.image_size / 0.875)),
+                        image_mode(config.dataset.channels))
+
+
+def _resize_vgg(image, config):
+  """Shorter side to the test scale Q (VGG section 3.2)."""
+  return resize_shorter(image, config.dataset.eval_resize or 256,
+                        image_mode(config.dataset.channels))
+
+
+def _resize_256(image, config):
+  """"down-sampled the images to a fixed resolution of 256x256" (AlexNet section 2)."""
+  return resize(image, 256, 256, image_mode(config.dataset.channels))
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """An augmentation preset (config.dataset.augment): everything that says what it does.
+
+  train_crop: the host's random crop of a training example (before fit and flip).
+  test_resize: the host's resize of a file before the centre crop; None: arrays as is.
+  flip: random horizontal mirror images in training.
+  pad: pixels padded on each side before the random crop (the pad-crop presets).
+  resident: data/device.py does the same inside jit (it implements pad-crop and flip), so
+    a fixed-size split may live on the devices.
+  colour_noise: AlexNet's PCA colour noise, added on the device in training.
+  """
+  train_crop: Callable
+  test_resize: Callable | None
+  flip: bool
+  pad: int = 0
+  resident: bool = False
+  colour_noise: bool = False
+
+
+PRESETS = {
+    'cifar': Preset(_pad_crop, None, flip=True, pad=4, resident=True),  # ResNet 4.2
+    'imagenet': Preset(_random_resized_crop, _resize_inception, flip=True),
+    'vgg': Preset(_scale_jitter_crop, _resize_vgg, flip=True),
+    'alexnet': Preset(_fixed_resize_crop, _resize_256, flip=True, colour_noise=True),
+    'none': Preset(_as_is, None, flip=False, resident=True),
+}
+
+
+def eval_resize(image: Image.Image, config) -> Image.Image:
+  """The preset's test-time resize, before the centre crop (or the 10 crops)."""
+  resize_fn = PRESETS[config.dataset.augment].test_resize
+  return resize_fn(image, config) if resize_fn else image
 
 
 def train_example(item, config, rng) -> np.ndarray:
   """A training image, augmented by the preset: uint8 (image_size, image_size, C)."""
-  d = config.dataset
-  size, mode = d.image_size, image_mode(d.channels)
-  if d.augment == 'imagenet':
-    image = open_image(item)
-    box = _random_resized_crop_box(*image.size, rng)
-    array = to_array(resize(image, size, size, mode, box), mode)
-  elif d.augment == 'vgg':
-    scale = int(rng.integers(d.scale_min, d.scale_max + 1))
-    array = random_crop(to_array(resize_shorter(open_image(item), scale, mode), mode), size, rng)
-  elif d.augment == 'alexnet':
-    array = random_crop(to_array(eval_resize(open_image(item), config), mode), size, rng)
-  else:
-    array = _as_array(item, d.channels)
-    if d.augment == 'cifar':
-      pad = ((4, 4), (4, 4), (0, 0))
-      array = np.pad(array, pad, mode='reflect' if d.pad_mode == 'reflect' else 'constant')
-      array = random_crop(array, size, rng)
-  array = fit(array, size)
-  if d.augment in FLIPPED and rng.random() < 0.5:
+  preset = PRESETS[config.dataset.augment]
+  array = fit(preset.train_crop(item, config, rng), config.dataset.image_size)
+  if preset.flip and rng.random() < 0.5:
     array = array[:, ::-1]
   return np.ascontiguousarray(array)
 
@@ -182,7 +245,7 @@ def train_example(item, config, rng) -> np.ndarray:
 def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
   d = config.dataset
-  if d.augment in ('imagenet', 'vgg', 'alexnet'):
+  if PRESETS[d.augment].test_resize:
     array = to_array(eval_resize(open_image(item), config), image_mode(d.channels))
     array = center_crop(array, d.image_size)
   else:

@@ -241,6 +241,48 @@ np.save({path!r}, np.asarray(out['image']))
   np.testing.assert_array_equal(results[0], results[1])
 
 
+@pytest.mark.parametrize('kind', ['resident', 'host'])
+def test_compiled_ahead_shapes_are_those_of_the_real_arguments(kind):
+  """train.py compiles its steps from these specs before any data loads; a mismatch
+  would silently compile each step a second time at its first call."""
+  config = make_config(name='mnist5k', augment='cifar', channels=1, image_size=32,
+                       device_resident=kind == 'resident')
+  info = input_pipeline.dataset_info(config)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  describe = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype, a.sharding), tree)
+  real_train = next(input_pipeline.train_batches(config, info, mesh))
+  assert describe(input_pipeline.train_spec(config, info, mesh)) == describe(real_train)
+  real_eval = next(input_pipeline.device_iterator(
+      input_pipeline.eval_dataset(config, info), mesh))
+  spec = input_pipeline.batch_spec(config, mesh, with_mask=True)
+  assert describe(spec) == describe(real_eval)
+
+
+def test_a_new_preset_is_one_table_entry(monkeypatch):
+  """An entry in transforms.PRESETS is all a preset needs: accepted by the config check,
+  applied on the host, and (resident) by the same definition on the device."""
+  from data import transforms  # pylint: disable=import-outside-toplevel
+  monkeypatch.setitem(transforms.PRESETS, 'pad2', transforms.Preset(
+      transforms.PRESETS['cifar'].train_crop, None, flip=False, pad=2, resident=True))
+  config = make_config(name='mnist5k', augment='pad2', channels=1, image_size=28)
+  info = input_pipeline.dataset_info(config)
+  input_pipeline.check_config(config, info)
+  digit = sources._mnist5k_open(config, 'train').images[0]
+  host = transforms.train_example(digit, config, transforms.rng_for(0, 0))
+  assert host.shape == (28, 28, 1) and not np.array_equal(host, digit)  # shifted
+  np.testing.assert_array_equal(np.pad(digit, ((2, 2), (2, 2), (0, 0)))[2:30, 2:30], digit)
+  assert input_pipeline.resident(config, info)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+  data = next(input_pipeline.train_batches(config, info, mesh))
+  got = jax.device_get(device.gather_batch(data, 0, config))
+  images = sources._mnist5k_open(config, 'train').images
+  index = sampler.example_index(np.arange(8), 4000, config.seed, np)
+  for k in range(8):  # a 28-pixel crop of the 32-pixel padded digit, no mirror image
+    padded = np.pad(images[index[k]], ((2, 2), (2, 2), (0, 0)))
+    crops = [padded[t:t + 28, l:l + 28] for t in range(5) for l in range(5)]
+    assert any(np.array_equal(got['image'][k], c) for c in crops)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 

@@ -26,7 +26,9 @@ def free_port() -> int:
     return s.getsockname()[1]
 
 
-def launch(workdir, devices, process_id=None, num_processes=None, port=None):
+def launch(workdir, devices, process_id=None, num_processes=None, port=None, args=ARGS,
+           command=None):
+  """train.py (or `command`, a program and its flags) with `devices` CPU devices."""
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
   if num_processes:
@@ -34,7 +36,8 @@ def launch(workdir, devices, process_id=None, num_processes=None, port=None):
                JAX_NUM_PROCESSES=str(num_processes), JAX_PROCESS_ID=str(process_id))
   log = f'{workdir}.{process_id or 0}.log'  # a file: a pipe can fill up and block
   with open(log, 'w') as f:
-    process = subprocess.Popen([sys.executable, 'train.py', *ARGS, f'--workdir={workdir}'],
+    argv = command or ['train.py', *args, f'--workdir={workdir}']
+    process = subprocess.Popen([sys.executable, *argv],
                                cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
   return process, log
 
@@ -72,3 +75,23 @@ def test_two_processes_match_one(tmp_path):
   for a, b in zip(jax.tree.leaves(one['params']), jax.tree.leaves(two['params'])):
     # Cross-process all-reduce (gloo) sums in another order than in-process: rounding.
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_evaluate_over_two_processes_matches_one(tmp_path):
+  """evaluate.py --mode=10crop as a two-process job: each process views its own part of
+  the test split, the parts are gathered, and the result is one process's."""
+  workdir = tmp_path / 'run'
+  finish(launch(workdir, 2, args=[*ARGS[:-1], '--config.num_epochs=0.024']))
+  command = ['evaluate.py', f'--workdir={workdir}', '--checkpoint=latest', '--mode=10crop']
+  finish(launch(tmp_path / 'eval_one', 2, command=command))
+  one = json.load(open(workdir / 'eval' / 'latest_10crop.json'))
+  port = free_port()
+  pair = [launch(tmp_path / 'eval_two', 1, i, 2, port, command=command) for i in (0, 1)]
+  outputs = [finish(p) for p in pair]
+  two = json.load(open(workdir / 'eval' / 'latest_10crop.json'))
+  assert one['num_examples'] == two['num_examples'] == 1000
+  assert one['top1'] == two['top1'] and one['top5'] == two['top5']
+  np.testing.assert_allclose(one['loss'], two['loss'], rtol=1e-6)
+  assert all('on 1000 examples' in out for out in outputs)  # both hold the whole result
+  records = [json.loads(l) for l in open(workdir / 'metrics.jsonl')]
+  assert sum(r.get('mode') == '10crop' for r in records) == 2  # one per job, not process
