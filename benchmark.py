@@ -28,17 +28,17 @@ from ml_collections import config_flags
 import numpy as np
 
 import cli
+import experiment
 from data import sources, transforms
 import input_pipeline
-import optim
-import train
+import parallel
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/default.py', 'config file (file.py[:arg])',
                                 lock_config=True)
 flags.DEFINE_list('model', [], 'model names to time (default: the config\'s model)')
 flags.DEFINE_integer('batch_size', 0, 'global batch (default: the config\'s)')
-flags.DEFINE_enum('precision', None, list(train.PRECISIONS), 'computation dtype '
+flags.DEFINE_enum('precision', None, list(experiment.PRECISIONS), 'computation dtype '
                   '(default: the config\'s)')
 flags.DEFINE_integer('image_size', 0, 'input height and width (default: the config\'s)')
 flags.DEFINE_integer('num_classes', 0, 'classes for synthetic data (default: the '
@@ -68,18 +68,15 @@ def peak_memory(compiled) -> tuple[int | None, str]:
 
 def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
   """Compile time, step time and images/s of train.py's step for `config`."""
-  train.validate(config)
+  experiment.check(config)
   info = input_pipeline.dataset_info(config)  # ('synthetic' unless --end_to_end)
   input_pipeline.check_config(config, info)
-  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
-  model, tx, init, _, state_sharding = train.build(config, info, mesh)
-  steps_per_epoch, total_steps = train.num_steps(config, info) if end_to_end else (1, 1)
-  schedule = optim.create_schedule(config, steps_per_epoch, max(total_steps, 1))
   if not end_to_end:
     config.dataset.device_resident = False  # one uint8 batch, as the host pipeline gives
-  train_step, _ = train.jit_steps(config, model, tx, schedule, info.num_classes, mesh,
-                                  state_sharding, info)
-  state = jax.jit(init, out_shardings=state_sharding)(jax.random.key(config.seed))
+  mesh = parallel.data_mesh()
+  exp = experiment.setup(config, info, mesh)  # train.py's model, optimizer, steps
+  train_step = exp.train_step
+  state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
 
   if end_to_end:
     batches = input_pipeline.train_batches(config, info, mesh)

@@ -16,7 +16,6 @@ Results: DIR/eval/<checkpoint>_<mode>.json and a record in DIR/metrics.jsonl.
 """
 
 import functools
-import inspect
 import json
 import os
 import sys
@@ -28,10 +27,11 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 import checkpoints
 import cli
+import experiment
 from configs import default
 import input_pipeline
 import models
@@ -79,9 +79,7 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
 def _apply_fn(model, config, dense: bool, mesh):
   """uint8 views -> softmax posteriors, normalised on the device and sharded over the
   mesh's devices; VGG's FC head runs as convolutions when `dense`."""
-  kwargs = {}
-  if dense and 'dense' in inspect.signature(type(model).__call__).parameters:
-    kwargs['dense'] = True
+  kwargs = {'dense': True} if dense and models.dense_evaluation(model) else {}
 
   @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()),
                                             input_pipeline.batch_sharding(mesh)))
@@ -180,10 +178,10 @@ def _check_any_size(posteriors, variables, model, config, mode, q):
 
 
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-  top5 = np.argsort(-probs, axis=1)[:, :5]
+  """Top-1, top-5 (as the training's evaluation counts them) and the mean loss."""
+  hits = experiment.topk_hits(probs, labels, np)
   picked = probs[np.arange(len(labels)), labels]
-  return {'top1': float(np.mean(top5[:, 0] == labels)),
-          'top5': float(np.mean((top5 == labels[:, None]).any(axis=1))),
+  return {'top1': float(np.mean(hits['top1'])), 'top5': float(np.mean(hits['top5'])),
           'loss': float(np.mean(-np.log(np.maximum(picked, 1e-12)))),
           'num_examples': int(len(labels))}
 
@@ -192,6 +190,8 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
              scales=(256, 384, 512), torchvision: str | None = None,
              weights: str | None = None) -> dict:
   """Evaluate and record; returns the record written to DIR/eval/*.json."""
+  if not torchvision:
+    experiment.check(config, training=False)  # before any data is opened
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
   if torchvision:
@@ -207,7 +207,7 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     model = models.create_model(torchvision, num_classes=info.num_classes)
     step, which = 0, f'torchvision_{torchvision}'
   else:
-    model = models.create_model_from_config(config.model, info.num_classes)
+    model = experiment.create_model(config, info)
     variables, step, which = variables_from_checkpoint(workdir, checkpoint)
   start = time.time()
   probs, labels = predict(config, model, variables, mode, scales)
@@ -219,8 +219,7 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     return record
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
   workdir_lib.write_json(os.path.join(workdir, 'eval', f'{which}_{mode}.json'), record)
-  with open(os.path.join(workdir, workdir_lib.METRICS), 'a') as f:
-    f.write(json.dumps(record) + '\n')
+  workdir_lib.append_metrics(workdir, record)
   return record
 
 
@@ -260,6 +259,7 @@ def define_flags(argv):
   workdir = next((a.split('=', 1)[1] for a in argv if a.startswith('--workdir=')), None)
   path = os.path.join(workdir, 'config.json') if workdir else ''
   config = load_config_json(path) if os.path.isfile(path) else ml_collections.ConfigDict()
+  cli.check_overrides('evaluate.py', argv, config)
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 

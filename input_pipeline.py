@@ -48,7 +48,8 @@ def check_config(config, info: DatasetInfo):
   if d.augment not in transforms.PRESETS:
     close = difflib.get_close_matches(d.augment, transforms.PRESETS)
     raise ValueError(f'config.dataset.augment: unknown preset {d.augment!r}; choose from '
-                     f'{list(transforms.PRESETS)}' + (f' (did you mean {close[0]!r}?)' if close else ''))
+                     f'{list(transforms.PRESETS)}'
+                     + (f' (did you mean {close[0]!r}?)' if close else ''))
   if d.on_corrupt not in ('stop', 'skip'):
     raise ValueError(f"config.dataset.on_corrupt must be 'stop' or 'skip'; got {d.on_corrupt!r}")
   if d.channels not in (1, 3):

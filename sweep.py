@@ -33,7 +33,7 @@ import time
 from absl import app, flags, logging
 
 import cli
-from configs import hyper
+from configs import default, hyper
 import sweep_report
 import workdir as workdir_lib
 
@@ -137,6 +137,8 @@ def build_config(module, trial: dict):
     if leaf not in node:
       raise KeyError(key)
     node[leaf] = value
+  default.clear_duration_partners(config, {k[len(CONFIG_PREFIX):] for k in trial['overrides']
+                                           if k.startswith(CONFIG_PREFIX)})
   return config
 
 

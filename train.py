@@ -4,234 +4,43 @@
   python train.py --config=configs/resnet.py:depth=56 --workdir=runs/r56 \
       --config.batch_size=256
 
-One linear trainer in sections: set-up and validation -> mesh -> data -> model and state
--> steps -> checkpoints -> loop. Everything is jit-compiled once over a Mesh with one
-'data' axis: batches are sharded, the state replicated (so BatchNorm statistics are over
-the global batch), the state donated. Metrics accumulate on the devices and reach the
-host only every `log_every_steps`. Running the same command on the same workdir resumes.
+One linear trainer: checks without data -> set-up (experiment.py, shared with
+evaluate.py and benchmark.py) -> checkpoints -> state -> data -> loop. Everything is
+jit-compiled once over a Mesh with one 'data' axis: batches are sharded, the state
+replicated (so BatchNorm statistics are over the global batch), the state donated.
+Metrics accumulate on the devices and reach the host only at log points (`log_every_steps`
+or `log_every_epochs`). Running the same command on the same workdir resumes.
 """
 
 import concurrent.futures
 import json
-import math
 import os
 import signal
 import sys
 import threading
 import time
-from typing import Any
 
 from absl import app, flags, logging
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
-import numpy as np
-import optax
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 import checkpoints
 import cli
 import events
+from experiment import SetupError
+import experiment
 import input_pipeline
-import models
 from models import layer_stats
 import optim
 import parallel
 import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
-
-PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-class SetupError(ValueError):
-  """Bad input found before training starts: a one-line message for the user."""
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  lr_scale: jax.Array      # reduce-on-plateau multiplier (1.0 otherwise)
-  best_top1: jax.Array     # best eval top-1 so far (plateau and best checkpoint)
-  bad_evals: jax.Array     # evaluations without improvement (plateau)
-  nonfinite: jax.Array     # steps whose loss or gradient was NaN/Inf (not applied)
-  first_nonfinite: jax.Array  # the first such step, -1 if none
-  metrics: Any             # sums since the last log line (checkpointed with the state,
-                           # so a resumed run logs what an uninterrupted one would)
-
-
-# ------------------------------------------------------------------ set-up, validation
-
-
-def num_steps(config, info) -> tuple[int, int]:
-  """(steps_per_epoch, total steps) from num_epochs or num_train_steps."""
-  steps_per_epoch = max(info.num_train // config.batch_size, 1)
-  if config.num_epochs is not None:
-    return steps_per_epoch, max(1, math.ceil(config.num_epochs * steps_per_epoch))
-  return steps_per_epoch, config.num_train_steps
-
-
-def validate(config):
-  """Config errors that need no data: each names the field and the fix."""
-  positive = {'batch_size': config.batch_size, 'dataset.image_size': config.dataset.image_size,
-              'log_every_steps': config.log_every_steps,
-              'eval_every_steps': config.eval_every_steps,
-              'checkpoint_every_steps': config.checkpoint_every_steps,
-              'keep_checkpoints': config.keep_checkpoints,
-              'schedule.learning_rate': config.schedule.learning_rate}
-  if config.num_epochs is not None:
-    positive['num_epochs'] = config.num_epochs
-  else:
-    positive['num_train_steps'] = config.num_train_steps
-  for field, value in positive.items():
-    if value <= 0:
-      raise ValueError(f'config.{field} must be positive; got {value}')
-  if config.on_nonfinite not in ('stop', 'skip'):
-    raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip'; got "
-                     f'{config.on_nonfinite!r}')
-  if config.precision not in PRECISIONS:
-    raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
-                     f'got {config.precision!r}')
-  if config.batch_size % jax.device_count():
-    raise ValueError(f'config.batch_size={config.batch_size} is not divisible by the '
-                     f'{jax.device_count()} devices; use a multiple of {jax.device_count()}')
-
-
-# -------------------------------------------------------------------- model and state
-
-
-def build(config, info, mesh):
-  """Model, optimizer, schedule, the state's abstract shape and its sharding."""
-  dtype = PRECISIONS[config.precision]
-  model = models.create_model_from_config(config.model, info.num_classes, dtype)
-  tx = optim.create_optimizer(config)
-  size = config.dataset.image_size
-  dummy = jnp.zeros((1, size, size, config.dataset.channels), jnp.float32)
-
-  def init(rng):
-    variables = model.init(rng, dummy, train=False)
-    params = variables['params']
-    return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                      batch_stats=variables.get('batch_stats', {}),
-                      opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
-                      best_top1=jnp.array(-1.0, jnp.float32),
-                      bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
-                      first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics())
-
-  # Tracing only: shape errors (a collapsing stack, a fixed head) surface here, before
-  # anything is compiled.
-  abstract = jax.eval_shape(init, jax.random.key(0))
-  replicated = NamedSharding(mesh, P())
-  state_sharding = jax.tree.map(lambda _: replicated, abstract)
-  return model, tx, init, abstract, state_sharding
-
-
-def cross_entropy(logits, labels, num_classes, smoothing):
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing) \
-      if smoothing else jax.nn.one_hot(labels, num_classes)
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-
-
-def make_train_step(config, model, tx, schedule, num_classes, prepare):
-  """One SGD step on a global batch; metrics summed into the state's accumulator.
-
-  `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
-  dataset resident on the devices) into the model's input: input_pipeline.train_prepare.
-
-  A step whose loss or gradients are not finite changes nothing but the step counter
-  and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
-  (on_nonfinite='skip') when it next looks, and the parameters stay those of the last
-  good step either way.
-  """
-  base_key = jax.random.key(config.seed)
-  dtype = PRECISIONS[config.precision]
-
-  def train_step(state, inputs):
-    rng = jax.random.fold_in(base_key, state.step)  # dropout depends on seed and step
-    batch = prepare(state.step, inputs, dtype)
-
-    def loss_fn(params):
-      variables = {'params': params, 'batch_stats': state.batch_stats}
-      logits, updates = model.apply(variables, batch['image'], train=True,
-                                    rngs={'dropout': rng},
-                                    mutable=['batch_stats', 'intermediates'])
-      loss = cross_entropy(logits, batch['label'], num_classes,
-                           config.label_smoothing).mean()
-      # GoogLeNet's auxiliary classifiers, weighted 0.3 (Szegedy et al. section 5).
-      for aux in updates.get('intermediates', {}).get('aux_logits', ()):
-        loss += 0.3 * cross_entropy(aux, batch['label'], num_classes,
-                                    config.label_smoothing).mean()
-      return loss, (logits, updates.get('batch_stats', {}))
-
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
-    lr = schedule(state.step) * state.lr_scale
-    opt_state = state.opt_state
-    opt_state.hyperparams['learning_rate'] = lr
-    updates, opt_state = tx.update(grads, opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss) & jax.tree.reduce(
-        jnp.logical_and, jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads), True)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    top1 = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    m = state.metrics
-    metrics = {'loss': m['loss'] + jnp.where(finite, loss, 0.0),
-               'top1': m['top1'] + jnp.where(finite, top1, 0.0),
-               'steps': m['steps'] + finite.astype(jnp.int32), 'learning_rate': lr}
-    first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1,
-                      state.first_nonfinite)
-    return state.replace(step=state.step + 1, params=keep(params, state.params),
-                         batch_stats=keep(batch_stats, state.batch_stats),
-                         opt_state=keep(opt_state, state.opt_state), metrics=metrics,
-                         nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
-                         first_nonfinite=first.astype(jnp.int32))
-
-  return train_step
-
-
-def make_eval_step(config, model, num_classes):
-  """Sums of loss, top-1 and top-5 hits over the unmasked examples of a global batch."""
-  dtype = PRECISIONS[config.precision]
-
-  def eval_step(state, batch):
-    batch = input_pipeline.prepare_eval(batch, config, dtype)
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    logits = model.apply(variables, batch['image'], train=False).astype(jnp.float32)
-    mask = batch['mask'].astype(jnp.float32)
-    loss = cross_entropy(logits, batch['label'], num_classes, 0.0)
-    top5 = jax.lax.top_k(logits, min(5, num_classes))[1]
-    hit5 = jnp.any(top5 == batch['label'][:, None], axis=-1)
-    return {'loss': jnp.sum(loss * mask),
-            'top1': jnp.sum((jnp.argmax(logits, -1) == batch['label']) * mask),
-            'top5': jnp.sum(hit5 * mask), 'count': jnp.sum(mask)}
-
-  return eval_step
-
-
-def jit_steps(config, model, tx, schedule, num_classes, mesh, state_sharding, info):
-  """The train and eval steps, jitted with explicit shardings; the train step donates
-  the state, so its buffers are updated in place."""
-  replicated = NamedSharding(mesh, P())
-  batch_sharding = input_pipeline.batch_sharding(mesh)
-  prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
-  train_step = jax.jit(make_train_step(config, model, tx, schedule, num_classes, prepare),
-                       in_shardings=(state_sharding, input_sharding),
-                       out_shardings=state_sharding, donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(config, model, num_classes),
-                      in_shardings=(state_sharding, batch_sharding), out_shardings=replicated)
-  return train_step, eval_step
-
-
-def zero_metrics():
-  return {'loss': jnp.zeros([], jnp.float32), 'top1': jnp.zeros([], jnp.float32),
-          'steps': jnp.zeros([], jnp.int32), 'learning_rate': jnp.zeros([], jnp.float32)}
 
 
 # ------------------------------------------------------------------------ metrics I/O
@@ -246,7 +55,7 @@ class MetricsLog:
 
   def __init__(self, workdir, resume_step: int = 0):
     self.primary = jax.process_index() == 0
-    self.path = os.path.join(workdir, workdir_lib.METRICS)
+    self.workdir, self.path = workdir, os.path.join(workdir, workdir_lib.METRICS)
     if self.primary and os.path.exists(self.path):
       kept = [r for r in workdir_lib.read_metrics(workdir) if r['step'] <= resume_step]
       with open(self.path + '.tmp', 'w') as f:
@@ -258,8 +67,7 @@ class MetricsLog:
   def write(self, record: dict):
     record = {**record, 'wall_time': time.time()}
     if self.primary:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+      workdir_lib.append_metrics(self.workdir, record)
     scalars = {f"{record['split']}/{k}": v for k, v in record.items()
                if isinstance(v, (int, float)) and k not in ('step', 'wall_time')}
     if self.writer:
@@ -333,13 +141,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   lock = None
   try:
     # --- set-up and validation, all before anything compiles
-    validate(config)
+    experiment.check(config)  # everything that needs no data, before any is opened
     info = input_pipeline.dataset_info(config)
     input_pipeline.check_config(config, info)
-    mesh = parallel.data_mesh()
-    model, tx, init, abstract_state, state_sharding = build(config, info, mesh)
-    steps_per_epoch, total_steps = num_steps(config, info)
-    schedule = optim.create_schedule(config, steps_per_epoch, total_steps)
+    exp = experiment.setup(config, info, parallel.data_mesh())
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
       lock = workdir_lib.Lock(workdir).acquire()
@@ -347,8 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise SetupError(str(e)) from None
   stop_signal, restore_signals = _stop_signals()
   try:
-    return _train(config, workdir, info, mesh, model, tx, init, abstract_state,
-                  state_sharding, steps_per_epoch, total_steps, schedule, stop_signal)
+    return _train(exp, workdir, stop_signal)
   except checkpoints.CorruptCheckpointError as e:
     raise SetupError(str(e)) from None
   finally:
@@ -357,8 +161,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       lock.release()
 
 
-def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_sharding,
-           steps_per_epoch, total_steps, schedule, stop_signal) -> dict:
+def _train(exp: experiment.Experiment, workdir: str, stop_signal) -> dict:
+  config, info, mesh, model = exp.config, exp.info, exp.mesh, exp.model
+  total_steps, steps_per_epoch = exp.length.total_steps, exp.length.steps_per_epoch
+  train_step, eval_step = exp.train_step, exp.eval_step
   eval_split = config.dataset.eval_split
   primary = jax.process_index() == 0
 
@@ -375,11 +181,8 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
 
   # --- steps, compiled in the background (XLA releases the GIL) while the state is made
   # and the data loads; their first calls reuse these executables
-  target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        abstract_state, state_sharding)
+  target = exp.state_target()
   replicated = NamedSharding(mesh, P())
-  train_step, eval_step = jit_steps(config, model, tx, schedule, info.num_classes, mesh,
-                                    state_sharding, info)
   compiling = concurrent.futures.ThreadPoolExecutor(2)
   compiling.submit(lambda: train_step.lower(target, input_pipeline.train_spec(
       config, info, mesh)).compile())
@@ -392,8 +195,9 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
                                                   config.keep_checkpoints)
   if state is None:
     # Runs once: XLA's quickest compile (a third of the time; the RNG code is large).
-    state = jax.jit(init, out_shardings=state_sharding).lower(jax.random.key(0)).compile(
-        compiler_options={'xla_backend_optimization_level': 0})(jax.random.key(config.seed))
+    init = jax.jit(exp.init, out_shardings=exp.state_sharding).lower(jax.random.key(0))
+    state = init.compile(compiler_options={'xla_backend_optimization_level': 0})(
+        jax.random.key(config.seed))
     start = 0
   else:
     print(f'Resuming {workdir} from step {start}', flush=True)
@@ -487,10 +291,10 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
   try:
     for step in range(start + 1, total_steps + 1):
       state = train_step(state, next(batches))
-      if step % config.log_every_steps == 0 or step == total_steps:
+      if step % exp.length.log_every == 0 or step == total_steps:
         m = jax.device_get(state.metrics)  # the only routine host sync
         check_finite(state, step)
-        state = state.replace(metrics=jax.device_put(zero_metrics(), replicated))
+        state = state.replace(metrics=jax.device_put(experiment.zero_metrics(), replicated))
         now = time.time()
         rate = (step - step_last) * config.batch_size / (now - t_last)
         t_last, step_last = now, step
@@ -507,7 +311,7 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
               f'ETA {cli.format_duration(eta)}'
               + (f" | {train_record['nonfinite_steps']} NaN/Inf steps skipped"
                  if train_record['nonfinite_steps'] else ''), flush=True)
-      if step % config.eval_every_steps == 0 or step == total_steps:
+      if step % exp.length.eval_every == 0 or step == total_steps:
         check_finite(state, step)
         record = evaluate(state, step)
         state = after_eval(state, step, record)
@@ -516,7 +320,7 @@ def _train(config, workdir, info, mesh, model, tx, init, abstract_state, state_s
       if multiprocess:  # every process must stop at the same step to save together
         signalled = signalled or (
             'SIGTERM' if multihost_utils.reached_preemption_sync_point(step) else None)
-      if step % config.checkpoint_every_steps == 0 or step == total_steps or signalled:
+      if step % exp.length.checkpoint_every == 0 or step == total_steps or signalled:
         check_finite(state, step)
         save(ckpt, step, state, force=bool(signalled))
       if signalled and step < total_steps:

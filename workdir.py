@@ -96,6 +96,13 @@ def write_json(path: str, value):
   os.replace(path + '.tmp', path)
 
 
+def append_metrics(workdir: str, record: dict):
+  """One record at the end of DIR/metrics.jsonl (train.py's log lines, evaluate.py's
+  results)."""
+  with open(os.path.join(workdir, METRICS), 'a') as f:
+    f.write(json.dumps(record) + '\n')
+
+
 def read_metrics(workdir: str) -> list[dict]:
   """The records of a run's metrics.jsonl ([] if it has none yet)."""
   path = os.path.join(workdir, METRICS)

@@ -22,13 +22,11 @@ def get_config(arg=None):
   c.dataset.image_size = 227 if a['v1'] else 224
   c.dataset.augment = 'alexnet'
   c.batch_size = 128
-  c.num_epochs = 70 if a['zfnet'] else 90
+  common.in_epochs(c, 70 if a['zfnet'] else 90, eval_every=1, checkpoint_every=1)
   c.optimizer.weight_decay = 5e-4
   c.schedule.name = 'plateau'
   c.schedule.learning_rate = 0.01
   c.schedule.factor = 0.1
   c.schedule.patience = 1
   c.log_every_steps = 200
-  c.eval_every_steps = 10009  # once an epoch (1,281,167 / 128)
-  c.checkpoint_every_steps = 10009
   return c

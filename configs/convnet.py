@@ -29,11 +29,9 @@ def get_config(arg=None):
        'downsample': downsample} for i in range(a['stages']))}
   c.dataset.name = a['dataset']
   c.dataset.augment = 'none' if a['dataset'] == 'mnist5k' else 'cifar'
-  c.num_epochs = a['epochs']
+  common.in_epochs(c, a['epochs'], eval_every=5, checkpoint_every=5)
   c.optimizer.weight_decay = 5e-4
   c.schedule.name = 'cosine'
   c.schedule.learning_rate = 0.05
   c.schedule.warmup_steps = 200
-  c.eval_every_steps = 1950  # every 5 epochs of CIFAR-10 at batch 128
-  c.checkpoint_every_steps = 1950
   return c

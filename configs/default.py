@@ -1,10 +1,31 @@
 """The shared base config: every key a run can set, with the default value.
 
 Other config files start from `get_config()` and change what their paper says.
-Override any key on the command line: --config.optimizer.learning_rate=0.05.
+Override any key on the command line: --config.schedule.learning_rate=0.05; None is
+written --config.num_epochs=None.
 """
 
 import ml_collections
+
+
+DURATIONS = [('num_train_steps', 'num_epochs'), ('log_every_steps', 'log_every_epochs'),
+             ('eval_every_steps', 'eval_every_epochs'),
+             ('checkpoint_every_steps', 'checkpoint_every_epochs')]
+
+
+def _maybe(value, kind):
+  """A key that may be None and takes `kind` from the command line."""
+  return ml_collections.FieldReference(value, field_type=kind)
+
+
+def clear_duration_partners(config, given):
+  """For each duration key in `given` (dotted keys set on the command line or by a
+  sweep), set its partner to None unless it was given too: `--config.num_train_steps=500`
+  turns a config in epochs into one in steps."""
+  for pair in DURATIONS:
+    for key, partner in (pair, pair[::-1]):
+      if key in given and partner not in given and config.get(key) is not None:
+        config[partner] = None
 
 
 def get_config(arg=None):
@@ -38,8 +59,10 @@ def get_config(arg=None):
   c.dataset.synthetic_size = 1024   # examples of the synthetic source
 
   c.batch_size = 128                # global, over all devices and hosts
-  c.num_epochs = ml_collections.FieldReference(None, field_type=float)
-  c.num_train_steps = 64000         # used when num_epochs is None
+  # Durations, each in steps or in epochs: one of a pair set, the other None. Setting
+  # one on the command line (or in a sweep) clears its partner (set_duration_partners).
+  c.num_train_steps = _maybe(64000, int)
+  c.num_epochs = _maybe(None, float)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'          # sgd | adamw
@@ -66,9 +89,12 @@ def get_config(arg=None):
   c.schedule.min_learning_rate = 0.0
 
   c.precision = 'float32'           # float32 | bfloat16 (compute; params stay float32)
-  c.log_every_steps = 100
-  c.eval_every_steps = 2000
-  c.checkpoint_every_steps = 2000
+  c.log_every_steps = _maybe(100, int)
+  c.log_every_epochs = _maybe(None, float)
+  c.eval_every_steps = _maybe(2000, int)
+  c.eval_every_epochs = _maybe(None, float)
+  c.checkpoint_every_steps = _maybe(2000, int)
+  c.checkpoint_every_epochs = _maybe(None, float)
   c.keep_checkpoints = 2
   c.on_nonfinite = 'stop'           # NaN/Inf loss: 'stop' (keep the last good checkpoint)
                                     # or 'skip' the step (counted in metrics.jsonl)

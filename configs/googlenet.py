@@ -21,13 +21,11 @@ def get_config(arg=None):
   c.dataset.image_size = 224
   c.dataset.augment = 'imagenet'
   c.batch_size = 256
-  c.num_epochs = 120
+  common.in_epochs(c, 120, eval_every=1, checkpoint_every=1)
   c.optimizer.weight_decay = 2e-4
   c.schedule.name = 'step'
   c.schedule.learning_rate = 0.1 if a['bn'] else 0.01
   c.schedule.step_epochs = 8
   c.schedule.factor = 0.96
   c.log_every_steps = 200
-  c.eval_every_steps = 5004
-  c.checkpoint_every_steps = 5004
   return c

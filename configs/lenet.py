@@ -21,7 +21,7 @@ def get_config(arg=None):
   c.dataset.channels = 1
   c.dataset.augment = 'none'
   c.batch_size = 64
-  c.num_epochs = 20 if not a['mnist'] else 10
+  common.in_epochs(c, 20 if not a['mnist'] else 10)
   c.optimizer.name = 'adamw'
   c.optimizer.weight_decay = 1e-4
   c.optimizer.decay_style = 'decoupled'

@@ -27,7 +27,7 @@ def get_config(arg=None):
     c.dataset.image_size = 224
     c.dataset.augment = 'imagenet'
     c.batch_size = 256
-    c.num_epochs = 90
+    common.in_epochs(c, 90)
     c.schedule.name = 'step'
     c.schedule.learning_rate = 0.1
     c.schedule.step_epochs = 30

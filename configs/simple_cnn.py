@@ -14,7 +14,7 @@ def get_config(arg=None):
   c.model = {'name': 'simple_cnn'}
   c.dataset.name = 'mnist5k' if a['mnist5k'] else 'cifar10'
   c.dataset.augment = 'none' if a['mnist5k'] else 'cifar'
-  c.num_epochs = 30
+  common.in_epochs(c, 30)
   c.optimizer.name = 'adamw'
   c.optimizer.weight_decay = 1e-4
   c.optimizer.decay_style = 'decoupled'

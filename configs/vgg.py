@@ -23,11 +23,9 @@ def get_config(arg=None):
     c.model = {'name': name + ('_bn' if a['bn'] else ''), 'head': 'linear'}
     c.dataset.name = 'cifar10'
     c.dataset.augment = 'cifar'
-    c.num_epochs = 200
+    common.in_epochs(c, 200, eval_every=5, checkpoint_every=5)
     c.schedule.name = 'cosine'
     c.schedule.learning_rate = 0.1 if a['bn'] else 0.01
-    c.eval_every_steps = 1950  # every 5 epochs at batch 128
-    c.checkpoint_every_steps = 1950
     return c
   c.model = {'name': name + ('_bn' if a['bn'] else '')}
   c.dataset.name = 'imagenet2012'
@@ -37,12 +35,10 @@ def get_config(arg=None):
   c.dataset.scale_min, c.dataset.scale_max = (256, 512) if a['jitter'] else (256, 256)
   c.dataset.eval_resize = 384 if a['jitter'] else 256
   c.batch_size = 256
-  c.num_epochs = 74
+  common.in_epochs(c, 74, eval_every=1, checkpoint_every=1)
   c.schedule.name = 'plateau'
   c.schedule.learning_rate = 0.01
   c.schedule.factor = 0.1
   c.schedule.patience = 1
   c.log_every_steps = 200
-  c.eval_every_steps = 5004  # once an epoch (1,281,167 / 256)
-  c.checkpoint_every_steps = 5004
   return c

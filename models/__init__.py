@@ -3,7 +3,14 @@
 Every model is a flax.linen.Module that takes `num_classes` and `dtype` (the computation
 dtype; parameters stay float32) and is called as `apply(variables, images, train=...)`
 on NHWC float images, returning logits (N, num_classes). Training passes
-`rngs={'dropout': key}` and `mutable=['batch_stats']` where the model has BatchNorm.
+`rngs={'dropout': key}` and `mutable=['batch_stats', AUX_COLLECTION]`.
+
+What the trainer and evaluator need from a model, the model declares:
+  auxiliary classifiers   sown with their loss weights (layers.sow_auxiliary); the
+                          trainer adds sum(weight * loss) of whatever was sown.
+  dense evaluation        `dense_evaluation = True` on the class: __call__ takes
+                          `dense=True` to run its classifier as convolutions over a
+                          whole image (VGG section 3.2).
 """
 
 import difflib
@@ -18,6 +25,7 @@ from models.googlenet import GoogLeNet
 from models.lenet import LeNet5
 from models.resnet import CifarResNet, imagenet_resnet
 from models.tutorial import SimpleCNN, TutorialResNet
+from models.layers import AUX_COLLECTION, auxiliary_losses  # noqa: F401  (the interface)
 from models.vgg import VGG
 
 P = functools.partial
@@ -84,3 +92,8 @@ def create_model_from_config(model_config, num_classes: int, dtype=None) -> nn.M
   if dtype is not None:
     kwargs['dtype'] = dtype
   return create_model(name, num_classes=num_classes, **kwargs)
+
+
+def dense_evaluation(model: nn.Module) -> bool:
+  """Whether the model runs its classifier over whole images when called with dense=True."""
+  return getattr(type(model), 'dense_evaluation', False)

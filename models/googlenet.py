@@ -6,8 +6,8 @@ conv; a 1x1 reduction then 3x3; a 1x1 reduction then 5x5; and 3x3/1 max pooling 
 LRN after the stem's first pool and its 3x3 conv; `batch_norm=True` gives the later
 BN-Inception-style variant. The two auxiliary classifiers (section 5: 5x5/3 average
 pool, 1x1 conv 128, FC 1024, dropout 0.7, their losses weighted by 0.3) exist only in
-training: their logits are sown into the 'intermediates' collection as 'aux_logits',
-where the trainer adds them to the loss.
+training: each is sown with its weight (layers.sow_auxiliary), and the trainer adds
+their weighted losses.
 """
 
 from typing import Any
@@ -81,6 +81,7 @@ class AuxClassifier(nn.Module):
 class GoogLeNet(nn.Module):
   num_classes: int = 1000
   aux_logits: bool = True
+  aux_loss_weight: float = AUX_LOSS_WEIGHT
   batch_norm: bool = False
   dropout: float = 0.4       # Table 1: dropout (40%) before the linear layer
   dtype: Any = jnp.float32
@@ -99,7 +100,7 @@ class GoogLeNet(nn.Module):
     if not bn:
       x = layers.LocalResponseNorm(**PAPER_LRN, name='lrn2')(x)
     x = pool('pool2')(x)                                          # 56 -> 28
-    aux = []
+    aux = {}
     for block in ('3a', '3b', 'pool3', '4a', '4b', '4c', '4d', '4e', 'pool4', '5a', '5b'):
       if block.startswith('pool'):
         x = pool(block)(x)
@@ -107,9 +108,10 @@ class GoogLeNet(nn.Module):
       x = Inception(INCEPTION[block], bn, dt, name=f'inception{block}')(x, train)
       # Auxiliary heads on 4a and 4d; built at init so that training finds their params.
       if block in ('4a', '4d') and self.aux_logits and (train or self.is_initializing()):
-        aux.append(AuxClassifier(self.num_classes, bn, dt, name=f'aux{block}')(x, train))
-    for logits in aux if train else ():
-      self.sow('intermediates', 'aux_logits', logits)
+        aux[block] = AuxClassifier(self.num_classes, bn, dt, name=f'aux{block}')(
+            x, train)
+    for name, logits in aux.items() if train else ():
+      layers.sow_auxiliary(self, name, self.aux_loss_weight, logits)
     x = layers.GlobalAvgPool(name='avgpool')(x)
     x = nn.Dropout(self.dropout, name='dropout')(x, deterministic=not train)
     return nn.Dense(self.num_classes, dtype=dt, name='fc')(x)

@@ -15,12 +15,31 @@ Padding may be given as
 import math
 from typing import Any, Callable, Sequence
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 Padding = Any  # 'SAME' | 'VALID' | int | (int, int) | ((int, int), (int, int))
+# Auxiliary classifiers (GoogLeNet section 5) are sown into this collection as
+# (loss weight, logits) pairs; the trainer adds each one's weighted loss.
+AUX_COLLECTION = 'aux_losses'
+
+
+def sow_auxiliary(module: nn.Module, name: str, weight: float, logits):
+  """Hand the trainer an auxiliary classifier's logits and the weight of its loss."""
+  module.sow(AUX_COLLECTION, name, (weight, logits))
+
+
+def auxiliary_losses(collections) -> list:
+  """[(weight, logits)] of every auxiliary classifier sown during an apply whose
+  mutable collections included AUX_COLLECTION (none: [])."""
+  sown = collections.get(AUX_COLLECTION, {})
+  return [pair for pairs in flax.traverse_util.flatten_dict(dict(sown)).values()
+          for pair in pairs]
+
+
 PADDING_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'edge': 'edge',
                  'circular': 'wrap'}
 

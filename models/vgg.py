@@ -10,7 +10,7 @@ VGG for 32x32 CIFAR images, whose final map is 1x1x512 (VGG-16 with BN at 10 cla
 14.7 M parameters instead of the FC head's 134.3 M).
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ CONFIGS = {
 
 
 class VGG(nn.Module):
+  dense_evaluation: ClassVar[bool] = True  # __call__(dense=True): section 3.2
   config: str = 'D'
   num_classes: int = 1000
   batch_norm: bool = False

@@ -1,7 +1,10 @@
 """Every shipped config file builds its model at its image size, with its optimizer and
 schedule, and the `:arg` settings reach the fields they name."""
 
+import glob
 import importlib
+import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -50,3 +53,17 @@ def test_arguments_reach_the_config():
   assert load('resnet', 'depth=110').schedule.rates[0] == 0.01
   with pytest.raises(ValueError, match='not one of'):
     load('convnet', 'kernal=3')
+
+
+def test_every_config_argument_the_docs_name_builds():
+  """Each `configs/F.py:arg` the README and the config files show loads and builds."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  texts = [open(os.path.join(root, 'README.md')).read()] + [
+      open(p).read() for p in glob.glob(os.path.join(root, 'configs', '*.py'))]
+  named = {(n, a.rstrip('.,')) for t in texts
+           for n, a in re.findall(r'configs/(\w+)\.py:([\w=,.-]*\w)', t)}
+  assert ('resnet', 'imagenet,depth=50') in named
+  for name, arg in sorted(named):
+    c = load(name, arg)
+    models.create_model_from_config(c.model, NUM_CLASSES.get(c.dataset.name, 10))
+    optim.create_optimizer(c)

@@ -127,14 +127,19 @@ def test_googlenet_aux_classifiers_only_in_training():
   x = jnp.ones((1, 224, 224, 3))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   assert {'aux4a', 'aux4d'} <= set(variables['params'])
-  _, state = jax.eval_shape(lambda v: model.apply(
-      v, x, train=True, rngs={'dropout': jax.random.key(1)}, mutable=['intermediates']),
-      variables)
-  aux = state['intermediates']['aux_logits']
-  assert len(aux) == 2 and all(a.shape == (1, 5) for a in aux)
+  weights = []
+
+  def apply(v):
+    _, state = model.apply(v, x, train=True, rngs={'dropout': jax.random.key(1)},
+                           mutable=[models.AUX_COLLECTION])
+    weights.extend(w for w, _ in models.auxiliary_losses(state))  # as the trainer sees
+    return state
+  aux = models.auxiliary_losses(jax.eval_shape(apply, variables))
+  assert len(aux) == 2 and all(a.shape == (1, 5) for _, a in aux)
+  assert weights == [0.3, 0.3]  # section 5
   _, state = jax.eval_shape(lambda v: model.apply(v, x, train=False,
-                                                  mutable=['intermediates']), variables)
-  assert 'aux_logits' not in state.get('intermediates', {})
+                                                  mutable=[models.AUX_COLLECTION]), variables)
+  assert models.auxiliary_losses(state) == []
 
 
 def test_bfloat16_compute_keeps_float32_params():

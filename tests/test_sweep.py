@@ -5,6 +5,7 @@ import csv
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -228,3 +229,31 @@ def test_lenet_pooling_as_a_slurm_job_array(tmp_path):
   md = (sweep_dir / 'results.md').read_text()
   assert '4 trials: 4 done' in md, md
   assert open(reports[0]).read().strip().endswith(md.strip().splitlines()[-1])
+
+
+def named_variants():
+  """Every sweep variant the README and the sweep files' docstrings name: a backquoted
+  `:arg` in a file's docstring or in its README row, and each `configs/sweeps/F.py:arg`
+  written out (N in `:seeds=N` stands for a number)."""
+  readme = open(os.path.join(ROOT, 'README.md')).read()
+  specs = set()
+  for path in sorted(glob.glob(os.path.join(ROOT, 'configs/sweeps/*.py'))):
+    name = os.path.basename(path)
+    if name == '__init__.py':
+      continue
+    rows = [l for l in readme.splitlines() if f'`{name}`' in l]
+    text = '\n'.join([open(path).read().split('"""')[1]] + rows)
+    specs.add(name)
+    specs |= {f'{name}:{a}' for a in re.findall(r'`:([\w=,.-]+)`', text)}
+  for text in [readme] + [open(p).read() for p in glob.glob(os.path.join(ROOT, 'configs/sweeps/*.py'))]:
+    specs |= {f'{n}:{a}' for n, a in re.findall(r'configs/sweeps/(\w+\.py):([\w=,.-]+)', text)}
+  return sorted(s.replace('=N', '=2') for s in specs)
+
+
+def test_every_named_sweep_variant_builds():
+  specs = named_variants()
+  assert 'resnet_depth.py:1202' in specs and 'lenet_pooling.py:quick' in specs  # found
+  for spec in specs:
+    trials = sweep.expand(os.path.join(ROOT, 'configs/sweeps', spec))  # builds each config
+    assert trials, spec
+  assert len(sweep.expand(os.path.join(ROOT, 'configs/sweeps/resnet_depth.py:1202'))) == 6

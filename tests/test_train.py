@@ -13,6 +13,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 import checkpoints
+import experiment
+import input_pipeline
 import optim
 import train
 from configs import common, default, resnet
@@ -86,8 +88,50 @@ def test_non_positive_sizes_name_the_field(key, value):
   c = tiny_config()
   *parents, leaf = key.split('.')
   (c[parents[0]] if parents else c)[leaf] = value
+  default.clear_duration_partners(c, {key})  # as the command line does
   with pytest.raises(ValueError, match=rf'config.{key} must be positive; got {value}'):
-    train.validate(c)
+    experiment.check(c)
+
+
+def test_durations_in_epochs_or_steps():
+  c = tiny_config()
+  info = input_pipeline.DatasetInfo('x', 10, (32, 32, 3), 100, 10)  # 12 steps an epoch
+  common.in_epochs(c, 2.5, eval_every=1, checkpoint_every=0.5)
+  c.log_every_epochs, c.log_every_steps = 0.01, None  # under a step: one step
+  length = experiment.run_length(c, info)
+  assert (length.steps_per_epoch, length.total_steps, length.eval_every,
+          length.checkpoint_every, length.log_every) == (12, 30, 12, 6, 1)
+  c.eval_every_steps = 5  # both set: one message naming both and the fix
+  with pytest.raises(ValueError, match=r'set one of config.eval_every_steps and '
+                     r'config.eval_every_epochs, the other None; got both \(5 and 1.0\)'):
+    experiment.check(c)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config.optimizer.learning_rate=0.05'],
+     "unknown config key 'optimizer.learning_rate'; did you mean 'schedule.learning_rate'?"),
+    (['--config.model.name=resnet51'], "unknown model 'resnet51'; did you mean resnet56, resnet50"),
+    (['--config.schedule.name=cosinus'], 'config.schedule.name'),
+    (['--config.num_train_steps=None'], 'set one of config.num_train_steps and config.num_epochs'),
+])
+def test_bad_input_is_named_before_any_data_is_opened(tmp_path, args, message):
+  """resnet.py trains on CIFAR-10, which is not here: each mistake must be named first."""
+  result = run_cli('--config=configs/resnet.py', f'--workdir={tmp_path}/w', *args,
+                   env={'TFDS_DATA_DIR': str(tmp_path / 'no_data')})
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert message in result.stderr, result.stderr[-2000:]
+  assert 'cifar10' not in result.stderr.lower() and 'Traceback' not in result.stderr
+
+
+def test_a_config_in_epochs_switches_to_steps_from_the_command_line(tmp_path):
+  result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path}/w',
+                   '--config.num_epochs=None', '--config.num_train_steps=3',
+                   '--config.eval_every_steps=3', '--config.log_every_steps=1')
+  assert result.returncode == 0, result.stderr[-2000:]
+  records = [json.loads(l) for l in open(tmp_path / 'w' / 'metrics.jsonl')]
+  assert [r['step'] for r in records if r['split'] == 'train'] == [1, 2, 3]
+  config = json.load(open(tmp_path / 'w' / 'config.json'))
+  assert config['num_epochs'] is None and config['num_train_steps'] == 3
 
 
 def test_indivisible_batch_is_one_line_error(tmp_path):

@@ -12,8 +12,8 @@ from configs.resnet import get_config  # the trials' config: configs/resnet.py's
 
 
 def get_sweep(arg=None):
-  a = common.parse_arg(arg, seeds=1)
-  depths = [20, 32, 44, 56, 110] + ([1202] if '1202' in (arg or '') else [])
+  a = common.parse_arg(arg, seeds=1, **{'1202': False})
+  depths = [20, 32, 44, 56, 110] + ([1202] if a['1202'] else [])
   trials = hyper.sweep('depth', depths)
   if a['seeds'] > 1:
     trials = hyper.product(trials, hyper.sweep('config.seed', range(a['seeds'])))

@@ -1,0 +1,288 @@
+"""One set-up for train.py, evaluate.py and benchmark.py: the checks that need no data,
+then the model, optimizer, schedule, abstract state, shardings and the jitted steps.
+
+  experiment.check(config)                    # before any dataset is opened
+  info = input_pipeline.dataset_info(config)
+  exp = experiment.setup(config, info, mesh)  # exp.train_step, exp.eval_step, exp.init ...
+
+The steps are model-agnostic: a model with auxiliary classifiers sows them (see
+models.auxiliary_losses), so nothing here names a model.
+"""
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import input_pipeline
+import models
+import optim
+
+PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# Durations a config gives in steps or in epochs: `{name}_every_steps` or
+# `{name}_every_epochs`, one of the two set, the other None (as big_vision's get_steps).
+PERIODS = ('log', 'eval', 'checkpoint')
+
+
+class SetupError(ValueError):
+  """Bad input found before training starts: a one-line message for the user."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  lr_scale: jax.Array      # reduce-on-plateau multiplier (1.0 otherwise)
+  best_top1: jax.Array     # best eval top-1 so far (plateau and best checkpoint)
+  bad_evals: jax.Array     # evaluations without improvement (plateau)
+  nonfinite: jax.Array     # steps whose loss or gradient was NaN/Inf (not applied)
+  first_nonfinite: jax.Array  # the first such step, -1 if none
+  metrics: Any             # sums since the last log line (checkpointed with the state,
+                           # so a resumed run logs what an uninterrupted one would)
+
+
+# ------------------------------------------------------------------- checks without data
+
+
+def _one_of(config, steps_key: str, epochs_key: str):
+  """(key, value) of the one of the two that is set; ValueError naming both otherwise."""
+  steps, epochs = config.get(steps_key), config.get(epochs_key)
+  if (steps is None) == (epochs is None):
+    got = f'both ({steps} and {epochs})' if steps is not None else 'neither'
+    raise ValueError(f'set one of config.{steps_key} and config.{epochs_key}, the other '
+                     f'None; got {got} (e.g. --config.{steps_key}=None '
+                     f'--config.{epochs_key}=1)')
+  return (steps_key, steps) if steps is not None else (epochs_key, epochs)
+
+
+def check(config, training: bool = True):
+  """Every config error that needs no data, before any dataset is opened or downloaded:
+  each names the field and the fix (unknown keys are caught by cli.run). Without
+  `training`, only what evaluating a trained model needs: model, precision, batch."""
+  check_model(config)
+  if training:
+    _check_training(config)
+
+
+def check_model(config):
+  """The model's name and arguments (constructing a module checks them, tracing
+  nothing), the precision and the batch, with a stand-in for the dataset's classes."""
+  if config.precision not in PRECISIONS:
+    raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
+                     f'got {config.precision!r}')
+  if config.batch_size <= 0:
+    raise ValueError(f'config.batch_size must be positive; got {config.batch_size}')
+  models.create_model_from_config(config.model, config.num_classes or 10)
+
+
+def create_model(config, info):
+  """The config's model for the dataset's classes, computing in the config's precision."""
+  return models.create_model_from_config(config.model, info.num_classes,
+                                         PRECISIONS[config.precision])
+
+
+def _check_training(config):
+  positive = {'batch_size': config.batch_size, 'dataset.image_size': config.dataset.image_size,
+              'keep_checkpoints': config.keep_checkpoints,
+              'schedule.learning_rate': config.schedule.learning_rate}
+  positive.update([_one_of(config, 'num_train_steps', 'num_epochs')])
+  positive.update(_one_of(config, f'{n}_every_steps', f'{n}_every_epochs') for n in PERIODS)
+  for field, value in positive.items():
+    if value <= 0:
+      raise ValueError(f'config.{field} must be positive; got {value}')
+  if config.on_nonfinite not in ('stop', 'skip'):
+    raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip'; got "
+                     f'{config.on_nonfinite!r}')
+  if config.batch_size % jax.device_count():
+    raise ValueError(f'config.batch_size={config.batch_size} is not divisible by the '
+                     f'{jax.device_count()} devices; use a multiple of {jax.device_count()}')
+  # The optimizer and the schedule, with stand-ins for the dataset's numbers.
+  optim.create_optimizer(config)
+  optim.create_schedule(config, steps_per_epoch=100, total_steps=10_000)
+
+
+# ---------------------------------------------------------------------------- durations
+
+
+@dataclasses.dataclass(frozen=True)
+class RunLength:
+  steps_per_epoch: int
+  total_steps: int
+  log_every: int
+  eval_every: int
+  checkpoint_every: int
+
+
+def run_length(config, info) -> RunLength:
+  """Every duration in steps, from steps or epochs (a fraction of an epoch rounds up to
+  at least one step)."""
+  steps_per_epoch = max(info.num_train // config.batch_size, 1)
+  in_steps = lambda key, value: value if key.endswith('_steps') else max(
+      1, math.ceil(value * steps_per_epoch))
+  total = in_steps(*_one_of(config, 'num_train_steps', 'num_epochs'))
+  every = {n: in_steps(*_one_of(config, f'{n}_every_steps', f'{n}_every_epochs'))
+           for n in PERIODS}
+  return RunLength(steps_per_epoch, total, every['log'], every['eval'],
+                   every['checkpoint'])
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+@dataclasses.dataclass
+class Experiment:
+  """What a run needs before its first step; train, evaluate and benchmark share it."""
+  config: Any
+  info: input_pipeline.DatasetInfo
+  mesh: Mesh
+  model: Any
+  tx: optax.GradientTransformation
+  schedule: Callable
+  length: RunLength
+  init: Callable            # rng -> TrainState
+  abstract_state: Any       # its shapes, no arrays
+  state_sharding: Any       # replicated on the mesh
+  train_step: Callable      # jitted, donates the state
+  eval_step: Callable       # jitted
+
+  def state_target(self):
+    """The state's shapes with their shardings: what to restore into or compile for."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        self.abstract_state, self.state_sharding)
+
+
+def setup(config, info, mesh: Mesh) -> Experiment:
+  """Model, optimizer, schedule, the state's abstract shape and sharding, the steps.
+  Traces (eval_shape) but compiles nothing: shape errors surface here."""
+  model = create_model(config, info)
+  tx = optim.create_optimizer(config)
+  length = run_length(config, info)
+  schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
+  size = config.dataset.image_size
+  dummy = jnp.zeros((1, size, size, config.dataset.channels), jnp.float32)
+
+  def init(rng):
+    variables = model.init(rng, dummy, train=False)
+    params = variables['params']
+    return TrainState(step=jnp.array(0, jnp.int32), params=params,
+                      batch_stats=variables.get('batch_stats', {}),
+                      opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
+                      best_top1=jnp.array(-1.0, jnp.float32),
+                      bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
+                      first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics())
+
+  abstract = jax.eval_shape(init, jax.random.key(0))
+  replicated = NamedSharding(mesh, P())
+  state_sharding = jax.tree.map(lambda _: replicated, abstract)
+  prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
+  train_step = jax.jit(make_train_step(config, model, tx, schedule, info.num_classes, prepare),
+                       in_shardings=(state_sharding, input_sharding),
+                       out_shardings=state_sharding, donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(config, model, info.num_classes),
+                      in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),
+                      out_shardings=replicated)
+  return Experiment(config, info, mesh, model, tx, schedule, length, init, abstract,
+                    state_sharding, train_step, eval_step)
+
+
+# -------------------------------------------------------------------------------- steps
+
+
+def zero_metrics():
+  return {'loss': jnp.zeros([], jnp.float32), 'top1': jnp.zeros([], jnp.float32),
+          'steps': jnp.zeros([], jnp.int32), 'learning_rate': jnp.zeros([], jnp.float32)}
+
+
+def cross_entropy(logits, labels, num_classes, smoothing):
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing) \
+      if smoothing else jax.nn.one_hot(labels, num_classes)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def make_train_step(config, model, tx, schedule, num_classes, prepare):
+  """One SGD step on a global batch; metrics summed into the state's accumulator.
+
+  `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
+  dataset resident on the devices) into the model's input: input_pipeline.train_prepare.
+  The loss adds whatever auxiliary classifiers the model sows, with their weights.
+
+  A step whose loss or gradients are not finite changes nothing but the step counter
+  and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
+  (on_nonfinite='skip') when it next looks, and the parameters stay those of the last
+  good step either way.
+  """
+  base_key = jax.random.key(config.seed)
+  dtype = PRECISIONS[config.precision]
+  loss_of = lambda logits, labels: cross_entropy(logits, labels, num_classes,
+                                                 config.label_smoothing).mean()
+
+  def train_step(state, inputs):
+    rng = jax.random.fold_in(base_key, state.step)  # dropout depends on seed and step
+    batch = prepare(state.step, inputs, dtype)
+
+    def loss_fn(params):
+      variables = {'params': params, 'batch_stats': state.batch_stats}
+      logits, updates = model.apply(variables, batch['image'], train=True,
+                                    rngs={'dropout': rng},
+                                    mutable=['batch_stats', models.AUX_COLLECTION])
+      loss = loss_of(logits, batch['label'])
+      for weight, aux in models.auxiliary_losses(updates):
+        loss += weight * loss_of(aux, batch['label'])
+      return loss, (logits, updates.get('batch_stats', {}))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
+    lr = schedule(state.step) * state.lr_scale
+    opt_state = state.opt_state
+    opt_state.hyperparams['learning_rate'] = lr
+    updates, opt_state = tx.update(grads, opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    finite = jnp.isfinite(loss) & jax.tree.reduce(
+        jnp.logical_and, jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads), True)
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    top1 = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
+    m = state.metrics
+    metrics = {'loss': m['loss'] + jnp.where(finite, loss, 0.0),
+               'top1': m['top1'] + jnp.where(finite, top1, 0.0),
+               'steps': m['steps'] + finite.astype(jnp.int32), 'learning_rate': lr}
+    first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1,
+                      state.first_nonfinite)
+    return state.replace(step=state.step + 1, params=keep(params, state.params),
+                         batch_stats=keep(batch_stats, state.batch_stats),
+                         opt_state=keep(opt_state, state.opt_state), metrics=metrics,
+                         nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
+                         first_nonfinite=first.astype(jnp.int32))
+
+  return train_step
+
+
+def make_eval_step(config, model, num_classes):
+  """Sums of loss, top-1 and top-5 hits over the unmasked examples of a global batch."""
+  dtype = PRECISIONS[config.precision]
+
+  def eval_step(state, batch):
+    batch = input_pipeline.prepare_eval(batch, config, dtype)
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    logits = model.apply(variables, batch['image'], train=False).astype(jnp.float32)
+    mask = batch['mask'].astype(jnp.float32)
+    loss = cross_entropy(logits, batch['label'], num_classes, 0.0)
+    hits = topk_hits(logits, batch['label'])
+    return {'loss': jnp.sum(loss * mask), 'top1': jnp.sum(hits['top1'] * mask),
+            'top5': jnp.sum(hits['top5'] * mask), 'count': jnp.sum(mask)}
+
+  return eval_step
+
+
+def topk_hits(scores, labels, xp=jnp) -> dict:
+  """{'top1', 'top5'}: per example, whether the label is the best class, or among the
+  five best (fewer classes: all), for jnp inside a step or numpy on the host."""
+  k = min(5, scores.shape[-1])
+  top = xp.argsort(-scores, axis=-1)[:, :k]
+  return {'top1': top[:, 0] == labels, 'top5': xp.any(top == labels[:, None], axis=-1)}
