@@ -27,11 +27,12 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-import cli
-import experiment
+from lib import cli
+from lib import formatting
+from lib import experiment
 from data import sources, transforms
 import input_pipeline
-import parallel
+from lib import parallel
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', 'configs/default.py', 'config file (file.py[:arg])',
@@ -164,9 +165,7 @@ def format_table(rows: list[dict]) -> str:
 
   keys = [k for k in rows[0] if k not in ('peak_memory_kind', 'steps')]
   cells = [[show(k, r.get(k)) for k in keys] for r in rows]
-  widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
-  line = lambda values: '  '.join(v.rjust(w) for v, w in zip(values, widths))
-  out = [line(keys), line(['-' * w for w in widths])] + [line(c) for c in cells]
+  out = formatting.table(keys, cells).splitlines()
   kinds = {r.get('peak_memory_kind') for r in rows} - {None}
   if kinds == {'planned'}:
     out.append('(peak memory: the compiled step\'s planned footprint; this device '

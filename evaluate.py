@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -29,15 +29,16 @@ from ml_collections import config_flags
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-import checkpoints
-import cli
-import experiment
+from lib import checkpoints
+from lib import cli
+from lib import formatting
+from lib import experiment
 from configs import default
 import input_pipeline
 import models
-import parallel
+from lib import parallel
 from models import torchvision_import
-import workdir as workdir_lib
+from lib import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 MODES = ('center', '10crop', 'dense', 'multiscale')
@@ -264,8 +265,6 @@ def define_flags(argv):
 
 
 def main(argv):
-  if not FLAGS['verbosity'].present:  # orbax logs every restore at INFO
-    logging.set_verbosity(logging.WARNING)
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.workdir is None:
@@ -294,7 +293,7 @@ def main(argv):
   print(f"{record['checkpoint']} (step {record['step']}), {FLAGS.mode}: top-1 "
         f"{100 * record['top1']:.2f}%, top-5 {100 * record['top5']:.2f}%, loss "
         f"{record['loss']:.4f} on {record['num_examples']} examples in "
-        f"{cli.format_duration(record['seconds'])}", flush=True)
+        f"{formatting.duration(record['seconds'])}", flush=True)
 
 
 if __name__ == '__main__':

@@ -5,7 +5,7 @@
       --launcher=slurm --gpus_per_task=1
   python reproduce.py resnet_cifar10 report --workdir=tables/resnet_cifar10
 
-Tables (tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet, alexnet_imagenet,
+Tables (lib/paper_tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet, alexnet_imagenet,
 lenet_mnist, ilsvrc_history. `run` goes through the sweep machinery (sweep.py): one
 train.py process per row and seed in DIR/<row>[,seed=K]/, locally or as a SLURM job
 array, finished rows skipped. `report` fills params and multiply-adds from our models
@@ -22,29 +22,26 @@ import shlex
 import statistics
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
-import cli
-import sweep  # its flags too: --launcher, --parallel, --dry_run, SLURM resources
-import sweep_report
-import tables
-import workdir as workdir_lib
+from lib import cli
+from data import sources
+from lib import formatting
+from lib import sweeps as sweep
+from lib import sweep_report
+from lib import paper_tables
+from lib import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('seeds', 1, 'run: runs per row, seeds 0..N-1 (mean ± std in the report)')
 flags.DEFINE_string('benchmark', None, 'plan: a benchmark.py --json file; its images/s per '
                     'model turn images to process into hours')
 
-# Training-set sizes, for the images a run processes (TFDS's own split sizes need the
-# data; these are its published numbers).
-TRAIN_SIZES = {'cifar10': 50_000, 'imagenet2012': 1_281_167, 'mnist': 60_000,
-               'mnist5k': 4_000}
-
 
 def trials(table: str, seeds: int = 1) -> list[dict]:
   """A trial per row (and seed), named after the row."""
   out = []
-  for row in tables.TABLES[table]['rows']:
+  for row in paper_tables.TABLES[table]['rows']:
     path = os.path.join(sweep.REPO, row['config'])
     for seed in range(seeds):
       overrides = dict(row['overrides'], **({'config.seed': seed} if seeds > 1 else {}))
@@ -77,7 +74,7 @@ def _model_size(model_json: str, num_classes: int, size: int, channels: int):
 
 
 def epochs_and_images(config) -> tuple[float, int | None]:
-  size = TRAIN_SIZES.get(config.dataset.name)
+  size = sources.PUBLISHED_TRAIN_SIZES.get(config.dataset.name)
   if config.num_epochs is not None:
     return config.num_epochs, size and int(config.num_epochs * size)
   images = config.num_train_steps * config.batch_size
@@ -89,7 +86,7 @@ def plan(table: str, sweep_dir: str, seeds: int, benchmark: str | None) -> str:
   if benchmark:
     with open(benchmark) as f:
       rates = {r['model']: r['images_per_sec'] for r in json.load(f)}
-  lines = [f"# {tables.TABLES[table]['title']}: plan\n"]
+  lines = [f"# {paper_tables.TABLES[table]['title']}: plan\n"]
   total_hours = 0.0
   for trial in trials(table, seeds):
     config = config_of(trial)
@@ -150,7 +147,7 @@ def _percent(value):
 
 
 def report(table: str, sweep_dir: str) -> str:
-  spec = tables.TABLES[table]
+  spec = paper_tables.TABLES[table]
   plan_file = workdir_lib.read_json(os.path.join(sweep_dir, sweep.PLAN))
   all_trials = plan_file['trials'] if plan_file else trials(table)
   metric = 'top1_err' if any(r['paper']['top1_err'] for r in spec['rows']) else 'top5_err'
@@ -175,12 +172,12 @@ def report(table: str, sweep_dir: str) -> str:
         os.path.join(sweep_dir, t['name'], workdir_lib.TRIAL_STATUS), {}) for t in row_trials]
     walls = [s['wall_time'] for s in statuses if s.get('wall_time')]
     epochs, _ = epochs_and_images(config)
-    cells = [row['name'], sweep_report.si(params), sweep_report.si(paper['params']),
-             sweep_report.si(macs), sweep_report.si(paper['mult_adds']), _mean_std(ours),
+    cells = [row['name'], formatting.si(params), formatting.si(paper['params']),
+             formatting.si(macs), formatting.si(paper['mult_adds']), _mean_std(ours),
              _percent(paper[metric]), '' if diff is None else f'{diff:+.2f}',
              _mean_std(ours5), _percent(paper['top5_err']),  # (dropped if metric is top-5)
              '' if epochs is None else f'{epochs:g}',
-             cli.format_duration(sum(walls) / len(walls)) if walls else '',
+             formatting.duration(sum(walls) / len(walls)) if walls else '',
              _status(results, statuses),
              row['source'] + (f' ({mode})' if mode != 'center' else '')]
     rows.append(cells)
@@ -194,10 +191,10 @@ def report(table: str, sweep_dir: str) -> str:
     header, rows = drop(header), [drop(r) for r in rows]
   notes = [f"- {r['name']}: {r['note']}" for r in spec['rows'] if r['note']]
   text = (f"# {spec['title']}\n\n"
-          + sweep_report.markdown_table(header, rows)
+          + formatting.table(header, rows, 'markdown')
           + ('\n' + '\n'.join(notes) + '\n' if notes else ''))
   os.makedirs(sweep_dir, exist_ok=True)
-  sweep_report.write_csv(os.path.join(sweep_dir, 'report.csv'),
+  formatting.write_csv(os.path.join(sweep_dir, 'report.csv'),
                          ['row', 'params', 'paper_params', 'mult_adds', 'paper_mult_adds',
                           metric, f'paper_{metric}', 'diff', 'top5_err', 'paper_top5_err',
                           'runs', 'epochs', 'status'], csv_rows)
@@ -231,12 +228,10 @@ def plot_error_vs_depth(figure, metric: str, path: str) -> str:
 
 
 def main(argv):
-  if not FLAGS['verbosity'].present:  # JAX's INFO lines would mix with the tables
-    logging.set_verbosity(logging.WARNING)
-  if len(argv) != 3 or argv[1] not in tables.TABLES or argv[2] not in ('plan', 'run',
+  if len(argv) != 3 or argv[1] not in paper_tables.TABLES or argv[2] not in ('plan', 'run',
                                                                           'report'):
     raise app.UsageError(f'usage: reproduce.py TABLE plan|run|report --workdir=DIR; '
-                         f'tables: {", ".join(tables.TABLES)}')
+                         f'tables: {", ".join(paper_tables.TABLES)}')
   table, action = argv[1], argv[2]
   if FLAGS.workdir is None:
     raise app.UsageError('give --workdir=DIR')
@@ -249,7 +244,7 @@ def main(argv):
       print(report(table, FLAGS.workdir), end='')
     else:
       table_trials = trials(table, FLAGS.seeds)
-      spec = f'{os.path.join(sweep.REPO, "tables.py")}:{table}'
+      spec = f'{os.path.join(sweep.REPO, "lib", "paper_tables.py")}:{table}'
       if not FLAGS.dry_run:
         sweep.save_plan(FLAGS.workdir, spec, table_trials)
       if FLAGS.launcher == 'slurm':
@@ -267,4 +262,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  sweep.define_launch_flags()  # --workdir, --launcher, --parallel, --dry_run, SLURM
   cli.run(main, 'reproduce.py', config_flag=None)

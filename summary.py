@@ -8,14 +8,13 @@ The receptive field r and jump j follow r_out = r_in + (k-1)*d*j_in, j_out = j_i
 (see models/layer_stats.py). Nothing is compiled or run: the model is only traced.
 """
 
-import csv
-import io
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-import cli
+from lib import cli
+from lib import formatting
 import models
 from models import layer_stats
 
@@ -38,22 +37,11 @@ def format_rows(rows: list[dict], fmt: str) -> str:
             '' if r['jump'] is None else str(r['jump'])] for r in rows]
   total = ['total', '', '', f"{sum(r['params'] for r in rows):,}",
            f"{sum(r['macs'] for r in rows):,}", '', '']
-  if fmt == 'csv':
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(COLUMNS)
-    writer.writerows([[c.replace(',', '') for c in row] for row in cells + [total]])
-    return out.getvalue()
-  if fmt == 'markdown':
-    lines = ['| ' + ' | '.join(COLUMNS) + ' |', '|' + '---|' * len(COLUMNS)]
-    lines += ['| ' + ' | '.join(row) + ' |' for row in cells + [total]]
-    return '\n'.join(lines) + '\n'
-  widths = [max(len(str(c)) for c in col) for col in zip(COLUMNS, *cells, total)]
-  line = lambda row: '  '.join(
-      str(c).rjust(w) if i >= 3 else str(c).ljust(w) for i, (c, w) in enumerate(zip(row,
-                                                                                  widths)))
-  rule = '-' * len(line(COLUMNS))
-  return '\n'.join([line(COLUMNS), rule] + [line(r) for r in cells] + [rule, line(total)]) + '\n'
+  if fmt == 'csv':  # plain numbers for a spreadsheet
+    cells = [[c.replace(',', '') for c in row] for row in cells]
+    total = [c.replace(',', '') for c in total]
+  return formatting.table(list(COLUMNS), cells, 'text' if fmt == 'table' else fmt,
+                          right_from=3, footer=total)
 
 
 def main(argv):

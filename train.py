@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -29,16 +29,17 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-import checkpoints
-import cli
-import events
-from experiment import SetupError
-import experiment
+from lib import checkpoints
+from lib import cli
+from lib import formatting
+from lib import events
+from lib.experiment import SetupError
+from lib import experiment
 import input_pipeline
 from models import layer_stats
-import optim
-import parallel
-import workdir as workdir_lib
+from lib import optim
+from lib import parallel
+from lib import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 
@@ -308,7 +309,7 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal) -> dict:
         print(f"train step {step:>7}/{total_steps} | epoch {step / steps_per_epoch:6.2f} | "
               f"loss {train_record['loss']:.4f} | top1 {100 * train_record['top1']:5.2f}% | "
               f"lr {train_record['learning_rate']:.3g} | {rate:,.0f} img/s | "
-              f'ETA {cli.format_duration(eta)}'
+              f'ETA {formatting.duration(eta)}'
               + (f" | {train_record['nonfinite_steps']} NaN/Inf steps skipped"
                  if train_record['nonfinite_steps'] else ''), flush=True)
       if step % exp.length.eval_every == 0 or step == total_steps:
@@ -342,14 +343,12 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal) -> dict:
       else {k: record[k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')}
   if primary:
     write_final_metrics(workdir, final, config, model, info)
-  print(f'Done in {cli.format_duration(time.time() - t_start)}: {json.dumps(final)}',
+  print(f'Done in {formatting.duration(time.time() - t_start)}: {json.dumps(final)}',
         flush=True)
   return final
 
 
 def main(argv):
-  if not FLAGS['verbosity'].present:  # orbax logs every save at INFO: keep the console
-    logging.set_verbosity(logging.WARNING)  # to our progress lines
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.config is None or FLAGS.workdir is None:

@@ -30,6 +30,10 @@ STATS = {
 }
 STATS['mnist5k'] = STATS['fashion_mnist'] = STATS['mnist']
 MNIST5K_TRAIN = 4000
+# Training-split sizes as published, for planning without the data (reproduce.py);
+# a run reads the real size from the source.
+PUBLISHED_TRAIN_SIZES = {'cifar10': 50_000, 'cifar100': 50_000, 'mnist': 60_000,
+                         'imagenet2012': 1_281_167, 'mnist5k': MNIST5K_TRAIN}
 EVAL_SPLIT_NAMES = ('test', 'validation', 'val')  # stand in for each other
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 import models
-import optim
+from lib import optim
 
 CONFIGS = [
     ('resnet', None), ('resnet', 'depth=110'), ('resnet', 'imagenet,depth=50'),

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-import checkpoints
+from lib import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 60 steps of a small convnet on mnist5k; checkpoints every 7 steps (not aligned with

@@ -10,7 +10,7 @@ import sys
 import jax
 import numpy as np
 
-import checkpoints
+from lib import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 20 steps of a small convnet on mnist5k; the global batch of 24 leaves each process a

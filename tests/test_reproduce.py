@@ -11,20 +11,20 @@ import pytest
 import tensorflow_datasets as tfds
 
 import reproduce
-import sweep
-import tables
+from lib import sweeps as sweep
+from lib import paper_tables
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize('table', list(tables.TABLES))
+@pytest.mark.parametrize('table', list(paper_tables.TABLES))
 def test_plan_lists_every_row_with_its_command(table, tmp_path):
   bench = tmp_path / 'benchmark.json'
   bench.write_text(json.dumps([{'model': 'resnet20', 'images_per_sec': 5000.0},
                                {'model': 'lenet5', 'images_per_sec': 20000.0}]))
   text = reproduce.plan(table, str(tmp_path / 'dir'), seeds=1, benchmark=str(bench))
-  for row in tables.TABLES[table]['rows']:
+  for row in paper_tables.TABLES[table]['rows']:
     assert f"{row['name']}: " in text
     assert f"--workdir={tmp_path / 'dir' / row['name']}" in text
   if table == 'resnet_cifar10':  # 64k steps x 128 images at 5,000 images/s
@@ -41,7 +41,7 @@ def one_unit(value: float) -> float:
 
 def test_params_and_mult_adds_equal_the_papers_within_rounding():
   checked = 0
-  for table, spec in tables.TABLES.items():
+  for table, spec in paper_tables.TABLES.items():
     for row in spec['rows']:
       if row['paper']['params'] is None and row['paper']['mult_adds'] is None:
         continue
@@ -69,7 +69,7 @@ def short_run(workdir, seed):
 
 
 def test_report_over_real_short_runs(tmp_path):
-  sweep.save_plan(str(tmp_path), os.path.join(ROOT, 'tables.py:resnet_cifar10'),
+  sweep.save_plan(str(tmp_path), os.path.join(ROOT, 'lib/paper_tables.py:resnet_cifar10'),
                   reproduce.trials('resnet_cifar10', 2))
   finals = [short_run(tmp_path, seed) for seed in (0, 1)]
   text = reproduce.report('resnet_cifar10', str(tmp_path))

@@ -14,8 +14,8 @@ import time
 import pytest
 
 from configs import hyper
-import sweep
-import workdir as workdir_lib
+from lib import sweeps as sweep
+from lib import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b'\x89PNG\r\n\x1a\n'

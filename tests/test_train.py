@@ -12,10 +12,10 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
-import checkpoints
-import experiment
+from lib import checkpoints
+from lib import experiment
 import input_pipeline
-import optim
+from lib import optim
 import train
 from configs import common, default, resnet
 

@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import input_pipeline
 import models
-import optim
+from lib import optim
 
 PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Durations a config gives in steps or in epochs: `{name}_every_steps` or

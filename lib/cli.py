@@ -1,5 +1,5 @@
 """What every entry point does with bad command lines: one line on stderr, exit status 2.
-(And how they all print a duration.)
+(And the set-up they share: quiet logging, the persistent compilation cache.)
 
 absl and ml_collections report a bad flag, a missing config file or a misspelt config
 key with a traceback; users need the field and the fix. `run(main, program)` parses the
@@ -14,7 +14,7 @@ import os
 import re
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from configs import default
 
@@ -43,7 +43,8 @@ def one_line(error: BaseException) -> str:
 
 
 def run(main, program: str, config_flag: str | None = 'config'):
-  """absl's app.run, with flag and config errors reported in one line.
+  """absl's app.run, with flag and config errors reported in one line, and logging at
+  WARNING unless --verbosity is given.
 
   `--config.KEY=None` sets a key to None (ml_collections cannot parse it: e.g.
   `--config.num_epochs=None --config.num_train_steps=500` switches a run from epochs to
@@ -79,7 +80,14 @@ def run(main, program: str, config_flag: str | None = 'config'):
       default.clear_duration_partners(FLAGS[config_flag].value, given)
     return rest
 
-  app.run(main, flags_parser=parse)
+  def quiet_main(argv):
+    # JAX's and orbax's INFO lines (every compile, every save) would drown the progress
+    # lines and tables; --verbosity brings them back.
+    if not FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)
+    return main(argv)
+
+  app.run(quiet_main, flags_parser=parse)
 
 
 def check_overrides(program: str, argv: list[str], config, config_flag: str = 'config'):
@@ -149,13 +157,6 @@ def _unknown_key(argv, config_flag, config=None) -> str | None:
     close = closest_key(path, paths)
     return f'unknown config key {path!r}' + (f'; did you mean {close!r}?' if close else '')
   return None
-
-
-def format_duration(seconds: float) -> str:
-  """'0m42s', '3m07s', '2h05m'."""
-  seconds = int(seconds)
-  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else \
-      f'{seconds // 60}m{seconds % 60:02d}s'
 
 
 def use_compilation_cache():

@@ -7,7 +7,6 @@ parameter, one line per value of the next swept parameter (averaged over any oth
 and every trial's learning curves overlaid.
 """
 
-import csv
 import math
 import os
 
@@ -16,9 +15,9 @@ import matplotlib
 matplotlib.use('Agg')  # files only: no display on clusters and CI
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 
-import cli  # pylint: disable=wrong-import-position
 from configs import hyper  # pylint: disable=wrong-import-position
-import workdir as workdir_lib  # pylint: disable=wrong-import-position
+from lib import formatting  # pylint: disable=wrong-import-position
+from lib import workdir as workdir_lib  # pylint: disable=wrong-import-position
 
 METRIC_COLUMNS = ('status', 'top1', 'best_top1', 'top5', 'loss', 'step', 'params',
                   'mult_adds', 'wall_time', 'error')
@@ -54,16 +53,6 @@ def label(key: str) -> str:
   return key.removeprefix('config.')
 
 
-def si(n) -> str:
-  """61706 -> '61.7K', 4.09e9 -> '4.09G'."""
-  if n is None:
-    return ''
-  for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
-    if n >= scale:
-      return f'{n / scale:.3g}{unit}'
-  return str(n)
-
-
 def _cell(key: str, value) -> str:
   if value is None:
     return ''
@@ -72,23 +61,10 @@ def _cell(key: str, value) -> str:
   if key == 'loss':
     return f'{value:.4f}'
   if key in ('params', 'mult_adds'):
-    return si(value)
+    return formatting.si(value)
   if key == 'wall_time':
-    return cli.format_duration(value)
+    return formatting.duration(value)
   return str(value)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-  lines += ['| ' + ' | '.join(c.replace('|', '/') for c in row) + ' |' for row in rows]
-  return '\n'.join(lines) + '\n'
-
-
-def write_csv(path: str, header: list[str], rows: list[list]):
-  with open(path, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(header)
-    writer.writerows(rows)
 
 
 def report(sweep_dir: str, plan: dict) -> str:
@@ -97,7 +73,7 @@ def report(sweep_dir: str, plan: dict) -> str:
   rows = collect(sweep_dir, trials)
   swept, fixed = hyper.swept_and_fixed([t['overrides'] for t in trials])
   columns = swept + [c for c in METRIC_COLUMNS if c != 'error']
-  write_csv(os.path.join(sweep_dir, 'results.csv'),
+  formatting.write_csv(os.path.join(sweep_dir, 'results.csv'),
             ['trial'] + [label(k) for k in swept] + list(METRIC_COLUMNS),
             [[r['trial']] + [r.get(k) for k in swept + list(METRIC_COLUMNS)] for r in rows])
   counts = {s: sum(r['status'] == s for r in rows) for s in dict.fromkeys(
@@ -108,8 +84,8 @@ def report(sweep_dir: str, plan: dict) -> str:
         f"{len(rows)} trials: " + ', '.join(f'{n} {s}' for s, n in counts.items()) + '.'
         + (' Fixed: ' + ', '.join(f'{label(k)}={v}' for k, v in fixed.items()) + '.' if fixed
            else '') + '\n',
-        markdown_table([header.get(c, label(c)) for c in columns],
-                       [[_cell(c, r.get(c)) for c in columns] for r in rows])]
+        formatting.table([header.get(c, label(c)) for c in columns],
+                         [[_cell(c, r.get(c)) for c in columns] for r in rows], 'markdown')]
   failed = [r for r in rows if r['status'] == 'failed']
   if failed:
     md.append('\nFailed trials:\n\n' + ''.join(f"- {r['trial']}: {r['error']}\n"

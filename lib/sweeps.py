@@ -1,0 +1,490 @@
+"""Sweeps as data and as processes: expand a sweep file into trials, run them locally
+(a process each, on its share of the GPUs) or as a SLURM job array, and record each
+trial's state. sweep.py and reproduce.py are its command lines.
+"""
+
+import concurrent.futures
+import importlib.util
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from absl import flags
+
+from lib import formatting
+from configs import default, hyper
+from lib import workdir as workdir_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+PLAN = 'sweep.json'      # DIR/sweep.json: the sweep file and its trials
+LOG = 'train.log'        # DIR/<trial>/train.log
+CONFIG_PREFIX = 'config.'
+
+FLAGS = flags.FLAGS
+
+
+def define_launch_flags():
+  """The flags of running trials (sweep.py, reproduce.py): where they run and with what."""
+  flags.DEFINE_string('workdir', None, 'directory of the sweep: one subdirectory per trial')
+  flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'where the trials run')
+  flags.DEFINE_integer('parallel', None, 'local: trials at once (default 1), each on its '
+                       'share of the GPUs; slurm: most array tasks running at once')
+  flags.DEFINE_bool('dry_run', False,
+                    'print the plan (local) or the sbatch script; run nothing')
+  flags.DEFINE_string('partition', None, 'slurm: partition')
+  flags.DEFINE_integer('gpus_per_task', None, 'slurm: GPUs of each trial (--gres=gpu:N)')
+  flags.DEFINE_integer('cpus_per_task', None, 'slurm: CPU cores of each trial')
+  flags.DEFINE_string('mem', None, 'slurm: memory of each trial, e.g. 64G')
+  flags.DEFINE_string('time', None, 'slurm: time limit of each trial, e.g. 12:00:00')
+  flags.DEFINE_multi_string('slurm_directive', [], 'slurm: an extra #SBATCH directive, '
+                            'e.g. --account=lab (repeatable)')
+
+
+SLURM_OPTIONS = ('partition', 'gpus_per_task', 'cpus_per_task', 'mem', 'time')
+
+
+class SweepError(ValueError):
+  """Bad input to a sweep: one line naming the field and the fix."""
+
+
+# ------------------------------------------------------------------------- the plan
+
+
+def load_module(path: str):
+  """A config or sweep file as a module."""
+  if REPO not in sys.path:  # config files import `configs.*`, as train.py's do
+    sys.path.insert(0, REPO)
+  module_spec = importlib.util.spec_from_file_location('config_file', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module
+
+
+def load_sweep_file(spec: str):
+  """The module of `path[:arg]` and its arg."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise SweepError(f'--config={spec}: no such sweep file')
+  module = load_module(path)
+  for fn in ('get_config', 'get_sweep'):
+    if not callable(getattr(module, fn, None)):
+      raise SweepError(f'{path} defines no {fn}(arg); a sweep file defines get_config(arg) '
+                       'and get_sweep(arg) (see configs/sweeps/)')
+  return module, os.path.abspath(path), arg or None
+
+
+def format_value(value) -> str:
+  if isinstance(value, bool):
+    return str(value).lower()
+  if isinstance(value, (int, float, str)):
+    return str(value)
+  raise SweepError(f'sweep value {value!r} is a {type(value).__name__}; sweeps take '
+                   'numbers, strings and booleans')
+
+
+def trial_name(overrides: dict) -> str:
+  """`kernel=5,pool=avg,schedule.learning_rate=0.1`: overrides as a directory name."""
+  name = ','.join(f'{k.removeprefix(CONFIG_PREFIX)}={format_value(v)}'
+                  for k, v in overrides.items())
+  return re.sub(r'[^\w.=,+-]', '_', name) or 'default'
+
+
+def make_trial(config_path: str, overrides: dict, swept: list[str]) -> dict:
+  """A trial as the runner needs it: its name (from the swept parameters: the fixed ones
+  are the same in every trial), train.py's --config and its overrides."""
+  args = {k: v for k, v in overrides.items() if not k.startswith(CONFIG_PREFIX)}
+  for key, value in args.items():
+    if re.search(r'[,=:]', format_value(value)):
+      raise SweepError(f'sweep value {key}={value!r} contains one of , = : which the '
+                       '`file.py:arg` syntax cannot carry; set it through a config. key')
+  arg = ','.join(f'{k}={format_value(v)}' for k, v in args.items())
+  return {'name': trial_name({k: overrides[k] for k in swept} if swept else overrides),
+          'overrides': overrides,
+          'config': config_path + (f':{arg}' if arg else ''),
+          'config_overrides': {k[len(CONFIG_PREFIX):]: format_value(v)
+                               for k, v in overrides.items() if k.startswith(CONFIG_PREFIX)}}
+
+
+def build_config(module, trial: dict):
+  """The trial's config, built as train.py will build it (catches bad keys up front)."""
+  arg = trial['config'].partition(':')[2] or None
+  config = module.get_config(arg)
+  for key, value in trial['overrides'].items():
+    if not key.startswith(CONFIG_PREFIX):
+      continue
+    *parents, leaf = key[len(CONFIG_PREFIX):].split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    if leaf not in node:
+      raise KeyError(key)
+    node[leaf] = value
+  default.clear_duration_partners(config, {k[len(CONFIG_PREFIX):] for k in trial['overrides']
+                                           if k.startswith(CONFIG_PREFIX)})
+  return config
+
+
+def expand(spec: str) -> list[dict]:
+  """The trials of a sweep file, each checked by building its config."""
+  module, path, arg = load_sweep_file(spec)
+  try:
+    overrides = module.get_sweep(arg)
+  except (ValueError, TypeError, KeyError) as e:
+    raise SweepError(f'--config={spec}: get_sweep({arg!r}) failed: {e}') from None
+  if not overrides:
+    raise SweepError(f'--config={spec}: get_sweep({arg!r}) returned no trials')
+  swept, _ = hyper.swept_and_fixed(overrides)
+  trials = [make_trial(path, o, swept) for o in overrides]
+  names = [t['name'] for t in trials]
+  duplicates = sorted({n for n in names if names.count(n) > 1})
+  if duplicates:
+    raise SweepError(f'--config={spec}: trials {duplicates} appear more than once')
+  for trial in trials:
+    try:
+      build_config(module, trial)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+      message = f'unknown config key {e}' if isinstance(e, KeyError) else str(e)
+      raise SweepError(f"trial {trial['name']}: {message.strip()}") from None
+  return trials
+
+
+def save_plan(sweep_dir: str, spec: str, trials: list[dict]):
+  """DIR/sweep.json; a sweep directory holds one sweep file's trials."""
+  workdir_lib.check_usable(sweep_dir)
+  path, sep, arg = spec.partition(':')
+  config = os.path.abspath(path) + sep + arg
+  plan_path = os.path.join(sweep_dir, PLAN)
+  if os.path.exists(plan_path):
+    old = load_plan(sweep_dir)['config']
+    if old != config:  # trial names leave out what all trials share: keep sweeps apart
+      raise SweepError(f'--workdir={sweep_dir} holds the sweep of {old}; choose another '
+                       '--workdir for this sweep')
+  workdir_lib.write_json(plan_path, {'config': config, 'trials': trials})
+
+
+def load_plan(sweep_dir: str) -> dict:
+  path = os.path.join(sweep_dir, PLAN)
+  if not os.path.exists(path):
+    raise SweepError(f'--workdir={sweep_dir} holds no sweep ({PLAN} is missing); run '
+                     'sweep.py --config=... --workdir=... first')
+  with open(path) as f:
+    return json.load(f)
+
+
+# ------------------------------------------------------------------------- one trial
+
+
+def command(sweep_dir: str, trial: dict) -> list[str]:
+  return ([sys.executable, os.path.join(REPO, 'train.py'), f"--config={trial['config']}"]
+          + [f'--config.{k}={v}' for k, v in trial['config_overrides'].items()]
+          + [f"--workdir={os.path.join(os.path.abspath(sweep_dir), trial['name'])}"])
+
+
+def read_status(trial_dir: str) -> dict:
+  return workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), {})
+
+
+def write_status(trial_dir: str, status: dict):
+  workdir_lib.write_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), status)
+
+
+def is_done(trial_dir: str) -> bool:
+  return os.path.exists(os.path.join(trial_dir, workdir_lib.FINAL_METRICS))
+
+
+def failure(log_path: str, returncode: int) -> str:
+  """What ended a trial, in one line: train.py's own message, or how the process died."""
+  if returncode < 0:
+    name = signal.Signals(-returncode).name
+    return f'killed by {name}' + (' (out of memory?)' if name == 'SIGKILL' else '')
+  with open(log_path, errors='replace') as f:
+    lines = [l.strip() for l in f.readlines()[-300:] if l.strip()]
+  ours = [l for l in lines if l.startswith(('train.py: error:', 'train.py: stopped:'))]
+  last = ours[-1] if ours else (lines[-1] if lines else 'no output')
+  return f'exit {returncode}: {last[:500]}'
+
+
+class Children:
+  """The trials' processes, so that a stop request reaches them all."""
+
+  def __init__(self):
+    self.procs, self.lock, self.stopping = set(), threading.Lock(), threading.Event()
+
+  def add(self, proc):
+    with self.lock:
+      self.procs.add(proc)
+      if self.stopping.is_set():
+        proc.send_signal(signal.SIGTERM)
+
+  def remove(self, proc):
+    with self.lock:
+      self.procs.discard(proc)
+
+  def stop(self, signum, frame):
+    del frame
+    if self.stopping.is_set():  # a second Ctrl-C: do not wait for the checkpoints
+      with self.lock:
+        for proc in self.procs:
+          proc.kill()
+      return
+    print(f'sweep.py: {signal.Signals(signum).name}: stopping the running trials (they '
+          'save a checkpoint); run the same command to resume', flush=True)
+    with self.lock:
+      self.stopping.set()
+      for proc in self.procs:
+        proc.send_signal(signal.SIGTERM)  # train.py saves and exits
+
+  def install(self):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(sig, self.stop)
+
+
+def run_trial(sweep_dir: str, trial: dict, children: Children, env=None) -> dict:
+  """Run (or resume) one trial as its own train.py process; returns its trial.json."""
+  trial_dir = os.path.join(sweep_dir, trial['name'])
+  os.makedirs(trial_dir, exist_ok=True)
+  status = read_status(trial_dir)
+  if is_done(trial_dir):
+    status['state'] = 'done'
+    return status
+  cmd = command(sweep_dir, trial)
+  status.update(name=trial['name'], overrides=trial['overrides'], command=cmd,
+                state='running', host=socket.gethostname(), started=time.time(),
+                attempts=status.get('attempts', 0) + 1, error=None,
+                slurm_job=os.environ.get('SLURM_ARRAY_JOB_ID', '') and
+                f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID')}")
+  write_status(trial_dir, status)
+  log_path = os.path.join(trial_dir, LOG)
+  start = time.time()
+  with open(log_path, 'a') as log:
+    log.write(f"=== attempt {status['attempts']} on {status['host']} at "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")
+    log.flush()
+    # Its own session: a terminal's Ctrl-C reaches sweep.py only, which stops each trial
+    # once, with SIGTERM (train.py saves a checkpoint and exits).
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    children.add(proc)
+    try:
+      returncode = proc.wait()
+    finally:
+      children.remove(proc)
+  status['wall_time'] = status.get('wall_time', 0.0) + time.time() - start
+  status['returncode'] = returncode
+  if is_done(trial_dir):
+    status['state'] = 'done'
+  elif returncode == 0 or children.stopping.is_set():
+    status['state'] = 'stopped'  # by a signal; a checkpoint was saved
+  else:
+    status['state'], status['error'] = 'failed', failure(log_path, returncode)
+  write_status(trial_dir, status)
+  return status
+
+
+# ------------------------------------------------------------------------- launchers
+
+
+def visible_gpus() -> list[str]:
+  """This machine's GPUs, without initialising JAX here (it would claim their memory)."""
+  if 'CUDA_VISIBLE_DEVICES' in os.environ:
+    return [d for d in os.environ['CUDA_VISIBLE_DEVICES'].split(',') if d.strip()]
+  if not shutil.which('nvidia-smi'):
+    return []
+  try:
+    out = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=30,
+                         check=True).stdout
+  except (OSError, subprocess.SubprocessError):
+    return []
+  return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith('GPU'))]
+
+
+def local_slots(parallel: int) -> list[dict]:
+  """The environment of each of `parallel` concurrent trials: its share of the GPUs.
+  On a CPU-only machine the trials share the cores."""
+  gpus = visible_gpus()
+  if not gpus:
+    return [{} for _ in range(parallel)]
+  if parallel > len(gpus):
+    raise SweepError(f'--parallel={parallel} but this machine has {len(gpus)} GPUs; use '
+                     f'at most {len(gpus)}')
+  share = len(gpus) // parallel
+  return [{'CUDA_VISIBLE_DEVICES': ','.join(gpus[i * share:(i + 1) * share])}
+          for i in range(parallel)]
+
+
+def trial_states(sweep_dir: str, trials: list[dict]) -> list[str]:
+  states = []
+  for trial in trials:
+    trial_dir = os.path.join(sweep_dir, trial['name'])
+    if is_done(trial_dir):
+      states.append('done')
+    elif os.path.isdir(os.path.join(trial_dir, 'checkpoints')):
+      states.append('resume')
+    else:
+      states.append(read_status(trial_dir).get('state') or 'new')
+  return states
+
+
+_print_lock = threading.Lock()
+
+
+def say(line: str):
+  """One whole line at a time from the runner threads."""
+  with _print_lock:
+    sys.stdout.write(line + '\n')
+    sys.stdout.flush()
+
+
+def run_local(sweep_dir: str, trials: list[dict], parallel: int, dry_run: bool) -> bool:
+  """Run the unfinished trials here, `parallel` at a time; False if one failed."""
+  states = trial_states(sweep_dir, trials)
+  todo = [t for t, s in zip(trials, states) if s != 'done']
+  print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(todo)} done, '
+        f'{len(todo)} to run, {parallel} at a time', flush=True)
+  if dry_run:
+    for trial, state in zip(trials, states):
+      print(f"[{state}] {trial['name']}\n    {shlex.join(command(sweep_dir, trial))}")
+    return True
+  slots = queue.Queue()
+  for env in local_slots(parallel):
+    slots.put(env)
+  children = Children()
+  children.install()
+  counter = iter(range(1, len(todo) + 1))
+
+  def work(trial):
+    if children.stopping.is_set():
+      return 'stopped'
+    env = slots.get()
+    try:
+      n = next(counter)
+      say(f"[{n}/{len(todo)}] {trial['name']}: started"
+          + (f" on GPUs {env['CUDA_VISIBLE_DEVICES']}" if env else ''))
+      status = run_trial(sweep_dir, trial, children, env)
+    finally:
+      slots.put(env)
+    detail = {'done': lambda: 'top-1 {:.2%}'.format(read_final(sweep_dir, trial)
+                                                     .get('top1', float('nan'))),
+              'failed': lambda: status['error'], 'stopped': lambda: 'checkpoint saved'}
+    say(f"[{n}/{len(todo)}] {trial['name']}: {status['state']} after "
+        f"{formatting.duration(status['wall_time'])} ({detail[status['state']]()})")
+    return status['state']
+
+  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+    outcomes = list(pool.map(work, todo))
+  return 'failed' not in outcomes
+
+
+def read_final(sweep_dir: str, trial: dict) -> dict:
+  return workdir_lib.read_json(
+      os.path.join(sweep_dir, trial['name'], workdir_lib.FINAL_METRICS), {})
+
+
+def array_spec(indices: list[int]) -> str:
+  """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (sbatch --array)."""
+  parts, start = [], None
+  for i, n in enumerate(indices):
+    if start is None:
+      start = n
+    if i + 1 == len(indices) or indices[i + 1] != n + 1:
+      parts.append(f'{start}-{n}' if n > start else f'{n}')
+      start = None
+  return ','.join(parts)
+
+
+def slurm_options(module=None, arg=None) -> dict:
+  """Flags over the sweep file's get_slurm(arg) over the defaults."""
+  options = {'partition': None, 'gpus_per_task': 1, 'cpus_per_task': None, 'mem': None,
+             'time': None, 'directives': []}
+  if module is not None and callable(getattr(module, 'get_slurm', None)):
+    from_file = module.get_slurm(arg)
+    unknown = set(from_file) - set(options)
+    if unknown:
+      raise SweepError(f'get_slurm() returned unknown keys {sorted(unknown)}; it may set '
+                       f'{sorted(options)}')
+    options.update(from_file)
+  for name in SLURM_OPTIONS:
+    if FLAGS[name].present:
+      options[name] = getattr(FLAGS, name)
+  options['directives'] = list(options['directives']) + FLAGS.slurm_directive
+  return options
+
+
+def slurm_script(sweep_dir: str, name: str, indices: list[int], options: dict,
+                 parallel: int | None) -> str:
+  sweep_dir = os.path.abspath(sweep_dir)
+  lines = ['#!/bin/bash', f'#SBATCH --job-name={name}',
+           f"#SBATCH --array={array_spec(indices)}{f'%{parallel}' if parallel else ''}",
+           f'#SBATCH --output={sweep_dir}/slurm/%A_%a.out', '#SBATCH --ntasks=1',
+           # time to save a checkpoint before the time limit's SIGKILL
+           '#SBATCH --signal=TERM@120']
+  if options['partition']:
+    lines.append(f"#SBATCH --partition={options['partition']}")
+  if options['gpus_per_task']:
+    lines.append(f"#SBATCH --gres=gpu:{options['gpus_per_task']}")
+  for key in ('cpus_per_task', 'mem', 'time'):
+    if options[key]:
+      lines.append(f"#SBATCH --{key.replace('_', '-')}={options[key]}")
+  lines += [f"#SBATCH {d if d.startswith('-') else '--' + d}" for d in options['directives']]
+  lines += ['', '# Task i runs trial i of sweep.json: python train.py, logged in the '
+            "trial's train.log", f'cd {REPO}',
+            f'exec {sys.executable} {REPO}/sweep.py trial --workdir={sweep_dir} '
+            '--index=$SLURM_ARRAY_TASK_ID', '']
+  return '\n'.join(lines)
+
+
+def submit_slurm(sweep_dir: str, trials: list[dict], options: dict, parallel: int | None,
+                 dry_run: bool, report_args: tuple = ('sweep.py', 'report')):
+  """Submit the unfinished trials as one job array, and `report_args` after it."""
+  states = trial_states(sweep_dir, trials)
+  indices = [i for i, s in enumerate(states) if s != 'done']
+  name = 'sweep-' + os.path.basename(os.path.abspath(sweep_dir))
+  print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(indices)} done, '
+        f'{len(indices)} to submit', flush=True)
+  if not indices:
+    return None
+  script = slurm_script(sweep_dir, name, indices, options, parallel)
+  report = ['sbatch', '--parsable', '--dependency=afterany:{job}', f'--job-name={name}-report',
+            f'--output={os.path.abspath(sweep_dir)}/slurm/report-%j.out', '--ntasks=1']
+  report += [f"--partition={options['partition']}"] if options['partition'] else []
+  report += ['--wrap', f'cd {REPO} && {sys.executable} {REPO}/{" ".join(report_args)} '
+             f'--workdir={os.path.abspath(sweep_dir)}']
+  if dry_run:
+    print(script)
+    print('then: ' + ' '.join(report[:-1]) + f" '{report[-1]}'")
+    return None
+  if not shutil.which('sbatch'):
+    raise SweepError('--launcher=slurm: sbatch is not on PATH (is this a SLURM login '
+                     'node?); use --launcher=local to run here')
+  os.makedirs(os.path.join(sweep_dir, 'slurm'), exist_ok=True)
+  path = os.path.join(sweep_dir, 'slurm', 'sweep.sbatch')
+  with open(path, 'w') as f:
+    f.write(script)
+  job = _sbatch(['sbatch', '--parsable', path])
+  report_job = _sbatch([a.format(job=job) for a in report])
+  for i in indices:
+    trial_dir = os.path.join(sweep_dir, trials[i]['name'])
+    os.makedirs(trial_dir, exist_ok=True)
+    status = read_status(trial_dir)
+    status.update(state='queued', slurm_job=f'{job}_{i}')
+    write_status(trial_dir, status)
+  print(f'Submitted job array {job} ({len(indices)} tasks: {path}) and the report as job '
+        f'{report_job}.\n  squeue -j {job}          # the trials\n'
+        f'  python {" ".join(report_args)} --workdir={sweep_dir}   # results so far', flush=True)
+  return job
+
+
+def _sbatch(cmd: list[str]) -> str:
+  result = subprocess.run(cmd, capture_output=True, text=True)
+  if result.returncode:
+    raise SweepError(f"sbatch failed: {(result.stderr or result.stdout).strip()}")
+  return result.stdout.strip().split(';')[0]  # --parsable: 'jobid[;cluster]'
