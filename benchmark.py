@@ -27,11 +27,11 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from lib import cli
-from lib import formatting
-from lib import experiment
 from data import sources, transforms
 import input_pipeline
+from lib import cli
+from lib import experiment
+from lib import formatting
 from lib import parallel
 
 FLAGS = flags.FLAGS

@@ -15,8 +15,6 @@ unless --config is given; --config.KEY=VALUE overrides either (e.g. the data_dir
 Results: DIR/eval/<checkpoint>_<mode>.json and a record in DIR/metrics.jsonl.
 """
 
-import functools
-import json
 import os
 import sys
 import time
@@ -24,20 +22,14 @@ import time
 from absl import app, flags
 import jax
 import jax.numpy as jnp
-import ml_collections
-from ml_collections import config_flags
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from lib import checkpoints
-from lib import cli
-from lib import formatting
-from lib import experiment
-from configs import default
 import input_pipeline
-import models
+from lib import cli
+from lib import experiment
+from lib import formatting
 from lib import parallel
-from models import torchvision_import
+from lib import trained
 from lib import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
@@ -45,50 +37,8 @@ MODES = ('center', '10crop', 'dense', 'multiscale')
 VIEWS_PER_EXAMPLE = {'center': 1, '10crop': 10, 'dense': 2, 'multiscale': 2}  # + mirrors
 
 
-class EvalError(ValueError):
-  """Bad input to evaluate.py: one line naming the flag and the fix."""
-
-
-def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]:
-  """(params and batch_stats, step, 'best'|'latest') of `which`: best, latest or a step."""
-  if which in ('best', 'latest'):
-    kind = checkpoints.BEST if which == 'best' else checkpoints.LATEST
-    step = None
-  else:
-    if not which.isdigit():
-      raise EvalError(f"--checkpoint={which}: give best, latest or a step number")
-    step, kind = int(which), checkpoints.LATEST
-    if not os.path.isdir(os.path.join(workdir, kind, which)):
-      kind = checkpoints.BEST
-  directory = os.path.join(workdir, kind)
-  if not os.path.isdir(directory) or not any(d.isdigit() for d in os.listdir(directory)):
-    raise EvalError(f'--workdir={workdir} has no checkpoint in {kind}/; train first '
-                    '(python train.py ...) or give --checkpoint=latest')
-  if step is None:
-    step = max(int(d) for d in os.listdir(directory) if d.isdigit())
-  elif not os.path.isdir(os.path.join(directory, str(step))):
-    steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, checkpoints.LATEST))
-                   if d.isdigit())
-    raise EvalError(f'--checkpoint={step}: no such step in {workdir}; it has {steps}')
-  state = checkpoints.read_state(workdir, kind, step)
-  variables = {'params': state['params']}
-  if state.get('batch_stats'):
-    variables['batch_stats'] = state['batch_stats']
-  return variables, step, which if which in ('best', 'latest') else f'step{step}'
-
-
-def _apply_fn(model, config, dense: bool, mesh):
-  """uint8 views -> softmax posteriors, normalised on the device and sharded over the
-  mesh's devices; VGG's FC head runs as convolutions when `dense`."""
-  kwargs = {'dense': True} if dense and models.dense_evaluation(model) else {}
-
-  @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()),
-                                            input_pipeline.batch_sharding(mesh)))
-  def posteriors(variables, images):
-    images = input_pipeline.prepare_eval({'image': images}, config)['image']
-    logits = model.apply(variables, images, train=False, **kwargs)
-    return jax.nn.softmax(logits.astype(jnp.float32))
-  return posteriors
+# Bad input to evaluate.py: one line naming the flag and the fix (the loader's own type).
+EvalError = trained.LoadError
 
 
 def _batches(examples, examples_per_batch: int):
@@ -129,7 +79,7 @@ def predict(config, model, variables, mode: str, scales=(256, 384, 512),
   probs, labels = {}, {}
   for views_kind, q in passes:
     dense = q is not None
-    posteriors = _apply_fn(model, config, dense, mesh)
+    posteriors = trained.posteriors_fn(model, config, mesh, dense)
     if dense:
       _check_any_size(posteriors, variables, model, config, mode, q)
     examples = input_pipeline.eval_views(config, views_kind, q)
@@ -195,21 +145,8 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     experiment.check(config, training=False)  # before any data is opened
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
-  if torchvision:
-    if not weights:
-      raise EvalError('--torchvision needs --weights=FILE.pth (torchvision state dict)')
-    if torchvision not in torchvision_import.SUPPORTED:
-      raise EvalError(f'--torchvision={torchvision}: one of '
-                      f'{", ".join(torchvision_import.SUPPORTED)}')
-    if not os.path.isfile(weights):
-      raise EvalError(f'--weights={weights}: no such file')
-    variables = torchvision_import.convert(torchvision,
-                                           torchvision_import.load_pth(weights))
-    model = models.create_model(torchvision, num_classes=info.num_classes)
-    step, which = 0, f'torchvision_{torchvision}'
-  else:
-    model = experiment.create_model(config, info)
-    variables, step, which = variables_from_checkpoint(workdir, checkpoint)
+  loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
+  model, variables, step, which = loaded.model, loaded.variables, loaded.step, loaded.which
   start = time.time()
   probs, labels = predict(config, model, variables, mode, scales)
   record = {'split': f'{config.dataset.eval_split}', 'mode': mode, 'checkpoint': which,
@@ -224,44 +161,14 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
   return record
 
 
-def load_config_json(path: str) -> ml_collections.ConfigDict:
-  """A workdir's config.json over today's defaults: a run from before a key existed
-  gets that key's default."""
-  with open(path) as f:
-    saved = json.load(f)
-  config = default.get_config()
-
-  def merge(node, values):
-    for key, value in values.items():
-      if isinstance(value, dict) and key != 'model' and isinstance(
-          node.get(key), ml_collections.ConfigDict):
-        merge(node[key], value)
-      elif isinstance(value, list) and isinstance(node.get(key), tuple):
-        node[key] = tuple(value)
-      else:
-        node[key] = value
-  merge(config, saved)
-  return config
-
-
 def define_flags(argv):
-  """--config is a config file when given, else the workdir's config.json (a config
-  flag must exist before parsing, so the workdir is read from argv first)."""
   flags.DEFINE_string('workdir', None, 'a training workdir (or where torchvision results go)')
   flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
   flags.DEFINE_enum('mode', 'center', MODES, 'test-time views')
   flags.DEFINE_list('scales', ['256', '384', '512'], 'multiscale: test scales Q')
   flags.DEFINE_string('torchvision', None, 'evaluate torchvision weights of this model')
   flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
-  if any(a == '--config' or a.startswith('--config=') for a in argv):
-    config_flags.DEFINE_config_file('config', None, 'config file (file.py[:arg])',
-                                    lock_config=True)
-    return
-  workdir = next((a.split('=', 1)[1] for a in argv if a.startswith('--workdir=')), None)
-  path = os.path.join(workdir, 'config.json') if workdir else ''
-  config = load_config_json(path) if os.path.isfile(path) else ml_collections.ConfigDict()
-  cli.check_overrides('evaluate.py', argv, config)
-  config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
+  trained.define_config_flag(argv, 'evaluate.py')
 
 
 def main(argv):

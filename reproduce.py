@@ -24,12 +24,12 @@ import sys
 
 from absl import app, flags
 
-from lib import cli
 from data import sources
+from lib import cli
 from lib import formatting
-from lib import sweeps as sweep
-from lib import sweep_report
 from lib import paper_tables
+from lib import sweep_report
+from lib import sweeps as sweep
 from lib import workdir as workdir_lib
 
 FLAGS = flags.FLAGS

@@ -29,17 +29,18 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+import input_pipeline
 from lib import checkpoints
 from lib import cli
-from lib import formatting
 from lib import events
 from lib.experiment import SetupError
 from lib import experiment
-import input_pipeline
-from models import layer_stats
+from lib import formatting
 from lib import optim
 from lib import parallel
+from lib import pictures
 from lib import workdir as workdir_lib
+from models import layer_stats
 
 FLAGS = flags.FLAGS
 
@@ -73,6 +74,11 @@ class MetricsLog:
                if isinstance(v, (int, float)) and k not in ('step', 'wall_time')}
     if self.writer:
       self.writer.write_scalars(record['step'], scalars)
+
+  def write_image(self, step: int, tag: str, image):
+    """uint8 (H, W, 3) into TensorBoard (process 0)."""
+    if self.writer:
+      self.writer.write_image(step, tag, pictures.png_bytes(image), *image.shape[:2])
 
   def flush(self):
     if self.writer:
@@ -222,10 +228,29 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal) -> dict:
               'top1': float(sums['top1'] / n), 'top5': float(sums['top5'] / n),
               'num_examples': n}
     log.write(record)
+    show_first_filters(state, step)
     print(f"eval  step {step:>7} | {eval_split} loss {record['loss']:.4f} | "
           f"top1 {100 * record['top1']:.2f}% | top5 {100 * record['top5']:.2f}% | "
           f'{n} examples', flush=True)
     return record
+
+  first_conv = []  # the first conv layer's name, found at the first evaluation
+
+  def show_first_filters(state, step):
+    """The first layer's kernels as a picture in TensorBoard at each evaluation, to watch
+    them form (AlexNet's Fig. 3); only that layer's kernel leaves the devices."""
+    if not log.writer:
+      return
+    if not first_conv:
+      size, channels = config.dataset.image_size, config.dataset.channels
+      first_conv.append(next((r['name'] for r in layer_stats.layer_table(
+          model, size, channels) if r['type'] == 'Conv'), None))
+    if first_conv[0]:
+      node = state.params
+      for part in first_conv[0].split('/'):
+        node = node[part]
+      image = pictures.first_filters_image({'layer': jax.device_get(node)}, 'layer')
+      log.write_image(step, f'filters/{first_conv[0]}', image)
 
   def after_eval(state, step, record):
     """Plateau bookkeeping and the best checkpoint (host side, between steps)."""

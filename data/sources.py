@@ -50,6 +50,7 @@ class DatasetInfo:
   num_train: int
   num_eval: int
   num_corrupt: int = 0     # image files left out (folder datasets, on_corrupt='skip')
+  label_names: tuple = ()  # a name per class where the dataset has them
 
   @property
   def fixed_size(self) -> bool:
@@ -124,7 +125,8 @@ def _mnist5k_all():
 
 def _mnist5k_info(config):
   del config
-  return DatasetInfo('mnist5k', 10, (28, 28, 1), MNIST5K_TRAIN, 5000 - MNIST5K_TRAIN)
+  return DatasetInfo('mnist5k', 10, (28, 28, 1), MNIST5K_TRAIN, 5000 - MNIST5K_TRAIN,
+                     label_names=tuple('0123456789'))
 
 
 def _mnist5k_open(config, split):
@@ -250,7 +252,7 @@ def _folder_info(config):
   return DatasetInfo(config.dataset.name, len(folder.classes), folder.shape,
                      len(folder.files['train'][0]),
                      len(folder.files[_folder_split(config, folder, 'eval')][0]),
-                     len(folder.corrupt))
+                     len(folder.corrupt), label_names=tuple(folder.classes))
 
 
 def _folder_open(config, split):
@@ -319,7 +321,8 @@ def _tfds_info(config):
       raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
                          f'this dataset has splits {sorted(info.splits)}') from None
   return DatasetInfo(config.dataset.name, info.features['label'].num_classes,
-                     tuple(info.features['image'].shape), sizes['train'], sizes['eval'])
+                     tuple(info.features['image'].shape), sizes['train'], sizes['eval'],
+                     label_names=tuple(info.features['label'].names))
 
 
 def _tfds_open(config, split):

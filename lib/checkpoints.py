@@ -7,6 +7,7 @@
 import os
 import time
 
+from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -36,7 +37,14 @@ def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dic
     raise FileNotFoundError(f'no checkpoint in {os.path.join(workdir, kind)}')
   path = os.path.join(mngr.directory, str(step), 'default')
   checkpointer = ocp.StandardCheckpointer()
-  metadata = checkpointer.metadata(path).item_metadata
+  # Orbax warns that the step's _CHECKPOINT_METADATA is not in the item's directory (it
+  # is one level up, and reading the item does not need it): keep that off the console.
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    metadata = checkpointer.metadata(path).item_metadata
+  finally:
+    logging.set_verbosity(verbosity)
   here = SingleDeviceSharding(jax.local_devices()[0])
   target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
                         metadata)

@@ -15,7 +15,7 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 
 class EventWriter:
-  """Scalars into `logdir/events.out.tfevents.*`."""
+  """Scalars and images into `logdir/events.out.tfevents.*`."""
 
   def __init__(self, logdir: str):
     os.makedirs(logdir, exist_ok=True)
@@ -31,6 +31,13 @@ class EventWriter:
     values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
     self._write(event_pb2.Event(wall_time=time.time(), step=int(step),
                                 summary=summary_pb2.Summary(value=values)))
+
+  def write_image(self, step: int, tag: str, png: bytes, height: int, width: int):
+    """A PNG (lib/pictures.png_bytes) under `tag`, shown in TensorBoard's Images tab."""
+    image = summary_pb2.Summary.Image(height=height, width=width, colorspace=3,
+                                      encoded_image_string=png)
+    self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.
+                                Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])))
 
   def flush(self):
     self._records.flush()

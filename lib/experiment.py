@@ -20,8 +20,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 import input_pipeline
-import models
 from lib import optim
+import models
 
 PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # Durations a config gives in steps or in epochs: `{name}_every_steps` or

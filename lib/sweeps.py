@@ -20,8 +20,8 @@ import time
 
 from absl import flags
 
-from lib import formatting
 from configs import default, hyper
+from lib import formatting
 from lib import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository

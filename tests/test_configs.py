@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-import models
 from lib import optim
+import models
 
 CONFIGS = [
     ('resnet', None), ('resnet', 'depth=110'), ('resnet', 'imagenet,depth=50'),

@@ -15,10 +15,11 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from configs import default
 import evaluate
 import input_pipeline
+from lib import trained as trained_lib
 import models
-from configs import default
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64  # crops; the imagenet preset resizes the shorter side to 73 (64 / 0.875)
@@ -138,12 +139,12 @@ def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
       'evaluate.py: error: --mode=dense runs LeNet5 on whole images'), result.stderr
   # The same workdir in-process: 10 crops (with mirrored digits) run; a missing step is
   # named with the ones there are.
-  config = evaluate.load_config_json(os.path.join(workdir, 'config.json'))
+  config = trained_lib.load_config_json(os.path.join(workdir, 'config.json'))
   ten = evaluate.evaluate(config, workdir, '10crop', checkpoint='best')
   assert ten['num_examples'] == 1000 and 0.5 < ten['top1'] <= 1
   assert os.path.exists(os.path.join(workdir, 'eval', 'best_10crop.json'))
   with pytest.raises(evaluate.EvalError, match=r'--checkpoint=5: no such step .* it has'):
-    evaluate.variables_from_checkpoint(workdir, '5')
+    trained_lib.variables_from_checkpoint(workdir, '5')
 
 
 def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):

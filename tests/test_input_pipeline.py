@@ -16,9 +16,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-import input_pipeline
 from configs import default
 from data import device, sampler, sources
+import input_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOCK = dict(policy=tfds.testing.MockPolicy.USE_CODE)

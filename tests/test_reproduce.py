@@ -10,9 +10,9 @@ import sys
 import pytest
 import tensorflow_datasets as tfds
 
-import reproduce
-from lib import sweeps as sweep
 from lib import paper_tables
+from lib import sweeps as sweep
+import reproduce
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,12 +12,12 @@ import orbax.checkpoint as ocp
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import common, default, resnet
+import input_pipeline
 from lib import checkpoints
 from lib import experiment
-import input_pipeline
 from lib import optim
 import train
-from configs import common, default, resnet
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

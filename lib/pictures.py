@@ -1,0 +1,71 @@
+"""Arrays as pictures, with numpy and Pillow only (the trainer uses them, and must not pay
+for matplotlib): tiles of filters and feature maps, a heat-map colour scale, PNG bytes.
+"""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def conv_kernels(params, layer: str) -> np.ndarray:
+  """The kernel (kh, kw, in, out) of the conv layer at `layer` ('C1', 'stage1/conv')."""
+  node = params
+  for part in layer.split('/'):
+    node = node[part]
+  kernel = np.asarray(node['kernel'], np.float32)
+  if kernel.ndim != 4:
+    raise ValueError(f'layer {layer!r} is not a convolution (kernel shape {kernel.shape})')
+  return kernel
+
+
+def filter_tiles(kernel: np.ndarray, per_channel: bool = False) -> np.ndarray:
+  """Tiles of a conv kernel (kh, kw, in, out), each scaled to [0, 1] on its own.
+
+  A first layer that reads RGB gives one colour tile per filter, (out, kh, kw, 3), as in
+  AlexNet's Figure 3; otherwise (or with `per_channel`) every (filter, input channel)
+  pair is a grey tile, (out * in, kh, kw).
+  """
+  kh, kw, cin, cout = kernel.shape
+  if cin == 3 and not per_channel:
+    tiles = np.moveaxis(kernel, 3, 0)                                # (out, kh, kw, 3)
+    axes = (1, 2, 3)
+  else:
+    tiles = np.moveaxis(kernel, (3, 2), (0, 1)).reshape(cout * cin, kh, kw)
+    axes = (1, 2)
+  low = tiles.min(axis=axes, keepdims=True)
+  span = tiles.max(axis=axes, keepdims=True) - low
+  return (tiles - low) / np.where(span > 0, span, 1)
+
+
+def grid(tiles: np.ndarray, columns: int | None = None, pad: int = 1,
+         scale: int = 1) -> np.ndarray:
+  """Tiles (n, h, w[, 3]) in [0, 1] side by side on a white grid, `scale` pixels per
+  value: uint8 (H, W, 3)."""
+  tiles = np.asarray(tiles, np.float32)
+  if tiles.ndim == 3:
+    tiles = np.repeat(tiles[..., None], 3, axis=-1)
+  n, h, w, _ = tiles.shape
+  columns = columns or int(np.ceil(np.sqrt(n)))
+  rows = -(-n // columns)
+  tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
+  h, w = h * scale, w * scale
+  out = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), np.float32)
+  for i, tile in enumerate(tiles):
+    r, c = divmod(i, columns)
+    out[pad + r * (h + pad):pad + r * (h + pad) + h,
+        pad + c * (w + pad):pad + c * (w + pad) + w] = tile
+  return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+  """uint8 (H, W, 3) or (H, W) as PNG file contents."""
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def first_filters_image(params, layer: str) -> np.ndarray:
+  """The picture of a first layer's filters that TensorBoard shows at each evaluation."""
+  tiles = filter_tiles(conv_kernels(params, layer))
+  return grid(tiles, scale=max(1, 48 // tiles.shape[1]))

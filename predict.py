@@ -1,0 +1,148 @@
+"""Classify image files with a trained model: the top classes with names and probabilities.
+
+  python predict.py --workdir=runs/lenet digit.png photos/          # best checkpoint
+  python predict.py --workdir=runs/lenet --checkpoint=latest --top_k=3 --json digit.png
+  python predict.py --torchvision=resnet18 --weights=resnet18-f37072fd.pth \
+      --config=configs/resnet.py:imagenet,depth=18 cat.jpg
+
+Each image (any size, grey or colour; a folder is read for its .png/.jpg files) goes
+through the config's evaluation view, as in training's evaluation: the preset's resize
+and centre crop, the config's channels, normalised on the device. Batches are split
+over all local devices. One line per image: `path: name (prob), ...`, best first; with
+--json, a list of {path, predictions: [{label, name, prob}]}. An image that cannot be
+read is named on stderr and the others are still predicted (exit status 1).
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+import numpy as np
+from PIL import UnidentifiedImageError
+
+from data import sources, transforms
+from lib import cli
+from lib import experiment
+from lib import parallel
+from lib import trained
+
+FLAGS = flags.FLAGS
+
+
+def image_files(paths: list[str]) -> list[str]:
+  """The files named, and the image files under each folder named, in sorted order."""
+  files = []
+  for path in paths:
+    if os.path.isdir(path):
+      files += sorted(os.path.join(root, f) for root, _, names in os.walk(path)
+                      for f in names if f.lower().endswith(sources.IMAGE_EXTENSIONS))
+    else:
+      files.append(path)
+  return files
+
+
+def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[str]]:
+  """(files read, their uint8 evaluation views (N, S, S, C), one line per unreadable file)."""
+  read, views, errors = [], [], []
+  for path in files:
+    try:
+      with open(path, 'rb') as f:
+        views.append(transforms.eval_example(f.read(), config))
+      read.append(path)
+    except FileNotFoundError:
+      errors.append(f'{path}: no such file')
+    except IsADirectoryError:
+      errors.append(f'{path}: a directory with no images')
+    except (OSError, ValueError, SyntaxError) as e:  # Pillow's UnidentifiedImageError, ...
+      reason = 'not an image Pillow can read' if isinstance(e, UnidentifiedImageError) \
+          else f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}'
+      errors.append(f'{path}: cannot read this image ({reason})')
+  size, channels = config.dataset.image_size, config.dataset.channels
+  return read, np.stack(views) if views else np.zeros((0, size, size, channels),
+                                                       np.uint8), errors
+
+
+def predict(config, model, variables, views: np.ndarray, batch_size: int) -> np.ndarray:
+  """Posteriors (N, classes) of uint8 views, in batches split over the local devices."""
+  mesh = parallel.data_mesh(local=True)
+  posteriors = trained.posteriors_fn(model, config, mesh)
+  batch = -(-max(1, batch_size) // mesh.size) * mesh.size  # whole batches per device
+  out = []
+  for start in range(0, len(views), batch):
+    chunk = views[start:start + batch]
+    padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
+                                             chunk.dtype)])  # one shape: one compile
+    out.append(np.asarray(posteriors(variables, padded))[:len(chunk)])
+  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def top_k(probs: np.ndarray, names: list[str], k: int) -> list[dict]:
+  """The k best classes of one posterior, best first."""
+  order = np.argsort(-probs)[:k]
+  return [{'label': int(i), 'name': names[i] if i < len(names) else str(int(i)),
+           'prob': float(probs[i])} for i in order]
+
+
+def classes(config, torchvision: str | None) -> tuple[int, list[str]]:
+  """(number of classes, their names): the dataset's (TFDS's label names, a folder's class
+  directories, digits); torchvision weights without the dataset here: ImageNet's 1000,
+  by number."""
+  try:
+    info = sources.dataset_info(config)
+  except sources.DatasetError:
+    if not torchvision:
+      raise
+    info = None
+  num_classes = config.num_classes or (info.num_classes if info else 1000)
+  names = list(info.label_names) if info else []
+  return num_classes, names if len(names) == num_classes else [str(i) for i in
+                                                                range(num_classes)]
+
+
+def main(argv):
+  paths = argv[1:]
+  if not paths:
+    raise app.UsageError('give one or more image files or folders')
+  if FLAGS.workdir is None and FLAGS.torchvision is None:
+    raise app.UsageError('give --workdir=DIR (a training run), or --torchvision=NAME '
+                         '--weights=FILE.pth --config=configs/FILE.py')
+  config = FLAGS.config
+  if 'model' not in config:
+    cli.fail('predict.py', f'--workdir={FLAGS.workdir} has no config.json: give the '
+             'workdir of a training run, or --config=configs/FILE.py')
+  try:
+    parallel.maybe_initialize_distributed(config)
+    if not FLAGS.torchvision:
+      experiment.check(config, training=False)
+    num_classes, names = classes(config, FLAGS.torchvision)
+    model = trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
+                         FLAGS.torchvision, FLAGS.weights)
+  except ValueError as e:  # LoadError, DatasetError, a bad config
+    cli.fail('predict.py', str(e))
+  files = image_files(paths)
+  read, views, errors = eval_views(files, config)
+  for line in errors:
+    print(f'predict.py: {line}', file=sys.stderr, flush=True)
+  probs = predict(config, model.model, model.variables, views, config.batch_size)
+  results = [{'path': path, 'predictions': top_k(p, names, FLAGS.top_k)}
+             for path, p in zip(read, probs)]
+  if FLAGS.json:
+    print(json.dumps(results, indent=1))
+  else:
+    for r in results:
+      print(f"{r['path']}: " + ', '.join(f"{p['name']} ({p['prob']:.3f})"
+                                         for p in r['predictions']))
+  if errors:
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('workdir', None, 'a training workdir')
+  flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
+  flags.DEFINE_integer('top_k', 5, 'classes to show per image')
+  flags.DEFINE_bool('json', False, 'print a JSON list instead of lines')
+  flags.DEFINE_string('torchvision', None, 'predict with torchvision weights of this model')
+  flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
+  trained.define_config_flag(sys.argv, 'predict.py')
+  cli.run(main, 'predict.py')

@@ -1,0 +1,210 @@
+"""predict.py and visualize.py on the session's trained LeNet-5 (tests/conftest.py), and
+predict.py on torchvision weights; the first-layer filters in TensorBoard."""
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+import input_pipeline
+from configs import lenet
+from data import sources, transforms
+from lib import parallel
+from lib import trained as trained_lib
+from models import layers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(program, *args):
+  result = subprocess.run([sys.executable, program, *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+  return result
+
+
+def first_test_digits(n):
+  """The first n test digits of mnist5k and their labels."""
+  split = sources.open_split(lenet.get_config(), 'eval')
+  return split.images[:n], split.labels[:n]
+
+
+@pytest.fixture(scope='module')
+def lenet_run(trained_lenet):
+  workdir, result = trained_lenet  # python train.py --config=configs/lenet.py
+  assert result.returncode == 0, result.stderr[-2000:]
+  return workdir
+
+
+@pytest.fixture(scope='module')
+def digit_png(tmp_path_factory):
+  """A test digit as a PNG file, and its label."""
+  images, labels = first_test_digits(1)
+  path = tmp_path_factory.mktemp('digit') / f'digit_{labels[0]}.png'
+  Image.fromarray(images[0][..., 0]).save(path)
+  return path, int(labels[0])
+
+
+def test_predict_agrees_with_the_checkpoints_own_evaluation(lenet_run, tmp_path):
+  images, labels = first_test_digits(24)
+  for i, image in enumerate(images):
+    Image.fromarray(image[..., 0]).save(tmp_path / f'{i:02d}.png')
+  result = run('predict.py', f'--workdir={lenet_run}', '--json', '--top_k=3', tmp_path,
+               tmp_path / 'missing.png')
+  assert result.returncode == 1  # one image could not be read ...
+  assert result.stderr.count('predict.py: ') == 1 and 'missing.png: no such file' in \
+      result.stderr
+  predictions = json.loads(result.stdout)  # ... and the 24 others were predicted
+  assert [os.path.basename(p['path']) for p in predictions] == [f'{i:02d}.png'
+                                                                 for i in range(24)]
+  # The checkpoint's own evaluation of the same test examples (the eval split's view).
+  config = trained_lib.load_config_json(os.path.join(lenet_run, 'config.json'))
+  model = trained_lib.load(config, 10, str(lenet_run), 'best')
+  source = input_pipeline.eval_source(config)
+  views = np.stack([transforms.eval_example(source[i]['image'], config) for i in range(24)])
+  probs = np.asarray(trained_lib.posteriors_fn(model.model, config, parallel.data_mesh(
+      local=True))(model.variables, views))
+  for p, want, label in zip(predictions, probs, labels):
+    best = p['predictions']
+    assert [b['label'] for b in best] == list(np.argsort(-want)[:3])
+    assert best[0]['name'] == str(best[0]['label'])  # MNIST's names are its digits
+    np.testing.assert_allclose([b['prob'] for b in best], np.sort(want)[::-1][:3],
+                               rtol=1e-4, atol=1e-6)
+  assert np.mean([p['predictions'][0]['label'] == y for p, y in
+                  zip(predictions, labels)]) >= 0.9
+
+
+def test_predict_on_torchvision_resnet18_matches_torch(tmp_path):
+  torch = pytest.importorskip('torch')
+  import torchvision  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  net = torchvision.models.resnet18(weights=None).eval()
+  torch.save(net.state_dict(), tmp_path / 'resnet18.pth')
+  rng = np.random.RandomState(0)
+  path = tmp_path / 'photo.png'
+  Image.fromarray(rng.randint(0, 256, (260, 300, 3), np.uint8)).save(path)
+  config_arg = 'configs/resnet.py:imagenet,depth=18'
+  result = run('predict.py', '--torchvision=resnet18', f'--weights={tmp_path}/resnet18.pth',
+               f'--config={config_arg}', '--json', '--top_k=5', path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  ours = json.loads(result.stdout)[0]['predictions']
+  # torch on the same evaluation view (shorter side 256, centre 224), ImageNet-normalised.
+  from configs import resnet  # pylint: disable=import-outside-toplevel
+  config = resnet.get_config('imagenet,depth=18')
+  view = transforms.eval_example(path.read_bytes(), config).astype(np.float32) / 255
+  mean, std = sources.STATS['imagenet']
+  x = torch.from_numpy(((view - mean) / std).transpose(2, 0, 1)[None].astype(np.float32))
+  with torch.no_grad():
+    want = torch.softmax(net(x), -1)[0].numpy()
+  assert [p['label'] for p in ours] == list(np.argsort(-want)[:5])
+  np.testing.assert_allclose([p['prob'] for p in ours], np.sort(want)[::-1][:5],
+                             rtol=1e-3, atol=1e-6)
+
+
+def test_filters_and_features_have_a_tile_per_kernel_and_map(lenet_run, digit_png, tmp_path):
+  path, _ = digit_png
+  result = run('visualize.py', 'filters', f'--workdir={lenet_run}', f'--out={tmp_path}/f.png',
+               f'--save_array={tmp_path}/f.npy')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert np.load(tmp_path / 'f.npy').shape == (6, 5, 5)  # C1: 6 filters of 5x5 on grey
+  result = run('visualize.py', 'filters', f'--workdir={lenet_run}', '--layer=C3',
+               f'--out={tmp_path}/c3.png', f'--save_array={tmp_path}/c3.npy')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert np.load(tmp_path / 'c3.npy').shape == (16 * 6, 5, 5)  # per input channel
+  result = run('visualize.py', 'features', f'--workdir={lenet_run}', f'--image={path}',
+               f'--out={tmp_path}/m.png', f'--save_array={tmp_path}/m.npz')
+  assert result.returncode == 0, result.stderr[-2000:]
+  maps = np.load(tmp_path / 'm.npz')
+  assert {k: maps[k].shape for k in maps} == {'C1': (28, 28, 6), 'C3': (10, 10, 16),
+                                              'C5': (1, 1, 120)}  # a stage each
+  for name in ('f.png', 'c3.png', 'm.png'):
+    assert Image.open(tmp_path / name).size[0] > 100
+  result = run('visualize.py', 'filters', f'--workdir={lenet_run}', '--layer=C9',
+               f'--out={tmp_path}/x.png')
+  assert result.returncode == 2 and 'its conv layers are C1, C3, C5' in result.stderr
+
+
+def test_occlusion_and_saliency_fall_on_the_digit(lenet_run, digit_png, tmp_path):
+  path, label = digit_png
+  for mode in ('occlusion', 'saliency'):
+    result = run('visualize.py', mode, f'--workdir={lenet_run}', f'--image={path}',
+                 f'--out={tmp_path}/{mode}.png', f'--save_array={tmp_path}/{mode}.npy')
+    assert result.returncode == 0, result.stderr[-2000:]
+  digit = np.pad(np.asarray(Image.open(path)), 2) > 0  # the 32x32 view's ink
+  # A pixel's occlusion value averages the 8x8 squares (--patch) that covered it: the
+  # pixels within 7 of the ink are those a square over ink can reach; beyond lies the
+  # empty border, where no square touches the digit.
+  ink = np.argwhere(digit)
+  grid = np.stack(np.meshgrid(np.arange(32), np.arange(32), indexing='ij'), -1)
+  distance = np.abs(grid[:, :, None, :] - ink[None, None]).max(-1).min(-1)  # Chebyshev
+  near, border = distance < 8, distance >= 8
+  assert border.sum() > 100  # (the digit leaves an empty border to compare with)
+  occlusion = np.clip(np.load(tmp_path / 'occlusion.npy'), 0, None)
+  assert occlusion[near].sum() > 0.95 * occlusion.sum()
+  assert occlusion[digit].mean() > 10 * occlusion[border].mean()
+  saliency = np.load(tmp_path / 'saliency.npy')
+  assert saliency[digit].mean() > 0 and saliency[digit].mean() > 2 * saliency[border].mean()
+
+
+@pytest.mark.parametrize('n', [1, 5, 7, 28, 32])
+def test_conv_arithmetic_output_size_is_the_convolutions(n):
+  import visualize  # pylint: disable=import-outside-toplevel
+  for k in (1, 2, 3, 5):
+    for s in (1, 2, 3):
+      for d in (1, 2):
+        for padding in (0, 1, 2, 'SAME', 'VALID'):
+          pads, out = visualize.conv_geometry(n, k, s, padding, d)
+          if n + sum(pads) < layers.effective_kernel(k, d):
+            continue
+          real = jax.eval_shape(lambda x: jax.lax.conv_general_dilated(
+              x, np.zeros((1, 1, k, k), np.float32), (s, s), [pads, pads],
+              rhs_dilation=(d, d)), jax.ShapeDtypeStruct((1, 1, n, n), np.float32))
+          assert out == real.shape[-1], (n, k, s, d, padding)
+
+
+def test_conv_arithmetic_and_curves_cli(lenet_run, tmp_path):
+  result = run('visualize.py', 'conv-arithmetic', '--kernel=3', '--stride=2', '--padding=1',
+               '--input_size=7', f'--out={tmp_path}/c.png', f'--save_array={tmp_path}/c.npy')
+  assert result.returncode == 0, result.stderr[-2000:]
+  coverage = np.load(tmp_path / 'c.npy')  # how many outputs read each padded input cell
+  assert coverage.shape == (9, 9) and coverage.sum() == 4 * 4 * 9
+  result = run('visualize.py', 'conv-arithmetic', f'--workdir={lenet_run}', '--layer=C1',
+               f'--out={tmp_path}/c1.png', f'--save_array={tmp_path}/c1.npy')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert np.load(tmp_path / 'c1.npy').sum() == 28 * 28 * 25  # 32 -> 28, a 5x5 kernel
+  result = run('visualize.py', 'curves', f'--workdir={lenet_run},{lenet_run}',
+               f'--out={tmp_path}/curves.png', f'--save_array={tmp_path}/curves.npz')
+  assert result.returncode == 0, result.stderr[-2000:]
+  series = np.load(tmp_path / 'curves.npz')
+  name = os.path.basename(str(lenet_run))
+  assert series[f'{name}.eval_top1'][-1, 0] == 1240 and series[f'{name}.train_loss'].size
+
+
+def read_events(path):
+  """The Event protos of a TensorBoard event file (length, CRC, data, CRC records)."""
+  from tensorboard.compat.proto import event_pb2  # pylint: disable=import-outside-toplevel
+  events, data = [], open(path, 'rb').read()
+  while data:
+    (length,) = struct.unpack('<Q', data[:8])
+    events.append(event_pb2.Event.FromString(data[12:12 + length]))
+    data = data[12 + length + 4:]
+  return events
+
+
+def test_training_writes_its_first_filters_at_each_evaluation(lenet_run):
+  (path,) = [f for f in os.listdir(lenet_run) if f.startswith('events.out.tfevents')]
+  images = [(e.step, v) for e in read_events(os.path.join(lenet_run, path))
+            for v in e.summary.value if v.HasField('image')]
+  evals = [json.loads(l)['step'] for l in open(os.path.join(lenet_run, 'metrics.jsonl'))
+           if json.loads(l)['split'] == 'test']
+  assert [step for step, _ in images] == evals
+  assert all(v.tag == 'filters/C1' for _, v in images)
+  first, last = (Image.open(io.BytesIO(v.image.encoded_image_string))
+                 for v in (images[0][1], images[-1][1]))
+  assert first.size == last.size and first.size[0] > 50

@@ -1,0 +1,345 @@
+"""See what a network learned: one figure per mode, as a person would put in a report.
+
+  python visualize.py filters --workdir=runs/lenet --out=filters.png
+  python visualize.py filters --workdir=runs/lenet --layer=C3 --out=c3.png
+  python visualize.py features --workdir=runs/lenet --image=digit.png --out=features.png
+  python visualize.py saliency --workdir=runs/lenet --image=digit.png --out=saliency.png
+  python visualize.py occlusion --workdir=runs/lenet --image=digit.png --out=occlusion.png
+  python visualize.py curves --workdir=runs/lenet,runs/lenet_tanh --out=curves.png
+  python visualize.py conv-arithmetic --kernel=3 --stride=2 --padding=1 --input_size=7 \
+      --out=conv.png
+  python visualize.py conv-arithmetic --workdir=runs/lenet --layer=C1 --out=c1.png
+
+Modes:
+  filters          a conv layer's kernels as tiles: the first layer's as colour tiles when
+                   it reads RGB (AlexNet Fig. 3), any layer (--layer) per input channel.
+  features         one image's feature maps at --layers (default: the last conv of each
+                   spatial size, i.e. every stage), a grid per layer with its shape and
+                   receptive field (models/layer_stats.py).
+  saliency         |d top-class score / d input|, the largest over colour channels
+                   (Simonyan, Vedaldi & Zisserman 2014), beside and over the image.
+  occlusion        the drop in the probability of --label (default: the top class) as a
+                   --patch square of the data's mean colour slides over the image in
+                   --step pixels (Zeiler & Fergus 2014, section 4.2); each pixel shows the
+                   mean drop of the squares that covered it.
+  curves           train and eval loss, top-1 and learning rate against step, from each
+                   workdir's metrics.jsonl (comma-separated workdirs), overlaid.
+  conv-arithmetic  the padded input grid, the kernel's first two positions and the output
+                   grid for --kernel/--stride/--padding/--dilation/--input_size (or one
+                   --layer of a model); the output size from models/layers.py's formula.
+
+The model is a workdir's checkpoint (--checkpoint=best|latest|STEP) or torchvision weights
+(--torchvision=NAME --weights=FILE.pth --config=FILE). Images go through the config's
+evaluation view, as predict.py's. --save_array writes the numbers behind the figure (.npy;
+features and curves: .npz, one array per layer or series).
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from data import sources, transforms
+import input_pipeline
+from lib import cli
+from lib import experiment
+from lib import parallel
+from lib import pictures
+from lib import plots
+from lib import trained
+from lib import workdir as workdir_lib
+from models import layer_stats, layers
+
+FLAGS = flags.FLAGS
+MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithmetic')
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def load_model():
+  """(config, Trained) from the flags."""
+  config = FLAGS.config
+  if 'model' not in config:
+    raise ValueError(f'--workdir={FLAGS.workdir} has no config.json: give the workdir of '
+                     'a training run, or --config=configs/FILE.py')
+  parallel.maybe_initialize_distributed(config)
+  if not FLAGS.torchvision:
+    experiment.check(config, training=False)
+  try:
+    num_classes = config.num_classes or sources.dataset_info(config).num_classes
+  except sources.DatasetError:
+    if not FLAGS.torchvision:
+      raise
+    num_classes = 1000
+  return config, trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
+                              FLAGS.torchvision, FLAGS.weights)
+
+
+def layer_rows(model, config) -> list[dict]:
+  return layer_stats.layer_table(model, config.dataset.image_size, config.dataset.channels)
+
+
+def conv_names(rows) -> list[str]:
+  return [r['name'] for r in rows if r['type'] == 'Conv']
+
+
+def image_view(config) -> np.ndarray:
+  """--image through the config's evaluation view: uint8 (S, S, C)."""
+  if not FLAGS.image:
+    raise ValueError(f'{FLAGS.mode} needs --image=PATH')
+  try:
+    with open(FLAGS.image, 'rb') as f:
+      return transforms.eval_example(f.read(), config)
+  except (OSError, ValueError, SyntaxError) as e:
+    raise ValueError(f'--image={FLAGS.image}: cannot read this image ({e})') from None
+
+
+def model_input(view, config):
+  """A uint8 view as the model's input batch of one (normalised as in evaluation)."""
+  return input_pipeline.prepare_eval({'image': jnp.asarray(view)[None]}, config)['image']
+
+
+# ------------------------------------------------------------------------------- modes
+
+
+def filters(config, model):
+  rows = layer_rows(model.model, config)
+  names = conv_names(rows)
+  if not names:
+    raise ValueError(f'{config.model.name} has no convolution')
+  layer = FLAGS.layer or names[0]
+  if layer not in names:
+    raise ValueError(f'--layer={layer}: not a conv layer of {config.model.name}; its conv '
+                     f'layers are {", ".join(names)}')
+  kernel = pictures.conv_kernels(model.variables['params'], layer)
+  per_channel = layer != names[0]
+  tiles = pictures.filter_tiles(kernel, per_channel)
+  kh, kw, cin, cout = kernel.shape
+  columns = cin if per_channel and cin <= 32 else None  # a row per filter
+  image = pictures.grid(tiles, columns, scale=max(1, 48 // kh))
+  what = (f'{cout} filters x {cin} input channels' if per_channel or cin != 3
+          else f'{cout} colour filters')
+  plots.show_image(image, f'{config.model.name} {layer}: {what}, {kh}x{kw} '
+                   f'({model.which}, step {model.step})', FLAGS.out)
+  return tiles
+
+
+def stage_ends(rows) -> list[str]:
+  """The last conv layer at each spatial size: one per stage."""
+  ends = {}
+  for r in rows:
+    if r['type'] == 'Conv':
+      ends[tuple(r['output_shape'][:2])] = r['name']
+  return list(ends.values())
+
+
+def features(config, model):
+  rows = layer_rows(model.model, config)
+  chosen = FLAGS.layers or stage_ends(rows)
+  known = {r['name']: r for r in rows}
+  for name in chosen:
+    if name not in known:
+      raise ValueError(f'--layers: {name!r} is not a layer of {config.model.name}; its '
+                       f'layers are {", ".join(known)}')
+  _, state = model.model.apply(model.variables, model_input(image_view(config), config),
+                               train=False, capture_intermediates=True,
+                               mutable=['intermediates'])
+  maps, panels = {}, []
+  for name in chosen:
+    node = state['intermediates']
+    for part in name.split('/'):
+      node = node[part]
+    fmap = np.asarray(node['__call__'][0][0], np.float32)          # (h, w, c) or (c,)
+    fmap = fmap.reshape(1, 1, -1) if fmap.ndim == 1 else fmap
+    maps[name] = fmap
+    tiles = np.moveaxis(fmap, -1, 0)
+    low, high = tiles.min(), tiles.max()
+    tiles = (tiles - low) / (high - low if high > low else 1)  # one scale per layer
+    r = known[name]
+    field = f", receptive field {r['rf']}, jump {r['jump']}" if r['rf'] else ''
+    panels.append((pictures.grid(tiles, scale=max(1, 64 // tiles.shape[1])),
+                   f"{name}: {' x '.join(map(str, fmap.shape))}{field}"))
+  plots.show_images(panels, f'{config.model.name} feature maps of {FLAGS.image}', FLAGS.out)
+  return maps
+
+
+def target_class(probs) -> int:
+  return FLAGS.label if FLAGS.label is not None else int(np.argmax(probs))
+
+
+def saliency(config, model):
+  view = image_view(config)
+  x = model_input(view, config)
+  probs = jax.nn.softmax(model.model.apply(model.variables, x, train=False)[0])
+  label = target_class(probs)
+  score = lambda x: model.model.apply(model.variables, x, train=False)[0, label]
+  grad = np.asarray(jax.grad(score)(x)[0], np.float32)
+  heat = np.abs(grad).max(axis=-1)
+  plots.show_heat(view, heat, f'saliency of class {label} (p={float(probs[label]):.3f})',
+                  FLAGS.out)
+  return heat
+
+
+def occlusion(config, model):
+  view = image_view(config)
+  size, patch, step = view.shape[0], FLAGS.patch, FLAGS.step
+  if not 0 < patch <= size or step <= 0:
+    raise ValueError(f'--patch must be in [1, {size}] and --step positive; got '
+                     f'{patch} and {step}')
+  mean, _ = sources.STATS.get(config.dataset.name, sources.STATS['imagenet'])
+  channels = view.shape[-1]
+  grey = np.round(np.array((mean * channels)[:channels]) * 255).astype(np.uint8)
+  corners = [(t, l) for t in range(0, size - patch + 1, step)
+             for l in range(0, size - patch + 1, step)]
+  occluded = np.repeat(view[None], len(corners), axis=0)
+  for i, (t, l) in enumerate(corners):
+    occluded[i, t:t + patch, l:l + patch] = grey
+  mesh = parallel.data_mesh(local=True)
+  posteriors = trained.posteriors_fn(model.model, config, mesh)
+  batch = -(-64 // mesh.size) * mesh.size
+  base = np.asarray(posteriors(model.variables, np.repeat(view[None], batch, 0)))[0]
+  label = target_class(base)
+  probs = []
+  for start in range(0, len(occluded), batch):
+    chunk = occluded[start:start + batch]
+    chunk = np.concatenate([chunk, np.repeat(view[None], batch - len(chunk), 0)])
+    probs.append(np.asarray(posteriors(model.variables, chunk))[:, label])
+  probs = np.concatenate(probs)[:len(corners)]
+  drop, covered = np.zeros((size, size)), np.zeros((size, size))
+  for (t, l), p in zip(corners, probs):
+    drop[t:t + patch, l:l + patch] += base[label] - p
+    covered[t:t + patch, l:l + patch] += 1
+  heat = drop / np.maximum(covered, 1)
+  plots.show_heat(view, heat, f'drop in p(class {label}) (unoccluded: {base[label]:.3f}) '
+                  f'under a {patch}x{patch} square of the mean colour', FLAGS.out, signed=True)
+  return heat
+
+
+def curves(config, model):  # pylint: disable=unused-argument
+  workdirs = [w for w in (FLAGS.workdir or '').split(',') if w]
+  if not workdirs:
+    raise ValueError('curves needs --workdir=DIR[,DIR...]')
+  series = {}
+  for workdir in workdirs:
+    if not os.path.isfile(os.path.join(workdir, workdir_lib.METRICS)):
+      raise ValueError(f'--workdir={workdir} has no {workdir_lib.METRICS}')
+    records = workdir_lib.read_metrics(workdir)
+    train = [r for r in records if r['split'] == 'train']
+    evals = [r for r in records if r['split'] not in ('train', 'data') and 'mode' not in r]
+    name = os.path.basename(os.path.normpath(workdir))
+    for key, rs, field in [('train_loss', train, 'loss'), ('eval_loss', evals, 'loss'),
+                           ('train_top1', train, 'top1'), ('eval_top1', evals, 'top1'),
+                           ('learning_rate', train, 'learning_rate')]:
+      series[f'{name}/{key}'] = np.array([[r['step'], r[field]] for r in rs if field in r])
+  plots.show_curves(series, FLAGS.out)
+  return series
+
+
+def conv_arithmetic(config, model):  # pylint: disable=unused-argument
+  if FLAGS.layer and ('model' in FLAGS.config or FLAGS.workdir):
+    kernel, stride, pads, dilation, n, title = model_layer_geometry()
+  else:
+    kernel, stride, dilation, n = FLAGS.kernel, FLAGS.stride, FLAGS.dilation, FLAGS.input_size
+    padding = int(FLAGS.padding) if FLAGS.padding.isdigit() else FLAGS.padding
+    pads, _ = conv_geometry(n, kernel, stride, padding, dilation)
+    title = ''
+  out = layers.conv_output_size(n, kernel, stride, pads, dilation)
+  if out < 1:
+    raise ValueError(f'a kernel of extent {layers.effective_kernel(kernel, dilation)} does '
+                     f'not fit an input of {n} padded by {pads}')
+  coverage = plots.show_conv_arithmetic(n, kernel, stride, pads, dilation, out, title,
+                                        FLAGS.out)
+  return coverage
+
+
+def conv_geometry(n: int, kernel: int, stride: int, padding, dilation: int):
+  """((pad_lo, pad_hi), output size) of one spatial axis, by models/layers.py's rules."""
+  pads = layers.resolve_padding(padding, (n, n), kernel, stride, dilation)[0]
+  return pads, layers.conv_output_size(n, kernel, stride, pads, dilation)
+
+
+def model_layer_geometry():
+  """(kernel, stride, (pad_lo, pad_hi), dilation, input size, title) of --layer."""
+  config, model = load_model()
+  found = {}
+
+  def interceptor(next_fn, args, kwargs, context):
+    module = context.module
+    if (context.method_name == '__call__' and '/'.join(module.scope.path) == FLAGS.layer
+        and isinstance(module, layer_stats.SPATIAL)):
+      (k, _), (s, _), (d, _) = layer_stats._geometry(module)  # pylint: disable=protected-access
+      n = args[0].shape[1]
+      padding = getattr(module, 'padding', 'VALID')
+      found.update(k=k, s=s, d=d, n=n, pads=layers.resolve_padding(padding, (n, n), k, s, d)[0],
+                   type=type(module).__name__)
+    return next_fn(*args, **kwargs)
+
+  size, channels = config.dataset.image_size, config.dataset.channels
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  with nn.intercept_methods(interceptor):
+    jax.eval_shape(lambda: model.model.init(jax.random.key(0),
+                                            jnp.zeros((1, size, size, channels))))
+  if not found:
+    names = conv_names(layer_rows(model.model, config))
+    raise ValueError(f'--layer={FLAGS.layer}: not a conv or pooling layer of '
+                     f'{config.model.name}; its conv layers are {", ".join(names)}')
+  return (found['k'], found['s'], found['pads'], found['d'], found['n'],
+          f"{config.model.name} {FLAGS.layer} ({found['type']})")
+
+
+DRAW = {'filters': filters, 'features': features, 'saliency': saliency,
+        'occlusion': occlusion, 'curves': curves, 'conv-arithmetic': conv_arithmetic}
+
+
+def save_array(value, path: str):
+  if isinstance(value, dict):
+    np.savez(path, **{k.replace('/', '.'): v for k, v in value.items()})
+  else:
+    np.save(path, value)
+
+
+def main(argv):
+  if len(argv) != 2 or argv[1] not in MODES:
+    raise app.UsageError(f'give one mode: {", ".join(MODES)}')
+  FLAGS.mode = argv[1]
+  if not FLAGS.out:
+    raise app.UsageError('give --out=FILE.png')
+  try:
+    needs_model = FLAGS.mode in ('filters', 'features', 'saliency', 'occlusion')
+    config, model = load_model() if needs_model else (None, None)
+    value = DRAW[FLAGS.mode](config, model)
+  except ValueError as e:  # LoadError, DatasetError, a bad flag
+    cli.fail('visualize.py', str(e))
+  if FLAGS.save_array:
+    save_array(value, FLAGS.save_array)
+  print(json.dumps({'mode': FLAGS.mode, 'out': FLAGS.out,
+                    **({'array': FLAGS.save_array} if FLAGS.save_array else {})}))
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('workdir', None, 'a training workdir (curves: several, comma-separated)')
+  flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
+  flags.DEFINE_string('torchvision', None, 'use torchvision weights of this model')
+  flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
+  flags.DEFINE_string('image', None, 'features, saliency, occlusion: the image')
+  flags.DEFINE_string('out', None, 'the figure: FILE.png')
+  flags.DEFINE_string('save_array', None, 'the numbers behind the figure: FILE.npy (.npz)')
+  flags.DEFINE_string('layer', None, 'filters, conv-arithmetic: a layer name (summary.py '
+                      'lists them); default: the first conv layer')
+  flags.DEFINE_list('layers', [], 'features: layer names (default: each stage\'s last conv)')
+  flags.DEFINE_integer('label', None, 'saliency, occlusion: the class (default: the top one)')
+  flags.DEFINE_integer('patch', 8, 'occlusion: side of the grey square, in pixels')
+  flags.DEFINE_integer('step', 2, 'occlusion: pixels between square positions')
+  flags.DEFINE_integer('kernel', 3, 'conv-arithmetic: kernel size')
+  flags.DEFINE_integer('stride', 1, 'conv-arithmetic: stride')
+  flags.DEFINE_string('padding', '0', 'conv-arithmetic: pixels, or SAME or VALID')
+  flags.DEFINE_integer('dilation', 1, 'conv-arithmetic: dilation')
+  flags.DEFINE_integer('input_size', 7, 'conv-arithmetic: input height and width')
+  flags.DEFINE_string('mode', None, '(the first argument)')
+  trained.define_config_flag(sys.argv, 'visualize.py')
+  cli.run(main, 'visualize.py')
