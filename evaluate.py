@@ -176,13 +176,9 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.workdir is None:
     raise app.UsageError('give --workdir=DIR')
-  cli.use_compilation_cache()
   config = FLAGS.config
-  if 'model' not in config:
-    cli.fail('evaluate.py', f'--workdir={FLAGS.workdir} has no config.json: give the '
-             'workdir of a training run, or --config=configs/FILE.py')
   try:
-    parallel.maybe_initialize_distributed(config)
+    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision)
   except ValueError as e:
     cli.fail('evaluate.py', str(e))
   try:

@@ -23,7 +23,6 @@ from PIL import UnidentifiedImageError
 
 from data import sources, transforms
 from lib import cli
-from lib import experiment
 from lib import parallel
 from lib import trained
 
@@ -108,13 +107,8 @@ def main(argv):
     raise app.UsageError('give --workdir=DIR (a training run), or --torchvision=NAME '
                          '--weights=FILE.pth --config=configs/FILE.py')
   config = FLAGS.config
-  if 'model' not in config:
-    cli.fail('predict.py', f'--workdir={FLAGS.workdir} has no config.json: give the '
-             'workdir of a training run, or --config=configs/FILE.py')
   try:
-    parallel.maybe_initialize_distributed(config)
-    if not FLAGS.torchvision:
-      experiment.check(config, training=False)
+    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision)
     num_classes, names = classes(config, FLAGS.torchvision)
     model = trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
                          FLAGS.torchvision, FLAGS.weights)

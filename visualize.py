@@ -46,7 +46,6 @@ import numpy as np
 from data import sources, transforms
 import input_pipeline
 from lib import cli
-from lib import experiment
 from lib import parallel
 from lib import pictures
 from lib import plots
@@ -64,12 +63,7 @@ MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithme
 def load_model():
   """(config, Trained) from the flags."""
   config = FLAGS.config
-  if 'model' not in config:
-    raise ValueError(f'--workdir={FLAGS.workdir} has no config.json: give the workdir of '
-                     'a training run, or --config=configs/FILE.py')
-  parallel.maybe_initialize_distributed(config)
-  if not FLAGS.torchvision:
-    experiment.check(config, training=False)
+  trained.prepare(config, FLAGS.workdir, FLAGS.torchvision)
   try:
     num_classes = config.num_classes or sources.dataset_info(config).num_classes
   except sources.DatasetError:

@@ -82,9 +82,9 @@ def check_model(config):
   models.create_model_from_config(config.model, config.num_classes or 10)
 
 
-def create_model(config, info):
-  """The config's model for the dataset's classes, computing in the config's precision."""
-  return models.create_model_from_config(config.model, info.num_classes,
+def create_model(config, num_classes: int):
+  """The config's model for `num_classes`, computing in the config's precision."""
+  return models.create_model_from_config(config.model, num_classes,
                                          PRECISIONS[config.precision])
 
 
@@ -161,7 +161,7 @@ class Experiment:
 def setup(config, info, mesh: Mesh) -> Experiment:
   """Model, optimizer, schedule, the state's abstract shape and sharding, the steps.
   Traces (eval_shape) but compiles nothing: shape errors surface here."""
-  model = create_model(config, info)
+  model = create_model(config, info.num_classes)
   tx = optim.create_optimizer(config)
   length = run_length(config, info)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)

@@ -20,6 +20,7 @@ import input_pipeline
 from lib import checkpoints
 from lib import cli
 from lib import experiment
+from lib import parallel
 import models
 from models import torchvision_import
 
@@ -70,6 +71,18 @@ def define_config_flag(argv: list[str], program: str):
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 
+def prepare(config, workdir: str | None, torchvision: str | None = None):
+  """What every command on a trained model does before loading it: a config to use, the
+  compilation cache, jax.distributed for a multi-process job, the checks without data."""
+  if 'model' not in config:
+    raise LoadError(f'--workdir={workdir} has no config.json: give the workdir of a '
+                    'training run, or --config=configs/FILE.py')
+  cli.use_compilation_cache()
+  parallel.maybe_initialize_distributed(config)
+  if not torchvision:
+    experiment.check(config, training=False)
+
+
 def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]:
   """(params and batch_stats, step, 'best'|'latest'|'step<N>') of `which`: best, latest
   or a step number."""
@@ -114,8 +127,7 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
                                            torchvision_import.load_pth(weights))
     return Trained(models.create_model(torchvision, num_classes=num_classes), variables, 0,
                    f'torchvision_{torchvision}')
-  model = models.create_model_from_config(config.model, num_classes,
-                                          experiment.PRECISIONS[config.precision])
+  model = experiment.create_model(config, num_classes)
   variables, step, which = variables_from_checkpoint(workdir, checkpoint)
   return Trained(model, variables, step, which)
 

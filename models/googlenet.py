@@ -108,7 +108,7 @@ class GoogLeNet(nn.Module):
       x = Inception(INCEPTION[block], bn, dt, name=f'inception{block}')(x, train)
       # Auxiliary heads on 4a and 4d; built at init so that training finds their params.
       if block in ('4a', '4d') and self.aux_logits and (train or self.is_initializing()):
-        aux[block] = AuxClassifier(self.num_classes, bn, dt, name=f'aux{block}')(
+        aux[f'aux{block}'] = AuxClassifier(self.num_classes, bn, dt, name=f'aux{block}')(
             x, train)
     for name, logits in aux.items() if train else ():
       layers.sow_auxiliary(self, name, self.aux_loss_weight, logits)

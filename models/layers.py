@@ -28,8 +28,9 @@ AUX_COLLECTION = 'aux_losses'
 
 
 def sow_auxiliary(module: nn.Module, name: str, weight: float, logits):
-  """Hand the trainer an auxiliary classifier's logits and the weight of its loss."""
-  module.sow(AUX_COLLECTION, name, (weight, logits))
+  """Hand the trainer an auxiliary classifier's logits and the weight of its loss; `name`
+  may be the classifier's own module name (the entry is '<name>_logits')."""
+  module.sow(AUX_COLLECTION, f'{name}_logits', (weight, logits))
 
 
 def auxiliary_losses(collections) -> list:

@@ -212,3 +212,44 @@ def test_unknown_optimizer_names_the_closest():
   with pytest.raises(ValueError, match=r"config.optimizer.name: unknown name 'adamv'.*"
                      r"did you mean 'adamw'"):
     optim.create_optimizer(c)
+
+
+def test_a_new_model_with_an_auxiliary_loss_needs_only_its_registry_entry(monkeypatch):
+  """A model sows its side classifier with a weight; the trainer adds weight * its loss
+  with no change to train.py or lib/experiment.py."""
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  from data import device  # pylint: disable=import-outside-toplevel
+  from lib import parallel  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  from models import layers  # pylint: disable=import-outside-toplevel
+
+  class TwoHeads(nn.Module):
+    num_classes: int = 10
+    dtype: object = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+      x = x.reshape(x.shape[0], -1)
+      side = nn.Dense(self.num_classes, name='side')(x)
+      if train:
+        layers.sow_auxiliary(self, 'side', 0.25, side)
+      return nn.Dense(self.num_classes, name='main')(x)
+
+  monkeypatch.setitem(models.MODELS, 'two_heads', (TwoHeads, 32))
+  c = tiny_config(1, name='mnist5k', channels=1, augment='none', device_resident=False)
+  c.model = {'name': 'two_heads'}
+  experiment.check(c)
+  info = input_pipeline.dataset_info(c)
+  exp = experiment.setup(c, info, parallel.data_mesh())
+  state = jax.jit(exp.init)(jax.random.key(0))
+  rng = np.random.RandomState(0)
+  batch = {'image': rng.randint(0, 256, (8, 32, 32, 1)).astype(np.uint8),
+           'label': rng.randint(0, 10, 8).astype(np.int32)}
+  params = jax.device_get(state.params)
+  after = exp.train_step(state, input_pipeline.to_global(batch, exp.mesh))
+  x = device.normalize(jnp.asarray(batch['image']), c).reshape(8, -1)
+  head = lambda p: x @ p['kernel'] + p['bias']
+  loss = lambda name: experiment.cross_entropy(head(params[name]), batch['label'], 10,
+                                               0.0).mean()
+  np.testing.assert_allclose(float(after.metrics['loss']),
+                             float(loss('main') + 0.25 * loss('side')), rtol=1e-5)
