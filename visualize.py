@@ -39,6 +39,7 @@ import os
 import sys
 
 from absl import app, flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,7 +86,7 @@ def conv_names(rows) -> list[str]:
 def image_view(config) -> np.ndarray:
   """--image through the config's evaluation view: uint8 (S, S, C)."""
   if not FLAGS.image:
-    raise ValueError(f'{FLAGS.mode} needs --image=PATH')
+    raise ValueError('features, saliency and occlusion need --image=PATH')
   try:
     with open(FLAGS.image, 'rb') as f:
       return transforms.eval_example(f.read(), config)
@@ -266,7 +267,7 @@ def model_layer_geometry():
     module = context.module
     if (context.method_name == '__call__' and '/'.join(module.scope.path) == FLAGS.layer
         and isinstance(module, layer_stats.SPATIAL)):
-      (k, _), (s, _), (d, _) = layer_stats._geometry(module)  # pylint: disable=protected-access
+      (k, _), (s, _), (d, _) = layer_stats.geometry(module)
       n = args[0].shape[1]
       padding = getattr(module, 'padding', 'VALID')
       found.update(k=k, s=s, d=d, n=n, pads=layers.resolve_padding(padding, (n, n), k, s, d)[0],
@@ -274,7 +275,6 @@ def model_layer_geometry():
     return next_fn(*args, **kwargs)
 
   size, channels = config.dataset.image_size, config.dataset.channels
-  import flax.linen as nn  # pylint: disable=import-outside-toplevel
   with nn.intercept_methods(interceptor):
     jax.eval_shape(lambda: model.model.init(jax.random.key(0),
                                             jnp.zeros((1, size, size, channels))))
@@ -300,18 +300,18 @@ def save_array(value, path: str):
 def main(argv):
   if len(argv) != 2 or argv[1] not in MODES:
     raise app.UsageError(f'give one mode: {", ".join(MODES)}')
-  FLAGS.mode = argv[1]
+  mode = argv[1]
   if not FLAGS.out:
     raise app.UsageError('give --out=FILE.png')
   try:
-    needs_model = FLAGS.mode in ('filters', 'features', 'saliency', 'occlusion')
+    needs_model = mode in ('filters', 'features', 'saliency', 'occlusion')
     config, model = load_model() if needs_model else (None, None)
-    value = DRAW[FLAGS.mode](config, model)
+    value = DRAW[mode](config, model)
   except ValueError as e:  # LoadError, DatasetError, a bad flag
     cli.fail('visualize.py', str(e))
   if FLAGS.save_array:
     save_array(value, FLAGS.save_array)
-  print(json.dumps({'mode': FLAGS.mode, 'out': FLAGS.out,
+  print(json.dumps({'mode': mode, 'out': FLAGS.out,
                     **({'array': FLAGS.save_array} if FLAGS.save_array else {})}))
 
 
@@ -334,6 +334,5 @@ if __name__ == '__main__':
   flags.DEFINE_string('padding', '0', 'conv-arithmetic: pixels, or SAME or VALID')
   flags.DEFINE_integer('dilation', 1, 'conv-arithmetic: dilation')
   flags.DEFINE_integer('input_size', 7, 'conv-arithmetic: input height and width')
-  flags.DEFINE_string('mode', None, '(the first argument)')
   trained.define_config_flag(sys.argv, 'visualize.py')
   cli.run(main, 'visualize.py')

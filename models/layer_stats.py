@@ -24,7 +24,7 @@ RECORDED = SPATIAL + (nn.Dense, nn.BatchNorm, layers.AdaptiveAvgPool, layers.Glo
                       layers.LocalResponseNorm, nn.Dropout)
 
 
-def _geometry(module):
+def geometry(module):
   """(kernel, stride, dilation) pairs of a conv or pooling module."""
   k = layers.pair(module.kernel_size)
   s = layers.pair(module.strides if module.strides is not None else module.kernel_size)
@@ -55,7 +55,7 @@ def layer_table(model: nn.Module, image_size, channels: int = 3) -> list[dict]:
     r, j, _ = field_of(inp)
     rf = None
     if isinstance(module, SPATIAL):
-      (k, _), (s, _), (d, _) = _geometry(module)
+      (k, _), (s, _), (d, _) = geometry(module)
       r, j = r + (k - 1) * d * j, j * s
       rf = (r, j)
     if out.ndim == 4:
