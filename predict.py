@@ -23,7 +23,6 @@ from PIL import UnidentifiedImageError
 
 from data import sources, transforms
 from lib import cli
-from lib import parallel
 from lib import trained
 
 FLAGS = flags.FLAGS
@@ -60,20 +59,6 @@ def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[st
   size, channels = config.dataset.image_size, config.dataset.channels
   return read, np.stack(views) if views else np.zeros((0, size, size, channels),
                                                        np.uint8), errors
-
-
-def predict(config, model, variables, views: np.ndarray, batch_size: int) -> np.ndarray:
-  """Posteriors (N, classes) of uint8 views, in batches split over the local devices."""
-  mesh = parallel.data_mesh(local=True)
-  posteriors = trained.posteriors_fn(model, config, mesh)
-  batch = -(-max(1, batch_size) // mesh.size) * mesh.size  # whole batches per device
-  out = []
-  for start in range(0, len(views), batch):
-    chunk = views[start:start + batch]
-    padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
-                                             chunk.dtype)])  # one shape: one compile
-    out.append(np.asarray(posteriors(variables, padded))[:len(chunk)])
-  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def top_k(probs: np.ndarray, names: list[str], k: int) -> list[dict]:
@@ -118,7 +103,8 @@ def main(argv):
   read, views, errors = eval_views(files, config)
   for line in errors:
     print(f'predict.py: {line}', file=sys.stderr, flush=True)
-  probs = predict(config, model.model, model.variables, views, config.batch_size)
+  probs = trained.posteriors_in_batches(model.model, config, model.variables, views,
+                                         config.batch_size)
   results = [{'path': path, 'predictions': top_k(p, names, FLAGS.top_k)}
              for path, p in zip(read, probs)]
   if FLAGS.json:

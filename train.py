@@ -13,6 +13,7 @@ or `log_every_epochs`). Running the same command on the same workdir resumes.
 """
 
 import concurrent.futures
+import functools
 import json
 import os
 import signal
@@ -234,23 +235,19 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal) -> dict:
           f'{n} examples', flush=True)
     return record
 
-  first_conv = []  # the first conv layer's name, found at the first evaluation
+  @functools.cache
+  def first_conv() -> str | None:
+    """The first conv layer's name (the model traced once, at the first evaluation)."""
+    size, channels = config.dataset.image_size, config.dataset.channels
+    return next((r['name'] for r in layer_stats.layer_table(model, size, channels)
+                 if r['type'] == 'Conv'), None)
 
   def show_first_filters(state, step):
     """The first layer's kernels as a picture in TensorBoard at each evaluation, to watch
     them form (AlexNet's Fig. 3); only that layer's kernel leaves the devices."""
-    if not log.writer:
-      return
-    if not first_conv:
-      size, channels = config.dataset.image_size, config.dataset.channels
-      first_conv.append(next((r['name'] for r in layer_stats.layer_table(
-          model, size, channels) if r['type'] == 'Conv'), None))
-    if first_conv[0]:
-      node = state.params
-      for part in first_conv[0].split('/'):
-        node = node[part]
-      image = pictures.first_filters_image({'layer': jax.device_get(node)}, 'layer')
-      log.write_image(step, f'filters/{first_conv[0]}', image)
+    if log.writer and first_conv():
+      kernel = pictures.conv_kernels(state.params, first_conv())
+      log.write_image(step, f'filters/{first_conv()}', pictures.filters_image(kernel))
 
   def after_eval(state, step, record):
     """Plateau bookkeeping and the best checkpoint (host side, between steps)."""

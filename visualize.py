@@ -47,7 +47,6 @@ import numpy as np
 from data import sources, transforms
 import input_pipeline
 from lib import cli
-from lib import parallel
 from lib import pictures
 from lib import plots
 from lib import trained
@@ -186,25 +185,18 @@ def occlusion(config, model):
   if not 0 < patch <= size or step <= 0:
     raise ValueError(f'--patch must be in [1, {size}] and --step positive; got '
                      f'{patch} and {step}')
-  mean, _ = sources.STATS.get(config.dataset.name, sources.STATS['imagenet'])
-  channels = view.shape[-1]
-  grey = np.round(np.array((mean * channels)[:channels]) * 255).astype(np.uint8)
+  mean, _ = sources.channel_stats(config.dataset.name, view.shape[-1])
+  grey = np.round(np.array(mean) * 255).astype(np.uint8)
   corners = [(t, l) for t in range(0, size - patch + 1, step)
              for l in range(0, size - patch + 1, step)]
-  occluded = np.repeat(view[None], len(corners), axis=0)
-  for i, (t, l) in enumerate(corners):
-    occluded[i, t:t + patch, l:l + patch] = grey
-  mesh = parallel.data_mesh(local=True)
-  posteriors = trained.posteriors_fn(model.model, config, mesh)
-  batch = -(-64 // mesh.size) * mesh.size
-  base = np.asarray(posteriors(model.variables, np.repeat(view[None], batch, 0)))[0]
+  images = np.repeat(view[None], 1 + len(corners), axis=0)  # the view, then occluded
+  for i, (t, l) in enumerate(corners, start=1):
+    images[i, t:t + patch, l:l + patch] = grey
+  posteriors = trained.posteriors_in_batches(model.model, config, model.variables, images,
+                                             batch_size=64)
+  base = posteriors[0]
   label = target_class(base)
-  probs = []
-  for start in range(0, len(occluded), batch):
-    chunk = occluded[start:start + batch]
-    chunk = np.concatenate([chunk, np.repeat(view[None], batch - len(chunk), 0)])
-    probs.append(np.asarray(posteriors(model.variables, chunk))[:, label])
-  probs = np.concatenate(probs)[:len(corners)]
+  probs = posteriors[1:, label]
   drop, covered = np.zeros((size, size)), np.zeros((size, size))
   for (t, l), p in zip(corners, probs):
     drop[t:t + patch, l:l + patch] += base[label] - p

@@ -47,9 +47,7 @@ def normalize(images, config, dtype=jnp.float32, step=None):
     alpha = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), (3,)))(keys) * 0.1
     # Each image gets sum_i alpha_i * lambda_i * p_i added to every pixel (AlexNet 4.1).
     x = x + jnp.einsum('ij,nj->ni', PCA_EIGVEC, alpha * PCA_EIGVAL)[:, None, None, :]
-  mean, std = sources.STATS.get(d.name, sources.STATS['imagenet'])
-  channels = x.shape[-1]
-  mean, std = (mean * channels)[:channels], (std * channels)[:channels]
+  mean, std = sources.channel_stats(d.name, x.shape[-1])
   return ((x - jnp.array(mean)) / jnp.array(std)).astype(dtype)
 
 

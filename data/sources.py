@@ -29,6 +29,13 @@ STATS = {
     'imagenet': ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 STATS['mnist5k'] = STATS['fashion_mnist'] = STATS['mnist']
+
+
+def channel_stats(name: str, channels: int) -> tuple[tuple, tuple]:
+  """(mean, std) per channel of dataset `name` (ImageNet's for any other), repeated or cut
+  to `channels` (a grey dataset fed to an RGB model, or the reverse)."""
+  mean, std = STATS.get(name, STATS['imagenet'])
+  return (mean * channels)[:channels], (std * channels)[:channels]
 MNIST5K_TRAIN = 4000
 # Training-split sizes as published, for planning without the data (reproduce.py);
 # a run reads the real size from the source.

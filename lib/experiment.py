@@ -19,14 +19,12 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from configs import default
 import input_pipeline
 from lib import optim
 import models
 
 PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-# Durations a config gives in steps or in epochs: `{name}_every_steps` or
-# `{name}_every_epochs`, one of the two set, the other None (as big_vision's get_steps).
-PERIODS = ('log', 'eval', 'checkpoint')
 
 
 class SetupError(ValueError):
@@ -89,11 +87,11 @@ def create_model(config, num_classes: int):
 
 
 def _check_training(config):
-  positive = {'batch_size': config.batch_size, 'dataset.image_size': config.dataset.image_size,
+  # (config.batch_size: check_model)
+  positive = {'dataset.image_size': config.dataset.image_size,
               'keep_checkpoints': config.keep_checkpoints,
               'schedule.learning_rate': config.schedule.learning_rate}
-  positive.update([_one_of(config, 'num_train_steps', 'num_epochs')])
-  positive.update(_one_of(config, f'{n}_every_steps', f'{n}_every_epochs') for n in PERIODS)
+  positive.update(_one_of(config, *pair) for pair in default.DURATIONS)
   for field, value in positive.items():
     if value <= 0:
       raise ValueError(f'config.{field} must be positive; got {value}')
@@ -121,16 +119,15 @@ class RunLength:
 
 
 def run_length(config, info) -> RunLength:
-  """Every duration in steps, from steps or epochs (a fraction of an epoch rounds up to
-  at least one step)."""
+  """Every duration of configs/default.DURATIONS in steps, from its steps or epochs key
+  (a fraction of an epoch rounds up to at least one step)."""
   steps_per_epoch = max(info.num_train // config.batch_size, 1)
-  in_steps = lambda key, value: value if key.endswith('_steps') else max(
-      1, math.ceil(value * steps_per_epoch))
-  total = in_steps(*_one_of(config, 'num_train_steps', 'num_epochs'))
-  every = {n: in_steps(*_one_of(config, f'{n}_every_steps', f'{n}_every_epochs'))
-           for n in PERIODS}
-  return RunLength(steps_per_epoch, total, every['log'], every['eval'],
-                   every['checkpoint'])
+  steps = {}
+  for steps_key, epochs_key in default.DURATIONS:
+    key, value = _one_of(config, steps_key, epochs_key)
+    steps[steps_key] = value if key == steps_key else max(1, math.ceil(value * steps_per_epoch))
+  return RunLength(steps_per_epoch, steps['num_train_steps'], steps['log_every_steps'],
+                   steps['eval_every_steps'], steps['checkpoint_every_steps'])
 
 
 # ------------------------------------------------------------------------------ set-up

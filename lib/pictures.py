@@ -9,7 +9,8 @@ from PIL import Image
 
 
 def conv_kernels(params, layer: str) -> np.ndarray:
-  """The kernel (kh, kw, in, out) of the conv layer at `layer` ('C1', 'stage1/conv')."""
+  """The kernel (kh, kw, in, out) of the conv layer at `layer` ('C1', 'stage1/conv'), on
+  the host (of parameters on the devices, only this array is copied)."""
   node = params
   for part in layer.split('/'):
     node = node[part]
@@ -65,7 +66,7 @@ def png_bytes(image: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
-def first_filters_image(params, layer: str) -> np.ndarray:
+def filters_image(kernel: np.ndarray) -> np.ndarray:
   """The picture of a first layer's filters that TensorBoard shows at each evaluation."""
-  tiles = filter_tiles(conv_kernels(params, layer))
+  tiles = filter_tiles(kernel)
   return grid(tiles, scale=max(1, 48 // tiles.shape[1]))

@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import ml_collections
 from ml_collections import config_flags
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -145,3 +146,18 @@ def posteriors_fn(model, config, mesh, dense: bool = False):
     logits = model.apply(variables, images, train=False, **kwargs)
     return jax.nn.softmax(logits.astype(jnp.float32))
   return posteriors
+
+
+def posteriors_in_batches(model, config, variables, views, batch_size: int):
+  """Posteriors (N, classes) of uint8 views (N, H, W, C), in batches split over the local
+  devices; the last batch is padded, so every batch has one shape and compiles once."""
+  mesh = parallel.data_mesh(local=True)
+  posteriors = posteriors_fn(model, config, mesh)
+  batch = -(-max(1, batch_size) // mesh.size) * mesh.size  # whole batches per device
+  out = []
+  for start in range(0, len(views), batch):
+    chunk = views[start:start + batch]
+    padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
+                                             chunk.dtype)])
+    out.append(np.asarray(posteriors(variables, padded))[:len(chunk)])
+  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
