@@ -122,7 +122,8 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
   t = time.perf_counter()
-  iterator = iter(input_pipeline.train_dataset(config, start_step))
+  iterator = iter(input_pipeline.train_dataset(config, start_step,
+                                               source=sources.open_split(config, 'train', info)))
   next(iterator)  # building the pipeline, starting its workers, the first batch
   first_batch_s = time.perf_counter() - t
   for _ in range(warmup):
@@ -137,15 +138,15 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
          'batch_ms': 1000 * elapsed / steps, 'images_per_sec': images / elapsed,
          'steps': steps}
   if sources.is_encoded(config):
-    row['pillow_images_per_sec'] = plain_pillow_rate(config, images)
+    row['pillow_images_per_sec'] = plain_pillow_rate(config, info, images)
     row['speedup'] = row['images_per_sec'] / row['pillow_images_per_sec']
   return row
 
 
-def plain_pillow_rate(config, count: int) -> float:
+def plain_pillow_rate(config, info, count: int) -> float:
   """Images/s of one process reading, decoding and augmenting `count` training images
   one after another: the same per-image code as the pipeline, without Grain."""
-  source = sources.open_split(config, 'train')
+  source = sources.open_split(config, 'train', info)
   t = time.perf_counter()
   for q in range(count):
     item = source[q % len(source)]

@@ -183,7 +183,7 @@ def to_arrays(source, channels: int) -> sources.ArraySource:
 def _split_source(config, info: DatasetInfo, split: str):
   """A split as a source; image files are decoded into memory when the data is resident.
   (Each call decodes: train.py asks once per split and run.)"""
-  source = sources.open_split(config, split)
+  source = sources.open_split(config, split, info)
   if sources.is_encoded(config) and resident(config, info):
     return to_arrays(source, config.dataset.channels)
   return source
@@ -273,7 +273,8 @@ def train_batches(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) ->
   if resident(config, info):
     split = _split_source(config, info, 'train')
     return itertools.repeat(device.put_resident(split, config, mesh))
-  return device_iterator(train_dataset(config, start_step), mesh)
+  return device_iterator(train_dataset(config, start_step, source=sources.open_split(
+      config, 'train', info)), mesh)
 
 
 def prepare_eval(batch, config, dtype=jnp.float32) -> dict:

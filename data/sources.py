@@ -58,6 +58,9 @@ class DatasetInfo:
   num_eval: int
   num_corrupt: int = 0     # image files left out (folder datasets, on_corrupt='skip')
   label_names: tuple = ()  # a name per class where the dataset has them
+  # The sources opened to size the splits ('train', 'eval'), which open_split hands out
+  # again: a TFDS split's ArrayRecord files (ImageNet's are 1,024) are opened once a run.
+  opened: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
   @property
   def fixed_size(self) -> bool:
@@ -319,17 +322,18 @@ def _tfds_split(config, builder, split: str) -> str:
 def _tfds_info(config):
   builder = _tfds_builder(config)
   info = builder.info
-  sizes = {}
+  opened = {}
   for split in ('train', 'eval'):
     name = _tfds_split(config, builder, split)
     try:
-      sizes[split] = len(TfdsSource(config.dataset.name, name, config.dataset.data_dir or None))
+      opened[split] = TfdsSource(config.dataset.name, name, config.dataset.data_dir or None)
     except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
       raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
                          f'this dataset has splits {sorted(info.splits)}') from None
   return DatasetInfo(config.dataset.name, info.features['label'].num_classes,
-                     tuple(info.features['image'].shape), sizes['train'], sizes['eval'],
-                     label_names=tuple(info.features['label'].names))
+                     tuple(info.features['image'].shape), len(opened['train']),
+                     len(opened['eval']), label_names=tuple(info.features['label'].names),
+                     opened=opened)
 
 
 def _tfds_open(config, split):
@@ -361,8 +365,11 @@ def dataset_info(config) -> DatasetInfo:
   return SOURCES[_kind(config.dataset.name)][0](config)
 
 
-def open_split(config, split: str):
-  """The 'train' or 'eval' split of `config.dataset` as a random-access source."""
+def open_split(config, split: str, info: DatasetInfo | None = None):
+  """The 'train' or 'eval' split of `config.dataset` as a random-access source (the
+  one `info` opened already, if it did)."""
+  if info is not None and split in info.opened:
+    return info.opened[split]
   return SOURCES[_kind(config.dataset.name)][1](config, split)
 
 

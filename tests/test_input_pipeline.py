@@ -120,6 +120,32 @@ def folder_config(tmp_path, **dataset):
                      **dataset)
 
 
+@pytest.mark.parametrize('device_resident', [False, True])
+def test_a_run_opens_each_tfds_split_once(device_resident, monkeypatch):
+  """train.py's set-up (dataset_info, the training batches, the eval batches) opens the
+  builder once and each split's files once: ImageNet's train split is 1,024 files."""
+  config = make_config(name='mnist', augment='none', image_size=28, channels=1,
+                       device_resident=device_resident)
+  calls = {'builder': 0, 'data_source': 0}
+
+  def counting(name, function):
+    def wrapper(*args, **kwargs):
+      calls[name] += 1
+      return function(*args, **kwargs)
+    return wrapper
+
+  with tfds.testing.mock_data(num_examples=12, **MOCK):
+    for name in calls:
+      monkeypatch.setattr(tfds, name, counting(name, getattr(tfds, name)))
+    info = input_pipeline.dataset_info(config)
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+    batches = input_pipeline.train_batches(config, info, mesh)
+    next(batches)
+    assert sum(1 for _ in input_pipeline.eval_dataset(config, info)) == 2  # 12 / 8, padded
+  assert input_pipeline.resident(config, info) == device_resident
+  assert calls == {'builder': 1, 'data_source': 2}
+
+
 @pytest.mark.parametrize('kind', ['mnist5k', 'folder', 'tfds'])
 def test_resumed_and_split_over_processes_equal_one_uninterrupted_process(kind, tmp_path):
   if kind == 'mnist5k':
