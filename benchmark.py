@@ -122,8 +122,7 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
   t = time.perf_counter()
-  iterator = iter(input_pipeline.train_dataset(config, start_step,
-                                               source=sources.open_split(config, 'train', info)))
+  iterator = iter(input_pipeline.train_dataset(config, start_step, info=info))
   next(iterator)  # building the pipeline, starting its workers, the first batch
   first_batch_s = time.perf_counter() - t
   for _ in range(warmup):

@@ -129,12 +129,13 @@ def _iterate(dataset: grain.MapDataset, config) -> grain.IterDataset:
 
 
 def train_dataset(config, start_step: int = 0, process_index=None, process_count=None,
-                  source=None) -> grain.IterDataset:
+                  source=None, info: DatasetInfo | None = None) -> grain.IterDataset:
   """This process's slice of the global uint8 training batches from `start_step` on
-  ({'image': (local, H, W, C) uint8, 'label': int32}): nothing before it is read."""
+  ({'image': (local, H, W, C) uint8, 'label': int32}): nothing before it is read.
+  (The split is `source`, or the one `info` opened, or opened here.)"""
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(config, pc)
-  source = source if source is not None else sources.open_split(config, 'train')
+  source = source if source is not None else sources.open_split(config, 'train', info)
   end = np.iinfo(np.int32).max // config.batch_size  # positions fit the device's uint32
   examples = grain.MapDataset.range(start_step * local, end * local).map(functools.partial(
       _train_example, source=source, config=config, process_index=pi, local=local))
@@ -273,8 +274,7 @@ def train_batches(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) ->
   if resident(config, info):
     split = _split_source(config, info, 'train')
     return itertools.repeat(device.put_resident(split, config, mesh))
-  return device_iterator(train_dataset(config, start_step, source=sources.open_split(
-      config, 'train', info)), mesh)
+  return device_iterator(train_dataset(config, start_step, info=info), mesh)
 
 
 def prepare_eval(batch, config, dtype=jnp.float32) -> dict:
