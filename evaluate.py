@@ -12,10 +12,14 @@ dense (VGG section 3.2: the whole image at test scale Q, FC layers as convolutio
 scores averaged over the map, and the mirror image); multiscale (dense at each Q of
 --scales, posteriors averaged: VGG Table 4). The config is the workdir's config.json
 unless --config is given; --config.KEY=VALUE overrides either (e.g. the data_dir).
-Results: DIR/eval/<checkpoint>_<mode>.json and a record in DIR/metrics.jsonl.
+Results: DIR/eval/<checkpoint>_<mode>.json, one file per checkpoint and mode (with
+_<split> added for a split other than the run's own eval split; never in
+DIR/metrics.jsonl: that is training's own record, which its best and final metrics and
+the sweep reports read).
 """
 
 import os
+import re
 import sys
 import time
 
@@ -29,6 +33,7 @@ from lib import cli
 from lib import experiment
 from lib import formatting
 from lib import parallel
+from lib import run_contract
 from lib import trained
 from lib import workdir as workdir_lib
 
@@ -156,9 +161,17 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
   if not parallel.is_primary():  # every process holds the whole result; one writes it
     return record
   os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-  workdir_lib.write_json(os.path.join(workdir, 'eval', f'{which}_{mode}.json'), record)
-  workdir_lib.append_metrics(workdir, record)
+  workdir_lib.write_json(result_path(workdir, which, mode, config.dataset.eval_split), record)
   return record
+
+
+def result_path(workdir: str, which: str, mode: str, split: str) -> str:
+  """DIR/eval/<checkpoint>_<mode>.json for the run's own eval split, with _<split> added
+  for another one, so that neither overwrites the other."""
+  saved = run_contract.read_saved(workdir)
+  own = saved is None or saved.dataset.eval_split == split
+  suffix = '' if own else '_' + re.sub(r'[^\w.-]', '_', split)
+  return os.path.join(workdir, 'eval', f'{which}_{mode}{suffix}.json')
 
 
 def define_flags(argv):

@@ -28,16 +28,22 @@ from lib import trained
 FLAGS = flags.FLAGS
 
 
-def image_files(paths: list[str]) -> list[str]:
-  """The files named, and the image files under each folder named, in sorted order."""
-  files = []
+def image_files(paths: list[str]) -> tuple[list[str], list[str]]:
+  """(the files named and the PNG/JPEG files under each folder named, in sorted order and
+  hidden ones left out; the folders named that hold none)."""
+  files, empty = [], []
   for path in paths:
     if os.path.isdir(path):
-      files += sorted(os.path.join(root, f) for root, _, names in os.walk(path)
-                      for f in names if f.lower().endswith(sources.IMAGE_EXTENSIONS))
+      found = []
+      for root, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith('.')]
+        found += [os.path.join(root, f) for f in names if not f.startswith('.')
+                  and f.lower().endswith(sources.IMAGE_EXTENSIONS)]
+      files += sorted(found)
+      empty += [] if found else [path]
     else:
       files.append(path)
-  return files
+  return files, empty
 
 
 def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[str]]:
@@ -50,8 +56,6 @@ def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[st
       read.append(path)
     except FileNotFoundError:
       errors.append(f'{path}: no such file')
-    except IsADirectoryError:
-      errors.append(f'{path}: a directory with no images')
     except (OSError, ValueError, SyntaxError) as e:  # Pillow's UnidentifiedImageError, ...
       reason = 'not an image Pillow can read' if isinstance(e, UnidentifiedImageError) \
           else f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}'
@@ -91,6 +95,13 @@ def main(argv):
   if FLAGS.workdir is None and FLAGS.torchvision is None:
     raise app.UsageError('give --workdir=DIR (a training run), or --torchvision=NAME '
                          '--weights=FILE.pth --config=configs/FILE.py')
+  if FLAGS.top_k < 1:
+    cli.fail('predict.py', f'--top_k={FLAGS.top_k}: give the number of classes to show '
+             'per image, 1 or more')
+  files, empty = image_files(paths)
+  if not files:
+    cli.fail('predict.py', f'no PNG or JPEG image in {", ".join(paths)}; name image files '
+             'or folders that hold them')
   config = FLAGS.config
   try:
     trained.prepare(config, FLAGS.workdir, FLAGS.torchvision)
@@ -99,8 +110,8 @@ def main(argv):
                          FLAGS.torchvision, FLAGS.weights)
   except ValueError as e:  # LoadError, DatasetError, a bad config
     cli.fail('predict.py', str(e))
-  files = image_files(paths)
   read, views, errors = eval_views(files, config)
+  errors += [f'{path}: a folder with no PNG or JPEG image' for path in empty]
   for line in errors:
     print(f'predict.py: {line}', file=sys.stderr, flush=True)
   probs = trained.posteriors_in_batches(model.model, config, model.variables, views,

@@ -81,11 +81,30 @@ def epochs_and_images(config) -> tuple[float, int | None]:
   return (images / size if size else None), images
 
 
-def plan(table: str, sweep_dir: str, seeds: int, benchmark: str | None) -> str:
+def benchmark_rates(path: str) -> dict:
+  """{model: training images/s} from a benchmark.py --json file: its end-to-end rows,
+  else its train-step rows (input-only rows time no model)."""
+  try:
+    with open(path) as f:
+      rows = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise sweep.SweepError(f'--benchmark={path}: cannot read it ({e})') from None
   rates = {}
-  if benchmark:
-    with open(benchmark) as f:
-      rates = {r['model']: r['images_per_sec'] for r in json.load(f)}
+  for mode in ('train_step', 'end_to_end'):  # the later mode wins
+    rates.update({r['model']: r['images_per_sec'] for r in rows
+                  if isinstance(r, dict) and r.get('mode', 'train_step') == mode
+                  and 'model' in r})
+  if not rates:
+    modes = sorted({str(r.get('mode')) for r in rows if isinstance(r, dict)})
+    raise sweep.SweepError(
+        f'--benchmark={path} holds no model timings (modes: {", ".join(modes) or "none"}); '
+        'the plan needs a training rate: python benchmark.py --config=... --json=FILE '
+        '(the train-step or --end_to_end mode)')
+  return rates
+
+
+def plan(table: str, sweep_dir: str, seeds: int, benchmark: str | None) -> str:
+  rates = benchmark_rates(benchmark) if benchmark else {}
   lines = [f"# {paper_tables.TABLES[table]['title']}: plan\n"]
   total_hours = 0.0
   for trial in trials(table, seeds):
@@ -245,15 +264,11 @@ def main(argv):
     else:
       table_trials = trials(table, FLAGS.seeds)
       spec = f'{os.path.join(sweep.REPO, "lib", "paper_tables.py")}:{table}'
-      if not FLAGS.dry_run:
-        sweep.save_plan(FLAGS.workdir, spec, table_trials)
-      if FLAGS.launcher == 'slurm':
-        sweep.submit_slurm(FLAGS.workdir, table_trials, sweep.slurm_options(),
-                           FLAGS.parallel, FLAGS.dry_run,
-                           report_args=('reproduce.py', table, 'report'))
+      slurm = sweep.slurm_options() if FLAGS.launcher == 'slurm' else None
+      no_failures = sweep.launch(FLAGS.workdir, spec, table_trials, FLAGS.parallel,
+                                 FLAGS.dry_run, slurm, ('reproduce.py', table, 'report'))
+      if slurm is not None:
         return
-      no_failures = sweep.run_local(FLAGS.workdir, table_trials, FLAGS.parallel or 1,
-                                    FLAGS.dry_run)
       if not FLAGS.dry_run:
         print(report(table, FLAGS.workdir), end='')
       sys.exit(0 if no_failures else 1)

@@ -23,8 +23,8 @@ from lib import cli
 from lib import sweep_report
 from lib import sweeps
 from lib import workdir as workdir_lib
-from lib.sweeps import (Children, SweepError, expand, load_plan, load_sweep_file, run_local,
-                        run_trial, save_plan, submit_slurm, slurm_options)
+from lib.sweeps import (Children, SweepError, expand, launch, load_plan, load_sweep_file,
+                        run_trial, slurm_options)
 
 FLAGS = flags.FLAGS
 
@@ -55,15 +55,13 @@ def main(argv):
     if FLAGS.parallel is not None and FLAGS.parallel < 1:
       raise SweepError(f'--parallel must be at least 1; got {FLAGS.parallel}')
     trials = expand(FLAGS.config)
-    if not FLAGS.dry_run:
-      save_plan(FLAGS.workdir, FLAGS.config, trials)
+    slurm = None
     if FLAGS.launcher == 'slurm':
       module, _, arg = load_sweep_file(FLAGS.config)
-      submit_slurm(FLAGS.workdir, trials, slurm_options(module, arg), FLAGS.parallel,
-                   FLAGS.dry_run)
-      return
-    no_failures = run_local(FLAGS.workdir, trials, FLAGS.parallel or 1, FLAGS.dry_run)
-    if not FLAGS.dry_run:
+      slurm = slurm_options(module, arg)
+    no_failures = launch(FLAGS.workdir, FLAGS.config, trials, FLAGS.parallel, FLAGS.dry_run,
+                         slurm)
+    if slurm is None and not FLAGS.dry_run:
       print(sweep_report.report(FLAGS.workdir, load_plan(FLAGS.workdir)), end='')
     sys.exit(0 if no_failures else 1)  # stopped trials are not failures: rerun resumes
   except (SweepError, workdir_lib.WorkdirError) as e:

@@ -40,6 +40,7 @@ from lib import formatting
 from lib import optim
 from lib import parallel
 from lib import pictures
+from lib import run_contract
 from lib import workdir as workdir_lib
 from models import layer_stats
 
@@ -150,27 +151,37 @@ def _stop_signals():
   return (lambda: received[0] if received else None), restore
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=(),
+                       allow_schedule_change: bool = False) -> dict:
   """Train and evaluate; returns the final eval metrics (top1, top5, loss, ...).
 
-  Raises SetupError for bad input (before anything compiles or any file changes) and
-  TrainingStopped for a divergence or a checkpoint that cannot be written.
+  `given`: the keys set on the command line, each of which this run must read.
+  A workdir that holds a run resumes it if the config matches the saved one (see
+  lib/run_contract.py); `allow_schedule_change` accepts a new run length that changes
+  the learning rate of the steps ahead. Raises SetupError for bad input (before anything
+  compiles or any file changes) and TrainingStopped for a divergence or a checkpoint
+  that cannot be written.
   """
   lock = None
   try:
-    # --- set-up and validation, all before anything compiles
-    experiment.check(config)  # everything that needs no data, before any is opened
+    # --- set-up and validation, all before anything compiles or is written
+    run_contract.resolve_paths(config)
+    experiment.check(config, given=given)  # everything that needs no data
     info = input_pipeline.dataset_info(config)
     input_pipeline.check_config(config, info)
     exp = experiment.setup(config, info, parallel.data_mesh())
+    weights = initial_weights(exp)
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
       lock = workdir_lib.Lock(workdir).acquire()
-  except ValueError as e:  # DatasetError, WorkdirError too
+    changed = check_contract(exp, workdir, allow_schedule_change)
+  except ValueError as e:  # DatasetError, WorkdirError, ContractError too
+    if lock:
+      lock.release()
     raise SetupError(str(e)) from None
   stop_signal, restore_signals = _stop_signals()
   try:
-    return _train(exp, workdir, stop_signal)
+    return _train(exp, workdir, stop_signal, weights, changed)
   except checkpoints.CorruptCheckpointError as e:
     raise SetupError(str(e)) from None
   finally:
@@ -179,7 +190,62 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       lock.release()
 
 
-def _train(exp: experiment.Experiment, workdir: str, stop_signal) -> dict:
+def initial_weights(exp: experiment.Experiment) -> dict | None:
+  """config.init_from's weights (params and BatchNorm statistics, host arrays), checked
+  against the model; None without init_from."""
+  source = exp.config.init_from
+  if not source:
+    return None
+  state = checkpoints.read_state(source)
+  weights = {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}
+  expected = {'params': exp.abstract_state.params,
+              'batch_stats': exp.abstract_state.batch_stats}
+  wrong = checkpoints.mismatch(expected, weights, f'the checkpoint of {source}')
+  if wrong:
+    raise ValueError(f'config.init_from={source}: {wrong}; its model differs from this '
+                     "config's")
+  return weights
+
+
+def check_contract(exp: experiment.Experiment, workdir: str,
+                   allow_schedule_change: bool) -> dict:
+  """The run contract (lib/run_contract.py): {} for a new run or the same config; the
+  durations and periods a resume changes; ContractError for anything else."""
+  config = exp.config
+  steps = checkpoints.saved_steps(workdir)
+  if not steps:  # nothing trained yet: the config (re)starts the run
+    return {}
+  saved = run_contract.read_saved(workdir)
+  if saved is None:
+    raise run_contract.ContractError(
+        f'--workdir={workdir} has checkpoints but no {run_contract.CONFIG} to say what '
+        'they were trained with; restore that file, or choose a new --workdir')
+  diff = run_contract.check_resume(saved, config, workdir)
+  if not diff:
+    return diff
+  latest, total = steps[-1], exp.length.total_steps
+  if latest > total:
+    raise run_contract.ContractError(
+        f'--workdir={workdir} is at step {latest}, past the {total} steps this config asks '
+        f'for ({run_contract.describe(diff)}); choose a new --workdir (with '
+        f'--config.init_from={workdir} to start from its weights)')
+  old = experiment.run_length(saved, exp.info)
+  old_schedule = optim.create_schedule(saved, old.steps_per_epoch, old.total_steps)
+  moved = run_contract.schedule_change(old_schedule, exp.schedule, old.total_steps, latest)
+  if moved and not allow_schedule_change:
+    raise run_contract.ContractError(
+        f'{run_contract.describe(diff)} changes the learning rate of the steps ahead of '
+        f'{workdir} ({moved}), since {config.schedule.name} depends on the run\'s length; '
+        'pass --allow_schedule_change to resume with the new schedule, or choose a new '
+        '--workdir')
+  if latest < total:
+    print(f'Resuming with config changes: {run_contract.describe(diff)}; the learning rate '
+          + (f'changes at {moved}' if moved else 'of the steps ahead is unchanged'),
+          flush=True)
+  return diff
+
+
+def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, changed) -> dict:
   config, info, mesh, model = exp.config, exp.info, exp.mesh, exp.model
   total_steps, steps_per_epoch = exp.length.total_steps, exp.length.steps_per_epoch
   train_step, eval_step = exp.train_step, exp.eval_step
@@ -217,12 +283,18 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal) -> dict:
     init = jax.jit(exp.init, out_shardings=exp.state_sharding).lower(jax.random.key(0))
     state = init.compile(compiler_options=run_once_options(mesh.devices.flat[0].platform))(
         jax.random.key(config.seed))
+    if weights is not None:  # config.init_from: its weights, placed as the state's are
+      state = state.replace(**jax.device_put(
+          weights, {'params': exp.state_sharding.params,
+                    'batch_stats': exp.state_sharding.batch_stats}))
     start = 0
   else:
     print(f'Resuming {workdir} from step {start}', flush=True)
   if primary:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    run_contract.save(workdir, config, changed, start)
+    # A finished run made longer is unfinished again: its final metrics come at the end.
+    if os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS)):
+      os.remove(os.path.join(workdir, workdir_lib.FINAL_METRICS))
   log = MetricsLog(workdir, resume_step=start)
 
   # --- data, from the step the run starts at
@@ -392,7 +464,8 @@ def main(argv):
   except ValueError as e:
     cli.fail('train.py', str(e))
   try:
-    train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train_and_evaluate(FLAGS.config, FLAGS.workdir, cli.overridden_keys(sys.argv),
+                       FLAGS.allow_schedule_change)
   except SetupError as e:
     cli.fail('train.py', str(e))
   except TrainingStopped as e:
@@ -418,6 +491,8 @@ def define_flags():
   config_flags.DEFINE_config_file('config', None, 'training config file (file.py[:arg])',
                                   lock_config=True)
   flags.DEFINE_string('workdir', None, 'directory for checkpoints and metrics')
+  flags.DEFINE_bool('allow_schedule_change', False, 'resume with a new run length that '
+                    'changes the learning rate of the steps ahead (a longer cosine run)')
 
 
 if __name__ == '__main__':

@@ -1,6 +1,9 @@
 """Helpers shared by the config files."""
 
 
+BOOLEANS = {'true': True, '1': True, 'yes': True, 'false': False, '0': False, 'no': False}
+
+
 def parse_arg(arg: str | None, **defaults):
   """'depth=56,imagenet' -> {'depth': 56, 'imagenet': True, ...defaults}.
 
@@ -18,11 +21,18 @@ def parse_arg(arg: str | None, **defaults):
       continue
     kind = type(defaults[key])
     if kind is bool:
-      result[key] = value.lower() in ('1', 'true', 'yes')
+      if value.lower() not in BOOLEANS:
+        raise ValueError(f'config argument {key}={value!r}: give true or false (or 1/0, '
+                         'yes/no), or the bare word for true')
+      result[key] = BOOLEANS[value.lower()]
     elif defaults[key] is None:
       result[key] = value
     else:
-      result[key] = kind(value)
+      try:
+        result[key] = kind(value)
+      except ValueError:
+        raise ValueError(f'config argument {key}={value!r}: give a {kind.__name__}, '
+                         f'like its default {defaults[key]!r}') from None
   return result
 
 

@@ -60,7 +60,7 @@ def get_config(arg=None):
 
   c.batch_size = 128                # global, over all devices and hosts
   # Durations, each in steps or in epochs: one of a pair set, the other None. Setting
-  # one on the command line (or in a sweep) clears its partner (set_duration_partners).
+  # one on the command line (or in a sweep) clears its partner (clear_duration_partners).
   c.num_train_steps = _maybe(64000, int)
   c.num_epochs = _maybe(None, float)
 
@@ -69,8 +69,11 @@ def get_config(arg=None):
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = False
   c.optimizer.weight_decay = 1e-4
-  c.optimizer.decay_style = 'l2'    # l2: added to the gradient of conv/dense kernels;
-                                    # decoupled: AdamW-style, also kernels only
+  c.optimizer.decay_style = 'l2'    # l2: added to the gradient; decoupled: AdamW-style
+  c.optimizer.decay_params = 'kernels'  # kernels: conv/dense kernels only (the Caffe
+                                    # recipes: AlexNet, VGG, GoogLeNet); all: every
+                                    # parameter, BatchNorm's and biases too (torchvision's
+                                    # and fb.resnet.torch's ResNet recipes)
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
   c.optimizer.grad_clip_norm = 0.0  # 0: no clipping
@@ -81,7 +84,8 @@ def get_config(arg=None):
   c.schedule.learning_rate = 0.1    # base rate
   c.schedule.boundaries = (32000, 48000)  # piecewise: in steps, or epochs if below
   c.schedule.boundaries_in_epochs = False
-  c.schedule.rates = (0.1, 0.01, 0.001)  # piecewise: len(boundaries) + 1 rates
+  c.schedule.multipliers = (1.0, 0.1, 0.01)  # piecewise: learning_rate times these,
+                                    # len(boundaries) + 1 of them
   c.schedule.step_epochs = 30       # step: divide by `factor` every step_epochs epochs
   c.schedule.factor = 0.1           # step and plateau
   c.schedule.warmup_steps = 0       # cosine: linear warm-up
@@ -99,4 +103,7 @@ def get_config(arg=None):
   c.on_nonfinite = 'stop'           # NaN/Inf loss: 'stop' (keep the last good checkpoint)
                                     # or 'skip' the step (counted in metrics.jsonl)
   c.distributed = False             # force jax.distributed.initialize()
+  c.init_from = ''                  # a workdir: start from its latest checkpoint's
+                                    # weights (params, BatchNorm statistics) at step 0,
+                                    # with a fresh optimizer; '' = random initialisation
   return c

@@ -17,6 +17,10 @@ from configs.default import get_config as base_config
 def get_config(arg=None):
   a = common.parse_arg(arg, depth=0, imagenet=False, val=False, stride_in_1x1=False)
   c = base_config()
+  # Weight decay on every parameter, BatchNorm's included: the ResNet paper's own
+  # reimplementation (fb.resnet.torch, whose optim.sgd decays all parameters) and
+  # torchvision's reference recipe (--norm-weight-decay defaults to --wd) both do.
+  c.optimizer.decay_params = 'all'
   if a['imagenet']:
     depth = a['depth'] or 50
     c.model.name = f'resnet{depth}'
@@ -44,9 +48,10 @@ def get_config(arg=None):
   c.num_train_steps = 64000
   c.schedule.name = 'piecewise'
   c.schedule.boundaries = (32000, 48000)
-  c.schedule.rates = (0.1, 0.01, 0.001)
+  c.schedule.learning_rate = 0.1
+  c.schedule.multipliers = (1.0, 0.1, 0.01)
   if depth == 110:  # "we use 0.01 to warm up the training until the training error is
     # below 80% (about 400 iterations), and then go back to 0.1"
     c.schedule.boundaries = (400, 32000, 48000)
-    c.schedule.rates = (0.01, 0.1, 0.01, 0.001)
+    c.schedule.multipliers = (0.1, 1.0, 0.1, 0.01)
   return c

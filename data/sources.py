@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import functools
 import os
+import re
 
 import numpy as np
 
@@ -120,6 +121,43 @@ class TfdsSource:
     return self
 
 
+# ------------------------------------------------------------------------------- splits
+
+
+def parse_split(value: str) -> tuple[str, str, str]:
+  """'train[:100]' -> ('train', '', '100'); 'test' -> ('test', '', ''); the TFDS slice
+  syntax (counts or percentages) for the sources that are not TFDS."""
+  match = re.fullmatch(r'\s*(\w+)\s*(?:\[\s*(-?\d*%?)\s*:\s*(-?\d*%?)\s*\])?\s*', value)
+  if not match:
+    return value, '', ''
+  return match.group(1), match.group(2) or '', match.group(3) or ''
+
+
+def _bound(text: str, n: int) -> int | None:
+  if not text:
+    return None
+  return round(int(text[:-1]) * n / 100) if text.endswith('%') else int(text)
+
+
+def select_split(config, which: str, available: dict) -> tuple[str, slice]:
+  """(split name, slice) that config.dataset.{which}_split names among `available`
+  ({name: size}), or a DatasetError naming the key, the splits there are, and the fix."""
+  key = f'config.dataset.{which}_split'
+  value = config.dataset.train_split if which == 'train' else config.dataset.eval_split
+  name, start, stop = parse_split(value)
+  name = eval_split_name(name, available)
+  if name not in available:
+    raise DatasetError(f'{key}={value!r}: {config.dataset.name} has splits '
+                       f'{sorted(available)} (a slice such as {sorted(available)[0]}[:100] '
+                       'works too)')
+  n = available[name]
+  part = slice(_bound(start, n), _bound(stop, n))
+  if not len(range(n)[part]):
+    raise DatasetError(f'{key}={value!r} selects no examples ({name} has {n}); choose a '
+                       'non-empty split')
+  return name, part
+
+
 # ------------------------------------------------------------------------------ mnist5k
 
 
@@ -133,33 +171,45 @@ def _mnist5k_all():
   return images.reshape(-1, 28, 28, 1)[order], labels.astype(np.int32)[order]
 
 
-def _mnist5k_info(config):
-  del config
-  return DatasetInfo('mnist5k', 10, (28, 28, 1), MNIST5K_TRAIN, 5000 - MNIST5K_TRAIN,
-                     label_names=tuple('0123456789'))
+MNIST5K_SPLITS = {'train': slice(0, MNIST5K_TRAIN), 'test': slice(MNIST5K_TRAIN, None)}
 
 
 def _mnist5k_open(config, split):
-  del config
+  """The split that config.dataset names (`train`, `test`, or a slice of either);
+  without a config, the whole train or test part."""
   images, labels = _mnist5k_all()
-  part = slice(0, MNIST5K_TRAIN) if split == 'train' else slice(MNIST5K_TRAIN, None)
-  return ArraySource(images[part], labels[part])
+  sizes = {name: len(labels[part]) for name, part in MNIST5K_SPLITS.items()}
+  name, part = (select_split(config, split, sizes) if config is not None
+                else ('train' if split == 'train' else 'test', slice(None)))
+  whole = MNIST5K_SPLITS[name]
+  return ArraySource(images[whole][part], labels[whole][part])
+
+
+def _mnist5k_info(config):
+  opened = {split: _mnist5k_open(config, split) for split in ('train', 'eval')}
+  return DatasetInfo('mnist5k', 10, (28, 28, 1), len(opened['train']), len(opened['eval']),
+                     label_names=tuple('0123456789'), opened=opened)
 
 
 # ---------------------------------------------------------------------------- synthetic
 
 
-def _synthetic_info(config):
-  d = config.dataset
-  return DatasetInfo('synthetic', config.num_classes or 1000,
-                     (d.image_size, d.image_size, 3), d.synthetic_size, d.synthetic_size)
-
-
 def _synthetic_open(config, split):
   d = config.dataset
-  rng = np.random.RandomState(0 if split == 'train' else 1)
+  name, part = select_split(config, split, {'train': d.synthetic_size,
+                                            'test': d.synthetic_size})
+  rng = np.random.RandomState(0 if name == 'train' else 1)
   images = rng.randint(0, 256, (d.synthetic_size, d.image_size, d.image_size, 3), np.uint8)
-  return ArraySource(images, rng.randint(0, config.num_classes or 1000, d.synthetic_size))
+  labels = rng.randint(0, config.num_classes or 1000, d.synthetic_size)
+  return ArraySource(images[part], labels[part])
+
+
+def _synthetic_info(config):
+  d = config.dataset
+  opened = {split: _synthetic_open(config, split) for split in ('train', 'eval')}
+  return DatasetInfo('synthetic', config.num_classes or 1000,
+                     (d.image_size, d.image_size, 3), len(opened['train']),
+                     len(opened['eval']), opened=opened)
 
 
 # ------------------------------------------------------------------------------ folders
@@ -167,11 +217,18 @@ def _synthetic_open(config, split):
 
 @dataclasses.dataclass(frozen=True)
 class Folder:
-  """A folder dataset's files: root/SPLIT/CLASS/IMAGE, classes sorted by name."""
+  """A folder dataset's files: root/SPLIT/CLASS/[SUBFOLDERS/]IMAGE, classes sorted by
+  name (train/'s class folders), as torchvision's ImageFolder reads them."""
   classes: tuple
   files: dict          # split name -> (paths, labels), corrupt files removed
+  split_classes: dict  # split name -> its class folders' names
   corrupt: tuple       # (path, why) of the files left out
+  other_files: dict    # file extension -> count of files that are not PNG or JPEG
   shape: tuple         # (H, W, C) shared by every file; H, W None when sizes vary
+
+  @property
+  def sizes(self) -> dict:
+    return {split: len(paths) for split, (paths, _) in self.files.items()}
 
 
 def _inspect_image(path: str):
@@ -202,24 +259,59 @@ def _inspect_image(path: str):
     return f'unreadable header ({type(e).__name__})', None, None
 
 
+def _visible(names) -> list[str]:
+  """Names that are not hidden: no dotfiles, nor macOS's ._ resource forks."""
+  return sorted(n for n in names if not n.startswith('.'))
+
+
+def _subfolders(path: str) -> list[str]:
+  return [d for d in _visible(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
+
+
+def _class_files(folder: str, other: dict) -> list[str]:
+  """The PNG and JPEG files under one class folder, its subfolders included, sorted;
+  other files are counted by extension in `other`."""
+  found = []
+  for root, dirs, names in os.walk(folder, followlinks=True):
+    dirs[:] = _visible(dirs)
+    for name in _visible(names):
+      ext = os.path.splitext(name)[1].lower()
+      if ext in IMAGE_EXTENSIONS:
+        found.append(os.path.join(root, name))
+      else:
+        other[ext or '(none)'] = other.get(ext or '(none)', 0) + 1
+  return sorted(found)
+
+
 @functools.cache
 def _folder(root: str, on_corrupt: str) -> Folder:
   if not os.path.isdir(os.path.join(root, 'train')):
     raise DatasetError(f'folder dataset: {root!r} needs a train/ subfolder (and test/ or '
                        'val/) with one folder of images per class')
-  classes = tuple(sorted(d for d in os.listdir(os.path.join(root, 'train'))
-                         if os.path.isdir(os.path.join(root, 'train', d))))
+  classes = tuple(_subfolders(os.path.join(root, 'train')))
+  if not classes:
+    raise DatasetError(f'folder dataset: {os.path.join(root, "train")} has no class '
+                       'folders; put each class\'s images in train/CLASS/')
   splits = ['train'] + [n for n in EVAL_SPLIT_NAMES if os.path.isdir(os.path.join(root, n))]
-  listed = {}
+  listed, split_classes, other = {}, {}, {}
   for split in splits:
+    split_classes[split] = tuple(_subfolders(os.path.join(root, split)))
     paths, labels = [], []
     for label, name in enumerate(classes):
       folder = os.path.join(root, split, name)
-      for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if f.lower().endswith(IMAGE_EXTENSIONS):
-          paths.append(os.path.join(folder, f))
-          labels.append(label)
+      found = _class_files(folder, other) if os.path.isdir(folder) else []
+      paths += found
+      labels += [label] * len(found)
     listed[split] = (paths, labels)
+  present = set(listed['train'][1])
+  empty = [c for label, c in enumerate(classes) if label not in present]
+  if empty:
+    raise DatasetError(
+        f'folder dataset: {len(empty)} class folder(s) of {os.path.join(root, "train")} '
+        f'hold no PNG or JPEG image: {", ".join(empty[:5])}'
+        + (f' and {len(empty) - 5} more' if len(empty) > 5 else '')
+        + (f' (other files, not read: {_extensions(other)})' if other else '')
+        + '; add images or remove those folders')
   everything = [p for paths, _ in listed.values() for p in paths]
   with concurrent.futures.ThreadPoolExecutor(16) as pool:  # I/O bound: small reads
     inspected = dict(zip(everything, pool.map(_inspect_image, everything)))
@@ -236,38 +328,52 @@ def _folder(root: str, on_corrupt: str) -> Folder:
   bad = {p for p, _ in corrupt}
   files = {split: tuple(zip(*[(p, l) for p, l in zip(*listed[split]) if p not in bad]))
            or ((), ()) for split in splits}
-  return Folder(classes, files, corrupt, (height, width, channels))
+  return Folder(classes, files, split_classes, corrupt, other, (height, width, channels))
+
+
+def _extensions(counts: dict) -> str:
+  return ', '.join(f'{n} {ext}' for ext, n in sorted(counts.items(), key=lambda x: -x[1]))
 
 
 def _folder_of(config) -> Folder:
   return _folder(config.dataset.name.removeprefix('folder:'), config.dataset.on_corrupt)
 
 
-def _folder_split(config, folder: Folder, split: str) -> str:
-  if split == 'train':
-    return 'train'
-  name = eval_split_name(config.dataset.eval_split, folder.files)
-  if name not in folder.files:
-    raise DatasetError(f'config.dataset.eval_split: the folder dataset has no {name}/ '
-                       f'subfolder; it has {sorted(folder.files)}')
-  return name
+def _folder_open(config, split):
+  folder = _folder_of(config)
+  name, part = select_split(config, split, folder.sizes)
+  extra = sorted(set(folder.split_classes[name]) - set(folder.classes))
+  if extra:  # its images would be dropped without a word
+    missing = sorted(set(folder.classes) - set(folder.split_classes[name]))
+    raise DatasetError(
+        f'folder dataset: {name}/ has class folders that train/ lacks, so their images '
+        f'cannot be labelled: {", ".join(extra[:5])}'
+        + (f' and {len(extra) - 5} more' if len(extra) > 5 else '')
+        + (f' (train/ has {", ".join(missing[:5])} that {name}/ lacks)' if missing else '')
+        + '; name the classes alike in both')
+  paths, labels = folder.files[name]
+  return FileSource(paths[part], labels[part])
 
 
 def _folder_info(config):
   folder = _folder_of(config)
+  opened = {split: _folder_open(config, split) for split in ('train', 'eval')}
   if folder.corrupt:
     print(f'WARNING: left out {len(folder.corrupt)} corrupt image file(s) of '
           f'{config.dataset.name}, first {folder.corrupt[0][0]} ({folder.corrupt[0][1]})',
           flush=True)
+  eval_name = select_split(config, 'eval', folder.sizes)[0]
+  missing = sorted(set(folder.classes) - set(folder.split_classes[eval_name]))
+  if missing:
+    print(f'WARNING: {eval_name}/ of {config.dataset.name} has no folder for {len(missing)} '
+          f'of the {len(folder.classes)} classes: {", ".join(missing[:5])}'
+          + (' ...' if len(missing) > 5 else ''), flush=True)
+  if folder.other_files:
+    print(f'WARNING: left out the files of {config.dataset.name} that are not PNG or JPEG '
+          f'images ({_extensions(folder.other_files)})', flush=True)
   return DatasetInfo(config.dataset.name, len(folder.classes), folder.shape,
-                     len(folder.files['train'][0]),
-                     len(folder.files[_folder_split(config, folder, 'eval')][0]),
-                     len(folder.corrupt), label_names=tuple(folder.classes))
-
-
-def _folder_open(config, split):
-  folder = _folder_of(config)
-  return FileSource(*folder.files[_folder_split(config, folder, split)])
+                     len(opened['train']), len(opened['eval']), len(folder.corrupt),
+                     label_names=tuple(folder.classes), opened=opened)
 
 
 # --------------------------------------------------------------------------------- TFDS
@@ -330,6 +436,9 @@ def _tfds_info(config):
     except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
       raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
                          f'this dataset has splits {sorted(info.splits)}') from None
+    if not len(opened[split]):
+      raise DatasetError(f'config.dataset.{split}_split={name!r} of {config.dataset.name} '
+                         'holds no examples; choose a non-empty split')
   return DatasetInfo(config.dataset.name, info.features['label'].num_classes,
                      tuple(info.features['image'].shape), len(opened['train']),
                      len(opened['eval']), label_names=tuple(info.features['label'].names),
@@ -354,7 +463,8 @@ SOURCES = {
 }
 
 
-def _kind(name: str) -> str:
+def kind(name: str) -> str:
+  """Which entry of SOURCES reads dataset `name`."""
   if name.startswith('folder:'):
     return 'folder'
   return name if name in SOURCES else 'tfds'
@@ -362,7 +472,7 @@ def _kind(name: str) -> str:
 
 def dataset_info(config) -> DatasetInfo:
   """Classes, image shape and split sizes of `config.dataset`."""
-  return SOURCES[_kind(config.dataset.name)][0](config)
+  return SOURCES[kind(config.dataset.name)][0](config)
 
 
 def open_split(config, split: str, info: DatasetInfo | None = None):
@@ -370,12 +480,12 @@ def open_split(config, split: str, info: DatasetInfo | None = None):
   one `info` opened already, if it did)."""
   if info is not None and split in info.opened:
     return info.opened[split]
-  return SOURCES[_kind(config.dataset.name)][1](config, split)
+  return SOURCES[kind(config.dataset.name)][1](config, split)
 
 
 def is_encoded(config) -> bool:
   """Whether items are encoded files to decode (folders, TFDS), not arrays."""
-  return _kind(config.dataset.name) in ('folder', 'tfds')
+  return kind(config.dataset.name) in ('folder', 'tfds')
 
 
 def eval_split_name(split: str, available) -> str:

@@ -26,6 +26,31 @@ def manager(workdir: str, kind: str = LATEST, keep: int = 1) -> ocp.CheckpointMa
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, kind)), options=options)
 
 
+def saved_steps(workdir: str, kind: str = LATEST) -> list[int]:
+  """The steps saved in workdir/kind/, sorted ([] when there are none)."""
+  directory = os.path.join(workdir, kind)
+  if not os.path.isdir(directory):
+    return []
+  return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def mismatch(expected, found, what: str = 'the checkpoint') -> str | None:
+  """Where the arrays of `found` (a checkpoint's variables) differ from those a model
+  expects, in one line; None when every path and shape matches."""
+  def shapes(tree):
+    return {jax.tree_util.keystr(path, simple=True, separator='/'): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  want, have = shapes(expected), shapes(found)
+  for path in sorted(set(want) | set(have)):
+    if path not in have:
+      return f'the model has {path} {want[path]}, which {what} lacks'
+    if path not in want:
+      return f'{what} has {path} {have[path]}, which the model lacks'
+    if want[path] != have[path]:
+      return f'{what} has {path} of shape {have[path]} where the model has {want[path]}'
+  return None
+
+
 def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dict:
   """A saved state as a dict of host numpy arrays, whatever devices or processes saved it.
 

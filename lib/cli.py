@@ -33,6 +33,7 @@ def one_line(error: BaseException) -> str:
     text = text[1:-1].replace('\\n', '\n').replace("\\'", "'")
   if 'Traceback (most recent call last)' in text:  # an error raised by get_config(arg)
     text = [l for l in text.splitlines() if l.strip()][-1]
+    text = re.sub(r'^\w*(Error|Exception): ', '', text)  # the exception's class name
   missing = re.search(r'Attempted \[.*?\]:\s*(\S+)\s*\[Errno \d+\] ([^:]+)', text, re.S)
   if missing:
     return f'config file {missing.group(1)}: {missing.group(2)}'
@@ -75,9 +76,8 @@ def run(main, program: str, config_flag: str | None = 'config'):
           node = node[key]
         node[leaf] = None
     if config_flag and FLAGS[config_flag].value is not None:
-      given = {m.group(1) for a in argv + nones
-               for m in [re.match(rf'--{config_flag}\.([\w.]+)=', a)] if m}
-      default.clear_duration_partners(FLAGS[config_flag].value, given)
+      default.clear_duration_partners(FLAGS[config_flag].value,
+                                      overridden_keys(argv + nones, config_flag))
     return rest
 
   def quiet_main(argv):
@@ -88,6 +88,12 @@ def run(main, program: str, config_flag: str | None = 'config'):
     return main(argv)
 
   app.run(quiet_main, flags_parser=parse)
+
+
+def overridden_keys(argv: list[str], config_flag: str = 'config') -> set[str]:
+  """The dotted keys that `--config.KEY=VALUE` arguments set."""
+  return {m.group(1) for a in argv for m in [re.match(rf'--{config_flag}\.([\w.]+)=', a)]
+          if m}
 
 
 def check_overrides(program: str, argv: list[str], config, config_flag: str = 'config'):

@@ -20,7 +20,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from configs import default
+from data import sources
+from data import transforms
 import input_pipeline
+from lib import checkpoints
 from lib import optim
 import models
 
@@ -60,13 +63,16 @@ def _one_of(config, steps_key: str, epochs_key: str):
   return (steps_key, steps) if steps is not None else (epochs_key, epochs)
 
 
-def check(config, training: bool = True):
+def check(config, training: bool = True, given=()):
   """Every config error that needs no data, before any dataset is opened or downloaded:
   each names the field and the fix (unknown keys are caught by cli.run). Without
-  `training`, only what evaluating a trained model needs: model, precision, batch."""
+  `training`, only what evaluating a trained model needs: model, precision, batch.
+  `given`: the keys set on the command line (or by a sweep), each of which must be read
+  by this run (READ_ONLY_WHEN)."""
   check_model(config)
   if training:
     _check_training(config)
+    check_read(config, given)
 
 
 def check_model(config):
@@ -86,24 +92,113 @@ def create_model(config, num_classes: int):
                                          PRECISIONS[config.precision])
 
 
+# Each numeric key's valid values: (test, the values it admits), checked before any data.
+_POSITIVE = (lambda v: v > 0, '> 0')
+_NON_NEGATIVE = (lambda v: v >= 0, '>= 0')
+_FRACTION = (lambda v: 0 <= v < 1, 'in [0, 1)')
+RANGES = {
+    'seed': (lambda v: 0 <= v < 2**31, 'in [0, 2**31)'),  # the samplers' uint32 keys
+    'label_smoothing': _FRACTION,
+    'keep_checkpoints': _POSITIVE,
+    'dataset.image_size': _POSITIVE,
+    'dataset.scale_min': _POSITIVE,
+    'dataset.scale_max': _POSITIVE,
+    'dataset.eval_resize': _POSITIVE,
+    'dataset.device_resident_max_mb': _NON_NEGATIVE,
+    'dataset.workers': (lambda v: v >= -1, '>= 0, or -1 for one per core'),
+    'dataset.synthetic_size': _POSITIVE,
+    'optimizer.momentum': _FRACTION,
+    'optimizer.b1': _FRACTION,
+    'optimizer.b2': _FRACTION,
+    'optimizer.weight_decay': _NON_NEGATIVE,
+    'optimizer.grad_clip_norm': _NON_NEGATIVE,
+    'schedule.learning_rate': _POSITIVE,
+    'schedule.multipliers': (lambda v: all(m > 0 for m in v), 'each > 0'),
+    'schedule.step_epochs': _POSITIVE,
+    'schedule.factor': (lambda v: 0 < v <= 1, 'in (0, 1]'),
+    'schedule.warmup_steps': _NON_NEGATIVE,
+    'schedule.patience': (lambda v: v >= 1, '>= 1'),
+    'schedule.min_learning_rate': _NON_NEGATIVE,
+}
+
+_schedule_is = lambda *names: (lambda c: c.schedule.name in names,
+                               f"schedule.name is {' or '.join(map(repr, names))}")
+_optimizer_is = lambda name: (lambda c: c.optimizer.name == name,
+                              f'optimizer.name is {name!r}')
+_dataset_is = lambda kind: (lambda c: sources.kind(c.dataset.name) == kind,
+                            f"dataset.name is {'a folder:PATH' if kind == 'folder' else kind}"
+                            + (' (TFDS)' if kind == 'tfds' else ''))
+# Keys that only some settings read: set on the command line (or by a sweep) where
+# nothing reads them, they would be ignored without a word, so the run refuses them.
+READ_ONLY_WHEN = {
+    'schedule.boundaries': _schedule_is('piecewise'),
+    'schedule.boundaries_in_epochs': _schedule_is('piecewise'),
+    'schedule.multipliers': _schedule_is('piecewise'),
+    'schedule.step_epochs': _schedule_is('step'),
+    'schedule.factor': _schedule_is('step', 'plateau'),
+    'schedule.warmup_steps': _schedule_is('cosine'),
+    'schedule.patience': _schedule_is('plateau'),
+    'schedule.min_learning_rate': _schedule_is('cosine', 'plateau'),
+    'optimizer.momentum': _optimizer_is('sgd'),
+    'optimizer.nesterov': _optimizer_is('sgd'),
+    'optimizer.b1': _optimizer_is('adamw'),
+    'optimizer.b2': _optimizer_is('adamw'),
+    'optimizer.decay_style': (lambda c: c.optimizer.weight_decay > 0,
+                              'optimizer.weight_decay > 0'),
+    'optimizer.decay_params': (lambda c: c.optimizer.weight_decay > 0,
+                               'optimizer.weight_decay > 0'),
+    'dataset.pad_mode': (lambda c: transforms.PRESETS[c.dataset.augment].pad > 0,
+                         "dataset.augment pads ('cifar')"),
+    'dataset.scale_min': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
+    'dataset.scale_max': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
+    'dataset.eval_resize': (lambda c: c.dataset.augment == 'vgg',
+                            "dataset.augment is 'vgg' (and evaluate.py --mode=dense)"),
+    'dataset.device_resident_max_mb': (lambda c: c.dataset.device_resident,
+                                       'dataset.device_resident is True'),
+    'dataset.synthetic_size': _dataset_is('synthetic'),
+    'dataset.on_corrupt': _dataset_is('folder'),
+    'dataset.data_dir': _dataset_is('tfds'),
+}
+
+
 def _check_training(config):
   # (config.batch_size: check_model)
-  positive = {'dataset.image_size': config.dataset.image_size,
-              'keep_checkpoints': config.keep_checkpoints,
-              'schedule.learning_rate': config.schedule.learning_rate}
-  positive.update(_one_of(config, *pair) for pair in default.DURATIONS)
-  for field, value in positive.items():
+  for field, (ok, admits) in RANGES.items():
+    value = config
+    for part in field.split('.'):
+      value = value[part]
+    if not ok(value):
+      raise ValueError(f'config.{field} must be {admits}; got {value!r}')
+  for pair in default.DURATIONS:
+    field, value = _one_of(config, *pair)
     if value <= 0:
       raise ValueError(f'config.{field} must be positive; got {value}')
+  d = config.dataset
+  if d.scale_min > d.scale_max:
+    raise ValueError(f'config.dataset.scale_min={d.scale_min} is above scale_max='
+                     f'{d.scale_max}; S is drawn from [scale_min, scale_max]')
   if config.on_nonfinite not in ('stop', 'skip'):
     raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip'; got "
                      f'{config.on_nonfinite!r}')
+  if config.init_from and not checkpoints.saved_steps(config.init_from):
+    raise ValueError(f'config.init_from={config.init_from}: no checkpoint there; give the '
+                     'workdir of a training run')
   if config.batch_size % jax.device_count():
     raise ValueError(f'config.batch_size={config.batch_size} is not divisible by the '
                      f'{jax.device_count()} devices; use a multiple of {jax.device_count()}')
   # The optimizer and the schedule, with stand-ins for the dataset's numbers.
   optim.create_optimizer(config)
   optim.create_schedule(config, steps_per_epoch=100, total_steps=10_000)
+
+
+def check_read(config, given):
+  """Refuse a key set on the command line that this run would not read."""
+  for key in given:
+    if key in READ_ONLY_WHEN:
+      read, when = READ_ONLY_WHEN[key]
+      if not read(config):
+        raise ValueError(f'config.{key} is read only when {when}, which this run is not: '
+                         'the setting would be ignored; drop it, or change that too')
 
 
 # ---------------------------------------------------------------------------- durations

@@ -1,10 +1,13 @@
 """Optimizers and learning-rate schedules from the config.
 
-Weight decay, as the papers apply it, touches only conv and dense kernels (never
-BatchNorm or biases). 'l2' adds wd * w to the gradient before momentum, which is
-PyTorch's `weight_decay` and the papers' L2 penalty (AlexNet section 5, VGG section 3.1,
-ResNet section 3.4); 'decoupled' applies it beside the update (Loshchilov & Hutter,
-AdamW; SGDW for SGD).
+Weight decay: 'l2' adds wd * w to the gradient before momentum, which is PyTorch's
+`weight_decay` and the papers' L2 penalty (AlexNet section 5, VGG section 3.1, ResNet
+section 3.4); 'decoupled' applies it beside the update (Loshchilov & Hutter, AdamW;
+SGDW for SGD). Which parameters it touches is each recipe's own (optimizer.decay_params):
+the Caffe-era recipes (AlexNet, VGG, GoogLeNet) decay the conv and dense kernels and
+leave the biases out (their prototxts' decay_mult: 0); the ResNet recipes this codebase
+cites (fb.resnet.torch, torchvision's reference training) decay every parameter,
+BatchNorm's scale and bias included.
 """
 
 import difflib
@@ -15,6 +18,8 @@ import optax
 
 OPTIMIZERS = ('sgd', 'adamw')
 SCHEDULES = ('piecewise', 'step', 'cosine', 'plateau', 'constant')
+DECAY_STYLES = ('l2', 'decoupled')
+DECAY_PARAMS = ('kernels', 'all')
 
 
 def _check_name(field, value, valid):
@@ -25,32 +30,37 @@ def _check_name(field, value, valid):
 
 
 def kernel_mask(params):
-  """True for conv and dense kernels: the weights that weight decay applies to."""
+  """True for conv and dense kernels (decay_params='kernels')."""
   return jax.tree_util.tree_map_with_path(
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
+
+
+def decay_mask(decay_params: str):
+  """The parameters weight decay applies to: a mask function, or None for all."""
+  return kernel_mask if decay_params == 'kernels' else None
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
   """The optimizer, with `learning_rate` as an injected hyper-parameter set each step."""
   o = config.optimizer
   _check_name('config.optimizer.name', o.name, OPTIMIZERS)
-  if o.decay_style not in ('l2', 'decoupled'):
-    raise ValueError(f"config.optimizer.decay_style must be 'l2' or 'decoupled'; "
-                     f'got {o.decay_style!r}')
+  _check_name('config.optimizer.decay_style', o.decay_style, DECAY_STYLES)
+  _check_name('config.optimizer.decay_params', o.decay_params, DECAY_PARAMS)
+  mask = decay_mask(o.decay_params)
 
   def make(learning_rate):
     chain = []
     if o.grad_clip_norm:
       chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
     if o.weight_decay and o.decay_style == 'l2':
-      chain.append(optax.add_decayed_weights(o.weight_decay, kernel_mask))
+      chain.append(optax.add_decayed_weights(o.weight_decay, mask))
     if o.name == 'sgd':
       if o.momentum:
         chain.append(optax.trace(decay=o.momentum, nesterov=o.nesterov))
     else:
       chain.append(optax.scale_by_adam(b1=o.b1, b2=o.b2))
     if o.weight_decay and o.decay_style == 'decoupled':
-      chain.append(optax.add_decayed_weights(o.weight_decay, kernel_mask))
+      chain.append(optax.add_decayed_weights(o.weight_decay, mask))
     chain.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*chain)
 
@@ -63,12 +73,17 @@ def create_schedule(config, steps_per_epoch: int, total_steps: int):
   _check_name('config.schedule.name', s.name, SCHEDULES)
   base = s.learning_rate
   if s.name == 'piecewise':
-    if len(s.rates) != len(s.boundaries) + 1:
-      raise ValueError(f'config.schedule.rates needs len(boundaries) + 1 = '
-                       f'{len(s.boundaries) + 1} rates; got {len(s.rates)}')
+    if len(s.multipliers) != len(s.boundaries) + 1:
+      raise ValueError(f'config.schedule.multipliers needs len(boundaries) + 1 = '
+                       f'{len(s.boundaries) + 1} values; got {len(s.multipliers)}')
+    if list(s.boundaries) != sorted(s.boundaries) or any(b < 0 for b in s.boundaries):
+      raise ValueError(f'config.schedule.boundaries must be non-negative and increasing; '
+                       f'got {tuple(s.boundaries)}')
     scale = steps_per_epoch if s.boundaries_in_epochs else 1
     boundaries = jnp.array([round(b * scale) for b in s.boundaries], jnp.int32)
-    values = jnp.array(s.rates, jnp.float32)
+    # The base rate times each interval's multiplier: a sweep of learning_rate moves
+    # the whole schedule (ResNet section 4.2: 0.1, then /10 at 32k and 48k).
+    values = base * jnp.array(s.multipliers, jnp.float32)
     # values[i] applies from boundaries[i-1] (inclusive) to boundaries[i] (exclusive).
     return lambda step: values[jnp.searchsorted(boundaries, step, side='right')]
   if s.name == 'step':

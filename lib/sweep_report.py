@@ -9,6 +9,7 @@ and every trial's learning curves overlaid.
 
 import math
 import os
+import time
 
 import matplotlib
 
@@ -33,6 +34,12 @@ def collect(sweep_dir: str, trials: list[dict]) -> list[dict]:
     status = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), {})
     row = {'trial': trial['name'], **trial['overrides']}
     row['status'] = 'done' if final else status.get('state', 'not run')
+    wall_time = status.get('wall_time')
+    if row['status'] == 'running':
+      if workdir_lib.is_locked(trial_dir):  # its train.py is alive: time so far
+        wall_time = (wall_time or 0.0) + time.time() - status.get('started', time.time())
+      else:  # its runner was killed before it could say how the trial ended
+        row['status'] = "interrupted"
     row.update({k: final.get(k) for k in ('top1', 'best_top1', 'top5', 'loss', 'step',
                                           'params', 'mult_adds')})
     if not final:  # unfinished: how far it got, and its latest evaluation
@@ -41,7 +48,7 @@ def collect(sweep_dir: str, trials: list[dict]) -> list[dict]:
       row['step'] = records[-1]['step'] if records else None
       if evals:
         row.update(top1=evals[-1]['top1'], top5=evals[-1]['top5'], loss=evals[-1]['loss'])
-    row['wall_time'] = status.get('wall_time')
+    row['wall_time'] = wall_time
     row['error'] = status.get('error') if row['status'] == 'failed' else None
     rows.append(row)
   done = sorted((r for r in rows if r['status'] == 'done'), key=lambda r: -r['top1'])

@@ -4,6 +4,8 @@ trial's state. sweep.py and reproduce.py are its command lines.
 """
 
 import concurrent.futures
+import ctypes
+import hashlib
 import importlib.util
 import json
 import os
@@ -22,6 +24,7 @@ from absl import flags
 
 from configs import default, hyper
 from lib import formatting
+from lib import run_contract
 from lib import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
@@ -91,23 +94,35 @@ def format_value(value) -> str:
                    'numbers, strings and booleans')
 
 
-def trial_name(overrides: dict) -> str:
-  """`kernel=5,pool=avg,schedule.learning_rate=0.1`: overrides as a directory name."""
-  name = ','.join(f'{k.removeprefix(CONFIG_PREFIX)}={format_value(v)}'
-                  for k, v in overrides.items())
-  return re.sub(r'[^\w.=,+-]', '_', name) or 'default'
+MAX_NAME = 200  # characters of a trial's directory name (file systems allow 255)
 
 
-def make_trial(config_path: str, overrides: dict, swept: list[str]) -> dict:
-  """A trial as the runner needs it: its name (from the swept parameters: the fixed ones
-  are the same in every trial), train.py's --config and its overrides."""
+def trial_name(overrides: dict, first: list[str] = ()) -> str:
+  """`kernel=5,pool=avg,num_train_steps=600`: overrides as a directory name, the keys in
+  `first` (the swept ones) first. Every override is in it, so a trial whose settings
+  change is a new trial; a name too long for a directory keeps a hash of the rest."""
+  keys = list(first) + [k for k in overrides if k not in first]
+  name = ','.join(f'{k.removeprefix(CONFIG_PREFIX)}={format_value(overrides[k])}'
+                  for k in keys)
+  name = re.sub(r'[^\w.=,+-]', '_', name) or 'default'
+  if len(name) > MAX_NAME:
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    name = f'{name[:MAX_NAME - 12]},#{digest}'
+  return name
+
+
+def make_trial(config_path: str, overrides: dict, swept: list[str],
+               cwd: str | None = None) -> dict:
+  """A trial as the runner needs it: its name (every override, the swept ones first),
+  train.py's --config and its overrides, and the directory it runs in (the caller's,
+  so that relative paths mean what they meant there)."""
   args = {k: v for k, v in overrides.items() if not k.startswith(CONFIG_PREFIX)}
   for key, value in args.items():
     if re.search(r'[,=:]', format_value(value)):
       raise SweepError(f'sweep value {key}={value!r} contains one of , = : which the '
                        '`file.py:arg` syntax cannot carry; set it through a config. key')
   arg = ','.join(f'{k}={format_value(v)}' for k, v in args.items())
-  return {'name': trial_name({k: overrides[k] for k in swept} if swept else overrides),
+  return {'name': trial_name(overrides, swept), 'cwd': cwd or os.getcwd(),
           'overrides': overrides,
           'config': config_path + (f':{arg}' if arg else ''),
           'config_overrides': {k[len(CONFIG_PREFIX):]: format_value(v)
@@ -130,6 +145,7 @@ def build_config(module, trial: dict):
     node[leaf] = value
   default.clear_duration_partners(config, {k[len(CONFIG_PREFIX):] for k in trial['overrides']
                                            if k.startswith(CONFIG_PREFIX)})
+  run_contract.resolve_paths(config, trial.get('cwd'))  # as train.py will, where it runs
   return config
 
 
@@ -248,12 +264,29 @@ class Children:
       signal.signal(sig, self.stop)
 
 
+def _parent_death_signal():
+  """A function for a trial's process to run before train.py starts: SIGTERM it when
+  the runner's thread that started it dies, even by SIGKILL, so that no trial outlives
+  its runner (train.py then saves a checkpoint and exits). Linux's prctl; elsewhere
+  None, and sweep.py stops its trials on SIGINT/SIGTERM only. Resolved here, in the
+  runner: the child between fork and exec must not import or allocate."""
+  try:
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+  except (OSError, AttributeError):
+    return None
+  pr_set_pdeathsig = 1
+  return lambda: prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
+_end_with_parent = _parent_death_signal()
+
+
 def run_trial(sweep_dir: str, trial: dict, children: Children, env=None) -> dict:
   """Run (or resume) one trial as its own train.py process; returns its trial.json."""
   trial_dir = os.path.join(sweep_dir, trial['name'])
   os.makedirs(trial_dir, exist_ok=True)
   status = read_status(trial_dir)
-  if is_done(trial_dir):
+  if trial_state(sweep_dir, trial) == 'done':
     status['state'] = 'done'
     return status
   cmd = command(sweep_dir, trial)
@@ -271,8 +304,9 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None) -> dict
     log.flush()
     # Its own session: a terminal's Ctrl-C reaches sweep.py only, which stops each trial
     # once, with SIGTERM (train.py saves a checkpoint and exits).
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=trial.get('cwd', REPO), env={**os.environ, **(env or {})},
+                            start_new_session=True, preexec_fn=_end_with_parent)
     children.add(proc)
     try:
       returncode = proc.wait()
@@ -321,16 +355,47 @@ def local_slots(parallel: int) -> list[dict]:
           for i in range(parallel)]
 
 
+def _config_changes(trial_dir: str, trial: dict) -> dict | None:
+  """How the config saved in a trial's workdir differs from the trial's now (None: no
+  saved config)."""
+  saved = run_contract.read_saved(trial_dir)
+  if saved is None:
+    return None
+  module = load_module(trial['config'].partition(':')[0])
+  return run_contract.changes(saved, build_config(module, trial))
+
+
+def trial_state(sweep_dir: str, trial: dict) -> str:
+  """done, resume, new, the state trial.json records, or stale: its workdir holds a
+  run of another config than the trial's now (its base config file was edited)."""
+  trial_dir = os.path.join(sweep_dir, trial['name'])
+  diff = _config_changes(trial_dir, trial)
+  if diff is not None:
+    if set(diff) - run_contract.RESUMABLE:
+      return 'stale'
+    if diff:
+      return 'resume'  # a new length or period: train.py resumes (or says why not)
+  if is_done(trial_dir):
+    return 'done'
+  if os.path.isdir(os.path.join(trial_dir, 'checkpoints')):
+    return 'resume'
+  return read_status(trial_dir).get('state') or 'new'
+
+
 def trial_states(sweep_dir: str, trials: list[dict]) -> list[str]:
-  states = []
-  for trial in trials:
-    trial_dir = os.path.join(sweep_dir, trial['name'])
-    if is_done(trial_dir):
-      states.append('done')
-    elif os.path.isdir(os.path.join(trial_dir, 'checkpoints')):
-      states.append('resume')
-    else:
-      states.append(read_status(trial_dir).get('state') or 'new')
+  """Each trial's state; the workdirs of stale trials are moved to DIR/stale/ (named in
+  a line each), so that they run again with their config of now."""
+  states = [trial_state(sweep_dir, t) for t in trials]
+  for i, (trial, state) in enumerate(zip(trials, states)):
+    if state == 'stale':
+      trial_dir = os.path.join(sweep_dir, trial['name'])
+      diff = _config_changes(trial_dir, trial)
+      aside = os.path.join(sweep_dir, 'stale', f"{trial['name']}.{int(time.time())}")
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      os.replace(trial_dir, aside)
+      print(f"{trial['name']}: ran with another config ({run_contract.describe(diff)}); "
+            f'moved it to {aside} to run it again', flush=True)
+      states[i] = 'new'
   return states
 
 
@@ -344,9 +409,34 @@ def say(line: str):
     sys.stdout.flush()
 
 
-def run_local(sweep_dir: str, trials: list[dict], parallel: int, dry_run: bool) -> bool:
-  """Run the unfinished trials here, `parallel` at a time; False if one failed."""
-  states = trial_states(sweep_dir, trials)
+def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
+           dry_run: bool, slurm: dict | None = None,
+           report_args: tuple = ('sweep.py', 'report')) -> bool:
+  """Save the plan (DIR/sweep.json) and run its unfinished trials here, `parallel` at a
+  time, or submit them as a SLURM job array when `slurm` gives its options; False if a
+  local trial failed. One runner per sweep directory at a time: a second one would
+  start the same trials. A dry run prints the plan and writes nothing."""
+  if dry_run:
+    states = [trial_state(sweep_dir, t) for t in trials]
+  else:
+    workdir_lib.check_usable(sweep_dir)
+    lock = workdir_lib.Lock(sweep_dir).acquire()
+  try:
+    if not dry_run:
+      save_plan(sweep_dir, spec, trials)
+      states = trial_states(sweep_dir, trials)
+    if slurm is not None:
+      submit_slurm(sweep_dir, trials, states, slurm, parallel, dry_run, report_args)
+      return True
+    return run_local(sweep_dir, trials, states, parallel or 1, dry_run)
+  finally:
+    if not dry_run:
+      lock.release()
+
+
+def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: int,
+              dry_run: bool) -> bool:
+  """Run the trials not done here, `parallel` at a time; False if one failed."""
   todo = [t for t, s in zip(trials, states) if s != 'done']
   print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(todo)} done, '
         f'{len(todo)} to run, {parallel} at a time', flush=True)
@@ -442,10 +532,9 @@ def slurm_script(sweep_dir: str, name: str, indices: list[int], options: dict,
   return '\n'.join(lines)
 
 
-def submit_slurm(sweep_dir: str, trials: list[dict], options: dict, parallel: int | None,
-                 dry_run: bool, report_args: tuple = ('sweep.py', 'report')):
-  """Submit the unfinished trials as one job array, and `report_args` after it."""
-  states = trial_states(sweep_dir, trials)
+def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options: dict,
+                 parallel: int | None, dry_run: bool, report_args: tuple):
+  """Submit the trials not done as one job array, and `report_args` after it."""
   indices = [i for i, s in enumerate(states) if s != 'done']
   name = 'sweep-' + os.path.basename(os.path.abspath(sweep_dir))
   print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(indices)} done, '

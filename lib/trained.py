@@ -5,7 +5,6 @@ or of a torchvision weights file, and a jitted function from uint8 images to pos
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any
 
@@ -16,12 +15,12 @@ import ml_collections
 from ml_collections import config_flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from configs import default
 import input_pipeline
 from lib import checkpoints
 from lib import cli
 from lib import experiment
 from lib import parallel
+from lib import run_contract
 import models
 from models import torchvision_import
 
@@ -38,26 +37,6 @@ class Trained:
   which: str     # 'best', 'latest', 'step<N>' or 'torchvision_<name>'
 
 
-def load_config_json(path: str) -> ml_collections.ConfigDict:
-  """A workdir's config.json over today's defaults: a run from before a key existed
-  gets that key's default."""
-  with open(path) as f:
-    saved = json.load(f)
-  config = default.get_config()
-
-  def merge(node, values):
-    for key, value in values.items():
-      if isinstance(value, dict) and key != 'model' and isinstance(
-          node.get(key), ml_collections.ConfigDict):
-        merge(node[key], value)
-      elif isinstance(value, list) and isinstance(node.get(key), tuple):
-        node[key] = tuple(value)
-      else:
-        node[key] = value
-  merge(config, saved)
-  return config
-
-
 def define_config_flag(argv: list[str], program: str):
   """--config is a config file when given, else the workdir's config.json (a config
   flag must exist before parsing, so the workdir is read from argv first)."""
@@ -66,18 +45,26 @@ def define_config_flag(argv: list[str], program: str):
                                     lock_config=True)
     return
   workdir = next((a.split('=', 1)[1] for a in argv if a.startswith('--workdir=')), None)
-  path = os.path.join(workdir, 'config.json') if workdir else ''
-  config = load_config_json(path) if os.path.isfile(path) else ml_collections.ConfigDict()
+  config = (workdir and run_contract.read_saved(workdir)) or ml_collections.ConfigDict()
   cli.check_overrides(program, argv, config)
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 
 def prepare(config, workdir: str | None, torchvision: str | None = None):
-  """What every command on a trained model does before loading it: a config to use, the
-  compilation cache, jax.distributed for a multi-process job, the checks without data."""
+  """What every command on a trained model does before loading it: a config to use (one
+  that does not change the model the workdir's checkpoints hold), the compilation cache,
+  jax.distributed for a multi-process job, the checks without data."""
   if 'model' not in config:
     raise LoadError(f'--workdir={workdir} has no config.json: give the workdir of a '
                     'training run, or --config=configs/FILE.py')
+  saved = workdir and not torchvision and run_contract.read_saved(workdir)
+  if saved:
+    changed = run_contract.model_changes(run_contract.changes(saved, config))
+    if changed:
+      raise LoadError(f'--workdir={workdir} was trained with another model than this '
+                      f'config asks for: {run_contract.describe(changed)}; drop those '
+                      'settings (the workdir\'s config.json is used when --config is '
+                      'not given)')
   cli.use_compilation_cache()
   parallel.maybe_initialize_distributed(config)
   if not torchvision:
@@ -126,11 +113,21 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
       raise LoadError(f'--weights={weights}: no such file')
     variables = torchvision_import.convert(torchvision,
                                            torchvision_import.load_pth(weights))
-    return Trained(models.create_model(torchvision, num_classes=num_classes), variables, 0,
-                   f'torchvision_{torchvision}')
-  model = experiment.create_model(config, num_classes)
-  variables, step, which = variables_from_checkpoint(workdir, checkpoint)
-  return Trained(model, variables, step, which)
+    trained = Trained(models.create_model(torchvision, num_classes=num_classes), variables,
+                      0, f'torchvision_{torchvision}')
+    what = f'--weights={weights}'
+  else:
+    variables, step, which = variables_from_checkpoint(workdir, checkpoint)
+    trained = Trained(experiment.create_model(config, num_classes), variables, step, which)
+    what = f'the {which} checkpoint of {workdir}'
+  size, channels = config.dataset.image_size, config.dataset.channels
+  expected = jax.eval_shape(lambda: trained.model.init(
+      jax.random.key(0), jnp.zeros((1, size, size, channels)), train=False))
+  wrong = checkpoints.mismatch({k: expected.get(k, {}) for k in variables}, variables, what)
+  if wrong:
+    raise LoadError(f'{wrong}: it was trained as another model than this config '
+                    f'describes ({config.model.name}, {num_classes} classes)')
+  return trained
 
 
 def posteriors_fn(model, config, mesh, dense: bool = False):

@@ -13,7 +13,8 @@ import time
 
 
 # Files of a run's workdir that other programs read (README: "The workdir").
-METRICS = 'metrics.jsonl'             # one JSON record per log line and evaluation
+METRICS = 'metrics.jsonl'             # one JSON record per training log line and
+                                      # evaluation (train.py's alone)
 FINAL_METRICS = 'final_metrics.json'  # written once the run has finished: its presence
                                       # says so (sweep.py, reproduce.py read it)
 TRIAL_STATUS = 'trial.json'           # a sweep trial's state, error and wall time
@@ -80,6 +81,19 @@ class Lock:
     self.release()
 
 
+def is_locked(workdir: str) -> bool:
+  """Whether a run holds the workdir now (its lock is taken)."""
+  try:
+    with open(os.path.join(workdir, '.lock'), 'a+') as f:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(f, fcntl.LOCK_UN)
+      return False
+  except BlockingIOError:
+    return True
+  except OSError:
+    return False
+
+
 def read_json(path: str, default=None):
   """A JSON file's contents, or `default` if it is missing or unreadable."""
   try:
@@ -97,8 +111,7 @@ def write_json(path: str, value):
 
 
 def append_metrics(workdir: str, record: dict):
-  """One record at the end of DIR/metrics.jsonl (train.py's log lines, evaluate.py's
-  results)."""
+  """One record at the end of DIR/metrics.jsonl (train.py's log lines and evaluations)."""
   with open(os.path.join(workdir, METRICS), 'a') as f:
     f.write(json.dumps(record) + '\n')
 

@@ -20,7 +20,7 @@ import numpy as np
 from models import layers
 
 SPATIAL = (layers.Conv, layers.MaxPool, layers.AvgPool)
-RECORDED = SPATIAL + (nn.Dense, nn.BatchNorm, layers.AdaptiveAvgPool, layers.GlobalAvgPool,
+RECORDED = SPATIAL + (nn.Dense, layers.BatchNorm, layers.AdaptiveAvgPool, layers.GlobalAvgPool,
                       layers.LocalResponseNorm, nn.Dropout)
 
 

@@ -44,8 +44,46 @@ def auxiliary_losses(collections) -> list:
 PADDING_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'edge': 'edge',
                  'circular': 'wrap'}
 
-# PyTorch-compatible BatchNorm: torch's momentum 0.1 is flax's 0.9; eps 1e-5.
-BatchNorm = lambda **kw: nn.BatchNorm(momentum=0.9, epsilon=1e-5, **kw)  # noqa: E731
+class BatchNorm(nn.Module):
+  """Batch normalisation (Ioffe & Szegedy 2015) exactly as PyTorch's BatchNorm2d, which
+  the torchvision and fb.resnet.torch recipes use.
+
+  Training normalises with the batch's mean and biased variance, over every axis but
+  the channels (under jit: the global batch, so the statistics are synchronised across
+  devices), and keeps running averages for evaluation. PyTorch, and this layer, average
+  the *unbiased* variance, n/(n-1) times the biased one (flax's nn.BatchNorm averages
+  the biased one: at batch 16 on ResNet-18 the running variances ended 2.4e-3 apart).
+  momentum is the old average's weight (PyTorch's momentum=0.1 is 0.9 here); eps 1e-5.
+  Parameters and statistics are named as flax's: params {scale, bias}, batch_stats
+  {mean, var}; statistics stay float32 whatever `dtype` computes.
+  """
+  use_running_average: bool
+  dtype: Any = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones  # zeros: a residual branch starts as identity
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    running_mean = self.variable('batch_stats', 'mean', jnp.zeros, (channels,), jnp.float32)
+    running_var = self.variable('batch_stats', 'var', jnp.ones, (channels,), jnp.float32)
+    scale = self.param('scale', self.scale_init, (channels,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (channels,), jnp.float32)
+    if self.use_running_average:
+      mean, var = running_mean.value, running_var.value
+    else:
+      axes = tuple(range(x.ndim - 1))
+      xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+      mean = jnp.mean(xf, axes)
+      var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)  # biased
+      if not self.is_initializing():
+        n = x.size // channels
+        m = self.momentum
+        running_mean.value = m * running_mean.value + (1 - m) * mean
+        running_var.value = m * running_var.value + (1 - m) * var * (n / max(n - 1, 1))
+    y = (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+    return y.astype(self.dtype or x.dtype)
 
 
 def pair(v) -> tuple[int, int]:

@@ -50,7 +50,7 @@ def test_arguments_reach_the_config():
   assert c.model.stages[1]['padding_mode'] == 'reflect'
   assert load('vgg', 'config=B,bn').model.name == 'vgg_b_bn'
   assert load('alexnet', 'v1').dataset.image_size == 227
-  assert load('resnet', 'depth=110').schedule.rates[0] == 0.01
+  assert load('resnet', 'depth=110').schedule.multipliers[0] == 0.1  # 0.01 at first
   with pytest.raises(ValueError, match='not one of'):
     load('convnet', 'kernal=3')
 

@@ -18,6 +18,7 @@ from PIL import Image
 from configs import default
 import evaluate
 import input_pipeline
+from lib import run_contract
 from lib import trained as trained_lib
 import models
 
@@ -130,8 +131,9 @@ def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
   assert record['top1'] == pytest.approx(final['top1'], abs=1e-6)
   assert record['num_examples'] == 1000 and record['step'] == final['step']
   assert f"top-1 {100 * final['top1']:.2f}%" in result.stdout
-  last = json.loads(open(os.path.join(workdir, 'metrics.jsonl')).readlines()[-1])
-  assert last['mode'] == 'center' and last['checkpoint'] == 'latest'
+  assert record['mode'] == 'center' and record['checkpoint'] == 'latest'
+  assert open(os.path.join(workdir, 'metrics.jsonl')).read() == open(  # training's own
+      os.path.join(trained, 'metrics.jsonl')).read()
   # A whole-image mode on a fixed-head model is refused in one line.
   result = run_cli('evaluate.py', f'--workdir={workdir}', '--mode=dense')
   assert result.returncode == 2
@@ -139,7 +141,7 @@ def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
       'evaluate.py: error: --mode=dense runs LeNet5 on whole images'), result.stderr
   # The same workdir in-process: 10 crops (with mirrored digits) run; a missing step is
   # named with the ones there are.
-  config = trained_lib.load_config_json(os.path.join(workdir, 'config.json'))
+  config = run_contract.read_saved(workdir)
   ten = evaluate.evaluate(config, workdir, '10crop', checkpoint='best')
   assert ten['num_examples'] == 1000 and 0.5 < ten['top1'] <= 1
   assert os.path.exists(os.path.join(workdir, 'eval', 'best_10crop.json'))

@@ -139,7 +139,7 @@ def test_sigterm_saves_exits_0_and_a_truncated_checkpoint_falls_back(reference, 
 
 
 NAN_AT_14 = ['--config.schedule.name=piecewise', '--config.schedule.boundaries=(12,)',
-             '--config.schedule.rates=(0.05,1e30)']
+             '--config.schedule.multipliers=(1,2e31)']  # 0.05, then 1e30
 
 
 def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -192,8 +192,10 @@ def test_second_run_on_a_workdir_refuses_and_a_killed_run_does_not_block(tmp_pat
   assert code == 2 and f'{workdir} is in use by pid {first.pid}' in out
   first.send_signal(signal.SIGKILL)
   first.wait()
-  code, out = run(workdir, config=CONFIG + ',epochs=0.1')  # (the killed run is further)
-  assert code == 0 and 'in use' not in out and 'already finished' in out
+  # (a shorter cosine run, from wherever the killed one got to)
+  code, out = run(workdir, '--config.num_train_steps=30', '--allow_schedule_change',
+                  config=CONFIG + ',epochs=40')
+  assert code == 0 and 'in use' not in out and 'Done in' in out, out[-2000:]
 
 
 BAD_INPUTS = {

@@ -137,3 +137,22 @@ def test_same_padding_gives_ceil_of_size_over_stride():
   for n, k, s in ((32, 3, 2), (31, 5, 2), (7, 7, 3), (224, 7, 2)):
     pads = layers.resolve_padding('SAME', (n, n), k, s)
     assert layers.conv_output_size(n, k, s, pads[0]) == -(-n // s)
+
+
+def test_batchnorm_matches_pytorch_in_training_and_in_its_running_statistics():
+  """Normalised with the biased batch variance, averaged with the unbiased one, as
+  torch.nn.BatchNorm2d (momentum 0.1 there is 0.9 here), over three training steps."""
+  rng = np.random.default_rng(0)
+  bn = layers.BatchNorm(use_running_average=False)
+  ours = bn.init(jax.random.key(0), jnp.zeros((2, 4, 4, 5)))
+  theirs = torch.nn.BatchNorm2d(5, momentum=0.1, eps=1e-5).train()
+  for _ in range(3):
+    x = (rng.normal(size=(16, 7, 7, 5)) * 3 + 1).astype(np.float32)
+    y, updates = bn.apply(ours, jnp.asarray(x), mutable=['batch_stats'])
+    ours = {**ours, **updates}
+    np.testing.assert_allclose(y, from_torch(theirs(to_torch(x))), atol=1e-5)
+  np.testing.assert_allclose(ours['batch_stats']['mean'], theirs.running_mean, rtol=1e-6)
+  np.testing.assert_allclose(ours['batch_stats']['var'], theirs.running_var, rtol=1e-6)
+  x = rng.normal(size=(4, 3, 3, 5)).astype(np.float32)
+  evaluated = layers.BatchNorm(use_running_average=True).apply(ours, jnp.asarray(x))
+  np.testing.assert_allclose(evaluated, from_torch(theirs.eval()(to_torch(x))), atol=1e-5)

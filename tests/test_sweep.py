@@ -46,11 +46,12 @@ def test_axis_helpers():
 
 
 @pytest.mark.parametrize('spec, count, first', [
-    ('kernel_stride_pool.py', 108, 'kernel=3,stride=1,pool=max,depth=1,padding=zeros'),
-    ('kernel_stride_pool.py:small', 8, 'kernel=3,pool=max,depth=1'),
+    ('kernel_stride_pool.py', 108,
+     'kernel=3,stride=1,pool=max,depth=1,padding=zeros,epochs=30.0'),
+    ('kernel_stride_pool.py:small', 8, 'kernel=3,pool=max,depth=1,epochs=10.0'),
     ('resnet_depth.py', 5, 'depth=20'),
     ('resnet_depth.py:seeds=3', 15, 'depth=20,seed=0'),
-    ('vgg_configs.py', 5, 'config=A'),
+    ('vgg_configs.py', 5, 'config=A,cifar=true,bn=true'),
     ('lenet_pooling.py', 4, 'pooling=max,activation=relu'),
 ])
 def test_example_sweeps_expand(spec, count, first):
@@ -64,12 +65,12 @@ def test_trial_command_carries_args_and_config_keys():
   trial = sweep.make_trial('/c/s.py', {'kernel': 5, 'bn': True, 'config.seed': 3,
                                        'config.dataset.name': 'folder:/data/x'},
                            swept=['kernel', 'config.dataset.name'])
-  assert trial['name'] == 'kernel=5,dataset.name=folder__data_x'
+  assert trial['name'] == 'kernel=5,dataset.name=folder__data_x,bn=true,seed=3'
   assert trial['config'] == '/c/s.py:kernel=5,bn=true'
   cmd = sweep.command('/sweeps/s', trial)
   assert cmd[2:] == ['--config=/c/s.py:kernel=5,bn=true', '--config.seed=3',
                      '--config.dataset.name=folder:/data/x',
-                     '--workdir=/sweeps/s/kernel=5,dataset.name=folder__data_x']
+                     '--workdir=/sweeps/s/kernel=5,dataset.name=folder__data_x,bn=true,seed=3']
 
 
 def test_array_spec():
@@ -87,8 +88,8 @@ def test_bad_sweeps_fail_before_anything_runs(tmp_path):
   bad_key = write_sweep_file(tmp_path / 'bad_key.py',
                              "hyper.product(hyper.sweep('pooling', ['max', 'avg']), "
                              "hyper.fixed('config.batch_sise', 3))")
-  with pytest.raises(sweep.SweepError, match=r'trial pooling=max: unknown config key '
-                     r".*batch_sise"):
+  with pytest.raises(sweep.SweepError, match=r'trial pooling=max,batch_sise=3: unknown config '
+                     r"key .*batch_sise"):
     sweep.expand(bad_key)
   bad_arg = write_sweep_file(tmp_path / 'bad_arg.py', "hyper.sweep('pool', ['max'])")
   with pytest.raises(sweep.SweepError, match=r"config argument 'pool' is not one of"):
@@ -99,7 +100,7 @@ def test_bad_sweeps_fail_before_anything_runs(tmp_path):
   # Through the CLI: one line, exit 2, and no workdir made.
   code, out, err = run_sweep(f'--config={bad_key}', f'--workdir={tmp_path / "never"}')
   assert code == 2 and err.count('\n') == 1, err
-  assert err.startswith('sweep.py: error: trial pooling=max: unknown config key'), err
+  assert err.startswith('sweep.py: error: trial pooling=max,batch_sise=3: unknown config key'), err
   assert not (tmp_path / 'never').exists()
   code, _, err = run_sweep('--config=configs/sweeps/nope.py', f'--workdir={tmp_path}/x')
   assert code == 2 and 'no such sweep file' in err, err
@@ -131,8 +132,10 @@ QUICK = ("hyper.product(hyper.fixed('config.num_epochs', 0.5), "
          "hyper.fixed('config.dataset.name', 'mnist5k')), "
          "hyper.product(hyper.fixed('pooling', 'max'), "
          "hyper.fixed('config.dataset.name', 'folder:/nonexistent'))))")
-GOOD, OTHER, BAD = ('pooling=max,dataset.name=mnist5k', 'pooling=avg,dataset.name=mnist5k',
-                    'pooling=max,dataset.name=folder__nonexistent')
+FIXED = ',num_epochs=0.5,log_every_steps=10,checkpoint_every_steps=10,eval_every_steps=20'
+GOOD, OTHER, BAD = ('pooling=max,dataset.name=mnist5k' + FIXED,
+                    'pooling=avg,dataset.name=mnist5k' + FIXED,
+                    'pooling=max,dataset.name=folder__nonexistent' + FIXED)
 
 
 def test_local_sweep_isolates_a_failure_skips_and_resumes(tmp_path):
@@ -257,3 +260,89 @@ def test_every_named_sweep_variant_builds():
     trials = sweep.expand(os.path.join(ROOT, 'configs/sweeps', spec))  # builds each config
     assert trials, spec
   assert len(sweep.expand(os.path.join(ROOT, 'configs/sweeps/resnet_depth.py:1202'))) == 6
+
+
+# ------------------------------------------------------------- trust in a sweep's trials
+
+
+def test_a_trial_is_every_setting_so_an_edited_sweep_runs_what_changed(tmp_path):
+  body = ("hyper.product(hyper.sweep('pooling', ['max', 'avg']), "
+          "hyper.fixed('config.num_train_steps', {}))")
+  before = sweep.expand(write_sweep_file(tmp_path / 's.py', body.format(600)))
+  after = sweep.expand(write_sweep_file(tmp_path / 's.py', body.format(100)))
+  assert [t['name'] for t in before] == ['pooling=max,num_train_steps=600',
+                                         'pooling=avg,num_train_steps=600']
+  assert not {t['name'] for t in before} & {t['name'] for t in after}
+  long = sweep.trial_name({f'config.dataset.key{i}': 'x' * 20 for i in range(20)})
+  assert len(long) <= sweep.MAX_NAME and long != sweep.trial_name(
+      {f'config.dataset.key{i}': 'x' * 20 for i in range(19)})
+
+
+def test_a_trial_run_with_another_config_is_stale(tmp_path):
+  from lib import run_contract  # pylint: disable=import-outside-toplevel
+  spec = write_sweep_file(tmp_path / 's.py', "hyper.sweep('pooling', ['max'])")
+  trial, = sweep.expand(spec)
+  sweep_dir = tmp_path / 'sweep'
+  trial_dir = sweep_dir / trial['name']
+  os.makedirs(trial_dir)
+  config = sweep.build_config(sweep.load_module(str(tmp_path / 's.py')), trial)
+  run_contract.save(str(trial_dir), config)
+  workdir_lib.write_json(str(trial_dir / workdir_lib.FINAL_METRICS), {'top1': 0.5})
+  assert sweep.trial_state(str(sweep_dir), trial) == 'done'
+  config.num_epochs = 40.0  # the base config ran longer: resume, train.py extends it
+  run_contract.save(str(trial_dir), config)
+  assert sweep.trial_state(str(sweep_dir), trial) == 'resume'
+  config.schedule.learning_rate = 0.5  # the base config file was edited
+  run_contract.save(str(trial_dir), config)
+  assert sweep.trial_state(str(sweep_dir), trial) == 'stale'
+  assert sweep.trial_states(str(sweep_dir), [trial]) == ['new']
+  moved, = os.listdir(sweep_dir / 'stale')
+  assert moved.startswith(trial['name'] + '.') and not trial_dir.exists()
+
+
+def test_relative_paths_mean_what_they_meant_to_the_caller(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  spec = write_sweep_file(tmp_path / 's.py', "hyper.product(hyper.sweep('pooling', "
+                          "['max']), hyper.fixed('config.dataset.name', 'folder:ds/basic'))")
+  trial, = sweep.expand(os.path.basename(spec))
+  assert trial['cwd'] == str(tmp_path)
+  config = sweep.build_config(sweep.load_module(spec), trial)
+  assert config.dataset.name == f'folder:{tmp_path}/ds/basic'
+
+
+def test_one_runner_per_sweep_directory(tmp_path):
+  spec = write_sweep_file(tmp_path / 's.py', "hyper.sweep('pooling', ['max'])")
+  sweep_dir = tmp_path / 'sweep'
+  os.makedirs(sweep_dir)
+  with workdir_lib.Lock(str(sweep_dir)):
+    code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}')
+  assert code == 2 and err.count('\n') == 1, err
+  assert f'sweep.py: error: {sweep_dir} is in use by pid {os.getpid()}' in err
+  assert os.listdir(sweep_dir) == ['.lock']  # no plan written, no trial started
+
+
+def test_a_trial_ends_with_its_killed_runner(tmp_path):
+  spec = write_sweep_file(tmp_path / 's.py', "hyper.product(hyper.sweep('pooling', ['max']),"
+                          " hyper.fixed('config.num_train_steps', 100000), "
+                          "hyper.fixed('config.log_every_steps', 5))")
+  sweep_dir = tmp_path / 'sweep'
+  runner = subprocess.Popen([sys.executable, 'sweep.py', f'--config={spec}',
+                             f'--workdir={sweep_dir}'], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  trial_dir = sweep_dir / 'pooling=max,num_train_steps=100000,log_every_steps=5'
+  log = trial_dir / 'train.log'
+  deadline = time.time() + 240
+  while time.time() < deadline and not (log.exists() and 'train step' in log.read_text()):
+    time.sleep(0.5)
+  assert 'train step' in log.read_text(), log.read_text()[-2000:]
+  runner.kill()  # SIGKILL: the runner cannot tell its trial anything
+  runner.wait()
+  deadline = time.time() + 120
+  while time.time() < deadline and workdir_lib.is_locked(str(trial_dir)):
+    time.sleep(0.5)
+  assert not workdir_lib.is_locked(str(trial_dir)), 'the trial outlived its runner'
+  assert 'SIGTERM received: stopped after step' in log.read_text()
+  code, out, err = run_sweep('report', f'--workdir={sweep_dir}')
+  assert code == 0, err
+  rows = list(csv.DictReader(open(sweep_dir / 'results.csv')))
+  assert rows[0]['status'] == 'interrupted', rows

@@ -17,6 +17,7 @@ import input_pipeline
 from configs import lenet
 from data import sources, transforms
 from lib import parallel
+from lib import run_contract
 from lib import trained as trained_lib
 from models import layers
 
@@ -64,7 +65,7 @@ def test_predict_agrees_with_the_checkpoints_own_evaluation(lenet_run, tmp_path)
   assert [os.path.basename(p['path']) for p in predictions] == [f'{i:02d}.png'
                                                                  for i in range(24)]
   # The checkpoint's own evaluation of the same test examples (the eval split's view).
-  config = trained_lib.load_config_json(os.path.join(lenet_run, 'config.json'))
+  config = run_contract.read_saved(lenet_run)
   model = trained_lib.load(config, 10, str(lenet_run), 'best')
   source = input_pipeline.eval_source(config)
   views = np.stack([transforms.eval_example(source[i]['image'], config) for i in range(24)])

@@ -1,0 +1,378 @@
+"""Every key of configs/default.py takes effect or is refused: none is silently ignored.
+
+For each key, the test overrides it on a config whose other settings read it, and
+checks that what the run would do changes: its resolved durations, its learning rate,
+its optimizer update, its model's output, its first training or eval batch, its data,
+its checkpoints, or its reaction to a NaN. A key added to default.py without an entry
+here fails `test_every_key_has_a_probe`.
+"""
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from configs import default
+import input_pipeline
+from lib import checkpoints
+from lib import cli
+from lib import experiment
+from lib import optim
+from lib import parallel
+import train
+
+
+def base_config(**changes):
+  """LeNet-5 on the 4,000 mnist5k digits, four steps."""
+  c = default.get_config()
+  c.model = {'name': 'lenet5'}
+  c.dataset.update(name='mnist5k', image_size=32, channels=1, augment='none', workers=0)
+  c.batch_size = 16
+  c.num_train_steps, c.log_every_steps, c.eval_every_steps = 4, 2, 4
+  c.checkpoint_every_steps = 4
+  c.schedule.name = 'constant'
+  c.schedule.learning_rate = 0.01
+  for key, value in changes.items():
+    set_key(c, key, value)
+  return c
+
+
+def set_key(config, key, value):
+  *parents, leaf = key.split('.')
+  node = config
+  for part in parents:
+    node = node[part]
+  node[leaf] = value
+  default.clear_duration_partners(config, {key})
+
+
+def checked_info(config, key):
+  """The checks a launch runs with `key` given on the command line, then the data."""
+  experiment.check(config, given={key})
+  info = input_pipeline.dataset_info(config)
+  input_pipeline.check_config(config, info)
+  return info
+
+
+# ------------------------------------------------------------------------- observables
+
+
+def length(config, key):
+  return dataclasses.asdict(experiment.run_length(config, checked_info(config, key)))
+
+
+def learning_rates(config, key):
+  info = checked_info(config, key)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  steps = jnp.array([0, 1, 10, 100, 399, 400, 401, 1000, 5000, 20000, 40000])
+  return np.asarray(exp.schedule(steps))
+
+
+def plateau(config, key):
+  """The reduce-on-plateau multipliers after a series of evaluations."""
+  checked_info(config, key)
+  scale, best, bad, out = 1.0, -1.0, 0, []
+  for top1 in (0.5, 0.4, 0.4, 0.4, 0.4, 0.4):
+    scale, best, bad = optim.plateau_update(config, scale, best, bad, top1)
+    out.append(scale)
+  return out
+
+
+def updates(config, key):
+  """Three optimizer steps on a kernel, a bias and a BatchNorm scale."""
+  checked_info(config, key)
+  tx = optim.create_optimizer(config)
+  params = {'conv': {'kernel': jnp.full((3,), 2.0), 'bias': jnp.ones(2)},
+            'bn': {'scale': jnp.ones(2)}}
+  grads = jax.tree.map(lambda p: jnp.linspace(-30.0, 50.0, p.size), params)
+  state = tx.init(params)
+  for _ in range(3):
+    step, state = tx.update(grads, state, params)
+    params = jax.tree.map(jnp.add, params, step)
+  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
+
+
+def model_output(config, key):
+  info = checked_info(config, key)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  size, channels = config.dataset.image_size, config.dataset.channels
+  x = jnp.linspace(0, 1, size * size * channels).reshape(1, size, size, channels)
+  variables = exp.model.init(jax.random.key(0), x, train=False)
+  return np.asarray(exp.model.apply(variables, x, train=False), np.float64)
+
+
+def train_loss(config, key):
+  """The loss of one real train step."""
+  info = checked_info(config, key)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  state = exp.init(jax.random.key(config.seed))
+  batches = input_pipeline.train_batches(config, info, exp.mesh)
+  state = exp.train_step(state, next(batches))
+  return float(state.metrics['loss'])
+
+
+def first_batch(config, key):
+  """The first training batch as the model sees it, and which path fed it."""
+  info = checked_info(config, key)
+  mesh = parallel.data_mesh()
+  prepare, _ = input_pipeline.train_prepare(config, info, mesh)
+  inputs = next(input_pipeline.train_batches(config, info, mesh))
+  batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
+  return {'resident': input_pipeline.resident(config, info),
+          'image': np.asarray(batch['image']), 'label': np.asarray(batch['label'])}
+
+
+def data(config, key):
+  """The sizes of the data, its first eval batch, and what reads it."""
+  info = checked_info(config, key)
+  batch = next(iter(input_pipeline.eval_dataset(config, info)))
+  return {'sizes': (info.name, info.num_classes, info.num_train, info.num_eval,
+                    info.num_corrupt),
+          'eval': np.asarray(batch['image']), 'workers': input_pipeline.num_workers(config),
+          'resident': input_pipeline.resident(config, info)}
+
+
+def tfds_source(config, key):
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    info = checked_info(config, key)
+  return info.opened['train'].args
+
+
+def run(config, key, tmp_path):
+  """A whole run: the checkpoints it keeps, or the fault that stopped it."""
+  workdir = str(tmp_path / f'run{len(os.listdir(tmp_path))}')
+  try:
+    train.train_and_evaluate(config, workdir, given={key})
+  except train.TrainingStopped as e:
+    return f'stopped: {str(e)[:40]}'
+  return checkpoints.saved_steps(workdir)
+
+
+def distributed(config, key, monkeypatch):
+  checked_info(config, key)
+  calls = []
+  monkeypatch.setattr(jax.distributed, 'initialize', lambda *a, **k: calls.append(a))
+  monkeypatch.delenv('JAX_NUM_PROCESSES', raising=False)
+  monkeypatch.delenv('SLURM_NTASKS', raising=False)
+  parallel.maybe_initialize_distributed(config)
+  return len(calls)
+
+
+def initial_params(config, key):
+  info = checked_info(config, key)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  weights = train.initial_weights(exp)
+  return None if weights is None else np.concatenate(
+      [np.ravel(x) for x in jax.tree.leaves(weights['params'])])
+
+
+# ------------------------------------------------------------------------------ probes
+
+FOLDER = 'folder:{folder}'
+# key -> (observable, the base config's settings, the override). The base settings make
+# the key read: a schedule key on its schedule, an Adam key with AdamW, and so on.
+PROBES = {
+    'batch_size': (length, {}, 32),
+    'num_train_steps': (length, {}, 8),
+    'num_epochs': (length, {}, 2.0),
+    'log_every_steps': (length, {}, 1),
+    'log_every_epochs': (length, {}, 1.0),
+    'eval_every_steps': (length, {}, 1),
+    'eval_every_epochs': (length, {}, 1.0),
+    'checkpoint_every_steps': (length, {}, 1),
+    'checkpoint_every_epochs': (length, {}, 1.0),
+    'keep_checkpoints': (run, {'checkpoint_every_steps': 1}, 3),
+    'on_nonfinite': (run, {'schedule.learning_rate': 1e30}, 'skip'),
+    'distributed': (distributed, {}, True),
+    'init_from': (initial_params, {}, '{trained}'),
+    'seed': (first_batch, {'dataset.augment': 'cifar'}, 1),
+    'label_smoothing': (train_loss, {}, 0.1),
+    'precision': (model_output, {}, 'bfloat16'),
+    'num_classes': (model_output, {'dataset.name': 'synthetic', 'dataset.channels': 3}, 7),
+    'model.name': (model_output, {}, 'simple_cnn'),
+    'dataset.name': (data, {}, 'synthetic'),
+    'dataset.train_split': (first_batch, {}, 'train[100:]'),
+    'dataset.eval_split': (data, {}, 'test[:50%]'),
+    'dataset.image_size': (first_batch, {}, 28),
+    'dataset.channels': (first_batch, {}, 3),
+    'dataset.augment': (first_batch, {}, 'cifar'),
+    'dataset.pad_mode': (first_batch, {'dataset.augment': 'cifar'}, 'reflect'),
+    'dataset.scale_min': (first_batch, {'dataset.name': FOLDER, 'dataset.augment': 'vgg',
+                                        'dataset.scale_min': 40, 'dataset.scale_max': 64},
+                          56),
+    'dataset.scale_max': (first_batch, {'dataset.name': FOLDER, 'dataset.augment': 'vgg',
+                                        'dataset.scale_min': 40, 'dataset.scale_max': 40},
+                          64),
+    'dataset.eval_resize': (data, {'dataset.name': FOLDER, 'dataset.augment': 'vgg'}, 48),
+    'dataset.device_resident': (first_batch, {}, False),
+    'dataset.device_resident_max_mb': (data, {}, 0),
+    'dataset.workers': (data, {'dataset.name': FOLDER}, 1),
+    'dataset.on_corrupt': (data, {'dataset.name': FOLDER + '_corrupt'}, 'skip'),
+    'dataset.synthetic_size': (data, {'dataset.name': 'synthetic'}, 64),
+    'dataset.data_dir': (tfds_source, {'dataset.name': 'cifar10'}, '/elsewhere'),
+    'optimizer.name': (updates, {}, 'adamw'),
+    'optimizer.momentum': (updates, {}, 0.5),
+    'optimizer.nesterov': (updates, {}, True),
+    'optimizer.weight_decay': (updates, {}, 0.1),
+    'optimizer.decay_style': (updates, {'optimizer.weight_decay': 0.1}, 'decoupled'),
+    'optimizer.decay_params': (updates, {'optimizer.weight_decay': 0.1}, 'all'),
+    'optimizer.b1': (updates, {'optimizer.name': 'adamw'}, 0.5),
+    'optimizer.b2': (updates, {'optimizer.name': 'adamw'}, 0.5),
+    'optimizer.grad_clip_norm': (updates, {}, 1.0),
+    'schedule.name': (learning_rates, {}, 'cosine'),
+    'schedule.learning_rate': (learning_rates, {'schedule.name': 'piecewise'}, 0.5),
+    'schedule.boundaries': (learning_rates, {'schedule.name': 'piecewise'}, (10, 100)),
+    'schedule.boundaries_in_epochs': (learning_rates, {'schedule.name': 'piecewise',
+                                                       'schedule.boundaries': (1, 2)}, True),
+    'schedule.multipliers': (learning_rates, {'schedule.name': 'piecewise'}, (1.0, 0.5, 0.2)),
+    'schedule.step_epochs': (learning_rates, {'schedule.name': 'step'}, 2),
+    'schedule.factor': (learning_rates, {'schedule.name': 'step'}, 0.5),
+    'schedule.warmup_steps': (learning_rates, {'schedule.name': 'cosine'}, 100),
+    'schedule.patience': (plateau, {'schedule.name': 'plateau'}, 3),
+    'schedule.min_learning_rate': (learning_rates, {'schedule.name': 'cosine'}, 0.005),
+}
+
+
+def test_every_key_has_a_probe():
+  assert sorted(PROBES) == sorted(cli.config_paths(default.get_config()))
+
+
+@pytest.fixture(scope='module')
+def folders(tmp_path_factory):
+  """An RGB folder dataset of 40x56 PNGs, and a copy with one truncated file."""
+  root = tmp_path_factory.mktemp('folders')
+  rng = np.random.RandomState(0)
+  for name in ('ds', 'ds_corrupt'):
+    for split, count in (('train', 12), ('test', 4)):
+      for c in range(2):
+        os.makedirs(root / name / split / f'c{c}')
+        for i in range(count):
+          Image.fromarray(rng.randint(0, 255, (40, 56, 3), np.uint8)).save(
+              root / name / split / f'c{c}' / f'{i}.png')
+  with open(root / 'ds_corrupt' / 'train' / 'c0' / '0.png', 'r+b') as f:
+    f.truncate(100)
+  return str(root / 'ds')
+
+
+def resolve(value, folders, trained):
+  if isinstance(value, str):
+    return value.format(folder=folders, trained=trained)
+  if isinstance(value, dict):
+    return {k: resolve(v, folders, trained) for k, v in value.items()}
+  return value
+
+
+def differs(a, b) -> bool:
+  if isinstance(a, dict):
+    return a.keys() != b.keys() or any(differs(a[k], b[k]) for k in a)
+  if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+    return np.shape(a) != np.shape(b) or not np.array_equal(a, b)
+  return a != b
+
+
+@pytest.mark.parametrize('key', sorted(PROBES))
+def test_overriding_a_key_changes_what_the_run_does(key, folders, trained_lenet, tmp_path,
+                                                    monkeypatch):
+  observe, settings, value = PROBES[key]
+  settings = resolve(settings, folders, str(trained_lenet[0]))
+  value = resolve(value, folders, str(trained_lenet[0]))
+  extra = {'run': (tmp_path,), 'distributed': (monkeypatch,)}.get(observe.__name__, ())
+
+  def outcome(config):
+    try:
+      return observe(config, key, *extra)
+    except ValueError as e:  # refused
+      return f'refused: {e}'
+
+  before = outcome(base_config(**settings))
+  changed = base_config(**settings)
+  set_key(changed, key, value)
+  after = outcome(changed)
+  assert not str(after).startswith('refused'), after
+  # (a corrupt file stops the base run: on_corrupt='skip' is what lets it go on)
+  assert not str(before).startswith('refused') or key == 'dataset.on_corrupt', before
+  assert differs(before, after), f'--config.{key}={value!r} changed nothing'
+
+
+@pytest.mark.parametrize('key,value,message', [
+    ('label_smoothing', 2.0, r'config.label_smoothing must be in \[0, 1\); got 2.0'),
+    ('schedule.warmup_steps', -5, 'config.schedule.warmup_steps must be >= 0; got -5'),
+    ('seed', -1, r'config.seed must be in \[0, 2\*\*31\); got -1'),
+    ('optimizer.momentum', 1.5, r'config.optimizer.momentum must be in \[0, 1\)'),
+    ('schedule.factor', 0.0, r'config.schedule.factor must be in \(0, 1\]'),
+    ('dataset.workers', -2, 'config.dataset.workers must be >= 0, or -1'),
+    ('schedule.multipliers', (1.0, 0.0, 0.1), 'config.schedule.multipliers must be each > 0'),
+])
+def test_out_of_range_values_are_refused_before_any_data(key, value, message):
+  config = base_config(**{'dataset.name': 'no_such_dataset'})  # never opened
+  set_key(config, key, value)
+  with pytest.raises(ValueError, match=message):
+    experiment.check(config)
+
+
+@pytest.mark.parametrize('settings,key,value,reader', [
+    ({}, 'schedule.boundaries', (1, 2), "schedule.name is 'piecewise'"),
+    ({'schedule.name': 'cosine'}, 'schedule.patience', 3, "schedule.name is 'plateau'"),
+    ({}, 'optimizer.b1', 0.5, "optimizer.name is 'adamw'"),
+    ({'optimizer.name': 'adamw'}, 'optimizer.nesterov', True, "optimizer.name is 'sgd'"),
+    ({}, 'dataset.pad_mode', 'reflect', "dataset.augment pads"),
+    ({}, 'dataset.synthetic_size', 10, 'dataset.name is synthetic'),
+    ({}, 'dataset.on_corrupt', 'skip', 'dataset.name is a folder:PATH'),
+    ({'optimizer.weight_decay': 0.0}, 'optimizer.decay_params', 'all',
+     'optimizer.weight_decay > 0'),
+])
+def test_a_key_given_where_nothing_reads_it_is_refused(settings, key, value, reader):
+  config = base_config(**settings)
+  set_key(config, key, value)
+  experiment.check(config)  # the same value from a config file is not the user's doing
+  with pytest.raises(ValueError, match=f'config.{key} is read only when {reader}'):
+    experiment.check(config, given={key})
+
+
+def test_piecewise_rates_follow_the_base_learning_rate():
+  """A learning-rate sweep on the ResNet/CIFAR recipe trains different trials."""
+  from configs import resnet  # pylint: disable=import-outside-toplevel
+  rates = {}
+  for lr in (0.5, 0.001):
+    c = resnet.get_config()
+    c.schedule.learning_rate = lr
+    schedule = optim.create_schedule(c, steps_per_epoch=391, total_steps=64000)
+    rates[lr] = [float(schedule(s)) for s in (0, 32000, 48000)]
+  np.testing.assert_allclose(rates[0.5], [0.5, 0.05, 0.005], rtol=1e-6)
+  np.testing.assert_allclose(rates[0.001], [0.001, 1e-4, 1e-5], rtol=1e-6)
+
+
+def test_weight_decay_covers_batchnorm_in_the_resnet_recipes_only():
+  """fb.resnet.torch and torchvision decay every parameter; the Caffe recipes (AlexNet,
+  VGG, GoogLeNet) and the modern short ones decay the kernels alone."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  decay = lambda name, arg=None: importlib.import_module(f'configs.{name}').get_config(
+      arg).optimizer.decay_params
+  assert decay('resnet') == decay('resnet', 'imagenet,depth=50') == 'all'
+  assert {decay('alexnet'), decay('vgg'), decay('googlenet'), decay('lenet')} == {'kernels'}
+  c = base_config(**{'optimizer.weight_decay': 0.5, 'optimizer.momentum': 0.0})
+  params = {'conv': {'kernel': jnp.ones(2), 'bias': jnp.ones(2)}, 'bn': {'scale': jnp.ones(2)}}
+  zero = jax.tree.map(jnp.zeros_like, params)
+  for decay_params, decayed in (('kernels', {'kernel'}), ('all', {'kernel', 'bias', 'scale'})):
+    c.optimizer.decay_params = decay_params
+    tx = optim.create_optimizer(c)
+    step, _ = tx.update(zero, tx.init(params), params)
+    moved = {path[-1].key for path, leaf in jax.tree_util.tree_flatten_with_path(step)[0]
+             if np.any(np.asarray(leaf) != 0)}
+    assert moved == decayed
+    np.testing.assert_allclose(step['conv']['kernel'], -0.01 * 0.5 * np.ones(2), rtol=1e-6)
+
+
+def test_config_arguments_take_only_real_booleans_and_numbers():
+  from configs import common, lenet  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match=r"mnist='maybe': give true or false"):
+    lenet.get_config('mnist=maybe')
+  assert lenet.get_config('mnist=no').dataset.name == 'mnist5k'
+  assert lenet.get_config('mnist=true').dataset.name == 'mnist'
+  with pytest.raises(ValueError, match=r"depth='deep': give a int"):
+    common.parse_arg('depth=deep', depth=20)

@@ -1,0 +1,132 @@
+"""Data that cannot train is an error before any file is written; split keys are
+honoured by every source (or refused); hidden files are skipped, nested ones read."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import default
+from data import sources
+import input_pipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RNG = np.random.RandomState(0)
+
+
+def image(path, fmt='PNG'):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  Image.fromarray(RNG.randint(0, 255, (12, 12, 3), np.uint8)).save(path, format=fmt)
+
+
+def folder(root, layout: dict, fmt='PNG', ext='png'):
+  """{split: {class: count}} of images under root."""
+  for split, classes in layout.items():
+    os.makedirs(os.path.join(root, split), exist_ok=True)
+    for name, count in classes.items():
+      os.makedirs(os.path.join(root, split, name), exist_ok=True)
+      for i in range(count):
+        image(os.path.join(root, split, name, f'{i}.{ext}'), fmt)
+  return str(root)
+
+
+def config_for(name, **dataset):
+  c = default.get_config()
+  c.dataset.update(name=name, augment='none', workers=0, **dataset)
+  return c
+
+
+def info(name, **dataset):
+  sources._folder.cache_clear()  # pylint: disable=protected-access
+  return input_pipeline.dataset_info(config_for(name, **dataset))
+
+
+@pytest.mark.parametrize('case,message', [
+    ('gif', r'2 class folder\(s\) of .*/train hold no PNG or JPEG image: a, b \(other '
+            r'files, not read: 4 \.gif\)'),
+    ('empty_class', r'1 class folder\(s\) of .*/train hold no PNG or JPEG image: b;'),
+    ('no_classes', r'/train has no class folders'),
+    ('other_classes', r'val/ has class folders that train/ lacks, so their images cannot '
+                      r'be labelled: B \(train/ has b that val/ lacks\)'),
+    ('empty_eval', r"config.dataset.eval_split='test' selects no examples \(test has 0\)"),
+])
+def test_unusable_folders_are_refused_naming_what_is_wrong(tmp_path, case, message):
+  root = tmp_path / case
+  if case == 'gif':
+    folder(root, {'train': {'a': 1, 'b': 1}, 'test': {'a': 1, 'b': 1}}, 'GIF', 'gif')
+  elif case == 'empty_class':
+    folder(root, {'train': {'a': 2, 'b': 0}, 'test': {'a': 1, 'b': 1}})
+  elif case == 'no_classes':
+    folder(root, {'train': {}, 'test': {}})
+  elif case == 'other_classes':
+    folder(root, {'train': {'a': 2, 'b': 2}, 'val': {'a': 1, 'B': 1}})
+  else:
+    folder(root, {'train': {'a': 2, 'b': 2}, 'test': {'a': 0, 'b': 0}})
+  with pytest.raises(sources.DatasetError, match=message):
+    info(f'folder:{root}')
+
+
+def test_an_unusable_folder_stops_train_py_before_any_file_is_written(tmp_path):
+  root = folder(tmp_path / 'gif', {'train': {'a': 1}, 'test': {'a': 1}}, 'GIF', 'gif')
+  result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',
+                           f'--config.dataset.name=folder:{root}',
+                           f'--workdir={tmp_path / "run"}'], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
+  assert 'hold no PNG or JPEG image' in result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_hidden_files_are_skipped_and_subfolders_read(tmp_path):
+  root = folder(tmp_path / 'ds', {'train': {'a': 2, 'b': 2}, 'test': {'a': 1, 'b': 1}})
+  for name in ('a', 'b'):
+    with open(os.path.join(root, 'train', name, '._0.png'), 'wb') as f:
+      f.write(b'\x00\x05\x16\x07 AppleDouble')  # macOS resource fork: not an image
+    with open(os.path.join(root, 'train', name, '.DS_Store'), 'wb') as f:
+      f.write(b'Bud1')
+    image(os.path.join(root, 'train', name, 'more', 'deeper', 'n.png'))
+    image(os.path.join(root, 'train', name, '.hidden', 'h.png'))
+  os.makedirs(os.path.join(root, 'train', '.git'))
+  got = info(f'folder:{root}')
+  assert (got.num_classes, got.num_train, got.num_eval, got.num_corrupt) == (2, 6, 2, 0)
+  paths = got.opened['train'].paths
+  assert sum('deeper' in p for p in paths) == 2 and not any('/.' in p for p in paths)
+
+
+def test_folder_splits_take_slices(tmp_path):
+  root = folder(tmp_path / 'ds', {'train': {'a': 5, 'b': 5}, 'val': {'a': 2, 'b': 2}})
+  whole = info(f'folder:{root}')
+  got = info(f'folder:{root}', train_split='train[:4]', eval_split='train[50%:]')
+  assert (got.num_train, got.num_eval) == (4, 5)
+  assert got.opened['train'].paths == whole.opened['train'].paths[:4]
+  assert got.opened['eval'].paths == whole.opened['train'].paths[5:]
+  assert got.opened['eval'].labels == (1,) * 5
+  with pytest.raises(sources.DatasetError, match=r"config.dataset.train_split='trian': "
+                                                 r".* has splits \['train', 'val'\]"):
+    info(f'folder:{root}', train_split='trian')
+
+
+def test_mnist5k_honours_its_split_keys():
+  whole = info('mnist5k')
+  assert (whole.num_train, whole.num_eval) == (4000, 1000)
+  part = info('mnist5k', train_split='train[:100]', eval_split='train[-500:]')
+  assert (part.num_train, part.num_eval) == (100, 500)
+  np.testing.assert_array_equal(part.opened['train'].images,
+                                whole.opened['train'].images[:100])
+  np.testing.assert_array_equal(part.opened['eval'].labels,
+                                whole.opened['train'].labels[-500:])
+  assert info('mnist5k', eval_split='validation').num_eval == 1000  # test's other names
+  with pytest.raises(sources.DatasetError, match=r"config.dataset.eval_split='bogus': "
+                                                 r"mnist5k has splits \['test', 'train'\]"):
+    info('mnist5k', eval_split='bogus')
+  with pytest.raises(sources.DatasetError, match=r"train_split='train\[4000:\]' selects no"):
+    info('mnist5k', train_split='train[4000:]')
+
+
+def test_synthetic_data_refuses_splits_it_does_not_have():
+  assert info('synthetic', synthetic_size=40, train_split='train[:10]').num_train == 10
+  with pytest.raises(sources.DatasetError, match="eval_split='holdout'"):
+    info('synthetic', eval_split='holdout')
