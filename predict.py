@@ -36,9 +36,9 @@ def image_files(paths: list[str]) -> tuple[list[str], list[str]]:
     if os.path.isdir(path):
       found = []
       for root, dirs, names in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith('.')]
-        found += [os.path.join(root, f) for f in names if not f.startswith('.')
-                  and f.lower().endswith(sources.IMAGE_EXTENSIONS)]
+        dirs[:] = sources.visible(dirs)
+        found += [os.path.join(root, f) for f in sources.visible(names)
+                  if f.lower().endswith(sources.IMAGE_EXTENSIONS)]
       files += sorted(found)
       empty += [] if found else [path]
     else:

@@ -259,13 +259,13 @@ def _inspect_image(path: str):
     return f'unreadable header ({type(e).__name__})', None, None
 
 
-def _visible(names) -> list[str]:
+def visible(names) -> list[str]:
   """Names that are not hidden: no dotfiles, nor macOS's ._ resource forks."""
   return sorted(n for n in names if not n.startswith('.'))
 
 
 def _subfolders(path: str) -> list[str]:
-  return [d for d in _visible(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
+  return [d for d in visible(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
 
 
 def _class_files(folder: str, other: dict) -> list[str]:
@@ -273,8 +273,8 @@ def _class_files(folder: str, other: dict) -> list[str]:
   other files are counted by extension in `other`."""
   found = []
   for root, dirs, names in os.walk(folder, followlinks=True):
-    dirs[:] = _visible(dirs)
-    for name in _visible(names):
+    dirs[:] = visible(dirs)
+    for name in visible(names):
       ext = os.path.splitext(name)[1].lower()
       if ext in IMAGE_EXTENSIONS:
         found.append(os.path.join(root, name))

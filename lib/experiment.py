@@ -83,6 +83,9 @@ def check_model(config):
                      f'got {config.precision!r}')
   if config.batch_size <= 0:
     raise ValueError(f'config.batch_size must be positive; got {config.batch_size}')
+  if config.num_classes is not None and config.num_classes <= 0:
+    raise ValueError(f'config.num_classes must be positive, or None for the dataset\'s; '
+                     f'got {config.num_classes}')
   models.create_model_from_config(config.model, config.num_classes or 10)
 
 

@@ -31,6 +31,24 @@ def test_plan_lists_every_row_with_its_command(table, tmp_path):
     assert 'resnet20: resnet20 on cifar10, 163.84 epochs, 8,192,000 images, ~0.5 h' in text
 
 
+def test_plan_reads_benchmarks_of_every_mode_or_names_the_one_it_needs(tmp_path):
+  bench = tmp_path / 'benchmark.json'
+  input_only = {'mode': 'input_only', 'dataset': 'mnist5k', 'images_per_sec': 9e5}
+  bench.write_text(json.dumps([input_only]))
+  with pytest.raises(sweep.SweepError, match=r'holds no model timings \(modes: input_only\); '
+                                             r'the plan needs a training rate'):
+    reproduce.plan('lenet_mnist', str(tmp_path / 'dir'), 1, str(bench))
+  result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'plan',
+                           f'--workdir={tmp_path}/dir', f'--benchmark={bench}'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
+  # Every mode together: end_to_end (data included) wins over the train step alone.
+  bench.write_text(json.dumps([
+      input_only, {'mode': 'train_step', 'model': 'lenet5', 'images_per_sec': 1e6},
+      {'mode': 'end_to_end', 'model': 'lenet5', 'images_per_sec': 2e4}]))
+  assert reproduce.benchmark_rates(str(bench)) == {'lenet5': 2e4}
+
+
 def one_unit(value: float) -> float:
   """One unit in the last digit the paper printed: 0.27 -> 0.01, 133 -> 1, 60 -> 10."""
   text = f'{value:g}'

@@ -81,6 +81,21 @@ def test_predict_agrees_with_the_checkpoints_own_evaluation(lenet_run, tmp_path)
                   zip(predictions, labels)]) >= 0.9
 
 
+@pytest.mark.parametrize('args,message', [
+    (['--top_k=0'], '--top_k=0: give the number of classes to show per image, 1 or more'),
+    (['--top_k=-2'], '--top_k=-2: give the number'),
+    ([], 'no PNG or JPEG image in {empty}'),
+])
+def test_predict_refuses_what_it_cannot_show(lenet_run, tmp_path, args, message):
+  os.makedirs(tmp_path / 'empty' / '.hidden')
+  (tmp_path / 'empty' / '._x.png').write_bytes(b'\x00\x05')
+  target = tmp_path / 'empty' if not args else os.path.join(ROOT, 'docs', 'digits')
+  result = run('predict.py', f'--workdir={lenet_run}', *args, target)
+  assert result.returncode == 2 and result.stdout == '', result.stdout
+  assert result.stderr.count('\n') == 1, result.stderr
+  assert message.format(empty=tmp_path / 'empty') in result.stderr
+
+
 def test_predict_on_torchvision_resnet18_matches_torch(tmp_path):
   torch = pytest.importorskip('torch')
   import torchvision  # pylint: disable=import-outside-toplevel
