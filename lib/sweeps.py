@@ -416,22 +416,18 @@ def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
   time, or submit them as a SLURM job array when `slurm` gives its options; False if a
   local trial failed. One runner per sweep directory at a time: a second one would
   start the same trials. A dry run prints the plan and writes nothing."""
+  def start(states):
+    if slurm is None:
+      return run_local(sweep_dir, trials, states, parallel or 1, dry_run)
+    submit_slurm(sweep_dir, trials, states, slurm, parallel, dry_run, report_args)
+    return True
+
   if dry_run:
-    states = [trial_state(sweep_dir, t) for t in trials]
-  else:
-    workdir_lib.check_usable(sweep_dir)
-    lock = workdir_lib.Lock(sweep_dir).acquire()
-  try:
-    if not dry_run:
-      save_plan(sweep_dir, spec, trials)
-      states = trial_states(sweep_dir, trials)
-    if slurm is not None:
-      submit_slurm(sweep_dir, trials, states, slurm, parallel, dry_run, report_args)
-      return True
-    return run_local(sweep_dir, trials, states, parallel or 1, dry_run)
-  finally:
-    if not dry_run:
-      lock.release()
+    return start([trial_state(sweep_dir, t) for t in trials])
+  workdir_lib.check_usable(sweep_dir)
+  with workdir_lib.Lock(sweep_dir):
+    save_plan(sweep_dir, spec, trials)
+    return start(trial_states(sweep_dir, trials))
 
 
 def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: int,
