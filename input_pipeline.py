@@ -237,7 +237,7 @@ def train_prepare(config, info: DatasetInfo, mesh: Mesh):
   def prepare(step, inputs, dtype):
     batch = inputs
     if on_device:  # each device gathers and augments its own part of the global batch
-      batch = jax.lax.with_sharding_constraint(device.gather_batch(inputs, step, config),
+      batch = jax.lax.with_sharding_constraint(device.gather_batch(inputs, step, config, mesh),
                                                batch_sharding(mesh))
     return {'image': device.normalize(batch['image'], config, dtype, step),
             'label': batch['label']}

@@ -123,6 +123,17 @@ def run_once_options(platform: str) -> dict:
   return options
 
 
+def cpu_oversubscribed(mesh) -> bool:
+  """Whether the mesh's devices are XLA:CPU host devices that outnumber this process's
+  cores (--xla_force_host_platform_device_count, as the tests use). XLA:CPU runs each
+  device's part of a step on a thread of its own and meets the others at every
+  collective; steps queued ahead (asynchronous dispatch) then deadlock, a later step's
+  collective holding threads that an earlier one waits for. There each step waits for
+  the one before; on GPUs and TPUs, and on CPUs with enough cores, steps queue ahead."""
+  return (mesh.devices.flat[0].platform == 'cpu'
+          and jax.local_device_count() > input_pipeline.host_cpus())
+
+
 class TrainingStopped(RuntimeError):
   """The run stopped on a fault (divergence, a checkpoint it cannot write), its
   checkpoints intact: the message says what happened and what to do."""
@@ -394,9 +405,12 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   t_last, step_last, t_start = time.time(), start, time.time()
   record = None
   multiprocess = jax.process_count() > 1
+  one_at_a_time = cpu_oversubscribed(mesh)
   try:
     for step in range(start + 1, total_steps + 1):
       state = train_step(state, next(batches))
+      if one_at_a_time:
+        jax.block_until_ready(state.step)
       if step % exp.length.log_every == 0 or step == total_steps:
         m = jax.device_get(state.metrics)  # the only routine host sync
         check_finite(state, step)

@@ -63,14 +63,25 @@ def resident_fits(config, info) -> bool:
   return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
 
 
-def gather_batch(data, step, config):
+def gather_batch(data, step, config, mesh=None):
   """Step `step`'s global batch of a resident dataset, augmented: {'image' uint8,
-  'label'}, each example as the sampler and its position's key say."""
+  'label'}, each example as the sampler and its position's key say.
+
+  On a `mesh`, every device computes the whole batch's example indices (a few hundred
+  integers): the sampler's cycle walk is a loop until every index lands inside the
+  dataset, and split over the devices each pass would end in an all-reduce of "is any
+  still outside", a collective per pass on GPUs and a deadlock on XLA:CPU once the
+  devices outnumber the cores. The gather and the augmentation stay split."""
   d = config.dataset
   images, labels = data['image'], data['label']
   n, h, w, _ = images.shape
   q = positions(step, config.batch_size)
-  index = sampler.example_index(q, n, config.seed, jnp)
+  if mesh is None:
+    index = sampler.example_index(q, n, config.seed, jnp)
+  else:  # the walk's input and output pinned whole to every device
+    whole = lambda x: jax.lax.with_sharding_constraint(
+        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    index = whole(sampler.example_index(whole(q), n, config.seed, jnp))
   batch = images[index]
   preset = transforms.PRESETS[d.augment]
   if preset.pad or preset.flip:  # the host's pad-crop and flip (data/transforms.py)
