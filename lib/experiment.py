@@ -160,6 +160,7 @@ READ_ONLY_WHEN = {
                                        'dataset.device_resident is True'),
     'dataset.synthetic_size': _dataset_is('synthetic'),
     'dataset.on_corrupt': _dataset_is('folder'),
+    'dataset.rescan': _dataset_is('folder'),
     'dataset.data_dir': _dataset_is('tfds'),
 }
 

@@ -18,6 +18,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from configs import default
+from data import sources
 import input_pipeline
 from lib import checkpoints
 from lib import cli
@@ -137,6 +138,14 @@ def data(config, key):
           'resident': input_pipeline.resident(config, info)}
 
 
+def files_opened(config, key):
+  """How many image files a launch on a folder opens, once the folder has been seen."""
+  for _ in range(2):
+    sources._folder.cache_clear()  # pylint: disable=protected-access  (a new launch)
+    checked_info(config, key)
+  return sources._folder_of(config).inspected  # pylint: disable=protected-access
+
+
 def tfds_source(config, key):
   with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
     info = checked_info(config, key)
@@ -213,6 +222,7 @@ PROBES = {
     'dataset.device_resident_max_mb': (data, {}, 0),
     'dataset.workers': (data, {'dataset.name': FOLDER}, 1),
     'dataset.on_corrupt': (data, {'dataset.name': FOLDER + '_corrupt'}, 'skip'),
+    'dataset.rescan': (files_opened, {'dataset.name': FOLDER}, True),
     'dataset.synthetic_size': (data, {'dataset.name': 'synthetic'}, 64),
     'dataset.data_dir': (tfds_source, {'dataset.name': 'cifar10'}, '/elsewhere'),
     'optimizer.name': (updates, {}, 'adamw'),

@@ -103,7 +103,7 @@ def test_folder_splits_take_slices(tmp_path):
   assert (got.num_train, got.num_eval) == (4, 5)
   assert got.opened['train'].paths == whole.opened['train'].paths[:4]
   assert got.opened['eval'].paths == whole.opened['train'].paths[5:]
-  assert got.opened['eval'].labels == (1,) * 5
+  assert list(got.opened['eval'].labels) == [1] * 5
   with pytest.raises(sources.DatasetError, match=r"config.dataset.train_split='trian': "
                                                  r".* has splits \['train', 'val'\]"):
     info(f'folder:{root}', train_split='trian')

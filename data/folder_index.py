@@ -1,0 +1,312 @@
+"""A folder dataset's index, listed and inspected once, then kept in a cache.
+
+root/SPLIT/CLASS/[SUBFOLDERS/]IMAGE, as torchvision's ImageFolder reads it: classes are
+train/'s class folders, sorted; subfolders are read; hidden files (dotfiles, macOS's
+`._*`) are skipped; files other than PNG and JPEG are counted by extension. Each image
+file is inspected once (data/sources.inspect_image: whole, and its size and channels,
+from its header) and the result is kept in a manifest under the user's cache,
+
+  $XDG_CACHE_HOME/classic-convnets/folders/<sha1 of the folder's absolute path>/
+
+never in the dataset folder, which may be read-only. A later launch lists the folder
+and stats each file (no file is opened) and inspects only the files that are new or
+whose size or modification time changed, so a seen folder costs its listing: a file
+added, truncated or removed, or a class added, is noticed. config.dataset.rescan
+inspects every file again.
+
+Paths are kept as one byte array and offsets, not as Python strings, so 1.33M files cost
+tens of MB, and a split handed to a Grain worker travels as the manifest's file names: the
+worker maps the same arrays from the page cache instead of unpickling its own copy.
+"""
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
+VERSION = 1
+PROCESS_POOL_FROM = 5_000  # files: fewer are inspected by threads in this process
+SPLIT_ARRAYS = ('paths', 'offsets', 'labels', 'sizes', 'mtimes', 'shapes')
+
+
+def cache_root() -> str:
+  return os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+                      'classic-convnets', 'folders')
+
+
+def manifest_dir(root: str) -> str:
+  return os.path.join(cache_root(), hashlib.sha1(os.path.abspath(root).encode()).hexdigest())
+
+
+class Paths:
+  """A sequence of path strings held as one uint8 array and int64 offsets; slicing
+  shares the arrays. Pickled (to a Grain worker) as the manifest files it was read from,
+  when it was, so the worker maps them instead of receiving a copy."""
+
+  def __init__(self, blob: np.ndarray, offsets: np.ndarray, root: str, origin=None):
+    self.blob, self.offsets, self.root, self.origin = blob, offsets, root, origin
+
+  @classmethod
+  def of(cls, names: list[str], root: str) -> 'Paths':
+    encoded = [n.encode() for n in names]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return cls(np.frombuffer(b''.join(encoded), np.uint8), offsets, root)
+
+  @classmethod
+  def mapped(cls, directory: str, split: str, root: str, start: int = 0, stop=None):
+    load = lambda name: np.load(os.path.join(directory, f'{split}.{name}.npy'), mmap_mode='r')
+    offsets = load('offsets')
+    stop = len(offsets) - 1 if stop is None else stop
+    return cls(load('paths'), offsets[start:stop + 1], root, (directory, split, start, stop))
+
+  def __len__(self):
+    return len(self.offsets) - 1
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      start, stop, step = index.indices(len(self))
+      if step != 1:
+        raise ValueError('Paths take contiguous slices only')
+      origin = self.origin and (*self.origin[:2], self.origin[2] + start,
+                                self.origin[2] + max(start, stop))
+      return Paths(self.blob, self.offsets[start:max(start, stop) + 1], self.root, origin)
+    name = bytes(self.blob[self.offsets[index]:self.offsets[index + 1]]).decode()
+    return os.path.join(self.root, name)
+
+  def __iter__(self):
+    return (self[i] for i in range(len(self)))
+
+  def __eq__(self, other):
+    return list(self) == list(other)
+
+  def __reduce__(self):
+    if self.origin:
+      directory, split, start, stop = self.origin
+      return Paths.mapped, (directory, split, self.root, start, stop)
+    return Paths, (np.asarray(self.blob), np.asarray(self.offsets), self.root)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split's image files, corrupt ones included (shapes[i, 0] < 0)."""
+  paths: Paths
+  labels: np.ndarray   # int32
+  sizes: np.ndarray    # int64 bytes, to notice a changed file
+  mtimes: np.ndarray   # int64 ns
+  shapes: np.ndarray   # int32 (n, 3): width, height, channels; -1 where corrupt
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+  root: str
+  classes: tuple
+  split_classes: dict  # split -> its class folders
+  splits: dict         # split -> Split
+  corrupt: dict        # path relative to root -> why
+  other_files: dict    # extension -> count
+  inspected: int       # files opened by this launch (0 for a seen, unchanged folder)
+
+
+def visible(names) -> list[str]:
+  """Names that are not hidden: no dotfiles, nor macOS's ._ resource forks."""
+  return sorted(n for n in names if not n.startswith('.'))
+
+
+def _subfolders(path: str) -> list[str]:
+  return [d for d in visible(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
+
+
+def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
+  """(path relative to root, size, mtime_ns) of the PNG and JPEG files under a class
+  folder, its subfolders included, sorted; other files counted by extension."""
+  found, stack, cut = [], [folder], len(root) + 1  # (paths below root: slice, not relpath)
+  while stack:
+    with os.scandir(stack.pop()) as entries:
+      for entry in entries:
+        name = entry.name
+        if name[0] == '.':
+          continue
+        if entry.is_dir(follow_symlinks=True):
+          stack.append(entry.path)
+          continue
+        dot = name.rfind('.')
+        ext = name[dot:].lower() if dot > 0 else '(none)'
+        if ext in IMAGE_EXTENSIONS:
+          stat = entry.stat()
+          found.append((entry.path[cut:], stat.st_size, stat.st_mtime_ns))
+        else:
+          other[ext] = other.get(ext, 0) + 1
+  return sorted(found)
+
+
+def inspect_image(path: str):
+  """(why the file is not a whole PNG or JPEG or None, (width, height), channels).
+
+  Checks the signature and the end marker, which a truncated or overwritten file lacks,
+  and reads the size and colour mode from the header alone (nothing is decoded)."""
+  try:
+    with open(path, 'rb') as f:
+      head = f.read(8)
+      f.seek(max(os.path.getsize(path) - 1024, 0))
+      tail = f.read()
+  except OSError as e:
+    return f'unreadable: {e.strerror}', None, None
+  if head.startswith(b'\xff\xd8\xff'):
+    if b'\xff\xd9' not in tail:
+      return 'truncated JPEG (no end-of-image marker)', None, None
+  elif head.startswith(b'\x89PNG\r\n\x1a\n'):
+    if b'IEND' not in tail:
+      return 'truncated PNG (no IEND chunk)', None, None
+  else:
+    return 'not a PNG or JPEG file', None, None
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  try:
+    with Image.open(path) as image:
+      return None, image.size, 1 if image.mode in ('L', 'I', 'I;16', '1') else 3
+  except Exception as e:  # pylint: disable=broad-except  (Pillow's errors vary)
+    return f'unreadable header ({type(e).__name__})', None, None
+
+
+def _inspect_all(paths: list[str]) -> list:
+  """inspect_image of each path: threads for a few files (small reads, I/O bound),
+  every core's process for many, with a progress line."""
+  inspect = inspect_image
+  if len(paths) < PROCESS_POOL_FROM:
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+      return list(pool.map(inspect, paths))
+  import multiprocessing  # pylint: disable=import-outside-toplevel
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  results, last = [], time.time()
+  # spawn: this process may already run JAX's threads, which a fork would copy mid-lock.
+  with concurrent.futures.ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context(
+      'spawn')) as pool:
+    for result in pool.map(inspect, paths, chunksize=512):
+      results.append(result)
+      if time.time() - last > 5 or len(results) == len(paths):
+        last = time.time()
+        print(f'inspecting the image files: {len(results):,}/{len(paths):,}', flush=True)
+  return results
+
+
+def _load(directory: str, root: str):
+  """A manifest's (meta, {split: Split}), or None if there is none or it is unreadable."""
+  try:
+    with open(os.path.join(directory, 'meta.json')) as f:
+      meta = json.load(f)
+    if meta.get('version') != VERSION or meta.get('root') != root:
+      return None
+    splits = {}
+    for split in meta['splits']:
+      arrays = {n: np.load(os.path.join(directory, f'{split}.{n}.npy'), mmap_mode='r')
+                for n in SPLIT_ARRAYS}
+      paths = Paths(arrays['paths'], arrays['offsets'], root,
+                    (directory, split, 0, len(arrays['offsets']) - 1))
+      splits[split] = Split(paths, arrays['labels'], arrays['sizes'], arrays['mtimes'],
+                            arrays['shapes'])
+    return meta, splits
+  except (OSError, ValueError, KeyError):
+    return None
+
+
+def _save(directory: str, meta: dict, splits: dict) -> bool:
+  """Write the manifest beside its old one, then swap it in (readers never see half)."""
+  tmp = f'{directory}.tmp{os.getpid()}'
+  try:
+    os.makedirs(tmp, exist_ok=True)
+    for split, s in splits.items():
+      arrays = {'paths': s.paths.blob, 'offsets': s.paths.offsets, 'labels': s.labels,
+                'sizes': s.sizes, 'mtimes': s.mtimes, 'shapes': s.shapes}
+      for name, array in arrays.items():
+        np.save(os.path.join(tmp, f'{split}.{name}.npy'), np.asarray(array))
+    with open(os.path.join(tmp, 'meta.json'), 'w') as f:
+      json.dump(meta, f)
+    old = f'{directory}.old{os.getpid()}'
+    if os.path.exists(directory):
+      os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+    return True
+  except OSError as e:
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(f'WARNING: cannot keep the index of {meta["root"]} in {directory} ({e.strerror}); '
+          'the next launch inspects its files again', file=sys.stderr, flush=True)
+    return False
+
+
+def build(root: str, eval_names, rescan: bool = False) -> Index:
+  """The index of the folder dataset at `root` (its train/ checked to exist by the
+  caller) with whichever of the eval split names it has: listed now, inspected where the
+  cached manifest does not already know a file as it is."""
+  root = os.path.abspath(root)
+  classes = tuple(_subfolders(os.path.join(root, 'train')))
+  split_names = ['train'] + [n for n in eval_names if os.path.isdir(os.path.join(root, n))]
+  other, listed, split_classes = {}, {}, {}
+  for split in split_names:
+    split_classes[split] = tuple(_subfolders(os.path.join(root, split)))
+    rows = []
+    for label, name in enumerate(classes):
+      folder = os.path.join(root, split, name)
+      if os.path.isdir(folder):
+        rows += [(*row, label) for row in _list_class(root, folder, other)]
+    listed[split] = rows
+  directory = manifest_dir(root)
+  cached = None if rescan else _load(directory, root)
+  known = {}
+  if cached:
+    for split, s in cached[1].items():  # (only for what changed: a dict of every file)
+      if split in listed and _same_listing(s, listed[split]):
+        continue
+      known.update({s.paths[i]: (int(s.sizes[i]), int(s.mtimes[i]), tuple(s.shapes[i]))
+                    for i in range(len(s.paths))})
+  splits, todo = {}, []
+  for split, rows in listed.items():
+    if cached and split in cached[1] and _same_listing(cached[1][split], rows):
+      splits[split] = cached[1][split]
+      continue
+    shapes = np.full((len(rows), 3), -1, np.int32)
+    for i, (rel, size, mtime, _) in enumerate(rows):
+      seen = known.get(os.path.join(root, rel))
+      if seen and seen[:2] == (size, mtime):
+        shapes[i] = seen[2]
+      else:
+        todo.append((split, i, rel))
+    splits[split] = Split(Paths.of([r[0] for r in rows], root),
+                          np.array([r[3] for r in rows], np.int32),
+                          np.array([r[1] for r in rows], np.int64),
+                          np.array([r[2] for r in rows], np.int64), shapes)
+  corrupt = dict(cached[0]['corrupt']) if cached else {}
+  results = _inspect_all([os.path.join(root, rel) for _, _, rel in todo])
+  for (split, i, rel), (why, size, channels) in zip(todo, results):
+    corrupt.pop(rel, None)
+    if why:
+      corrupt[rel] = why
+    else:
+      splits[split].shapes[i] = (*size, channels)
+  listed_names = {r[0] for rows in listed.values() for r in rows}
+  corrupt = {rel: why for rel, why in corrupt.items() if rel in listed_names}
+  meta = json.loads(json.dumps({
+      'version': VERSION, 'root': root, 'classes': classes, 'splits': list(splits),
+      'split_classes': split_classes, 'corrupt': corrupt, 'other_files': other}))
+  if todo or not cached or cached[0] != meta:
+    if _save(directory, meta, splits):
+      loaded = _load(directory, root)  # the arrays mapped, as workers will map them
+      splits = loaded[1] if loaded else splits
+  return Index(root, classes, split_classes, splits, corrupt, other, len(todo))
+
+
+def _same_listing(cached: Split, rows: list) -> bool:
+  """Whether a cached split lists exactly these (path, size, mtime, label) rows."""
+  if len(cached.paths) != len(rows):
+    return False
+  return (np.array_equal(cached.sizes, [r[1] for r in rows])
+          and np.array_equal(cached.mtimes, [r[2] for r in rows])
+          and np.array_equal(cached.labels, [r[3] for r in rows])
+          and bytes(cached.paths.blob) == b''.join(r[0].encode() for r in rows))
