@@ -51,7 +51,9 @@ class Paths:
   when it was, so the worker maps them instead of receiving a copy."""
 
   def __init__(self, blob: np.ndarray, offsets: np.ndarray, root: str, origin=None):
-    self.blob, self.offsets, self.root, self.origin = blob, offsets, root, origin
+    # (np.asarray: plain views of a mapped file, still shared, but indexed at ndarray speed)
+    self.blob, self.offsets = np.asarray(blob), np.asarray(offsets)
+    self.root, self.origin, self._prefix = root, origin, os.path.join(root, '')
 
   @classmethod
   def of(cls, names: list[str], root: str) -> 'Paths':
@@ -78,8 +80,8 @@ class Paths:
       origin = self.origin and (*self.origin[:2], self.origin[2] + start,
                                 self.origin[2] + max(start, stop))
       return Paths(self.blob, self.offsets[start:max(start, stop) + 1], self.root, origin)
-    name = bytes(self.blob[self.offsets[index]:self.offsets[index + 1]]).decode()
-    return os.path.join(self.root, name)
+    index = index + len(self) if index < 0 else index
+    return self._prefix + bytes(self.blob[self.offsets[index]:self.offsets[index + 1]]).decode()
 
   def __iter__(self):
     return (self[i] for i in range(len(self)))
