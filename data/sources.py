@@ -265,8 +265,7 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False) -> Folder:
     other = index.other_files
     raise DatasetError(
         f'folder dataset: {len(empty)} class folder(s) of {os.path.join(root, "train")} '
-        f'hold no PNG or JPEG image: {", ".join(empty[:5])}'
-        + (f' and {len(empty) - 5} more' if len(empty) > 5 else '')
+        f'hold no PNG or JPEG image: {_first(empty)}'
         + (f' (other files, not read: {_extensions(other)})' if other else '')
         + '; add images or remove those folders')
   corrupt = tuple((os.path.join(index.root, rel), why)
@@ -295,6 +294,12 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False) -> Folder:
                 (height, width, channels), index.inspected)
 
 
+def _first(names, shown: int = 5) -> str:
+  """'a, b, c, d, e and 3 more'."""
+  more = len(names) - shown
+  return ', '.join(names[:shown]) + (f' and {more} more' if more > 0 else '')
+
+
 def _extensions(counts: dict) -> str:
   return ', '.join(f'{n} {ext}' for ext, n in sorted(counts.items(), key=lambda x: -x[1]))
 
@@ -312,9 +317,8 @@ def _folder_open(config, split):
     missing = sorted(set(folder.classes) - set(folder.split_classes[name]))
     raise DatasetError(
         f'folder dataset: {name}/ has class folders that train/ lacks, so their images '
-        f'cannot be labelled: {", ".join(extra[:5])}'
-        + (f' and {len(extra) - 5} more' if len(extra) > 5 else '')
-        + (f' (train/ has {", ".join(missing[:5])} that {name}/ lacks)' if missing else '')
+        f'cannot be labelled: {_first(extra)}'
+        + (f' (train/ has {_first(missing)} that {name}/ lacks)' if missing else '')
         + '; name the classes alike in both')
   paths, labels = folder.files[name]
   return FileSource(paths[part], labels[part])
@@ -331,8 +335,7 @@ def _folder_info(config):
   missing = sorted(set(folder.classes) - set(folder.split_classes[eval_name]))
   if missing:
     print(f'WARNING: {eval_name}/ of {config.dataset.name} has no folder for {len(missing)} '
-          f'of the {len(folder.classes)} classes: {", ".join(missing[:5])}'
-          + (' ...' if len(missing) > 5 else ''), flush=True)
+          f'of the {len(folder.classes)} classes: {_first(missing)}', flush=True)
   if folder.other_files:
     print(f'WARNING: left out the files of {config.dataset.name} that are not PNG or JPEG '
           f'images ({_extensions(folder.other_files)})', flush=True)
