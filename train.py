@@ -123,15 +123,15 @@ def run_once_options(platform: str) -> dict:
   return options
 
 
-def cpu_oversubscribed(mesh) -> bool:
-  """Whether the mesh's devices are XLA:CPU host devices that outnumber this process's
-  cores (--xla_force_host_platform_device_count, as the tests use). XLA:CPU runs each
-  device's part of a step on a thread of its own and meets the others at every
-  collective; steps queued ahead (asynchronous dispatch) then deadlock, a later step's
-  collective holding threads that an earlier one waits for. There each step waits for
-  the one before; on GPUs and TPUs, and on CPUs with enough cores, steps queue ahead."""
-  return (mesh.devices.flat[0].platform == 'cpu'
-          and jax.local_device_count() > input_pipeline.host_cpus())
+def one_step_at_a_time(mesh) -> bool:
+  """Whether each step must wait for the one before: several XLA:CPU devices in this
+  process (--xla_force_host_platform_device_count, as the tests and laptops simulate a
+  mesh). XLA:CPU runs each device's part of a step on threads of a shared pool and meets
+  the others at every collective; with steps queued ahead (asynchronous dispatch), a
+  later step's collective can hold the threads an earlier one waits for, and the run
+  aborts ("Termination timeout for all reduce"; seen with 2 devices on 2 cores and 8 on
+  2). GPUs and TPUs, and a single CPU device, queue steps ahead as usual."""
+  return mesh.devices.flat[0].platform == 'cpu' and jax.local_device_count() > 1
 
 
 class TrainingStopped(RuntimeError):
@@ -405,7 +405,7 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   t_last, step_last, t_start = time.time(), start, time.time()
   record = None
   multiprocess = jax.process_count() > 1
-  one_at_a_time = cpu_oversubscribed(mesh)
+  one_at_a_time = one_step_at_a_time(mesh)
   try:
     for step in range(start + 1, total_steps + 1):
       state = train_step(state, next(batches))
