@@ -312,10 +312,14 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   batches = input_pipeline.train_batches(config, info, mesh, start_step=start)
   eval_ds = input_pipeline.eval_dataset(config, info)  # built once, iterated at each eval
 
+  one_at_a_time = one_step_at_a_time(mesh)
+
   def evaluate(state, step):
     sums = None
     for batch in input_pipeline.device_iterator(eval_ds, mesh):
       out = eval_step(state, batch)
+      if one_at_a_time:  # (its collectives, as the train step's)
+        jax.block_until_ready(out)
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
     n = int(sums['count'])
@@ -405,7 +409,6 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   t_last, step_last, t_start = time.time(), start, time.time()
   record = None
   multiprocess = jax.process_count() > 1
-  one_at_a_time = one_step_at_a_time(mesh)
   try:
     for step in range(start + 1, total_steps + 1):
       state = train_step(state, next(batches))
