@@ -42,14 +42,20 @@ dataset_info = sources.dataset_info
 EVAL_VIEWS = ('center', '10crop', 'full')
 
 
+def check_augment(config):
+  """config.dataset.augment names a preset (needs no data)."""
+  augment = config.dataset.augment
+  if augment not in transforms.PRESETS:
+    close = difflib.get_close_matches(augment, transforms.PRESETS)
+    raise ValueError(f'config.dataset.augment: unknown preset {augment!r}; choose from '
+                     f'{list(transforms.PRESETS)}'
+                     + (f' (did you mean {close[0]!r}?)' if close else ''))
+
+
 def check_config(config, info: DatasetInfo):
   """Dataset-related config errors, each naming the field and the fix."""
   d = config.dataset
-  if d.augment not in transforms.PRESETS:
-    close = difflib.get_close_matches(d.augment, transforms.PRESETS)
-    raise ValueError(f'config.dataset.augment: unknown preset {d.augment!r}; choose from '
-                     f'{list(transforms.PRESETS)}'
-                     + (f' (did you mean {close[0]!r}?)' if close else ''))
+  check_augment(config)
   if d.on_corrupt not in ('stop', 'skip'):
     raise ValueError(f"config.dataset.on_corrupt must be 'stop' or 'skip'; got {d.on_corrupt!r}")
   if d.channels not in (1, 3):

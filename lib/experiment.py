@@ -86,6 +86,7 @@ def check_model(config):
   if config.num_classes is not None and config.num_classes <= 0:
     raise ValueError(f'config.num_classes must be positive, or None for the dataset\'s; '
                      f'got {config.num_classes}')
+  input_pipeline.check_augment(config)  # (before READ_ONLY_WHEN reads its preset)
   models.create_model_from_config(config.model, config.num_classes or 10)
 
 

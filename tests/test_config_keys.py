@@ -386,3 +386,10 @@ def test_config_arguments_take_only_real_booleans_and_numbers():
   assert lenet.get_config('mnist=true').dataset.name == 'mnist'
   with pytest.raises(ValueError, match=r"depth='deep': give a int"):
     common.parse_arg('depth=deep', depth=20)
+
+
+def test_an_unknown_preset_is_named_before_the_keys_it_would_read():
+  config = base_config(**{'dataset.augment': 'cifr', 'dataset.pad_mode': 'reflect'})
+  with pytest.raises(ValueError, match=r"config.dataset.augment: unknown preset 'cifr'; .*"
+                                       r"did you mean 'cifar'"):
+    experiment.check(config, given={'dataset.pad_mode'})
