@@ -99,18 +99,64 @@ def test_multiscale_is_the_mean_over_scales_and_mirrors(mock_imagenet):
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
 
 
-def test_vgg_dense_evaluation_is_the_fc_head_as_convolutions():
+def fc_head(params, features):
+  """VGG's three FC layers in numpy, on a (7, 7, 512) map flattened in NHWC order."""
+  x = features.reshape(-1)
+  for name in ('fc1', 'fc2'):
+    x = np.maximum(x @ params[name]['kernel'] + params[name]['bias'], 0)
+  return x @ params['fc3']['kernel'] + params['fc3']['bias']
+
+
+@pytest.fixture(scope='module')
+def vgg_a():
   model = models.create_model('vgg_a', num_classes=10)
-  x = jax.random.normal(jax.random.key(1), (1, 224, 224, 3))
+  x = jnp.zeros((1, 224, 224, 3))
   variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
-  apply = jax.jit(model.apply, static_argnames=('train', 'dense'))
-  # At 224 the final map is 7x7: one window, so dense == the ordinary forward pass.
+  return model, jax.device_get(variables)
+
+
+def test_vgg_dense_evaluation_is_the_fc_head_on_every_window(vgg_a):
+  """VGG section 3.2: at 288 pixels pool5 is 9x9, so the FC layers as convolutions see
+  nine 7x7 windows; dense mode is their class scores averaged."""
+  model, variables = vgg_a
+  apply = jax.jit(model.apply, static_argnames=('train', 'dense', 'capture_intermediates'))
+  big = jax.random.normal(jax.random.key(2), (1, 288, 288, 3))
+  dense, state = apply(variables, big, train=False, dense=True,
+                       capture_intermediates=lambda m, _: m.name == 'pool5')
+  (pool5,) = state['intermediates']['pool5']['__call__']
+  assert pool5.shape == (1, 9, 9, 512)
+  pool5 = np.asarray(pool5[0], np.float64)
+  want = np.mean([fc_head(variables['params'], pool5[t:t + 7, l:l + 7])
+                  for t in range(3) for l in range(3)], axis=0)
+  np.testing.assert_allclose(dense[0], want, rtol=1e-4, atol=1e-5)
+  # At 224 pool5 is 7x7: one window, so dense mode is the ordinary forward pass.
+  x = jax.random.normal(jax.random.key(1), (1, 224, 224, 3))
   np.testing.assert_allclose(apply(variables, x, train=False, dense=True),
                              apply(variables, x, train=False), rtol=1e-4, atol=1e-5)
-  # At 288 the final map is 9x9 and the class score map 3x3, averaged: any size goes.
-  big = jax.random.normal(jax.random.key(2), (1, 288, 288, 3))
-  dense = apply(variables, big, train=False, dense=True)
-  assert dense.shape == (1, 10) and np.all(np.isfinite(dense))
+
+
+def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
+  """evaluate.py --mode=dense on VGG-A: at test scale Q=224, each image whole (longer
+  side rounded to 32 pixels) and its mirror image, posteriors averaged."""
+  model, variables = vgg_a
+  config = imagenet_config()
+  config.num_classes = 10
+  config.dataset.update({'augment': 'vgg', 'image_size': 224, 'eval_resize': 224})
+  with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
+    probs, _ = evaluate.predict(config, model, variables, 'dense', examples_per_batch=1)
+    source = tfds.data_source('imagenet2012', split='validation',
+                              decoders={'image': tfds.decode.SkipDecoding()})
+    images = [np.asarray(Image.open(io.BytesIO(source[i]['image'])).convert('RGB'))
+              for i in range(2)]
+  assert probs.shape == (2, 10)
+  for image, got in zip(images, probs):
+    h, w = image.shape[:2]
+    longer = round(max(h, w) * 224 / min(h, w) / 32) * 32
+    full = normalize(resize(image, *((224, longer) if h <= w else (longer, 224))) / 255)
+    views = jnp.asarray(np.stack([full, full[:, ::-1]]), jnp.float32)
+    logits = model.apply(variables, views, train=False, dense=True)
+    want = np.asarray(jax.nn.softmax(logits)).mean(axis=0)
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
 
 
 def run_cli(*args):
@@ -150,10 +196,21 @@ def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
 
 
 def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
+  """A torchvision ResNet-18 with random weights and random BatchNorm statistics (every
+  converted tensor matters): evaluate.py's posteriors are torch's softmax, its loss
+  torch's cross-entropy."""
   import torch  # pylint: disable=import-outside-toplevel
   import torchvision  # pylint: disable=import-outside-toplevel
   torch.manual_seed(0)
   net = torchvision.models.resnet18(weights=None, num_classes=7).eval()
+  with torch.no_grad():
+    for m in net.modules():
+      if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.uniform_(-0.5, 0.5)
+        m.running_var.uniform_(0.5, 2.0)
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.uniform_(-0.2, 0.2)
+    net.fc.weight.mul_(0.05)  # logits of a few units: posteriors far from one-hot
   torch.save(net.state_dict(), tmp_path / 'r18.pth')
   config = default.get_config()
   config.num_classes = 7
@@ -161,13 +218,22 @@ def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
                          'augment': 'none'})
   record = evaluate.evaluate(config, str(tmp_path), 'center', torchvision='resnet18',
                              weights=str(tmp_path / 'r18.pth'))
+  loaded = trained_lib.load(config, 7, str(tmp_path), torchvision='resnet18',
+                            weights=str(tmp_path / 'r18.pth'))
+  probs, labels = evaluate.predict(config, loaded.model, loaded.variables, 'center')
   views = list(input_pipeline.eval_views(config, 'center'))
   images = np.concatenate([v for _, v, _ in views])  # (32, 64, 64, 3) uint8
-  mean, std = input_pipeline.STATS['imagenet']
-  images = ((images / 255 - np.array(mean)) / np.array(std)).astype(np.float32)
+  # torchvision's ImageNet normalisation, written out.
+  mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+  images = ((images / 255 - mean) / std).astype(np.float32)
   with torch.no_grad():
-    logits = net(torch.from_numpy(images.transpose(0, 3, 1, 2).copy())).numpy()
-  labels = np.array([label for _, _, label in views])
+    logits = net(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()))
+    want = torch.softmax(logits, -1).numpy()
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long())
+  assert list(labels) == [label for _, _, label in views]
+  assert want.max() < 0.9, 'posteriors spread over the classes'
+  np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
   assert record['checkpoint'] == 'torchvision_resnet18' and record['num_examples'] == 32
-  assert record['top1'] == pytest.approx(np.mean(logits.argmax(1) == labels))
+  assert record['top1'] == np.mean(want.argmax(1) == labels)
+  assert record['loss'] == pytest.approx(float(loss), rel=1e-5)
   assert os.path.exists(tmp_path / 'eval' / 'torchvision_resnet18_center.json')

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import common, default, resnet
+import evaluate
 import input_pipeline
 from lib import checkpoints
 from lib import experiment
@@ -43,11 +45,21 @@ def final_params(workdir):
   return checkpoints.read_state(str(workdir))['params']
 
 
-def test_mock_cifar10_end_to_end_and_resume(tmp_path):
+def printed_steps(text, kind):
+  """The steps of the console's `train step` or `eval  step` lines."""
+  return [int(m) for m in re.findall(rf'^{kind} +step +(\d+)', text, re.MULTILINE)]
+
+
+def test_mock_cifar10_end_to_end_and_resume(tmp_path, capsys):
   with tfds.testing.mock_data(num_examples=40, policy=MOCK):
     final = train.train_and_evaluate(tiny_config(6), str(tmp_path / 'full'))
     train.train_and_evaluate(tiny_config(3), str(tmp_path / 'resumed'))
+    capsys.readouterr()
     resumed = train.train_and_evaluate(tiny_config(6), str(tmp_path / 'resumed'))
+  # The second call starts from the checkpoint at step 3: it trains steps 4 to 6 only.
+  out = capsys.readouterr().out
+  assert f"Resuming {tmp_path / 'resumed'} from step 3" in out
+  assert printed_steps(out, 'train') == [4, 6] and printed_steps(out, 'eval ') == [6]
   records = [json.loads(l) for l in open(tmp_path / 'full' / 'metrics.jsonl')]
   assert [r['step'] for r in records if r['split'] == 'train'] == [2, 4, 6]
   evals = [r for r in records if r['split'] == 'test']
@@ -65,7 +77,11 @@ def test_mock_imagenet_end_to_end(tmp_path):
                   eval_split='validation')
   with tfds.testing.mock_data(num_examples=16, policy=MOCK):
     final = train.train_and_evaluate(c, str(tmp_path))
-  assert final['num_examples'] == 16 and 0 <= final['top5'] <= 1
+    # evaluate.py's own path (views, posteriors on the host) scores the same checkpoint.
+    again = evaluate.evaluate(c, str(tmp_path), 'center', 'latest')
+  assert final['num_examples'] == again['num_examples'] == 16
+  assert (final['top1'], final['top5']) == (again['top1'], again['top5'])
+  np.testing.assert_allclose(final['loss'], again['loss'], rtol=1e-5)
 
 
 def run_cli(*args, env=None, timeout=600):
