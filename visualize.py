@@ -207,18 +207,29 @@ def occlusion(config, model):
   return heat
 
 
+def run_labels(workdirs: list[str]) -> dict:
+  """Each workdir's name in the legend and the arrays: its last path components, as
+  few as tell it from the others (runs/a/lenet and runs/b/lenet: a/lenet, b/lenet)."""
+  parts = {w: os.path.abspath(w).strip('/').split('/') for w in dict.fromkeys(workdirs)}
+  for depth in range(1, max(map(len, parts.values())) + 1):
+    labels = {w: '/'.join(p[-depth:]) for w, p in parts.items()}
+    if len(set(labels.values())) == len(labels):
+      return labels
+  return labels
+
+
 def curves(config, model):  # pylint: disable=unused-argument
   workdirs = [w for w in (FLAGS.workdir or '').split(',') if w]
   if not workdirs:
     raise ValueError('curves needs --workdir=DIR[,DIR...]')
-  series = {}
+  series, labels = {}, run_labels(workdirs)
   for workdir in workdirs:
     if not os.path.isfile(os.path.join(workdir, workdir_lib.METRICS)):
       raise ValueError(f'--workdir={workdir} has no {workdir_lib.METRICS}')
     records = workdir_lib.read_metrics(workdir)
     train = [r for r in records if r['split'] == 'train']
     evals = [r for r in records if r['split'] not in ('train', 'data') and 'mode' not in r]
-    name = os.path.basename(os.path.normpath(workdir))
+    name = labels[workdir]
     for key, rs, field in [('train_loss', train, 'loss'), ('eval_loss', evals, 'loss'),
                            ('train_top1', train, 'top1'), ('eval_top1', evals, 'top1'),
                            ('learning_rate', train, 'learning_rate')]:

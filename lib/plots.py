@@ -65,7 +65,7 @@ def show_curves(series: dict, path: str):
   """'{run}/{train_loss|eval_loss|train_top1|eval_top1|learning_rate}' -> (n, 2) arrays
   of (step, value): loss, top-1 and learning rate against step, runs overlaid."""
   fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-  runs = list(dict.fromkeys(k.split('/')[0] for k in series))
+  runs = list(dict.fromkeys(k.rsplit('/', 1)[0] for k in series))  # a run's name has /
   colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
   for i, run in enumerate(runs):
     colour = colours[i % len(colours)]

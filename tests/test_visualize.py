@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import input_pipeline
 from configs import lenet
-from data import sources, transforms
-from lib import parallel
+from data import sources
 from lib import run_contract
 from lib import trained as trained_lib
+import models
 from models import layers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,6 +42,25 @@ def lenet_run(trained_lenet):
   return workdir
 
 
+def best_lenet(workdir):
+  """LeNet-5 and the variables of `workdir`'s best checkpoint."""
+  variables, _, _ = trained_lib.variables_from_checkpoint(str(workdir), 'best')
+  config = run_contract.read_saved(str(workdir))  # ReLU and max pooling (configs/lenet.py)
+  return models.create_model_from_config(config.model, 10), variables
+
+
+def lenet_input(path):
+  """A 28x28 digit PNG as LeNet-5's input batch: padded to 32, MNIST-normalised."""
+  digit = np.asarray(Image.open(path), np.float32)
+  return ((np.pad(digit, 2) / 255 - 0.1307) / 0.3081)[None, :, :, None]
+
+
+def scaled(tiles):
+  """Each tile (first axis) scaled to [0, 1] on its own, as the figure shows it."""
+  low = tiles.min(axis=(1, 2), keepdims=True)
+  return (tiles - low) / (tiles.max(axis=(1, 2), keepdims=True) - low)
+
+
 @pytest.fixture(scope='module')
 def digit_png(tmp_path_factory):
   """A test digit as a PNG file, and its label."""
@@ -64,13 +82,12 @@ def test_predict_agrees_with_the_checkpoints_own_evaluation(lenet_run, tmp_path)
   predictions = json.loads(result.stdout)  # ... and the 24 others were predicted
   assert [os.path.basename(p['path']) for p in predictions] == [f'{i:02d}.png'
                                                                  for i in range(24)]
-  # The checkpoint's own evaluation of the same test examples (the eval split's view).
-  config = run_contract.read_saved(lenet_run)
-  model = trained_lib.load(config, 10, str(lenet_run), 'best')
-  source = input_pipeline.eval_source(config)
-  views = np.stack([transforms.eval_example(source[i]['image'], config) for i in range(24)])
-  probs = np.asarray(trained_lib.posteriors_fn(model.model, config, parallel.data_mesh(
-      local=True))(model.variables, views))
+  # The reference, written out: the best checkpoint's LeNet-5 on each digit padded from
+  # 28 to 32 pixels and normalised by MNIST's mean and std.
+  model, variables = best_lenet(lenet_run)
+  x = (np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))) / 255 - 0.1307) / 0.3081
+  probs = np.asarray(jax.nn.softmax(model.apply(variables, x.astype(np.float32),
+                                                train=False)))
   for p, want, label in zip(predictions, probs, labels):
     best = p['predictions']
     assert [b['label'] for b in best] == list(np.argsort(-want)[:3])
@@ -111,10 +128,10 @@ def test_predict_on_torchvision_resnet18_matches_torch(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   ours = json.loads(result.stdout)[0]['predictions']
   # torch on the same evaluation view (shorter side 256, centre 224), ImageNet-normalised.
-  from configs import resnet  # pylint: disable=import-outside-toplevel
-  config = resnet.get_config('imagenet,depth=18')
-  view = transforms.eval_example(path.read_bytes(), config).astype(np.float32) / 255
-  mean, std = sources.STATS['imagenet']
+  # 260x300: the shorter side to 256 (width 295), then the centre 224x224.
+  view = np.asarray(Image.open(path).resize((295, 256), Image.BILINEAR))[16:240, 35:259]
+  view = view.astype(np.float32) / 255
+  mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
   x = torch.from_numpy(((view - mean) / std).transpose(2, 0, 1)[None].astype(np.float32))
   with torch.no_grad():
     want = torch.softmax(net(x), -1)[0].numpy()
@@ -128,17 +145,34 @@ def test_filters_and_features_have_a_tile_per_kernel_and_map(lenet_run, digit_pn
   result = run('visualize.py', 'filters', f'--workdir={lenet_run}', f'--out={tmp_path}/f.png',
                f'--save_array={tmp_path}/f.npy')
   assert result.returncode == 0, result.stderr[-2000:]
-  assert np.load(tmp_path / 'f.npy').shape == (6, 5, 5)  # C1: 6 filters of 5x5 on grey
+  model, variables = best_lenet(lenet_run)
+  c1 = np.asarray(variables['params']['C1']['kernel'])  # (5, 5, 1, 6)
+  # C1: the 6 filters of 5x5 on grey, filter i = kernel[:, :, 0, i].
+  np.testing.assert_allclose(np.load(tmp_path / 'f.npy'), scaled(c1[:, :, 0].transpose(2, 0, 1)),
+                             rtol=1e-6)
   result = run('visualize.py', 'filters', f'--workdir={lenet_run}', '--layer=C3',
                f'--out={tmp_path}/c3.png', f'--save_array={tmp_path}/c3.npy')
   assert result.returncode == 0, result.stderr[-2000:]
-  assert np.load(tmp_path / 'c3.npy').shape == (16 * 6, 5, 5)  # per input channel
+  c3 = np.asarray(variables['params']['C3']['kernel'])  # (5, 5, 6, 16)
+  tiles = [c3[:, :, c, f] for f in range(16) for c in range(6)]  # a row per filter
+  np.testing.assert_allclose(np.load(tmp_path / 'c3.npy'), scaled(np.stack(tiles)), rtol=1e-6)
   result = run('visualize.py', 'features', f'--workdir={lenet_run}', f'--image={path}',
                f'--out={tmp_path}/m.png', f'--save_array={tmp_path}/m.npz')
   assert result.returncode == 0, result.stderr[-2000:]
   maps = np.load(tmp_path / 'm.npz')
-  assert {k: maps[k].shape for k in maps} == {'C1': (28, 28, 6), 'C3': (10, 10, 16),
-                                              'C5': (1, 1, 120)}  # a stage each
+  assert sorted(maps) == ['C1', 'C3', 'C5']  # each stage's last conv
+  # C1's maps are its valid 5x5 convolution of the input, summed out here; C3's and
+  # C5's are the model's own intermediate outputs.
+  x = lenet_input(path)[0, :, :, 0]
+  windows = np.lib.stride_tricks.sliding_window_view(x, (5, 5))  # (28, 28, 5, 5)
+  want = np.einsum('ijkl,klf->ijf', windows, c1[:, :, 0]) + variables['params']['C1']['bias']
+  np.testing.assert_allclose(maps['C1'], want, rtol=1e-4, atol=1e-5)
+  _, state = model.apply(variables, lenet_input(path), train=False, capture_intermediates=True,
+                         mutable=['intermediates'])
+  for name, shape in (('C3', (10, 10, 16)), ('C5', (1, 1, 120))):
+    assert maps[name].shape == shape
+    np.testing.assert_allclose(maps[name], state['intermediates'][name]['__call__'][0][0],
+                               rtol=1e-5, atol=1e-6)
   for name in ('f.png', 'c3.png', 'm.png'):
     assert Image.open(tmp_path / name).size[0] > 100
   result = run('visualize.py', 'filters', f'--workdir={lenet_run}', '--layer=C9',
@@ -194,12 +228,24 @@ def test_conv_arithmetic_and_curves_cli(lenet_run, tmp_path):
                f'--out={tmp_path}/c1.png', f'--save_array={tmp_path}/c1.npy')
   assert result.returncode == 0, result.stderr[-2000:]
   assert np.load(tmp_path / 'c1.npy').sum() == 28 * 28 * 25  # 32 -> 28, a 5x5 kernel
-  result = run('visualize.py', 'curves', f'--workdir={lenet_run},{lenet_run}',
+  # Two runs of one name in different folders (a/lenet: the session's run; b/lenet: its
+  # records up to step 500): each keeps its own series.
+  records = [json.loads(l) for l in open(lenet_run / 'metrics.jsonl')]
+  for run_dir, kept in (('a', records), ('b', [r for r in records if r['step'] <= 500])):
+    os.makedirs(tmp_path / run_dir / 'lenet')
+    with open(tmp_path / run_dir / 'lenet' / 'metrics.jsonl', 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in kept)
+  result = run('visualize.py', 'curves', f'--workdir={tmp_path}/a/lenet,{tmp_path}/b/lenet',
                f'--out={tmp_path}/curves.png', f'--save_array={tmp_path}/curves.npz')
   assert result.returncode == 0, result.stderr[-2000:]
   series = np.load(tmp_path / 'curves.npz')
-  name = os.path.basename(str(lenet_run))
-  assert series[f'{name}.eval_top1'][-1, 0] == 1240 and series[f'{name}.train_loss'].size
+  for run_dir, last in (('a', None), ('b', 500)):
+    kept = [r for r in records if last is None or r['step'] <= last]
+    for key, split, field in (('eval_top1', 'test', 'top1'), ('train_loss', 'train', 'loss'),
+                              ('learning_rate', 'train', 'learning_rate')):
+      want = [[r['step'], r[field]] for r in kept if r['split'] == split]
+      np.testing.assert_array_equal(series[f'{run_dir}.lenet.{key}'], want)
+  assert series['a.lenet.eval_top1'][-1, 0] == 1240
 
 
 def read_events(path):
