@@ -155,15 +155,23 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_nan_skip_counts_the_skipped_steps(tmp_path):
   workdir = tmp_path / 'skip'
-  code, out = run(workdir, *NAN_AT_14, '--config.on_nonfinite=skip')
+  code, out = run(workdir, *NAN_AT_14, '--config.on_nonfinite=skip',
+                  '--config.keep_checkpoints=10')
   assert code == 0, out[-3000:]
   records = [json.loads(l) for l in open(workdir / 'metrics.jsonl')]
   trains = [r for r in records if r['split'] == 'train']
-  # Step 13 applies lr 1e30; step 14's loss is the first NaN/Inf (logged at step 15).
-  assert trains[3]['nonfinite_steps'] == 0 and trains[4]['nonfinite_steps'] >= 1
-  assert trains[-1]['nonfinite_steps'] >= 1
-  assert all(np.isfinite(x).all() for x in jax.tree.leaves(
-      checkpoints.read_state(str(workdir))['params']))
+  # Step 13 applies lr 1e30; from step 14 on every loss is NaN/Inf, so every step is
+  # skipped: by step s, s - 13 of them.
+  assert [r['nonfinite_steps'] for r in trains] == [max(0, r['step'] - 13) for r in trains]
+  assert f'{TOTAL - 13} NaN/Inf steps skipped' in out
+  # A skipped step changes nothing: the state at step 14 is the state at the end.
+  first, last = (checkpoints.read_state(str(workdir), checkpoints.LATEST, step)
+                 for step in (14, TOTAL))
+  for part in ('params', 'batch_stats', 'opt_state'):
+    leaves = jax.tree.leaves(first[part])
+    assert leaves and all(np.isfinite(x).all() for x in leaves)
+    for x, y in zip(leaves, jax.tree.leaves(last[part]), strict=True):
+      np.testing.assert_array_equal(x, y)
 
 
 def test_full_disk_stops_with_the_previous_checkpoint_intact(tmp_path):

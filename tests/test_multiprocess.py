@@ -61,18 +61,20 @@ def test_two_processes_match_one(tmp_path):
              for k in ('one', 'two')}
   evals = {k: [r for r in v if r['split'] == 'test'] for k, v in records.items()}
   # Written once (by process 0), and every test example counted exactly once.
-  assert [r['step'] for r in evals['two']] == [10, 20]
+  assert [r['step'] for r in evals['one']] == [r['step'] for r in evals['two']] == [10, 20]
   assert all(r['num_examples'] == 1000 for r in evals['one'] + evals['two'])
   assert '1000 examples' in outputs[1]  # process 1 computed the same global eval
-  for a, b in zip(evals['one'], evals['two']):
+  for a, b in zip(evals['one'], evals['two'], strict=True):
     assert a['top1'] == b['top1'] and a['top5'] == b['top5']
     np.testing.assert_allclose(a['loss'], b['loss'], rtol=1e-5)
-  np.testing.assert_allclose([r['loss'] for r in records['two'] if r['split'] == 'train'],
-                             [r['loss'] for r in records['one'] if r['split'] == 'train'],
+  trains = {k: [(r['step'], r['loss']) for r in v if r['split'] == 'train']
+            for k, v in records.items()}
+  assert [s for s, _ in trains['one']] == [s for s, _ in trains['two']] and trains['one']
+  np.testing.assert_allclose([l for _, l in trains['two']], [l for _, l in trains['one']],
                              rtol=1e-5)
   one, two = (checkpoints.read_state(str(tmp_path / k)) for k in ('one', 'two'))
-  assert int(two['step']) == 20
-  for a, b in zip(jax.tree.leaves(one['params']), jax.tree.leaves(two['params'])):
+  assert int(one['step']) == int(two['step']) == 20
+  for a, b in zip(jax.tree.leaves(one['params']), jax.tree.leaves(two['params']), strict=True):
     # Cross-process all-reduce (gloo) sums in another order than in-process: rounding.
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
 
