@@ -5,6 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+import models
+from models import layer_stats
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -21,9 +26,40 @@ def test_train_step_two_models(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert [r['model'] for r in rows] == ['lenet5', 'simple_cnn']
   for r in rows:
-    assert r['mode'] == 'train_step' and r['images_per_sec'] > 0 and r['compile_s'] > 0
-    assert r['peak_memory_bytes'] > 0 and r['batch_size'] == 16
+    assert r['mode'] == 'train_step' and r['compile_s'] > 0 and r['steps'] == 3
+    assert (r['batch_size'], r['precision'], r['dataset']) == (16, 'float32', 'synthetic')
+    # images/s is the batch over the mean step time, both from the same clock.
+    assert r['images_per_sec'] == pytest.approx(16 / (r['step_ms'] / 1000), rel=1e-9)
+    assert r['peak_memory_kind'] == 'planned' and r['peak_memory_bytes'] > 0
+  # The planned footprint holds at least the parameters and the optimizer's momentum.
+  params = {m: layer_stats.count_params(models.create_model(m, num_classes=1000), 32)
+            for m in ('lenet5', 'simple_cnn')}
+  for r in rows:
+    assert r['peak_memory_bytes'] >= 2 * 4 * params[r['model']]
   assert 'images_per_sec' in result.stdout and 'simple_cnn' in result.stdout
+
+
+def test_bfloat16_train_step(tmp_path):
+  result, rows = run(tmp_path, '--model=resnet20', '--batch_size=8', '--steps=2',
+                     '--warmup=0', '--precision=bfloat16', '--image_size=32')
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert rows[0]['precision'] == 'bfloat16' and rows[0]['model'] == 'resnet20'
+
+
+def test_input_only_on_a_folder_of_jpegs_times_the_first_batch_and_pillow(tmp_path):
+  from data import synthetic_folder  # pylint: disable=import-outside-toplevel
+  synthetic_folder.write(str(tmp_path / 'jpegs'), classes=4, train=40, val=2, size=48)
+  result, rows = run(tmp_path, '--config=configs/resnet.py:imagenet,depth=18',
+                     f'--config.dataset.name=folder:{tmp_path}/jpegs', '--input_only',
+                     '--config.batch_size=16', '--config.dataset.image_size=32',
+                     '--config.dataset.workers=0', '--steps=4', '--warmup=1',
+                     '--start_step=1000')
+  assert result.returncode == 0, result.stderr[-2000:]
+  (row,) = rows
+  assert row['mode'] == 'input_only' and row['start_step'] == 1000
+  assert 0 < row['first_batch_s'] < 60
+  assert row['images_per_sec'] == pytest.approx(16 / (row['batch_ms'] / 1000), rel=1e-9)
+  assert row['speedup'] == pytest.approx(row['images_per_sec'] / row['pillow_images_per_sec'])
 
 
 def test_end_to_end_and_input_only_on_mnist5k(tmp_path):

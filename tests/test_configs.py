@@ -40,7 +40,15 @@ def test_config_builds_its_model_and_schedule(name, arg):
   assert out.shape == (2, num_classes)
   optim.create_optimizer(c)
   schedule = optim.create_schedule(c, steps_per_epoch=100, total_steps=1000)
-  assert float(schedule(0)) > 0
+  s = c.schedule
+  # Step 0's rate as each schedule defines it: the first interval's multiplier, the first
+  # step of a linear warm-up, or the base rate.
+  first = {'piecewise': s.learning_rate * s.multipliers[0],
+           'cosine': s.learning_rate / max(s.warmup_steps, 1)}.get(s.name, s.learning_rate)
+  assert float(schedule(0)) == pytest.approx(first, rel=1e-6) and first > 0
+  rates = [float(schedule(step)) for step in range(0, 1000, 10)]
+  after_peak = rates[rates.index(max(rates)):]  # after a warm-up (ResNet-110's 0.01: 4.2)
+  assert after_peak == sorted(after_peak, reverse=True), 'the rate never rises again'
 
 
 def test_arguments_reach_the_config():

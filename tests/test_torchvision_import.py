@@ -1,5 +1,6 @@
 """torchvision's architectures with random weights give our models' outputs."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -37,11 +38,20 @@ def test_converted_weights_reproduce_torchvision_logits(name):
 
 
 def test_load_pth_round_trip(tmp_path):
+  """A .pth file reads back as the state dict that was saved, every tensor exact."""
   net = torchvision.models.resnet18(weights=None, num_classes=7)
+  randomize_bn_statistics(net)
   torch.save(net.state_dict(), tmp_path / 'r18.pth')
-  variables = torchvision_import.convert('resnet18',
-                                         torchvision_import.load_pth(tmp_path / 'r18.pth'))
-  assert variables['params']['fc']['kernel'].shape == (512, 7)
+  loaded = torchvision_import.load_pth(tmp_path / 'r18.pth')
+  saved = net.state_dict()
+  assert sorted(loaded) == sorted(saved)
+  for key, value in saved.items():
+    np.testing.assert_array_equal(loaded[key], value.numpy())
+  variables = torchvision_import.convert('resnet18', loaded)
+  np.testing.assert_array_equal(variables['params']['fc']['kernel'], saved['fc.weight'].numpy().T)
+  in_memory = torchvision_import.convert('resnet18', {k: v.numpy() for k, v in saved.items()})
+  for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(in_memory), strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 def test_wrong_architecture_is_refused():
