@@ -42,9 +42,9 @@ def lenet_run(trained_lenet):
   return workdir
 
 
-def best_lenet(workdir):
-  """LeNet-5 and the variables of `workdir`'s best checkpoint."""
-  variables, _, _ = trained_lib.variables_from_checkpoint(str(workdir), 'best')
+def best_lenet(workdir, which='best'):
+  """LeNet-5 and the variables of `workdir`'s best (or `which`) checkpoint."""
+  variables, _, _ = trained_lib.variables_from_checkpoint(str(workdir), which)
   config = run_contract.read_saved(str(workdir))  # ReLU and max pooling (configs/lenet.py)
   return models.create_model_from_config(config.model, 10), variables
 
@@ -96,6 +96,21 @@ def test_predict_agrees_with_the_checkpoints_own_evaluation(lenet_run, tmp_path)
                                rtol=1e-4, atol=1e-6)
   assert np.mean([p['predictions'][0]['label'] == y for p, y in
                   zip(predictions, labels)]) >= 0.9
+
+
+def test_predict_prints_a_line_per_image_from_the_latest_checkpoint(lenet_run, tmp_path):
+  images, _ = first_test_digits(3)
+  for i, image in enumerate(images):
+    Image.fromarray(image[..., 0]).save(tmp_path / f'{i}.png')
+  result = run('predict.py', f'--workdir={lenet_run}', '--checkpoint=latest', '--top_k=2',
+               tmp_path)
+  assert result.returncode == 0, result.stderr[-2000:]
+  model, variables = best_lenet(lenet_run, 'latest')
+  x = np.concatenate([lenet_input(tmp_path / f'{i}.png') for i in range(3)])
+  probs = np.asarray(jax.nn.softmax(model.apply(variables, x, train=False)))
+  want = [f'{tmp_path}/{i}.png: ' + ', '.join(f'{c} ({p[c]:.3f})' for c in np.argsort(-p)[:2])
+          for i, p in enumerate(probs)]
+  assert result.stdout.splitlines() == want
 
 
 @pytest.mark.parametrize('args,message', [
@@ -178,6 +193,69 @@ def test_filters_and_features_have_a_tile_per_kernel_and_map(lenet_run, digit_pn
   result = run('visualize.py', 'filters', f'--workdir={lenet_run}', '--layer=C9',
                f'--out={tmp_path}/x.png')
   assert result.returncode == 2 and 'its conv layers are C1, C3, C5' in result.stderr
+
+
+def test_features_of_chosen_layers_and_colour_filters_of_an_rgb_model(lenet_run, digit_png,
+                                                                     tmp_path):
+  path, _ = digit_png
+  result = run('visualize.py', 'features', f'--workdir={lenet_run}', f'--image={path}',
+               '--layers=C1,F6', f'--out={tmp_path}/m.png', f'--save_array={tmp_path}/m.npz')
+  assert result.returncode == 0, result.stderr[-2000:]
+  maps = np.load(tmp_path / 'm.npz')
+  model, variables = best_lenet(lenet_run)
+  _, state = model.apply(variables, lenet_input(path), train=False, capture_intermediates=True,
+                         mutable=['intermediates'])
+  assert sorted(maps) == ['C1', 'F6'] and maps['F6'].shape == (1, 1, 84)  # a vector's map
+  np.testing.assert_allclose(maps['F6'][0, 0], state['intermediates']['F6']['__call__'][0][0],
+                             rtol=1e-5, atol=1e-6)
+  # An RGB first layer (torchvision's ResNet-18, conv1: 64 filters of 7x7x3): one colour
+  # tile per filter, as AlexNet's Figure 3 shows them.
+  import torch  # pylint: disable=import-outside-toplevel
+  import torchvision  # pylint: disable=import-outside-toplevel
+  torch.manual_seed(0)
+  net = torchvision.models.resnet18(weights=None)
+  torch.save(net.state_dict(), tmp_path / 'r18.pth')
+  result = run('visualize.py', 'filters', '--torchvision=resnet18',
+               f'--weights={tmp_path}/r18.pth', '--config=configs/resnet.py:imagenet,depth=18',
+               f'--out={tmp_path}/f.png', f'--save_array={tmp_path}/f.npy')
+  assert result.returncode == 0, result.stderr[-2000:]
+  kernel = net.conv1.weight.detach().numpy().transpose(0, 2, 3, 1)  # (64, 7, 7, 3)
+  low = kernel.min(axis=(1, 2, 3), keepdims=True)
+  want = (kernel - low) / (kernel.max(axis=(1, 2, 3), keepdims=True) - low)
+  np.testing.assert_allclose(np.load(tmp_path / 'f.npy'), want, rtol=1e-5, atol=1e-6)
+
+
+def test_saliency_and_occlusion_of_a_chosen_class_and_patch(lenet_run, digit_png, tmp_path):
+  """--label=3 (not the digit's class) and --patch=28 --step=4: four occluded views."""
+  path, label = digit_png
+  assert label != 3
+  args = [f'--workdir={lenet_run}', f'--image={path}', '--label=3']
+  result = run('visualize.py', 'saliency', *args, f'--out={tmp_path}/s.png',
+               f'--save_array={tmp_path}/s.npy')
+  assert result.returncode == 0, result.stderr[-2000:]
+  model, variables = best_lenet(lenet_run)
+  x = lenet_input(path)
+  grad = jax.grad(lambda x: model.apply(variables, x, train=False)[0, 3])(x)
+  np.testing.assert_allclose(np.load(tmp_path / 's.npy'), np.abs(grad[0, :, :, 0]),
+                             rtol=1e-4, atol=1e-7)
+  result = run('visualize.py', 'occlusion', *args, '--patch=28', '--step=4',
+               f'--out={tmp_path}/o.png', f'--save_array={tmp_path}/o.npy')
+  assert result.returncode == 0, result.stderr[-2000:]
+  digit = np.pad(np.asarray(Image.open(path)), 2)
+  grey = round(0.1307 * 255)  # MNIST's mean: the occluding square
+  views = [digit]
+  for t, l in ((0, 0), (0, 4), (4, 0), (4, 4)):
+    view = digit.copy()
+    view[t:t + 28, l:l + 28] = grey
+    views.append(view)
+  x = ((np.stack(views) / 255 - 0.1307) / 0.3081)[..., None].astype(np.float32)
+  p = np.asarray(jax.nn.softmax(model.apply(variables, x, train=False)))[:, 3]
+  drop, covered = np.zeros((32, 32)), np.zeros((32, 32))
+  for (t, l), q in zip(((0, 0), (0, 4), (4, 0), (4, 4)), p[1:]):
+    drop[t:t + 28, l:l + 28] += p[0] - q
+    covered[t:t + 28, l:l + 28] += 1
+  np.testing.assert_allclose(np.load(tmp_path / 'o.npy'), drop / np.maximum(covered, 1),
+                             rtol=1e-4, atol=1e-7)
 
 
 def test_occlusion_and_saliency_fall_on_the_digit(lenet_run, digit_png, tmp_path):
