@@ -18,6 +18,7 @@ from PIL import Image
 from configs import default
 import evaluate
 import input_pipeline
+from lib import checkpoints
 from lib import run_contract
 from lib import trained as trained_lib
 import models
@@ -193,6 +194,69 @@ def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'eval', 'best_10crop.json'))
   with pytest.raises(evaluate.EvalError, match=r'--checkpoint=5: no such step .* it has'):
     trained_lib.variables_from_checkpoint(workdir, '5')
+
+
+@pytest.fixture(scope='module')
+def declining_run(tmp_path_factory):
+  """60 steps of a small convnet on mnist5k whose rate jumps to 1e30 at step 22 (the
+  NaN steps skipped): evaluations at 20, 40 and 60, the first the best; checkpoints
+  every 7 steps, the last two kept."""
+  workdir = tmp_path_factory.mktemp('declining') / 'run'
+  result = run_cli('train.py', '--config=configs/convnet.py:dataset=mnist5k,width=8,stages=2,'
+                   'depth=1,epochs=0.48', '--config.batch_size=32',
+                   '--config.eval_every_steps=20', '--config.checkpoint_every_steps=7',
+                   '--config.schedule.name=piecewise', '--config.schedule.boundaries=(22,)',
+                   '--config.schedule.multipliers=(1,2e31)', '--config.on_nonfinite=skip',
+                   f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  evals = {r['step']: r for r in map(json.loads, open(workdir / 'metrics.jsonl'))
+           if r['split'] == 'test'}
+  assert sorted(evals) == [20, 40, 60]
+  return workdir, evals
+
+
+def test_the_best_checkpoint_is_the_best_top1_and_only_the_last_two_are_kept(declining_run):
+  workdir, evals = declining_run
+  best = max(evals, key=lambda step: evals[step]['top1'])
+  assert best == 20 and evals[20]['top1'] > evals[60]['top1']
+  assert checkpoints.saved_steps(str(workdir), checkpoints.BEST) == [20]
+  assert checkpoints.saved_steps(str(workdir)) == [56, 60]  # keep_checkpoints = 2
+  # The best checkpoint holds step 20's weights: evaluated, they give step 20's numbers.
+  result = run_cli('evaluate.py', f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr[-2000:]
+  record = json.load(open(workdir / 'eval' / 'best_center.json'))
+  assert (record['step'], record['checkpoint']) == (20, 'best')
+  assert round(record['top1'] * 1000) == round(evals[20]['top1'] * 1000)  # of 1000
+  assert record['loss'] == pytest.approx(evals[20]['loss'], rel=1e-5)
+
+
+def test_evaluate_a_step_other_scales_and_another_split(declining_run):
+  workdir, evals = declining_run
+  result = run_cli('evaluate.py', f'--workdir={workdir}', '--checkpoint=56')
+  assert result.returncode == 0, result.stderr[-2000:]
+  record = json.load(open(workdir / 'eval' / 'step56_center.json'))
+  assert (record['step'], record['checkpoint']) == (56, 'step56')
+  assert 'step56 (step 56), center' in result.stdout
+  # --scales: the multiscale posteriors are the mean of dense evaluations at each Q.
+  result = run_cli('evaluate.py', f'--workdir={workdir}', '--mode=multiscale', '--scales=28,36')
+  assert result.returncode == 0, result.stderr[-2000:]
+  record = json.load(open(workdir / 'eval' / 'best_multiscale.json'))
+  assert record['scales'] == [28, 36]
+  config = run_contract.read_saved(str(workdir))
+  loaded = trained_lib.load(config, 10, str(workdir), 'best')
+  dense = []
+  for q in (28, 36):
+    config.dataset.eval_resize = q
+    dense.append(evaluate.predict(config, loaded.model, loaded.variables, 'dense'))
+  probs, labels = (dense[0][0] + dense[1][0]) / 2, dense[0][1]
+  want = evaluate.metrics(probs, labels)
+  assert record['top1'] == want['top1'] and record['loss'] == pytest.approx(want['loss'])
+  # --config.KEY=VALUE: the 4,000 training digits, in a file of their own.
+  result = run_cli('evaluate.py', f'--workdir={workdir}', '--config.dataset.eval_split=train')
+  assert result.returncode == 0, result.stderr[-2000:]
+  record = json.load(open(workdir / 'eval' / 'best_center_train.json'))
+  assert record['num_examples'] == 4000 and record['split'] == 'train'
+  assert json.load(open(workdir / 'eval' / 'best_center.json'))['num_examples'] == 1000
 
 
 def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
