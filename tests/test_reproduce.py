@@ -125,3 +125,20 @@ def test_cli_run_dry_run_and_report(tmp_path):
                            f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
   assert result.returncode == 1 and 'tables: resnet_cifar10, ' in result.stderr
+
+
+def test_cli_run_trains_the_missing_rows_and_reports(tmp_path):
+  """`reproduce.py lenet_mnist run`: the mnist5k row trains (LeNet-5, 20 epochs); the
+  full-MNIST row fails, offline, naming its dataset; the report shows both."""
+  result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
+                           f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, 'TFDS_DATA_DIR': str(tmp_path / 'tfds')})
+  assert result.returncode == 1, result.stderr[-2000:]  # not every row finished
+  final = json.load(open(tmp_path / 'lenet5_mnist5k' / 'final_metrics.json'))
+  assert final['step'] == 1240 and final['num_examples'] == 1000
+  failed = json.load(open(tmp_path / 'lenet5_mnist' / 'trial.json'))
+  assert failed['state'] == 'failed' and 'mnist' in failed['error']
+  line = [l for l in result.stdout.splitlines() if l.startswith('| lenet5_mnist5k |')][0]
+  cells = [c.strip() for c in line.strip('|').split('|')]
+  assert cells[5] == f"{100 * (1 - final['top1']):.2f}" and cells[12] == 'done'
+  assert (tmp_path / 'report.md').read_text() in result.stdout

@@ -3,6 +3,7 @@
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -41,3 +42,33 @@ def test_model_of_a_config_file():
   assert result.returncode == 0, result.stderr[-2000:]
   total = list(csv.DictReader(io.StringIO(result.stdout)))[-1]
   assert total['params'] == '61706'  # one input channel, 10 classes from mnist5k
+
+
+LENET_ROWS = [  # LeNet-5 (the paper's Figure 2) on a 32x32 RGB image, summary.py's default
+    ('C1', 'Conv', '28x28x6', '456', '352,800', '5', '1'),
+    ('S2', 'AvgPool', '14x14x6', '0', '0', '6', '2'),
+    ('C3', 'Conv', '10x10x16', '2,416', '240,000', '14', '2'),
+    ('S4', 'AvgPool', '5x5x16', '0', '0', '16', '4'),
+    ('C5', 'Conv', '1x1x120', '48,120', '48,000', '32', '4'),
+    ('F6', 'Dense', '84', '10,164', '10,080', '', ''),
+    ('output', 'Dense', '10', '850', '840', '', ''),
+    ('total', '', '', '62,006', '651,720', '', '')]
+
+
+def test_default_table_and_markdown():
+  """The default text table and --format=markdown hold the same cells: each layer's
+  parameters (C1: 5*5*3*6 + 6 = 456), multiply-adds (C1: 28*28 * 6 * 5*5*3 = 352,800),
+  receptive field and jump."""
+  header = ('layer', 'type', 'output shape', 'params', 'mult-adds', 'rf', 'jump')
+  result = run_summary('--model=lenet5')
+  assert result.returncode == 0, result.stderr
+  lines = [l for l in result.stdout.splitlines() if l.strip() and set(l) != {'-'}]
+  cells = [re.split(r'\s{2,}', l.strip()) for l in lines]  # columns: 2+ spaces apart
+  assert cells[0] == list(header)
+  assert cells[1:] == [[c for c in row if c] for row in LENET_ROWS]
+  result = run_summary('--model=lenet5', '--format=markdown')
+  assert result.returncode == 0, result.stderr
+  rows = [[c.strip() for c in l.strip().strip('|').split('|')]
+          for l in result.stdout.splitlines() if l.startswith('|')]
+  assert rows[0] == list(header) and set(''.join(rows[1])) <= set('-: ')
+  assert [tuple(r) for r in rows[2:]] == LENET_ROWS

@@ -168,6 +168,11 @@ def test_local_sweep_isolates_a_failure_skips_and_resumes(tmp_path):
   for plot in ('top1_vs_pooling.png', 'top1_vs_dataset.name.png', 'learning_curves.png'):
     data = (sweep_dir / 'plots' / plot).read_bytes()
     assert data.startswith(PNG) and len(data) > 10_000, plot
+  # `sweep.py report` on the finished sweep writes and prints the same report again.
+  os.remove(sweep_dir / 'results.md')
+  code, report, err = run_sweep('report', f'--workdir={sweep_dir}')
+  assert code == 0, err
+  assert (sweep_dir / 'results.md').read_text() == md and md in report
 
   # An interrupted trial: its last checkpoint and final metrics gone, as after a stop.
   good_log = (sweep_dir / GOOD / 'train.log').read_text()
