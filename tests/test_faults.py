@@ -8,7 +8,6 @@ import os
 import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 
 from lib import checkpoints
+from tests.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 60 steps of a small convnet on mnist5k; checkpoints every 7 steps (not aligned with
@@ -268,11 +268,6 @@ def test_bad_inputs_are_one_line_exit_2_and_touch_nothing(tmp_path):
   assert code == 2 and 'can be read' in out and 'nothing was changed' in out
   assert 'Traceback' not in out and listing() == before
 
-
-def free_port():
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
 
 
 def test_a_dead_peer_ends_the_other_process(tmp_path):

@@ -3,7 +3,6 @@ train exactly as one process with 4 devices: same batches, same eval, same param
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -11,6 +10,7 @@ import jax
 import numpy as np
 
 from lib import checkpoints
+from tests.ports import free_port, slurm_job_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 20 steps of a small convnet on mnist5k; the global batch of 24 leaves each process a
@@ -20,18 +20,19 @@ ARGS = ['--config=configs/convnet.py:dataset=mnist5k,width=8,stages=2,depth=1,ep
         '--config.eval_every_steps=10', '--config.checkpoint_every_steps=10']
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
 
 def launch(workdir, devices, process_id=None, num_processes=None, port=None, args=ARGS,
-           command=None):
-  """train.py (or `command`, a program and its flags) with `devices` CPU devices."""
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu',
-         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  if num_processes:
+           command=None, slurm_job=None):
+  """train.py (or `command`, a program and its flags) with `devices` CPU devices; one of
+  `num_processes` started by JAX's variables or, given `slurm_job`, by SLURM's (as srun
+  sets them for a job step of that many tasks on one node)."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'JAX_'))}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  if num_processes and slurm_job is not None:
+    env.update(SLURM_JOB_ID=str(slurm_job), SLURM_STEP_NODELIST='localhost',
+               SLURM_NTASKS=str(num_processes), SLURM_STEP_NUM_NODES='1',
+               SLURM_PROCID=str(process_id), SLURM_LOCALID=str(process_id))
+  elif num_processes:
     env.update(JAX_COORDINATOR_ADDRESS=f'localhost:{port}',
                JAX_NUM_PROCESSES=str(num_processes), JAX_PROCESS_ID=str(process_id))
   log = f'{workdir}.{process_id or 0}.log'  # a file: a pipe can fill up and block
@@ -52,10 +53,14 @@ def finish(launched):
 
 
 def test_two_processes_match_one(tmp_path):
-  port = free_port()
-  pair = [launch(tmp_path / 'two', 2, i, 2, port) for i in (0, 1)]
+  """Two processes of 2 devices each, started from SLURM's variables alone (as `srun
+  --ntasks=2` sets them on one node; JAX_* variables: the evaluation test below), train
+  as one process of 4 devices."""
+  job = slurm_job_id()
+  pair = [launch(tmp_path / 'two', 2, i, 2, slurm_job=job) for i in (0, 1)]
   outputs = [finish(p) for p in pair]
   finish(launch(tmp_path / 'one', 4))
+  assert all('global batch 24 over 4 devices' in out for out in outputs)  # one job
 
   records = {k: [json.loads(l) for l in open(tmp_path / k / 'metrics.jsonl')]
              for k in ('one', 'two')}

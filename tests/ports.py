@@ -1,0 +1,31 @@
+"""Loopback ports for the multi-process tests' coordinators."""
+
+import random
+import socket
+
+# Linux hands out ports for bind(0) and outgoing connections from 32768-60999
+# (net.ipv4.ip_local_port_range): a port probed and released there can be taken by any
+# process before the coordinator binds it. Ports below that range are handed out to
+# no one unasked.
+BELOW_EPHEMERAL = (20000, 32768)
+
+
+def free_port(low: int = BELOW_EPHEMERAL[0], high: int = BELOW_EPHEMERAL[1]) -> int:
+  """A port in [low, high) that nothing listens on now, chosen at random so that two
+  tests running at once do not pick the same one."""
+  rng = random.SystemRandom()
+  for _ in range(100):
+    port = rng.randrange(low, high)
+    with socket.socket() as s:
+      try:
+        s.bind(('localhost', port))
+      except OSError:
+        continue
+      return port
+  raise RuntimeError(f'no free port in [{low}, {high})')
+
+
+def slurm_job_id() -> int:
+  """A SLURM_JOB_ID whose coordinator port is free: JAX's SLURM detection listens on
+  61440 + job id % 4096 (jax/_src/clusters/slurm_cluster.py), above the ephemeral range."""
+  return free_port(61440, 65536) - 61440
