@@ -25,19 +25,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = '--config=configs/convnet.py:dataset=mnist5k,width=8,stages=2,depth=1,epochs=0.48'
 ARGS = ['--config.batch_size=32', '--config.log_every_steps=3',
         '--config.eval_every_steps=20', '--config.checkpoint_every_steps=7']
-TOTAL = 60
+# The runs that are signalled are 300 steps long and signalled before step 50: whatever
+# the machine's speed, a signal lands while the run still has far to go.
+SIGNALLED = CONFIG + ',epochs=2.4'
+TOTAL = 300
 
 
 LAUNCHES = itertools.count()
 
 
-def launch(workdir, *extra, config=CONFIG, env=None, preexec_fn=None):
+def launch(workdir, *extra, config=CONFIG, env=None, **popen):
   log_path = f'{workdir}.{next(LAUNCHES)}.log'  # a file: a pipe can fill up and block
   with open(log_path, 'w') as log:
     process = subprocess.Popen([sys.executable, 'train.py', config, *ARGS, *extra,
                                 f'--workdir={workdir}'],
                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
+                               env={**os.environ, **(env or {})}, **popen)
   process.log_path, process.started = log_path, time.time()
   return process
 
@@ -90,7 +93,7 @@ def assert_same_run(a, b):
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('faults') / 'uninterrupted'
-  code, out = run(workdir)
+  code, out = run(workdir, config=SIGNALLED)
   assert code == 0, out[-3000:]
   return workdir
 
@@ -102,12 +105,12 @@ def test_kill_9_at_random_steps_then_resume_is_bitwise_identical(reference, tmp_
   targets = sorted(rng.sample(range(8, 50), 2) + [14])
   resumed = []
   for target in targets:
-    process = launch(workdir)
+    process = launch(workdir, config=SIGNALLED)
     wait_for_step(process, workdir, target)
     process.send_signal(signal.SIGKILL)
     process.wait()
     resumed.append('Resuming' in output(process))
-  code, out = run(workdir)
+  code, out = run(workdir, config=SIGNALLED)
   assert code == 0, out[-3000:]
   assert sum(resumed[1:]) + ('Resuming' in out) >= 2
   assert_same_run(reference, workdir)
@@ -115,7 +118,7 @@ def test_kill_9_at_random_steps_then_resume_is_bitwise_identical(reference, tmp_
 
 def test_sigterm_saves_exits_0_and_a_truncated_checkpoint_falls_back(reference, tmp_path):
   workdir = tmp_path / 'preempted'
-  process = launch(workdir)
+  process = launch(workdir, config=SIGNALLED)
   wait_for_step(process, workdir, 22)
   process.send_signal(signal.SIGTERM)
   assert process.wait(timeout=120) == 0
@@ -130,11 +133,28 @@ def test_sigterm_saves_exits_0_and_a_truncated_checkpoint_falls_back(reference, 
       path = os.path.join(folder, name)
       with open(path, 'r+b') as f:
         f.truncate(os.path.getsize(path) // 2)
-  code, out = run(workdir)
+  code, out = run(workdir, config=SIGNALLED)
   assert code == 0, out[-3000:]
   assert f'checkpoint {latest} in' in out and 'is unreadable' in out
   assert f'Resuming {workdir} from step {previous}' in out
   assert any(n.startswith(f'{latest}-') for n in os.listdir(workdir / 'corrupt_checkpoints'))
+  assert_same_run(reference, workdir)
+
+
+def test_ctrl_c_stops_after_the_step_saves_and_resumes_exactly(reference, tmp_path):
+  """Ctrl-C (SIGINT to the process group, as a terminal sends it) stops train.py after
+  its current step with a checkpoint, exit 0; the same command resumes it."""
+  workdir = tmp_path / 'interrupted'
+  process = launch(workdir, config=SIGNALLED, process_group=0)  # its own group
+  wait_for_step(process, workdir, 10)
+  os.killpg(process.pid, signal.SIGINT)
+  assert process.wait(timeout=120) == 0
+  out = output(process)
+  assert 'SIGINT received: stopped after step' in out and 'Traceback' not in out
+  stopped = int(out.split('SIGINT received: stopped after step ')[1].split()[0])
+  assert 10 <= stopped < TOTAL and checkpoints.saved_steps(str(workdir))[-1] == stopped
+  code, out = run(workdir, config=SIGNALLED)
+  assert code == 0 and f'Resuming {workdir} from step {stopped}' in out, out[-3000:]
   assert_same_run(reference, workdir)
 
 
@@ -163,10 +183,10 @@ def test_nan_skip_counts_the_skipped_steps(tmp_path):
   # Step 13 applies lr 1e30; from step 14 on every loss is NaN/Inf, so every step is
   # skipped: by step s, s - 13 of them.
   assert [r['nonfinite_steps'] for r in trains] == [max(0, r['step'] - 13) for r in trains]
-  assert f'{TOTAL - 13} NaN/Inf steps skipped' in out
+  assert f'{60 - 13} NaN/Inf steps skipped' in out  # CONFIG: 60 steps
   # A skipped step changes nothing: the state at step 14 is the state at the end.
   first, last = (checkpoints.read_state(str(workdir), checkpoints.LATEST, step)
-                 for step in (14, TOTAL))
+                 for step in (14, 60))
   for part in ('params', 'batch_stats', 'opt_state'):
     leaves = jax.tree.leaves(first[part])
     assert leaves and all(np.isfinite(x).all() for x in leaves)

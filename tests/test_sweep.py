@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -351,3 +352,35 @@ def test_a_trial_ends_with_its_killed_runner(tmp_path):
   assert code == 0, err
   rows = list(csv.DictReader(open(sweep_dir / 'results.csv')))
   assert rows[0]['status'] == 'interrupted', rows
+
+
+def test_ctrl_c_stops_the_trials_with_a_checkpoint_and_the_same_command_resumes(tmp_path):
+  """Ctrl-C in the terminal (SIGINT to the runner and its trials): each running trial
+  saves and stops, the runner says how to resume, and the same command finishes it."""
+  spec = write_sweep_file(tmp_path / 's.py', "hyper.product(hyper.sweep('pooling', ['max']),"
+                          " hyper.fixed('config.num_train_steps', 400), "
+                          "hyper.fixed('config.log_every_steps', 5))")
+  sweep_dir = tmp_path / 'sweep'
+  args = [sys.executable, 'sweep.py', f'--config={spec}', f'--workdir={sweep_dir}']
+  trial_dir = sweep_dir / 'pooling=max,num_train_steps=400,log_every_steps=5'
+  log = trial_dir / 'train.log'
+  with open(tmp_path / 'runner.log', 'w') as out:
+    runner = subprocess.Popen(args, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                              process_group=0)  # a terminal's foreground group
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and 'train step' in log.read_text()):
+      time.sleep(0.2)
+    assert 'train step' in log.read_text(), log.read_text()[-2000:]
+    os.killpg(runner.pid, signal.SIGINT)
+    runner.wait(timeout=120)
+  said = (tmp_path / 'runner.log').read_text()
+  assert 'sweep.py: SIGINT: stopping the running trials' in said, said[-2000:]
+  assert 'run the same command to resume' in said
+  stopped = re.search(r'received: stopped after step (\d+)', log.read_text())
+  assert stopped, log.read_text()[-2000:]
+  step = int(stopped.group(1))
+  assert 5 <= step < 400 and not (trial_dir / workdir_lib.FINAL_METRICS).exists()
+  code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}')
+  assert code == 0, out + err
+  assert f'from step {step}' in log.read_text().split('=== attempt 2')[1]
+  assert json.loads((trial_dir / 'trial.json').read_text())['state'] == 'done'
