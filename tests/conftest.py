@@ -1,8 +1,11 @@
 """Test set-up shared by every test module."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import types
 
 import pytest
@@ -12,6 +15,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 # TensorFlow (tf.data only) must never take an accelerator, nor flood the log.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# The suite's own caches (JAX's compiled programs, folder manifests; every process it
+# starts inherits them): a test neither reads what the user's runs left in ~/.cache nor
+# leaves anything there, and each session starts from nothing, as CI does.
+CACHE = tempfile.mkdtemp(prefix='classic-convnets-tests-')
+atexit.register(shutil.rmtree, CACHE, ignore_errors=True)
+os.environ['XDG_CACHE_HOME'] = CACHE
+os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(CACHE, 'jax')
 # PyPI's torchvision is a CUDA build whose compiled ops are missing on a CPU-only torch;
 # its model definitions are pure Python, and only `_meta_registrations` needs the ops.
 sys.modules.setdefault('torchvision._meta_registrations',

@@ -14,11 +14,13 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import common, default, resnet
+from configs import lenet as lenet_config
 import evaluate
 import input_pipeline
 from lib import checkpoints
 from lib import experiment
 from lib import optim
+from lib import parallel
 import train
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
@@ -87,6 +89,67 @@ def test_mock_imagenet_end_to_end(tmp_path):
 def run_cli(*args, env=None, timeout=600):
   return subprocess.run([sys.executable, 'train.py', *args], cwd=ROOT, text=True,
                         capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def compiled(log: str, kind: str) -> list[str]:
+  """The functions JAX_LOG_COMPILES=1 reports as compiled ('Finished XLA compilation of
+  jit(NAME)') or as loaded ('cache hit') in a process's log."""
+  pattern = {'compiled': r'Finished XLA compilation of jit\((\w+)\)',
+             'loaded': r"Persistent compilation cache hit for 'jit_(\w+)'"}[kind]
+  return re.findall(pattern, log)
+
+
+def test_a_rerun_loads_its_steps_from_the_compilation_cache(tmp_path):
+  """train.py keeps every compiled program in JAX's persistent cache
+  ($JAX_COMPILATION_CACHE_DIR): a second run of the same config compiles nothing new."""
+  env = {'JAX_LOG_COMPILES': '1', 'JAX_COMPILATION_CACHE_DIR': str(tmp_path / 'cache')}
+  logs = []
+  for run in ('first', 'second'):
+    result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path / run}',
+                     '--config.num_epochs=None', '--config.num_train_steps=6',
+                     '--config.eval_every_steps=3', env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    logs.append(result.stderr)
+  assert compiled(logs[0], 'loaded') == []
+  assert {'train_step', 'eval_step'} <= set(compiled(logs[0], 'compiled'))
+  assert sorted(compiled(logs[1], 'loaded')) == sorted(compiled(logs[1], 'compiled'))
+  assert {'train_step', 'eval_step'} <= set(compiled(logs[1], 'loaded'))
+
+
+def lenet(steps, **overrides):
+  c = lenet_config.get_config()
+  c.num_epochs, c.num_train_steps = None, steps
+  c.eval_every_steps = c.checkpoint_every_steps = steps
+  c.update(overrides)
+  return c
+
+
+def test_label_smoothing_is_the_smoothed_cross_entropy_of_torch():
+  """config.label_smoothing=0.1: the step's loss is torch's cross-entropy with
+  label_smoothing=0.1 (targets (1 - 0.1) one-hot + 0.1 / 10) on the model's logits."""
+  import torch  # pylint: disable=import-outside-toplevel
+  config = lenet(1, label_smoothing=0.1)
+  info = input_pipeline.dataset_info(config)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  state = exp.init(jax.random.key(config.seed))
+  inputs = next(input_pipeline.train_batches(config, info, exp.mesh))
+  prepare, _ = input_pipeline.train_prepare(config, info, exp.mesh)
+  batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
+  logits = exp.model.apply({'params': state.params}, batch['image'], train=True)
+  want = torch.nn.functional.cross_entropy(
+      torch.from_numpy(np.asarray(logits, np.float64)),
+      torch.from_numpy(np.asarray(batch['label'], np.int64)), label_smoothing=0.1)
+  state = exp.train_step(state, inputs)
+  assert float(state.metrics['loss']) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_lenet5_trains_in_bfloat16(tmp_path):
+  """precision=bfloat16 end to end: bf16 computation learns the digits (300 steps), and
+  the checkpoint keeps float32 parameters."""
+  final = train.train_and_evaluate(lenet(300, precision='bfloat16'), str(tmp_path))
+  assert final['top1'] >= 0.9, final
+  params = jax.tree.leaves(final_params(tmp_path))
+  assert params and all(p.dtype == np.float32 for p in params)
 
 
 def test_lenet5_offline_reaches_97_percent(trained_lenet):
