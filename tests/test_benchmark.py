@@ -40,10 +40,10 @@ def test_train_step_two_models(tmp_path):
 
 
 def test_bfloat16_train_step(tmp_path):
-  result, rows = run(tmp_path, '--model=resnet20', '--batch_size=8', '--steps=2',
+  result, rows = run(tmp_path, '--model=simple_cnn', '--batch_size=8', '--steps=2',
                      '--warmup=0', '--precision=bfloat16', '--image_size=32')
   assert result.returncode == 0, result.stderr[-2000:]
-  assert rows[0]['precision'] == 'bfloat16' and rows[0]['model'] == 'resnet20'
+  assert rows[0]['precision'] == 'bfloat16' and rows[0]['model'] == 'simple_cnn'
 
 
 def test_input_only_on_a_folder_of_jpegs_times_the_first_batch_and_pillow(tmp_path):
