@@ -3,6 +3,7 @@
   python sweep.py --config=configs/sweeps/lenet_pooling.py --workdir=sweeps/lenet
   python sweep.py --config=configs/sweeps/kernel_stride_pool.py:small --workdir=sweeps/ksp \
       --parallel=4          # 4 trials at once, each on its share of the local GPUs
+                            # (more trials than GPUs: k to a GPU, 1/k of its memory each)
   python sweep.py --config=configs/sweeps/resnet_depth.py --workdir=sweeps/depth \
       --launcher=slurm --partition=gpu --gpus_per_task=1 --time=12:00:00
   python sweep.py --config=... --workdir=... --dry_run    # the plan or the sbatch script

@@ -8,6 +8,7 @@ import ctypes
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import queue
 import re
@@ -40,7 +41,8 @@ def define_launch_flags():
   flags.DEFINE_string('workdir', None, 'directory of the sweep: one subdirectory per trial')
   flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'where the trials run')
   flags.DEFINE_integer('parallel', None, 'local: trials at once (default 1), each on its '
-                       'share of the GPUs; slurm: most array tasks running at once')
+                       'share of the GPUs (more than the GPUs: k to a GPU, 1/k of its memory '
+                       'each); slurm: most array tasks running at once')
   flags.DEFINE_bool('dry_run', False,
                     'print the plan (local) or the sbatch script; run nothing')
   flags.DEFINE_string('partition', None, 'slurm: partition')
@@ -291,6 +293,7 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None) -> dict
     return status
   cmd = command(sweep_dir, trial)
   status.update(name=trial['name'], overrides=trial['overrides'], command=cmd,
+                **slot_record(env or {}),
                 state='running', host=socket.gethostname(), started=time.time(),
                 attempts=status.get('attempts', 0) + 1, error=None,
                 slurm_job=os.environ.get('SLURM_ARRAY_JOB_ID', '') and
@@ -343,16 +346,56 @@ def visible_gpus() -> list[str]:
 
 def local_slots(parallel: int) -> list[dict]:
   """The environment of each of `parallel` concurrent trials: its share of the GPUs.
-  On a CPU-only machine the trials share the cores."""
+
+  Up to one trial per GPU, each trial gets its own GPUs. More trials than GPUs share
+  them: trial i runs on GPU i mod n, k = ceil(parallel / n) to a GPU, each allocating
+  as it needs (no preallocation) up to 1/k of the GPU's memory; a LeNet or ResNet-20
+  uses a sliver of an H100, so a grid of small CNNs runs k at a time on each. On a
+  CPU-only machine the trials share the cores.
+  """
   gpus = visible_gpus()
   if not gpus:
     return [{} for _ in range(parallel)]
-  if parallel > len(gpus):
-    raise SweepError(f'--parallel={parallel} but this machine has {len(gpus)} GPUs; use '
-                     f'at most {len(gpus)}')
-  share = len(gpus) // parallel
-  return [{'CUDA_VISIBLE_DEVICES': ','.join(gpus[i * share:(i + 1) * share])}
-          for i in range(parallel)]
+  if parallel <= len(gpus):
+    share = len(gpus) // parallel
+    return [{'CUDA_VISIBLE_DEVICES': ','.join(gpus[i * share:(i + 1) * share])}
+            for i in range(parallel)]
+  per_gpu = -(-parallel // len(gpus))
+  fraction = math.floor(1000 / per_gpu) / 1000  # rounded down: k of them fit
+  return [{'CUDA_VISIBLE_DEVICES': gpus[i % len(gpus)],
+           'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
+           'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fraction:g}'} for i in range(parallel)]
+
+
+def slot_record(env: dict) -> dict:
+  """What a trial's trial.json says about where it ran: its GPUs (None: the CPU, or
+  every GPU) and the share of their memory it may use."""
+  fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
+  return {'gpus': env.get('CUDA_VISIBLE_DEVICES'),
+          'gpu_memory_fraction': float(fraction) if fraction else (1.0 if env else None)}
+
+
+def describe_slot(env: dict) -> str:
+  """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or '' (the CPU)."""
+  if not env:
+    return ''
+  gpus = env['CUDA_VISIBLE_DEVICES']
+  where = f" on GPU{'s' if ',' in gpus else ''} {gpus}"
+  fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
+  return where + (f' (up to {fraction} of its memory)' if fraction else '')
+
+
+def describe_slots(envs: list[dict]) -> str:
+  """The plan's GPUs: ' on GPUs 0,1 (2 trials per GPU, each up to 0.5 of its memory)',
+  ' on GPUs 0,1 | 2,3' (two GPUs each), or '' (the CPU)."""
+  if not envs or not envs[0]:
+    return ''
+  gpus = list(dict.fromkeys(env['CUDA_VISIBLE_DEVICES'] for env in envs))
+  fraction = envs[0].get('XLA_PYTHON_CLIENT_MEM_FRACTION')
+  if not fraction:
+    return f" on GPU{'s' if len(envs) > 1 or ',' in gpus[0] else ''} {' | '.join(gpus)}"
+  return (f" on GPUs {','.join(gpus)} ({-(-len(envs) // len(gpus))} trials per GPU, each "
+          f'up to {fraction} of its memory)')
 
 
 def _config_changes(trial_dir: str, trial: dict) -> dict | None:
@@ -434,14 +477,15 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
               dry_run: bool) -> bool:
   """Run the trials not done here, `parallel` at a time; False if one failed."""
   todo = [t for t, s in zip(trials, states) if s != 'done']
+  envs = local_slots(parallel)
   print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(todo)} done, '
-        f'{len(todo)} to run, {parallel} at a time', flush=True)
+        f'{len(todo)} to run, {parallel} at a time{describe_slots(envs)}', flush=True)
   if dry_run:
     for trial, state in zip(trials, states):
       print(f"[{state}] {trial['name']}\n    {shlex.join(command(sweep_dir, trial))}")
     return True
   slots = queue.Queue()
-  for env in local_slots(parallel):
+  for env in envs:
     slots.put(env)
   children = Children()
   children.install()
@@ -453,8 +497,7 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
     env = slots.get()
     try:
       n = next(counter)
-      say(f"[{n}/{len(todo)}] {trial['name']}: started"
-          + (f" on GPUs {env['CUDA_VISIBLE_DEVICES']}" if env else ''))
+      say(f"[{n}/{len(todo)}] {trial['name']}: started{describe_slot(env)}")
       status = run_trial(sweep_dir, trial, children, env)
     finally:
       slots.put(env)

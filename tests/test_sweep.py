@@ -22,9 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b'\x89PNG\r\n\x1a\n'
 
 
-def run_sweep(*args, timeout=600):
+def run_sweep(*args, timeout=600, env=None):
   result = subprocess.run([sys.executable, 'sweep.py', *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
   return result.returncode, result.stdout, result.stderr
 
 
@@ -85,6 +86,28 @@ def write_sweep_file(path, body):
   return str(path)
 
 
+@pytest.mark.parametrize('visible, parallel, want', [
+    (None, 2, [{}, {}]),                                    # the CPU: the cores are shared
+    ('0,1,2,3', 2, [{'CUDA_VISIBLE_DEVICES': '0,1'}, {'CUDA_VISIBLE_DEVICES': '2,3'}]),
+    ('4,5', 2, [{'CUDA_VISIBLE_DEVICES': '4'}, {'CUDA_VISIBLE_DEVICES': '5'}]),
+    ('0,1', 5, [('0', '0.333'), ('1', '0.333'), ('0', '0.333'), ('1', '0.333'),
+                ('0', '0.333')]),                           # 3 to a GPU at most
+    ('7', 4, [('7', '0.25')] * 4),
+])
+def test_each_trial_gets_its_gpus_and_share(monkeypatch, visible, parallel, want):
+  """More trials than GPUs share them: no preallocation, each up to 1/k of a GPU's
+  memory with k trials to a GPU."""
+  if visible is None:
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
+    monkeypatch.setattr(sweep.shutil, 'which', lambda name: None)  # no nvidia-smi
+  else:
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', visible)
+  want = [w if isinstance(w, dict) else {
+      'CUDA_VISIBLE_DEVICES': w[0], 'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
+      'XLA_PYTHON_CLIENT_MEM_FRACTION': w[1]} for w in want]
+  assert sweep.local_slots(parallel) == want
+
+
 def test_bad_sweeps_fail_before_anything_runs(tmp_path):
   bad_key = write_sweep_file(tmp_path / 'bad_key.py',
                              "hyper.product(hyper.sweep('pooling', ['max', 'avg']), "
@@ -142,10 +165,16 @@ GOOD, OTHER, BAD = ('pooling=max,dataset.name=mnist5k' + FIXED,
 def test_local_sweep_isolates_a_failure_skips_and_resumes(tmp_path):
   spec = write_sweep_file(tmp_path / 'quick.py', QUICK)
   sweep_dir = tmp_path / 'sweep'
-  code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}', '--parallel=2')
+  # One (pretended) GPU for two trials at a time: they share it, half its memory each.
+  # (JAX's CPU build ignores the variables; the trials run on the cores.)
+  code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}', '--parallel=2',
+                             env={'CUDA_VISIBLE_DEVICES': '3'})
   assert code == 1, out + err  # not every trial finished
+  assert '2 at a time on GPUs 3 (2 trials per GPU, each up to 0.5 of its memory)' in out
+  assert f'{GOOD}: started on GPU 3 (up to 0.5 of its memory)' in out
   status = {n: json.loads((sweep_dir / n / 'trial.json').read_text())
             for n in (GOOD, OTHER, BAD)}
+  assert all((s['gpus'], s['gpu_memory_fraction']) == ('3', 0.5) for s in status.values())
   assert status[GOOD]['state'] == status[OTHER]['state'] == 'done'
   assert status[BAD]['state'] == 'failed'
   assert status[BAD]['error'].startswith('exit 2: train.py: error:'), status[BAD]['error']
