@@ -6,6 +6,8 @@
   python benchmark.py --config=configs/resnet.py --input_only    # the pipeline alone
   python benchmark.py --config=configs/resnet.py:imagenet --config.dataset.name=folder:DIR \
       --input_only --start_step=100000   # time to the first batch of a run resumed there
+  python benchmark.py --suite=gpu --json=gpu.json   # beside PyTorch on this GPU (8 min)
+  python benchmark.py --suite=gpu --smoke           # the same at toy sizes, on a CPU
 
 The default mode times the compiled train step (the one train.py runs: same model,
 optimizer, shardings, donation) over all local devices on one synthetic batch that stays
@@ -15,6 +17,9 @@ two is the pipeline's cost. `--input_only` times the host pipeline (read, decode
 augment, batch) without a model, the time to its first batch from `--start_step`
 (`first_batch_s`), and, for datasets of image files, one plain Pillow process doing the
 same per-image work in a loop (`pillow_images_per_sec`): the pipeline's parallel speed-up.
+`--suite=gpu` (lib/gpu_suite.py) puts ours beside PyTorch (torchvision, AMP,
+channels_last, torch.compile) on the same device: ResNet-50's train step, a resident
+CIFAR ResNet-20 epoch, and the JPEG pipeline against what the ResNet-50 step consumes.
 Each mode prints a table and writes JSON (--json).
 """
 
@@ -51,6 +56,10 @@ flags.DEFINE_bool('input_only', False, 'time the input pipeline alone, without a
 flags.DEFINE_integer('start_step', 0, '--input_only: the step the pipeline starts at, as '
                      'in a run resumed there')
 flags.DEFINE_string('json', 'benchmark.json', 'where to write the results as JSON')
+flags.DEFINE_enum('suite', None, ['gpu'], 'gpu: ResNet-50, ResNet-20 and the JPEG pipeline '
+                  'beside PyTorch on this device (lib/gpu_suite.py); --model and the modes '
+                  'do not apply')
+flags.DEFINE_bool('smoke', False, '--suite=gpu at toy sizes, minutes on a CPU')
 
 
 def peak_memory(compiled) -> tuple[int | None, str]:
@@ -153,16 +162,18 @@ def plain_pillow_rate(config, info, count: int) -> float:
   return count / (time.perf_counter() - t)
 
 
-def format_table(rows: list[dict]) -> str:
-  def show(key, value):
-    if value is None:
-      return '-'
-    if key == 'peak_memory_bytes':
-      return f'{value / 2**30:.2f} GiB'
-    if isinstance(value, float):
-      return f'{value:,.1f}' if value >= 10 else f'{value:.3g}'
-    return str(value)
+def show(key, value) -> str:
+  """A table cell."""
+  if value is None:
+    return '-'
+  if key == 'peak_memory_bytes':
+    return f'{value / 2**30:.2f} GiB'
+  if isinstance(value, float):
+    return f'{value:,.1f}' if value >= 10 else f'{value:.3g}'
+  return str(value)
 
+
+def format_table(rows: list[dict]) -> str:
   keys = [k for k in rows[0] if k not in ('peak_memory_kind', 'steps')]
   cells = [[show(k, r.get(k)) for k in keys] for r in rows]
   out = formatting.table(keys, cells).splitlines()
@@ -202,6 +213,17 @@ def main(argv):
   if FLAGS.steps < 1 or FLAGS.warmup < 0 or FLAGS.start_step < 0:
     raise app.UsageError('--steps must be >= 1, --warmup and --start_step >= 0')
   cli.use_compilation_cache()
+  if FLAGS.suite == 'gpu':
+    from lib import gpu_suite  # pylint: disable=import-outside-toplevel
+    rows = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
+    print()
+    print(formatting.table([*gpu_suite.ROW_KEYS, 'epoch_s'],
+                           [[show(k, r.get(k)) for k in (*gpu_suite.ROW_KEYS, 'epoch_s')]
+                            for r in rows]))
+    write_json(rows)
+    return
+  if FLAGS.smoke:
+    raise app.UsageError('--smoke goes with --suite=gpu')
   rows = []
   try:
     for config in configs_to_run(FLAGS.config):
@@ -215,6 +237,10 @@ def main(argv):
     sys.exit(2)
   print()
   print(format_table(rows))
+  write_json(rows)
+
+
+def write_json(rows):
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:
       json.dump(rows, f, indent=2)

@@ -90,7 +90,7 @@ def predict(config, model, variables, mode: str, scales=(256, 384, 512),
     examples = input_pipeline.eval_views(config, views_kind, q)
     for indices, views, y in _batches(examples, per_batch):
       b, v = views.shape[:2]
-      p = np.asarray(posteriors(variables, views.reshape(b * v, *views.shape[2:])))
+      p = posteriors(variables, views.reshape(b * v, *views.shape[2:]))
       for i, example_probs, label in zip(indices, p.reshape(b, v, -1).mean(axis=1), y):
         if i >= 0:
           probs[i] = probs.get(i, 0.) + example_probs / len(passes)
@@ -124,7 +124,7 @@ def _check_any_size(posteriors, variables, model, config, mode, q):
   shape = (jax.local_device_count(), q, q + input_pipeline.DENSE_SIZE_MULTIPLE,
            config.dataset.channels)
   try:
-    jax.eval_shape(posteriors, variables, jax.ShapeDtypeStruct(shape, jnp.uint8))
+    jax.eval_shape(posteriors.on_devices, variables, jax.ShapeDtypeStruct(shape, jnp.uint8))
   except Exception as e:  # pylint: disable=broad-except  (flax shape errors vary)
     raise EvalError(
         f'--mode={mode} runs {type(model).__name__} on whole images ({shape[1]}x{shape[2]} '

@@ -37,6 +37,7 @@ from data import sources
 from data import transforms
 from data.sources import DatasetError, DatasetInfo, STATS  # noqa: F401  (the interface)
 from data.transforms import DENSE_SIZE_MULTIPLE  # noqa: F401
+from lib import parallel
 
 dataset_info = sources.dataset_info
 EVAL_VIEWS = ('center', '10crop', 'full')
@@ -212,8 +213,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def to_global(batch: dict, mesh: Mesh) -> dict:
   """Process-local numpy batch -> global jax.Arrays sharded over the batch axis."""
   sharding = batch_sharding(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v, SPEC_DTYPES[k]))
-          for k, v in batch.items()}
+  with parallel.host_to_devices():  # the batch's copy, ahead of the step (device_iterator)
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v, SPEC_DTYPES[k]))
+            for k, v in batch.items()}
 
 
 SPEC_DTYPES = {'image': np.uint8, 'label': np.int32, 'mask': np.bool_}

@@ -25,6 +25,7 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from ml_collections import config_flags
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
@@ -291,9 +292,13 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   state, start, ckpt = checkpoints.restore_latest(workdir, ckpt, target,
                                                   config.keep_checkpoints)
   if state is None:
-    init = jax.jit(exp.init, out_shardings=exp.state_sharding).lower(jax.random.key(0))
+    # The seed goes to the devices explicitly and the key is made in the program: no
+    # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
+    seed = jax.device_put(np.uint32(config.seed), replicated)
+    init = jax.jit(lambda seed: exp.init(jax.random.key(seed)),
+                   out_shardings=exp.state_sharding).lower(seed)
     state = init.compile(compiler_options=run_once_options(mesh.devices.flat[0].platform))(
-        jax.random.key(config.seed))
+        seed)
     if weights is not None:  # config.init_from: its weights, placed as the state's are
       state = state.replace(**jax.device_put(
           weights, {'params': exp.state_sharding.params,
@@ -350,15 +355,16 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   def after_eval(state, step, record):
     """Plateau bookkeeping and the best checkpoint (host side, between steps)."""
     top1 = record['top1']
-    improved = top1 > float(state.best_top1)
-    scale, best, bad = float(state.lr_scale), float(state.best_top1), int(state.bad_evals)
+    scale, best, bad = (x.item() for x in jax.device_get(
+        (state.lr_scale, state.best_top1, state.bad_evals)))
+    improved = top1 > best
     if config.schedule.name == 'plateau':
       scale, best, bad = optim.plateau_update(config, scale, best, bad, top1)
     else:
       best = max(best, top1)
-    state = state.replace(lr_scale=jax.device_put(jnp.float32(scale), replicated),
-                          best_top1=jax.device_put(jnp.float32(best), replicated),
-                          bad_evals=jax.device_put(jnp.int32(bad), replicated))
+    state = state.replace(lr_scale=jax.device_put(np.float32(scale), replicated),
+                          best_top1=jax.device_put(np.float32(best), replicated),
+                          bad_evals=jax.device_put(np.int32(bad), replicated))
     # A run resumed from before this step may find its best checkpoint already there,
     # saved by the interrupted attempt from this same state.
     if improved and step not in best_ckpt.all_steps():
@@ -381,12 +387,13 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   def check_finite(state, step):
     """on_nonfinite='stop': end the run at the first NaN/Inf step (host sync: only at
     log, eval and checkpoint points)."""
-    if config.on_nonfinite == 'stop' and int(state.nonfinite) > 0:
+    nonfinite, first = jax.device_get((state.nonfinite, state.first_nonfinite))
+    if config.on_nonfinite == 'stop' and nonfinite > 0:
       last = ckpt.latest_step()
       where = (f'the last good checkpoint is step {last} in {ckpt.directory}'
                if last is not None else 'there is no checkpoint yet')
       raise TrainingStopped(
-          f'the loss became NaN or Inf at step {int(state.first_nonfinite)}; stopped at '
+          f'the loss became NaN or Inf at step {int(first)}; stopped at '
           f"step {step}, {where}. Lower the learning rate, or set config.on_nonfinite='skip'"
           ' to skip such steps')
 
@@ -415,7 +422,8 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
       if one_at_a_time:
         jax.block_until_ready(state.step)
       if step % exp.length.log_every == 0 or step == total_steps:
-        m = jax.device_get(state.metrics)  # the only routine host sync
+        m, nonfinite = jax.device_get((state.metrics, state.nonfinite))  # the only routine
+        #                                                                  host sync
         check_finite(state, step)
         state = state.replace(metrics=jax.device_put(experiment.zero_metrics(), replicated))
         now = time.time()
@@ -425,7 +433,7 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
         train_record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / good_steps),
                         'top1': float(m['top1'] / good_steps),
                         'learning_rate': float(m['learning_rate']), 'images_per_sec': rate,
-                        'nonfinite_steps': int(state.nonfinite)}
+                        'nonfinite_steps': int(nonfinite)}
         log.write(train_record)
         eta = (total_steps - step) * config.batch_size / rate
         print(f"train step {step:>7}/{total_steps} | epoch {step / steps_per_epoch:6.2f} | "

@@ -16,6 +16,7 @@ import numpy as np
 from data import sampler
 from data import sources
 from data import transforms
+from lib import parallel
 
 # AlexNet section 4.1: PCA of ImageNet RGB values (eigenvalues, eigenvectors as columns),
 # the values fb.resnet.torch publishes, on the 0-1 scale.
@@ -121,4 +122,5 @@ def put_resident(source, config, mesh) -> dict:
   images = transforms.match_channels(np.asarray(source.images), config.dataset.channels)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   put = lambda a: jax.make_array_from_callback(a.shape, replicated, lambda i: a[i])
-  return {'image': put(images), 'label': put(np.asarray(source.labels, np.int32))}
+  with parallel.host_to_devices():  # once per run
+    return {'image': put(images), 'label': put(np.asarray(source.labels, np.int32))}

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -263,7 +264,7 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   length = run_length(config, info)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
   size = config.dataset.image_size
-  dummy = jnp.zeros((1, size, size, config.dataset.channels), jnp.float32)
+  dummy = np.zeros((1, size, size, config.dataset.channels), np.float32)  # traced: a constant
 
   def init(rng):
     variables = model.init(rng, dummy, train=False)
@@ -275,7 +276,7 @@ def setup(config, info, mesh: Mesh) -> Experiment:
                       bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
                       first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics())
 
-  abstract = jax.eval_shape(init, jax.random.key(0))
+  abstract = jax.eval_shape(lambda: init(jax.random.key(0)))  # (traced: nothing on a device)
   replicated = NamedSharding(mesh, P())
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
@@ -293,8 +294,10 @@ def setup(config, info, mesh: Mesh) -> Experiment:
 
 
 def zero_metrics():
-  return {'loss': jnp.zeros([], jnp.float32), 'top1': jnp.zeros([], jnp.float32),
-          'steps': jnp.zeros([], jnp.int32), 'learning_rate': jnp.zeros([], jnp.float32)}
+  """The metrics accumulator, empty: numpy, a constant inside jit, put on the devices
+  explicitly by the loop when it resets them."""
+  return {'loss': np.zeros([], np.float32), 'top1': np.zeros([], np.float32),
+          'steps': np.zeros([], np.int32), 'learning_rate': np.zeros([], np.float32)}
 
 
 def cross_entropy(logits, labels, num_classes, smoothing):
@@ -315,13 +318,13 @@ def make_train_step(config, model, tx, schedule, num_classes, prepare):
   (on_nonfinite='skip') when it next looks, and the parameters stay those of the last
   good step either way.
   """
-  base_key = jax.random.key(config.seed)
   dtype = PRECISIONS[config.precision]
   loss_of = lambda logits, labels: cross_entropy(logits, labels, num_classes,
                                                  config.label_smoothing).mean()
 
   def train_step(state, inputs):
-    rng = jax.random.fold_in(base_key, state.step)  # dropout depends on seed and step
+    # Dropout depends on seed and step (the key made here is a constant of the program).
+    rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
     batch = prepare(state.step, inputs, dtype)
 
     def loss_fn(params):

@@ -14,6 +14,7 @@ import difflib
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 OPTIMIZERS = ('sgd', 'adamw')
@@ -80,12 +81,13 @@ def create_schedule(config, steps_per_epoch: int, total_steps: int):
       raise ValueError(f'config.schedule.boundaries must be non-negative and increasing; '
                        f'got {tuple(s.boundaries)}')
     scale = steps_per_epoch if s.boundaries_in_epochs else 1
-    boundaries = jnp.array([round(b * scale) for b in s.boundaries], jnp.int32)
+    # numpy: constants of the programs that call the schedule, never arrays to copy.
+    boundaries = np.array([round(b * scale) for b in s.boundaries], np.int32)
     # The base rate times each interval's multiplier: a sweep of learning_rate moves
     # the whole schedule (ResNet section 4.2: 0.1, then /10 at 32k and 48k).
-    values = base * jnp.array(s.multipliers, jnp.float32)
+    values = base * np.array(s.multipliers, np.float32)
     # values[i] applies from boundaries[i-1] (inclusive) to boundaries[i] (exclusive).
-    return lambda step: values[jnp.searchsorted(boundaries, step, side='right')]
+    return lambda step: jnp.asarray(values)[jnp.searchsorted(boundaries, step, side='right')]
   if s.name == 'step':
     every = max(1, round(s.step_epochs * steps_per_epoch))
     return lambda step: base * s.factor ** (step // every)

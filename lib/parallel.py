@@ -42,3 +42,12 @@ def data_mesh(local: bool = False) -> Mesh:
 def is_primary() -> bool:
   """Process 0 writes the files a job shares (metrics, configs, results)."""
   return jax.process_index() == 0
+
+
+def host_to_devices():
+  """A context for a deliberate host-to-device copy that JAX does not itself count as
+  explicit (`jax.make_array_from_callback`, `make_array_from_process_local_data`: the
+  ways to build one global array from each process's part). Everything else in a run
+  moves with `jax.device_put` and `jax.device_get`, so a run holds under
+  JAX_TRANSFER_GUARD=disallow: any other transfer is a bug that the guard names."""
+  return jax.transfer_guard_host_to_device('allow')

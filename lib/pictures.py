@@ -1,9 +1,11 @@
-"""Arrays as pictures, with numpy and Pillow only (the trainer uses them, and must not pay
-for matplotlib): tiles of filters and feature maps, a heat-map colour scale, PNG bytes.
+"""Arrays as pictures, with numpy and Pillow (the trainer uses them, and must not pay for
+matplotlib; a kernel leaves the devices by an explicit `jax.device_get`): tiles of filters
+and feature maps, a heat-map colour scale, PNG bytes.
 """
 
 import io
 
+import jax
 import numpy as np
 from PIL import Image
 
@@ -14,7 +16,7 @@ def conv_kernels(params, layer: str) -> np.ndarray:
   node = params
   for part in layer.split('/'):
     node = node[part]
-  kernel = np.asarray(node['kernel'], np.float32)
+  kernel = np.asarray(jax.device_get(node['kernel']), np.float32)
   if kernel.ndim != 4:
     raise ValueError(f'layer {layer!r} is not a convolution (kernel shape {kernel.shape})')
   return kernel

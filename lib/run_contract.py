@@ -130,9 +130,11 @@ def check_resume(saved, config, workdir: str) -> dict:
 def schedule_change(old_rate, new_rate, old_total: int, start: int) -> str | None:
   """Where the learning rate of the steps still ahead of the saved run differs under the
   new config: 'step 200: 0.0011 -> 0.0035', or None. `*_rate`: vectorised step -> rate."""
+  import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  ahead = np.arange(start, max(old_total, start + 1))
-  old, new = np.asarray(old_rate(ahead)), np.asarray(new_rate(ahead))
+  ahead = np.arange(start, max(old_total, start + 1), dtype=np.int32)
+  steps = jax.device_put(ahead)  # (the schedules are jnp functions: one explicit copy)
+  old, new = jax.device_get((jax.jit(old_rate)(steps), jax.jit(new_rate)(steps)))
   moved = np.flatnonzero(~np.isclose(old, new, rtol=1e-6, atol=0))
   if not len(moved):
     return None

@@ -127,21 +127,30 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
   if wrong:
     raise LoadError(f'{wrong}: it was trained as another model than this config '
                     f'describes ({config.model.name}, {num_classes} classes)')
-  return trained
+  # On every local device once, explicitly (each call would otherwise copy them there).
+  replicated = NamedSharding(parallel.data_mesh(local=True), P())
+  return dataclasses.replace(trained, variables=jax.device_put(trained.variables, replicated))
 
 
 def posteriors_fn(model, config, mesh, dense: bool = False):
-  """uint8 images (N, H, W, C) -> softmax posteriors, normalised on the device and sharded
-  over the mesh's devices; with `dense`, a model that declares dense evaluation runs its
-  classifier as convolutions over the whole image (VGG section 3.2)."""
+  """posteriors(variables, uint8 images (N, H, W, C) numpy) -> softmax posteriors (N,
+  classes) numpy: normalised on the device and sharded over the mesh's devices, the
+  images put there and the posteriors fetched explicitly (no implicit transfer). With
+  `dense`, a model that declares dense evaluation runs its classifier as convolutions
+  over the whole image (VGG section 3.2). `posteriors.on_devices` is the jitted function
+  (device arrays in and out), for shape checks."""
   kwargs = {'dense': True} if dense and models.dense_evaluation(model) else {}
+  images_sharding = input_pipeline.batch_sharding(mesh)
 
-  @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()),
-                                            input_pipeline.batch_sharding(mesh)))
-  def posteriors(variables, images):
+  @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), images_sharding))
+  def on_devices(variables, images):
     images = input_pipeline.prepare_eval({'image': images}, config)['image']
     logits = model.apply(variables, images, train=False, **kwargs)
     return jax.nn.softmax(logits.astype(jnp.float32))
+
+  def posteriors(variables, images):
+    return jax.device_get(on_devices(variables, jax.device_put(images, images_sharding)))
+  posteriors.on_devices = on_devices
   return posteriors
 
 
@@ -156,5 +165,5 @@ def posteriors_in_batches(model, config, variables, views, batch_size: int):
     chunk = views[start:start + batch]
     padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
                                              chunk.dtype)])
-    out.append(np.asarray(posteriors(variables, padded))[:len(chunk)])
+    out.append(posteriors(variables, padded)[:len(chunk)])
   return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

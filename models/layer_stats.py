@@ -35,7 +35,7 @@ def geometry(module):
 def layer_table(model: nn.Module, image_size, channels: int = 3) -> list[dict]:
   """One dict per layer, in call order: name, type, output shape, params, macs, rf, jump."""
   h, w = layers.pair(image_size)
-  x = jnp.zeros((1, h, w, channels), jnp.float32)
+  x = np.zeros((1, h, w, channels), np.float32)  # (traced below: nothing on a device)
   rows, fields, keep = [], {}, []  # keep: arrays alive, so their ids stay unique
 
   def field_of(arr):

@@ -13,6 +13,7 @@ import pytest
 # The repository root on the path, so tests import `models`, `train`, ... as users do.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+from tests.support import GUARDED  # pylint: disable=wrong-import-position
 # TensorFlow (tf.data only) must never take an accelerator, nor flood the log.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # The suite's own caches (JAX's compiled programs, folder manifests; every process it
@@ -31,10 +32,11 @@ sys.modules.setdefault('torchvision._meta_registrations',
 @pytest.fixture(scope='session')
 def trained_lenet(tmp_path_factory):
   """`python train.py --config=configs/lenet.py` run once for the whole session (about a
-  minute): its workdir and the completed process. The trainer's accuracy test and
+  minute; under GUARDED, so tests/test_device_programs.py reads its transfers and
+  compilations): its workdir and the completed process. The trainer's accuracy test and
   evaluate.py's tests read it; none may change it."""
   workdir = tmp_path_factory.mktemp('lenet')
   result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',
                            f'--workdir={workdir}'], cwd=ROOT, text=True,
-                          capture_output=True, timeout=900)
+                          capture_output=True, timeout=900, env={**os.environ, **GUARDED})
   return workdir, result

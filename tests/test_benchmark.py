@@ -75,3 +75,29 @@ def test_bad_model_is_one_line(tmp_path):
   result, rows = run(tmp_path, '--model=resnet21')
   assert result.returncode == 2 and rows is None
   assert "unknown model 'resnet21'" in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_gpu_suite_smoke(tmp_path):
+  """`--suite=gpu --smoke`: the GPU suite's code at toy sizes on the CPU, every row."""
+  result, rows = run(tmp_path, '--suite=gpu', '--smoke')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert [(r['name'], r['framework']) for r in rows] == [
+      ('resnet50_train_bf16', 'jax'),
+      ('resnet50_train_bf16', 'torch (AMP bf16, channels_last, torch.compile)'),
+      ('resnet20_cifar_epoch', 'jax'), ('resnet20_cifar_epoch', 'torch (eager)'),
+      ('resnet20_cifar_epoch', 'torch (torch.compile)'), ('airbench94_epoch', 'jax'),
+      ('jpeg_pipeline', rows[-1]['framework'])]
+  measured = [r for r in rows if not r.get('skipped')]
+  assert len(measured) == 6 and rows[5]['skipped']
+  for r in measured:
+    assert r['images_per_sec'] > 0 and r['device']
+    assert r['step_ms'] == pytest.approx(1000 * r['batch'] / r['images_per_sec'])
+  assert [r['batch'] for r in measured] == [4, 4, 16, 16, 16, 4]
+  assert rows[0]['model'] == rows[1]['model'] == 'resnet18'  # ResNet-50's toy stand-in
+  for r in rows[2:5]:
+    assert r['epoch_s'] == pytest.approx(50_000 / r['images_per_sec'])
+  pipeline = rows[-1]
+  assert pipeline['framework'].startswith('grain, ')
+  assert pipeline['resnet50_images_per_sec'] == rows[0]['images_per_sec']
+  assert pipeline['keeps_up'] == (pipeline['images_per_sec'] >= rows[0]['images_per_sec'])
+  assert 'resnet20_cifar_epoch' in result.stdout  # the table

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from lib import checkpoints
-from tests.ports import free_port, slurm_job_id
+from tests.support import free_port, slurm_job_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 20 steps of a small convnet on mnist5k; the global batch of 24 leaves each process a

@@ -4,6 +4,7 @@ over real workdirs made by short runs on mock CIFAR-10 (two seeds)."""
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -127,14 +128,22 @@ def test_cli_run_dry_run_and_report(tmp_path):
   assert result.returncode == 1 and 'tables: resnet_cifar10, ' in result.stderr
 
 
-def test_cli_run_trains_the_missing_rows_and_reports(tmp_path):
-  """`reproduce.py lenet_mnist run`: the mnist5k row trains (LeNet-5, 20 epochs); the
-  full-MNIST row fails, offline, naming its dataset; the report shows both."""
+def test_cli_run_trains_the_missing_rows_and_reports(trained_lenet, tmp_path):
+  """`reproduce.py lenet_mnist run`: the mnist5k row resumes and finishes (its workdir a
+  copy of the session's LeNet-5 run, configs/lenet.py, cut back to its step-1000
+  checkpoint); the full-MNIST row fails, offline, naming its dataset; the report shows
+  both."""
+  trained, _ = trained_lenet
+  row = tmp_path / 'lenet5_mnist5k'
+  shutil.copytree(trained, row)
+  shutil.rmtree(row / 'checkpoints' / '1240')
+  os.remove(row / 'final_metrics.json')
   result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
                            f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True,
                           timeout=900, env={**os.environ, 'TFDS_DATA_DIR': str(tmp_path / 'tfds')})
   assert result.returncode == 1, result.stderr[-2000:]  # not every row finished
-  final = json.load(open(tmp_path / 'lenet5_mnist5k' / 'final_metrics.json'))
+  assert 'from step 1000' in (row / 'train.log').read_text()
+  final = json.load(open(row / 'final_metrics.json'))
   assert final['step'] == 1240 and final['num_examples'] == 1000
   failed = json.load(open(tmp_path / 'lenet5_mnist' / 'trial.json'))
   assert failed['state'] == 'failed' and 'mnist' in failed['error']

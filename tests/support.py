@@ -1,7 +1,11 @@
-"""Loopback ports for the multi-process tests' coordinators."""
+"""What several test modules share: the environment of a guarded run, and loopback ports
+for the multi-process tests' coordinators."""
 
 import random
 import socket
+
+# An implicit host-device transfer is an error, and every compilation is logged.
+GUARDED = {'JAX_TRANSFER_GUARD': 'disallow', 'JAX_LOG_COMPILES': '1'}
 
 # Linux hands out ports for bind(0) and outgoing connections from 32768-60999
 # (net.ipv4.ip_local_port_range): a port probed and released there can be taken by any

@@ -1,0 +1,279 @@
+"""`benchmark.py --suite=gpu`: this codebase beside what a user would otherwise pick
+(PyTorch: torchvision, AMP, channels_last, torch.compile), on the same device, in one
+command of at most 8 minutes on one H100. Each row: {name, framework, device, batch,
+images_per_sec, step_ms}, with what else it measured.
+
+  resnet50_train_bf16   ImageNet ResNet-50, bfloat16, batch 256 at 224 px, one train
+                        step (SGD with momentum, weight decay): ours against
+                        torchvision's resnet50 under AMP (bf16), channels_last and
+                        torch.compile.
+  resnet20_cifar_epoch  CIFAR ResNet-20, batch 128, the 50,000 training images resident
+                        on the device, each batch gathered, padded, cropped and flipped
+                        there: seconds per epoch, ours against PyTorch eager and compiled.
+  airbench94_epoch      the airbench94 step against the `airbench` package's: a row that
+                        says it is skipped until airbench94 is in this codebase.
+  jpeg_pipeline         the host pipeline (Grain, a worker per core) on a generated
+                        folder of ImageNet-sized JPEGs, against the images/s the
+                        ResNet-50 step consumes: whether the input keeps up.
+
+`--smoke` runs the same code at toy sizes (ResNet-18 at 64 px for the ResNet-50 row) on a
+CPU in a few minutes; there torch.compile traces with TorchDynamo but runs its graphs
+eagerly (backend 'eager'), since Inductor would spend minutes compiling C++ for a CPU.
+"""
+
+import dataclasses
+import sys
+import tempfile
+import time
+import types
+
+import numpy as np
+
+ROW_KEYS = ('name', 'framework', 'device', 'batch', 'images_per_sec', 'step_ms')
+CIFAR_TRAIN = 50_000  # images in a CIFAR-10 epoch
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+  imagenet_model: str   # 'resnet50' (toy: 'resnet18')
+  imagenet_batch: int
+  imagenet_size: int
+  cifar_batch: int
+  cifar_examples: int   # resident on the device (the epoch is always 50,000 images)
+  steps: int            # timed steps of each train step
+  warmup: int
+  jpegs: int            # files in the generated folder
+  jpeg_side: int        # their side in pixels (ImageNet's average is about 400x350)
+  pipeline_batches: int
+
+
+FULL = Sizes('resnet50', 256, 224, 128, CIFAR_TRAIN, steps=30, warmup=5, jpegs=3000,
+             jpeg_side=400, pipeline_batches=10)
+SMOKE = Sizes('resnet18', 4, 64, 16, 512, steps=2, warmup=1, jpegs=64, jpeg_side=80,
+              pipeline_batches=2)
+
+
+def row(name, framework, device, batch, images_per_sec, **more) -> dict:
+  return {'name': name, 'framework': framework, 'device': device, 'batch': batch,
+          'images_per_sec': images_per_sec, 'step_ms': 1000 * batch / images_per_sec,
+          **more}
+
+
+def skipped(name, framework, why) -> dict:
+  return {'name': name, 'framework': framework, 'device': None, 'batch': None,
+          'images_per_sec': None, 'step_ms': None, 'skipped': why}
+
+
+# ------------------------------------------------------------------------------- JAX
+
+
+def jax_device() -> str:
+  import jax  # pylint: disable=import-outside-toplevel
+  return jax.devices()[0].device_kind
+
+
+def jax_imagenet(sizes: Sizes, time_train_step) -> dict:
+  """Our ImageNet ResNet train step (train.py's: sharding, donation), bfloat16."""
+  from configs import resnet  # pylint: disable=import-outside-toplevel
+  depth = sizes.imagenet_model.removeprefix('resnet')
+  config = resnet.get_config(f'imagenet,depth={depth}')
+  config.precision, config.batch_size = 'bfloat16', sizes.imagenet_batch
+  config.dataset.name, config.dataset.image_size = 'synthetic', sizes.imagenet_size
+  config.num_classes = 1000
+  r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=False)
+  return row('resnet50_train_bf16', 'jax', jax_device(), r['batch_size'],
+             r['images_per_sec'], model=sizes.imagenet_model, compile_s=r['compile_s'])
+
+
+def jax_cifar(sizes: Sizes, time_train_step) -> dict:
+  """Our CIFAR ResNet-20 with its training split resident on the device."""
+  from configs import resnet  # pylint: disable=import-outside-toplevel
+  config = resnet.get_config()
+  config.batch_size, config.num_classes = sizes.cifar_batch, 10
+  config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples,
+                        device_resident=True)
+  r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=True)
+  return row('resnet20_cifar_epoch', 'jax', jax_device(), r['batch_size'],
+             r['images_per_sec'], epoch_s=CIFAR_TRAIN / r['images_per_sec'],
+             compile_s=r['compile_s'])
+
+
+def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> dict:
+  """The host pipeline with a worker per core on a folder of generated JPEGs."""
+  from configs import resnet  # pylint: disable=import-outside-toplevel
+  from data import synthetic_folder  # pylint: disable=import-outside-toplevel
+  with tempfile.TemporaryDirectory(prefix='jpegs-') as root:
+    synthetic_folder.write(root, classes=10, train=sizes.jpegs // 10, val=1,
+                           size=sizes.jpeg_side)
+    config = resnet.get_config('imagenet,depth=50')
+    config.dataset.name = f'folder:{root}'
+    config.dataset.image_size = sizes.imagenet_size
+    config.batch_size = sizes.imagenet_batch
+    config.dataset.workers = -1  # one per core
+    r = time_input_pipeline(config, sizes.pipeline_batches, 1)
+  out = row('jpeg_pipeline', f"grain, {r['workers']} workers", f"{r['host_cpus']} CPUs",
+            r['batch_size'], r['images_per_sec'], first_batch_s=r['first_batch_s'],
+            pillow_images_per_sec=r.get('pillow_images_per_sec'))
+  if consumed:
+    out['resnet50_images_per_sec'] = consumed
+    out['keeps_up'] = r['images_per_sec'] >= consumed
+  return out
+
+
+# ----------------------------------------------------------------------------- PyTorch
+
+
+def import_torch():
+  """torch and torchvision, or None. PyPI's torchvision is a CUDA build whose compiled
+  ops are missing under a CPU-only torch; its model definitions are pure Python, and
+  only `_meta_registrations` needs the ops."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return None, None
+  if not torch.cuda.is_available():
+    sys.modules.setdefault('torchvision._meta_registrations',
+                           types.ModuleType('torchvision._meta_registrations'))
+  import torchvision  # pylint: disable=import-outside-toplevel
+  return torch, torchvision
+
+
+def torch_device(torch) -> tuple[str, str]:
+  if torch.cuda.is_available():
+    return 'cuda', torch.cuda.get_device_name()
+  return 'cpu', 'cpu'
+
+
+def compile_fn(torch, fn, smoke: bool):
+  return torch.compile(fn, backend='eager') if smoke else torch.compile(fn)
+
+
+def time_torch(torch, step, batches, sizes: Sizes, device: str) -> float:
+  """Images/s of `step` over `sizes.steps` calls after the warm-up (and compilation)."""
+  sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
+  for _ in range(sizes.warmup + 1):
+    step(*next(batches))
+  sync()
+  t = time.perf_counter()
+  for _ in range(sizes.steps):
+    step(*next(batches))
+  sync()
+  return sizes.steps / (time.perf_counter() - t)
+
+
+def sgd_step(torch, net, lr=0.1, amp=False, device='cpu'):
+  """One SGD step with momentum 0.9 and weight decay 1e-4 (the papers' recipe)."""
+  opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+
+  def step(x, y):
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+      loss = torch.nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
+  return step
+
+
+def torch_imagenet(torch, torchvision, sizes: Sizes, smoke: bool) -> dict:
+  device, name = torch_device(torch)
+  net = getattr(torchvision.models, sizes.imagenet_model)().to(
+      device, memory_format=torch.channels_last)
+  step = compile_fn(torch, sgd_step(torch, net, amp=True, device=device), smoke)
+  b, s = sizes.imagenet_batch, sizes.imagenet_size
+  x = torch.randn(b, 3, s, s, device=device).to(memory_format=torch.channels_last)
+  y = torch.randint(0, 1000, (b,), device=device)
+  steps_per_sec = time_torch(torch, step, iter(lambda: (x, y), None), sizes, device)
+  return row('resnet50_train_bf16', 'torch (AMP bf16, channels_last, torch.compile)', name,
+             b, b * steps_per_sec, model=sizes.imagenet_model)
+
+
+def torch_resnet20(torch):
+  """CIFAR ResNet-20 (ResNet section 4.2: 3x3 convs, 16-32-64 channels, option-A
+  shortcuts that subsample and pad channels with zeros)."""
+  nn = torch.nn
+
+  class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(cout)
+      self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(cout)
+      self.stride, self.pad = stride, cout - cin
+
+    def forward(self, x):
+      out = torch.relu(self.bn1(self.conv1(x)))
+      out = self.bn2(self.conv2(out))
+      short = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+      if self.pad:
+        short = nn.functional.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+      return torch.relu(out + short)
+
+  layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+  cin = 16
+  for cout, stride in ((16, 1), (32, 2), (64, 2)):
+    for i in range(3):
+      layers.append(Block(cin, cout, stride if i == 0 else 1))
+      cin = cout
+  layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
+  return nn.Sequential(*layers)
+
+
+def torch_cifar(torch, sizes: Sizes, compiled: bool, smoke: bool) -> dict:
+  """ResNet-20 on uint8 images resident on the device; each step gathers its batch,
+  pads by 4, crops 32x32 at random offsets, flips half and normalises, on the device."""
+  device, name = torch_device(torch)
+  net = torch_resnet20(torch).to(device, memory_format=torch.channels_last)
+  train = sgd_step(torch, net, device=device)
+  n, b = sizes.cifar_examples, sizes.cifar_batch
+  images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device)
+  labels = torch.randint(0, 10, (n,), device=device)
+  mean = torch.tensor([0.4914, 0.4822, 0.4465], device=device).view(1, 3, 1, 1)
+  std = torch.tensor([0.2470, 0.2435, 0.2616], device=device).view(1, 3, 1, 1)
+  grid = torch.arange(32, device=device)
+
+  def step(index):
+    x = torch.nn.functional.pad(images[index], (4, 4, 4, 4))
+    top = torch.randint(0, 9, (b, 1, 1), device=device) + grid.view(1, 32, 1)
+    left = torch.randint(0, 9, (b, 1, 1), device=device) + grid.view(1, 1, 32)
+    rows = torch.arange(b, device=device).view(b, 1, 1)
+    x = x.permute(0, 2, 3, 1)[rows, top, left].permute(0, 3, 1, 2)  # (b, 3, 32, 32)
+    flip = torch.rand(b, 1, 1, 1, device=device) < 0.5
+    x = torch.where(flip, x.flip(3), x)
+    x = ((x.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
+    return train(x, labels[index])
+
+  step = compile_fn(torch, step, smoke) if compiled else step
+  batches = iter(lambda: (torch.randint(0, n, (b,), device=device),), None)
+  rate = b * time_torch(torch, step, batches, sizes, device)
+  mode = 'torch.compile' if compiled else 'eager'
+  return row('resnet20_cifar_epoch', f'torch ({mode})', name, b, rate,
+             epoch_s=CIFAR_TRAIN / rate)
+
+
+# ------------------------------------------------------------------------------- suite
+
+
+def run(smoke: bool, time_train_step, time_input_pipeline, say=print) -> list[dict]:
+  """Every row of the suite, in order; `say` reports each as it comes."""
+  sizes = SMOKE if smoke else FULL
+  rows = []
+
+  def add(r):
+    rows.append(r)
+    shown = f"{r['images_per_sec']:,.0f} images/s" if r['images_per_sec'] else r['skipped']
+    say(f"{r['name']:<22} {r['framework']:<48} {shown}")
+
+  torch, torchvision = import_torch()
+  no_torch = 'PyTorch is not installed'
+  add(jax_imagenet(sizes, time_train_step))
+  add(torch_imagenet(torch, torchvision, sizes, smoke) if torch else
+      skipped('resnet50_train_bf16', 'torch', no_torch))
+  add(jax_cifar(sizes, time_train_step))
+  for compiled in (False, True):
+    add(torch_cifar(torch, sizes, compiled, smoke) if torch else
+        skipped('resnet20_cifar_epoch', 'torch', no_torch))
+  add(skipped('airbench94_epoch', 'jax', 'airbench94 is not in this codebase yet'))
+  add(jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec']))
+  return rows
