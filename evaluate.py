@@ -8,6 +8,8 @@
 
 Modes: center (one crop, as in training's evaluation); 10crop (four corners and the
 centre and their mirror images, softmax averaged: AlexNet section 4.1, ResNet Table 3);
+flip and tta (airbench's test-time augmentation, levels 1 and 2: the logits of the
+centre view and its mirror image averaged; tta adds 1-pixel translations);
 dense (VGG section 3.2: the whole image at test scale Q, FC layers as convolutions, class
 scores averaged over the map, and the mirror image); multiscale (dense at each Q of
 --scales, posteriors averaged: VGG Table 4). The config is the workdir's config.json
@@ -38,8 +40,11 @@ from lib import trained
 from lib import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
-MODES = ('center', '10crop', 'dense', 'multiscale')
-VIEWS_PER_EXAMPLE = {'center': 1, '10crop': 10, 'dense': 2, 'multiscale': 2}  # + mirrors
+MODES = ('center', '10crop', 'dense', 'multiscale', 'flip', 'tta')
+# Forward passes per example (a batch holds config.batch_size of them).
+VIEWS_PER_EXAMPLE = {'center': 1, '10crop': 10, 'dense': 2, 'multiscale': 2, 'flip': 2,
+                     'tta': 6}
+TTA_LEVEL = {'flip': 1, 'tta': 2}  # airbench's test-time augmentation levels
 
 
 # Bad input to evaluate.py: one line naming the flag and the fix (the loader's own type).
@@ -78,13 +83,15 @@ def predict(config, model, variables, mode: str, scales=(256, 384, 512),
   per_batch = -(-per_batch // mesh.size) * mesh.size
   if mode in ('center', '10crop'):
     passes = [(mode, None)]  # (views, test scale Q of a whole-image pass)
+  elif mode in TTA_LEVEL:
+    passes = [('center', None)]  # augmented on the device
   else:
     qs = scales if mode == 'multiscale' else [config.dataset.eval_resize or 256]
     passes = [('full', q) for q in qs]
   probs, labels = {}, {}
   for views_kind, q in passes:
     dense = q is not None
-    posteriors = trained.posteriors_fn(model, config, mesh, dense)
+    posteriors = trained.posteriors_fn(model, config, mesh, dense, TTA_LEVEL.get(mode, 0))
     if dense:
       _check_any_size(posteriors, variables, model, config, mode, q)
     examples = input_pipeline.eval_views(config, views_kind, q)

@@ -132,20 +132,37 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
   return dataclasses.replace(trained, variables=jax.device_put(trained.variables, replicated))
 
 
-def posteriors_fn(model, config, mesh, dense: bool = False):
+def tta_logits(logits_of, images, level: int):
+  """Test-time augmentation of normalised NHWC images, as airbench's `infer` does it:
+  level 0 the logits; 1 the mean of the image's and its mirror image's; 2 half of that
+  plus half the mean of level 1 at two 1-pixel translations (reflect-padded by 1, the
+  crops at offsets (0, 0) and (2, 2))."""
+  if level == 0:
+    return logits_of(images)
+  mirror = lambda x: 0.5 * logits_of(x) + 0.5 * logits_of(x[:, :, ::-1])
+  if level == 1:
+    return mirror(images)
+  h, w = images.shape[1:3]
+  padded = jnp.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
+  shifted = [mirror(padded[:, t:t + h, t:t + w]) for t in (0, 2)]
+  return 0.5 * mirror(images) + 0.5 * (shifted[0] + shifted[1]) / 2
+
+
+def posteriors_fn(model, config, mesh, dense: bool = False, tta: int = 0):
   """posteriors(variables, uint8 images (N, H, W, C) numpy) -> softmax posteriors (N,
   classes) numpy: normalised on the device and sharded over the mesh's devices, the
   images put there and the posteriors fetched explicitly (no implicit transfer). With
   `dense`, a model that declares dense evaluation runs its classifier as convolutions
-  over the whole image (VGG section 3.2). `posteriors.on_devices` is the jitted function
-  (device arrays in and out), for shape checks."""
+  over the whole image (VGG section 3.2); with `tta` 1 or 2, the softmax of
+  `tta_logits` at that level. `posteriors.on_devices` is the jitted function (device
+  arrays in and out), for shape checks."""
   kwargs = {'dense': True} if dense and models.dense_evaluation(model) else {}
   images_sharding = input_pipeline.batch_sharding(mesh)
 
   @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), images_sharding))
   def on_devices(variables, images):
     images = input_pipeline.prepare_eval({'image': images}, config)['image']
-    logits = model.apply(variables, images, train=False, **kwargs)
+    logits = tta_logits(lambda x: model.apply(variables, x, train=False, **kwargs), images, tta)
     return jax.nn.softmax(logits.astype(jnp.float32))
 
   def posteriors(variables, images):

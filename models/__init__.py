@@ -19,6 +19,7 @@ import functools
 
 import flax.linen as nn
 
+from models.airbench import AirBench, WIDTHS as AIRBENCH_VARIANTS
 from models.alexnet import AlexNet, AlexNetV1, ZFNet
 from models.convnet import ConvNet
 from models.googlenet import GoogLeNet
@@ -50,6 +51,8 @@ for _letter, _alias in (('A', 'vgg11'), ('A-LRN', None), ('B', 'vgg13'), ('C', N
     _entry = (P(VGG, config=_letter, batch_norm=_bn), 224)
     for _n in filter(None, (_name, _alias)):
       MODELS[_n + ('_bn' if _bn else '')] = _entry
+for _variant in AIRBENCH_VARIANTS:
+  MODELS[_variant] = (P(AirBench, variant=_variant), 32)
 for _depth in (18, 34, 50, 101, 152):
   MODELS[f'resnet{_depth}'] = (P(imagenet_resnet, _depth), 224)
 for _depth in (20, 32, 44, 56, 110, 1202):

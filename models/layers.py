@@ -55,20 +55,23 @@ class BatchNorm(nn.Module):
   the biased one: at batch 16 on ResNet-18 the running variances ended 2.4e-3 apart).
   momentum is the old average's weight (PyTorch's momentum=0.1 is 0.9 here); eps 1e-5.
   Parameters and statistics are named as flax's: params {scale, bias}, batch_stats
-  {mean, var}; statistics stay float32 whatever `dtype` computes.
+  {mean, var}; statistics stay float32 whatever `dtype` computes. `use_scale=False`: no
+  scale parameter, a fixed 1 (airbench freezes it).
   """
   use_running_average: bool
   dtype: Any = None
   momentum: float = 0.9
   epsilon: float = 1e-5
   scale_init: Callable = nn.initializers.ones  # zeros: a residual branch starts as identity
+  use_scale: bool = True
 
   @nn.compact
   def __call__(self, x):
     channels = x.shape[-1]
     running_mean = self.variable('batch_stats', 'mean', jnp.zeros, (channels,), jnp.float32)
     running_var = self.variable('batch_stats', 'var', jnp.ones, (channels,), jnp.float32)
-    scale = self.param('scale', self.scale_init, (channels,), jnp.float32)
+    scale = (self.param('scale', self.scale_init, (channels,), jnp.float32)
+             if self.use_scale else 1.0)
     bias = self.param('bias', nn.initializers.zeros, (channels,), jnp.float32)
     if self.use_running_average:
       mean, var = running_mean.value, running_var.value

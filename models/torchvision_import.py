@@ -2,7 +2,8 @@
 
 `state_dict` maps torchvision's parameter and buffer names to numpy arrays, so this
 module needs no torch; `load_pth` reads a `.pth` file with torch when it is installed.
-Supported: alexnet, vgg11/13/16/19 with and without BN, resnet18/34/50/101/152.
+Supported: alexnet, vgg11/13/16/19 with and without BN, resnet18/34/50/101/152, and the
+`airbench` package's airbench94/95/96 networks (its make_net94/95/96).
 With the converted variables, `create_model(name).apply(variables, x, train=False)`
 equals torchvision's eval-mode output (tests/test_torchvision_import.py).
 
@@ -18,11 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import models
+from models.airbench import WIDTHS as AIRBENCH_VARIANTS
 from models.vgg import CONFIGS as VGG_CONFIGS
 
 VGG_LETTERS = {'vgg11': 'A', 'vgg13': 'B', 'vgg16': 'D', 'vgg19': 'E'}
+AIRBENCH = tuple(AIRBENCH_VARIANTS)  # the `airbench` package's make_net94/95/96
 SUPPORTED = (['alexnet'] + [f'{v}{bn}' for v in VGG_LETTERS for bn in ('', '_bn')]
-             + [f'resnet{d}' for d in (18, 34, 50, 101, 152)])
+             + [f'resnet{d}' for d in (18, 34, 50, 101, 152)] + list(AIRBENCH))
 
 
 def _alexnet_names() -> dict:
@@ -55,6 +58,16 @@ def _resnet_path(torch_module: str) -> str:
                                                                  'downsample_bn')
 
 
+def _airbench_path(torch_module: str) -> str:
+  """make_net94's nn.Sequential: 0 the whitening conv, 2-4 the conv groups, 7 the linear
+  layer (1, 5, 6, 8: GELU, pooling, flatten, scaling)."""
+  first, _, rest = torch_module.partition('.')
+  group = {'0': 'whiten', '2': 'block1', '3': 'block2', '4': 'block3', '7': 'head'}.get(first)
+  if group is None:
+    raise ValueError(f'airbench: unexpected parameter of module {torch_module!r}')
+  return f'{group}/{rest}' if rest else group
+
+
 def _flatten_permutation(weight: np.ndarray, chw: tuple) -> np.ndarray:
   """Reorder a first-FC weight (out, C*H*W) to take (H, W, C)-flattened input."""
   c, h, w = chw
@@ -65,19 +78,21 @@ def convert(name: str, state_dict: dict) -> dict:
   """torchvision `state_dict` (names -> arrays) to our {'params', 'batch_stats'}."""
   if name not in SUPPORTED:
     raise ValueError(f'torchvision import supports {SUPPORTED}; got {name!r}')
+  path_of = _resnet_path
   if name == 'alexnet':
     names, first_fc = _alexnet_names(), ('fc1', (256, 6, 6))
   elif name.startswith('vgg'):
     names, first_fc = _vgg_names(name), ('fc1', (512, 7, 7))
-  else:
+  else:  # (airbench's last map is 1x1: its flatten needs no permutation)
     names, first_fc = None, None
+    path_of = _airbench_path if name in AIRBENCH else _resnet_path
   variables = {'params': {}, 'batch_stats': {}}
 
   def put(collection, path, leaf, value):
     node = variables[collection]
     for part in path.split('/'):
       node = node.setdefault(part, {})
-    node[leaf] = jnp.asarray(value, jnp.float32)
+    node[leaf] = np.asarray(value, np.float32)  # host arrays: the caller places them
 
   for key, value in state_dict.items():
     value = np.asarray(value)
@@ -86,8 +101,13 @@ def convert(name: str, state_dict: dict) -> dict:
       continue
     if names is not None and module not in names:
       raise ValueError(f'{name}: unexpected torchvision parameter {key!r}')
-    path = names[module] if names is not None else _resnet_path(module)
+    path = names[module] if names is not None else path_of(module)
     is_bn = f'{module}.running_mean' in state_dict
+    if name in AIRBENCH and is_bn and leaf == 'weight':  # frozen at 1: no parameter here
+      if not np.all(value == 1):
+        raise ValueError(f'{name}: {key} is not all ones; airbench freezes BatchNorm '
+                         'weights at 1, and this model has none')
+      continue
     if leaf == 'weight' and value.ndim == 4:
       put('params', path, 'kernel', value.transpose(2, 3, 1, 0))
     elif leaf == 'weight' and value.ndim == 2:
@@ -110,11 +130,12 @@ def convert(name: str, state_dict: dict) -> dict:
 
 def _check_against_model(name: str, variables: dict):
   """Every parameter the model has, with its shape; nothing missing, nothing extra."""
-  num_classes = variables['params']['fc3' if 'fc3' in variables['params'] else 'fc'][
-      'kernel'].shape[1]
+  head = next(k for k in ('fc3', 'fc', 'head') if k in variables['params'])
+  num_classes = variables['params'][head]['kernel'].shape[1]
   model = models.create_model(name, num_classes=num_classes)
+  size = models.default_image_size(name)
   expected = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, 224, 224, 3)), train=False))
+      jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
   flat = lambda tree: {jax.tree_util.keystr(p): v.shape
                        for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
   want, got = flat(dict(expected)), flat(variables)

@@ -259,6 +259,28 @@ def test_evaluate_a_step_other_scales_and_another_split(declining_run):
   assert json.load(open(workdir / 'eval' / 'best_center.json'))['num_examples'] == 1000
 
 
+def test_flip_and_tta_modes_average_the_logits_of_their_views(declining_run):
+  """--mode=flip: each test digit's logits and its mirror image's, averaged, then the
+  softmax; --mode=tta adds the two 1-pixel translations (tests/test_airbench.py holds
+  the levels against airbench's own `infer`)."""
+  workdir, _ = declining_run
+  config = run_contract.read_saved(str(workdir))
+  loaded = trained_lib.load(config, 10, str(workdir), 'best')
+  probs, labels = evaluate.predict(config, loaded.model, loaded.variables, 'flip')
+  views = np.stack([v[0] for _, v, _ in input_pipeline.eval_views(config, 'center')])
+  x = ((views / 255 - 0.1307) / 0.3081).astype(np.float32)  # MNIST's statistics
+  logits = lambda x: np.asarray(loaded.model.apply(loaded.variables, x, train=False))
+  want = np.asarray(jax.nn.softmax(0.5 * logits(x) + 0.5 * logits(x[:, :, ::-1])))
+  np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
+  for mode in ('flip', 'tta'):
+    result = run_cli('evaluate.py', f'--workdir={workdir}', f'--mode={mode}')
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.load(open(workdir / 'eval' / f'best_{mode}.json'))
+    assert record['mode'] == mode and record['num_examples'] == 1000
+  flip = json.load(open(workdir / 'eval' / 'best_flip.json'))
+  assert flip['top1'] == pytest.approx(np.mean(want.argmax(1) == labels), abs=1e-9)
+
+
 def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
   """A torchvision ResNet-18 with random weights and random BatchNorm statistics (every
   converted tensor matters): evaluate.py's posteriors are torch's softmax, its loss
