@@ -295,8 +295,10 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
     # The seed goes to the devices explicitly and the key is made in the program: no
     # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
     seed = jax.device_put(np.uint32(config.seed), replicated)
-    init = jax.jit(lambda seed: exp.init(jax.random.key(seed)),
-                   out_shardings=exp.state_sharding).lower(seed)
+
+    def init_from_seed(seed):
+      return exp.init(jax.random.key(seed))
+    init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
     state = init.compile(compiler_options=run_once_options(mesh.devices.flat[0].platform))(
         seed)
     if weights is not None:  # config.init_from: its weights, placed as the state's are

@@ -11,7 +11,7 @@ images_per_sec, step_ms}, with what else it measured.
                         on the device, each batch gathered, padded, cropped and flipped
                         there: seconds per epoch, ours against PyTorch eager and compiled.
   airbench94_epoch      the airbench94 step against the `airbench` package's: a row that
-                        says it is skipped until airbench94 is in this codebase.
+                        says it is skipped until airbench94's training recipe is here.
   jpeg_pipeline         the host pipeline (Grain, a worker per core) on a generated
                         folder of ImageNet-sized JPEGs, against the images/s the
                         ResNet-50 step consumes: whether the input keeps up.
@@ -274,6 +274,7 @@ def run(smoke: bool, time_train_step, time_input_pipeline, say=print) -> list[di
   for compiled in (False, True):
     add(torch_cifar(torch, sizes, compiled, smoke) if torch else
         skipped('resnet20_cifar_epoch', 'torch', no_torch))
-  add(skipped('airbench94_epoch', 'jax', 'airbench94 is not in this codebase yet'))
+  add(skipped('airbench94_epoch', 'jax',
+              "airbench94's training recipe is not in this codebase yet"))
   add(jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec']))
   return rows
