@@ -94,8 +94,11 @@ def image_view(config) -> np.ndarray:
 
 
 def model_input(view, config):
-  """A uint8 view as the model's input batch of one (normalised as in evaluation)."""
-  return input_pipeline.prepare_eval({'image': jnp.asarray(view)[None]}, config)['image']
+  """A uint8 view as the model's input batch of one (normalised as in evaluation, on the
+  device: the view is put there explicitly, and every step below runs jitted, so that
+  nothing crosses implicitly)."""
+  normalize = jax.jit(lambda v: input_pipeline.prepare_eval({'image': v}, config)['image'])
+  return normalize(jax.device_put(view[None]))
 
 
 # ------------------------------------------------------------------------------- modes
@@ -140,9 +143,10 @@ def features(config, model):
     if name not in known:
       raise ValueError(f'--layers: {name!r} is not a layer of {config.model.name}; its '
                        f'layers are {", ".join(known)}')
-  _, state = model.model.apply(model.variables, model_input(image_view(config), config),
-                               train=False, capture_intermediates=True,
-                               mutable=['intermediates'])
+  intermediates = jax.jit(lambda v, x: model.model.apply(
+      v, x, train=False, capture_intermediates=True, mutable=['intermediates'])[1])
+  state = jax.device_get(intermediates(model.variables,
+                                       model_input(image_view(config), config)))
   maps, panels = {}, []
   for name in chosen:
     node = state['intermediates']
@@ -169,10 +173,11 @@ def target_class(probs) -> int:
 def saliency(config, model):
   view = image_view(config)
   x = model_input(view, config)
-  probs = jax.nn.softmax(model.model.apply(model.variables, x, train=False)[0])
+  logits = lambda v, x: model.model.apply(v, x, train=False)[0]
+  probs = jax.device_get(jax.jit(lambda v, x: jax.nn.softmax(logits(v, x)))(model.variables, x))
   label = target_class(probs)
-  score = lambda x: model.model.apply(model.variables, x, train=False)[0, label]
-  grad = np.asarray(jax.grad(score)(x)[0], np.float32)
+  gradient = jax.jit(jax.grad(lambda x, v: logits(v, x)[label]))
+  grad = np.asarray(jax.device_get(gradient(x, model.variables))[0], np.float32)
   heat = np.abs(grad).max(axis=-1)
   plots.show_heat(view, heat, f'saliency of class {label} (p={float(probs[label]):.3f})',
                   FLAGS.out)

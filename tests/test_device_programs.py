@@ -41,8 +41,8 @@ def compilations(log: str) -> dict:
 def test_training_resuming_evaluating_and_predicting_transfer_only_explicitly(
     trained_lenet, tmp_path):
   """The session's LeNet-5 run (GUARDED: data resident on the device, 1,240 steps, 3
-  evaluations and 3 checkpoints), resumed to 1,300 steps, then evaluate.py and
-  predict.py on its checkpoint. Each run compiles its train and eval steps once."""
+  evaluations and 3 checkpoints), resumed to 1,300 steps, then evaluate.py, predict.py
+  and visualize.py on its checkpoint. Each run compiles its train and eval steps once."""
   trained, result = trained_lenet
   assert 'Disallowed' not in result.stderr and result.returncode == 0, result.stderr[-3000:]
   counts = compilations(result.stderr)
@@ -63,6 +63,9 @@ def test_training_resuming_evaluating_and_predicting_transfer_only_explicitly(
   assert compilations(result.stderr)['on_devices'] == 1  # one batch shape
   result = run('predict.py', f'--workdir={workdir}', '--top_k=1', 'docs/digits')
   assert [l.split(': ')[1][0] for l in result.stdout.splitlines()] == ['0', '3', '6']
+  for mode in ('features', 'saliency'):  # (visualize.py's other modes: host arrays only)
+    run('visualize.py', mode, f'--workdir={workdir}', '--image=docs/digits/digit_3.png',
+        f'--out={tmp_path}/{mode}.png')
 
 
 def lenet(workdir, steps, *extra):
