@@ -424,8 +424,8 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
       if one_at_a_time:
         jax.block_until_ready(state.step)
       if step % exp.length.log_every == 0 or step == total_steps:
-        m, nonfinite = jax.device_get((state.metrics, state.nonfinite))  # the only routine
-        #                                                                  host sync
+        # The only routine host sync:
+        m, nonfinite = jax.device_get((state.metrics, state.nonfinite))
         check_finite(state, step)
         state = state.replace(metrics=jax.device_put(experiment.zero_metrics(), replicated))
         now = time.time()
