@@ -91,7 +91,11 @@ def _train_example(slot, *, source, config, process_index, local):
   q = step * config.batch_size + process_index * local + i
   index = int(sampler.example_index(np.array([q]), len(source), config.seed, np)[0])
   item = source[index]
-  image = transforms.train_example(item['image'], config, transforms.rng_for(config.seed, q))
+  mirror = None
+  if transforms.PRESETS[config.dataset.augment].flip == transforms.ALTERNATING:
+    mirror = transforms.alternating_mirror(config.seed, index, q // len(source))
+  image = transforms.train_example(item['image'], config, transforms.rng_for(config.seed, q),
+                                   mirror)
   return {'image': image, 'label': np.int32(item['label'])}
 
 

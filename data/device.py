@@ -87,25 +87,38 @@ def gather_batch(data, step, config, mesh=None):
   preset = transforms.PRESETS[d.augment]
   if preset.pad or preset.flip:  # the host's pad-crop and flip (data/transforms.py)
     keys = example_keys(config.seed, q)
-    batch = jax.vmap(lambda k, x: _pad_crop_flip(k, x, d.image_size, preset.pad,
-                                                 preset.flip, d.pad_mode))(keys, batch)
+    if preset.flip == transforms.ALTERNATING:  # by example, inverted every other epoch
+      mirror = alternating_mirror(config.seed, index, q // jnp.uint32(n))
+    else:  # drawn from each position's key
+      mirror = jax.vmap(lambda k: jax.random.bernoulli(jax.random.split(k)[1]))(keys)
+    batch = jax.vmap(lambda k, x, m: _pad_crop_flip(k, x, d.image_size, preset.pad,
+                                                    preset.flip, d.pad_mode, m))(
+                                                        keys, batch, mirror)
   batch = _fit(batch, d.image_size)
   return {'image': batch, 'label': labels[index]}
 
 
-def _pad_crop_flip(key, image, size, pad, flip, pad_mode):
+def alternating_mirror(seed: int, index, epoch):
+  """transforms.alternating_mirror inside jit (its own draws): each example's choice in
+  epoch 0, inverted in odd epochs."""
+  base = jax.random.fold_in(jax.random.key(seed), transforms.ALTERNATING_SALT)
+  first = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(base, i)))(index)
+  return first ^ (epoch % 2 == 1)
+
+
+def _pad_crop_flip(key, image, size, pad, flip, pad_mode, mirror):
   """ResNet section 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly
   sampled from the padded image or its horizontal flip" (a smaller source: the crop is
-  at most the padded size, then fitted)."""
+  at most the padded size, then fitted). `mirror`: whether this example is flipped."""
   h, w, c = image.shape
   crop_h, crop_w = min(size, h + 2 * pad), min(size, w + 2 * pad)
-  crop_key, flip_key = jax.random.split(key)
+  crop_key, _ = jax.random.split(key)  # (the second half: the random flip's draw)
   padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)),
                    mode='reflect' if pad_mode == 'reflect' else 'constant')
   top = jax.random.randint(jax.random.fold_in(crop_key, 0), (), 0, h + 2 * pad - crop_h + 1)
   left = jax.random.randint(jax.random.fold_in(crop_key, 1), (), 0, w + 2 * pad - crop_w + 1)
   crop = jax.lax.dynamic_slice(padded, (top, left, 0), (crop_h, crop_w, c))
-  return jnp.where(jax.random.bernoulli(flip_key), crop[:, ::-1], crop) if flip else crop
+  return jnp.where(mirror, crop[:, ::-1], crop) if flip else crop
 
 
 def _fit(batch, size: int):

@@ -15,6 +15,8 @@ The presets (config.dataset.augment; one entry each in PRESETS), in training / a
             3.1) / shorter side to Q = eval_resize, centre crop
   alexnet   256x256, random crop, flip, PCA colour noise on the device (AlexNet section
             4.1) / 256x256, centre crop
+  airbench  pad 2 (reflect, with dataset.pad_mode) and a random crop, alternating flip
+            (airbench94: Jordan 2024, section 3.6) / as is
   none      / as is
 Then every image is fitted to image_size (a smaller one padded, centred: LeNet's 28 ->
 32; a larger one resized).
@@ -198,13 +200,26 @@ def _resize_256(image, config):
   return resize(image, 256, 256, image_mode(config.dataset.channels))
 
 
+ALTERNATING = 'alternating'
+ALTERNATING_SALT = 0x5EED  # the per-example draw's own stream, apart from the positions'
+
+
+def alternating_mirror(seed: int, index: int, epoch: int) -> bool:
+  """Whether example `index` is mirrored in `epoch` under alternating flip: a draw of its
+  own in epoch 0, inverted in every odd epoch."""
+  first = np.random.default_rng((seed, ALTERNATING_SALT, index)).random() < 0.5
+  return bool(first ^ (epoch % 2))
+
+
 @dataclasses.dataclass(frozen=True)
 class Preset:
   """An augmentation preset (config.dataset.augment): everything that says what it does.
 
   train_crop: the host's random crop of a training example (before fit and flip).
   test_resize: the host's resize of a file before the centre crop; None: arrays as is.
-  flip: random horizontal mirror images in training.
+  flip: True, random horizontal mirror images in training; ALTERNATING, airbench's
+    alternating flip: each example's mirror choice is drawn once and inverted every other
+    epoch (Jordan 2024, section 3.6), so consecutive epochs see both sides.
   pad: pixels padded on each side before the random crop (the pad-crop presets).
   resident: data/device.py does the same inside jit (it implements pad-crop and flip), so
     a fixed-size split may live on the devices.
@@ -212,7 +227,7 @@ class Preset:
   """
   train_crop: Callable
   test_resize: Callable | None
-  flip: bool
+  flip: bool | str
   pad: int = 0
   resident: bool = False
   colour_noise: bool = False
@@ -224,6 +239,9 @@ PRESETS = {
     'vgg': Preset(_scale_jitter_crop, _resize_vgg, flip=True),
     'alexnet': Preset(_fixed_resize_crop, _resize_256, flip=True, colour_noise=True),
     'none': Preset(_as_is, None, flip=False, resident=True),
+    # airbench94: translate by up to 2 pixels of the reflect-padded image (the config sets
+    # dataset.pad_mode='reflect'), alternating flip.
+    'airbench': Preset(_pad_crop, None, flip=ALTERNATING, pad=2, resident=True),
 }
 
 
@@ -233,11 +251,19 @@ def eval_resize(image: Image.Image, config) -> Image.Image:
   return resize_fn(image, config) if resize_fn else image
 
 
-def train_example(item, config, rng) -> np.ndarray:
-  """A training image, augmented by the preset: uint8 (image_size, image_size, C)."""
+def train_example(item, config, rng, mirror: bool | None = None) -> np.ndarray:
+  """A training image, augmented by the preset: uint8 (image_size, image_size, C).
+  `mirror`: the alternating-flip presets' choice for this example and epoch."""
   preset = PRESETS[config.dataset.augment]
   array = fit(preset.train_crop(item, config, rng), config.dataset.image_size)
-  if preset.flip and rng.random() < 0.5:
+  if preset.flip == ALTERNATING:
+    if mirror is None:
+      raise ValueError(f'the {config.dataset.augment!r} preset flips by example and epoch: '
+                       'give `mirror` (transforms.alternating_mirror)')
+    flipped = mirror
+  else:
+    flipped = preset.flip and rng.random() < 0.5
+  if flipped:
     array = array[:, ::-1]
   return np.ascontiguousarray(array)
 

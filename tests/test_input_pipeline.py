@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import default
-from data import device, sampler, sources
+from data import device, sampler, sources, transforms
 import input_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -317,6 +317,54 @@ def test_a_new_preset_is_one_table_entry(monkeypatch):
     padded = np.pad(images[index[k]], ((2, 2), (2, 2), (0, 0)))
     crops = [padded[t:t + 28, l:l + 28] for t in range(5) for l in range(5)]
     assert any(np.array_equal(got['image'][k], c) for c in crops)
+
+
+def mirror_choices(images, indices, source, pad=2):
+  """Whether each 28x28 training image is a crop of its reflect-padded digit (False) or
+  of the padded digit's mirror image (True)."""
+  out = []
+  for image, index in zip(images, indices):
+    padded = np.pad(source[index], ((pad, pad), (pad, pad), (0, 0)), mode='reflect')
+    crops = [padded[t:t + 28, l:l + 28] for t in range(2 * pad + 1) for l in range(2 * pad + 1)]
+    plain = any(np.array_equal(image, c) for c in crops)
+    mirrored = any(np.array_equal(image, c[:, ::-1]) for c in crops)
+    assert plain != mirrored, 'a translation of the digit, on one side only'
+    out.append(mirrored)
+  return out
+
+
+@pytest.mark.parametrize('path', ['host', 'resident'])
+def test_alternating_flip_inverts_each_examples_choice_every_other_epoch(path):
+  """The airbench preset (airbench94's alternating flip, section 3.6 of its paper):
+  translations of up to 2 pixels of the reflect-padded image, each example mirrored or
+  not in epoch 0 by a draw of its own, then the other way in epoch 1, as in epoch 0 in
+  epoch 2; about half the examples start mirrored."""
+  config = make_config(name='mnist5k', augment='airbench', pad_mode='reflect', channels=1,
+                       image_size=28, train_split='train[:64]',
+                       device_resident=path == 'resident')
+  info = input_pipeline.dataset_info(config)
+  assert input_pipeline.resident(config, info) == (path == 'resident')
+  digits = sources._mnist5k_open(config, 'train').images[:64]
+  steps = 3 * 64 // 8  # three epochs of 64
+  if path == 'host':
+    images = np.concatenate([b['image'] for b in first_batches(
+        input_pipeline.train_dataset(config, info=info), steps)])
+  else:
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
+    data = next(input_pipeline.train_batches(config, info, mesh))
+    gather = jax.jit(lambda data, step: device.gather_batch(data, step, config)['image'])
+    images = np.concatenate([jax.device_get(gather(data, step)) for step in range(steps)])
+  q = np.arange(steps * 8)
+  index = sampler.example_index(q, 64, config.seed, np)
+  mirrored = np.array(mirror_choices(images, index, digits))
+  by_epoch = np.zeros((3, 64), bool)
+  by_epoch[q // 64, index] = mirrored
+  np.testing.assert_array_equal(by_epoch[1], ~by_epoch[0])
+  np.testing.assert_array_equal(by_epoch[2], by_epoch[0])
+  assert 16 <= by_epoch[0].sum() <= 48
+  if path == 'host':  # the draw the definition names
+    want = [transforms.alternating_mirror(config.seed, i, 0) for i in range(64)]
+    np.testing.assert_array_equal(by_epoch[0], want)
 
 
 # --------------------------------------------------------------------------- evaluation
