@@ -79,10 +79,14 @@ def get_config(arg=None):
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
   c.optimizer.grad_clip_norm = 0.0  # 0: no clipping
+  c.optimizer.norm_bias_lr_scale = 1.0  # sgd: BatchNorm biases step this many times
+                                    # farther, their weight decay unchanged (airbench's
+                                    # bias_scaler, 64)
   c.label_smoothing = 0.0
 
   c.schedule = ml_collections.ConfigDict()
-  c.schedule.name = 'piecewise'     # piecewise | step | cosine | plateau | constant
+  c.schedule.name = 'piecewise'     # piecewise | step | cosine | plateau | triangle |
+                                    # constant
   c.schedule.learning_rate = 0.1    # base rate
   c.schedule.boundaries = (32000, 48000)  # piecewise: in steps, or epochs if below
   c.schedule.boundaries_in_epochs = False
@@ -93,6 +97,9 @@ def get_config(arg=None):
   c.schedule.warmup_steps = 0       # cosine: linear warm-up
   c.schedule.patience = 1           # plateau: evaluations without improvement
   c.schedule.min_learning_rate = 0.0
+  c.schedule.triangle = (0.2, 0.23, 0.07)  # triangle: learning_rate times a line from
+                                    # start up to 1 at this fraction of the run, then
+                                    # down to end at its last step (airbench94)
 
   c.precision = 'float32'           # float32 | bfloat16 (compute; params stay float32)
   c.log_every_steps = _maybe(100, int)

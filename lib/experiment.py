@@ -124,6 +124,9 @@ RANGES = {
     'schedule.warmup_steps': _NON_NEGATIVE,
     'schedule.patience': (lambda v: v >= 1, '>= 1'),
     'schedule.min_learning_rate': _NON_NEGATIVE,
+    'schedule.triangle': (lambda v: len(v) == 3 and v[0] >= 0 and 0 <= v[1] <= 1 and v[2] >= 0,
+                          '(start >= 0, peak in [0, 1], end >= 0)'),
+    'optimizer.norm_bias_lr_scale': _POSITIVE,
 }
 
 _schedule_is = lambda *names: (lambda c: c.schedule.name in names,
@@ -144,6 +147,8 @@ READ_ONLY_WHEN = {
     'schedule.warmup_steps': _schedule_is('cosine'),
     'schedule.patience': _schedule_is('plateau'),
     'schedule.min_learning_rate': _schedule_is('cosine', 'plateau'),
+    'schedule.triangle': _schedule_is('triangle'),
+    'optimizer.norm_bias_lr_scale': _optimizer_is('sgd'),
     'optimizer.momentum': _optimizer_is('sgd'),
     'optimizer.nesterov': _optimizer_is('sgd'),
     'optimizer.b1': _optimizer_is('adamw'),
@@ -153,7 +158,7 @@ READ_ONLY_WHEN = {
     'optimizer.decay_params': (lambda c: c.optimizer.weight_decay > 0,
                                'optimizer.weight_decay > 0'),
     'dataset.pad_mode': (lambda c: transforms.PRESETS[c.dataset.augment].pad > 0,
-                         "dataset.augment pads ('cifar')"),
+                         "dataset.augment pads ('cifar', 'airbench')"),
     'dataset.scale_min': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
     'dataset.scale_max': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
     'dataset.eval_resize': (lambda c: c.dataset.augment == 'vgg',
@@ -260,7 +265,7 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   """Model, optimizer, schedule, the state's abstract shape and sharding, the steps.
   Traces (eval_shape) but compiles nothing: shape errors surface here."""
   model = create_model(config, info.num_classes)
-  tx = optim.create_optimizer(config)
+  tx = optim.create_optimizer(config, models.frozen_params(model))
   length = run_length(config, info)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
   size = config.dataset.image_size

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 OPTIMIZERS = ('sgd', 'adamw')
-SCHEDULES = ('piecewise', 'step', 'cosine', 'plateau', 'constant')
+SCHEDULES = ('piecewise', 'step', 'cosine', 'plateau', 'triangle', 'constant')
 DECAY_STYLES = ('l2', 'decoupled')
 DECAY_PARAMS = ('kernels', 'all')
 
@@ -36,13 +36,30 @@ def kernel_mask(params):
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
 
 
+def norm_bias_mask(params):
+  """True for the biases of normalisation layers: a bias beside no kernel."""
+  def mask(tree):
+    return {k: (k == 'bias' and 'kernel' not in tree) if not isinstance(v, dict) else mask(v)
+            for k, v in tree.items()}
+  return mask(params)
+
+
+def frozen_mask(frozen: tuple):
+  """A mask function: True for the parameters at the paths in `frozen` ('whiten/kernel')."""
+  def mask(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: '/'.join(p.key for p in path) in frozen, params)
+  return mask
+
+
 def decay_mask(decay_params: str):
   """The parameters weight decay applies to: a mask function, or None for all."""
   return kernel_mask if decay_params == 'kernels' else None
 
 
-def create_optimizer(config) -> optax.GradientTransformation:
-  """The optimizer, with `learning_rate` as an injected hyper-parameter set each step."""
+def create_optimizer(config, frozen: tuple = ()) -> optax.GradientTransformation:
+  """The optimizer, with `learning_rate` as an injected hyper-parameter set each step.
+  `frozen`: the paths of parameters it never changes (a model's `frozen_params`)."""
   o = config.optimizer
   _check_name('config.optimizer.name', o.name, OPTIMIZERS)
   _check_name('config.optimizer.decay_style', o.decay_style, DECAY_STYLES)
@@ -53,6 +70,8 @@ def create_optimizer(config) -> optax.GradientTransformation:
     chain = []
     if o.grad_clip_norm:
       chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
+    if o.name == 'sgd' and o.norm_bias_lr_scale != 1:  # (momentum and the rate are linear)
+      chain.append(optax.masked(optax.scale(o.norm_bias_lr_scale), norm_bias_mask))
     if o.weight_decay and o.decay_style == 'l2':
       chain.append(optax.add_decayed_weights(o.weight_decay, mask))
     if o.name == 'sgd':
@@ -63,6 +82,8 @@ def create_optimizer(config) -> optax.GradientTransformation:
     if o.weight_decay and o.decay_style == 'decoupled':
       chain.append(optax.add_decayed_weights(o.weight_decay, mask))
     chain.append(optax.scale_by_learning_rate(learning_rate))
+    if frozen:
+      chain.append(optax.masked(optax.set_to_zero(), frozen_mask(frozen)))
     return optax.chain(*chain)
 
   return optax.inject_hyperparams(make)(learning_rate=config.schedule.learning_rate)
@@ -91,6 +112,11 @@ def create_schedule(config, steps_per_epoch: int, total_steps: int):
   if s.name == 'step':
     every = max(1, round(s.step_epochs * steps_per_epoch))
     return lambda step: base * s.factor ** (step // every)
+  if s.name == 'triangle':  # airbench94: 0.2 -> 1 at 23% of the run -> 0.07 at its end
+    start, peak, end = s.triangle
+    corners = np.array([0, int(peak * total_steps), total_steps], np.float32)
+    heights = np.array([start, 1.0, end], np.float32)
+    return lambda step: base * jnp.interp(jnp.asarray(step, jnp.float32), corners, heights)
   if s.name == 'cosine':
     warmup = s.warmup_steps
     decay = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1),

@@ -11,6 +11,8 @@ What the trainer and evaluator need from a model, the model declares:
   dense evaluation        `dense_evaluation = True` on the class: __call__ takes
                           `dense=True` to run its classifier as convolutions over a
                           whole image (VGG section 3.2).
+  frozen parameters       `frozen_params = ('whiten/kernel',)` on the class: paths the
+                          optimizer leaves as they are.
 """
 
 import difflib
@@ -95,6 +97,12 @@ def create_model_from_config(model_config, num_classes: int, dtype=None) -> nn.M
   if dtype is not None:
     kwargs['dtype'] = dtype
   return create_model(name, num_classes=num_classes, **kwargs)
+
+
+def frozen_params(model: nn.Module) -> tuple:
+  """The parameter paths the optimizer never changes ('whiten/kernel': airbench's
+  whitening, set from the data)."""
+  return tuple(getattr(type(model), 'frozen_params', ()))
 
 
 def dense_evaluation(model: nn.Module) -> bool:

@@ -92,7 +92,7 @@ def convert(name: str, state_dict: dict) -> dict:
     node = variables[collection]
     for part in path.split('/'):
       node = node.setdefault(part, {})
-    node[leaf] = np.asarray(value, np.float32)  # host arrays: the caller places them
+    node[leaf] = np.array(value, np.float32)  # a copy on the host: the caller places it
 
   for key, value in state_dict.items():
     value = np.asarray(value)

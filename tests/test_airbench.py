@@ -40,7 +40,7 @@ def make_reference_net(reference, variant, seed=0):
 
 
 def state_dict_of(net):
-  return {k: v.detach().numpy() for k, v in net.state_dict().items()}
+  return {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
 
 
 def images(n=8, seed=0):
@@ -115,3 +115,105 @@ def test_test_time_augmentation_gives_the_reference_logits(reference, level):
   assert relative(got, want) <= 1e-4
   plain = model.apply(variables, jnp.asarray(x), train=False)
   assert relative(plain, want) > 1e-3  # the augmentation changes the logits
+
+
+def reference_triangle(reference):
+  """The `triangle` schedule airbench.utils.train defines inside itself, taken from its
+  source as it is."""
+  import inspect  # pylint: disable=import-outside-toplevel
+  import textwrap  # pylint: disable=import-outside-toplevel
+  source = inspect.getsource(reference.utils.train)
+  block = source[source.index('    def triangle('):source.index('    lr_schedule =')]
+  namespace = {'torch': torch}
+  exec(textwrap.dedent(block), namespace)  # pylint: disable=exec-used
+  return namespace['triangle']
+
+
+def airbench_config(batch_size, total_steps=476):
+  """airbench94's optimizer in this codebase's terms (configs/default.py keys): the
+  package's decoupled hyper-parameters per 1024 examples turned into PyTorch's SGD
+  coefficients for a summed loss, then into a mean loss's."""
+  from configs import default  # pylint: disable=import-outside-toplevel
+  lr_1024, wd_1024, momentum = 11.5, 0.0153, 0.85
+  c = default.get_config()
+  c.model = {'name': 'airbench94'}
+  c.num_classes, c.batch_size = 10, batch_size
+  c.dataset.update(name='synthetic', synthetic_size=batch_size, image_size=32, augment='none',
+                   device_resident=False)
+  c.num_epochs, c.num_train_steps = None, total_steps
+  c.label_smoothing = 0.2
+  c.optimizer.update(name='sgd', momentum=momentum, nesterov=True, decay_style='l2',
+                     decay_params='all', weight_decay=wd_1024 / lr_1024,
+                     norm_bias_lr_scale=64.0)
+  c.schedule.name, c.schedule.triangle = 'triangle', (0.2, 0.23, 0.07)
+  c.schedule.learning_rate = lr_1024 * batch_size / (1024 * (1 + 1 / (1 - momentum)))
+  return c
+
+
+def test_the_triangle_schedule_is_the_references_at_every_step(reference):
+  from lib import optim  # pylint: disable=import-outside-toplevel
+  config = airbench_config(1024)
+  want = reference_triangle(reference)(476, start=0.2, end=0.07, peak=0.23).numpy()
+  schedule = optim.create_schedule(config, steps_per_epoch=48, total_steps=476)
+  got = np.asarray(schedule(jnp.arange(477))) / config.schedule.learning_rate
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_three_training_steps_give_the_references_parameters(reference):
+  """The package's SGD (Nesterov, its BatchNorm-bias group at 64x the rate with the same
+  decay, the whitening kernel and BatchNorm weights frozen, label smoothing 0.2 on a
+  summed loss, the triangle schedule) against train.py's step with airbench_config, from
+  the same weights on the same batch, three times."""
+  import input_pipeline  # pylint: disable=import-outside-toplevel
+  from lib import experiment, parallel  # pylint: disable=import-outside-toplevel
+  from data import sources  # pylint: disable=import-outside-toplevel
+  batch_size = 16
+  net = make_reference_net(reference, 'airbench94').train()
+  rng = np.random.default_rng(3)
+  images = rng.integers(0, 256, (batch_size, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, batch_size)
+  mean, std = sources.channel_stats('synthetic', 3)  # as our step normalises
+  x = torch.from_numpy(((images / 255 - mean) / std).astype(np.float32).transpose(0, 3, 1, 2))
+  y = torch.from_numpy(labels)
+  # airbench.utils.train's optimizer, as it builds it.
+  momentum, bias_scaler = 0.85, 64.0
+  kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
+  lr = 11.5 / kilostep_scale
+  wd = 0.0153 * batch_size / kilostep_scale
+  lr_biases = lr * bias_scaler
+  norm_biases = [p for k, p in net.named_parameters() if 'norm' in k and p.requires_grad]
+  other = [p for k, p in net.named_parameters() if 'norm' not in k and p.requires_grad]
+  optimizer = torch.optim.SGD([dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
+                               dict(params=other, lr=lr, weight_decay=wd / lr)],
+                              momentum=momentum, nesterov=True)
+  schedule = reference_triangle(reference)(476, start=0.2, end=0.07, peak=0.23)
+  scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule[i])
+  loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.2, reduction='none')
+  start = torchvision_import.convert('airbench94', state_dict_of(net))
+  for _ in range(3):
+    loss = loss_fn(net(x), y).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+  want = torchvision_import.convert('airbench94', state_dict_of(net))
+
+  config = airbench_config(batch_size)
+  info = input_pipeline.dataset_info(config)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  state = exp.init(jax.random.key(0))
+  state = state.replace(params=start['params'], batch_stats=start['batch_stats'])
+  batch = input_pipeline.to_global({'image': images, 'label': labels.astype(np.int32)},
+                                   exp.mesh)
+  for _ in range(3):
+    state = exp.train_step(state, batch)
+  got = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
+  flat = lambda tree: {jax.tree_util.keystr(p): v
+                       for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  got, want, start = flat(got), flat(want), flat(start)
+  assert got.keys() == want.keys()
+  errors = {key: float(relative(got[key], want[key])) for key in want}
+  assert max(errors.values()) <= 1e-4, errors
+  moved = [k for k in want if not np.array_equal(want[k], start[k])]
+  assert "['params']['whiten']['kernel']" not in moved  # frozen
+  assert "['params']['whiten']['bias']" in moved and len(moved) == len(want) - 1

@@ -85,11 +85,11 @@ def plateau(config, key):
 
 
 def updates(config, key):
-  """Three optimizer steps on a kernel, a bias and a BatchNorm scale."""
+  """Three optimizer steps on a kernel, a bias, a BatchNorm scale and bias."""
   checked_info(config, key)
   tx = optim.create_optimizer(config)
   params = {'conv': {'kernel': jnp.full((3,), 2.0), 'bias': jnp.ones(2)},
-            'bn': {'scale': jnp.ones(2)}}
+            'bn': {'scale': jnp.ones(2), 'bias': jnp.full((2,), 0.5)}}
   grads = jax.tree.map(lambda p: jnp.linspace(-30.0, 50.0, p.size), params)
   state = tx.init(params)
   for _ in range(3):
@@ -234,6 +234,7 @@ PROBES = {
     'optimizer.b1': (updates, {'optimizer.name': 'adamw'}, 0.5),
     'optimizer.b2': (updates, {'optimizer.name': 'adamw'}, 0.5),
     'optimizer.grad_clip_norm': (updates, {}, 1.0),
+    'optimizer.norm_bias_lr_scale': (updates, {}, 64.0),
     'schedule.name': (learning_rates, {}, 'cosine'),
     'schedule.learning_rate': (learning_rates, {'schedule.name': 'piecewise'}, 0.5),
     'schedule.boundaries': (learning_rates, {'schedule.name': 'piecewise'}, (10, 100)),
@@ -245,6 +246,7 @@ PROBES = {
     'schedule.warmup_steps': (learning_rates, {'schedule.name': 'cosine'}, 100),
     'schedule.patience': (plateau, {'schedule.name': 'plateau'}, 3),
     'schedule.min_learning_rate': (learning_rates, {'schedule.name': 'cosine'}, 0.005),
+    'schedule.triangle': (learning_rates, {'schedule.name': 'triangle'}, (0.5, 0.5, 0.1)),
 }
 
 
