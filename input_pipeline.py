@@ -201,6 +201,21 @@ def _split_source(config, info: DatasetInfo, split: str):
   return source
 
 
+def first_train_images(config, info: DatasetInfo, count: int) -> np.ndarray:
+  """The training split's first `count` images in its own order, as the model sees them
+  at test time but before normalisation: uint8 (N, H, W, C)."""
+  source = sources.open_split(config, 'train', info)
+  return np.stack([transforms.eval_example(source[i]['image'], config)
+                   for i in range(min(count, len(source)))])
+
+
+def normalize_on_host(images: np.ndarray, config) -> np.ndarray:
+  """uint8 images -> float32, (x/255 - mean)/std with the dataset's statistics (as
+  data/device.normalize does on the device)."""
+  mean, std = sources.channel_stats(config.dataset.name, images.shape[-1])
+  return ((images / 255. - np.array(mean)) / np.array(std)).astype(np.float32)
+
+
 def eval_source(config, info: DatasetInfo | None = None):
   """The eval split as a source: in memory when the training split is resident."""
   return _split_source(config, info or dataset_info(config), 'eval')

@@ -43,6 +43,7 @@ from lib import parallel
 from lib import pictures
 from lib import run_contract
 from lib import workdir as workdir_lib
+import models
 from models import layer_stats
 
 FLAGS = flags.FLAGS
@@ -305,6 +306,12 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
       state = state.replace(**jax.device_put(
           weights, {'params': exp.state_sharding.params,
                     'batch_stats': exp.state_sharding.batch_stats}))
+    elif models.data_init(model):  # (airbench: its whitening kernel, from the data)
+      init_from_data, count = models.data_init(model)
+      images = input_pipeline.normalize_on_host(
+          input_pipeline.first_train_images(config, info, count), config)
+      params = init_from_data(jax.device_get(state.params), images)
+      state = state.replace(params=jax.device_put(params, exp.state_sharding.params))
     start = 0
   else:
     print(f'Resuming {workdir} from step {start}', flush=True)

@@ -101,6 +101,11 @@ def get_config(arg=None):
                                     # start up to 1 at this fraction of the run, then
                                     # down to end at its last step (airbench94)
 
+  c.lookahead = ml_collections.ConfigDict()  # airbench94's parameter averaging
+  c.lookahead.every = 0             # steps between its updates; 0: none
+  c.lookahead.decay = 0.95          # the average keeps decay**every * (t/T)**power
+  c.lookahead.power = 3.0
+
   c.precision = 'float32'           # float32 | bfloat16 (compute; params stay float32)
   c.log_every_steps = _maybe(100, int)
   c.log_every_epochs = _maybe(None, float)

@@ -48,6 +48,8 @@ class TrainState:
   first_nonfinite: jax.Array  # the first such step, -1 if none
   metrics: Any             # sums since the last log line (checkpointed with the state,
                            # so a resumed run logs what an uninterrupted one would)
+  ema: Any = None          # config.lookahead: the average of params and batch_stats
+                           # (None, no leaves, without it)
 
 
 # ------------------------------------------------------------------- checks without data
@@ -127,6 +129,9 @@ RANGES = {
     'schedule.triangle': (lambda v: len(v) == 3 and v[0] >= 0 and 0 <= v[1] <= 1 and v[2] >= 0,
                           '(start >= 0, peak in [0, 1], end >= 0)'),
     'optimizer.norm_bias_lr_scale': _POSITIVE,
+    'lookahead.every': _NON_NEGATIVE,
+    'lookahead.decay': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    'lookahead.power': _NON_NEGATIVE,
 }
 
 _schedule_is = lambda *names: (lambda c: c.schedule.name in names,
@@ -149,6 +154,8 @@ READ_ONLY_WHEN = {
     'schedule.min_learning_rate': _schedule_is('cosine', 'plateau'),
     'schedule.triangle': _schedule_is('triangle'),
     'optimizer.norm_bias_lr_scale': _optimizer_is('sgd'),
+    'lookahead.decay': (lambda c: c.lookahead.every > 0, 'lookahead.every > 0'),
+    'lookahead.power': (lambda c: c.lookahead.every > 0, 'lookahead.every > 0'),
     'optimizer.momentum': _optimizer_is('sgd'),
     'optimizer.nesterov': _optimizer_is('sgd'),
     'optimizer.b1': _optimizer_is('adamw'),
@@ -265,8 +272,10 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   """Model, optimizer, schedule, the state's abstract shape and sharding, the steps.
   Traces (eval_shape) but compiles nothing: shape errors surface here."""
   model = create_model(config, info.num_classes)
-  tx = optim.create_optimizer(config, models.frozen_params(model))
   length = run_length(config, info)
+  frozen_after = {path: round(epochs * length.steps_per_epoch)
+                  for path, epochs in models.frozen_after_epochs(model).items()}
+  tx = optim.create_optimizer(config, models.frozen_params(model), frozen_after)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
   size = config.dataset.image_size
   dummy = np.zeros((1, size, size, config.dataset.channels), np.float32)  # traced: a constant
@@ -279,13 +288,18 @@ def setup(config, info, mesh: Mesh) -> Experiment:
                       opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
                       best_top1=jnp.array(-1.0, jnp.float32),
                       bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
-                      first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics())
+                      first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics(),
+                      ema=(jax.tree.map(jnp.copy,  # its own buffers: both are donated
+                                        {'params': params,
+                                         'batch_stats': variables.get('batch_stats', {})})
+                           if config.lookahead.every else None))
 
   abstract = jax.eval_shape(lambda: init(jax.random.key(0)))  # (traced: nothing on a device)
   replicated = NamedSharding(mesh, P())
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
-  train_step = jax.jit(make_train_step(config, model, tx, schedule, info.num_classes, prepare),
+  train_step = jax.jit(make_train_step(config, model, tx, schedule, info.num_classes, prepare,
+                                       length.total_steps),
                        in_shardings=(state_sharding, input_sharding),
                        out_shardings=state_sharding, donate_argnums=0)
   eval_step = jax.jit(make_eval_step(config, model, info.num_classes),
@@ -311,7 +325,24 @@ def cross_entropy(logits, labels, num_classes, smoothing):
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def make_train_step(config, model, tx, schedule, num_classes, prepare):
+def lookahead(config, state, total_steps: int):
+  """airbench's lookahead (Zhang et al. 2019 as airbench94 does it): every `every` steps
+  the average moves toward the parameters and BatchNorm statistics, with weight
+  decay**every * (t/T)**power on its old value, and the state takes the average; at the
+  last step the state takes the average as it stands."""
+  la = config.lookahead
+  t = state.step  # (after this step's update)
+  regular = t % la.every == 0
+  weight = la.decay ** la.every * (t.astype(jnp.float32) / total_steps) ** la.power
+  live = {'params': state.params, 'batch_stats': state.batch_stats}
+  ema = jax.tree.map(lambda e, p: jnp.where(regular, weight * e + (1 - weight) * p, e),
+                     state.ema, live)
+  copy = regular | (t >= total_steps)
+  live = jax.tree.map(lambda e, p: jnp.where(copy, e, p), ema, live)
+  return state.replace(ema=ema, **live)
+
+
+def make_train_step(config, model, tx, schedule, num_classes, prepare, total_steps: int):
   """One SGD step on a global batch; metrics summed into the state's accumulator.
 
   `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
@@ -359,11 +390,12 @@ def make_train_step(config, model, tx, schedule, num_classes, prepare):
                'steps': m['steps'] + finite.astype(jnp.int32), 'learning_rate': lr}
     first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1,
                       state.first_nonfinite)
-    return state.replace(step=state.step + 1, params=keep(params, state.params),
-                         batch_stats=keep(batch_stats, state.batch_stats),
-                         opt_state=keep(opt_state, state.opt_state), metrics=metrics,
-                         nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
-                         first_nonfinite=first.astype(jnp.int32))
+    state = state.replace(step=state.step + 1, params=keep(params, state.params),
+                          batch_stats=keep(batch_stats, state.batch_stats),
+                          opt_state=keep(opt_state, state.opt_state), metrics=metrics,
+                          nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
+                          first_nonfinite=first.astype(jnp.int32))
+    return lookahead(config, state, total_steps) if config.lookahead.every else state
 
   return train_step
 

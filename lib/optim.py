@@ -57,9 +57,27 @@ def decay_mask(decay_params: str):
   return kernel_mask if decay_params == 'kernels' else None
 
 
-def create_optimizer(config, frozen: tuple = ()) -> optax.GradientTransformation:
+def frozen_after(steps: int, mask) -> optax.GradientTransformation:
+  """Zero updates for the masked parameters from step `steps` on: they stop as a torch
+  parameter stops whose requires_grad is turned off (airbench's whitening bias)."""
+  def init(params):
+    del params
+    return {'count': jnp.zeros([], jnp.int32)}
+
+  def update(updates, state, params=None):
+    del params
+    stopped = state['count'] >= steps
+    updates = jax.tree.map(lambda u, m: jnp.where(stopped & m, jnp.zeros_like(u), u),
+                           updates, mask(updates))
+    return updates, {'count': state['count'] + 1}
+  return optax.GradientTransformation(init, update)
+
+
+def create_optimizer(config, frozen: tuple = (),
+                     frozen_after_steps: dict | None = None) -> optax.GradientTransformation:
   """The optimizer, with `learning_rate` as an injected hyper-parameter set each step.
-  `frozen`: the paths of parameters it never changes (a model's `frozen_params`)."""
+  `frozen`: the paths of parameters it never changes (a model's `frozen_params`);
+  `frozen_after_steps`: {path: step} of parameters it changes only before that step."""
   o = config.optimizer
   _check_name('config.optimizer.name', o.name, OPTIMIZERS)
   _check_name('config.optimizer.decay_style', o.decay_style, DECAY_STYLES)
@@ -84,6 +102,8 @@ def create_optimizer(config, frozen: tuple = ()) -> optax.GradientTransformation
     chain.append(optax.scale_by_learning_rate(learning_rate))
     if frozen:
       chain.append(optax.masked(optax.set_to_zero(), frozen_mask(frozen)))
+    for path, steps in (frozen_after_steps or {}).items():
+      chain.append(frozen_after(steps, frozen_mask((path,))))
     return optax.chain(*chain)
 
   return optax.inject_hyperparams(make)(learning_rate=config.schedule.learning_rate)

@@ -12,7 +12,11 @@ What the trainer and evaluator need from a model, the model declares:
                           `dense=True` to run its classifier as convolutions over a
                           whole image (VGG section 3.2).
   frozen parameters       `frozen_params = ('whiten/kernel',)` on the class: paths the
-                          optimizer leaves as they are.
+                          optimizer leaves as they are; `frozen_after_epochs()` ->
+                          {path: epochs} trained only for their first epochs.
+  initialisation by data  `init_from_data(params, images) -> params` and `init_images`:
+                          the trainer calls it on a new run with that many of the
+                          first training images.
 """
 
 import difflib
@@ -103,6 +107,18 @@ def frozen_params(model: nn.Module) -> tuple:
   """The parameter paths the optimizer never changes ('whiten/kernel': airbench's
   whitening, set from the data)."""
   return tuple(getattr(type(model), 'frozen_params', ()))
+
+
+def frozen_after_epochs(model: nn.Module) -> dict:
+  """{parameter path: epochs} of parameters trained only for their first epochs."""
+  return dict(getattr(model, 'frozen_after_epochs', lambda: {})())
+
+
+def data_init(model: nn.Module):
+  """(`init_from_data(params, images) -> params`, how many images) of a model that sets
+  some parameters from the first training images (float NHWC, normalised), or None."""
+  fn = getattr(model, 'init_from_data', None)
+  return (fn, type(model).init_images) if fn else None
 
 
 def dense_evaluation(model: nn.Module) -> bool:

@@ -90,10 +90,21 @@ class AirBench(nn.Module):
   """airbench's network (see the module docstring); `whiten/kernel` comes from
   `whitening_weights` of the training images, set once before training."""
   frozen_params: ClassVar[tuple] = ('whiten/kernel',)  # never updated by the optimizer
+  init_images: ClassVar[int] = 5000  # init_from_data's training images (the whitening's)
   variant: str = 'airbench94'
   num_classes: int = 10
   scaling_factor: float = 1 / 9
+  whiten_bias_epochs: float = 3  # the whitening bias trains for these first epochs
   dtype: Any = jnp.float32
+
+  def frozen_after_epochs(self) -> dict:
+    return {'whiten/bias': self.whiten_bias_epochs}
+
+  def init_from_data(self, params, images):
+    """params with the whitening kernel of `images` (the first 5,000 training images,
+    normalised, as airbench's train() takes them)."""
+    kernel = whitening_weights(images)
+    return {**params, 'whiten': {**params['whiten'], 'kernel': kernel}}
 
   @nn.compact
   def __call__(self, x, train: bool = False):

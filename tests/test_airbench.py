@@ -147,6 +147,7 @@ def airbench_config(batch_size, total_steps=476):
                      norm_bias_lr_scale=64.0)
   c.schedule.name, c.schedule.triangle = 'triangle', (0.2, 0.23, 0.07)
   c.schedule.learning_rate = lr_1024 * batch_size / (1024 * (1 + 1 / (1 - momentum)))
+  c.lookahead.update(every=5, decay=0.95, power=3.0)
   return c
 
 
@@ -159,15 +160,17 @@ def test_the_triangle_schedule_is_the_references_at_every_step(reference):
   np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
-def test_three_training_steps_give_the_references_parameters(reference):
-  """The package's SGD (Nesterov, its BatchNorm-bias group at 64x the rate with the same
-  decay, the whitening kernel and BatchNorm weights frozen, label smoothing 0.2 on a
-  summed loss, the triangle schedule) against train.py's step with airbench_config, from
-  the same weights on the same batch, three times."""
+def test_six_training_steps_give_the_references_parameters_and_average(reference):
+  """The package's training against train.py's step with airbench_config, from the same
+  weights on the same batch, six times: its SGD (Nesterov, the BatchNorm-bias group at
+  64x the rate with the same decay, the whitening kernel and BatchNorm weights frozen,
+  label smoothing 0.2 on a summed loss, the triangle schedule over 476 steps), the
+  whitening bias frozen after 3 epochs (here an epoch is one step), and its lookahead
+  (an update at step 5)."""
   import input_pipeline  # pylint: disable=import-outside-toplevel
   from lib import experiment, parallel  # pylint: disable=import-outside-toplevel
   from data import sources  # pylint: disable=import-outside-toplevel
-  batch_size = 16
+  batch_size, total = 16, 476
   net = make_reference_net(reference, 'airbench94').train()
   rng = np.random.default_rng(3)
   images = rng.integers(0, 256, (batch_size, 32, 32, 3), dtype=np.uint8)
@@ -175,7 +178,7 @@ def test_three_training_steps_give_the_references_parameters(reference):
   mean, std = sources.channel_stats('synthetic', 3)  # as our step normalises
   x = torch.from_numpy(((images / 255 - mean) / std).astype(np.float32).transpose(0, 3, 1, 2))
   y = torch.from_numpy(labels)
-  # airbench.utils.train's optimizer, as it builds it.
+  # airbench.utils.train's optimizer and lookahead, as it builds them.
   momentum, bias_scaler = 0.85, 64.0
   kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
   lr = 11.5 / kilostep_scale
@@ -186,34 +189,46 @@ def test_three_training_steps_give_the_references_parameters(reference):
   optimizer = torch.optim.SGD([dict(params=norm_biases, lr=lr_biases, weight_decay=wd / lr_biases),
                                dict(params=other, lr=lr, weight_decay=wd / lr)],
                               momentum=momentum, nesterov=True)
-  schedule = reference_triangle(reference)(476, start=0.2, end=0.07, peak=0.23)
+  schedule = reference_triangle(reference)(total, start=0.2, end=0.07, peak=0.23)
   scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule[i])
+  alpha_schedule = 0.95**5 * (torch.arange(total + 1) / total)**3
+  lookahead_state = reference.utils.LookaheadState(net)
   loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.2, reduction='none')
   start = torchvision_import.convert('airbench94', state_dict_of(net))
-  for _ in range(3):
+  for step in range(1, 7):
+    net[0].bias.requires_grad = step <= 3  # `epoch < whiten_bias_epochs`, a step an epoch
     loss = loss_fn(net(x), y).sum()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     scheduler.step()
+    if step % 5 == 0:
+      lookahead_state.update(net, decay=alpha_schedule[step].item())
   want = torchvision_import.convert('airbench94', state_dict_of(net))
+  want_ema = torchvision_import.convert(
+      'airbench94', {k: v.numpy().copy() for k, v in lookahead_state.net_ema.items()})
 
-  config = airbench_config(batch_size)
+  config = airbench_config(batch_size, total)
   info = input_pipeline.dataset_info(config)
   exp = experiment.setup(config, info, parallel.data_mesh())
+  assert exp.length.steps_per_epoch == 1
   state = exp.init(jax.random.key(0))
-  state = state.replace(params=start['params'], batch_stats=start['batch_stats'])
+  state = state.replace(params=start['params'], batch_stats=start['batch_stats'],
+                        ema=jax.tree.map(np.copy, start))
   batch = input_pipeline.to_global({'image': images, 'label': labels.astype(np.int32)},
                                    exp.mesh)
-  for _ in range(3):
+  for _ in range(6):
     state = exp.train_step(state, batch)
   got = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
   flat = lambda tree: {jax.tree_util.keystr(p): v
                        for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-  got, want, start = flat(got), flat(want), flat(start)
-  assert got.keys() == want.keys()
-  errors = {key: float(relative(got[key], want[key])) for key in want}
-  assert max(errors.values()) <= 1e-4, errors
-  moved = [k for k in want if not np.array_equal(want[k], start[k])]
+  for ours, theirs in ((got, want), (jax.device_get(state.ema), want_ema)):
+    ours, theirs = flat(ours), flat(theirs)
+    assert ours.keys() == theirs.keys()
+    errors = {key: float(relative(ours[key], theirs[key])) for key in theirs}
+    assert max(errors.values()) <= 1e-4, errors
+  got, start, ema = flat(got), flat(start), flat(jax.device_get(state.ema))
+  moved = [k for k in got if not np.array_equal(got[k], start[k])]
   assert "['params']['whiten']['kernel']" not in moved  # frozen
-  assert "['params']['whiten']['bias']" in moved and len(moved) == len(want) - 1
+  assert "['params']['whiten']['bias']" in moved and len(moved) == len(got) - 1
+  assert any(not np.array_equal(ema[k], start[k]) for k in ema)  # the step-5 update

@@ -117,6 +117,19 @@ def train_loss(config, key):
   return float(state.metrics['loss'])
 
 
+def params_after_five_steps(config, key):
+  """The parameters after five real train steps of a ten-step run (lookahead's first
+  update falls on step 5)."""
+  config.num_train_steps = 10
+  info = checked_info(config, key)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  state = exp.init(jax.random.key(config.seed))
+  batches = input_pipeline.train_batches(config, info, exp.mesh)
+  for _ in range(5):
+    state = exp.train_step(state, next(batches))
+  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(jax.device_get(state.params))])
+
+
 def first_batch(config, key):
   """The first training batch as the model sees it, and which path fed it."""
   info = checked_info(config, key)
@@ -247,6 +260,9 @@ PROBES = {
     'schedule.patience': (plateau, {'schedule.name': 'plateau'}, 3),
     'schedule.min_learning_rate': (learning_rates, {'schedule.name': 'cosine'}, 0.005),
     'schedule.triangle': (learning_rates, {'schedule.name': 'triangle'}, (0.5, 0.5, 0.1)),
+    'lookahead.every': (params_after_five_steps, {}, 5),
+    'lookahead.decay': (params_after_five_steps, {'lookahead.every': 5}, 0.5),
+    'lookahead.power': (params_after_five_steps, {'lookahead.every': 5}, 2.0),
 }
 
 
