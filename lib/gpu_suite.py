@@ -10,8 +10,9 @@ images_per_sec, step_ms}, with what else it measured.
   resnet20_cifar_epoch  CIFAR ResNet-20, batch 128, the 50,000 training images resident
                         on the device, each batch gathered, padded, cropped and flipped
                         there: seconds per epoch, ours against PyTorch eager and compiled.
-  airbench94_epoch      the airbench94 step against the `airbench` package's: a row that
-                        says it is skipped until airbench94's training recipe is here.
+  airbench94_epoch      configs/airbench.py's step (batch 1024, resident data) against
+                        the `airbench` package's own (float16, as it trains): seconds
+                        per epoch of 48 steps.
   jpeg_pipeline         the host pipeline (Grain, a worker per core) on a generated
                         folder of ImageNet-sized JPEGs, against the images/s the
                         ResNet-50 step consumes: whether the input keeps up.
@@ -40,6 +41,7 @@ class Sizes:
   imagenet_size: int
   cifar_batch: int
   cifar_examples: int   # resident on the device (the epoch is always 50,000 images)
+  airbench_batch: int
   steps: int            # timed steps of each train step
   warmup: int
   jpegs: int            # files in the generated folder
@@ -47,9 +49,9 @@ class Sizes:
   pipeline_batches: int
 
 
-FULL = Sizes('resnet50', 256, 224, 128, CIFAR_TRAIN, steps=30, warmup=5, jpegs=3000,
+FULL = Sizes('resnet50', 256, 224, 128, CIFAR_TRAIN, 1024, steps=30, warmup=5, jpegs=3000,
              jpeg_side=400, pipeline_batches=10)
-SMOKE = Sizes('resnet18', 4, 64, 16, 512, steps=2, warmup=1, jpegs=64, jpeg_side=80,
+SMOKE = Sizes('resnet18', 4, 64, 16, 512, 16, steps=2, warmup=1, jpegs=64, jpeg_side=80,
               pipeline_batches=2)
 
 
@@ -96,6 +98,18 @@ def jax_cifar(sizes: Sizes, time_train_step) -> dict:
   return row('resnet20_cifar_epoch', 'jax', jax_device(), r['batch_size'],
              r['images_per_sec'], epoch_s=CIFAR_TRAIN / r['images_per_sec'],
              compile_s=r['compile_s'])
+
+
+def jax_airbench(sizes: Sizes, time_train_step) -> dict:
+  """Our airbench94 (configs/airbench.py: bfloat16, batch 1024, lookahead, the airbench
+  preset on resident data); seconds per epoch of 48 steps."""
+  from configs import airbench  # pylint: disable=import-outside-toplevel
+  config = airbench.get_config()
+  config.batch_size, config.num_classes = sizes.airbench_batch, 10
+  config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples)
+  r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=True)
+  return row('airbench94_epoch', 'jax', jax_device(), r['batch_size'], r['images_per_sec'],
+             epoch_s=48 * 1024 / r['images_per_sec'], compile_s=r['compile_s'])
 
 
 def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> dict:
@@ -252,6 +266,55 @@ def torch_cifar(torch, sizes: Sizes, compiled: bool, smoke: bool) -> dict:
              epoch_s=CIFAR_TRAIN / rate)
 
 
+def reference_airbench(torch, sizes: Sizes) -> dict:
+  """The `airbench` package's train94 step as its train() runs it (make_net94 in float16
+  on the GPU, channels_last; its SGD groups, the summed label-smoothed loss, the
+  scheduler, lookahead every 5 steps) on resident random inputs. On a CPU (--smoke) it
+  runs in float32, its .cuda() and .half() bypassed."""
+  try:
+    import airbench  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return skipped('airbench94_epoch', 'airbench (PyTorch)',
+                   'the airbench package is not installed (pip install airbench==0.1.8)')
+  device, name = torch_device(torch)
+  if device == 'cpu':  # its make_net94 calls .half().cuda()
+    cuda, half = torch.nn.Module.cuda, torch.nn.Module.half
+    torch.nn.Module.cuda = torch.nn.Module.half = lambda self, *a, **k: self
+    try:
+      net = airbench.make_net94()
+    finally:
+      torch.nn.Module.cuda, torch.nn.Module.half = cuda, half
+  else:
+    net = airbench.make_net94()
+  dtype = next(net.parameters()).dtype
+  momentum, b = 0.85, sizes.airbench_batch
+  kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
+  lr, wd = 11.5 / kilostep_scale, 0.0153 * b / kilostep_scale
+  norm = [p for k, p in net.named_parameters() if 'norm' in k and p.requires_grad]
+  other = [p for k, p in net.named_parameters() if 'norm' not in k and p.requires_grad]
+  optimizer = torch.optim.SGD([dict(params=norm, lr=lr * 64, weight_decay=wd / (lr * 64)),
+                               dict(params=other, lr=lr, weight_decay=wd / lr)],
+                              momentum=momentum, nesterov=True)
+  loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.2, reduction='none')
+  lookahead = airbench.utils.LookaheadState(net)
+  x = torch.randn(b, 3, 32, 32, device=device, dtype=dtype).to(memory_format=torch.channels_last)
+  y = torch.randint(0, 10, (b,), device=device)
+  count = [0]
+
+  def step(x, y):
+    loss = loss_fn(net(x), y).sum()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    count[0] += 1
+    if count[0] % 5 == 0:
+      lookahead.update(net, decay=0.5)
+
+  rate = b * time_torch(torch, step, iter(lambda: (x, y), None), sizes, device)
+  return row('airbench94_epoch', 'airbench 0.1.8 (PyTorch)', name, b, rate,
+             epoch_s=48 * 1024 / rate)
+
+
 # ------------------------------------------------------------------------------- suite
 
 
@@ -274,7 +337,8 @@ def run(smoke: bool, time_train_step, time_input_pipeline, say=print) -> list[di
   for compiled in (False, True):
     add(torch_cifar(torch, sizes, compiled, smoke) if torch else
         skipped('resnet20_cifar_epoch', 'torch', no_torch))
-  add(skipped('airbench94_epoch', 'jax',
-              "airbench94's training recipe is not in this codebase yet"))
+  add(jax_airbench(sizes, time_train_step))
+  add(reference_airbench(torch, sizes) if torch else
+      skipped('airbench94_epoch', 'airbench (PyTorch)', no_torch))
   add(jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec']))
   return rows

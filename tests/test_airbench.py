@@ -232,3 +232,23 @@ def test_six_training_steps_give_the_references_parameters_and_average(reference
   assert "['params']['whiten']['kernel']" not in moved  # frozen
   assert "['params']['whiten']['bias']" in moved and len(moved) == len(got) - 1
   assert any(not np.array_equal(ema[k], start[k]) for k in ema)  # the step-5 update
+
+
+def test_the_config_is_the_recipe_these_tests_check():
+  """configs/airbench.py holds the constants the step-by-step test above runs against the
+  package, at batch 1024, and the package's 476 steps of 48 an epoch."""
+  import input_pipeline  # pylint: disable=import-outside-toplevel
+  from configs import airbench  # pylint: disable=import-outside-toplevel
+  from lib import experiment  # pylint: disable=import-outside-toplevel
+  config, checked = airbench.get_config(), airbench_config(1024)
+  assert config.label_smoothing == checked.label_smoothing == 0.2
+  for key in ('optimizer', 'schedule', 'lookahead'):
+    assert config[key].to_dict() == checked[key].to_dict(), key
+  assert config.schedule.learning_rate == pytest.approx(1.5)  # 11.5 / (1 + 1 / 0.15)
+  cifar10 = input_pipeline.DatasetInfo('cifar10', 10, (32, 32, 3), 50_000, 10_000)
+  length = experiment.run_length(config, cifar10)
+  assert (length.steps_per_epoch, length.total_steps) == (48, 476)
+  assert (config.dataset.augment, config.dataset.pad_mode) == ('airbench', 'reflect')
+  assert models.create_model_from_config(config.model, 10).whiten_bias_epochs == 3
+  with pytest.raises(ValueError, match='variant must be one of'):
+    airbench.get_config('variant=96')

@@ -21,7 +21,8 @@ CONFIGS = [
     ('googlenet', None), ('googlenet', 'bn'), ('simple_cnn', None),
     ('simple_cnn', 'mnist5k'), ('convnet', None),
     ('convnet', 'kernel=7,stride=2,pool=conv,padding=reflect,depth=1'),
-    ('convnet', 'pool=avg,stages=4,dataset=mnist5k')]
+    ('convnet', 'pool=avg,stages=4,dataset=mnist5k'), ('airbench', None),
+    ('airbench', 'variant=95')]
 NUM_CLASSES = {'cifar10': 10, 'mnist5k': 10, 'mnist': 10, 'imagenet2012': 1000}
 
 
@@ -42,9 +43,10 @@ def test_config_builds_its_model_and_schedule(name, arg):
   schedule = optim.create_schedule(c, steps_per_epoch=100, total_steps=1000)
   s = c.schedule
   # Step 0's rate as each schedule defines it: the first interval's multiplier, the first
-  # step of a linear warm-up, or the base rate.
+  # step of a linear warm-up, the triangle's start, or the base rate.
   first = {'piecewise': s.learning_rate * s.multipliers[0],
-           'cosine': s.learning_rate / max(s.warmup_steps, 1)}.get(s.name, s.learning_rate)
+           'cosine': s.learning_rate / max(s.warmup_steps, 1),
+           'triangle': s.learning_rate * s.triangle[0]}.get(s.name, s.learning_rate)
   assert float(schedule(0)) == pytest.approx(first, rel=1e-6) and first > 0
   rates = [float(schedule(step)) for step in range(0, 1000, 10)]
   after_peak = rates[rates.index(max(rates)):]  # after a warm-up (ResNet-110's 0.01: 4.2)

@@ -25,10 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = '--config=configs/convnet.py:dataset=mnist5k,width=8,stages=2,depth=1,epochs=0.48'
 ARGS = ['--config.batch_size=32', '--config.log_every_steps=3',
         '--config.eval_every_steps=20', '--config.checkpoint_every_steps=7']
-# The runs that are signalled are 150 steps long and signalled before step 50: whatever
+# The runs that are signalled are 100 steps long and signalled before step 50: whatever
 # the machine's speed, a signal lands while the run still has far to go.
-SIGNALLED = CONFIG + ',epochs=1.2'
-TOTAL = 150
+SIGNALLED = CONFIG + ',epochs=0.8'
+TOTAL = 100
 
 
 LAUNCHES = itertools.count()
