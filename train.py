@@ -306,6 +306,9 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
       state = state.replace(**jax.device_put(
           weights, {'params': exp.state_sharding.params,
                     'batch_stats': exp.state_sharding.batch_stats}))
+      if state.ema is not None:  # the lookahead average starts from them too, in buffers
+        state = state.replace(ema=jax.jit(lambda t: jax.tree.map(jnp.copy, t))(  # of its own
+            {'params': state.params, 'batch_stats': state.batch_stats}))
     elif models.data_init(model):  # (airbench: its whitening kernel, from the data)
       init_from_data, count = models.data_init(model)
       images = input_pipeline.normalize_on_host(

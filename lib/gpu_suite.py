@@ -51,7 +51,7 @@ class Sizes:
 
 FULL = Sizes('resnet50', 256, 224, 128, CIFAR_TRAIN, 1024, steps=30, warmup=5, jpegs=3000,
              jpeg_side=400, pipeline_batches=10)
-SMOKE = Sizes('resnet18', 4, 64, 16, 512, 16, steps=2, warmup=1, jpegs=64, jpeg_side=80,
+SMOKE = Sizes('resnet18', 4, 64, 16, 512, 16, steps=1, warmup=0, jpegs=64, jpeg_side=80,
               pipeline_batches=2)
 
 

@@ -272,9 +272,8 @@ def test_flip_and_tta_modes_average_the_logits_of_their_views(declining_run):
   logits = lambda x: np.asarray(loaded.model.apply(loaded.variables, x, train=False))
   want = np.asarray(jax.nn.softmax(0.5 * logits(x) + 0.5 * logits(x[:, :, ::-1])))
   np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
-  for mode in ('flip', 'tta'):
-    result = run_cli('evaluate.py', f'--workdir={workdir}', f'--mode={mode}')
-    assert result.returncode == 0, result.stderr[-2000:]
+  for mode in ('flip', 'tta'):  # (in-process; the CLI's flags: the tests above)
+    evaluate.evaluate(config, str(workdir), mode)
     record = json.load(open(workdir / 'eval' / f'best_{mode}.json'))
     assert record['mode'] == mode and record['num_examples'] == 1000
   flip = json.load(open(workdir / 'eval' / 'best_flip.json'))

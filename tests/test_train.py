@@ -280,7 +280,7 @@ def resident_run(devices, workdir, dataset='mnist5k'):
 
 @pytest.mark.parametrize('dataset', ['mnist5k', 'folder'])
 def test_resident_data_on_more_devices_than_cores_matches_one_device(tmp_path, dataset):
-  """2, 4 and 8 host devices on this 2-core machine, 40 steps queued between host looks:
+  """2 and 8 host devices on this 2-core machine, 40 steps queued between host looks:
   the run ends (no collective deadlock), the batch indices are computed with no collective
   (the sampler's walk loop has none), and the result is one device's. On mnist5k, and on
   a folder of 1,437 PNG digits (resident too: a walk domain of 4,096, many passes)."""
@@ -295,7 +295,7 @@ def test_resident_data_on_more_devices_than_cores_matches_one_device(tmp_path, d
         Image.fromarray(digits.images[i][..., 0]).save(folder / f'{i}.png')
     dataset = f"folder:{tmp_path / 'digits'}"
   one = resident_run(1, tmp_path / 'one', dataset)
-  for devices in ((2, 4, 8) if dataset == 'mnist5k' else (8,)):
+  for devices in ((2, 8) if dataset == 'mnist5k' else (8,)):
     many = resident_run(devices, tmp_path / f'{devices}', dataset)
     assert one['resident'] and many['resident']
     assert many['loops'] >= 2 and many['in_loops'] == 0 and many['all_reduce'] >= 1
