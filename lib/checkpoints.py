@@ -181,8 +181,11 @@ def reason(error: Exception, length: int = 200) -> str:
   spec (a page of JSON); when long, its kind and its last clauses (where tensorstore
   names the file and what is wrong with it)."""
   line = (str(error).strip().splitlines() or [''])[0].split(' [tensorstore_spec')[0]
-  kind, *clauses = f'{type(error).__name__}: {line}'.split(': ')
-  kept = clauses.pop() if clauses else ''
+  kind, clauses = type(error).__name__, line.split(': ') if line else []
+  if not clauses:
+    return kind
+  kept = clauses.pop()
+  kept = kept if len(kept) <= length else '...' + kept[-length:]
   while clauses and len(kept) + len(clauses[-1]) + 2 <= length:
     kept = f'{clauses.pop()}: {kept}'
   return f'{kind}: {"...: " if clauses else ""}{kept}'
@@ -263,14 +266,14 @@ def _traceback_text(error: BaseException) -> str:
 class _OrbaxErrors(pylogging.Filter):
   """orbax's ERROR records (each a failed operation with its traceback; and asyncio's
   "Task exception was never retrieved" for an orbax coroutine or tensorstore read that
-  failed beside another) to the details, not the console. Orbax's INFO and WARNING lines are left to
-  --verbosity."""
+  failed beside another) to the details, not the console. Orbax's INFO and WARNING
+  lines are left to --verbosity."""
   PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(ocp.__file__))) + os.sep
+  FORMAT = '%(asctime)s %(levelname)s %(threadName)s %(filename)s:%(lineno)d] %(message)s'
 
   def __init__(self):
     super().__init__()
-    self.format = pylogging.Formatter(
-        '%(asctime)s %(levelname)s %(threadName)s %(filename)s:%(lineno)d] %(message)s').format
+    self.format = pylogging.Formatter(self.FORMAT).format
 
   def filter(self, record):
     if record.levelno < pylogging.ERROR:
@@ -286,8 +289,8 @@ class _OrbaxErrors(pylogging.Filter):
 
 
 def _late_callback(exc_type, exc, tb) -> bool:
-  """Whether an exception Python could not raise anywhere is a tensorstore callback that
-  found orbax's event loop closed: RuntimeError('Event loop is closed') raised in
+  """Whether an unraisable exception is a tensorstore callback that found orbax's event
+  loop closed: RuntimeError('Event loop is closed') raised in
   asyncio's `call_soon_threadsafe`, called from C (the traceback's first frame)."""
   return (exc_type is RuntimeError and str(exc) == 'Event loop is closed'
           and tb is not None and tb.tb_frame.f_code.co_name == 'call_soon_threadsafe')
