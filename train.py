@@ -209,7 +209,11 @@ def initial_weights(exp: experiment.Experiment) -> dict | None:
   source = exp.config.init_from
   if not source:
     return None
-  state = checkpoints.read_state(source)
+  try:
+    state = checkpoints.read_state(source)
+  except checkpoints.CorruptCheckpointError as e:
+    raise ValueError(f'config.init_from={source}: {e}; restore it, or give another '
+                     "run's workdir") from None
   weights = {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}
   expected = {'params': exp.abstract_state.params,
               'batch_stats': exp.abstract_state.batch_stats}
@@ -390,11 +394,7 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
       manager.save(step, args=ocp.args.StandardSave(state), force=force)
     except Exception as e:  # pylint: disable=broad-except
       # (An asynchronous write that failed earlier surfaces at this next save.)
-      raise TrainingStopped(
-          f'could not write a checkpoint in {manager.directory} (found when saving step '
-          f'{step}: {type(e).__name__}: {str(e).splitlines()[0][:300]}); the last '
-          f'complete checkpoint ({manager.latest_step()}) is intact: free space and run '
-          'the same command') from None
+      raise TrainingStopped(checkpoints.write_failure(workdir, manager, step, e)) from None
 
   def check_finite(state, step):
     """on_nonfinite='stop': end the run at the first NaN/Inf step (host sync: only at
@@ -410,13 +410,11 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
           ' to skip such steps')
 
   def finish_saves():
-    try:
-      ckpt.wait_until_finished()
-      best_ckpt.wait_until_finished()
-    except Exception as e:  # pylint: disable=broad-except
-      raise TrainingStopped(f'could not finish writing a checkpoint in {workdir} '
-                            f'({type(e).__name__}: {e}); the previous checkpoint is '
-                            'intact: free space and run the same command') from None
+    for manager in (ckpt, best_ckpt):
+      try:
+        manager.wait_until_finished()
+      except Exception as e:  # pylint: disable=broad-except
+        raise TrainingStopped(checkpoints.write_failure(workdir, manager, None, e)) from None
 
   # --- loop
   where = ', data resident on the devices' if input_pipeline.resident(config, info) else ''

@@ -93,7 +93,11 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
     steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, checkpoints.LATEST))
                    if d.isdigit())
     raise LoadError(f'--checkpoint={step}: no such step in {workdir}; it has {steps}')
-  state = checkpoints.read_state(workdir, kind, step)
+  try:
+    state = checkpoints.read_state(workdir, kind, step)
+  except checkpoints.CorruptCheckpointError as e:
+    raise LoadError(f'--checkpoint={which}: {e}; give another (best, latest or a step of '
+                    f'{checkpoints.saved_steps(workdir)})') from None
   variables = {'params': state['params']}
   if state.get('batch_stats'):
     variables['batch_stats'] = state['batch_stats']

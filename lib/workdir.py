@@ -18,6 +18,12 @@ METRICS = 'metrics.jsonl'             # one JSON record per training log line an
 FINAL_METRICS = 'final_metrics.json'  # written once the run has finished: its presence
                                       # says so (sweep.py, reproduce.py read it)
 TRIAL_STATUS = 'trial.json'           # a sweep trial's state, error and wall time
+CHECKPOINTS = 'checkpoints'           # the last `keep_checkpoints` states
+BEST_CHECKPOINT = 'best_checkpoint'   # the state with the best eval top-1
+CORRUPT_CHECKPOINTS = 'corrupt_checkpoints'  # checkpoints a resume could not read
+ERRORS_LOG = 'errors.log'             # what orbax and tensorstore said about a checkpoint
+                                      # fault, kept off the console (lib/checkpoints.py)
+DIRECTORIES = (CHECKPOINTS, BEST_CHECKPOINT, CORRUPT_CHECKPOINTS)
 
 
 class WorkdirError(ValueError):
@@ -25,7 +31,8 @@ class WorkdirError(ValueError):
 
 
 def check_usable(workdir: str):
-  """Create the workdir if needed; a clear error if it is a file or not writable."""
+  """Create the workdir if needed; a clear error if it is a file or not writable, or
+  holds a file where its checkpoint directories go."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f'--workdir={workdir} is a file, not a directory; choose another path')
   try:
@@ -36,6 +43,12 @@ def check_usable(workdir: str):
   if not os.access(workdir, os.R_OK | os.W_OK | os.X_OK):
     raise WorkdirError(f'--workdir={workdir} is not readable and writable by this user; '
                        'fix its permissions or choose another path')
+  for name in DIRECTORIES:  # (orbax would train, then fail at the first save)
+    path = os.path.join(workdir, name)
+    if os.path.exists(path) and not os.path.isdir(path):
+      raise WorkdirError(f'--workdir={workdir}: {path} is a file, not the directory of '
+                         'checkpoints a run keeps there; move it away or choose another '
+                         '--workdir')
 
 
 class Lock:

@@ -34,6 +34,30 @@ class Case(typing.NamedTuple):
   setup: typing.Callable | None = None  # setup(tmp): breaks the fresh copies first
 
 
+def _ckpt_cut_short(*folders):
+  """A setup that cuts every array data file (orbax's d/ folders) of these checkpoint
+  folders of {run} to half its length, as an interrupted copy leaves them: checkpoints
+  that look complete (metadata and commit markers intact) and cannot be read."""
+  def setup(tmp):
+    for folder in folders:
+      for root, _, files in os.walk(tmp / 'run' / folder):
+        for name in files if os.path.basename(root) == 'd' else ():
+          path = os.path.join(root, name)
+          os.truncate(path, os.path.getsize(path) // 2)
+  return setup
+
+
+def _ckpt_folder_replaced_by_a_file(tmp):
+  shutil.rmtree(tmp / 'run' / 'checkpoints')
+  (tmp / 'run' / 'checkpoints').write_text('not a checkpoint\n')
+
+
+# {run} made longer (it is finished at 8 steps): a resume that must restore a checkpoint.
+_CKPT_RESUME = TRAIN + [a for a in SHORT if 'num_train_steps' not in a] + [
+    '--workdir={run}', '--config.batch_size=64', '--config.num_train_steps=12',
+    '--allow_schedule_change']
+
+
 CASES = [
     # ------------------------------------------------------------- command lines
     Case('unknown key', TRAIN + ['--workdir={new}', '--config.batch_sise=32'],
@@ -52,6 +76,28 @@ CASES = [
                                                           '--config.batch_size=32'],
          'batch_size'),
     # ------------------------------------------------------------- checkpoints
+    Case('corrupt best checkpoint (evaluate)', ['evaluate.py', '--workdir={run}'],
+         '--checkpoint=best: checkpoint 8', _ckpt_cut_short('best_checkpoint/8')),
+    Case('corrupt checkpoint of a step (evaluate)', ['evaluate.py', '--workdir={run}',
+                                                     '--checkpoint=4'],
+         '--checkpoint=4: checkpoint 4', _ckpt_cut_short('checkpoints/4')),
+    Case('a step with no checkpoint (evaluate)', ['evaluate.py', '--workdir={run}',
+                                                  '--checkpoint=5'],
+         '--checkpoint=5: no such step'),
+    Case('not a step (evaluate)', ['evaluate.py', '--workdir={run}', '--checkpoint=last'],
+         '--checkpoint=last'),
+    Case('corrupt best checkpoint (predict)', ['predict.py', '--workdir={run}',
+                                               '{folder}/train/c0'],
+         '--checkpoint=best: checkpoint 8', _ckpt_cut_short('best_checkpoint/8')),
+    Case('every checkpoint corrupt (resume)', _CKPT_RESUME,
+         'no checkpoint in', _ckpt_cut_short('checkpoints/4', 'checkpoints/8')),
+    Case('checkpoints/ replaced by a file (resume)', _CKPT_RESUME,
+         'checkpoints is a file', _ckpt_folder_replaced_by_a_file),
+    Case('init_from a corrupt checkpoint', TRAIN + SHORT + ['--workdir={new}',
+                                                            '--config.init_from={run}'],
+         'config.init_from', _ckpt_cut_short('checkpoints/8')),
+    Case('init_from a folder without checkpoints', TRAIN + SHORT + [
+        '--workdir={new}', '--config.init_from={folder}'], 'config.init_from'),
 
     # ------------------------------------------------------------- evaluate, predict,
     # visualize, summary, benchmark

@@ -7,6 +7,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,7 +136,7 @@ def test_sigterm_saves_exits_0_and_a_truncated_checkpoint_falls_back(reference, 
         f.truncate(os.path.getsize(path) // 2)
   code, out = run(workdir, config=SIGNALLED)
   assert code == 0, out[-3000:]
-  assert f'checkpoint {latest} in' in out and 'is unreadable' in out
+  assert f'checkpoint {latest} in' in out and 'cannot be read' in out
   assert f'Resuming {workdir} from step {previous}' in out
   assert any(n.startswith(f'{latest}-') for n in os.listdir(workdir / 'corrupt_checkpoints'))
   assert_same_run(reference, workdir)
@@ -194,22 +195,149 @@ def test_nan_skip_counts_the_skipped_steps(tmp_path):
       np.testing.assert_array_equal(x, y)
 
 
-def test_full_disk_stops_with_the_previous_checkpoint_intact(tmp_path):
+def test_full_disk_stops_in_one_line_naming_the_step_lost_and_the_step_intact(tmp_path):
   workdir = tmp_path / 'full'
   big = '--config=configs/convnet.py:dataset=mnist5k,width=64,stages=2,depth=1,epochs='
   code, out = run(workdir, '--config.checkpoint_every_steps=10', config=big + '0.16')
   assert code == 0, out[-3000:]
   # No file may grow past 64 KiB: the next checkpoint's array data cannot be written.
-  # (The output goes to a pipe, which the limit does not cut short as it would a file.)
+  # (The output goes to pipes, which the limit does not cut short as it would a file.)
   limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+  temporary = tmp_path / 'tmp'
+  temporary.mkdir()
+  # (JAX's compilation cache would warn that it cannot write either: its own line.)
+  env = {**os.environ, 'TMPDIR': str(temporary), 'JAX_ENABLE_COMPILATION_CACHE': 'false'}
   result = subprocess.run([sys.executable, 'train.py', big + '0.32', *ARGS,
                            '--config.checkpoint_every_steps=10', f'--workdir={workdir}'],
-                          cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, preexec_fn=limit, timeout=600)
-  code, out = result.returncode, result.stdout
-  assert code == 1 and 'could not' in out and 'checkpoint' in out, out[-3000:]
-  assert 'Traceback' not in out.split('train.py: stopped:')[-1]
+                          cwd=ROOT, text=True, capture_output=True, preexec_fn=limit,
+                          env=env, timeout=600)
+  # 20 steps saved at 10 and 20; resumed to 40, the save at 30 fails (orbax writes
+  # asynchronously, so the next save, at 40, finds it): one line says so.
+  assert result.returncode == 1, result.stderr[-3000:]
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1, result.stderr[-3000:]
+  assert lines[0].startswith('train.py: stopped: could not write checkpoint 30 in '
+                             f'{workdir}/checkpoints ('), lines[0]
+  assert f'checkpoint 20 in {workdir}/checkpoints is intact' in lines[0]
+  assert 'tensorstore_spec' not in lines[0]
   assert int(checkpoints.read_state(str(workdir))['step']) == 20
+  # The details: orbax's reports of the failed write, in the workdir, or where its disk
+  # cannot take them either, in the temporary directory.
+  log = lines[0].split('(details: ')[1].rstrip(')')
+  assert os.path.dirname(log) in (str(workdir), str(temporary)), log
+  with open(log) as f:
+    details = f.read()
+  assert 'File too large' in details and '30.orbax-checkpoint-tmp' in details
+  assert 'Traceback (most recent call last)' in details
+
+
+# ------------------------------------------------- corrupt checkpoints: one line each
+# An 8-step LeNet run (checkpoints 4 and 8, best_checkpoint/8), copied and broken by
+# each test. A checkpoint is broken as an interrupted copy leaves it: its array data cut
+# short, its metadata and commit markers intact, so orbax starts its reads and some
+# fail while others are in flight (what flooded stderr with tracebacks).
+LENET = ['--config=configs/lenet.py', '--config.num_train_steps=8',
+         '--config.log_every_steps=4', '--config.eval_every_steps=4',
+         '--config.checkpoint_every_steps=4', '--config.schedule.warmup_steps=2',
+         '--config.batch_size=64']
+LONGER = [*LENET, '--config.num_train_steps=12', '--allow_schedule_change']  # a resume
+
+
+@pytest.fixture(scope='module')
+def lenet_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('lenet') / 'run'
+  subprocess.run([sys.executable, 'train.py', *LENET, f'--workdir={workdir}'], cwd=ROOT,
+                 check=True, capture_output=True, timeout=600)
+  return workdir
+
+
+def broken_copy(lenet_run, tmp_path, *folders):
+  workdir = tmp_path / 'run'
+  shutil.copytree(lenet_run, workdir)
+  for folder in folders:
+    for root, _, files in os.walk(workdir / folder):
+      for name in files if os.path.basename(root) == 'd' else ():
+        path = os.path.join(root, name)
+        os.truncate(path, os.path.getsize(path) // 2)
+  return workdir
+
+
+def program(tmp_path, *argv):
+  """A program's run, stdout and stderr apart; its temporary directory in tmp_path."""
+  temporary = tmp_path / 'tmp'
+  temporary.mkdir(exist_ok=True)
+  return subprocess.run([sys.executable, *argv], cwd=ROOT, text=True, capture_output=True,
+                        env={**os.environ, 'TMPDIR': str(temporary)}, timeout=600)
+
+
+def details_of(line: str) -> str:
+  """The contents of the details log a message names."""
+  with open(line.rsplit('details: ', 1)[1].split(')')[0]) as f:
+    return f.read()
+
+
+def files_of(workdir):
+  return {os.path.relpath(os.path.join(d, f), workdir): open(os.path.join(d, f), 'rb').read()
+          for d, _, fs in os.walk(workdir) for f in fs if f != '.lock'}
+
+
+def test_a_corrupt_checkpoint_falls_back_to_the_one_before_in_one_line(lenet_run, tmp_path):
+  workdir = broken_copy(lenet_run, tmp_path, 'checkpoints/8')
+  result = program(tmp_path, 'train.py', *LONGER, f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stderr == ''
+  warnings = [l for l in result.stdout.splitlines() if l.startswith('WARNING')]
+  assert len(warnings) == 1, result.stdout
+  assert warnings[0].startswith(f'WARNING: checkpoint 8 in {workdir}/checkpoints cannot be '
+                                'read (')
+  assert f'moved it to {workdir}/corrupt_checkpoints/ and resumed from step 4' in warnings[0]
+  assert warnings[0].endswith(f'(details: {workdir}/errors.log)')
+  assert f'Resuming {workdir} from step 4' in result.stdout
+  assert checkpoints.saved_steps(str(workdir)) == [8, 12]  # (8 trained again)
+  details = details_of(warnings[0])
+  assert 'Traceback (most recent call last)' in details
+  assert f'{workdir}/checkpoints/8/default/' in details  # tensorstore's failed read
+
+
+def test_every_checkpoint_corrupt_refuses_in_one_line_and_changes_nothing(lenet_run,
+                                                                          tmp_path):
+  workdir = broken_copy(lenet_run, tmp_path, 'checkpoints/4', 'checkpoints/8')
+  before = files_of(workdir)
+  result = program(tmp_path, 'train.py', *LONGER, f'--workdir={workdir}')
+  assert result.returncode == 2, result.stderr[-3000:]
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1, result.stderr[-3000:]
+  assert lines[0].startswith(f'train.py: error: no checkpoint in {workdir}/checkpoints can '
+                             'be read (step 8: '), lines[0]
+  assert '; step 4: ' in lines[0] and 'nothing was changed' in lines[0]
+  assert files_of(workdir) == before  # the details are not in the workdir
+  details = details_of(lines[0])
+  assert os.path.dirname(lines[0].rsplit('details: ', 1)[1]) == str(tmp_path / 'tmp')
+  for step in (4, 8):
+    assert f'{workdir}/checkpoints/{step}/default/' in details
+
+
+@pytest.mark.parametrize('reader', ['evaluate', 'init_from'])
+def test_a_corrupt_checkpoint_read_is_one_line_naming_the_flag(lenet_run, tmp_path, reader):
+  if reader == 'evaluate':  # its best checkpoint
+    workdir = broken_copy(lenet_run, tmp_path, 'best_checkpoint/8')
+    argv, names = ['evaluate.py', f'--workdir={workdir}'], '--checkpoint=best: '
+    broken = workdir / 'best_checkpoint'
+  else:  # the latest checkpoint of the run a new one starts from
+    workdir = broken_copy(lenet_run, tmp_path, 'checkpoints/8')
+    argv = ['train.py', *LENET, f'--workdir={tmp_path / "new"}', f'--config.init_from={workdir}']
+    names, broken = f'config.init_from={workdir}: ', workdir / 'checkpoints'
+  before = files_of(workdir)
+  result = program(tmp_path, *argv)
+  assert result.returncode == 2, result.stderr[-3000:]
+  lines = result.stderr.splitlines()
+  assert len(lines) == 1, result.stderr[-3000:]
+  program_name = argv[0]
+  assert lines[0].startswith(f'{program_name}: error: {names}checkpoint 8 in {broken} cannot '
+                             'be read ('), lines[0]
+  assert '--mode' not in lines[0] and 'tensorstore_spec' not in lines[0]
+  assert files_of(workdir) == before and not (tmp_path / 'new').exists()
+  assert f'{broken}/8/default/' in details_of(lines[0])
 
 
 def test_second_run_on_a_workdir_refuses_and_a_killed_run_does_not_block(tmp_path):
