@@ -8,8 +8,9 @@
 Tables (lib/paper_tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet, alexnet_imagenet,
 lenet_mnist, ilsvrc_history. `run` goes through the sweep machinery (sweep.py): one
 train.py process per row and seed in DIR/<row>[,seed=K]/, locally or as a SLURM job
-array, finished rows skipped. `report` fills params and multiply-adds from our models
-(no training needed) and the error columns from the runs that have finished, using the
+array, finished rows skipped (`--allow_schedule_change` is passed on to train.py).
+`report` fills params and multiply-adds from our models (no training needed) and the
+error columns from the runs that have finished, using the
 evaluation the paper used (DIR/<row>/eval/best_<mode>.json from evaluate.py, the
 training's own centre-crop evaluation for `center`); writes DIR/report.md and
 report.csv, and for resnet_cifar10 the paper's Figure 6-style plot of error against depth.

@@ -13,7 +13,10 @@ A sweep file defines `get_config(arg)` and `get_sweep(arg)` (see configs/hyper.p
 trial is its own `train.py` process with its own workdir, DIR/<its overrides>, so a crash
 or an out-of-memory ends that trial only. DIR/<trial>/trial.json records its state (done,
 failed and why, stopped) and wall time; DIR/<trial>/train.log its output. Running the same
-command again skips finished trials and resumes the others from their checkpoints.
+command again skips finished trials and resumes the others from their checkpoints; a
+trial is done only when its train.py succeeded for its config of now (a base config made
+longer that moves the learning rate ahead is refused by train.py: a failed trial, until
+the command is run with --allow_schedule_change, which it passes on to train.py).
 """
 
 import sys
