@@ -8,8 +8,9 @@
 Tables (lib/paper_tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet, alexnet_imagenet,
 lenet_mnist, ilsvrc_history. `run` goes through the sweep machinery (sweep.py): one
 train.py process per row and seed in DIR/<row>[,seed=K]/, locally or as a SLURM job
-array, finished rows skipped. `report` fills params and multiply-adds from our models
-(no training needed) and the error columns from the runs that have finished, using the
+array, finished rows skipped (`--allow_schedule_change` is passed on to train.py).
+`report` fills params and multiply-adds from our models (no training needed) and the
+error columns from the runs that have finished, using the
 evaluation the paper used (DIR/<row>/eval/best_<mode>.json from evaluate.py, the
 training's own centre-crop evaluation for `center`); writes DIR/report.md and
 report.csv, and for resnet_cifar10 the paper's Figure 6-style plot of error against depth.
@@ -22,7 +23,7 @@ import shlex
 import statistics
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from data import sources
 from lib import cli
@@ -126,9 +127,10 @@ def plan(table: str, sweep_dir: str, seeds: int, benchmark: str | None) -> str:
 
 
 def run_result(sweep_dir: str, trial: dict, mode: str) -> dict | None:
-  """The run's errors (%) under the paper's evaluation, or None if not available yet."""
+  """The run's errors (%) under the paper's evaluation, or None if not available yet
+  (or its last attempt failed: sweeps.final_result)."""
   run_dir = os.path.join(sweep_dir, trial['name'])
-  final = workdir_lib.read_json(os.path.join(run_dir, workdir_lib.FINAL_METRICS))
+  final = sweep.final_result(run_dir)
   if final is None:
     return None
   record = final if mode == 'center' else workdir_lib.read_json(
@@ -246,16 +248,37 @@ def plot_error_vs_depth(figure, metric: str, path: str) -> str:
   return path
 
 
-def main(argv):
-  if len(argv) != 3 or argv[1] not in paper_tables.TABLES or argv[2] not in ('plan', 'run',
-                                                                          'report'):
-    raise app.UsageError(f'usage: reproduce.py TABLE plan|run|report --workdir=DIR; '
-                         f'tables: {", ".join(paper_tables.TABLES)}')
-  table, action = argv[1], argv[2]
+ACTIONS = ('plan', 'run', 'report')
+USAGE = 'usage: reproduce.py TABLE plan|run|report --workdir=DIR'
+
+
+def usage_error(argv: list[str]) -> str | None:
+  """What is wrong with the command line's words, in one line (None: nothing)."""
+  words = argv[1:]
+  if not words:
+    return f'{USAGE}; tables: {", ".join(paper_tables.TABLES)}'
+  if words[0] not in paper_tables.TABLES:
+    return (f'no table {words[0]!r}' + sweep.did_you_mean(words[0], paper_tables.TABLES)
+            + f' (tables: {", ".join(paper_tables.TABLES)})')
+  if len(words) < 2:
+    return f'give the action: reproduce.py {words[0]} plan|run|report --workdir=DIR'
+  if words[1] not in ACTIONS:
+    return (f'no action {words[1]!r}' + sweep.did_you_mean(words[1], ACTIONS)
+            + f'; {USAGE}')
+  if len(words) > 2:
+    return f'unexpected arguments {words[2:]}; {USAGE}'
   if FLAGS.workdir is None:
-    raise app.UsageError('give --workdir=DIR')
+    return 'give --workdir=DIR (the directory of the table\'s runs)'
   if FLAGS.seeds < 1:
-    cli.fail('reproduce.py', f'--seeds must be at least 1; got {FLAGS.seeds}')
+    return f'--seeds must be at least 1; got {FLAGS.seeds}'
+  return None
+
+
+def main(argv):
+  problem = usage_error(argv)
+  if problem:
+    cli.fail('reproduce.py', problem)
+  table, action = argv[1], argv[2]
   try:
     if action == 'plan':
       print(plan(table, FLAGS.workdir, FLAGS.seeds, FLAGS.benchmark), end='')
@@ -266,7 +289,8 @@ def main(argv):
       spec = f'{os.path.join(sweep.REPO, "lib", "paper_tables.py")}:{table}'
       slurm = sweep.slurm_options() if FLAGS.launcher == 'slurm' else None
       no_failures = sweep.launch(FLAGS.workdir, spec, table_trials, FLAGS.parallel,
-                                 FLAGS.dry_run, slurm, ('reproduce.py', table, 'report'))
+                                 FLAGS.dry_run, slurm, ('reproduce.py', table, 'report'),
+                                 FLAGS.allow_schedule_change)
       if slurm is not None:
         return
       if not FLAGS.dry_run:

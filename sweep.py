@@ -13,12 +13,15 @@ A sweep file defines `get_config(arg)` and `get_sweep(arg)` (see configs/hyper.p
 trial is its own `train.py` process with its own workdir, DIR/<its overrides>, so a crash
 or an out-of-memory ends that trial only. DIR/<trial>/trial.json records its state (done,
 failed and why, stopped) and wall time; DIR/<trial>/train.log its output. Running the same
-command again skips finished trials and resumes the others from their checkpoints.
+command again skips finished trials and resumes the others from their checkpoints; a
+trial is done only when its train.py succeeded for its config of now (a base config made
+longer that moves the learning rate ahead is refused by train.py: a failed trial, until
+the command is run with --allow_schedule_change, which it passes on to train.py).
 """
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from lib import cli
 from lib import sweep_report
@@ -30,13 +33,17 @@ from lib.sweeps import (Children, SweepError, expand, launch, load_plan, load_sw
 FLAGS = flags.FLAGS
 
 
+ACTIONS = ('run', 'report', 'trial')
+
+
 def main(argv):
   action = argv[1] if len(argv) > 1 else 'run'
-  if action not in ('run', 'report', 'trial') or len(argv) > 2:
-    raise app.UsageError(f'unexpected arguments {argv[1:]}; the actions are run (default), '
-                         'report and trial')
+  if action not in ACTIONS or len(argv) > 2:
+    cli.fail('sweep.py', f'unexpected arguments {argv[1:]}'
+             + sweeps.did_you_mean(action, ACTIONS)
+             + '; the actions are run (default), report and trial')
   if FLAGS.workdir is None:
-    raise app.UsageError('give --workdir=DIR')
+    cli.fail('sweep.py', 'give --workdir=DIR (the sweep directory)')
   try:
     if action == 'report':
       print(sweep_report.report(FLAGS.workdir, load_plan(FLAGS.workdir)), end='')
@@ -47,21 +54,20 @@ def main(argv):
         raise SweepError(f'--index={FLAGS.index}: give a trial index in [0, {len(trials)})')
       children = Children()
       children.install()
-      status = run_trial(FLAGS.workdir, trials[FLAGS.index], children)
+      status = run_trial(FLAGS.workdir, trials[FLAGS.index], children,
+                         allow_schedule_change=FLAGS.allow_schedule_change)
       print(f"{trials[FLAGS.index]['name']}: {status['state']}"
             + (f": {status['error']}" if status.get('error') else ''), flush=True)
       sys.exit(0 if status['state'] in ('done', 'stopped') else 1)
     if FLAGS.config is None:
-      raise app.UsageError('give --config=configs/sweeps/FILE.py[:arg]')
-    if FLAGS.parallel is not None and FLAGS.parallel < 1:
-      raise SweepError(f'--parallel must be at least 1; got {FLAGS.parallel}')
+      cli.fail('sweep.py', 'give --config=configs/sweeps/FILE.py[:arg] (the sweep file)')
     trials = expand(FLAGS.config)
     slurm = None
     if FLAGS.launcher == 'slurm':
       module, _, arg = load_sweep_file(FLAGS.config)
       slurm = slurm_options(module, arg)
     no_failures = launch(FLAGS.workdir, FLAGS.config, trials, FLAGS.parallel, FLAGS.dry_run,
-                         slurm)
+                         slurm, allow_schedule_change=FLAGS.allow_schedule_change)
     if slurm is None and not FLAGS.dry_run:
       print(sweep_report.report(FLAGS.workdir, load_plan(FLAGS.workdir)), end='')
     sys.exit(0 if no_failures else 1)  # stopped trials are not failures: rerun resumes

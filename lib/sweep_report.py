@@ -15,9 +15,11 @@ import matplotlib
 
 matplotlib.use('Agg')  # files only: no display on clusters and CI
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
+from matplotlib.lines import Line2D  # pylint: disable=wrong-import-position
 
 from configs import hyper  # pylint: disable=wrong-import-position
 from lib import formatting  # pylint: disable=wrong-import-position
+from lib import sweeps  # pylint: disable=wrong-import-position
 from lib import workdir as workdir_lib  # pylint: disable=wrong-import-position
 
 METRIC_COLUMNS = ('status', 'top1', 'best_top1', 'top5', 'loss', 'step', 'params',
@@ -30,7 +32,7 @@ def collect(sweep_dir: str, trials: list[dict]) -> list[dict]:
   rows = []
   for trial in trials:
     trial_dir = os.path.join(sweep_dir, trial['name'])
-    final = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.FINAL_METRICS), {})
+    final = sweeps.final_result(trial_dir) or {}  # (not a failed rerun's old metrics)
     status = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), {})
     row = {'trial': trial['name'], **trial['overrides']}
     row['status'] = 'done' if final else status.get('state', 'not run')
@@ -142,42 +144,61 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
     ax.set_ylabel('final top-1 (%)' + (', mean over the other parameters'
                                        if len(swept) > 2 else ''))
     ax.grid(alpha=0.3)
-    if q:
-      ax.legend()
+    legend = [ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                        frameon=False)] if q else []  # right of the plot: covers no line
     fig.tight_layout()
     path = os.path.join(out_dir, f'top1_vs_{label(p)}.png')
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=legend)
     plt.close(fig)
     paths.append(path)
   return paths
 
 
+def curve_label(trial: dict, swept: list[str]) -> str:
+  """A trial as a legend names it: its swept settings (what all trials share left out)."""
+  return ', '.join(f"{label(k)}={trial['overrides'][k]}" for k in swept
+                   if k in trial['overrides']) or trial['name']
+
+
+LEGEND_MAX = 12  # trials whose names a legend lists; more would hide the plot
+
+
 def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> list[str]:
-  """plots/learning_curves.png: train loss and eval top-1 against step, every trial."""
+  """plots/learning_curves.png: train loss and eval top-1 against step, every trial, in
+  one colour each; the legend below the two plots, where it covers no curve."""
   curves = {t['name']: workdir_lib.read_metrics(os.path.join(sweep_dir, t['name']))
             for t in trials}
-  curves = {k: v for k, v in curves.items() if v}
-  if not curves:
+  ran = [t for t in trials if curves[t['name']]]
+  if not ran:
     return []
+  swept, _ = hyper.swept_and_fixed([t['overrides'] for t in trials])
   os.makedirs(out_dir, exist_ok=True)
   fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-  for name, records in curves.items():
+  colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+  lines = []
+  for i, trial in enumerate(ran):
+    records = curves[trial['name']]
+    colour = colours[i % len(colours)]  # the same in both plots, whatever either lacks
     train = [(r['step'], r['loss']) for r in records
              if r['split'] == 'train' and math.isfinite(r['loss'])]
     evals = [(r['step'], 100 * r['top1']) for r in records
              if r['split'] not in ('train', 'data')]
     if train:
-      loss_ax.plot(*zip(*train), label=name)
+      loss_ax.plot(*zip(*train), color=colour)
     if evals:
-      acc_ax.plot(*zip(*evals), marker='.', label=name)
+      acc_ax.plot(*zip(*evals), marker='.', color=colour)
+    lines.append(Line2D([], [], color=colour, marker='.',
+                        label=curve_label(trial, swept)))
   loss_ax.set(xlabel='step', ylabel='train loss', yscale='log')
   acc_ax.set(xlabel='step', ylabel='eval top-1 (%)')
   for ax in (loss_ax, acc_ax):
     ax.grid(alpha=0.3)
-  if len(curves) <= 12:
-    acc_ax.legend(fontsize=7)
   fig.tight_layout()
+  legend = []
+  if len(ran) <= LEGEND_MAX:  # under the plots, outside both axes
+    legend = [fig.legend(handles=lines, loc='upper center', bbox_to_anchor=(0.5, 0.0),
+                         ncol=min(len(lines), 4), fontsize=8, frameon=False)]
   path = os.path.join(out_dir, 'learning_curves.png')
-  fig.savefig(path, dpi=100)
+  fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=legend)
   plt.close(fig)
   return [path]

@@ -5,6 +5,7 @@ trial's state. sweep.py and reproduce.py are its command lines.
 
 import concurrent.futures
 import ctypes
+import difflib
 import hashlib
 import importlib.util
 import json
@@ -52,6 +53,9 @@ def define_launch_flags():
   flags.DEFINE_string('time', None, 'slurm: time limit of each trial, e.g. 12:00:00')
   flags.DEFINE_multi_string('slurm_directive', [], 'slurm: an extra #SBATCH directive, '
                             'e.g. --account=lab (repeatable)')
+  flags.DEFINE_bool('allow_schedule_change', False, "passed on to each trial's train.py: "
+                    'resume a trial whose new run length changes the learning rate of '
+                    'the steps ahead (its base config was made longer)')
 
 
 SLURM_OPTIONS = ('partition', 'gpus_per_task', 'cpus_per_task', 'mem', 'time')
@@ -59,6 +63,18 @@ SLURM_OPTIONS = ('partition', 'gpus_per_task', 'cpus_per_task', 'mem', 'time')
 
 class SweepError(ValueError):
   """Bad input to a sweep: one line naming the field and the fix."""
+
+
+def did_you_mean(word: str, choices) -> str:
+  """' (did you mean X?)' for the closest of `choices` to a misspelt word, or ''."""
+  close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+  return f' (did you mean {close[0]}?)' if close else ''
+
+
+def error_line(error: BaseException) -> str:
+  """The last line of an exception's traceback: 'RuntimeError: no GPU'."""
+  text = str(error).strip().splitlines()
+  return type(error).__name__ + (f': {text[-1]}' if text else '')
 
 
 # ------------------------------------------------------------------------- the plan
@@ -79,7 +95,10 @@ def load_sweep_file(spec: str):
   path, _, arg = spec.partition(':')
   if not os.path.isfile(path):
     raise SweepError(f'--config={spec}: no such sweep file')
-  module = load_module(path)
+  try:
+    module = load_module(path)
+  except Exception as e:  # pylint: disable=broad-except  (a sweep file is the user's code)
+    raise SweepError(f'sweep file {path} failed to load: {error_line(e)}') from None
   for fn in ('get_config', 'get_sweep'):
     if not callable(getattr(module, fn, None)):
       raise SweepError(f'{path} defines no {fn}(arg); a sweep file defines get_config(arg) '
@@ -156,10 +175,17 @@ def expand(spec: str) -> list[dict]:
   module, path, arg = load_sweep_file(spec)
   try:
     overrides = module.get_sweep(arg)
-  except (ValueError, TypeError, KeyError) as e:
+  except (ValueError, TypeError, KeyError) as e:  # (a bad `:arg`, as parse_arg says)
     raise SweepError(f'--config={spec}: get_sweep({arg!r}) failed: {e}') from None
+  except Exception as e:  # pylint: disable=broad-except  (the user's code)
+    raise SweepError(f'--config={spec}: get_sweep({arg!r}) in {path} raised '
+                     f'{error_line(e)}') from None
   if not overrides:
     raise SweepError(f'--config={spec}: get_sweep({arg!r}) returned no trials')
+  if not isinstance(overrides, list) or not all(isinstance(o, dict) for o in overrides):
+    raise SweepError(f'--config={spec}: get_sweep({arg!r}) returned a '
+                     f'{type(overrides).__name__}; it returns a list of trials, each a dict '
+                     'of overrides (configs/hyper.py builds them)')
   swept, _ = hyper.swept_and_fixed(overrides)
   trials = [make_trial(path, o, swept) for o in overrides]
   names = [t['name'] for t in trials]
@@ -172,21 +198,38 @@ def expand(spec: str) -> list[dict]:
     except (ValueError, TypeError, KeyError, AttributeError) as e:
       message = f'unknown config key {e}' if isinstance(e, KeyError) else str(e)
       raise SweepError(f"trial {trial['name']}: {message.strip()}") from None
+    except Exception as e:  # pylint: disable=broad-except  (get_config: the user's code)
+      raise SweepError(f"trial {trial['name']}: get_config in {path} raised "
+                       f'{error_line(e)}') from None
   return trials
+
+
+def _plan_config(spec: str) -> str:
+  path, sep, arg = spec.partition(':')
+  return os.path.abspath(path) + sep + arg
+
+
+def check_plan(sweep_dir: str, spec: str):
+  """Refuse a --workdir that holds something else than this sweep: another sweep
+  file's trials, or a train.py run (its config.json), before anything is written."""
+  plan_path = os.path.join(sweep_dir, PLAN)
+  if os.path.exists(plan_path):
+    old = load_plan(sweep_dir)['config']
+    if old != _plan_config(spec):  # names leave out what all trials share: keep sweeps apart
+      raise SweepError(f'--workdir={sweep_dir} holds the sweep of {old}; choose another '
+                       '--workdir for this sweep')
+  elif os.path.exists(os.path.join(sweep_dir, run_contract.CONFIG)):
+    raise SweepError(f'--workdir={sweep_dir} is the workdir of a train.py run (it holds '
+                     f'{run_contract.CONFIG}), not a sweep directory; choose another '
+                     '--workdir for the sweep')
 
 
 def save_plan(sweep_dir: str, spec: str, trials: list[dict]):
   """DIR/sweep.json; a sweep directory holds one sweep file's trials."""
+  check_plan(sweep_dir, spec)
   workdir_lib.check_usable(sweep_dir)
-  path, sep, arg = spec.partition(':')
-  config = os.path.abspath(path) + sep + arg
-  plan_path = os.path.join(sweep_dir, PLAN)
-  if os.path.exists(plan_path):
-    old = load_plan(sweep_dir)['config']
-    if old != config:  # trial names leave out what all trials share: keep sweeps apart
-      raise SweepError(f'--workdir={sweep_dir} holds the sweep of {old}; choose another '
-                       '--workdir for this sweep')
-  workdir_lib.write_json(plan_path, {'config': config, 'trials': trials})
+  workdir_lib.write_json(os.path.join(sweep_dir, PLAN),
+                         {'config': _plan_config(spec), 'trials': trials})
 
 
 def load_plan(sweep_dir: str) -> dict:
@@ -201,10 +244,12 @@ def load_plan(sweep_dir: str) -> dict:
 # ------------------------------------------------------------------------- one trial
 
 
-def command(sweep_dir: str, trial: dict) -> list[str]:
+def command(sweep_dir: str, trial: dict, allow_schedule_change: bool = False) -> list[str]:
+  """The trial's train.py command line."""
   return ([sys.executable, os.path.join(REPO, 'train.py'), f"--config={trial['config']}"]
           + [f'--config.{k}={v}' for k, v in trial['config_overrides'].items()]
-          + [f"--workdir={os.path.join(os.path.abspath(sweep_dir), trial['name'])}"])
+          + [f"--workdir={os.path.join(os.path.abspath(sweep_dir), trial['name'])}"]
+          + (['--allow_schedule_change'] if allow_schedule_change else []))
 
 
 def read_status(trial_dir: str) -> dict:
@@ -219,13 +264,30 @@ def is_done(trial_dir: str) -> bool:
   return os.path.exists(os.path.join(trial_dir, workdir_lib.FINAL_METRICS))
 
 
+def final_result(trial_dir: str) -> dict | None:
+  """A trial's final metrics if it finished, else None. Where trial.json records the
+  trial's last attempt, that attempt must have finished: a rerun that failed (train.py
+  refused the trial's new config) or is still queued or running leaves the previous
+  run's final_metrics.json behind, which is no result of the trial's config of now. A
+  workdir without trial.json (a train.py run copied in) has finished if the file is there."""
+  final = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.FINAL_METRICS))
+  state = read_status(trial_dir).get('state', 'done')
+  return final if final and state == 'done' else None
+
+
+ATTEMPT = '=== attempt'  # the line train.log starts each attempt with
+
+
 def failure(log_path: str, returncode: int) -> str:
-  """What ended a trial, in one line: train.py's own message, or how the process died."""
+  """What ended a trial, in one line: train.py's own message, or how the process died
+  (the last attempt's output only: train.log holds every attempt)."""
   if returncode < 0:
     name = signal.Signals(-returncode).name
     return f'killed by {name}' + (' (out of memory?)' if name == 'SIGKILL' else '')
   with open(log_path, errors='replace') as f:
-    lines = [l.strip() for l in f.readlines()[-300:] if l.strip()]
+    lines = f.readlines()
+  starts = [i for i, l in enumerate(lines) if l.startswith(ATTEMPT)]
+  lines = [l.strip() for l in lines[starts[-1] + 1 if starts else 0:][-300:] if l.strip()]
   ours = [l for l in lines if l.startswith(('train.py: error:', 'train.py: stopped:'))]
   last = ours[-1] if ours else (lines[-1] if lines else 'no output')
   return f'exit {returncode}: {last[:500]}'
@@ -283,15 +345,20 @@ def _parent_death_signal():
 _end_with_parent = _parent_death_signal()
 
 
-def run_trial(sweep_dir: str, trial: dict, children: Children, env=None) -> dict:
-  """Run (or resume) one trial as its own train.py process; returns its trial.json."""
+def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
+              allow_schedule_change: bool = False) -> dict:
+  """Run (or resume) one trial as its own train.py process; returns its trial.json.
+  The trial is done only when its train.py succeeded for the trial's config of now."""
   trial_dir = os.path.join(sweep_dir, trial['name'])
   os.makedirs(trial_dir, exist_ok=True)
   status = read_status(trial_dir)
   if trial_state(sweep_dir, trial) == 'done':
+    if status.get('state', 'done') != 'done':  # (a failed rerun's config was put back)
+      status.update(state='done', error=None)
+      write_status(trial_dir, status)
     status['state'] = 'done'
     return status
-  cmd = command(sweep_dir, trial)
+  cmd = command(sweep_dir, trial, allow_schedule_change)
   status.update(name=trial['name'], overrides=trial['overrides'], command=cmd,
                 **slot_record(env or {}),
                 state='running', host=socket.gethostname(), started=time.time(),
@@ -302,7 +369,7 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None) -> dict
   log_path = os.path.join(trial_dir, LOG)
   start = time.time()
   with open(log_path, 'a') as log:
-    log.write(f"=== attempt {status['attempts']} on {status['host']} at "
+    log.write(f"{ATTEMPT} {status['attempts']} on {status['host']} at "
               f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(cmd)}\n")
     log.flush()
     # Its own session: a terminal's Ctrl-C reaches sweep.py only, which stops each trial
@@ -317,11 +384,13 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None) -> dict
       children.remove(proc)
   status['wall_time'] = status.get('wall_time', 0.0) + time.time() - start
   status['returncode'] = returncode
-  if is_done(trial_dir):
+  if returncode == 0 and is_done(trial_dir):
+    # train.py succeeded: it checked the config against the saved one and removed the
+    # old final metrics if it trained on, so these are this config's.
     status['state'] = 'done'
   elif returncode == 0 or children.stopping.is_set():
     status['state'] = 'stopped'  # by a signal; a checkpoint was saved
-  else:
+  else:  # a refusal (exit 2) included: train.py's line says why and what to pass
     status['state'], status['error'] = 'failed', failure(log_path, returncode)
   write_status(trial_dir, status)
   return status
@@ -344,27 +413,34 @@ def visible_gpus() -> list[str]:
   return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith('GPU'))]
 
 
-def local_slots(parallel: int) -> list[dict]:
-  """The environment of each of `parallel` concurrent trials: its share of the GPUs.
+def assign_slots(count: int, gpus: list[str]) -> list[dict]:
+  """The environment of each of `count` trials that run at once on `gpus`: its share.
 
-  Up to one trial per GPU, each trial gets its own GPUs. More trials than GPUs share
-  them: trial i runs on GPU i mod n, k = ceil(parallel / n) to a GPU, each allocating
-  as it needs (no preallocation) up to 1/k of the GPU's memory; a LeNet or ResNet-20
-  uses a sliver of an H100, so a grid of small CNNs runs k at a time on each. On a
-  CPU-only machine the trials share the cores.
+  Up to one trial per GPU, the GPUs are split among the trials, every one used (3 GPUs,
+  2 trials: GPU 0 and GPUs 1,2). More trials than GPUs share them: trial i runs on GPU
+  i mod n, and the k trials on a GPU each allocate as they need (no preallocation) up to
+  1/k of its memory; a LeNet or ResNet-20 uses a sliver of an H100, so a grid of small
+  CNNs runs k at a time on each. Without GPUs the trials share the CPU's cores.
   """
-  gpus = visible_gpus()
   if not gpus:
-    return [{} for _ in range(parallel)]
-  if parallel <= len(gpus):
-    share = len(gpus) // parallel
-    return [{'CUDA_VISIBLE_DEVICES': ','.join(gpus[i * share:(i + 1) * share])}
-            for i in range(parallel)]
-  per_gpu = -(-parallel // len(gpus))
-  fraction = math.floor(1000 / per_gpu) / 1000  # rounded down: k of them fit
-  return [{'CUDA_VISIBLE_DEVICES': gpus[i % len(gpus)],
-           'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
-           'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fraction:g}'} for i in range(parallel)]
+    return [{} for _ in range(count)]
+  if count <= len(gpus):
+    bounds = [len(gpus) * i // count for i in range(count + 1)]
+    return [{'CUDA_VISIBLE_DEVICES': ','.join(gpus[bounds[i]:bounds[i + 1]])}
+            for i in range(count)]
+  sharing = [len(range(g, count, len(gpus))) for g in range(len(gpus))]  # trials per GPU
+  envs = []
+  for i in range(count):
+    fraction = math.floor(1000 / sharing[i % len(gpus)]) / 1000  # rounded down: all fit
+    envs.append({'CUDA_VISIBLE_DEVICES': gpus[i % len(gpus)],
+                 'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
+                 'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fraction:g}'})
+  return envs
+
+
+def local_slots(count: int) -> list[dict]:
+  """assign_slots over this machine's GPUs."""
+  return assign_slots(count, visible_gpus())
 
 
 def slot_record(env: dict) -> dict:
@@ -387,15 +463,20 @@ def describe_slot(env: dict) -> str:
 
 def describe_slots(envs: list[dict]) -> str:
   """The plan's GPUs: ' on GPUs 0,1 (2 trials per GPU, each up to 0.5 of its memory)',
-  ' on GPUs 0,1 | 2,3' (two GPUs each), or '' (the CPU)."""
+  ' on GPUs 0,1 (3 trials on GPU 0, 2 on GPU 1, each up to 1/k of its memory with k on
+  its GPU)', ' on GPUs 0,1 | 2,3' (two GPUs each), or '' (the CPU)."""
   if not envs or not envs[0]:
     return ''
   gpus = list(dict.fromkeys(env['CUDA_VISIBLE_DEVICES'] for env in envs))
-  fraction = envs[0].get('XLA_PYTHON_CLIENT_MEM_FRACTION')
-  if not fraction:
+  if not envs[0].get('XLA_PYTHON_CLIENT_MEM_FRACTION'):
     return f" on GPU{'s' if len(envs) > 1 or ',' in gpus[0] else ''} {' | '.join(gpus)}"
-  return (f" on GPUs {','.join(gpus)} ({-(-len(envs) // len(gpus))} trials per GPU, each "
-          f'up to {fraction} of its memory)')
+  sharing = {g: sum(env['CUDA_VISIBLE_DEVICES'] == g for env in envs) for g in gpus}
+  if len(set(sharing.values())) == 1:
+    return (f" on GPUs {','.join(gpus)} ({sharing[gpus[0]]} trials per GPU, each up to "
+            f"{envs[0]['XLA_PYTHON_CLIENT_MEM_FRACTION']} of its memory)")
+  counts = ', '.join(f'{k} on GPU {g}' for g, k in sharing.items())
+  return (f" on GPUs {','.join(gpus)} ({counts.replace(' on', ' trials on', 1)}, each up "
+          'to 1/k of its memory with k on its GPU)')
 
 
 def _config_changes(trial_dir: str, trial: dict) -> dict | None:
@@ -454,19 +535,31 @@ def say(line: str):
 
 def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
            dry_run: bool, slurm: dict | None = None,
-           report_args: tuple = ('sweep.py', 'report')) -> bool:
+           report_args: tuple = ('sweep.py', 'report'),
+           allow_schedule_change: bool = False) -> bool:
   """Save the plan (DIR/sweep.json) and run its unfinished trials here, `parallel` at a
   time, or submit them as a SLURM job array when `slurm` gives its options; False if a
   local trial failed. One runner per sweep directory at a time: a second one would
-  start the same trials. A dry run prints the plan and writes nothing."""
+  start the same trials. Bad flags and a --workdir that holds something else are
+  refused before anything is written; a dry run prints the plan and writes nothing.
+  `allow_schedule_change` is passed on to each trial's train.py."""
+  if parallel is not None and parallel < 1:
+    raise SweepError(f'--parallel={parallel}: give at least 1 (trials at once)')
+  if slurm is not None and not dry_run and not shutil.which('sbatch'):
+    raise SweepError('--launcher=slurm: sbatch is not on PATH (is this a SLURM login '
+                     'node?); use --launcher=local to run here')
+
   def start(states):
     if slurm is None:
-      return run_local(sweep_dir, trials, states, parallel or 1, dry_run)
-    submit_slurm(sweep_dir, trials, states, slurm, parallel, dry_run, report_args)
+      return run_local(sweep_dir, trials, states, parallel or 1, dry_run,
+                       allow_schedule_change)
+    submit_slurm(sweep_dir, trials, states, slurm, parallel, dry_run, report_args,
+                 allow_schedule_change)
     return True
 
   if dry_run:
     return start([trial_state(sweep_dir, t) for t in trials])
+  check_plan(sweep_dir, spec)
   workdir_lib.check_usable(sweep_dir)
   with workdir_lib.Lock(sweep_dir):
     save_plan(sweep_dir, spec, trials)
@@ -474,15 +567,18 @@ def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
 
 
 def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: int,
-              dry_run: bool) -> bool:
-  """Run the trials not done here, `parallel` at a time; False if one failed."""
+              dry_run: bool, allow_schedule_change: bool = False) -> bool:
+  """Run the trials not done here, `parallel` at a time (at most as many as there are
+  to run: the GPUs are shared among those); False if one failed."""
   todo = [t for t, s in zip(trials, states) if s != 'done']
-  envs = local_slots(parallel)
+  at_once = max(1, min(parallel, len(todo)))
+  envs = local_slots(at_once)
   print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(todo)} done, '
-        f'{len(todo)} to run, {parallel} at a time{describe_slots(envs)}', flush=True)
+        f'{len(todo)} to run, {at_once} at a time{describe_slots(envs)}', flush=True)
   if dry_run:
     for trial, state in zip(trials, states):
-      print(f"[{state}] {trial['name']}\n    {shlex.join(command(sweep_dir, trial))}")
+      print(f"[{state}] {trial['name']}\n    "
+            f'{shlex.join(command(sweep_dir, trial, allow_schedule_change))}')
     return True
   slots = queue.Queue()
   for env in envs:
@@ -498,7 +594,7 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
     try:
       n = next(counter)
       say(f"[{n}/{len(todo)}] {trial['name']}: started{describe_slot(env)}")
-      status = run_trial(sweep_dir, trial, children, env)
+      status = run_trial(sweep_dir, trial, children, env, allow_schedule_change)
     finally:
       slots.put(env)
     detail = {'done': lambda: 'top-1 {:.2%}'.format(read_final(sweep_dir, trial)
@@ -508,7 +604,7 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
         f"{formatting.duration(status['wall_time'])} ({detail[status['state']]()})")
     return status['state']
 
-  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+  with concurrent.futures.ThreadPoolExecutor(at_once) as pool:
     outcomes = list(pool.map(work, todo))
   return 'failed' not in outcomes
 
@@ -535,7 +631,14 @@ def slurm_options(module=None, arg=None) -> dict:
   options = {'partition': None, 'gpus_per_task': 1, 'cpus_per_task': None, 'mem': None,
              'time': None, 'directives': []}
   if module is not None and callable(getattr(module, 'get_slurm', None)):
-    from_file = module.get_slurm(arg)
+    try:
+      from_file = module.get_slurm(arg)
+    except Exception as e:  # pylint: disable=broad-except  (the user's code)
+      raise SweepError(f'get_slurm({arg!r}) of the sweep file raised {error_line(e)}'
+                       ) from None
+    if not isinstance(from_file, dict):
+      raise SweepError(f'get_slurm({arg!r}) returned a {type(from_file).__name__}; it '
+                       f'returns a dict of {sorted(options)}')
     unknown = set(from_file) - set(options)
     if unknown:
       raise SweepError(f'get_slurm() returned unknown keys {sorted(unknown)}; it may set '
@@ -544,12 +647,15 @@ def slurm_options(module=None, arg=None) -> dict:
   for name in SLURM_OPTIONS:
     if FLAGS[name].present:
       options[name] = getattr(FLAGS, name)
+  for name, least in (('gpus_per_task', 0), ('cpus_per_task', 1)):
+    if options[name] is not None and options[name] < least:
+      raise SweepError(f'--{name}={options[name]}: give at least {least}')
   options['directives'] = list(options['directives']) + FLAGS.slurm_directive
   return options
 
 
 def slurm_script(sweep_dir: str, name: str, indices: list[int], options: dict,
-                 parallel: int | None) -> str:
+                 parallel: int | None, allow_schedule_change: bool = False) -> str:
   sweep_dir = os.path.abspath(sweep_dir)
   lines = ['#!/bin/bash', f'#SBATCH --job-name={name}',
            f"#SBATCH --array={array_spec(indices)}{f'%{parallel}' if parallel else ''}",
@@ -567,12 +673,14 @@ def slurm_script(sweep_dir: str, name: str, indices: list[int], options: dict,
   lines += ['', '# Task i runs trial i of sweep.json: python train.py, logged in the '
             "trial's train.log", f'cd {REPO}',
             f'exec {sys.executable} {REPO}/sweep.py trial --workdir={sweep_dir} '
-            '--index=$SLURM_ARRAY_TASK_ID', '']
+            '--index=$SLURM_ARRAY_TASK_ID'
+            + (' --allow_schedule_change' if allow_schedule_change else ''), '']
   return '\n'.join(lines)
 
 
 def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options: dict,
-                 parallel: int | None, dry_run: bool, report_args: tuple):
+                 parallel: int | None, dry_run: bool, report_args: tuple,
+                 allow_schedule_change: bool = False):
   """Submit the trials not done as one job array, and `report_args` after it."""
   indices = [i for i, s in enumerate(states) if s != 'done']
   name = 'sweep-' + os.path.basename(os.path.abspath(sweep_dir))
@@ -580,7 +688,7 @@ def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options:
         f'{len(indices)} to submit', flush=True)
   if not indices:
     return None
-  script = slurm_script(sweep_dir, name, indices, options, parallel)
+  script = slurm_script(sweep_dir, name, indices, options, parallel, allow_schedule_change)
   report = ['sbatch', '--parsable', '--dependency=afterany:{job}', f'--job-name={name}-report',
             f'--output={os.path.abspath(sweep_dir)}/slurm/report-%j.out', '--ntasks=1']
   report += [f"--partition={options['partition']}"] if options['partition'] else []
@@ -590,9 +698,6 @@ def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options:
     print(script)
     print('then: ' + ' '.join(report[:-1]) + f" '{report[-1]}'")
     return None
-  if not shutil.which('sbatch'):
-    raise SweepError('--launcher=slurm: sbatch is not on PATH (is this a SLURM login '
-                     'node?); use --launcher=local to run here')
   os.makedirs(os.path.join(sweep_dir, 'slurm'), exist_ok=True)
   path = os.path.join(sweep_dir, 'slurm', 'sweep.sbatch')
   with open(path, 'w') as f:

@@ -58,6 +58,39 @@ _CKPT_RESUME = TRAIN + [a for a in SHORT if 'num_train_steps' not in a] + [
     '--allow_schedule_change']
 
 
+def _sweeps_file(tmp, get_sweep_body, get_config_body=None):
+  """{tmp}/sweep_file.py: a sweep file over configs/lenet.py whose get_sweep (and,
+  given, get_config) runs the body given."""
+  config = (f'def get_config(arg=None):\n  {get_config_body}\n' if get_config_body else
+            'from configs.lenet import get_config\n')
+  (tmp / 'sweep_file.py').write_text(f'{config}\n\ndef get_sweep(arg=None):\n'
+                                     f'  {get_sweep_body}\n')
+
+
+def _sweeps_plan(tmp):
+  """{tmp}/sweep/sweep.json: a sweep of two trials that never ran."""
+  os.makedirs(tmp / 'sweep')
+  trials = ', '.join(
+      f'{{"name": "pooling={p}", "cwd": "{ROOT}", "overrides": {{"pooling": "{p}"}}, '
+      f'"config": "{ROOT}/configs/lenet.py:pooling={p}", "config_overrides": {{}}}}'
+      for p in ('max', 'avg'))
+  (tmp / 'sweep' / 'sweep.json').write_text(
+      f'{{"config": "{ROOT}/configs/sweeps/lenet_pooling.py", "trials": [{trials}]}}')
+
+
+# `python -c` running an entry point with every directory that holds sbatch left out of
+# PATH: the SLURM launcher on a machine without SLURM (even where the suite has one).
+_SWEEPS_NO_SBATCH = (
+    'import os, runpy, sys; '
+    "os.environ['PATH'] = os.pathsep.join(d for d in os.environ['PATH'].split(os.pathsep)"
+    " if not os.path.exists(os.path.join(d, 'sbatch'))); "
+    "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _sweeps_without_sbatch(argv):
+  return ['-c', _SWEEPS_NO_SBATCH, *argv]
+
+
 CASES = [
     # ------------------------------------------------------------- command lines
     Case('unknown key', TRAIN + ['--workdir={new}', '--config.batch_sise=32'],
@@ -103,7 +136,66 @@ CASES = [
     # visualize, summary, benchmark
 
     # ------------------------------------------------------------- sweeps, reproduce
-
+    Case('sweep: no such sweep file', ['sweep.py', '--config={tmp}/nope.py',
+                                       '--workdir={new}'], 'nope.py'),
+    Case('sweep: a train config as the sweep file', ['sweep.py', '--config=configs/lenet.py',
+                                                     '--workdir={new}'], 'get_sweep'),
+    Case('sweep: get_sweep raises RuntimeError',
+         ['sweep.py', '--config={tmp}/sweep_file.py', '--workdir={new}'], 'no GPU here',
+         lambda tmp: _sweeps_file(tmp, "raise RuntimeError('no GPU here')")),
+    Case('sweep: sweep file with a SyntaxError',
+         ['sweep.py', '--config={tmp}/sweep_file.py', '--workdir={new}'], 'SyntaxError',
+         lambda tmp: _sweeps_file(tmp, 'return [{)')),
+    Case('sweep: sweep file importing a missing module',
+         ['sweep.py', '--config={tmp}/sweep_file.py', '--workdir={new}'], 'no_such_module',
+         lambda tmp: _sweeps_file(tmp, 'import no_such_module')),
+    Case('sweep: get_config raises for a trial',
+         ['sweep.py', '--config={tmp}/sweep_file.py', '--workdir={new}'], 'RuntimeError',
+         lambda tmp: _sweeps_file(tmp, "return [{'pooling': 'max'}]",
+                                  "raise RuntimeError('broken base config')")),
+    Case('sweep: get_sweep returns a dict',
+         ['sweep.py', '--config={tmp}/sweep_file.py', '--workdir={new}'], 'list of trials',
+         lambda tmp: _sweeps_file(tmp, "return {'pooling': 'max'}")),
+    Case('sweep: unknown sweep argument', ['sweep.py', '--workdir={new}',
+                                           '--config=configs/sweeps/lenet_pooling.py:quik'],
+         'quik'),
+    Case('sweep: --parallel=0', ['sweep.py', '--config=configs/sweeps/lenet_pooling.py:quick',
+                                 '--workdir={new}', '--parallel=0'], '--parallel'),
+    Case('sweep: slurm without sbatch', _sweeps_without_sbatch(
+        ['sweep.py', '--config=configs/sweeps/lenet_pooling.py:quick', '--workdir={new}',
+         '--launcher=slurm']), 'sbatch'),
+    Case('sweep: negative --gpus_per_task', ['sweep.py', '--launcher=slurm', '--dry_run',
+                                             '--config=configs/sweeps/lenet_pooling.py',
+                                             '--workdir={new}', '--gpus_per_task=-1'],
+         'gpus_per_task'),
+    Case('sweep: unknown --launcher', ['sweep.py', '--config=configs/sweeps/lenet_pooling.py',
+                                       '--workdir={new}', '--launcher=slurmm'], 'launcher'),
+    Case('sweep: misspelt action', ['sweep.py', 'reprot', '--workdir={new}'], 'report'),
+    Case('sweep: no --workdir', ['sweep.py', '--config=configs/sweeps/lenet_pooling.py'],
+         '--workdir'),
+    Case('sweep: report of a directory with no sweep', ['sweep.py', 'report',
+                                                        '--workdir={run}'], 'sweep.json'),
+    Case('sweep: a train.py workdir as the sweep directory',
+         ['sweep.py', '--config=configs/sweeps/lenet_pooling.py:quick', '--workdir={run}'],
+         'config.json'),
+    Case('sweep: trial --index out of range', ['sweep.py', 'trial', '--workdir={tmp}/sweep',
+                                               '--index=7'], '--index=7', _sweeps_plan),
+    Case('reproduce: misspelt table', ['reproduce.py', 'lenet_mnst'], 'lenet_mnist'),
+    Case('reproduce: misspelt action', ['reproduce.py', 'lenet_mnist', 'rnu',
+                                        '--workdir={new}'], 'run'),
+    Case('reproduce: no --workdir', ['reproduce.py', 'lenet_mnist', 'plan'], '--workdir'),
+    Case('reproduce: --seeds=0', ['reproduce.py', 'lenet_mnist', 'run', '--workdir={new}',
+                                  '--seeds=0'], '--seeds'),
+    Case('reproduce: --parallel=0', ['reproduce.py', 'lenet_mnist', 'run', '--workdir={new}',
+                                     '--parallel=0'], '--parallel'),
+    Case('reproduce: slurm without sbatch', _sweeps_without_sbatch(
+        ['reproduce.py', 'lenet_mnist', 'run', '--workdir={new}', '--launcher=slurm']),
+         'sbatch'),
+    Case('reproduce: missing benchmark file', ['reproduce.py', 'lenet_mnist', 'plan',
+                                               '--workdir={new}', '--benchmark={tmp}/b.json'],
+         'b.json'),
+    Case('reproduce: a train.py workdir as the table directory',
+         ['reproduce.py', 'lenet_mnist', 'run', '--workdir={run}'], 'config.json'),
 ]
 
 

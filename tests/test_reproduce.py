@@ -113,10 +113,12 @@ def test_report_over_real_short_runs(tmp_path):
 
 def test_cli_run_dry_run_and_report(tmp_path):
   result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
-                           f'--workdir={tmp_path}', '--dry_run'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                           f'--workdir={tmp_path}', '--dry_run', '--allow_schedule_change'],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert '2 trials in' in result.stdout and 'configs/lenet.py:mnist=true' in result.stdout
+  commands = [l for l in result.stdout.splitlines() if 'train.py' in l]
+  assert len(commands) == 2 and all(c.endswith(' --allow_schedule_change') for c in commands)
   result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'report',
                            f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
@@ -125,7 +127,25 @@ def test_cli_run_dry_run_and_report(tmp_path):
   result = subprocess.run([sys.executable, 'reproduce.py', 'resnet_cifar100', 'plan',
                            f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
-  assert result.returncode == 1 and 'tables: resnet_cifar10, ' in result.stderr
+  assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
+  assert result.stderr.startswith("reproduce.py: error: no table 'resnet_cifar100' (did you "
+                                  'mean resnet_cifar10?)'), result.stderr
+
+
+def test_a_row_whose_rerun_failed_is_failed_not_done(tmp_path):
+  """A row's workdir holds the final metrics of an earlier run, but its last attempt
+  failed (train.py refused the row's config of now): the report says failed and shows
+  no result, as for a row never finished."""
+  row = tmp_path / 'lenet5_mnist5k'
+  os.makedirs(row)
+  (row / 'final_metrics.json').write_text(json.dumps({'top1': 0.99, 'top5': 1.0}))
+  (row / 'trial.json').write_text(json.dumps({
+      'state': 'failed', 'returncode': 2,
+      'error': 'exit 2: train.py: error: num_train_steps 30 -> 40 changes the learning rate'}))
+  text = reproduce.report('lenet_mnist', str(tmp_path))
+  cells = [c.strip() for c in [l for l in text.splitlines()
+                               if l.startswith('| lenet5_mnist5k |')][0].strip('|').split('|')]
+  assert cells[5] == '' and cells[12] == 'failed', cells  # not 1.00 % error, not done
 
 
 def test_cli_run_trains_the_missing_rows_and_reports(trained_lenet, tmp_path):

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from configs import hyper
+from lib import sweep_report
 from lib import sweeps as sweep
 from lib import workdir as workdir_lib
 
@@ -86,26 +87,41 @@ def write_sweep_file(path, body):
   return str(path)
 
 
-@pytest.mark.parametrize('visible, parallel, want', [
-    (None, 2, [{}, {}]),                                    # the CPU: the cores are shared
-    ('0,1,2,3', 2, [{'CUDA_VISIBLE_DEVICES': '0,1'}, {'CUDA_VISIBLE_DEVICES': '2,3'}]),
-    ('4,5', 2, [{'CUDA_VISIBLE_DEVICES': '4'}, {'CUDA_VISIBLE_DEVICES': '5'}]),
-    ('0,1', 5, [('0', '0.333'), ('1', '0.333'), ('0', '0.333'), ('1', '0.333'),
-                ('0', '0.333')]),                           # 3 to a GPU at most
-    ('7', 4, [('7', '0.25')] * 4),
+def shared(gpu, fraction):
+  return {'CUDA_VISIBLE_DEVICES': gpu, 'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
+          'XLA_PYTHON_CLIENT_MEM_FRACTION': fraction}
+
+
+@pytest.mark.parametrize('gpus, count, want', [
+    ([], 2, [{}, {}]),                                      # the CPU: the cores are shared
+    (['0', '1', '2', '3'], 2, [{'CUDA_VISIBLE_DEVICES': '0,1'},
+                               {'CUDA_VISIBLE_DEVICES': '2,3'}]),
+    (['4', '5'], 2, [{'CUDA_VISIBLE_DEVICES': '4'}, {'CUDA_VISIBLE_DEVICES': '5'}]),
+    (['0', '1', '2'], 2, [{'CUDA_VISIBLE_DEVICES': '0'},    # no GPU idles
+                          {'CUDA_VISIBLE_DEVICES': '1,2'}]),
+    # 5 trials on 2 GPUs: trials 0, 2, 4 share GPU 0 (a third each), 1 and 3 GPU 1 (half)
+    (['0', '1'], 5, [shared('0', '0.333'), shared('1', '0.5'), shared('0', '0.333'),
+                     shared('1', '0.5'), shared('0', '0.333')]),
+    (['7'], 4, [shared('7', '0.25')] * 4),
 ])
-def test_each_trial_gets_its_gpus_and_share(monkeypatch, visible, parallel, want):
-  """More trials than GPUs share them: no preallocation, each up to 1/k of a GPU's
-  memory with k trials to a GPU."""
-  if visible is None:
-    monkeypatch.delenv('CUDA_VISIBLE_DEVICES', raising=False)
-    monkeypatch.setattr(sweep.shutil, 'which', lambda name: None)  # no nvidia-smi
-  else:
-    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', visible)
-  want = [w if isinstance(w, dict) else {
-      'CUDA_VISIBLE_DEVICES': w[0], 'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
-      'XLA_PYTHON_CLIENT_MEM_FRACTION': w[1]} for w in want]
-  assert sweep.local_slots(parallel) == want
+def test_each_trial_gets_its_gpus_and_share(gpus, count, want):
+  """Every GPU is used; more trials than GPUs share them: no preallocation, each up to
+  1/k of its GPU's memory with k trials on that GPU."""
+  assert sweep.assign_slots(count, gpus) == want
+
+
+def test_the_gpu_share_comes_from_the_trials_that_run(monkeypatch, tmp_path):
+  """--parallel=1000 for 4 trials on one GPU: 4 at a time, a quarter of it each (not
+  1/1000); the machine's GPUs come from CUDA_VISIBLE_DEVICES."""
+  monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,6')
+  assert sweep.local_slots(2) == [{'CUDA_VISIBLE_DEVICES': '4'},
+                                  {'CUDA_VISIBLE_DEVICES': '6'}]
+  code, out, err = run_sweep('--config=configs/sweeps/lenet_pooling.py:quick',
+                             f'--workdir={tmp_path}/s', '--parallel=1000', '--dry_run',
+                             env={'CUDA_VISIBLE_DEVICES': '7'})
+  assert code == 0, err
+  assert ('4 to run, 4 at a time on GPUs 7 (4 trials per GPU, each up to 0.25 of its '
+          'memory)') in out, out
 
 
 def test_bad_sweeps_fail_before_anything_runs(tmp_path):
@@ -128,21 +144,50 @@ def test_bad_sweeps_fail_before_anything_runs(tmp_path):
   assert not (tmp_path / 'never').exists()
   code, _, err = run_sweep('--config=configs/sweeps/nope.py', f'--workdir={tmp_path}/x')
   assert code == 2 and 'no such sweep file' in err, err
+  # A sweep file is code: whatever it raises is named with the file, in one line.
+  raises = write_sweep_file(tmp_path / 'raises.py', "[] if arg else 1 / 0")
+  with pytest.raises(sweep.SweepError, match=r'raises.py raised ZeroDivisionError: division '
+                                             r'by zero$'):
+    sweep.expand(raises)
+  (tmp_path / 'syntax.py').write_text('def get_sweep(arg=None):\n  return [{)\n')
+  with pytest.raises(sweep.SweepError, match=r'sweep file .*syntax.py failed to load: '
+                                             r'SyntaxError: .*line 2'):
+    sweep.expand(str(tmp_path / 'syntax.py'))
+
+
+def test_a_failure_is_told_by_the_last_attempt_of_its_log(tmp_path):
+  """train.log holds every attempt: an old refusal is not why the last one failed."""
+  log = tmp_path / 'train.log'
+  log.write_text('=== attempt 1 on h at t: train.py\ntrain.py: error: an old refusal\n'
+                 '=== attempt 2 on h at t: train.py\nTraceback (most recent call last):\n'
+                 '  File "train.py", line 1\nMemoryError: out of host memory\n')
+  assert sweep.failure(str(log), 1) == 'exit 1: MemoryError: out of host memory'
 
 
 def test_slurm_script_from_file_and_flags(tmp_path):
   code, out, err = run_sweep('--config=configs/sweeps/resnet_depth.py', '--launcher=slurm',
                              f'--workdir={tmp_path}/rd', '--dry_run', '--partition=gpu',
                              '--time=1:00:00', '--parallel=2',
-                             '--slurm_directive=--account=lab')
+                             '--slurm_directive=--account=lab', '--allow_schedule_change')
   assert code == 0, err
   for line in ['#SBATCH --array=0-4%2', '#SBATCH --partition=gpu', '#SBATCH --gres=gpu:1',
                '#SBATCH --cpus-per-task=8',  # from the sweep file's get_slurm
                '#SBATCH --time=1:00:00',     # the flag over the file's 12:00:00
-               '#SBATCH --account=lab', '--index=$SLURM_ARRAY_TASK_ID',
+               '#SBATCH --account=lab',
+               '--index=$SLURM_ARRAY_TASK_ID --allow_schedule_change\n',  # to train.py
                '--dependency=afterany:']:
     assert line in out, line
   assert not os.path.exists(f'{tmp_path}/rd'), 'a dry run writes nothing'
+
+
+def test_slurm_without_sbatch_is_refused_before_anything_is_written(tmp_path):
+  path = os.pathsep.join(d for d in os.environ['PATH'].split(os.pathsep)
+                         if not os.path.exists(os.path.join(d, 'sbatch')))
+  code, out, err = run_sweep('--config=configs/sweeps/lenet_pooling.py:quick',
+                             '--launcher=slurm', f'--workdir={tmp_path}/s', env={'PATH': path})
+  assert code == 2 and err.count('\n') == 1, err
+  assert 'sbatch is not on PATH' in err and '--launcher=local' in err
+  assert not os.path.exists(f'{tmp_path}/s'), os.listdir(f'{tmp_path}/s')  # no sweep.json
 
 
 # ------------------------------------------------------------------- a local sweep
@@ -413,3 +458,91 @@ def test_ctrl_c_stops_the_trials_with_a_checkpoint_and_the_same_command_resumes(
   assert code == 0, out + err
   assert f'from step {step}' in log.read_text().split('=== attempt 2')[1]
   assert json.loads((trial_dir / 'trial.json').read_text())['state'] == 'done'
+
+
+# A sweep file whose base config (its get_config) sets the run's length: editing STEPS
+# is editing the base config under a finished sweep.
+LENGTH_SWEEP = '''from configs import hyper
+from configs.lenet import get_config as lenet
+
+
+def get_config(arg=None):
+  c = lenet(arg)
+  c.num_epochs, c.num_train_steps = None, STEPS
+  c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 4
+  c.schedule.warmup_steps = 2
+  return c
+
+
+def get_sweep(arg=None):
+  return hyper.sweep('pooling', ['max'])
+'''
+
+
+def test_a_trial_train_py_refuses_is_failed_not_done_with_old_results(tmp_path):
+  """The base config made longer (8 -> 12 steps of a cosine schedule) under a finished
+  sweep: train.py refuses to resume (the learning rate ahead changes), so the trial has
+  failed with train.py's line, whatever final_metrics.json its 8-step run left, and
+  sweep.py exits non-zero; --allow_schedule_change is passed on and finishes it."""
+  spec = tmp_path / 'length.py'
+  spec.write_text(LENGTH_SWEEP.replace('STEPS', '8'))
+  sweep_dir = tmp_path / 'sweep'
+  trial_dir = sweep_dir / 'pooling=max'
+  args = [f'--config={spec}', f'--workdir={sweep_dir}']
+  code, out, err = run_sweep(*args)
+  assert code == 0, out + err
+  assert json.loads((trial_dir / workdir_lib.FINAL_METRICS).read_text())['step'] == 8
+
+  spec.write_text(LENGTH_SWEEP.replace('STEPS', '12'))
+  code, out, err = run_sweep(*args)
+  assert code == 1, out + err
+  status = json.loads((trial_dir / 'trial.json').read_text())
+  assert (status['state'], status['returncode']) == ('failed', 2), status
+  error = status['error']  # train.py's refusal: the key that changed and the flag to pass
+  assert error.startswith('exit 2: train.py: error: ') and '8 -> 12' in error, error
+  assert 'num_train_steps' in error and '--allow_schedule_change' in error, error
+  assert 'pooling=max: failed after' in out and '1 trials: 1 failed.' in out, out
+  row, = csv.DictReader(open(sweep_dir / 'results.csv'))
+  assert (row['status'], row['step']) == ('failed', '8'), row  # how far it got
+  code, _, _ = run_sweep('report', f'--workdir={sweep_dir}')  # the report alone says so too
+  assert code == 0 and '1 trials: 1 failed.' in (sweep_dir / 'results.md').read_text()
+
+  code, out, err = run_sweep(*args, '--allow_schedule_change')
+  assert code == 0, out + err
+  assert '--allow_schedule_change' in (trial_dir / 'train.log').read_text().split(
+      '=== attempt 3')[1].splitlines()[0]
+  status = json.loads((trial_dir / 'trial.json').read_text())
+  assert (status['state'], status['error'], status['attempts']) == ('done', None, 3)
+  assert json.loads((trial_dir / workdir_lib.FINAL_METRICS).read_text())['step'] == 12
+  row, = csv.DictReader(open(sweep_dir / 'results.csv'))
+  assert (row['status'], row['step']) == ('done', '12'), row
+
+
+def test_the_plots_legends_cover_no_data(tmp_path, monkeypatch):
+  """learning_curves.png and top1_vs_<p>.png of a 2x2 sweep: each legend lies outside
+  every plot's axes (the :quick sweep's legend covered its curves)."""
+  trials = [{'name': f'pooling={p},activation={a}', 'overrides': {'pooling': p,
+                                                                 'activation': a}}
+            for p in ('max', 'avg') for a in ('relu', 'tanh')]
+  for i, trial in enumerate(trials):
+    os.makedirs(tmp_path / trial['name'])
+    records = [{'split': 'train', 'step': s, 'loss': 2.0 / (s + i)} for s in (10, 20, 30)]
+    records += [{'split': 'test', 'step': s, 'top1': 0.5 + s / 100 + i / 50, 'top5': 1.0,
+                 'loss': 1.0} for s in (15, 30)]
+    (tmp_path / trial['name'] / workdir_lib.METRICS).write_text(
+        ''.join(json.dumps(r) + '\n' for r in records))
+  figures = []
+  monkeypatch.setattr(sweep_report.plt, 'close', figures.append)  # keep them to measure
+  rows = [dict(t['overrides'], status='done', top1=0.9 - i / 100)
+          for i, t in enumerate(trials)]
+  sweep_report.plot_accuracy(rows, ['pooling', 'activation'], str(tmp_path / 'plots'))
+  sweep_report.plot_learning_curves(str(tmp_path), trials, str(tmp_path / 'plots'))
+  assert len(figures) == 3
+  for fig in figures:
+    renderer = fig.canvas.get_renderer()
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert legends
+    for legend in legends:
+      for ax in fig.axes:
+        assert not legend.get_window_extent(renderer).overlaps(
+            ax.get_window_extent(renderer)), (fig.axes[0].get_xlabel(), ax.get_ylabel())
