@@ -116,8 +116,8 @@ def read_saved(workdir: str) -> ml_collections.ConfigDict | None:
       except (TypeError, ValueError):
         expected = type(node.get(key)).__name__
         raise ContractError(
-            f'{path}: "{prefix}{key}" is {json.dumps(value)}, a {type(value).__name__} where '
-            f'the config has a {expected}; {fix}') from None
+            f'{path}: "{prefix}{key}" is {json.dumps(value)}, of type {type(value).__name__} '
+            f'where the config has type {expected}; {fix}') from None
   merge(config, saved)
   return config
 
@@ -140,16 +140,21 @@ def read_facts(workdir: str) -> dict | None:
   return facts if isinstance(facts, dict) and 'dataset' in facts else None
 
 
+def _names(classes: list, most: int = 12) -> str:
+  """' (c0, c1, c2)' for a message ('' for a dataset without class names)."""
+  if not classes:
+    return ''
+  return f" ({', '.join(map(str, classes[:most]))}{', ...' if len(classes) > most else ''})"
+
+
 def dataset_change(saved: dict, info) -> str | None:
   """How the dataset differs from the one the run was trained on (its run.json facts):
   'the train split had 360 images, now 600', or None."""
   was = saved['dataset']
   changed = []
   if was['num_classes'] != info.num_classes:
-    names = lambda c: f" ({', '.join(map(str, c[:12]))}{', ...' if len(c) > 12 else ''})" \
-        if c else ''
-    changed.append(f"it had {was['num_classes']} classes{names(was['classes'])}, now "
-                   f'{info.num_classes}{names(list(info.label_names))}')
+    changed.append(f"it had {was['num_classes']} classes{_names(was['classes'])}, now "
+                   f'{info.num_classes}{_names(list(info.label_names))}')
   elif was['classes'] and list(info.label_names) and was['classes'] != list(info.label_names):
     changed.append(f"its classes were {', '.join(was['classes'])}, now "
                    f"{', '.join(info.label_names)}")

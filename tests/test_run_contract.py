@@ -312,8 +312,8 @@ def test_a_fine_tune_run_resumes_once_its_source_has_moved(finished, tmp_path, c
 
 @pytest.mark.parametrize('content,named', [
     ('{"batch_size": 32, "mod', 'config.json cannot be read (JSONDecodeError'),
-    ('{"batch_size": "64"}', 'config.json: "batch_size" is "64", a str where the config has '
-                             'a int'),
+    ('{"batch_size": "64"}', 'config.json: "batch_size" is "64", of type str where the '
+                             'config has type int'),
     ('{"schedule": {"learning_rate": [1]}}', '"schedule.learning_rate" is [1]'),
     ('[1, 2]', 'config.json holds a list, not a config'),
 ])
