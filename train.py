@@ -13,6 +13,7 @@ or `log_every_epochs`). Running the same command on the same workdir resumes.
 """
 
 import concurrent.futures
+import dataclasses
 import functools
 import json
 import os
@@ -180,10 +181,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     # --- set-up and validation, all before anything compiles or is written
     run_contract.resolve_paths(config)
     experiment.check(config, given=given)  # everything that needs no data
+    resuming = bool(checkpoints.saved_steps(workdir))
+    if not resuming:  # (a resumed fine-tune run reads its own checkpoints, not its source)
+      experiment.check_init_from(config)
     info = input_pipeline.dataset_info(config)
     input_pipeline.check_config(config, info)
     exp = experiment.setup(config, info, parallel.data_mesh())
-    weights = initial_weights(exp)
+    experiment.check_length(config, exp.length)
+    weights = None if resuming else initial_weights(exp)
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
       lock = workdir_lib.Lock(workdir).acquire()
@@ -205,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
 
 def initial_weights(exp: experiment.Experiment) -> dict | None:
   """config.init_from's weights (params and BatchNorm statistics, host arrays), checked
-  against the model; None without init_from."""
+  against the model, and the step they are of ('step'); None without init_from."""
   source = exp.config.init_from
   if not source:
     return None
@@ -221,14 +226,16 @@ def initial_weights(exp: experiment.Experiment) -> dict | None:
   if wrong:
     raise ValueError(f'config.init_from={source}: {wrong}; its model differs from this '
                      "config's")
-  return weights
+  return {**weights, 'step': int(state['step'])}
 
 
 def check_contract(exp: experiment.Experiment, workdir: str,
                    allow_schedule_change: bool) -> dict:
-  """The run contract (lib/run_contract.py): {} for a new run or the same config; the
-  durations and periods a resume changes; ContractError for anything else."""
-  config = exp.config
+  """The run contract (lib/run_contract.py): {} for a new run or the same run; the
+  durations and periods a resume changes; ContractError for anything else: another
+  config, another dataset (run.json's sizes and classes), a change of anything that
+  depends on the run's length without `allow_schedule_change`."""
+  config, info = exp.config, exp.info
   steps = checkpoints.saved_steps(workdir)
   if not steps:  # nothing trained yet: the config (re)starts the run
     return {}
@@ -237,7 +244,16 @@ def check_contract(exp: experiment.Experiment, workdir: str,
     raise run_contract.ContractError(
         f'--workdir={workdir} has checkpoints but no {run_contract.CONFIG} to say what '
         'they were trained with; restore that file, or choose a new --workdir')
-  diff = run_contract.check_resume(saved, config, workdir)
+  facts = run_contract.read_facts(workdir)
+  data_changed = facts and run_contract.dataset_change(facts, info)
+  if data_changed:
+    raise run_contract.ContractError(
+        f'--workdir={workdir} was trained on another {info.name} than there is now: '
+        f'{data_changed}. Its checkpoints are of that data, so it cannot resume on this; '
+        f'put the data back as it was, or choose a new --workdir (with '
+        f'--config.init_from={workdir} to start from its weights)')
+  saved_classes = facts['dataset']['num_classes'] if facts else info.num_classes
+  diff = run_contract.check_resume(saved, config, workdir, saved_classes, info.num_classes)
   if not diff:
     return diff
   latest, total = steps[-1], exp.length.total_steps
@@ -246,18 +262,26 @@ def check_contract(exp: experiment.Experiment, workdir: str,
         f'--workdir={workdir} is at step {latest}, past the {total} steps this config asks '
         f'for ({run_contract.describe(diff)}); choose a new --workdir (with '
         f'--config.init_from={workdir} to start from its weights)')
-  old = experiment.run_length(saved, exp.info)
-  old_schedule = optim.create_schedule(saved, old.steps_per_epoch, old.total_steps)
-  moved = run_contract.schedule_change(old_schedule, exp.schedule, old.total_steps, latest)
+  # The saved run's length as it was resolved (run.json), not rebuilt from today's data.
+  old = experiment.run_length(saved, info)
+  if facts:
+    old = dataclasses.replace(old, steps_per_epoch=facts['steps_per_epoch'],
+                              total_steps=facts['total_steps'])
+  moved = run_contract.length_change(
+      experiment.length_dependent(saved, exp.model, old),
+      experiment.length_dependent(config, exp.model, exp.length), latest, total)
   if moved and not allow_schedule_change:
+    what, where = moved
+    why = config.schedule.name if what == 'the learning rate' else 'it'
     raise run_contract.ContractError(
-        f'{run_contract.describe(diff)} changes the learning rate of the steps ahead of '
-        f'{workdir} ({moved}), since {config.schedule.name} depends on the run\'s length; '
-        'pass --allow_schedule_change to resume with the new schedule, or choose a new '
-        '--workdir')
+        f'{run_contract.describe(diff)} changes {what} of the steps ahead of {workdir} '
+        f"({where}), since {why} depends on the run's length; pass --allow_schedule_change "
+        'to resume with the new schedule, or choose a new --workdir')
   if latest < total:
-    print(f'Resuming with config changes: {run_contract.describe(diff)}; the learning rate '
-          + (f'changes at {moved}' if moved else 'of the steps ahead is unchanged'),
+    print(f'Resuming with config changes: {run_contract.describe(diff)}; '
+          + (f'{moved[0]} changes at {moved[1]}' if moved
+             else "the learning rate of the steps ahead is unchanged, as is all else that "
+             "depends on the run's length"),
           flush=True)
   return diff
 
@@ -307,8 +331,11 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
     state = init.compile(compiler_options=run_once_options(mesh.devices.flat[0].platform))(
         seed)
     if weights is not None:  # config.init_from: its weights, placed as the state's are
+      print(f"Starting from the weights of {config.init_from} (its step {weights['step']})",
+            flush=True)
       state = state.replace(**jax.device_put(
-          weights, {'params': exp.state_sharding.params,
+          {'params': weights['params'], 'batch_stats': weights['batch_stats']},
+          {'params': exp.state_sharding.params,
                     'batch_stats': exp.state_sharding.batch_stats}))
       if state.ema is not None:  # the lookahead average starts from them too, in buffers
         state = state.replace(ema=jax.jit(lambda t: jax.tree.map(jnp.copy, t))(  # of its own
@@ -323,7 +350,8 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   else:
     print(f'Resuming {workdir} from step {start}', flush=True)
   if primary:
-    run_contract.save(workdir, config, changed, start)
+    run_contract.save(workdir, config, changed, start,
+                      run_contract.run_facts(info, exp.length))
     # A finished run made longer is unfinished again: its final metrics come at the end.
     if os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS)):
       os.remove(os.path.join(workdir, workdir_lib.FINAL_METRICS))
@@ -423,7 +451,10 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
         f'{jax.device_count()} devices{where}', flush=True)
   if info.num_corrupt and start == 0:
     log.write({'split': 'data', 'step': 0, 'num_corrupt_files_skipped': info.num_corrupt})
+  # Throughput: the interval since the last log line, less the evaluations in it (each
+  # timed from when the steps before it have finished: steps are dispatched ahead).
   t_last, step_last, t_start = time.time(), start, time.time()
+  evaluating = 0.0  # seconds of evaluation since the last log line
   record = None
   multiprocess = jax.process_count() > 1
   try:
@@ -437,8 +468,8 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
         check_finite(state, step)
         state = state.replace(metrics=jax.device_put(experiment.zero_metrics(), replicated))
         now = time.time()
-        rate = (step - step_last) * config.batch_size / (now - t_last)
-        t_last, step_last = now, step
+        rate = (step - step_last) * config.batch_size / max(now - t_last - evaluating, 1e-9)
+        t_last, step_last, evaluating = now, step, 0.0
         good_steps = max(int(m['steps']), 1)
         train_record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / good_steps),
                         'top1': float(m['top1'] / good_steps),
@@ -454,9 +485,11 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
                  if train_record['nonfinite_steps'] else ''), flush=True)
       if step % exp.length.eval_every == 0 or step == total_steps:
         check_finite(state, step)
+        jax.block_until_ready(state)  # (the training steps before it are training time)
+        t_eval = time.time()
         record = evaluate(state, step)
         state = after_eval(state, step, record)
-        t_last = time.time()  # evaluation time is not training throughput
+        evaluating += time.time() - t_eval  # evaluation time is not training throughput
       signalled = stop_signal()
       if multiprocess:  # every process must stop at the same step to save together
         signalled = signalled or (

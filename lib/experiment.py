@@ -198,9 +198,6 @@ def _check_training(config):
   if config.on_nonfinite not in ('stop', 'skip'):
     raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip'; got "
                      f'{config.on_nonfinite!r}')
-  if config.init_from and not checkpoints.saved_steps(config.init_from):
-    raise ValueError(f'config.init_from={config.init_from}: no checkpoint there; give the '
-                     'workdir of a training run')
   if config.batch_size % jax.device_count():
     raise ValueError(f'config.batch_size={config.batch_size} is not divisible by the '
                      f'{jax.device_count()} devices; use a multiple of {jax.device_count()}')
@@ -243,6 +240,47 @@ def run_length(config, info) -> RunLength:
                    steps['eval_every_steps'], steps['checkpoint_every_steps'])
 
 
+def check_init_from(config):
+  """config.init_from names a workdir with a checkpoint. Only a new run reads its source:
+  a resumed fine-tune run goes on from its own checkpoints, wherever the source went."""
+  if config.init_from and not checkpoints.saved_steps(config.init_from):
+    raise ValueError(f'config.init_from={config.init_from}: no checkpoint there; give the '
+                     'workdir of a training run')
+
+
+def check_length(config, length: RunLength):
+  """What cannot work in a run of this length: a lookahead average never updated (its
+  first update is at step lookahead.every)."""
+  every = config.lookahead.every
+  if every > length.total_steps:
+    raise ValueError(f'config.lookahead.every={every} is longer than the run '
+                     f'({length.total_steps} steps): the average would never be updated; '
+                     f'set it to at most {length.total_steps} (airbench94: 5), or 0 for no '
+                     'lookahead')
+
+
+def length_dependent(config, model, length: RunLength) -> dict:
+  """{what: vectorised step -> value} of everything in a run that depends on its length
+  (`step`: the state's step counter as a step starts, as the schedule reads it): the
+  learning rate, the lookahead average's weight and final copy, the steps a recipe's
+  parameters train for (models.frozen_after_epochs). A resume that changes any of these
+  for the steps ahead changes the run (run_contract.length_change)."""
+  out = {'the learning rate': optim.create_schedule(config, length.steps_per_epoch,
+                                                    length.total_steps)}
+  la = config.lookahead
+  if la.every:
+    t = lambda step: step + 1  # (the lookahead acts after the step's update)
+    out["the lookahead average's weight"] = lambda step: jnp.where(
+        t(step) % la.every == 0, lookahead_weight(la, t(step), length.total_steps), 0.0)
+    out["the lookahead's final copy"] = lambda step: lookahead_final(
+        la, t(step), length.total_steps).astype(jnp.float32)
+  for path, epochs in models.frozen_after_epochs(model).items():
+    frozen_at = round(epochs * length.steps_per_epoch)
+    out[f'the training of {path}'] = (
+        lambda step, at=frozen_at: (step < at).astype(jnp.float32))
+  return out
+
+
 # ------------------------------------------------------------------------------ set-up
 
 
@@ -273,7 +311,7 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   Traces (eval_shape) but compiles nothing: shape errors surface here."""
   model = create_model(config, info.num_classes)
   length = run_length(config, info)
-  frozen_after = {path: round(epochs * length.steps_per_epoch)
+  frozen_after = {path: round(epochs * length.steps_per_epoch)  # (as length_dependent)
                   for path, epochs in models.frozen_after_epochs(model).items()}
   tx = optim.create_optimizer(config, models.frozen_params(model), frozen_after)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
@@ -325,19 +363,32 @@ def cross_entropy(logits, labels, num_classes, smoothing):
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
+def lookahead_weight(la, t, total_steps: int):
+  """The weight of the average's old value at an update after step t (airbench94's
+  alpha_schedule): decay**every * (t/T)**power."""
+  return la.decay ** la.every * (jnp.asarray(t, jnp.float32) / total_steps) ** la.power
+
+
+def lookahead_final(la, t, total_steps: int):
+  """Whether the state takes the average after step t although t is no update step: at
+  the last step (airbench94's update with decay 1.0), once the average has been updated
+  (from step `every` on; check_length refuses a run shorter than that)."""
+  return (t >= total_steps) & (t >= la.every)
+
+
 def lookahead(config, state, total_steps: int):
   """airbench's lookahead (Zhang et al. 2019 as airbench94 does it): every `every` steps
   the average moves toward the parameters and BatchNorm statistics, with weight
-  decay**every * (t/T)**power on its old value, and the state takes the average; at the
-  last step the state takes the average as it stands."""
+  lookahead_weight on its old value, and the state takes the average; at the last step
+  the state takes the average as it stands."""
   la = config.lookahead
   t = state.step  # (after this step's update)
   regular = t % la.every == 0
-  weight = la.decay ** la.every * (t.astype(jnp.float32) / total_steps) ** la.power
+  weight = lookahead_weight(la, t, total_steps)
   live = {'params': state.params, 'batch_stats': state.batch_stats}
   ema = jax.tree.map(lambda e, p: jnp.where(regular, weight * e + (1 - weight) * p, e),
                      state.ema, live)
-  copy = regular | (t >= total_steps)
+  copy = regular | lookahead_final(la, t, total_steps)
   live = jax.tree.map(lambda e, p: jnp.where(copy, e, p), ema, live)
   return state.replace(ema=ema, **live)
 

@@ -4,6 +4,7 @@ The first launch saves the resolved config (the file plus its overrides, dataset
 made absolute). A later launch on the same workdir compares its own, key by key:
 
   identical                     resume;
+  (an operation, OPERATIONS)    ignored: it changes how a launch works, not the run;
   only durations and periods    resume, and say what changed (config_history.jsonl
   (RESUMABLE)                   keeps each change); a change that moves the learning
                                 rate of steps still ahead (a cosine run made longer) is
@@ -12,6 +13,15 @@ made absolute). A later launch on the same workdir compares its own, key by key:
   anything else                 refused, in one line naming each key with its old and
                                 new value, and the ways out: a new --workdir, started
                                 from this run's weights with --config.init_from=DIR.
+
+Keys are compared as resolved (num_classes None is the dataset's count), and so is the
+run they resolve to: run.json, beside config.json, keeps the dataset's split sizes and
+classes and the run's length in steps as the first launch found them. A resume on a
+dataset that has changed (images added, a class folder added) is refused naming the
+change, before anything compiles; the length a resume extends is the saved one, not one
+rebuilt from today's dataset. Everything that depends on the run's length (the learning
+rate, the lookahead average's weight, a recipe's epoch-based freezing: see
+experiment.length_dependent) goes through one check, `length_change`.
 
 A refused launch writes nothing. evaluate.py, predict.py and visualize.py read the saved
 config and refuse overrides of the keys that shape the model (MODEL_KEYS).
@@ -26,6 +36,7 @@ import ml_collections
 from configs import default
 
 CONFIG = 'config.json'
+RUN = 'run.json'  # the run as resolved: the dataset's sizes and classes, the length
 HISTORY = 'config_history.jsonl'  # one line per launch that changed the saved config
 
 # What a resumed run may change: how long it runs, how often it logs, evaluates and
@@ -33,6 +44,8 @@ HISTORY = 'config_history.jsonl'  # one line per launch that changed the saved c
 RESUMABLE = frozenset({k for pair in default.DURATIONS for k in pair}
                       | {'keep_checkpoints', 'dataset.workers', 'dataset.data_dir',
                          'distributed'})
+# What changes how a launch works, not the run it continues: never compared.
+OPERATIONS = frozenset({'dataset.rescan'})
 # What shapes the model a checkpoint was trained as (evaluate, predict, visualize).
 MODEL_KEYS = ('model', 'num_classes', 'dataset.channels')
 
@@ -73,25 +86,82 @@ def flatten(tree: dict, prefix: str = '') -> dict:
 
 def read_saved(workdir: str) -> ml_collections.ConfigDict | None:
   """The workdir's saved config over today's defaults (a run from before a key existed
-  gets that key's default), or None when it has none."""
+  gets that key's default), or None when it has none. ContractError naming the file
+  (and the key) when it cannot be read: truncated, not JSON, a value of the wrong type."""
   path = os.path.join(workdir, CONFIG)
   if not os.path.isfile(path):
     return None
-  with open(path) as f:
-    saved = json.load(f)
+  fix = ('restore it from a backup, or fix it by hand (it is the config the run was '
+         'trained with)')
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+    raise ContractError(f'{path} cannot be read ({type(e).__name__}: {e}); {fix}') from None
+  if not isinstance(saved, dict):
+    raise ContractError(f'{path} holds a {type(saved).__name__}, not a config; {fix}')
   config = default.get_config()
 
-  def merge(node, values):
+  def merge(node, values, prefix=''):
     for key, value in values.items():
       if isinstance(value, dict) and key != 'model' and isinstance(
           node.get(key), ml_collections.ConfigDict):
-        merge(node[key], value)
-      elif isinstance(value, list) and isinstance(node.get(key), tuple):
-        node[key] = tuple(value)
-      else:
-        node[key] = value
+        merge(node[key], value, f'{prefix}{key}.')
+        continue
+      try:
+        if isinstance(value, list) and isinstance(node.get(key), tuple):
+          node[key] = tuple(value)
+        else:
+          node[key] = value
+      except (TypeError, ValueError):
+        expected = type(node.get(key)).__name__
+        raise ContractError(
+            f'{path}: "{prefix}{key}" is {json.dumps(value)}, of type {type(value).__name__} '
+            f'where the config has type {expected}; {fix}') from None
   merge(config, saved)
   return config
+
+
+def run_facts(info, length) -> dict:
+  """What run.json keeps: the dataset's split sizes and classes, the length in steps."""
+  return {'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
+                      'num_classes': info.num_classes, 'classes': list(info.label_names)},
+          'steps_per_epoch': length.steps_per_epoch, 'total_steps': length.total_steps}
+
+
+def read_facts(workdir: str) -> dict | None:
+  """run.json, or None for a run saved before it existed (or where it cannot be read:
+  the keys are then compared as before, and the length rebuilt from the dataset)."""
+  try:
+    with open(os.path.join(workdir, RUN)) as f:
+      facts = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return facts if isinstance(facts, dict) and 'dataset' in facts else None
+
+
+def _names(classes: list, most: int = 12) -> str:
+  """' (c0, c1, c2)' for a message ('' for a dataset without class names)."""
+  if not classes:
+    return ''
+  return f" ({', '.join(map(str, classes[:most]))}{', ...' if len(classes) > most else ''})"
+
+
+def dataset_change(saved: dict, info) -> str | None:
+  """How the dataset differs from the one the run was trained on (its run.json facts):
+  'the train split had 360 images, now 600', or None."""
+  was = saved['dataset']
+  changed = []
+  if was['num_classes'] != info.num_classes:
+    changed.append(f"it had {was['num_classes']} classes{_names(was['classes'])}, now "
+                   f'{info.num_classes}{_names(list(info.label_names))}')
+  elif was['classes'] and list(info.label_names) and was['classes'] != list(info.label_names):
+    changed.append(f"its classes were {', '.join(was['classes'])}, now "
+                   f"{', '.join(info.label_names)}")
+  for split, key in (('train', 'num_train'), ('eval', 'num_eval')):
+    if was[key] != getattr(info, key):
+      changed.append(f'the {split} split had {was[key]} images, now {getattr(info, key)}')
+  return '; '.join(changed) or None
 
 
 def changes(old, new) -> dict:
@@ -99,7 +169,7 @@ def changes(old, new) -> dict:
   where a key exists on one side only)."""
   a, b = flatten(as_json(old)), flatten(as_json(new))
   return {k: (a.get(k, '(absent)'), b.get(k, '(absent)')) for k in sorted(set(a) | set(b))
-          if a.get(k, '(absent)') != b.get(k, '(absent)')}
+          if a.get(k, '(absent)') != b.get(k, '(absent)') and k not in OPERATIONS}
 
 
 def describe(diff: dict) -> str:
@@ -113,10 +183,20 @@ def model_changes(diff: dict) -> dict:
           if any(k == m or k.startswith(m + '.') for m in MODEL_KEYS)}
 
 
-def check_resume(saved, config, workdir: str) -> dict:
-  """The changes from `saved` to `config` if a resume may make them (RESUMABLE keys
-  only); ContractError naming every other change and the ways out."""
-  diff = changes(saved, config)
+def resolved(config, num_classes: int):
+  """A copy of `config` with what None stands for filled in (num_classes: the dataset's),
+  so that an explicit value equal to the default compares equal."""
+  config = config.copy_and_resolve_references()
+  if config.num_classes is None:
+    config.num_classes = num_classes
+  return config
+
+
+def check_resume(saved, config, workdir: str, saved_classes: int, classes: int) -> dict:
+  """The changes from `saved` to `config`, as resolved (`*_classes`: the dataset's class
+  count then and now), if a resume may make them (RESUMABLE keys only); ContractError
+  naming every other change and the ways out."""
+  diff = changes(resolved(saved, saved_classes), resolved(config, classes))
   refused = {k: v for k, v in diff.items() if k not in RESUMABLE}
   if refused:
     raise ContractError(
@@ -127,25 +207,33 @@ def check_resume(saved, config, workdir: str) -> dict:
   return diff
 
 
-def schedule_change(old_rate, new_rate, old_total: int, start: int) -> str | None:
-  """Where the learning rate of the steps still ahead of the saved run differs under the
-  new config: 'step 200: 0.0011 -> 0.0035', or None. `*_rate`: vectorised step -> rate."""
+def length_change(old: dict, new: dict, start: int, end: int) -> tuple[str, str] | None:
+  """The first thing that depends on the run's length and differs between the saved run
+  and the new config over the steps the resume will take, [start, end) (at least
+  `start`): (what, 'step 200: 0.0011 -> 0.0035'), or None. `old`, `new`: {what:
+  vectorised step -> value} (experiment.length_dependent), the same keys."""
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  ahead = np.arange(start, max(old_total, start + 1), dtype=np.int32)
+  ahead = np.arange(start, max(end, start + 1), dtype=np.int32)
   steps = jax.device_put(ahead)  # (the schedules are jnp functions: one explicit copy)
-  old, new = jax.device_get((jax.jit(old_rate)(steps), jax.jit(new_rate)(steps)))
-  moved = np.flatnonzero(~np.isclose(old, new, rtol=1e-6, atol=0))
-  if not len(moved):
-    return None
-  i = moved[0]
-  return f'step {int(ahead[i])}: {float(old[i]):.4g} -> {float(new[i]):.4g}'
+  for what in old:
+    a, b = jax.device_get((jax.jit(old[what])(steps), jax.jit(new[what])(steps)))
+    a, b = np.broadcast_to(a, ahead.shape), np.broadcast_to(b, ahead.shape)
+    moved = np.flatnonzero(~np.isclose(a, b, rtol=1e-6, atol=0))
+    if len(moved):
+      i = moved[0]
+      return what, f'step {int(ahead[i])}: {float(a[i]):.4g} -> {float(b[i]):.4g}'
+  return None
 
 
-def save(workdir: str, config, diff: dict | None = None, step: int = 0):
-  """config.json (atomically), and the change from the previous one in the history."""
+def save(workdir: str, config, diff: dict | None = None, step: int = 0,
+         facts: dict | None = None):
+  """config.json and run.json (each atomically), and the change from the previous config
+  in the history."""
   from lib import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   workdir_lib.write_json(os.path.join(workdir, CONFIG), as_json(config))
+  if facts is not None:
+    workdir_lib.write_json(os.path.join(workdir, RUN), facts)
   if diff:
     with open(os.path.join(workdir, HISTORY), 'a') as f:
       f.write(json.dumps({'step': step, 'time': time.time(),

@@ -45,7 +45,10 @@ def define_config_flag(argv: list[str], program: str):
                                     lock_config=True)
     return
   workdir = next((a.split('=', 1)[1] for a in argv if a.startswith('--workdir=')), None)
-  config = (workdir and run_contract.read_saved(workdir)) or ml_collections.ConfigDict()
+  try:
+    config = (workdir and run_contract.read_saved(workdir)) or ml_collections.ConfigDict()
+  except run_contract.ContractError as e:  # (before cli.run: a truncated, hand-edited file)
+    cli.fail(program, str(e))
   cli.check_overrides(program, argv, config)
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 

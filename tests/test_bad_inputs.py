@@ -11,6 +11,7 @@ checksummed before and after: a case passes only if nothing was written, created
 
 import concurrent.futures
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -90,6 +91,34 @@ _SWEEPS_NO_SBATCH = (
 def _sweeps_without_sbatch(argv):
   return ['-c', _SWEEPS_NO_SBATCH, *argv]
 
+def _contract_edit(tmp, name, edit):
+  """{run}/name (config.json, run.json) as edit(its JSON) leaves it."""
+  path = os.path.join(tmp, 'run', name)
+  with open(path) as f:
+    value = json.load(f)
+  value = edit(value) or value
+  with open(path, 'w') as f:
+    json.dump(value, f)
+
+
+def _contract_write(tmp, name, data: bytes):
+  with open(os.path.join(tmp, 'run', name), 'wb') as f:
+    f.write(data)
+
+
+def _contract_truncated(tmp):
+  with open(os.path.join(tmp, 'run', 'config.json'), 'rb') as f:
+    head = f.read(60)
+  _contract_write(tmp, 'config.json', head)
+
+
+def _contract_saved_dataset(**was):
+  """A setup: run.json says the run was trained on a dataset of other sizes/classes."""
+  return lambda tmp: _contract_edit(tmp, 'run.json', lambda r: r['dataset'].update(was))
+
+
+_CONTRACT_SAME = TRAIN + SHORT + ['--workdir={run}', '--config.batch_size=64']
+
 
 CASES = [
     # ------------------------------------------------------------- command lines
@@ -108,6 +137,36 @@ CASES = [
     Case('changed batch size on resume', TRAIN + SHORT + ['--workdir={run}',
                                                           '--config.batch_size=32'],
          'batch_size'),
+    Case('resume on a train split grown', _CONTRACT_SAME, 'the train split had 3000 images',
+         _contract_saved_dataset(num_train=3000)),
+    Case('resume on an eval split changed', _CONTRACT_SAME, 'the eval split had 999 images',
+         _contract_saved_dataset(num_eval=999)),
+    Case('resume on a class added', _CONTRACT_SAME, 'it had 9 classes',
+         _contract_saved_dataset(num_classes=9)),
+    Case('truncated config.json (train)', _CONTRACT_SAME, 'config.json cannot be read',
+         _contract_truncated),
+    Case('truncated config.json (evaluate)', ['evaluate.py', '--workdir={run}'],
+         'config.json cannot be read', _contract_truncated),
+    Case('non-UTF-8 config.json', _CONTRACT_SAME, 'UnicodeDecodeError',
+         lambda tmp: _contract_write(tmp, 'config.json', b'{"seed": "\xff\xfe"}')),
+    Case('string batch_size in config.json (train)', _CONTRACT_SAME, '"batch_size" is "64"',
+         lambda tmp: _contract_edit(tmp, 'config.json', lambda c: c.update(batch_size='64'))),
+    Case('string batch_size in config.json (evaluate)', ['evaluate.py', '--workdir={run}'],
+         '"batch_size" is "64"',
+         lambda tmp: _contract_edit(tmp, 'config.json', lambda c: c.update(batch_size='64'))),
+    Case('a group replaced by a string in config.json', _CONTRACT_SAME,
+         '"schedule" is "cosine"',
+         lambda tmp: _contract_edit(tmp, 'config.json', lambda c: c.update(schedule='cosine'))),
+    Case('config.json holding a list', _CONTRACT_SAME, 'config.json holds a list',
+         lambda tmp: _contract_write(tmp, 'config.json', b'[1, 2]')),
+    Case('checkpoints without config.json', _CONTRACT_SAME, 'but no config.json',
+         lambda tmp: os.remove(os.path.join(tmp, 'run', 'config.json'))),
+    Case('resume shorter than the steps done', _CONTRACT_SAME + ['--config.num_train_steps=4'],
+         'is at step 8, past the 4 steps'),
+    Case('longer cosine run without the flag', _CONTRACT_SAME + ['--config.num_train_steps=16'],
+         '--allow_schedule_change'),
+    Case('lookahead.every longer than the run', TRAIN + SHORT + [
+        '--workdir={new}', '--config.lookahead.every=100'], 'config.lookahead.every=100'),
     # ------------------------------------------------------------- checkpoints
     Case('corrupt best checkpoint (evaluate)', ['evaluate.py', '--workdir={run}'],
          '--checkpoint=best: checkpoint 8', _ckpt_cut_short('best_checkpoint/8')),

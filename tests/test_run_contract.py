@@ -199,3 +199,159 @@ def test_relative_dataset_paths_are_saved_absolute(tmp_path, monkeypatch):
   run_contract.resolve_paths(config)
   assert config.dataset.name == f'folder:{tmp_path}/ds'
   assert config.dataset.data_dir == f'{tmp_path}/tfds'
+
+
+# ------------------------------------------------------------ the run as resolved
+
+
+def write_images(folder, count, seed):
+  """`count` random 32x32 greyscale PNGs in folder (made if absent)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  for i in range(count):
+    Image.fromarray(rng.integers(0, 256, (32, 32), np.uint8)).save(
+        os.path.join(folder, f'{seed}_{i}.png'))
+
+
+@pytest.fixture(scope='module')
+def folder_run(tmp_path_factory):
+  """A finished run measured in epochs on a folder of 3 classes, 12 training images each
+  (36: 4 steps of 8 an epoch, 2 epochs), and the command's config."""
+  base = tmp_path_factory.mktemp('folder_run')
+  for split, count in (('train', 12), ('test', 4)):
+    for c in range(3):
+      write_images(str(base / 'data' / split / f'c{c}'), count, seed=10 * c + len(split))
+  config = lenet(8)
+  config.dataset.name = f"folder:{base / 'data'}"
+  config.batch_size = 8
+  config.num_train_steps, config.num_epochs = None, 2.0
+  workdir = str(base / 'w')
+  train.train_and_evaluate(config, workdir)
+  return base, config
+
+
+def copy_of(folder_run, tmp_path):
+  """A copy of the folder run's dataset and workdir, and the config pointing at it."""
+  base, config = folder_run
+  os.system(f"cp -r {base / 'data'} {base / 'w'} {tmp_path}")
+  config = config.copy_and_resolve_references()
+  config.dataset.name = f"folder:{tmp_path / 'data'}"
+  saved = json.load(open(tmp_path / 'w' / 'config.json'))
+  saved['dataset']['name'] = config.dataset.name
+  json.dump(saved, open(tmp_path / 'w' / 'config.json', 'w'))
+  return config, str(tmp_path / 'w')
+
+
+def test_the_run_keeps_its_dataset_and_length(folder_run):
+  base, _ = folder_run
+  facts = json.load(open(base / 'w' / run_contract.RUN))
+  assert facts == {'dataset': {'num_train': 36, 'num_eval': 12, 'num_classes': 3,
+                               'classes': ['c0', 'c1', 'c2']},
+                   'steps_per_epoch': 4, 'total_steps': 8}  # 36 // 8, 2 epochs of 4
+
+
+def test_a_dataset_grown_under_a_run_is_refused(folder_run, tmp_path):
+  """The same command after 24 images were added: 60 // 8 = 7 steps an epoch would make
+  it a 14-step run, its learning rate jumping back; refused, naming the sizes."""
+  config, workdir = copy_of(folder_run, tmp_path)
+  write_images(str(tmp_path / 'data' / 'train' / 'c1'), 24, seed=99)
+  before = snapshot(workdir)
+  with pytest.raises(train.SetupError) as e:
+    train.train_and_evaluate(config, workdir)
+  assert 'the train split had 36 images, now 60' in str(e.value), e.value
+  assert f'--config.init_from={workdir}' in str(e.value) and '\n' not in str(e.value)
+  assert snapshot(workdir) == before
+
+
+def test_a_class_added_under_a_run_is_named_before_anything_compiles(folder_run, tmp_path,
+                                                                       monkeypatch):
+  config, workdir = copy_of(folder_run, tmp_path)
+  for split in ('train', 'test'):
+    write_images(str(tmp_path / 'data' / split / 'c3'), 12, seed=7)
+  before = snapshot(workdir)
+  compiled = []
+  monkeypatch.setattr(train, '_train', lambda *a: compiled.append(1))
+  with pytest.raises(train.SetupError) as e:
+    train.train_and_evaluate(config, workdir)
+  assert 'it had 3 classes (c0, c1, c2), now 4 (c0, c1, c2, c3)' in str(e.value), e.value
+  assert 'checkpoint' not in str(e.value).split(':')[1]  # (not blamed on the checkpoints)
+  assert not compiled and snapshot(workdir) == before
+
+
+def test_rescan_is_an_operation_and_never_blocks_a_resume(folder_run, tmp_path, capsys):
+  config, workdir = copy_of(folder_run, tmp_path)
+  config.dataset.rescan = True
+  final = train.train_and_evaluate(config, workdir)
+  assert final['step'] == 8 and 'is already finished at step 8' in capsys.readouterr().out
+
+
+def test_an_explicit_num_classes_equal_to_the_datasets_resumes(finished, tmp_path, capsys):
+  workdir = str(tmp_path / 'copy')
+  os.system(f'cp -r {finished} {workdir}')
+  final = train.train_and_evaluate(lenet(num_classes=10), workdir)  # mnist: 10 classes
+  assert final['step'] == 8 and 'is already finished' in capsys.readouterr().out
+
+
+def test_a_fine_tune_run_resumes_once_its_source_has_moved(finished, tmp_path, capsys):
+  source = str(tmp_path / 'source')
+  os.system(f'cp -r {finished} {source}')
+  workdir = str(tmp_path / 'tune')
+  constant = {'schedule.name': 'constant', 'init_from': source}
+  train.train_and_evaluate(lenet(4, **constant), workdir)
+  assert f'Starting from the weights of {source} (its step 8)' in capsys.readouterr().out
+  os.rename(source, source + '.moved')
+  final = train.train_and_evaluate(lenet(8, **constant), workdir)
+  assert final['step'] == 8
+  out = capsys.readouterr().out
+  assert f'Resuming {workdir} from step 4' in out and 'Starting from' not in out
+  # A new run does read it: there is nothing there now.
+  with pytest.raises(train.SetupError, match=f'config.init_from={source}: no checkpoint'):
+    train.train_and_evaluate(lenet(4, **constant), str(tmp_path / 'new'))
+
+
+@pytest.mark.parametrize('content,named', [
+    ('{"batch_size": 32, "mod', 'config.json cannot be read (JSONDecodeError'),
+    ('{"batch_size": "64"}', 'config.json: "batch_size" is "64", of type str where the '
+                             'config has type int'),
+    ('{"schedule": {"learning_rate": [1]}}', '"schedule.learning_rate" is [1]'),
+    ('[1, 2]', 'config.json holds a list, not a config'),
+])
+def test_a_broken_config_json_is_named_with_the_fix(tmp_path, content, named):
+  (tmp_path / 'config.json').write_text(content)
+  with pytest.raises(run_contract.ContractError) as e:
+    run_contract.read_saved(str(tmp_path))
+  assert named in str(e.value) and str(tmp_path) in str(e.value), e.value
+  assert 'restore it from a backup, or fix it by hand' in str(e.value)
+
+
+def test_throughput_leaves_out_the_evaluations_and_nothing_else(tmp_path, monkeypatch):
+  """A clock that moves 1 s per training step and 100 s per evaluation batch: 8 steps of
+  32 images are 32 img/s however the evaluation at step 4 falls between log lines."""
+  clock = [0.0]
+
+  class Clock:
+    time = staticmethod(lambda: clock[0])
+
+  def ticking(step_fn, seconds):
+    class Ticking:
+      lower = step_fn.lower
+
+      def __call__(self, *args):
+        clock[0] += seconds
+        return step_fn(*args)
+    return Ticking()
+
+  setup = train.experiment.setup
+
+  def slow_setup(*args):
+    exp = setup(*args)
+    exp.train_step, exp.eval_step = ticking(exp.train_step, 1.0), ticking(exp.eval_step, 100.0)
+    return exp
+  monkeypatch.setattr(train.experiment, 'setup', slow_setup)
+  monkeypatch.setattr(train, 'time', Clock)
+  workdir = str(tmp_path / 'w')
+  train.train_and_evaluate(lenet(8, log_every_steps=8), workdir)
+  rates = [r['images_per_sec'] for r in workdir_lib.read_metrics(workdir)
+           if r['split'] == 'train']
+  assert rates == [pytest.approx(32.0)], rates
