@@ -482,7 +482,10 @@ def describe_slots(envs: list[dict]) -> str:
 def _config_changes(trial_dir: str, trial: dict) -> dict | None:
   """How the config saved in a trial's workdir differs from the trial's now (None: no
   saved config)."""
-  saved = run_contract.read_saved(trial_dir)
+  try:
+    saved = run_contract.read_saved(trial_dir)
+  except run_contract.ContractError:
+    return {}  # unreadable: the trial's train.py says so in its one line, and it fails
   if saved is None:
     return None
   module = load_module(trial['config'].partition(':')[0])
