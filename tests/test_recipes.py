@@ -15,9 +15,10 @@ from PIL import Image
 
 from configs import airbench as airbench_config
 from configs import default
-from configs import lenet as lenet_config
+import input_pipeline
 from lib import checkpoints
 from lib import experiment
+from lib import parallel
 import train
 
 # A small network with BatchNorm after each conv (the convnet's default norm).
@@ -100,9 +101,7 @@ def test_lookahead_run_ends_on_the_average(tmp_path):
   with decay 1 after the last step), so the final parameters and BatchNorm statistics
   are the average after its last update, also when the run does not end on a multiple of
   `every` (22 steps, every 5); and that average has moved from the initial weights."""
-  c = lenet_config.get_config()
-  c.num_epochs, c.num_train_steps, c.batch_size = None, 22, 16
-  c.eval_every_steps = c.checkpoint_every_steps = 22
+  c = bn_convnet(22)
   c.lookahead.every = 5
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(c, workdir)
@@ -111,9 +110,8 @@ def test_lookahead_run_ends_on_the_average(tmp_path):
   assert_trees_equal(final['params'], final['ema']['params'])
   assert_trees_equal(final['batch_stats'], final['ema']['batch_stats'])
   first = jax.tree.leaves(final['params'])[0]
-  init = jax.tree.leaves(jax.device_get(experiment.setup(
-      c, train.input_pipeline.dataset_info(c), train.parallel.data_mesh()).init(
-          jax.random.key(c.seed)).params))[0]
+  exp = experiment.setup(c, input_pipeline.dataset_info(c), parallel.data_mesh())
+  init = jax.tree.leaves(jax.device_get(exp.init(jax.random.key(c.seed)).params))[0]
   assert np.abs(first - init).max() > 1e-3
 
 
