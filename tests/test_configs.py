@@ -8,6 +8,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from lib import optim
@@ -28,6 +29,15 @@ NUM_CLASSES = {'cifar10': 10, 'mnist5k': 10, 'mnist': 10, 'imagenet2012': 1000}
 
 def load(name, arg):
   return importlib.import_module(f'configs.{name}').get_config(arg)
+
+
+def documented_configs() -> set:
+  """Each (file, arg) of a `configs/F.py:arg` the README and the config files show."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  texts = [open(os.path.join(root, 'README.md')).read()] + [
+      open(p).read() for p in glob.glob(os.path.join(root, 'configs', '*.py'))]
+  return {(n, a.rstrip('.,')) for t in texts
+          for n, a in re.findall(r'configs/(\w+)\.py:([\w=,.-]*\w)', t)}
 
 
 @pytest.mark.parametrize('name,arg', CONFIGS)
@@ -67,13 +77,54 @@ def test_arguments_reach_the_config():
 
 def test_every_config_argument_the_docs_name_builds():
   """Each `configs/F.py:arg` the README and the config files show loads and builds."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  texts = [open(os.path.join(root, 'README.md')).read()] + [
-      open(p).read() for p in glob.glob(os.path.join(root, 'configs', '*.py'))]
-  named = {(n, a.rstrip('.,')) for t in texts
-           for n, a in re.findall(r'configs/(\w+)\.py:([\w=,.-]*\w)', t)}
+  named = documented_configs()
   assert ('resnet', 'imagenet,depth=50') in named
   for name, arg in sorted(named):
     c = load(name, arg)
     models.create_model_from_config(c.model, NUM_CLASSES.get(c.dataset.name, 10))
     optim.create_optimizer(c)
+
+
+def _convnet_kernel5_conv_pool_params():
+  """configs/convnet.py:kernel=5,pool=conv by hand: three stages of width 32, 64, 128,
+  each two 5x5 convs and a 3x3 stride-2 downsampling conv, every conv bias-free with a
+  BatchNorm (scale and bias), global average pooling and a 10-way FC."""
+  total, cin = 0, 3
+  for width in (32, 64, 128):
+    for k, c in ((5, cin), (5, width), (3, width)):
+      total += k * k * c * width + 2 * width
+    cin = width
+  return total + 128 * 10 + 10
+
+
+# The documented configs CONFIGS does not hold, initialised, with their parameter counts:
+# ResNet-56 0.85M (He et al. 2016, Table 6), VGG-D 138M (Simonyan & Zisserman 2015,
+# Table 2), ResNet-18/50 on ImageNet as torchvision's (the paper gives FLOPs, not counts).
+DOCUMENTED = {('resnet', 'depth=56'): ('millions', 0.85),
+              ('vgg', 'config=D'): ('millions', 138),
+              ('resnet', 'imagenet'): ('exact', 25_557_032),
+              ('resnet', 'imagenet,depth=18'): ('exact', 11_689_512),
+              ('convnet', 'kernel=5,pool=conv'): ('exact', _convnet_kernel5_conv_pool_params())}
+
+
+@pytest.mark.parametrize('name,arg', sorted(DOCUMENTED))
+def test_documented_configs_initialise_with_the_papers_parameter_counts(name, arg):
+  c = load(name, arg)
+  num_classes = NUM_CLASSES[c.dataset.name]
+  model = models.create_model_from_config(c.model, num_classes)
+  size, channels = c.dataset.image_size, c.dataset.channels
+  logits, variables = jax.eval_shape(lambda: model.init_with_output(
+      jax.random.key(0), jnp.zeros((2, size, size, channels)), train=False))
+  assert logits.shape == (2, num_classes)
+  count = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(variables['params']))
+  kind, want = DOCUMENTED[name, arg]
+  if kind == 'exact':
+    assert count == want
+  else:
+    assert round(count / 1e6, 2 if want < 1 else 0) == want
+
+
+def test_every_documented_config_is_initialised_here():
+  """The docs' configs are those of CONFIGS (initialised above) and DOCUMENTED."""
+  named = documented_configs()
+  assert named <= set(CONFIGS) | set(DOCUMENTED)

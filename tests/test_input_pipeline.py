@@ -526,3 +526,150 @@ print('TF_IMPORTED', 'tensorflow' in sys.modules)
   assert result.returncode == 0, result.stderr[-2000:]
   assert 'TF_IMPORTED False' in result.stdout
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
+
+
+# ------------------------------------------------- what each feature does (mutation reads)
+
+
+def test_each_process_reads_its_own_half_of_each_global_batch():
+  """Process p of 2 takes positions [sB + pB/2, sB + (p+1)B/2) of step s: the sampler's
+  examples there, the batch count asked for (an empty stream is not 'equal')."""
+  config = make_config(name='mnist5k', augment='none', channels=1, image_size=28)
+  labels = sources._mnist5k_open(config, 'train').labels
+  for p in (0, 1):
+    batches = first_batches(input_pipeline.train_dataset(config, 2, p, 2), 3)
+    assert len(batches) == 3
+    for step, batch in enumerate(batches, start=2):
+      assert batch['image'].shape == (4, 28, 28, 1)
+      positions = np.arange(step * 8 + p * 4, step * 8 + p * 4 + 4)
+      index = sampler.example_index(positions, 4000, config.seed, np)
+      np.testing.assert_array_equal(batch['label'], labels[index])
+
+
+def gradient_png(width=200, height=160) -> bytes:
+  """An RGB PNG whose red is each pixel's column and green its row: a crop's pixels say
+  where in the source they came from."""
+  x, y = np.meshgrid(np.arange(width), np.arange(height))
+  array = np.stack([x, y, np.zeros_like(x)], -1).astype(np.uint8)
+  out = io.BytesIO()
+  Image.fromarray(array).save(out, format='PNG')
+  return out.getvalue()
+
+
+def source_boxes(crops):
+  """Each crop's source box (left, top, width, height) and whether it is mirrored, read
+  back from the gradient: bilinear sampling at pixel centres gives pixel i the source
+  coordinate left + (i + 1/2) w / n - 1/2, so the values span w (1 - 1/n)."""
+  boxes, mirrored = [], []
+  for crop in crops.astype(float):
+    n = crop.shape[0]
+    red, green = crop[..., 0], crop[..., 1]
+    w = (red.max() - red.min()) * n / (n - 1)
+    h = (green.max() - green.min()) * n / (n - 1)
+    boxes.append((red.min() + 0.5 - 0.5 * w / n, green.min() + 0.5 - 0.5 * h / n, w, h))
+    mirrored.append(red[n // 2, 0] > red[n // 2, -1])
+  return np.array(boxes), np.array(mirrored)
+
+
+def preset_crops(augment, size, count=64, **dataset):
+  config = make_config(name='mnist5k', augment=augment, image_size=size, channels=3,
+                       **dataset)
+  png = gradient_png()
+  return np.stack([transforms.train_example(png, config, transforms.rng_for(0, q))
+                   for q in range(count)])
+
+
+def test_imagenet_preset_crops_8_to_100_percent_at_aspect_3_4_to_4_3():
+  """Szegedy et al. 2015, section 6: a box of 8-100% of the area at aspect 3/4-4/3,
+  anywhere in the image, resized to image_size, mirrored half the time."""
+  boxes, mirrored = source_boxes(preset_crops('imagenet', 48))
+  left, top, w, h = boxes.T
+  area, aspect = w * h / (200 * 160), w / h
+  assert np.all((area > 0.08 - 0.02) & (area < 1.02))
+  assert np.all((aspect > 3 / 4 - 0.05) & (aspect < 4 / 3 + 0.05))
+  assert np.mean(area < 0.4) > 0.2  # uniform in area: (0.4 - 0.08) / 0.92 = 35% below
+  assert np.all((left > -2) & (left + w < 202) & (top > -2) & (top + h < 162))
+  assert len(np.unique(np.round(left))) > 20 and len(np.unique(np.round(top))) > 20
+  assert 16 <= mirrored.sum() <= 48
+
+
+def test_vgg_preset_rescales_the_shorter_side_to_s_in_its_range_then_crops():
+  """VGG section 3.1: the shorter side (160 here) to S in [scale_min, scale_max], then a
+  random image_size crop: the crop spans image_size * 160 / S source pixels."""
+  boxes, mirrored = source_boxes(preset_crops('vgg', 48, scale_min=64, scale_max=128))
+  left, top, w, h = boxes.T
+  scale = 48 * 160 / h
+  assert np.all((scale > 64 - 2) & (scale < 128 + 2))
+  np.testing.assert_allclose(w, h, atol=2)  # an isotropic rescale
+  assert scale.min() < 80 and scale.max() > 112  # S is drawn, not fixed
+  assert len(np.unique(np.round(left))) > 20 and len(np.unique(np.round(top))) > 20
+  assert 16 <= mirrored.sum() <= 48
+
+
+def test_alexnet_preset_crops_at_random_from_the_256x256_image():
+  """AlexNet sections 2 and 4.1: the image resized to 256x256, random image_size crops:
+  a 128-pixel crop spans 128 * 200 / 256 = 100 columns and 128 * 160 / 256 = 80 rows."""
+  boxes, mirrored = source_boxes(preset_crops('alexnet', 128))
+  left, top, w, h = boxes.T
+  np.testing.assert_allclose(w, 100, atol=2)
+  np.testing.assert_allclose(h, 80, atol=2)
+  assert left.min() < 20 and left.max() > 80 and top.min() < 16 and top.max() > 64
+  assert len(np.unique(np.round(left))) > 20
+  assert 16 <= mirrored.sum() <= 48
+
+
+def luma(rgb):
+  """ITU-R 601 luma by hand, as Pillow's convert('L') and the config's channels=1."""
+  rgb = rgb.astype(float)
+  return np.round(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
+
+
+def test_channel_conversion_keeps_the_pixels():
+  """Grey digits for an RGB model are the digit in each channel; RGB images for a grey
+  model are their luma: in the resident data, in every test-time view, and in training."""
+  config = make_config(name='mnist5k', augment='none', image_size=28, channels=3)
+  digits = sources._mnist5k_open(config, 'train').images
+  info = input_pipeline.dataset_info(config)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+  resident = jax.device_get(next(input_pipeline.train_batches(config, info, mesh))['image'])
+  np.testing.assert_array_equal(resident, np.repeat(digits, 3, -1))
+  eval_digit = sources._mnist5k_open(config, 'eval').images[0]
+  for kind in ('center', '10crop', 'full'):
+    _, rgb, _ = next(input_pipeline.eval_views(config, kind, 28))
+    grey = next(input_pipeline.eval_views(make_config(
+        name='mnist5k', augment='none', image_size=28, channels=1), kind, 28))[1]
+    np.testing.assert_array_equal(rgb, np.repeat(grey, 3, -1))
+    if kind == 'center':  # at 28 pixels, the digit as it is
+      np.testing.assert_array_equal(rgb[0], np.repeat(eval_digit, 3, -1))
+  config = make_config(name='synthetic', augment='none', image_size=16, channels=1,
+                       synthetic_size=4)
+  colour = sources._synthetic_open(config, 'eval').images
+  for kind in ('center', '10crop', 'full'):
+    _, grey, _ = next(input_pipeline.eval_views(config, kind, 16))
+    config.dataset.channels = 3
+    _, rgb, _ = next(input_pipeline.eval_views(config, kind, 16))
+    config.dataset.channels = 1
+    np.testing.assert_allclose(grey[..., 0], luma(rgb), atol=2)  # (resized after: 2)
+    if kind != 'full':  # the image as it is, at 16 pixels
+      np.testing.assert_allclose(grey[0, ..., 0], luma(colour[0]), atol=1)
+  train = transforms.train_example(colour[1], config, transforms.rng_for(0, 0))
+  np.testing.assert_allclose(train[..., 0], luma(colour[1]), atol=1)
+
+
+class PidSource:
+  """Four blank digits whose label is the id of the process that read them."""
+
+  def __len__(self):
+    return 4
+
+  def __getitem__(self, index):
+    return {'image': np.zeros((28, 28, 1), np.uint8), 'label': os.getpid()}
+
+
+def test_grain_workers_are_processes_of_their_own():
+  """dataset.workers=2 decodes in two worker processes, not in this one."""
+  config = make_config(name='mnist5k', augment='none', channels=1, image_size=28)
+  config.dataset.workers = 2
+  batches = first_batches(input_pipeline.train_dataset(config, source=PidSource()), 6)
+  readers = set(np.concatenate([b['label'] for b in batches]).tolist())
+  assert os.getpid() not in readers and len(readers) == 2

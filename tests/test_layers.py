@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import models
 from models import layer_stats, layers
 
 
@@ -156,3 +157,22 @@ def test_batchnorm_matches_pytorch_in_training_and_in_its_running_statistics():
   x = rng.normal(size=(4, 3, 3, 5)).astype(np.float32)
   evaluated = layers.BatchNorm(use_running_average=True).apply(ours, jnp.asarray(x))
   np.testing.assert_allclose(evaluated, from_torch(theirs.eval()(to_torch(x))), atol=1e-5)
+
+
+def test_layer_table_has_every_layer_of_lenet5_with_the_papers_figures():
+  """One row per layer, in call order, LeNet-5 on a 32x32 grey image (LeCun et al. 1998,
+  section II.B): parameters as the paper counts them (C1 156, C3 2,416 with the full C3,
+  C5 48,120, F6 10,164, the output 84 x 10 + 10), multiply-adds by hand (output pixels x
+  kernel taps x input channels), receptive fields 5, 6, 14, 16, 32."""
+  model = models.create_model('lenet5')
+  rows = layer_stats.layer_table(model, 32, channels=1)
+  want = [('Conv', (28, 28, 6), 156, 28 * 28 * 6 * 5 * 5 * 1, 5),
+          ('AvgPool', (14, 14, 6), 0, 0, 6),
+          ('Conv', (10, 10, 16), 2_416, 10 * 10 * 16 * 5 * 5 * 6, 14),
+          ('AvgPool', (5, 5, 16), 0, 0, 16),
+          ('Conv', (1, 1, 120), 48_120, 120 * 5 * 5 * 16, 32),
+          ('Dense', (84,), 10_164, 84 * 120, None),
+          ('Dense', (10,), 850, 10 * 84, None)]
+  got = [(r['type'], r['output_shape'], r['params'], r['macs'], r['rf']) for r in rows]
+  assert got == want
+  assert sum(r['params'] for r in rows) == 61_706 == layer_stats.count_params(model, 32, 1)

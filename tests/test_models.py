@@ -156,3 +156,46 @@ def test_option_b_cifar_resnet_projects():
   a 1x1 projection and its BatchNorm where the width doubles, 16 -> 32 and 32 -> 64."""
   projections = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
   assert params_of('resnet20', shortcut='B') - params_of('resnet20') == projections
+
+
+def test_cifar_resnet_option_a_shortcut_matches_numpy():
+  """ResNet section 4.2's option A, through a whole ResNet-20: with every block's residual
+  branch silenced (its last BatchNorm's scale and bias 0), each block is relu(shortcut(x)),
+  so the logits are numpy's conv1 -> BN -> ReLU, the shortcuts (identity; where the width
+  doubles, every other pixel and the channels zero-padded equally on both sides: 16 ->
+  8 + 16 + 8, 32 -> 16 + 32 + 16), the global average and the FC layer."""
+  rng = np.random.default_rng(0)
+  model = models.create_model('resnet20')
+  x = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))  # (no init compiled)
+  flat = {path: (rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))).astype(
+      np.float32) for path, leaf in traverse_util.flatten_dict(shapes).items()}
+  for path in flat:  # ('params' | 'batch_stats', layer or 'layerI_J', ..., leaf)
+    if path[0] == 'batch_stats':
+      flat[path] = np.zeros(flat[path].shape, np.float32) + (path[-1] == 'var')
+    elif path[-2] == 'bn2':  # every block's residual branch ends in 0
+      flat[path] = np.zeros_like(flat[path])
+  bn1 = {leaf: rng.uniform(0.5, 1.5, 16).astype(np.float32) for leaf in ('scale', 'var')}
+  bn1.update(bias=rng.normal(size=16).astype(np.float32),
+             mean=rng.normal(size=16).astype(np.float32))
+  for leaf in ('scale', 'bias'):
+    flat[('params', 'bn1', leaf)] = bn1[leaf]
+  for leaf in ('mean', 'var'):
+    flat[('batch_stats', 'bn1', leaf)] = bn1[leaf]
+  variables = traverse_util.unflatten_dict(flat)
+  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+
+  kernel = flat[('params', 'conv1', 'kernel')]  # (3, 3, 3, 16) HWIO, padding 1
+  padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  h = sum(np.einsum('nhwc,cd->nhwd', padded[:, i:i + 32, j:j + 32], kernel[i, j])
+          for i in range(3) for j in range(3))
+  h = (h - bn1['mean']) / np.sqrt(bn1['var'] + 1e-5) * bn1['scale'] + bn1['bias']
+  h = np.maximum(h, 0)
+  for width in (32, 64):  # each stage's first block; the others pass relu(h) = h on
+    h = h[:, ::2, ::2]
+    extra = width - h.shape[-1]
+    h = np.pad(h, ((0, 0), (0, 0), (0, 0), (extra // 2, extra // 2)))
+  assert h.shape == (2, 8, 8, 64)
+  want = h.mean(axis=(1, 2)) @ flat[('params', 'fc', 'kernel')] + flat[('params', 'fc', 'bias')]
+  np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-4)
+  assert np.abs(want - flat[('params', 'fc', 'bias')]).max() > 0.1  # the shortcut carries x

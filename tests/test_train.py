@@ -410,3 +410,28 @@ def test_a_new_model_with_an_auxiliary_loss_needs_only_its_registry_entry(monkey
                                                0.0).mean()
   np.testing.assert_allclose(float(after.metrics['loss']),
                              float(loss('main') + 0.25 * loss('side')), rtol=1e-5)
+
+
+def test_bfloat16_precision_computes_the_steps_convolutions_in_bfloat16():
+  """config.precision='bfloat16': every convolution and matrix product of the compiled
+  train and eval steps (forward and backward) takes bfloat16 operands, while the
+  parameters and the optimizer state stay float32 (the mixed precision a user asks
+  for, read from the programs that run, not from the config)."""
+  config = lenet(1, precision='bfloat16')
+  info = input_pipeline.dataset_info(config)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  target = exp.state_target()
+  programs = {
+      'train': exp.train_step.lower(target, input_pipeline.train_spec(config, info, exp.mesh)),
+      'eval': exp.eval_step.lower(target, input_pipeline.batch_spec(config, exp.mesh, True))}
+  for name, lowered in programs.items():
+    ops = [line for line in lowered.as_text().splitlines()
+           if re.search(r'stablehlo\.(convolution|dot_general)', line)]
+    # LeNet-5's 3 convs and 2 FCs; training adds each one's weight gradient and, all but
+    # the first, its input gradient: 5 + 5 + 4.
+    assert len(ops) >= (5 if name == 'eval' else 14), (name, len(ops))
+    operands = [re.search(r':\s*\((.*)\)\s*->', line).group(1) for line in ops]
+    assert all(o.count('bf16') == 2 for o in operands), (name, operands)
+  assert {a.dtype for a in jax.tree.leaves(target.params)} == {jnp.dtype(jnp.float32)}
+  assert {a.dtype for a in jax.tree.leaves(target.opt_state)
+          if jnp.issubdtype(a.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
