@@ -24,10 +24,9 @@ Each mode prints a table and writes JSON (--json).
 """
 
 import json
-import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 from ml_collections import config_flags
 import numpy as np
@@ -205,16 +204,29 @@ def configs_to_run(base) -> list:
   return configs
 
 
-def main(argv):
+def check_flags(argv):
+  """The command line's own consistency, in one line (exit 2) before anything runs."""
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail('benchmark.py', f'unexpected arguments: {" ".join(argv[1:])} (flags only, '
+             'e.g. --model=resnet20)')
   if FLAGS.input_only and FLAGS.end_to_end:
-    raise app.UsageError('--input_only and --end_to_end exclude each other')
-  if FLAGS.steps < 1 or FLAGS.warmup < 0 or FLAGS.start_step < 0:
-    raise app.UsageError('--steps must be >= 1, --warmup and --start_step >= 0')
-  cli.use_compilation_cache()
+    cli.fail('benchmark.py', '--input_only and --end_to_end exclude each other: give one')
+  for name, low in (('steps', 1), ('warmup', 0), ('start_step', 0)):
+    if FLAGS[name].value < low:
+      cli.fail('benchmark.py', f'--{name}={FLAGS[name].value}: give {low} or more')
+  if FLAGS.smoke and FLAGS.suite != 'gpu':
+    cli.fail('benchmark.py', '--smoke goes with --suite=gpu')
+
+
+def main(argv):
+  check_flags(argv)
   if FLAGS.suite == 'gpu':
     from lib import gpu_suite  # pylint: disable=import-outside-toplevel
+    try:
+      gpu_suite.check_device(FLAGS.smoke)
+    except ValueError as e:
+      cli.fail('benchmark.py', str(e))
+    cli.use_compilation_cache()
     rows = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
     print()
     print(formatting.table([*gpu_suite.ROW_KEYS, 'epoch_s'],
@@ -222,8 +234,7 @@ def main(argv):
                             for r in rows]))
     write_json(rows)
     return
-  if FLAGS.smoke:
-    raise app.UsageError('--smoke goes with --suite=gpu')
+  cli.use_compilation_cache()
   rows = []
   try:
     for config in configs_to_run(FLAGS.config):
@@ -233,8 +244,7 @@ def main(argv):
       rows.append(time_train_step(config, FLAGS.steps, FLAGS.warmup, FLAGS.end_to_end))
       print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s", flush=True)
   except ValueError as e:  # a bad model, size or dataset: one line, as train.py does
-    print(f'benchmark.py: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    cli.fail('benchmark.py', str(e))
   print()
   print(format_table(rows))
   write_json(rows)

@@ -25,7 +25,7 @@ import re
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,15 +127,17 @@ def _gather_parts(probs: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_any_size(posteriors, variables, model, config, mode, q):
-  """Whole images need a model that takes any size: say so before compiling."""
+  """Whole images need a model that takes any size: say so before compiling. (Probed
+  at one such size, Q by Q plus a step of the longer side.)"""
   shape = (jax.local_device_count(), q, q + input_pipeline.DENSE_SIZE_MULTIPLE,
            config.dataset.channels)
   try:
     jax.eval_shape(posteriors.on_devices, variables, jax.ShapeDtypeStruct(shape, jnp.uint8))
   except Exception as e:  # pylint: disable=broad-except  (flax shape errors vary)
     raise EvalError(
-        f'--mode={mode} runs {type(model).__name__} on whole images ({shape[1]}x{shape[2]} '
-        f'here), which it cannot take: its classifier is fixed to '
+        f'--mode={mode} runs {type(model).__name__} on whole images at test scale Q={q} '
+        f'(the shorter side {q} pixels, the longer one as the image has it), which it '
+        f'cannot take: its classifier is fixed to '
         f'{config.dataset.image_size}x{config.dataset.image_size} inputs '
         f'({type(e).__name__}); use --mode=center or 10crop') from None
 
@@ -152,13 +154,22 @@ def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
 def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best',
              scales=(256, 384, 512), torchvision: str | None = None,
              weights: str | None = None) -> dict:
-  """Evaluate and record; returns the record written to DIR/eval/*.json."""
+  """Evaluate and record; returns the record written to DIR/eval/*.json. Whatever needs
+  no data is checked first: the weights to load, where the result goes."""
+  if mode not in MODES:
+    raise EvalError(f'--mode={mode}: one of {", ".join(MODES)}')
+  trained.check_source(workdir, checkpoint, torchvision, weights)
   if not torchvision:
-    experiment.check(config, training=False)  # before any data is opened
+    experiment.check(config, training=False)
+  which = (f'torchvision_{torchvision}' if torchvision else
+           trained.checkpoint_to_load(workdir, checkpoint)[2])
+  path = result_path(workdir, which, mode, config.dataset.eval_split)
+  if parallel.is_primary():
+    check_writable(path)
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
   loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
-  model, variables, step, which = loaded.model, loaded.variables, loaded.step, loaded.which
+  model, variables, step = loaded.model, loaded.variables, loaded.step
   start = time.time()
   probs, labels = predict(config, model, variables, mode, scales)
   record = {'split': f'{config.dataset.eval_split}', 'mode': mode, 'checkpoint': which,
@@ -167,9 +178,41 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     record['scales'] = list(scales)
   if not parallel.is_primary():  # every process holds the whole result; one writes it
     return record
-  os.makedirs(os.path.join(workdir, 'eval'), exist_ok=True)
-  workdir_lib.write_json(result_path(workdir, which, mode, config.dataset.eval_split), record)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    workdir_lib.write_json(path, record)
+  except OSError as e:  # (checked above; a disk that filled up meanwhile)
+    raise UnsavedError(record, f'{path}: {e.strerror or e}') from None
   return record
+
+
+class UnsavedError(OSError):
+  """An evaluation done whose record could not be written: the record, and why."""
+
+  def __init__(self, record: dict, why: str):
+    super().__init__(why)
+    self.record = record
+
+
+def check_writable(path: str):
+  """An EvalError naming `path` unless its folder exists and is writable, or can be made:
+  refused before evaluating, not after (a read-only workdir, a file where a folder goes)."""
+  folder = os.path.dirname(path)
+  existing = folder
+  while existing and not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  existing = existing or '.'
+  if not os.path.isdir(existing):
+    why = f'{existing} is a file, not a folder'
+  elif os.path.exists(path) and not os.path.isfile(path):
+    why = f'{path} is a folder'
+  elif not os.access(existing, os.W_OK | os.X_OK) or (
+      os.path.isfile(path) and not os.access(path, os.W_OK)):
+    why = f'{path if os.path.isfile(path) else existing} is not writable by this user'
+  else:
+    return
+  raise EvalError(f'--workdir: cannot save the result to {path} ({why}); make {folder} a '
+                  'folder this user can write, or evaluate a copy of the workdir')
 
 
 def result_path(workdir: str, which: str, mode: str, split: str) -> str:
@@ -193,12 +236,15 @@ def define_flags(argv):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    cli.fail('evaluate.py', f'unexpected arguments: {" ".join(argv[1:])} (flags only: '
+             '--workdir=DIR, --mode=..., ...)')
   if FLAGS.workdir is None:
-    raise app.UsageError('give --workdir=DIR')
+    cli.fail('evaluate.py', 'give --workdir=DIR (a training run, or where torchvision '
+             'results go)')
   config = FLAGS.config
   try:
-    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision)
+    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
+                    FLAGS.checkpoint)
   except ValueError as e:
     cli.fail('evaluate.py', str(e))
   try:
@@ -213,10 +259,19 @@ def main(argv):
     cli.fail('evaluate.py', str(e))
   except ValueError as e:  # e.g. a fixed-size head asked for a dense evaluation
     cli.fail('evaluate.py', f'--mode={FLAGS.mode}: {e}')
-  print(f"{record['checkpoint']} (step {record['step']}), {FLAGS.mode}: top-1 "
-        f"{100 * record['top1']:.2f}%, top-5 {100 * record['top5']:.2f}%, loss "
-        f"{record['loss']:.4f} on {record['num_examples']} examples in "
-        f"{formatting.duration(record['seconds'])}", flush=True)
+  except UnsavedError as e:  # the result stands; only its file is missing
+    print(summary_line(e.record), flush=True)
+    print(f'evaluate.py: error: the result above could not be saved: {e}', file=sys.stderr,
+          flush=True)
+    sys.exit(1)
+  print(summary_line(record), flush=True)
+
+
+def summary_line(record: dict) -> str:
+  return (f"{record['checkpoint']} (step {record['step']}), {record['mode']}: top-1 "
+          f"{100 * record['top1']:.2f}%, top-5 {100 * record['top5']:.2f}%, loss "
+          f"{record['loss']:.4f} on {record['num_examples']} examples in "
+          f"{formatting.duration(record['seconds'])}")
 
 
 if __name__ == '__main__':

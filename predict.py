@@ -10,14 +10,15 @@ through the config's evaluation view, as in training's evaluation: the preset's 
 and centre crop, the config's channels, normalised on the device. Batches are split
 over all local devices. One line per image: `path: name (prob), ...`, best first; with
 --json, a list of {path, predictions: [{label, name, prob}]}. An image that cannot be
-read is named on stderr and the others are still predicted (exit status 1).
+read is named on stderr and the others are still predicted (exit status 1); when none
+can be read, that is bad input (one line, exit status 2, before the model compiles).
 """
 
 import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 import numpy as np
 from PIL import UnidentifiedImageError
 
@@ -91,10 +92,11 @@ def classes(config, torchvision: str | None) -> tuple[int, list[str]]:
 def main(argv):
   paths = argv[1:]
   if not paths:
-    raise app.UsageError('give one or more image files or folders')
+    cli.fail('predict.py', 'give one or more image files or folders after the flags, e.g. '
+             'predict.py --workdir=DIR digit.png')
   if FLAGS.workdir is None and FLAGS.torchvision is None:
-    raise app.UsageError('give --workdir=DIR (a training run), or --torchvision=NAME '
-                         '--weights=FILE.pth --config=configs/FILE.py')
+    cli.fail('predict.py', 'give --workdir=DIR (a training run), or --torchvision=NAME '
+             '--weights=FILE.pth --config=configs/FILE.py')
   if FLAGS.top_k < 1:
     cli.fail('predict.py', f'--top_k={FLAGS.top_k}: give the number of classes to show '
              'per image, 1 or more')
@@ -104,14 +106,21 @@ def main(argv):
              'or folders that hold them')
   config = FLAGS.config
   try:
-    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision)
+    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
+                    FLAGS.checkpoint)
     num_classes, names = classes(config, FLAGS.torchvision)
-    model = trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
-                         FLAGS.torchvision, FLAGS.weights)
   except ValueError as e:  # LoadError, DatasetError, a bad config
     cli.fail('predict.py', str(e))
-  read, views, errors = eval_views(files, config)
+  read, views, errors = eval_views(files, config)  # (decoded before the model compiles)
   errors += [f'{path}: a folder with no PNG or JPEG image' for path in empty]
+  if not read:  # nothing to predict: the one bad input, in one line
+    cli.fail('predict.py', errors[0] if len(errors) == 1 else
+             f'none of the {len(files)} images can be read ({errors[0]}; ...)')
+  try:
+    model = trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
+                         FLAGS.torchvision, FLAGS.weights)
+  except ValueError as e:  # a checkpoint of another model
+    cli.fail('predict.py', str(e))
   for line in errors:
     print(f'predict.py: {line}', file=sys.stderr, flush=True)
   probs = trained.posteriors_in_batches(model.model, config, model.variables, views,

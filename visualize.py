@@ -34,11 +34,12 @@ evaluation view, as predict.py's. --save_array writes the numbers behind the fig
 features and curves: .npz, one array per layer or series).
 """
 
+import difflib
 import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -61,17 +62,27 @@ MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithme
 
 
 def load_model():
-  """(config, Trained) from the flags."""
+  """(config, Trained) from the flags; --label checked against the model's classes
+  before anything compiles."""
   config = FLAGS.config
-  trained.prepare(config, FLAGS.workdir, FLAGS.torchvision)
+  trained.prepare(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights, FLAGS.checkpoint)
   try:
     num_classes = config.num_classes or sources.dataset_info(config).num_classes
   except sources.DatasetError:
     if not FLAGS.torchvision:
       raise
     num_classes = 1000
+  check_label(FLAGS.label, num_classes)
   return config, trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
                               FLAGS.torchvision, FLAGS.weights)
+
+
+def check_label(label: int | None, num_classes: int):
+  """A class index of the model (no Python negative indexing: -1 is not the last class)."""
+  if label is not None and not 0 <= label < num_classes:
+    raise ValueError(f'--label={label}: the model has {num_classes} classes; give a class '
+                     f'index from 0 to {num_classes - 1} (or leave --label out for the '
+                     'top class)')
 
 
 def layer_rows(model, config) -> list[dict]:
@@ -294,6 +305,21 @@ def model_layer_geometry():
           f"{config.model.name} {FLAGS.layer} ({found['type']})")
 
 
+def check_mode(args: list[str]) -> str:
+  """The one mode given (before the flags or after them), else one line and exit 2."""
+  if len(args) == 1 and args[0] in MODES:
+    return args[0]
+  if not args:
+    cli.fail('visualize.py', f'give a mode: visualize.py MODE --workdir=DIR --out=FILE.png, '
+             f'MODE one of {", ".join(MODES)}')
+  if len(args) > 1:
+    cli.fail('visualize.py', f'give one mode, not {" ".join(args)}: one of {", ".join(MODES)}')
+  close = difflib.get_close_matches(args[0], MODES, n=1)
+  cli.fail('visualize.py', f'unknown mode {args[0]!r}' + (f'; did you mean {close[0]!r}?'
+                                                         if close else '')
+           + f' (one of {", ".join(MODES)})')
+
+
 DRAW = {'filters': filters, 'features': features, 'saliency': saliency,
         'occlusion': occlusion, 'curves': curves, 'conv-arithmetic': conv_arithmetic}
 
@@ -306,11 +332,9 @@ def save_array(value, path: str):
 
 
 def main(argv):
-  if len(argv) != 2 or argv[1] not in MODES:
-    raise app.UsageError(f'give one mode: {", ".join(MODES)}')
-  mode = argv[1]
+  mode = check_mode(argv[1:])
   if not FLAGS.out:
-    raise app.UsageError('give --out=FILE.png')
+    cli.fail('visualize.py', f'give --out=FILE.png (where the {mode} figure goes)')
   try:
     needs_model = mode in ('filters', 'features', 'saliency', 'occlusion')
     config, model = load_model() if needs_model else (None, None)

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-DENSE_SIZE_MULTIPLE = 32  # whole-image views: the longer side rounded to this
+DENSE_SIZE_MULTIPLE = 32  # whole-image views: the longer side exceeds Q by a multiple of this
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert('L')
 
 
@@ -301,9 +301,12 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
   center: the training's evaluation view (V=1). 10crop: after the preset's test-time
   resize, the four corners and the centre at image_size, and their mirror images (V=10;
   ResNet section 3.4 / Table 3, AlexNet section 4.1). full: the whole image with its
-  shorter side at `scale` (VGG's Q, section 3.2), and its mirror image (V=2); the longer
-  side is rounded to a multiple of 32 pixels (an aspect change of at most 6% at Q=256) so
-  that an ImageNet-sized split compiles for a few shapes instead of hundreds.
+  shorter side at `scale` exactly (VGG's Q, section 3.2), and its mirror image (V=2); only
+  the longer side is rounded: it exceeds Q by a multiple of 32 pixels, the nearest to the
+  image's aspect (at most 16 pixels off), so that an ImageNet-sized split compiles for a
+  few shapes instead of hundreds, and each step of it is one more column of VGG's pool5
+  map (stride 32). At a Q that is not a multiple of 32, the network's own 2x2 poolings
+  leave the last Q mod 32 rows and columns out of pool5, on both sides alike.
   """
   d = config.dataset
   size, mode = d.image_size, image_mode(d.channels)
@@ -319,9 +322,8 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
     crops = np.stack([array[t:t + size, l:l + size] for t, l in ten_crop_offsets(h, w, size)])
     return np.concatenate([crops, crops[:, :, ::-1]])
   w, h = image.size
-  short = scale / min(w, h)
-  rounded = lambda x: max(DENSE_SIZE_MULTIPLE,
-                          round(x * short / DENSE_SIZE_MULTIPLE) * DENSE_SIZE_MULTIPLE)
-  new_w, new_h = (scale, rounded(h)) if w <= h else (rounded(w), scale)
+  excess = max(w, h) * scale / min(w, h) - scale  # of the longer side over Q, at its aspect
+  longer = scale + DENSE_SIZE_MULTIPLE * round(excess / DENSE_SIZE_MULTIPLE)
+  new_w, new_h = (scale, longer) if w <= h else (longer, scale)
   array = to_array(resize(image, new_w, new_h, mode), mode)
   return np.stack([array, array[:, ::-1]])

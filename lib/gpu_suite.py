@@ -318,27 +318,68 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
 # ------------------------------------------------------------------------------- suite
 
 
-def run(smoke: bool, time_train_step, time_input_pipeline, say=print) -> list[dict]:
-  """Every row of the suite, in order; `say` reports each as it comes."""
+def check_device(smoke: bool):
+  """The full suite's sizes are an H100's (minutes there, hours on a CPU): a ValueError
+  at once, before anything is imported or compiled, when JAX sees no GPU."""
+  import jax  # pylint: disable=import-outside-toplevel
+  platform = jax.default_backend()
+  if not smoke and platform != 'gpu':
+    raise ValueError(f'--suite=gpu: JAX sees no GPU here (its devices: {platform}), and '
+                     'the full sizes would run for hours; add --smoke for the same suite '
+                     'at toy sizes on this machine, or run it on a GPU machine')
+
+
+def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline,
+                 rows: list[dict]) -> list[tuple[str, str, str, object]]:
+  """(name, framework, what it runs, a function giving its row), in the suite's order;
+  the PyTorch rows are skipped rows where PyTorch is not installed. `rows`: the rows
+  measured so far (the pipeline's row compares with ResNet-50's)."""
+  torch, torchvision = import_torch()
+  steps = f'compile, {sizes.warmup} warm-up and {sizes.steps} timed steps'
+
+  def torch_row(name, framework, measure):
+    return measure if torch else lambda: skipped(name, framework, 'PyTorch is not installed')
+
+  model, batch = sizes.imagenet_model, sizes.imagenet_batch
+  imagenet = f'{model}, batch {batch} at {sizes.imagenet_size} px: {steps}'
+  cifar = f'resnet20, batch {sizes.cifar_batch}, resident data: {steps}'
+  airbench = f'airbench94, batch {sizes.airbench_batch}, resident data: {steps}'
+  return [
+      ('resnet50_train_bf16', 'jax', imagenet, lambda: jax_imagenet(sizes, time_train_step)),
+      ('resnet50_train_bf16', 'torch', imagenet, torch_row(
+          'resnet50_train_bf16', 'torch', lambda: torch_imagenet(torch, torchvision, sizes,
+                                                                  smoke))),
+      ('resnet20_cifar_epoch', 'jax', cifar, lambda: jax_cifar(sizes, time_train_step)),
+      *[('resnet20_cifar_epoch', f'torch ({mode})', cifar, torch_row(
+          'resnet20_cifar_epoch', 'torch', lambda compiled=compiled: torch_cifar(
+              torch, sizes, compiled, smoke)))
+        for compiled, mode in ((False, 'eager'), (True, 'torch.compile'))],
+      ('airbench94_epoch', 'jax', airbench, lambda: jax_airbench(sizes, time_train_step)),
+      ('airbench94_epoch', 'airbench (PyTorch)', airbench, torch_row(
+          'airbench94_epoch', 'airbench (PyTorch)', lambda: reference_airbench(torch, sizes))),
+      ('jpeg_pipeline', 'grain', f'{sizes.jpegs} JPEGs of {sizes.jpeg_side} px written, '
+       f'{sizes.pipeline_batches} batches of {batch} timed',
+       lambda: jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec'])),
+  ]
+
+
+def say_now(line: str):
+  print(line, flush=True)
+
+
+def run(smoke: bool, time_train_step, time_input_pipeline, say=say_now) -> list[dict]:
+  """Every row of the suite, in order; `say` reports each measurement as it starts (a
+  full one takes a minute or more) and as it ends, with its time."""
   sizes = SMOKE if smoke else FULL
   rows = []
-
-  def add(r):
+  say(f"gpu suite ({'toy sizes' if smoke else 'full sizes'}): importing PyTorch")
+  todo = measurements(sizes, smoke, time_train_step, time_input_pipeline, rows)
+  for i, (name, framework, what, measure) in enumerate(todo, start=1):
+    head = f'[{i}/{len(todo)}] {name:<22}'
+    say(f'{head} {framework}: {what} ...')
+    start = time.perf_counter()
+    r = measure()
     rows.append(r)
     shown = f"{r['images_per_sec']:,.0f} images/s" if r['images_per_sec'] else r['skipped']
-    say(f"{r['name']:<22} {r['framework']:<48} {shown}")
-
-  torch, torchvision = import_torch()
-  no_torch = 'PyTorch is not installed'
-  add(jax_imagenet(sizes, time_train_step))
-  add(torch_imagenet(torch, torchvision, sizes, smoke) if torch else
-      skipped('resnet50_train_bf16', 'torch', no_torch))
-  add(jax_cifar(sizes, time_train_step))
-  for compiled in (False, True):
-    add(torch_cifar(torch, sizes, compiled, smoke) if torch else
-        skipped('resnet20_cifar_epoch', 'torch', no_torch))
-  add(jax_airbench(sizes, time_train_step))
-  add(reference_airbench(torch, sizes) if torch else
-      skipped('airbench94_epoch', 'airbench (PyTorch)', no_torch))
-  add(jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec']))
+    say(f"{head} {r['framework']:<48} {shown} ({time.perf_counter() - start:.0f} s)")
   return rows

@@ -53,10 +53,12 @@ def define_config_flag(argv: list[str], program: str):
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 
-def prepare(config, workdir: str | None, torchvision: str | None = None):
+def prepare(config, workdir: str | None, torchvision: str | None = None,
+            weights: str | None = None, checkpoint: str = 'best'):
   """What every command on a trained model does before loading it: a config to use (one
-  that does not change the model the workdir's checkpoints hold), the compilation cache,
-  jax.distributed for a multi-process job, the checks without data."""
+  that does not change the model the workdir's checkpoints hold), the checkpoint or
+  weights file to load, the compilation cache, jax.distributed for a multi-process job,
+  the checks without data."""
   if 'model' not in config:
     raise LoadError(f'--workdir={workdir} has no config.json: give the workdir of a '
                     'training run, or --config=configs/FILE.py')
@@ -68,15 +70,36 @@ def prepare(config, workdir: str | None, torchvision: str | None = None):
                       f'config asks for: {run_contract.describe(changed)}; drop those '
                       'settings (the workdir\'s config.json is used when --config is '
                       'not given)')
+  check_source(workdir, checkpoint, torchvision, weights)
   cli.use_compilation_cache()
   parallel.maybe_initialize_distributed(config)
   if not torchvision:
     experiment.check(config, training=False)
 
 
-def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]:
-  """(params and batch_stats, step, 'best'|'latest'|'step<N>') of `which`: best, latest
-  or a step number."""
+def check_source(workdir: str | None, checkpoint: str = 'best',
+                 torchvision: str | None = None, weights: str | None = None):
+  """The weights to load exist: torchvision's model name and its weights file, or the
+  workdir's checkpoint (a LoadError naming the flag otherwise). Reads no data and no
+  checkpoint, so it goes before the dataset is opened."""
+  if torchvision:
+    if not weights:
+      raise LoadError('--torchvision needs --weights=FILE.pth (torchvision state dict)')
+    if torchvision not in torchvision_import.SUPPORTED:
+      raise LoadError(f'--torchvision={torchvision}: one of '
+                      f'{", ".join(torchvision_import.SUPPORTED)}')
+    if not os.path.isfile(weights):
+      raise LoadError(f'--weights={weights}: no such file')
+  elif not workdir:
+    raise LoadError('give --workdir=DIR (a training run), or --torchvision=NAME '
+                    '--weights=FILE.pth')
+  else:
+    checkpoint_to_load(workdir, checkpoint)
+
+
+def checkpoint_to_load(workdir: str, which: str) -> tuple[str, int, str]:
+  """(checkpoints.BEST or LATEST, step, 'best'|'latest'|'step<N>') of `which`: best,
+  latest or a step number; a LoadError naming --checkpoint when there is none such."""
   if which in ('best', 'latest'):
     kind = checkpoints.BEST if which == 'best' else checkpoints.LATEST
     step = None
@@ -93,9 +116,17 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
   if step is None:
     step = max(int(d) for d in os.listdir(directory) if d.isdigit())
   elif not os.path.isdir(os.path.join(directory, str(step))):
-    steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, checkpoints.LATEST))
+    latest = os.path.join(workdir, checkpoints.LATEST)
+    steps = sorted(int(d) for d in (os.listdir(latest) if os.path.isdir(latest) else [])
                    if d.isdigit())
     raise LoadError(f'--checkpoint={step}: no such step in {workdir}; it has {steps}')
+  return kind, step, which if which in ('best', 'latest') else f'step{step}'
+
+
+def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]:
+  """(params and batch_stats, step, 'best'|'latest'|'step<N>') of `which`: best, latest
+  or a step number."""
+  kind, step, name = checkpoint_to_load(workdir, which)
   try:
     state = checkpoints.read_state(workdir, kind, step)
   except checkpoints.CorruptCheckpointError as e:
@@ -104,20 +135,14 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
   variables = {'params': state['params']}
   if state.get('batch_stats'):
     variables['batch_stats'] = state['batch_stats']
-  return variables, step, which if which in ('best', 'latest') else f'step{step}'
+  return variables, step, name
 
 
 def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best',
          torchvision: str | None = None, weights: str | None = None) -> Trained:
   """The model and variables of a checkpoint of `workdir`, or of torchvision weights."""
   if torchvision:
-    if not weights:
-      raise LoadError('--torchvision needs --weights=FILE.pth (torchvision state dict)')
-    if torchvision not in torchvision_import.SUPPORTED:
-      raise LoadError(f'--torchvision={torchvision}: one of '
-                      f'{", ".join(torchvision_import.SUPPORTED)}')
-    if not os.path.isfile(weights):
-      raise LoadError(f'--weights={weights}: no such file')
+    check_source(workdir, checkpoint, torchvision, weights)
     variables = torchvision_import.convert(torchvision,
                                            torchvision_import.load_pth(weights))
     trained = Trained(models.create_model(torchvision, num_classes=num_classes), variables,

@@ -98,9 +98,11 @@ def test_whitening_weights_are_the_references_up_to_sign(reference):
 
 
 def test_test_time_augmentation_gives_the_reference_logits(reference):
-  """airbench's infer at tta_level 1 (mirror) and 2 (mirror and 1-pixel translations)
-  against lib.trained.tta_logits, which evaluate.py --mode=flip and --mode=tta use."""
+  """evaluate.py --mode=flip and --mode=tta are airbench's infer at tta_level 1 (mirror)
+  and 2 (mirror and 1-pixel translations): each mode's level (evaluate.TTA_LEVEL) through
+  lib.trained.tta_logits, which both modes run, against the package's own."""
   import types  # pylint: disable=import-outside-toplevel
+  import evaluate  # pylint: disable=import-outside-toplevel
   from lib import trained  # pylint: disable=import-outside-toplevel
   net = make_reference_net(reference, 'airbench94')
   x = images(16, seed=2)
@@ -109,11 +111,11 @@ def test_test_time_augmentation_gives_the_reference_logits(reference):
   variables = torchvision_import.convert('airbench94', state_dict_of(net))
   model = models.create_model('airbench94')
   plain = model.apply(variables, jnp.asarray(x), train=False)
-  for level in (1, 2):
-    want = reference.infer(net, loader, tta_level=level).numpy()
+  for mode, airbench_level in (('flip', 1), ('tta', 2)):
+    want = reference.infer(net, loader, tta_level=airbench_level).numpy()
     got = trained.tta_logits(lambda z: model.apply(variables, z, train=False),
-                             jnp.asarray(x), level)
-    assert relative(got, want) <= 1e-4, level
+                             jnp.asarray(x), evaluate.TTA_LEVEL[mode])
+    assert relative(got, want) <= 1e-4, mode
     assert relative(plain, want) > 1e-3  # the augmentation changes the logits
 
 

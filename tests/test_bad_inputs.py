@@ -119,6 +119,32 @@ def _contract_saved_dataset(**was):
 
 _CONTRACT_SAME = TRAIN + SHORT + ['--workdir={run}', '--config.batch_size=64']
 
+def _tools_no_checkpoint(tmp):
+  """The finished run with its checkpoints gone (config.json and metrics left)."""
+  shutil.rmtree(tmp / 'run' / 'checkpoints')
+  shutil.rmtree(tmp / 'run' / 'best_checkpoint')
+
+
+def _tools_eval_is_a_file(tmp):
+  """A file where evaluate.py's eval/ folder goes: no user, root included, can write it."""
+  (tmp / 'run' / 'eval').write_text('not a folder\n')
+
+
+def _tools_text_file(tmp):
+  (tmp / 'notes.png').write_text('a text file named like an image\n')
+
+
+def _tools_without_gpu(*args):
+  """benchmark.py ARGS with JAX held to the CPU, as on a machine without a GPU (on one
+  with a GPU, too)."""
+  return ['-c', 'import os, runpy, sys; os.environ["JAX_PLATFORMS"] = "cpu"; '
+          f'sys.argv = ["benchmark.py"] + {list(args)!r}; '
+          'runpy.run_path("benchmark.py", run_name="__main__")']
+
+
+_TOOLS_DIGIT = 'docs/digits/digit_0.png'
+_TOOLS_TV = ['--config=configs/resnet.py:imagenet,depth=50', '--workdir={new}']
+
 
 CASES = [
     # ------------------------------------------------------------- command lines
@@ -193,6 +219,88 @@ CASES = [
 
     # ------------------------------------------------------------- evaluate, predict,
     # visualize, summary, benchmark
+    Case('evaluate: no --workdir', ['evaluate.py'], '--workdir=DIR'),
+    Case('evaluate: missing workdir', ['evaluate.py', '--workdir={tmp}/nowhere'],
+         'nowhere has no config.json'),
+    Case('evaluate: no checkpoint', ['evaluate.py', '--workdir={run}'], 'has no checkpoint',
+         _tools_no_checkpoint),
+    Case('evaluate: unknown --mode', ['evaluate.py', '--workdir={run}', '--mode=dense5'],
+         'mode'),
+    Case('evaluate: --checkpoint step not saved', ['evaluate.py', '--workdir={run}',
+                                                   '--checkpoint=5'], '--checkpoint=5'),
+    Case('evaluate: --checkpoint not a step', ['evaluate.py', '--workdir={run}',
+                                               '--checkpoint=last'], '--checkpoint=last'),
+    Case('evaluate: --scales not integers', ['evaluate.py', '--workdir={run}',
+                                             '--mode=multiscale', '--scales=a,b'], '--scales'),
+    Case('evaluate: dense on a fixed-size head', ['evaluate.py', '--workdir={run}',
+                                                  '--mode=dense'], 'test scale Q=256'),
+    Case('evaluate: missing --weights file', ['evaluate.py', '--torchvision=resnet50',
+                                              '--weights={tmp}/nope.pth', *_TOOLS_TV],
+         'nope.pth: no such file'),
+    Case('evaluate: unknown --torchvision model', ['evaluate.py', '--torchvision=resnet51',
+                                                   '--weights={tmp}/nope.pth', *_TOOLS_TV],
+         '--torchvision=resnet51'),
+    Case('evaluate: --torchvision without --weights', ['evaluate.py', '--torchvision=resnet50',
+                                                       *_TOOLS_TV], '--weights=FILE.pth'),
+    Case('evaluate: eval/ is a file', ['evaluate.py', '--workdir={run}'],
+         'cannot save the result', _tools_eval_is_a_file),
+    Case('evaluate: an argument that is not a flag', ['evaluate.py', '--workdir={run}',
+                                                      'best'], 'unexpected arguments: best'),
+    Case('predict: no images', ['predict.py', '--workdir={run}'], 'image files or folders'),
+    Case('predict: no --workdir', ['predict.py', _TOOLS_DIGIT], '--workdir=DIR'),
+    Case('predict: missing image file', ['predict.py', '--workdir={run}', '{tmp}/missing.png'],
+         'missing.png: no such file'),
+    Case('predict: not an image', ['predict.py', '--workdir={run}', '{tmp}/notes.png'],
+         'notes.png: cannot read this image', _tools_text_file),
+    Case('predict: --top_k=0', ['predict.py', '--workdir={run}', '--top_k=0', _TOOLS_DIGIT],
+         '--top_k=0'),
+    Case('predict: --checkpoint step not saved', ['predict.py', '--workdir={run}',
+                                                  '--checkpoint=5', _TOOLS_DIGIT],
+         '--checkpoint=5'),
+    Case('predict: missing --weights file', ['predict.py', '--torchvision=resnet18',
+                                             '--weights={tmp}/nope.pth',
+                                             '--config=configs/resnet.py:imagenet,depth=18',
+                                             _TOOLS_DIGIT], '--weights='),
+    Case('visualize: unknown mode', ['visualize.py', 'filterz', '--workdir={run}',
+                                     '--out={tmp}/x.png'], "did you mean 'filters'"),
+    Case('visualize: no mode', ['visualize.py', '--workdir={run}', '--out={tmp}/x.png'],
+         'give a mode'),
+    Case('visualize: --label past the classes', ['visualize.py', 'saliency', '--workdir={run}',
+                                                 f'--image={_TOOLS_DIGIT}', '--label=99',
+                                                 '--out={tmp}/x.png'], '--label=99'),
+    Case('visualize: negative --label', ['visualize.py', 'occlusion', '--workdir={run}',
+                                         f'--image={_TOOLS_DIGIT}', '--label=-1',
+                                         '--out={tmp}/x.png'], '--label=-1'),
+    Case('visualize: no --out', ['visualize.py', 'filters', '--workdir={run}'], '--out'),
+    Case('visualize: saliency without --image', ['visualize.py', 'saliency', '--workdir={run}',
+                                                 '--out={tmp}/x.png'], '--image'),
+    Case('visualize: missing --image', ['visualize.py', 'features', '--workdir={run}',
+                                        '--image={tmp}/missing.png', '--out={tmp}/x.png'],
+         'missing.png'),
+    Case('visualize: not a conv --layer', ['visualize.py', 'filters', '--workdir={run}',
+                                           '--layer=C9', '--out={tmp}/x.png'], '--layer=C9'),
+    Case('visualize: curves without metrics', ['visualize.py', 'curves', '--workdir={new}',
+                                               '--out={tmp}/x.png'], 'metrics.jsonl'),
+    Case('visualize: occlusion --patch=0', ['visualize.py', 'occlusion', '--workdir={run}',
+                                            f'--image={_TOOLS_DIGIT}', '--patch=0',
+                                            '--out={tmp}/x.png'], '--patch'),
+    Case('benchmark: --suite=gpu without a GPU', _tools_without_gpu('--suite=gpu',
+                                                                    '--json={tmp}/b.json'),
+         '--smoke'),
+    Case('benchmark: --smoke without the suite', ['benchmark.py', '--smoke',
+                                                  '--json={tmp}/b.json'], '--suite=gpu'),
+    Case('benchmark: --steps=0', ['benchmark.py', '--steps=0', '--json={tmp}/b.json'],
+         '--steps=0'),
+    Case('benchmark: --input_only with --end_to_end', ['benchmark.py', '--input_only',
+                                                       '--end_to_end', '--json={tmp}/b.json'],
+         '--input_only and --end_to_end'),
+    Case('benchmark: an argument that is not a flag', ['benchmark.py', 'resnet20',
+                                                       '--json={tmp}/b.json'],
+         'unexpected arguments: resnet20'),
+    Case('benchmark: unknown model', ['benchmark.py', '--model=resnet21',
+                                      '--json={tmp}/b.json'], 'resnet21'),
+    Case('summary: unknown model', ['summary.py', '--model=resnet21'], 'resnet21'),
+    Case('summary: nothing to summarise', ['summary.py'], '--model=NAME'),
 
     # ------------------------------------------------------------- sweeps, reproduce
     Case('sweep: no such sweep file', ['sweep.py', '--config={tmp}/nope.py',

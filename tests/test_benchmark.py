@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -71,6 +72,45 @@ def test_end_to_end_and_input_only_on_mnist5k(tmp_path):
   assert rows[0]['mode'] == 'input_only' and rows[0]['images_per_sec'] > 0
 
 
+def test_the_step_time_includes_waiting_for_the_devices(tmp_path):
+  """A step call returns once the step is dispatched; the devices may still be at work
+  until block_until_ready returns. Here each wait takes a second longer (a device still
+  busy), so the two timed steps must measure that second: a clock stopped before the
+  wait would show the dispatch alone."""
+  out = tmp_path / 'bench.json'
+  busy_device = (
+      'import sys, time, jax\n'
+      'wait = jax.block_until_ready\n'
+      'def busy(x):\n'
+      '  time.sleep(1.0)\n'
+      '  return wait(x)\n'
+      'jax.block_until_ready = busy\n'
+      'sys.argv = ["benchmark.py", "--model=lenet5", "--batch_size=8", "--steps=2", '
+      f'"--warmup=0", "--json={out}"]\n'
+      'import runpy\n'
+      'runpy.run_path("benchmark.py", run_name="__main__")\n')
+  result = subprocess.run([sys.executable, '-c', busy_device], cwd=ROOT, text=True,
+                          capture_output=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  (row,) = json.loads(out.read_text())
+  assert 2 * row['step_ms'] >= 1000, row
+
+
+def test_the_gpu_suite_without_a_gpu_says_so_at_once(tmp_path):
+  """The full suite's sizes on a CPU would run for hours without a word: one line
+  pointing to --smoke, exit 2, within seconds (here JAX is held to the CPU)."""
+  out = tmp_path / 'bench.json'
+  start = time.time()
+  result = subprocess.run([sys.executable, 'benchmark.py', '--suite=gpu', f'--json={out}'],
+                          cwd=ROOT, text=True, capture_output=True, timeout=120,
+                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert result.returncode == 2 and not out.exists() and result.stdout == ''
+  (line,) = result.stderr.splitlines()
+  assert line.startswith('benchmark.py: error: --suite=gpu: JAX sees no GPU here') and \
+      '--smoke' in line
+  assert time.time() - start < 60
+
+
 def test_bad_model_is_one_line(tmp_path):
   result, rows = run(tmp_path, '--model=resnet21')
   assert result.returncode == 2 and rows is None
@@ -102,3 +142,14 @@ def test_gpu_suite_smoke(tmp_path):
   assert pipeline['resnet50_images_per_sec'] == rows[0]['images_per_sec']
   assert pipeline['keeps_up'] == (pipeline['images_per_sec'] >= rows[0]['images_per_sec'])
   assert 'resnet20_cifar_epoch' in result.stdout  # the table
+  # Each measurement says what it runs as it starts, and its rate when it ends.
+  lines = result.stdout.splitlines()
+  at = lambda i, r, ends: [n for n, l in enumerate(lines) if l.startswith(
+      f"[{i}/8] {r['name']}") and (l.endswith(' ...') != ends)]
+  previous_end = -1
+  for i, r in enumerate(rows, start=1):
+    (start,), (end,) = at(i, r, ends=False), at(i, r, ends=True)
+    assert previous_end < start < end, (i, lines)
+    assert f"{r['images_per_sec']:,.0f} images/s" in lines[end]
+    previous_end = end
+  assert 'compile, 0 warm-up and 1 timed steps' in lines[at(1, rows[0], ends=False)[0]]

@@ -4,9 +4,11 @@ VGG's dense evaluation, and the CLI on a mnist5k checkpoint."""
 import io
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -86,14 +88,36 @@ def test_ten_crop_is_the_mean_over_ten_explicit_views(mock_imagenet):
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
 
 
+def whole_image_longer_side(h, w, q):
+  """The longer side of a whole-image view at test scale Q: the shorter side is Q, the
+  longer one exceeds it by the multiple of 32 nearest to the image's aspect."""
+  return q + 32 * round((max(h, w) * q / min(h, w) - q) / 32)
+
+
+def test_whole_image_views_keep_the_shorter_side_at_q_exactly():
+  """VGG section 3.2's test scale Q is the shorter side: a square image at Q=300 is
+  300x300 (it was rounded to 288x300), at Q=240 240x240; only the longer side moves to a
+  step of 32 pixels (VGG's pool5 stride): 400x300 at Q=256 is 341.3 -> 256 + 3 * 32."""
+  from data import transforms  # pylint: disable=import-outside-toplevel
+  config = imagenet_config()
+  for (w, h), q, want in [((300, 300), 300, (300, 300)), ((300, 300), 240, (240, 240)),
+                          ((400, 300), 256, (256, 352)), ((300, 400), 256, (352, 256)),
+                          ((301, 300), 300, (300, 300)), ((500, 240), 240, (240, 496))]:
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    views = transforms.views(image, config, 'full', q)
+    assert views.shape == (2, *want, 3), ((w, h), q)
+    np.testing.assert_array_equal(views[1], views[0][:, ::-1])  # and its mirror image
+
+
 def test_multiscale_is_the_mean_over_scales_and_mirrors(mock_imagenet):
   _, model, variables, raw, _, (probs, labels) = mock_imagenet
-  for ex, got in zip(raw, probs):
+  assert probs.shape == (6, 1000) and list(labels) == [ex['label'] for ex in raw]
+  for ex, got in zip(raw, probs, strict=True):
     image = ex['image']
     h, w = image.shape[:2]
     views = []
-    for q in (64, 96):  # shorter side Q; the longer side rounded to 32 pixels
-      longer = round(max(h, w) * q / min(h, w) / 32) * 32
+    for q in (64, 96):
+      longer = whole_image_longer_side(h, w, q)
       full = normalize(resize(image, *((q, longer) if h <= w else (longer, q))) / 255)
       views += [full, full[:, ::-1]]
     want = np.mean([posterior(model, variables, v) for v in views], axis=0)
@@ -137,8 +161,9 @@ def test_vgg_dense_evaluation_is_the_fc_head_on_every_window(vgg_a):
 
 
 def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
-  """evaluate.py --mode=dense on VGG-A: at test scale Q=224, each image whole (longer
-  side rounded to 32 pixels) and its mirror image, posteriors averaged."""
+  """evaluate.py --mode=dense on VGG-A: at test scale Q=224, each image whole (its
+  shorter side 224, the longer one 224 plus a multiple of 32) and its mirror image,
+  posteriors averaged."""
   model, variables = vgg_a
   config = imagenet_config()
   config.num_classes = 10
@@ -150,9 +175,9 @@ def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
     images = [np.asarray(Image.open(io.BytesIO(source[i]['image'])).convert('RGB'))
               for i in range(2)]
   assert probs.shape == (2, 10)
-  for image, got in zip(images, probs):
+  for image, got in zip(images, probs, strict=True):
     h, w = image.shape[:2]
-    longer = round(max(h, w) * 224 / min(h, w) / 32) * 32
+    longer = whole_image_longer_side(h, w, 224)
     full = normalize(resize(image, *((224, longer) if h <= w else (longer, 224))) / 255)
     views = jnp.asarray(np.stack([full, full[:, ::-1]]), jnp.float32)
     logits = model.apply(variables, views, train=False, dense=True)
@@ -184,8 +209,11 @@ def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
   # A whole-image mode on a fixed-head model is refused in one line.
   result = run_cli('evaluate.py', f'--workdir={workdir}', '--mode=dense')
   assert result.returncode == 2
-  assert result.stderr.strip().splitlines()[-1].startswith(
-      'evaluate.py: error: --mode=dense runs LeNet5 on whole images'), result.stderr
+  (line,) = result.stderr.strip().splitlines()
+  # (the shape it was probed at is no image's: the line names the test scale instead)
+  assert line.startswith('evaluate.py: error: --mode=dense runs LeNet5 on whole images at '
+                         'test scale Q=256 (the shorter side 256 pixels'), line
+  assert '256x288' not in line
   # The same workdir in-process: 10 crops (with mirrored digits) run; a missing step is
   # named with the ones there are.
   config = run_contract.read_saved(workdir)
@@ -241,7 +269,7 @@ def test_evaluate_a_step_other_scales_and_another_split(declining_run):
   result = run_cli('evaluate.py', f'--workdir={workdir}', '--mode=multiscale', '--scales=28,36')
   assert result.returncode == 0, result.stderr[-2000:]
   record = json.load(open(workdir / 'eval' / 'best_multiscale.json'))
-  assert record['scales'] == [28, 36]
+  assert record['scales'] == [28, 36] and record['num_examples'] == 1000
   config = run_contract.read_saved(str(workdir))
   loaded = trained_lib.load(config, 10, str(workdir), 'best')
   dense = []
@@ -270,8 +298,19 @@ def test_flip_and_tta_modes_average_the_logits_of_their_views(declining_run):
   views = np.stack([v[0] for _, v, _ in input_pipeline.eval_views(config, 'center')])
   x = ((views / 255 - 0.1307) / 0.3081).astype(np.float32)  # MNIST's statistics
   logits = lambda x: np.asarray(loaded.model.apply(loaded.variables, x, train=False))
-  want = np.asarray(jax.nn.softmax(0.5 * logits(x) + 0.5 * logits(x[:, :, ::-1])))
+  mirrored = lambda x: 0.5 * logits(x) + 0.5 * logits(x[:, :, ::-1])
+  want = np.asarray(jax.nn.softmax(mirrored(x)))
   np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
+  # tta, airbench's level 2 written out: half the mirrored logits, half their mean over
+  # the two 1-pixel translations of the image reflect-padded by 1 (its crops at offsets
+  # (0, 0) and (2, 2)).
+  tta, _ = evaluate.predict(config, loaded.model, loaded.variables, 'tta')
+  padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
+  h, w = x.shape[1:3]
+  shifted = [mirrored(padded[:, t:t + h, t:t + w]) for t in (0, 2)]
+  want_tta = np.asarray(jax.nn.softmax(0.5 * mirrored(x) + 0.25 * (shifted[0] + shifted[1])))
+  np.testing.assert_allclose(tta, want_tta, rtol=1e-4, atol=1e-6)
+  assert np.abs(want_tta - want).max() > 1e-3  # (level 2 is not level 1 here)
   for mode in ('flip', 'tta'):  # (in-process; the CLI's flags: the tests above)
     evaluate.evaluate(config, str(workdir), mode)
     record = json.load(open(workdir / 'eval' / f'best_{mode}.json'))
@@ -322,3 +361,69 @@ def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
   assert record['top1'] == np.mean(want.argmax(1) == labels)
   assert record['loss'] == pytest.approx(float(loss), rel=1e-5)
   assert os.path.exists(tmp_path / 'eval' / 'torchvision_resnet18_center.json')
+
+
+def tree_state(top):
+  """Every path under top with its bytes (a folder: None)."""
+  out = {}
+  for root, dirs, files in os.walk(top):
+    out.update({os.path.join(root, d): None for d in dirs})
+    out.update({os.path.join(root, f): open(os.path.join(root, f), 'rb').read()
+                for f in files})
+  return out
+
+
+def test_a_read_only_workdir_is_refused_before_evaluating(trained_lenet):
+  """A workdir this user cannot write: one line naming the result file, exit 2, before
+  the dataset is read or anything compiles (it used to evaluate, then fail to write
+  eval/best_center.json). Run as an unprivileged user, since root may write anywhere."""
+  trained, _ = trained_lenet
+  top = tempfile.mkdtemp(prefix='read-only-')  # (reachable by that user, unlike tmp_path)
+  os.chmod(top, 0o755)
+  workdir = os.path.join(top, 'lenet')
+  shutil.copytree(trained, workdir)
+  command = ['evaluate.py', f'--workdir={workdir}']
+  if os.geteuid() == 0:  # the user nobody, once Python and the program's modules are
+    nobody = pwd.getpwnam('nobody')  # loaded (they may lie under root's home)
+    command = ['-c', f'import os, runpy, sys; import evaluate; os.setgroups([]); '
+               f'os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid}); '
+               f'sys.argv = {command!r}; runpy.run_path("evaluate.py", run_name="__main__")']
+  for root, dirs, files in os.walk(workdir):
+    for name in files:
+      os.chmod(os.path.join(root, name), 0o444)
+    os.chmod(root, 0o555)
+  try:
+    before = tree_state(workdir)
+    result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        f'evaluate.py: error: --workdir: cannot save the result to {workdir}/eval/'
+        f'best_center.json ({workdir} is not writable by this user); make {workdir}/eval '
+        'a folder this user can write, or evaluate a copy of the workdir'], result.stderr
+    assert result.stdout == '' and tree_state(workdir) == before
+  finally:
+    for root, _, _ in os.walk(top):
+      os.chmod(root, 0o755)
+    shutil.rmtree(top)
+
+
+def test_a_result_that_cannot_be_written_is_printed_and_named(declining_run, monkeypatch,
+                                                             capsys):
+  """A write that fails after the check (a disk that filled up meanwhile): the result is
+  not lost: printed, with one line saying it was not saved, exit status 1."""
+  workdir, evals = declining_run
+  def full_disk(path, value):
+    raise OSError(28, 'No space left on device', path)
+  monkeypatch.setattr(evaluate.workdir_lib, 'write_json', full_disk)
+  monkeypatch.setattr(evaluate, 'FLAGS', type('Flags', (), dict(
+      config=run_contract.read_saved(str(workdir)), workdir=str(workdir), torchvision=None,
+      weights=None, checkpoint='best', mode='center', scales=['256']))())
+  with pytest.raises(SystemExit) as exit_:
+    evaluate.main(['evaluate.py'])
+  out, err = capsys.readouterr()
+  assert exit_.value.code == 1
+  assert f"best (step 20), center: top-1 {100 * evals[20]['top1']:.2f}%" in out
+  assert err.splitlines() == [
+      'evaluate.py: error: the result above could not be saved: '
+      f'{workdir}/eval/best_center.json: No space left on device']

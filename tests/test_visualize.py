@@ -348,3 +348,23 @@ def test_training_writes_its_first_filters_at_each_evaluation(lenet_run):
   first, last = (Image.open(io.BytesIO(v.image.encoded_image_string))
                  for v in (images[0][1], images[-1][1]))
   assert first.size == last.size and first.size[0] > 50
+  # Each picture is the model's own C1 kernel at that step: the 6 filters of 5x5, each
+  # scaled to [0, 1] on its own, 9 pixels per weight (48 // 5), 3 to a row, 1-pixel white
+  # gaps. Held against the checkpoints saved at evaluation steps.
+  pictures = {step: np.asarray(Image.open(io.BytesIO(v.image.encoded_image_string))
+                               .convert('RGB')) for step, v in images}
+  compared = 0
+  for which in ('best', 'latest'):
+    variables, step, _ = trained_lib.variables_from_checkpoint(str(lenet_run), which)
+    if step not in pictures:
+      continue
+    picture = pictures[step]
+    assert picture.shape == (2 * 46 + 1, 3 * 46 + 1, 3)
+    tiles = scaled(np.asarray(variables['params']['C1']['kernel'])[:, :, 0].transpose(2, 0, 1))
+    for i, tile in enumerate(tiles):
+      r, c = divmod(i, 3)
+      top, left = 1 + 46 * r, 1 + 46 * c
+      shown = picture[top:top + 45:9, left:left + 45:9]  # one pixel per weight
+      np.testing.assert_allclose(shown, np.repeat((tile * 255)[..., None], 3, -1), atol=0.51)
+    compared += 1
+  assert compared, 'a checkpoint saved at an evaluation step'
