@@ -404,7 +404,7 @@ def test_config_arguments_take_only_real_booleans_and_numbers():
     lenet.get_config('mnist=maybe')
   assert lenet.get_config('mnist=no').dataset.name == 'mnist5k'
   assert lenet.get_config('mnist=true').dataset.name == 'mnist'
-  with pytest.raises(ValueError, match=r"depth='deep': give a int"):
+  with pytest.raises(ValueError, match=r"depth='deep': give an integer, like its default depth=20"):
     common.parse_arg('depth=deep', depth=20)
 
 
