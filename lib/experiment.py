@@ -10,6 +10,7 @@ models.auxiliary_losses), so nothing here names a model.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -134,18 +135,26 @@ RANGES = {
     'lookahead.power': _NON_NEGATIVE,
 }
 
-_schedule_is = lambda *names: (lambda c: c.schedule.name in names,
+_schedule_is = lambda *names: (lambda c, _: c.schedule.name in names,
                                f"schedule.name is {' or '.join(map(repr, names))}")
-_optimizer_is = lambda name: (lambda c: c.optimizer.name == name,
+_optimizer_is = lambda name: (lambda c, _: c.optimizer.name == name,
                               f'optimizer.name is {name!r}')
-_dataset_is = lambda kind: (lambda c: sources.kind(c.dataset.name) == kind,
+_dataset_is = lambda kind: (lambda c, _: sources.kind(c.dataset.name) == kind,
                             f"dataset.name is {'a folder:PATH' if kind == 'folder' else kind}"
                             + (' (TFDS)' if kind == 'tfds' else ''))
-# Keys that only some settings read: set on the command line (or by a sweep) where
-# nothing reads them, they would be ignored without a word, so the run refuses them.
+_augment_is = lambda name, also='': (lambda c, _: c.dataset.augment == name,
+                                     f'dataset.augment is {name!r}{also}')
+_looking_ahead = (lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0')
+_decaying = (lambda c, _: c.optimizer.weight_decay > 0, 'optimizer.weight_decay > 0')
+# Keys that only some settings read, or that act only on some models: set on the command
+# line (or by a sweep) where they would change nothing, they would be ignored without a
+# word, so the run refuses them. Each condition is (config, model) -> whether the key acts;
+# `model` is a ModelView of the network the config builds.
 READ_ONLY_WHEN = {
     'schedule.boundaries': _schedule_is('piecewise'),
-    'schedule.boundaries_in_epochs': _schedule_is('piecewise'),
+    'schedule.boundaries_in_epochs': (
+        lambda c, _: c.schedule.name == 'piecewise' and len(c.schedule.boundaries) > 0,
+        "schedule.name is 'piecewise' with schedule.boundaries"),
     'schedule.multipliers': _schedule_is('piecewise'),
     'schedule.step_epochs': _schedule_is('step'),
     'schedule.factor': _schedule_is('step', 'plateau'),
@@ -153,30 +162,65 @@ READ_ONLY_WHEN = {
     'schedule.patience': _schedule_is('plateau'),
     'schedule.min_learning_rate': _schedule_is('cosine', 'plateau'),
     'schedule.triangle': _schedule_is('triangle'),
-    'optimizer.norm_bias_lr_scale': _optimizer_is('sgd'),
-    'lookahead.decay': (lambda c: c.lookahead.every > 0, 'lookahead.every > 0'),
-    'lookahead.power': (lambda c: c.lookahead.every > 0, 'lookahead.every > 0'),
+    # (optim.create_optimizer: the bias scaler is SGD's; it scales what norm_bias_mask picks)
+    'optimizer.norm_bias_lr_scale': (
+        lambda c, m: c.optimizer.name == 'sgd' and m.has(optim.norm_bias_mask),
+        "optimizer.name is 'sgd' and the model has normalisation biases (BatchNorm's, "
+        'biases beside no kernel)'),
+    'lookahead.decay': _looking_ahead,
+    # (the average's weight decay**every * (t/T)**power is 0 for any power when decay is)
+    'lookahead.power': (lambda c, _: c.lookahead.every > 0 and c.lookahead.decay > 0,
+                        'lookahead.every > 0 and lookahead.decay > 0'),
     'optimizer.momentum': _optimizer_is('sgd'),
-    'optimizer.nesterov': _optimizer_is('sgd'),
+    # (SGD without momentum has no velocity for Nesterov's look-ahead to use)
+    'optimizer.nesterov': (lambda c, _: c.optimizer.name == 'sgd' and c.optimizer.momentum > 0,
+                           "optimizer.name is 'sgd' with optimizer.momentum > 0"),
     'optimizer.b1': _optimizer_is('adamw'),
     'optimizer.b2': _optimizer_is('adamw'),
-    'optimizer.decay_style': (lambda c: c.optimizer.weight_decay > 0,
-                              'optimizer.weight_decay > 0'),
-    'optimizer.decay_params': (lambda c: c.optimizer.weight_decay > 0,
-                               'optimizer.weight_decay > 0'),
-    'dataset.pad_mode': (lambda c: transforms.PRESETS[c.dataset.augment].pad > 0,
+    # (without momentum or Adam's scaling, SGD's decay added to the gradient and its
+    # decay beside the update are one and the same step, lr * (g + wd * w))
+    'optimizer.decay_style': (
+        lambda c, _: c.optimizer.weight_decay > 0 and (
+            c.optimizer.name != 'sgd' or c.optimizer.momentum > 0),
+        "optimizer.weight_decay > 0, with optimizer.name 'adamw' or momentum > 0"),
+    'optimizer.decay_params': (
+        lambda c, m: c.optimizer.weight_decay > 0 and m.has(optim.not_a_kernel),
+        'optimizer.weight_decay > 0 and the model has parameters other than kernels '
+        '(biases, BatchNorm scales)'),
+    'dataset.pad_mode': (lambda c, _: transforms.PRESETS[c.dataset.augment].pad > 0,
                          "dataset.augment pads ('cifar', 'airbench')"),
-    'dataset.scale_min': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
-    'dataset.scale_max': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
-    'dataset.eval_resize': (lambda c: c.dataset.augment == 'vgg',
-                            "dataset.augment is 'vgg' (and evaluate.py --mode=dense)"),
-    'dataset.device_resident_max_mb': (lambda c: c.dataset.device_resident,
+    'dataset.scale_min': _augment_is('vgg'),
+    'dataset.scale_max': _augment_is('vgg'),
+    'dataset.eval_resize': _augment_is('vgg', ' (and evaluate.py --mode=dense)'),
+    'dataset.device_resident_max_mb': (lambda c, _: c.dataset.device_resident,
                                        'dataset.device_resident is True'),
     'dataset.synthetic_size': _dataset_is('synthetic'),
     'dataset.on_corrupt': _dataset_is('folder'),
     'dataset.rescan': _dataset_is('folder'),
     'dataset.data_dir': _dataset_is('tfds'),
 }
+
+
+class ModelView:
+  """What a READ_ONLY_WHEN condition may ask of the model a config builds: which
+  parameters it has. Traced on first use only (abstract: nothing computed or compiled),
+  with a stand-in for the dataset's classes (they change shapes, not which parameters)."""
+
+  def __init__(self, config):
+    self.config = config
+
+  @functools.cached_property
+  def params(self):
+    c = self.config
+    model = create_model(c, c.num_classes or 10)
+    size = c.dataset.image_size
+    image = jnp.zeros((1, size, size, c.dataset.channels), jnp.float32)  # (traced)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False))['params']
+
+  def has(self, mask) -> bool:
+    """Whether `mask` (params -> a tree of bools: optim.norm_bias_mask ...) picks any
+    parameter of this model."""
+    return any(jax.tree.leaves(mask(self.params)))
 
 
 def _check_training(config):
@@ -210,13 +254,15 @@ def _check_training(config):
 
 
 def check_read(config, given):
-  """Refuse a key set on the command line that this run would not read."""
-  for key in given:
+  """Refuse a key set on the command line that would change nothing in this run: one
+  that its settings do not read, or that cannot act on its model (READ_ONLY_WHEN)."""
+  model = ModelView(config)  # (traced only if a condition asks)
+  for key in sorted(given):
     if key in READ_ONLY_WHEN:
-      read, when = READ_ONLY_WHEN[key]
-      if not read(config):
+      acts, when = READ_ONLY_WHEN[key]
+      if not acts(config, model):
         raise ValueError(f'config.{key} is read only when {when}, which this run is not: '
-                         'the setting would be ignored; drop it, or change that too')
+                         'the setting would change nothing; drop it, or change that too')
 
 
 # ---------------------------------------------------------------------------- durations
