@@ -81,10 +81,12 @@ def check(config, training: bool = True, given=()):
 
 def check_model(config):
   """The model's name and arguments (constructing a module checks them, tracing
-  nothing), the precision and the batch, with a stand-in for the dataset's classes."""
+  nothing), its input's size, the precision and the batch, with a stand-in for the
+  dataset's classes."""
   if config.precision not in PRECISIONS:
     raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
                      f'got {config.precision!r}')
+  check_ranges(config, MODEL_INPUT)
   if config.batch_size <= 0:
     raise ValueError(f'config.batch_size must be positive; got {config.batch_size}')
   if config.num_classes is not None and config.num_classes <= 0:
@@ -109,6 +111,7 @@ RANGES = {
     'label_smoothing': _FRACTION,
     'keep_checkpoints': _POSITIVE,
     'dataset.image_size': _POSITIVE,
+    'dataset.channels': _POSITIVE,
     'dataset.scale_min': _POSITIVE,
     'dataset.scale_max': _POSITIVE,
     'dataset.eval_resize': _POSITIVE,
@@ -134,6 +137,8 @@ RANGES = {
     'lookahead.decay': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
     'lookahead.power': _NON_NEGATIVE,
 }
+
+MODEL_INPUT = ('dataset.image_size', 'dataset.channels')  # what building the model reads
 
 _schedule_is = lambda *names: (lambda c, _: c.schedule.name in names,
                                f"schedule.name is {' or '.join(map(repr, names))}")
@@ -225,12 +230,7 @@ class ModelView:
 
 def _check_training(config):
   # (config.batch_size: check_model)
-  for field, (ok, admits) in RANGES.items():
-    value = config
-    for part in field.split('.'):
-      value = value[part]
-    if not ok(value):
-      raise ValueError(f'config.{field} must be {admits}; got {value!r}')
+  check_ranges(config, RANGES)
   for pair in default.DURATIONS:
     field, value = _one_of(config, *pair)
     if value <= 0:
@@ -251,6 +251,18 @@ def _check_training(config):
   # The optimizer and the schedule, with stand-ins for the dataset's numbers.
   optim.create_optimizer(config)
   optim.create_schedule(config, steps_per_epoch=100, total_steps=10_000)
+
+
+def check_ranges(config, fields):
+  """Each of `fields` (dotted keys of RANGES) within its range: ValueError naming the
+  first that is not, and the values it admits."""
+  for field in fields:
+    ok, admits = RANGES[field]
+    value = config
+    for part in field.split('.'):
+      value = value[part]
+    if not ok(value):
+      raise ValueError(f'config.{field} must be {admits}; got {value!r}')
 
 
 def check_read(config, given):
