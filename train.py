@@ -182,6 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     experiment.check(config, given=given)  # everything that needs no data
     info = input_pipeline.dataset_info(config)
     input_pipeline.check_config(config, info)
+    experiment.check_read(config, given, info)  # (again, the run's length now known)
     exp = experiment.setup(config, info, parallel.data_mesh())
     weights = initial_weights(exp)
     workdir_lib.check_usable(workdir)

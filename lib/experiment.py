@@ -151,25 +151,35 @@ _augment_is = lambda name, also='': (lambda c, _: c.dataset.augment == name,
                                      f'dataset.augment is {name!r}{also}')
 _looking_ahead = (lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0')
 _decaying = (lambda c, _: c.optimizer.weight_decay > 0, 'optimizer.weight_decay > 0')
-# Keys that only some settings read, or that act only on some models: set on the command
-# line (or by a sweep) where they would change nothing, they would be ignored without a
-# word, so the run refuses them. Each condition is (config, model) -> whether the key acts;
-# `model` is a ModelView of the network the config builds.
+# Keys that only some settings read, or that act only on some models or runs: set on the
+# command line (or by a sweep) where they would change nothing, they would be ignored
+# without a word, so the run refuses them. Each condition is (config, run) -> whether the
+# key acts; `run` is a RunView of the network and the run the config makes.
 READ_ONLY_WHEN = {
     'schedule.boundaries': _schedule_is('piecewise'),
     'schedule.boundaries_in_epochs': (
         lambda c, _: c.schedule.name == 'piecewise' and len(c.schedule.boundaries) > 0,
         "schedule.name is 'piecewise' with schedule.boundaries"),
     'schedule.multipliers': _schedule_is('piecewise'),
-    'schedule.step_epochs': _schedule_is('step'),
+    # (a factor of 1 keeps the rate: when it would drop, step_epochs or patience, is moot)
+    'schedule.step_epochs': (lambda c, _: c.schedule.name == 'step' and c.schedule.factor < 1,
+                             "schedule.name is 'step' with schedule.factor < 1"),
     'schedule.factor': _schedule_is('step', 'plateau'),
     'schedule.warmup_steps': _schedule_is('cosine'),
-    'schedule.patience': _schedule_is('plateau'),
-    'schedule.min_learning_rate': _schedule_is('cosine', 'plateau'),
+    'schedule.patience': (lambda c, _: c.schedule.name == 'plateau' and c.schedule.factor < 1,
+                          "schedule.name is 'plateau' with schedule.factor < 1"),
+    # (the cosine's floor shows from the second step after its warm-up, the first being
+    # the base rate; the plateau's, only after drops)
+    'schedule.min_learning_rate': (
+        lambda c, run: (c.schedule.name == 'cosine' and run.may_last_beyond(
+            c.schedule.warmup_steps + 1)) or (c.schedule.name == 'plateau'
+                                              and c.schedule.factor < 1),
+        "schedule.name is 'cosine' with a run longer than schedule.warmup_steps + 1, or "
+        "'plateau' with schedule.factor < 1"),
     'schedule.triangle': _schedule_is('triangle'),
     # (optim.create_optimizer: the bias scaler is SGD's; it scales what norm_bias_mask picks)
     'optimizer.norm_bias_lr_scale': (
-        lambda c, m: c.optimizer.name == 'sgd' and m.has(optim.norm_bias_mask),
+        lambda c, run: c.optimizer.name == 'sgd' and run.has(optim.norm_bias_mask),
         "optimizer.name is 'sgd' and the model has normalisation biases (BatchNorm's, "
         'biases beside no kernel)'),
     'lookahead.decay': _looking_ahead,
@@ -189,7 +199,7 @@ READ_ONLY_WHEN = {
             c.optimizer.name != 'sgd' or c.optimizer.momentum > 0),
         "optimizer.weight_decay > 0, with optimizer.name 'adamw' or momentum > 0"),
     'optimizer.decay_params': (
-        lambda c, m: c.optimizer.weight_decay > 0 and m.has(optim.not_a_kernel),
+        lambda c, run: c.optimizer.weight_decay > 0 and run.has(optim.not_a_kernel),
         'optimizer.weight_decay > 0 and the model has parameters other than kernels '
         '(biases, BatchNorm scales)'),
     'dataset.pad_mode': (lambda c, _: transforms.PRESETS[c.dataset.augment].pad > 0,
@@ -206,13 +216,15 @@ READ_ONLY_WHEN = {
 }
 
 
-class ModelView:
-  """What a READ_ONLY_WHEN condition may ask of the model a config builds: which
-  parameters it has. Traced on first use only (abstract: nothing computed or compiled),
-  with a stand-in for the dataset's classes (they change shapes, not which parameters)."""
+class RunView:
+  """What a READ_ONLY_WHEN condition may ask of the run a config makes: which parameters
+  its model has, traced on first use only (abstract: nothing computed or compiled; a
+  stand-in for the dataset's classes, which change shapes, not which parameters), and
+  its length, known before the data only for a run in steps."""
 
-  def __init__(self, config):
+  def __init__(self, config, info=None):
     self.config = config
+    self.info = info
 
   @functools.cached_property
   def params(self):
@@ -226,6 +238,16 @@ class ModelView:
     """Whether `mask` (params -> a tree of bools: optim.norm_bias_mask ...) picks any
     parameter of this model."""
     return any(jax.tree.leaves(mask(self.params)))
+
+  @functools.cached_property
+  def total_steps(self) -> int | None:
+    if self.info is not None:
+      return run_length(self.config, self.info).total_steps
+    return self.config.num_train_steps  # (None for a run in epochs: not known yet)
+
+  def may_last_beyond(self, steps: int) -> bool:
+    """Whether the run may be longer than `steps` (True while its length is unknown)."""
+    return self.total_steps is None or self.total_steps > steps
 
 
 def _check_training(config):
@@ -265,14 +287,16 @@ def check_ranges(config, fields):
       raise ValueError(f'config.{field} must be {admits}; got {value!r}')
 
 
-def check_read(config, given):
+def check_read(config, given, info=None):
   """Refuse a key set on the command line that would change nothing in this run: one
-  that its settings do not read, or that cannot act on its model (READ_ONLY_WHEN)."""
-  model = ModelView(config)  # (traced only if a condition asks)
+  that its settings do not read, or that cannot act on its model or run (READ_ONLY_WHEN).
+  check() runs it before the data; with the dataset's `info`, it runs again knowing the
+  length of a run in epochs."""
+  run = RunView(config, info)  # (the model traced only if a condition asks)
   for key in sorted(given):
     if key in READ_ONLY_WHEN:
       acts, when = READ_ONLY_WHEN[key]
-      if not acts(config, model):
+      if not acts(config, run):
         raise ValueError(f'config.{key} is read only when {when}, which this run is not: '
                          'the setting would change nothing; drop it, or change that too')
 

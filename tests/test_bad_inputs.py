@@ -115,6 +115,10 @@ CASES = [
                                                    '--config.lookahead.decay=0',
                                                    '--config.lookahead.power=2'],
          'config.lookahead.power is read only when'),
+    Case('cosine floor behind a warm-up longer than the run',  # (7 steps, 50 of warm-up)
+         TRAIN + ['--workdir={new}', '--config.num_epochs=0.1',
+                  '--config.schedule.min_learning_rate=1e-5'],
+         'config.schedule.min_learning_rate is read only when'),
     Case('no-op key on resume', TRAIN + SHORT + ['--workdir={run}', *_KEYS_SGD,
                                                  '--config.optimizer.norm_bias_lr_scale=64'],
          'config.optimizer.norm_bias_lr_scale'),
