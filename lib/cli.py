@@ -132,6 +132,9 @@ class ConfigFileError(Exception):
     if str(error).startswith('Error whilst parsing config file'):
       error = error.__context__ or error  # (ml_collections' copy of a TypeError/ValueError)
     path = spec.partition(':')[0]
+    if not path:
+      return cls('--config= names no file: give a config file, e.g. '
+                 '--config=configs/lenet.py')
     line = None
     if isinstance(error, SyntaxError) and _same_file(error.filename, path):
       line = error.lineno
