@@ -13,20 +13,25 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
+import input_pipeline
 from lib import cli
+from lib import experiment
 from lib import formatting
 import models
 from models import layer_stats
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('model', None, 'a registered model name (see models.list_models())')
-flags.DEFINE_integer('image_size', None, "input height and width (default: the model's own)")
-flags.DEFINE_integer('num_classes', None, 'classes of the output layer')
-flags.DEFINE_integer('channels', 3, 'input channels')
+flags.DEFINE_integer('image_size', None, "input height and width (default: the model's own)",
+                     lower_bound=1)
+flags.DEFINE_integer('num_classes', None, 'classes of the output layer', lower_bound=1)
+flags.DEFINE_integer('channels', 3, 'input channels', lower_bound=1)
 flags.DEFINE_enum('format', 'table', ['table', 'markdown', 'csv'], 'output format')
 config_flags.DEFINE_config_file('config', None, 'a training config: summarise its model',
                                 lock_config=True)
 
+# What a summary reads of --config: any other --config.KEY would change nothing.
+READS = ('model', 'num_classes', 'dataset')
 COLUMNS = ('layer', 'type', 'output shape', 'params', 'mult-adds', 'rf', 'jump')
 
 
@@ -57,9 +62,9 @@ def main(argv):
 def model_to_summarise():
   """(model, image size, input channels) from --config or --model."""
   if FLAGS.config is not None:
+    check_config(FLAGS.config, cli.overridden_keys(sys.argv))
     num_classes = FLAGS.num_classes or FLAGS.config.num_classes
     if not num_classes:  # the dataset's own count (reads its metadata)
-      import input_pipeline  # pylint: disable=import-outside-toplevel
       try:
         num_classes = input_pipeline.dataset_info(FLAGS.config).num_classes
       except ValueError as e:
@@ -72,6 +77,16 @@ def model_to_summarise():
     return (models.create_model(FLAGS.model, **kwargs),
             FLAGS.image_size or models.default_image_size(FLAGS.model), FLAGS.channels)
   raise ValueError('give --model=NAME or --config=configs/FILE.py')
+
+
+def check_config(config, given):
+  """What building the config's model reads (experiment.check_model), and only keys it
+  reads given on the command line."""
+  for key in sorted(given):
+    if key.split('.')[0] not in READS:
+      raise ValueError(f'--config.{key} changes nothing in a summary, which reads '
+                       f'config.{", config.".join(READS)}: drop it')
+  experiment.check_model(config)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,7 @@
 """Helpers shared by the config files."""
 
 
+KINDS = {int: 'an integer', float: 'a number'}  # (str takes anything)
 BOOLEANS = {'true': True, '1': True, 'yes': True, 'false': False, '0': False, 'no': False}
 
 
@@ -14,12 +15,17 @@ def parse_arg(arg: str | None, **defaults):
   for item in filter(None, (arg or '').split(',')):
     key, eq, value = item.partition('=')
     key = key.strip()
+    if not defaults:
+      raise ValueError(f'this config file takes no argument; got {arg!r}: drop the :{arg}')
     if key not in defaults:
       raise ValueError(f'config argument {key!r} is not one of {sorted(defaults)}')
+    kind = type(defaults[key])
     if not eq:
+      if kind is not bool:
+        raise ValueError(f'config argument {key} needs a value: {key}=VALUE, like its '
+                         f'default {key}={defaults[key]}')
       result[key] = True
       continue
-    kind = type(defaults[key])
     if kind is bool:
       if value.lower() not in BOOLEANS:
         raise ValueError(f'config argument {key}={value!r}: give true or false (or 1/0, '
@@ -31,8 +37,9 @@ def parse_arg(arg: str | None, **defaults):
       try:
         result[key] = kind(value)
       except ValueError:
-        raise ValueError(f'config argument {key}={value!r}: give a {kind.__name__}, '
-                         f'like its default {defaults[key]!r}') from None
+        raise ValueError(f'config argument {key}={value!r}: give '
+                         f'{KINDS.get(kind, kind.__name__)}, like its default '
+                         f'{key}={defaults[key]!r}') from None
   return result
 
 

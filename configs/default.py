@@ -7,6 +7,8 @@ written --config.num_epochs=None.
 
 import ml_collections
 
+from configs import common
+
 
 DURATIONS = [('num_train_steps', 'num_epochs'), ('log_every_steps', 'log_every_epochs'),
              ('eval_every_steps', 'eval_every_epochs'),
@@ -29,7 +31,7 @@ def clear_duration_partners(config, given):
 
 
 def get_config(arg=None):
-  del arg
+  common.parse_arg(arg)  # (takes none: an argument would change nothing)
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -121,3 +123,23 @@ def get_config(arg=None):
                                     # weights (params, BatchNorm statistics) at step 0,
                                     # with a fresh optimizer; '' = random initialisation
   return c
+
+
+def admits_none(config, key: str) -> bool:
+  """Whether the dotted `key` may be set to None: a duration (one of each pair is None),
+  or a key that is None by default here or in `config` (num_classes: the dataset's)."""
+  if any(key in pair for pair in DURATIONS):
+    return True
+  return any(_value(c, key) is None for c in (get_config(), config))
+
+
+def _value(config, key: str):
+  """The value of a dotted key, or _MISSING."""
+  for part in key.split('.'):
+    if not hasattr(config, 'items') or part not in config:
+      return _MISSING
+    config = config[part]
+  return config
+
+
+_MISSING = object()

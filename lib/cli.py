@@ -1,9 +1,10 @@
 """What every entry point does with bad command lines: one line on stderr, exit status 2.
 (And the set-up they share: quiet logging, the persistent compilation cache.)
 
-absl and ml_collections report a bad flag, a missing config file or a misspelt config
-key with a traceback; users need the field and the fix. `run(main, program)` parses the
-flags and reads `--config` up front, and turns these failures into one line.
+absl and ml_collections report a bad flag, a config file that fails to load or a
+misspelt config key with a traceback; users need the field or file and the fix.
+`run(main, program)` parses the flags and reads `--config` up front, and turns these
+failures into one line.
 """
 
 import contextlib
@@ -13,8 +14,10 @@ import io
 import os
 import re
 import sys
+import traceback
 
 from absl import app, flags, logging
+from ml_collections import config_flags
 
 from configs import default
 
@@ -31,12 +34,6 @@ def one_line(error: BaseException) -> str:
   text = str(error).strip()
   if len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':  # repr()-quoted
     text = text[1:-1].replace('\\n', '\n').replace("\\'", "'")
-  if 'Traceback (most recent call last)' in text:  # an error raised by get_config(arg)
-    text = [l for l in text.splitlines() if l.strip()][-1]
-    text = re.sub(r'^\w*(Error|Exception): ', '', text)  # the exception's class name
-  missing = re.search(r'Attempted \[.*?\]:\s*(\S+)\s*\[Errno \d+\] ([^:]+)', text, re.S)
-  if missing:
-    return f'config file {missing.group(1)}: {missing.group(2)}'
   key = re.match(r"'?([\w.]+)'?\s*\n\s*Did you mean (.*)", text, re.S)
   if key:
     return f'unknown config key {key.group(1)!r}; did you mean {key.group(2).strip()}'
@@ -47,9 +44,10 @@ def run(main, program: str, config_flag: str | None = 'config'):
   """absl's app.run, with flag and config errors reported in one line, and logging at
   WARNING unless --verbosity is given.
 
-  `--config.KEY=None` sets a key to None (ml_collections cannot parse it: e.g.
-  `--config.num_epochs=None --config.num_train_steps=500` switches a run from epochs to
-  steps), and an unknown `--config.KEY` names the closest existing key.
+  `--config.KEY=None` sets a key to None where the key admits it (ml_collections cannot
+  parse it: e.g. `--config.num_epochs=None --config.num_train_steps=500` switches a run
+  from epochs to steps), an unknown `--config.KEY` names the closest existing key, and a
+  config file that fails to load is named with its error's last line.
   """
 
   def parse(argv):
@@ -60,21 +58,12 @@ def run(main, program: str, config_flag: str | None = 'config'):
       # ml_collections prints a config file's loading traceback itself: hold it back.
       with contextlib.redirect_stderr(io.StringIO()):
         rest = FLAGS(argv)
-        if config_flag and FLAGS[config_flag].present:
-          # A file that failed to load gives a stand-in that raises on first use.
-          getattr(FLAGS, config_flag).keys()
+    except ConfigFileError as e:
+      fail(program, str(e))
     except (flags.Error, OSError, AttributeError, KeyError, TypeError, ValueError) as e:
       fail(program, _unknown_key(argv, config_flag) or one_line(e))
     if nones:
-      unknown = _unknown_key(nones, config_flag)
-      if unknown:
-        fail(program, unknown)
-      for arg in nones:
-        *parents, leaf = arg.split('=', 1)[0].split('.')[1:]
-        node = getattr(FLAGS, config_flag)
-        for key in parents:
-          node = node[key]
-        node[leaf] = None
+      set_nones(program, nones, config_flag)
     if config_flag and FLAGS[config_flag].value is not None:
       default.clear_duration_partners(FLAGS[config_flag].value,
                                       overridden_keys(argv + nones, config_flag))
@@ -87,7 +76,129 @@ def run(main, program: str, config_flag: str | None = 'config'):
       logging.set_verbosity(logging.WARNING)
     return main(argv)
 
+  _name_config_file_errors(config_flag)
   app.run(quiet_main, flags_parser=parse)
+
+
+def set_nones(program: str, nones: list[str], config_flag: str):
+  """Apply `--config.KEY=None` arguments by hand, each to a key that admits None
+  (configs/default.admits_none); anything else fails in one line naming the key."""
+  config = FLAGS[config_flag].value
+  if config is None:
+    fail(program, f'{nones[0]} overrides a key of --{config_flag}, which is not given; '
+         f'give --{config_flag}=configs/FILE.py too')
+  unknown = _unknown_key(nones, config_flag)
+  if unknown:
+    fail(program, unknown)
+  for arg in nones:
+    key = arg.split('=', 1)[0].split('.', 1)[1]
+    *parents, leaf = key.split('.')
+    node = config
+    for part in parents:
+      node = node[part]
+    value = node[leaf]
+    if hasattr(value, 'items'):
+      fail(program, f'config.{key} is a group of keys, not a value; set its keys '
+           f'(e.g. --{config_flag}.{key}.{next(iter(value), "KEY")}=...)')
+    if not default.admits_none(config, key):
+      fail(program, f'config.{key} cannot be None: it takes {kind_of(value)} (this config '
+           f'has {value!r}); give one, or drop --{config_flag}.{key}=None')
+    node[leaf] = None
+
+
+def kind_of(value) -> str:
+  """What a key whose value is `value` admits, in words."""
+  if isinstance(value, bool):
+    return 'True or False'
+  if isinstance(value, int):
+    return 'an integer'
+  if isinstance(value, float):
+    return 'a number'
+  if isinstance(value, str):
+    return 'a string' + (" ('' for none)" if value == '' else '')
+  if isinstance(value, (tuple, list)):
+    return 'a tuple of values, e.g. ' + ','.join(map(str, value))
+  return f'a {type(value).__name__}'
+
+
+class ConfigFileError(Exception):
+  """A config file that does not load: one line naming it, where, and its error. (Not a
+  ValueError, which absl would wrap in a flag error of its own.)"""
+
+  @classmethod
+  def of(cls, spec: str, error: BaseException) -> 'ConfigFileError':
+    """For an exception raised while loading `spec` (file.py[:arg]): its last line, and
+    the line of the config file that raised it."""
+    if str(error).startswith('Error whilst parsing config file'):
+      error = error.__context__ or error  # (ml_collections' copy of a TypeError/ValueError)
+    path = spec.partition(':')[0]
+    if not path:
+      return cls('--config= names no file: give a config file, e.g. '
+                 '--config=configs/lenet.py')
+    line = None
+    if isinstance(error, SyntaxError) and _same_file(error.filename, path):
+      line = error.lineno
+    for frame, lineno in traceback.walk_tb(error.__traceback__):
+      if _same_file(frame.f_code.co_filename, path):
+        line = lineno  # (the deepest frame in the file)
+    where = f'config file {spec}' + (f', line {line}' if line else '')
+    if isinstance(error, AttributeError) and error.name == 'get_config' and line is None:
+      return cls(f'{where} defines no get_config(arg=None); a config file returns its '
+                 'ConfigDict from that function (see configs/lenet.py)')
+    if type(error) is ValueError:  # a refused `:arg` (configs/common.parse_arg) or value:
+      return cls(f'{where}: {error}')  # its message says what to give
+    last = traceback.format_exception_only(type(error), error)[-1].strip()
+    return cls(f'{where}: {last}; fix the file, or give another --config')
+
+
+def _same_file(a: str | None, b: str) -> bool:
+  return bool(a) and os.path.abspath(a) == os.path.abspath(b)
+
+
+class _NamingParser(flags.ArgumentParser):
+  """ml_collections' config file parser, whose failures name the file (ConfigFileError)."""
+
+  def __init__(self, inner):
+    self.inner = inner
+
+  def parse(self, argument):
+    try:
+      config = self.inner.parse(argument)
+    except Exception as e:  # pylint: disable=broad-except  (whatever the file's code raises)
+      raise ConfigFileError.of(argument, e) from None
+    check_loaded(argument, config)
+    return config
+
+  def __getattr__(self, name):  # flag_type(), the help's syntax ...: the inner parser's
+    return getattr(self.inner, name)
+
+
+def _name_config_file_errors(config_flag: str | None):
+  """Make --config's parser, where it reads a config file (not a workdir's config.json),
+  report a file that fails to load as a ConfigFileError."""
+  if not config_flag or config_flag not in FLAGS:
+    return
+  flag = FLAGS[config_flag]
+  if isinstance(flag.parser, config_flags.config_flags.ConfigFileFlagParser):
+    flag.parser = _NamingParser(flag.parser)
+
+
+def check_loaded(spec: str, config):
+  """What loading `spec` gave is a config: ConfigFileError naming the file otherwise."""
+  if type(config).__name__ == '_ErrorConfig':  # ml_collections' stand-in for an OSError
+    try:
+      config.keys()  # raises the OSError, `from` the one that loading raised
+    except OSError as e:
+      cause = e.__cause__ or e
+      missing = re.search(r'Attempted \[.*?\]:\s*(\S+)\s*\[Errno \d+\] ([^:\n]+)',
+                          str(cause), re.S)
+      if missing:
+        raise ConfigFileError(f'config file {missing.group(1)}: {missing.group(2)}; give '
+                              'the path of a config file, e.g. configs/lenet.py') from None
+      raise ConfigFileError.of(spec, cause) from None
+  if not hasattr(config, 'items'):
+    raise ConfigFileError(f'config file {spec}: get_config returned '
+                          f'{type(config).__name__}, not a ConfigDict; return the config')
 
 
 def overridden_keys(argv: list[str], config_flag: str = 'config') -> set[str]:

@@ -10,6 +10,7 @@ models.auxiliary_losses), so nothing here names a model.
 """
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -80,10 +81,12 @@ def check(config, training: bool = True, given=()):
 
 def check_model(config):
   """The model's name and arguments (constructing a module checks them, tracing
-  nothing), the precision and the batch, with a stand-in for the dataset's classes."""
+  nothing), its input's size, the precision and the batch, with a stand-in for the
+  dataset's classes."""
   if config.precision not in PRECISIONS:
     raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
                      f'got {config.precision!r}')
+  check_ranges(config, MODEL_INPUT)
   if config.batch_size <= 0:
     raise ValueError(f'config.batch_size must be positive; got {config.batch_size}')
   if config.num_classes is not None and config.num_classes <= 0:
@@ -108,6 +111,7 @@ RANGES = {
     'label_smoothing': _FRACTION,
     'keep_checkpoints': _POSITIVE,
     'dataset.image_size': _POSITIVE,
+    'dataset.channels': _POSITIVE,
     'dataset.scale_min': _POSITIVE,
     'dataset.scale_max': _POSITIVE,
     'dataset.eval_resize': _POSITIVE,
@@ -134,43 +138,76 @@ RANGES = {
     'lookahead.power': _NON_NEGATIVE,
 }
 
-_schedule_is = lambda *names: (lambda c: c.schedule.name in names,
+MODEL_INPUT = ('dataset.image_size', 'dataset.channels')  # what building the model reads
+
+_schedule_is = lambda *names: (lambda c, _: c.schedule.name in names,
                                f"schedule.name is {' or '.join(map(repr, names))}")
-_optimizer_is = lambda name: (lambda c: c.optimizer.name == name,
+_optimizer_is = lambda name: (lambda c, _: c.optimizer.name == name,
                               f'optimizer.name is {name!r}')
-_dataset_is = lambda kind: (lambda c: sources.kind(c.dataset.name) == kind,
+_dataset_is = lambda kind: (lambda c, _: sources.kind(c.dataset.name) == kind,
                             f"dataset.name is {'a folder:PATH' if kind == 'folder' else kind}"
                             + (' (TFDS)' if kind == 'tfds' else ''))
-# Keys that only some settings read: set on the command line (or by a sweep) where
-# nothing reads them, they would be ignored without a word, so the run refuses them.
+_augment_is = lambda name, also='': (lambda c, _: c.dataset.augment == name,
+                                     f'dataset.augment is {name!r}{also}')
+_looking_ahead = (lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0')
+_decaying = (lambda c, _: c.optimizer.weight_decay > 0, 'optimizer.weight_decay > 0')
+# Keys that only some settings read, or that act only on some models or runs: set on the
+# command line (or by a sweep) where they would change nothing, they would be ignored
+# without a word, so the run refuses them. Each condition is (config, run) -> whether the
+# key acts; `run` is a RunView of the network and the run the config makes.
 READ_ONLY_WHEN = {
     'schedule.boundaries': _schedule_is('piecewise'),
-    'schedule.boundaries_in_epochs': _schedule_is('piecewise'),
+    'schedule.boundaries_in_epochs': (
+        lambda c, _: c.schedule.name == 'piecewise' and len(c.schedule.boundaries) > 0,
+        "schedule.name is 'piecewise' with schedule.boundaries"),
     'schedule.multipliers': _schedule_is('piecewise'),
-    'schedule.step_epochs': _schedule_is('step'),
+    # (a factor of 1 keeps the rate: when it would drop, step_epochs or patience, is moot)
+    'schedule.step_epochs': (lambda c, _: c.schedule.name == 'step' and c.schedule.factor < 1,
+                             "schedule.name is 'step' with schedule.factor < 1"),
     'schedule.factor': _schedule_is('step', 'plateau'),
     'schedule.warmup_steps': _schedule_is('cosine'),
-    'schedule.patience': _schedule_is('plateau'),
-    'schedule.min_learning_rate': _schedule_is('cosine', 'plateau'),
+    'schedule.patience': (lambda c, _: c.schedule.name == 'plateau' and c.schedule.factor < 1,
+                          "schedule.name is 'plateau' with schedule.factor < 1"),
+    # (the cosine's floor shows from the second step after its warm-up, the first being
+    # the base rate; the plateau's, only after drops)
+    'schedule.min_learning_rate': (
+        lambda c, run: (c.schedule.name == 'cosine' and run.may_last_beyond(
+            c.schedule.warmup_steps + 1)) or (c.schedule.name == 'plateau'
+                                              and c.schedule.factor < 1),
+        "schedule.name is 'cosine' with a run longer than schedule.warmup_steps + 1, or "
+        "'plateau' with schedule.factor < 1"),
     'schedule.triangle': _schedule_is('triangle'),
-    'optimizer.norm_bias_lr_scale': _optimizer_is('sgd'),
-    'lookahead.decay': (lambda c: c.lookahead.every > 0, 'lookahead.every > 0'),
-    'lookahead.power': (lambda c: c.lookahead.every > 0, 'lookahead.every > 0'),
+    # (optim.create_optimizer: the bias scaler is SGD's; it scales what norm_bias_mask picks)
+    'optimizer.norm_bias_lr_scale': (
+        lambda c, run: c.optimizer.name == 'sgd' and run.has(optim.norm_bias_mask),
+        "optimizer.name is 'sgd' and the model has normalisation biases (BatchNorm's, "
+        'biases beside no kernel)'),
+    'lookahead.decay': _looking_ahead,
+    # (the average's weight decay**every * (t/T)**power is 0 for any power when decay is)
+    'lookahead.power': (lambda c, _: c.lookahead.every > 0 and c.lookahead.decay > 0,
+                        'lookahead.every > 0 and lookahead.decay > 0'),
     'optimizer.momentum': _optimizer_is('sgd'),
-    'optimizer.nesterov': _optimizer_is('sgd'),
+    # (SGD without momentum has no velocity for Nesterov's look-ahead to use)
+    'optimizer.nesterov': (lambda c, _: c.optimizer.name == 'sgd' and c.optimizer.momentum > 0,
+                           "optimizer.name is 'sgd' with optimizer.momentum > 0"),
     'optimizer.b1': _optimizer_is('adamw'),
     'optimizer.b2': _optimizer_is('adamw'),
-    'optimizer.decay_style': (lambda c: c.optimizer.weight_decay > 0,
-                              'optimizer.weight_decay > 0'),
-    'optimizer.decay_params': (lambda c: c.optimizer.weight_decay > 0,
-                               'optimizer.weight_decay > 0'),
-    'dataset.pad_mode': (lambda c: transforms.PRESETS[c.dataset.augment].pad > 0,
+    # (without momentum or Adam's scaling, SGD's decay added to the gradient and its
+    # decay beside the update are one and the same step, lr * (g + wd * w))
+    'optimizer.decay_style': (
+        lambda c, _: c.optimizer.weight_decay > 0 and (
+            c.optimizer.name != 'sgd' or c.optimizer.momentum > 0),
+        "optimizer.weight_decay > 0, with optimizer.name 'adamw' or momentum > 0"),
+    'optimizer.decay_params': (
+        lambda c, run: c.optimizer.weight_decay > 0 and run.has(optim.not_a_kernel),
+        'optimizer.weight_decay > 0 and the model has parameters other than kernels '
+        '(biases, BatchNorm scales)'),
+    'dataset.pad_mode': (lambda c, _: transforms.PRESETS[c.dataset.augment].pad > 0,
                          "dataset.augment pads ('cifar', 'airbench')"),
-    'dataset.scale_min': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
-    'dataset.scale_max': (lambda c: c.dataset.augment == 'vgg', "dataset.augment is 'vgg'"),
-    'dataset.eval_resize': (lambda c: c.dataset.augment == 'vgg',
-                            "dataset.augment is 'vgg' (and evaluate.py --mode=dense)"),
-    'dataset.device_resident_max_mb': (lambda c: c.dataset.device_resident,
+    'dataset.scale_min': _augment_is('vgg'),
+    'dataset.scale_max': _augment_is('vgg'),
+    'dataset.eval_resize': _augment_is('vgg', ' (and evaluate.py --mode=dense)'),
+    'dataset.device_resident_max_mb': (lambda c, _: c.dataset.device_resident,
                                        'dataset.device_resident is True'),
     'dataset.synthetic_size': _dataset_is('synthetic'),
     'dataset.on_corrupt': _dataset_is('folder'),
@@ -179,14 +216,43 @@ READ_ONLY_WHEN = {
 }
 
 
+class RunView:
+  """What a READ_ONLY_WHEN condition may ask of the run a config makes: which parameters
+  its model has, traced on first use only (abstract: nothing computed or compiled; a
+  stand-in for the dataset's classes, which change shapes, not which parameters), and
+  its length, known before the data only for a run in steps."""
+
+  def __init__(self, config, info=None):
+    self.config = config
+    self.info = info
+
+  @functools.cached_property
+  def params(self):
+    c = self.config
+    model = create_model(c, c.num_classes or 10)
+    size = c.dataset.image_size
+    image = jnp.zeros((1, size, size, c.dataset.channels), jnp.float32)  # (traced)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False))['params']
+
+  def has(self, mask) -> bool:
+    """Whether `mask` (params -> a tree of bools: optim.norm_bias_mask ...) picks any
+    parameter of this model."""
+    return any(jax.tree.leaves(mask(self.params)))
+
+  @functools.cached_property
+  def total_steps(self) -> int | None:
+    if self.info is not None:
+      return run_length(self.config, self.info).total_steps
+    return self.config.num_train_steps  # (None for a run in epochs: not known yet)
+
+  def may_last_beyond(self, steps: int) -> bool:
+    """Whether the run may be longer than `steps` (True while its length is unknown)."""
+    return self.total_steps is None or self.total_steps > steps
+
+
 def _check_training(config):
   # (config.batch_size: check_model)
-  for field, (ok, admits) in RANGES.items():
-    value = config
-    for part in field.split('.'):
-      value = value[part]
-    if not ok(value):
-      raise ValueError(f'config.{field} must be {admits}; got {value!r}')
+  check_ranges(config, RANGES)
   for pair in default.DURATIONS:
     field, value = _one_of(config, *pair)
     if value <= 0:
@@ -206,14 +272,30 @@ def _check_training(config):
   optim.create_schedule(config, steps_per_epoch=100, total_steps=10_000)
 
 
-def check_read(config, given):
-  """Refuse a key set on the command line that this run would not read."""
-  for key in given:
+def check_ranges(config, fields):
+  """Each of `fields` (dotted keys of RANGES) within its range: ValueError naming the
+  first that is not, and the values it admits."""
+  for field in fields:
+    ok, admits = RANGES[field]
+    value = config
+    for part in field.split('.'):
+      value = value[part]
+    if not ok(value):
+      raise ValueError(f'config.{field} must be {admits}; got {value!r}')
+
+
+def check_read(config, given, info=None):
+  """Refuse a key set on the command line that would change nothing in this run: one
+  that its settings do not read, or that cannot act on its model or run (READ_ONLY_WHEN).
+  check() runs it before the data; with the dataset's `info`, it runs again knowing the
+  length of a run in epochs."""
+  run = RunView(config, info)  # (the model traced only if a condition asks)
+  for key in sorted(given):
     if key in READ_ONLY_WHEN:
-      read, when = READ_ONLY_WHEN[key]
-      if not read(config):
+      acts, when = READ_ONLY_WHEN[key]
+      if not acts(config, run):
         raise ValueError(f'config.{key} is read only when {when}, which this run is not: '
-                         'the setting would be ignored; drop it, or change that too')
+                         'the setting would change nothing; drop it, or change that too')
 
 
 # ---------------------------------------------------------------------------- durations

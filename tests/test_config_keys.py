@@ -9,10 +9,12 @@ here fails `test_every_key_has_a_probe`.
 
 import dataclasses
 import os
+import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -53,8 +55,9 @@ def set_key(config, key, value):
 
 
 def checked_info(config, key):
-  """The checks a launch runs with `key` given on the command line, then the data."""
-  experiment.check(config, given={key})
+  """The checks a launch runs with `key` given on the command line (None: the key set
+  by a config file, which need not act), then the data."""
+  experiment.check(config, given={key} - {None})
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
   return info
@@ -75,11 +78,13 @@ def learning_rates(config, key):
 
 
 def plateau(config, key):
-  """The reduce-on-plateau multipliers after a series of evaluations."""
+  """The reduce-on-plateau multipliers after a series of evaluations (train.py updates
+  them on the plateau schedule only)."""
   checked_info(config, key)
   scale, best, bad, out = 1.0, -1.0, 0, []
   for top1 in (0.5, 0.4, 0.4, 0.4, 0.4, 0.4):
-    scale, best, bad = optim.plateau_update(config, scale, best, bad, top1)
+    if config.schedule.name == 'plateau':
+      scale, best, bad = optim.plateau_update(config, scale, best, bad, top1)
     out.append(scale)
   return out
 
@@ -249,7 +254,7 @@ PROBES = {
     'optimizer.b1': (updates, {'optimizer.name': 'adamw'}, 0.5),
     'optimizer.b2': (updates, {'optimizer.name': 'adamw'}, 0.5),
     'optimizer.grad_clip_norm': (updates, {}, 1.0),
-    'optimizer.norm_bias_lr_scale': (updates, {}, 64.0),
+    'optimizer.norm_bias_lr_scale': (updates, {'model.name': 'tutorial_resnet'}, 64.0),
     'schedule.name': (learning_rates, {}, 'cosine'),
     'schedule.learning_rate': (learning_rates, {'schedule.name': 'piecewise'}, 0.5),
     'schedule.boundaries': (learning_rates, {'schedule.name': 'piecewise'}, (10, 100)),
@@ -345,23 +350,136 @@ def test_out_of_range_values_are_refused_before_any_data(key, value, message):
     experiment.check(config)
 
 
-@pytest.mark.parametrize('settings,key,value,reader', [
-    ({}, 'schedule.boundaries', (1, 2), "schedule.name is 'piecewise'"),
-    ({'schedule.name': 'cosine'}, 'schedule.patience', 3, "schedule.name is 'plateau'"),
-    ({}, 'optimizer.b1', 0.5, "optimizer.name is 'adamw'"),
-    ({'optimizer.name': 'adamw'}, 'optimizer.nesterov', True, "optimizer.name is 'sgd'"),
-    ({}, 'dataset.pad_mode', 'reflect', "dataset.augment pads"),
-    ({}, 'dataset.synthetic_size', 10, 'dataset.name is synthetic'),
-    ({}, 'dataset.on_corrupt', 'skip', 'dataset.name is a folder:PATH'),
-    ({'optimizer.weight_decay': 0.0}, 'optimizer.decay_params', 'all',
-     'optimizer.weight_decay > 0'),
-])
-def test_a_key_given_where_nothing_reads_it_is_refused(settings, key, value, reader):
+# (key, settings where it cannot act, the override, what the refusal names it needs, an
+# observable for `differs` where its probe's cannot run on those settings). Every
+# READ_ONLY_WHEN condition has a row.
+REFUSALS = [
+    ('schedule.boundaries', {}, (1, 2), "schedule.name is 'piecewise'", None),
+    ('schedule.boundaries_in_epochs', {'schedule.name': 'piecewise', 'schedule.boundaries': (),
+                                       'schedule.multipliers': (0.5,)},
+     True, 'with schedule.boundaries', None),
+    ('schedule.multipliers', {}, (1.0, 0.5, 0.2), "schedule.name is 'piecewise'", None),
+    ('schedule.step_epochs', {}, 2, "schedule.name is 'step'", None),
+    ('schedule.step_epochs', {'schedule.name': 'step', 'schedule.factor': 1.0}, 2,
+     'schedule.factor < 1', None),
+    ('schedule.factor', {'schedule.name': 'cosine'}, 0.5, "'step' or 'plateau'", None),
+    ('schedule.warmup_steps', {}, 100, "schedule.name is 'cosine'", None),
+    ('schedule.patience', {'schedule.name': 'cosine'}, 3, "schedule.name is 'plateau'", None),
+    ('schedule.patience', {'schedule.name': 'plateau', 'schedule.factor': 1.0}, 3,
+     "'plateau' with schedule.factor < 1", None),
+    ('schedule.min_learning_rate', {}, 0.005, "'cosine' with a run longer", None),
+    ('schedule.min_learning_rate', {'schedule.name': 'cosine', 'schedule.warmup_steps': 3},
+     0.005, 'a run longer than schedule.warmup_steps + 1', 'rates_of_the_run'),  # (4 steps:
+    # the warm-up's 3, then the cosine's first, the base rate whatever the floor)
+    ('schedule.triangle', {}, (0.5, 0.5, 0.1), "schedule.name is 'triangle'", None),
+    ('optimizer.norm_bias_lr_scale', {}, 64.0, 'the model has normalisation biases',
+     'model_updates'),  # (LeNet-5 has none)
+    ('lookahead.decay', {}, 0.5, 'lookahead.every > 0', None),
+    ('lookahead.power', {'lookahead.every': 5, 'lookahead.decay': 0.0}, 2.0,
+     'lookahead.decay > 0', None),
+    ('optimizer.momentum', {'optimizer.name': 'adamw'}, 0.5, "optimizer.name is 'sgd'", None),
+    ('optimizer.nesterov', {'optimizer.name': 'adamw'}, True, "optimizer.name is 'sgd'", None),
+    ('optimizer.nesterov', {'optimizer.momentum': 0.0}, True, 'optimizer.momentum > 0',
+     'model_updates'),
+    ('optimizer.b1', {}, 0.5, "optimizer.name is 'adamw'", None),
+    ('optimizer.b2', {}, 0.5, "optimizer.name is 'adamw'", None),
+    ('optimizer.decay_style', {'optimizer.weight_decay': 0.1, 'optimizer.momentum': 0.0},
+     'decoupled', "with optimizer.name 'adamw' or momentum > 0", 'model_updates'),
+    ('optimizer.decay_params', {'optimizer.weight_decay': 0.0}, 'all',
+     'optimizer.weight_decay > 0', None),
+    ('dataset.pad_mode', {}, 'reflect', 'dataset.augment pads', None),
+    ('dataset.scale_min', {}, 56, "dataset.augment is 'vgg'", None),
+    ('dataset.scale_max', {}, 600, "dataset.augment is 'vgg'", None),
+    ('dataset.eval_resize', {}, 48, "dataset.augment is 'vgg'", None),
+    ('dataset.device_resident_max_mb', {'dataset.device_resident': False}, 0,
+     'dataset.device_resident is True', None),
+    ('dataset.synthetic_size', {}, 10, 'dataset.name is synthetic', None),
+    ('dataset.on_corrupt', {}, 'skip', 'dataset.name is a folder:PATH', None),
+    ('dataset.rescan', {}, True, 'dataset.name is a folder:PATH', 'data'),
+    ('dataset.data_dir', {}, '/elsewhere', 'dataset.name is tfds (TFDS)', 'data'),
+]
+REFUSAL_IDS = [f'{key}-{i}' for i, (key, *_) in enumerate(REFUSALS)]
+
+
+def test_every_condition_has_a_refusal_case():
+  assert sorted({key for key, *_ in REFUSALS}) == sorted(experiment.READ_ONLY_WHEN)
+
+
+@pytest.mark.parametrize('key,settings,value,reader,_', REFUSALS, ids=REFUSAL_IDS)
+def test_a_key_given_where_it_cannot_act_is_refused(key, settings, value, reader, _):
   config = base_config(**settings)
   set_key(config, key, value)
   experiment.check(config)  # the same value from a config file is not the user's doing
-  with pytest.raises(ValueError, match=f'config.{key} is read only when {reader}'):
+  with pytest.raises(ValueError, match=f'config.{key} is read only when .*'
+                     + re.escape(reader)):
     experiment.check(config, given={key})
+
+
+def test_a_condition_on_the_length_of_a_run_in_epochs_waits_for_the_data():
+  """A cosine warm-up of 300 steps in a 1-epoch run: 4,000 mnist5k digits in batches of
+  16 make 250 steps, so the floor never shows; only the data says so."""
+  config = base_config(**{'schedule.name': 'cosine', 'schedule.warmup_steps': 300,
+                          'num_epochs': 1.0, 'schedule.min_learning_rate': 0.001})
+  given = {'schedule.min_learning_rate'}
+  experiment.check(config, given=given)  # (the length unknown: not refused yet)
+  info = input_pipeline.dataset_info(config)
+  with pytest.raises(ValueError, match='config.schedule.min_learning_rate is read only'):
+    experiment.check_read(config, given, info)
+  config.schedule.warmup_steps = 249  # step 249: the cosine's first, the base rate
+  with pytest.raises(ValueError, match='config.schedule.min_learning_rate is read only'):
+    experiment.check_read(config, given, info)
+  config.schedule.warmup_steps = 248  # step 249: half-way down, lr * (1 + floor / lr) / 2
+  experiment.check_read(config, given, info)
+
+
+def rates_of_the_run(config, key):
+  """The learning rate of each step of the run."""
+  info = checked_info(config, key)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  return np.asarray(exp.schedule(jnp.arange(exp.length.total_steps)))
+
+
+def model_updates(config, key):
+  """Three optimizer steps on the parameters of the config's own model (LeNet-5's
+  kernels and biases), from fixed gradients."""
+  checked_info(config, key)
+  model = experiment.create_model(config, 10)
+  size, channels = config.dataset.image_size, config.dataset.channels
+  params = model.init(jax.random.key(0), jnp.zeros((1, size, size, channels)),
+                      train=False)['params']
+  grads = jax.tree.map(lambda p: jnp.linspace(-3.0, 5.0, p.size).reshape(p.shape), params)
+  tx = optim.create_optimizer(config)
+  state = tx.init(params)
+  for _ in range(3):
+    step, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, step)
+  return np.concatenate([np.ravel(x) for x in jax.tree.leaves(params)])
+
+
+@pytest.mark.parametrize('key,settings,value,_,observable', REFUSALS, ids=REFUSAL_IDS)
+def test_what_is_refused_would_change_nothing(key, settings, value, _, observable, tmp_path):
+  """Each refusal is right: the run with the key set (as a config file may set it, where
+  no refusal applies) does bitwise what it does without it."""
+  observe = globals()[observable] if observable else PROBES[key][0]
+  extra = {'run': (tmp_path,)}.get(observe.__name__, ())
+  unchanged = base_config(**settings)
+  changed = base_config(**settings)
+  set_key(changed, key, value)
+  before, after = (observe(c, None, *extra) for c in (unchanged, changed))
+  assert not differs(before, after), f'--config.{key}={value!r} changes the run'
+
+
+def test_only_durations_and_keys_none_by_default_admit_none():
+  """--config.KEY=None: the eight duration keys (one of each pair is None) and
+  num_classes (None: the dataset's), as default.py documents them; no other key."""
+  config = default.get_config()
+  admitting = {k for k in cli.config_paths(config) if default.admits_none(config, k)}
+  assert admitting == {'num_classes', 'num_train_steps', 'num_epochs', 'log_every_steps',
+                       'log_every_epochs', 'eval_every_steps', 'eval_every_epochs',
+                       'checkpoint_every_steps', 'checkpoint_every_epochs'}
+  config.model.width = None  # a config file's own None (a model argument)
+  assert default.admits_none(config, 'model.width')
+  assert not default.admits_none(config, 'model.name')
 
 
 def test_piecewise_rates_follow_the_base_learning_rate():
@@ -404,7 +522,7 @@ def test_config_arguments_take_only_real_booleans_and_numbers():
     lenet.get_config('mnist=maybe')
   assert lenet.get_config('mnist=no').dataset.name == 'mnist5k'
   assert lenet.get_config('mnist=true').dataset.name == 'mnist'
-  with pytest.raises(ValueError, match=r"depth='deep': give a int"):
+  with pytest.raises(ValueError, match=r"depth='deep': give an integer, like its default depth=20"):
     common.parse_arg('depth=deep', depth=20)
 
 
