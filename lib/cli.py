@@ -74,7 +74,10 @@ def run(main, program: str, config_flag: str | None = 'config'):
     # lines and tables; --verbosity brings them back.
     if not FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
-    return main(argv)
+    try:
+      return main(argv)
+    except app.UsageError as e:  # (absl would print its whole help, and exit 1)
+      fail(program, str(e))
 
   _name_config_file_errors(config_flag)
   app.run(quiet_main, flags_parser=parse)

@@ -177,6 +177,9 @@ CASES = [
     # ------------------------------------------------------------- command lines
     Case('unknown key', TRAIN + ['--workdir={new}', '--config.batch_sise=32'],
          'batch_size'),
+    Case('train.py without a workdir', TRAIN, '--workdir'),
+    Case('train.py with a stray argument', TRAIN + ['--workdir={new}', 'lenet'],
+         "unexpected arguments: ['lenet']"),
     Case('wrong type', TRAIN + ['--workdir={new}', '--config.batch_size=abc'],
          'batch_size'),
     Case('negative learning rate', TRAIN + ['--workdir={new}',
