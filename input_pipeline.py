@@ -116,9 +116,14 @@ DECODE_ERRORS = (OSError, SyntaxError, EOFError, zlib.error, struct.error,
 
 
 def _decoded(source, index: int, decode):
-  """(decode(example `index`'s image), its label); a file Pillow cannot decode is a
-  DatasetError naming it and the fix (sources.undecodable)."""
-  item = source[index]
+  """(decode(example `index`'s image), its label); a file that cannot be read or that
+  Pillow cannot decode is a DatasetError naming it and the fix (sources.undecodable)."""
+  try:
+    item = source[index]
+  except OSError as e:  # (gone, or its permission changed, since it was listed)
+    raise DatasetError(f'{sources.example_name(source, index)} cannot be read '
+                       f'({e.strerror or e}); restore it or make it readable, and run the '
+                       'same command') from None
   try:
     return decode(item['image']), item['label']
   except DECODE_ERRORS as e:

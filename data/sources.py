@@ -51,8 +51,7 @@ IMAGE_EXTENSIONS = folder_index.IMAGE_EXTENSIONS
 
 DatasetError = errors.DatasetError  # (defined below folder_index, which raises it too)
 # What a message about a folder's cached verdicts offers.
-RESCAN = ('--config.dataset.rescan=True inspects every file again (after a file was fixed '
-          'in place)')
+RESCAN = '--config.dataset.rescan=True inspects every file again'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +176,7 @@ def parse_split(value: str) -> tuple[str, str, str] | None:
   """'train[:100]' -> ('train', '', '100'); 'test' -> ('test', '', ''); the TFDS slice
   syntax (counts or percentages) for the sources that are not TFDS. None: not of that
   form (a bracket, but not a slice)."""
-  match = re.fullmatch(r'\s*([\w-]+)\s*(?:\[\s*(-?\d*%?)\s*:\s*(-?\d*%?)\s*\])?\s*', value)
+  match = re.fullmatch(r'\s*([\w-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*', value)
   if not match:
     return None
   return match.group(1), match.group(2) or '', match.group(3) or ''

@@ -150,7 +150,7 @@ def test_a_class_emptied_by_skipped_corrupt_files_is_refused(tmp_path):
     ('train[:150%]', '150% is out of range'), ('train[-101%:]', '-101% is out of range'),
     ('train[:11]', '11 is out of range'), ('train[-11:]', '-11 is out of range'),
     ('train[:10', 'is not a split'), ('train[a:b]', 'is not a split'),
-    ('train[]', 'is not a split'),
+    ('train[]', 'is not a split'), ('train[-:]', 'is not a split'),
 ])
 def test_split_slices_out_of_range_or_malformed_are_refused(tmp_path, split, fragment):
   root = folder(tmp_path / 'ds', {'train': {'a': 5, 'b': 5}, 'val': {'a': 1, 'b': 1}})
