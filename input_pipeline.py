@@ -59,7 +59,7 @@ def check_augment(config):
 
 def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
   """Dataset-related config errors, each naming the field and the fix; then, where the
-  data will be resident, `splits` decoded into memory now (kept in info.opened), so that
+  data will be resident, `splits` decoded into memory now (kept in info.decoded), so that
   a file that cannot be decoded stops the run before anything is written."""
   d = config.dataset
   check_augment(config)
@@ -76,8 +76,8 @@ def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
                      f'{info.num_classes}')
   if sources.is_encoded(config) and resident(config, info):
     for split in splits:
-      info.opened[split] = to_arrays(sources.open_split(config, split, info),
-                                     d.channels, info.image_shape[:2])
+      info.decoded[split] = to_arrays(sources.open_split(config, split, info),
+                                      d.channels, info.image_shape[:2])
 
 
 def _local_batch(config, process_count: int) -> int:
@@ -247,11 +247,13 @@ def to_arrays(source, channels: int, shape=None) -> sources.ArraySource:
 
 
 def _split_source(config, info: DatasetInfo, split: str):
-  """A split as a source; image files are decoded into memory when the data is resident.
-  (Each call decodes: train.py asks once per split and run.)"""
+  """A split as a source; image files are decoded into memory when the data is resident
+  (by check_config, which keeps them in info.decoded; else by each call here)."""
+  if split in info.decoded:
+    return info.decoded[split]
   source = sources.open_split(config, split, info)
   if sources.is_encoded(config) and resident(config, info):
-    return to_arrays(source, config.dataset.channels)
+    return to_arrays(source, config.dataset.channels, info.image_shape[:2])
   return source
 
 

@@ -66,6 +66,9 @@ class DatasetInfo:
   # The sources opened to size the splits ('train', 'eval'), which open_split hands out
   # again: a TFDS split's ArrayRecord files (ImageNet's are 1,024) are opened once a run.
   opened: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+  # Those splits decoded into memory ({split: ArraySource}) where the data is resident:
+  # input_pipeline.check_config decodes them before anything is written.
+  decoded: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
   @property
   def fixed_size(self) -> bool:
