@@ -21,15 +21,19 @@ split, and the last batches are padded and masked. Nothing here imports TensorFl
 import difflib
 import functools
 import itertools
+from multiprocessing import resource_tracker
 import os
+import struct
 import sys
 from typing import Iterator
+import zlib
 
 import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from PIL import Image
 
 from data import device
 from data import sampler
@@ -53,8 +57,10 @@ def check_augment(config):
                      + (f' (did you mean {close[0]!r}?)' if close else ''))
 
 
-def check_config(config, info: DatasetInfo):
-  """Dataset-related config errors, each naming the field and the fix."""
+def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
+  """Dataset-related config errors, each naming the field and the fix; then, where the
+  data will be resident, `splits` decoded into memory now (kept in info.decoded), so that
+  a file that cannot be decoded stops the run before anything is written."""
   d = config.dataset
   check_augment(config)
   if d.on_corrupt not in ('stop', 'skip'):
@@ -68,6 +74,10 @@ def check_config(config, info: DatasetInfo):
     raise ValueError(f'config.num_classes={config.num_classes} but {info.name} has '
                      f'{info.num_classes} classes; remove the override or set it to '
                      f'{info.num_classes}')
+  if sources.is_encoded(config) and resident(config, info):
+    for split in splits:
+      info.decoded[split] = to_arrays(sources.open_split(config, split, info),
+                                      d.channels, info.image_shape[:2])
 
 
 def _local_batch(config, process_count: int) -> int:
@@ -90,13 +100,34 @@ def _train_example(slot, *, source, config, process_index, local):
   step, i = divmod(slot, local)
   q = step * config.batch_size + process_index * local + i
   index = int(sampler.example_index(np.array([q]), len(source), config.seed, np)[0])
-  item = source[index]
   mirror = None
   if transforms.PRESETS[config.dataset.augment].flip == transforms.ALTERNATING:
     mirror = transforms.alternating_mirror(config.seed, index, q // len(source))
-  image = transforms.train_example(item['image'], config, transforms.rng_for(config.seed, q),
-                                   mirror)
-  return {'image': image, 'label': np.int32(item['label'])}
+  rng = transforms.rng_for(config.seed, q)
+  image, label = _decoded(source, index, lambda image: transforms.train_example(
+      image, config, rng, mirror))
+  return {'image': image, 'label': np.int32(label)}
+
+
+# What Pillow raises for a file it cannot decode (a damaged zlib stream, an unknown
+# format, data that ends early, an image too large).
+DECODE_ERRORS = (OSError, SyntaxError, EOFError, zlib.error, struct.error,
+                 Image.DecompressionBombError)
+
+
+def _decoded(source, index: int, decode):
+  """(decode(example `index`'s image), its label); a file that cannot be read or that
+  Pillow cannot decode is a DatasetError naming it and the fix (sources.undecodable)."""
+  try:
+    item = source[index]
+  except OSError as e:  # (gone, or its permission changed, since it was listed)
+    raise DatasetError(f'{sources.example_name(source, index)} cannot be read '
+                       f'({e.strerror or e}); restore it or make it readable, and run the '
+                       'same command') from None
+  try:
+    return decode(item['image']), item['label']
+  except DECODE_ERRORS as e:
+    raise sources.undecodable(source, index, e) from None
 
 
 def _eval_example(slot, *, source, config, indices):
@@ -106,9 +137,8 @@ def _eval_example(slot, *, source, config, indices):
     size, channels = config.dataset.image_size, config.dataset.channels
     return {'image': np.zeros((size, size, channels), np.uint8), 'label': np.int32(0),
             'mask': False}
-  item = source[index]
-  return {'image': transforms.eval_example(item['image'], config),
-          'label': np.int32(item['label']), 'mask': True}
+  image, label = _decoded(source, index, lambda image: transforms.eval_example(image, config))
+  return {'image': image, 'label': np.int32(label), 'mask': True}
 
 
 def host_cpus() -> int:
@@ -134,9 +164,25 @@ def _iterate(dataset: grain.MapDataset, config) -> grain.IterDataset:
     from absl import flags  # pylint: disable=import-outside-toplevel
     if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags (app.run parses
       flags.FLAGS(sys.argv[:1])      # them; a bare script or a test has not)
+    _quiet_resource_tracker()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
                                                      per_worker_buffer_size=2))
   return ds
+
+
+# Python's resource tracker (the process that unlinks what worker processes leave in
+# shared memory) warns of every segment it cleans up at exit; Grain leaves the batches in
+# flight there whenever a run ends (finished, or stopped by a file it cannot decode),
+# and the warnings would bury the run's last line. The tracker takes its warning filters
+# from the command line it is started with, which it copies from sys.warnoptions.
+RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
+
+
+def _quiet_resource_tracker():
+  """Start the resource tracker (if it is not yet running) without its leak warnings."""
+  if RESOURCE_TRACKER_QUIET not in sys.warnoptions:
+    sys.warnoptions.append(RESOURCE_TRACKER_QUIET)
+  resource_tracker.ensure_running()
 
 
 def train_dataset(config, start_step: int = 0, process_index=None, process_count=None,
@@ -176,16 +222,24 @@ def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
   return _iterate(examples.batch(local), config)
 
 
-def to_arrays(source, channels: int) -> sources.ArraySource:
-  """Any source as uint8 arrays (decoding files with threads); images of one size."""
+def to_arrays(source, channels: int, shape=None) -> sources.ArraySource:
+  """Any source as uint8 arrays (decoding files with threads); images of one size, the
+  (height, width) `shape` where given: a file that cannot be decoded, or that decodes
+  to another size than its index recorded, is a DatasetError naming it."""
   if isinstance(source, sources.ArraySource):
     return source
   import concurrent.futures  # pylint: disable=import-outside-toplevel
+  mode = transforms.image_mode(channels)
 
   def load(i):
-    item = source[i]
-    image = transforms.open_image(item['image'])
-    return transforms.to_array(image, transforms.image_mode(channels)), item['label']
+    array, label = _decoded(source, i, lambda image: transforms.to_array(
+        transforms.open_image(image), mode))
+    if shape and array.shape[:2] != tuple(shape):
+      raise DatasetError(
+          f'{sources.example_name(source, i)} '
+          f'decodes to {array.shape[1]}x{array.shape[0]} pixels, but {shape[1]}x{shape[0]} '
+          f'when it was indexed: it changed since; {sources.RESCAN}')
+    return array, label
 
   with concurrent.futures.ThreadPoolExecutor(min(16, host_cpus())) as pool:
     images, labels = zip(*pool.map(load, range(len(source))))
@@ -193,11 +247,13 @@ def to_arrays(source, channels: int) -> sources.ArraySource:
 
 
 def _split_source(config, info: DatasetInfo, split: str):
-  """A split as a source; image files are decoded into memory when the data is resident.
-  (Each call decodes: train.py asks once per split and run.)"""
+  """A split as a source; image files are decoded into memory when the data is resident
+  (by check_config, which keeps them in info.decoded; else by each call here)."""
+  if split in info.decoded:
+    return info.decoded[split]
   source = sources.open_split(config, split, info)
   if sources.is_encoded(config) and resident(config, info):
-    return to_arrays(source, config.dataset.channels)
+    return to_arrays(source, config.dataset.channels, info.image_shape[:2])
   return source
 
 
@@ -205,7 +261,7 @@ def first_train_images(config, info: DatasetInfo, count: int) -> np.ndarray:
   """The training split's first `count` images in its own order, as the model sees them
   at test time but before normalisation: uint8 (N, H, W, C)."""
   source = sources.open_split(config, 'train', info)
-  return np.stack([transforms.eval_example(source[i]['image'], config)
+  return np.stack([_decoded(source, i, lambda image: transforms.eval_example(image, config))[0]
                    for i in range(min(count, len(source)))])
 
 
@@ -241,13 +297,20 @@ SPEC_DTYPES = {'image': np.uint8, 'label': np.int32, 'mask': np.bool_}
 
 
 def device_iterator(batches, mesh: Mesh, prefetch: int = 2) -> Iterator[dict]:
-  """Global device batches, `prefetch` ahead, so a step never waits on a host copy."""
-  queue = []
-  for batch in batches:
-    queue.append(to_global(batch, mesh))
-    if len(queue) > prefetch:
-      yield queue.pop(0)
-  yield from queue
+  """Global device batches, `prefetch` ahead, so a step never waits on a host copy.
+  Grain's iterator is closed when they end or fail: its workers stop and free their
+  shared memory, which a process that exits at once would leave to the resource
+  tracker's warnings."""
+  queue, iterator = [], iter(batches)
+  try:
+    for batch in iterator:
+      queue.append(to_global(batch, mesh))
+      if len(queue) > prefetch:
+        yield queue.pop(0)
+    yield from queue
+  finally:
+    if hasattr(iterator, 'close'):
+      iterator.close()
 
 
 def resident(config, info: DatasetInfo) -> bool:
@@ -329,5 +392,6 @@ def eval_views(config, kind: str, scale: int | None = None, process_index=None,
 
 
 def _views_example(index, *, source, config, kind, scale):
-  item = source[int(index)]
-  return int(index), transforms.views(item['image'], config, kind, scale), int(item['label'])
+  views, label = _decoded(source, int(index), lambda image: transforms.views(
+      image, config, kind, scale))
+  return int(index), views, int(label)

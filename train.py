@@ -504,7 +504,8 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
         print(f'{signalled} received: stopped after step {step} and saved a checkpoint in '
               f'{ckpt.directory}; run the same command to resume', flush=True)
         return {'step': step, 'preempted': True}
-  except TrainingStopped:  # let the saves in flight complete: they are good states
+  except (TrainingStopped, input_pipeline.DatasetError):  # let the saves in flight complete:
+    # they are good states (a DatasetError: a file the stream could not decode)
     try:
       ckpt.wait_until_finished()
       best_ckpt.wait_until_finished()
@@ -537,6 +538,10 @@ def main(argv):
                        FLAGS.allow_schedule_change)
   except SetupError as e:
     cli.fail('train.py', str(e))
+  except input_pipeline.DatasetError as e:  # found by the stream mid-run (set-up's: above)
+    print(f'train.py: error: {e}', file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(2)  # pylint: disable=protected-access  (Grain's workers, as below)
   except TrainingStopped as e:
     print(f'train.py: stopped: {e}', file=sys.stderr, flush=True)
     sys.stdout.flush()

@@ -1,25 +1,35 @@
 """Inspect every image file of a folder dataset with every core; print the corrupt ones.
 
   python -m data.check folder:/data/imagenet      # or a plain path
+  python -m data.check --decode folder:/data/imagenet
 
-One line per corrupt file, `path: why`, then a summary; exit status 1 if any is corrupt.
-The folder's cached index (data/folder_index.py) is rebuilt on the way, so the next
-training launch on it opens no file.
+One line per corrupt file, `path: why`, then a summary; exit status 1 if any is corrupt,
+2 if the folder cannot be read as a dataset. The default reads each file's ends and
+header (as a training launch does); --decode decodes every image too, which finds damage
+inside a file whose ends look whole (a few times slower). The folder's cached index
+(data/folder_index.py) is rebuilt on the way and keeps what was found, so the next
+training launch on it opens no file, and with config.dataset.on_corrupt='skip' leaves
+out the files --decode found.
 """
 
 import sys
 
 from data import sources
 
+USAGE = 'usage: python -m data.check [--decode] folder:/path'
+
 
 def main(argv: list[str]) -> int:
-  if len(argv) != 2:
-    print('usage: python -m data.check folder:/path', file=sys.stderr)
+  args = argv[1:]
+  decode = '--decode' in args
+  args = [a for a in args if a != '--decode']
+  if len(args) != 1 or args[0].startswith('-'):
+    print(f'data.check: error: {USAGE}', file=sys.stderr)
     return 2
-  root = argv[1].removeprefix('folder:')
+  root = args[0].removeprefix('folder:')
   try:
     sources._folder.cache_clear()  # pylint: disable=protected-access
-    folder = sources._folder(root, 'skip', True)  # pylint: disable=protected-access
+    folder = sources._folder(root, 'skip', True, decode)  # pylint: disable=protected-access
   except sources.DatasetError as e:
     print(f'data.check: error: {e}', file=sys.stderr)
     return 2
@@ -27,10 +37,13 @@ def main(argv: list[str]) -> int:
     print(f'{path}: {why}')
   total = sum(folder.sizes.values()) + len(folder.corrupt)
   print(f'{total:,} image files in {len(folder.classes)} classes '
-        f'({", ".join(f"{s}: {n:,}" for s, n in folder.sizes.items())} whole); '
-        f'{len(folder.corrupt)} corrupt'
+        f'({", ".join(f"{s}: {n:,}" for s, n in folder.sizes.items())} whole'
+        f'{", decoded" if decode else ""}); {len(folder.corrupt)} corrupt'
         + (f'; not read: {", ".join(f"{n} {e}" for e, n in folder.other_files.items())}'
-           if folder.other_files else ''), file=sys.stderr)
+           if folder.other_files else '')
+        + ('' if decode or folder.corrupt else
+           '; --decode decodes every image too, to find damage inside the files'),
+        file=sys.stderr)
   return 1 if folder.corrupt else 0
 
 

@@ -10,9 +10,20 @@ from its header) and the result is kept in a manifest under the user's cache,
 
 never in the dataset folder, which may be read-only. A later launch lists the folder
 and stats each file (no file is opened) and inspects only the files that are new or
-whose size or modification time changed, so a seen folder costs its listing: a file
-added, truncated or removed, or a class added, is noticed. config.dataset.rescan
-inspects every file again.
+whose size, modification time or change time (ctime) changed, so a seen folder costs its
+listing: a file added, truncated, rewritten or removed, or a class added, is noticed. The
+ctime is the key that catches a same-size replacement given its old mtime back (`touch
+-r`, `cp -p`, `rsync -t`): the kernel sets it on every write, chmod or rename, and no call
+sets it back. The index keeps only what a file's bytes decide: a file that could not be
+read (a permission, an I/O error) is inspected again at every launch until it can be.
+config.dataset.rescan inspects every file again; `python -m data.check --decode` decodes
+every file too, and keeps what it finds (a file whose ends look whole but whose data is
+damaged is corrupt from then on).
+
+The listing refuses, naming the path and the fix, what would otherwise end in a
+traceback or a hang: an entry it cannot read (a broken link, a link loop, a folder
+without read permission), a name that is not UTF-8, a FIFO or device with an image's
+name, and a folder reached twice through links (its images would count twice).
 
 Paths are kept as one byte array and offsets, not as Python strings, so 1.33M files cost
 tens of MB, and a split handed to a Grain worker travels as the manifest's file names: the
@@ -21,19 +32,24 @@ worker maps the same arrays from the page cache instead of unpickling its own co
 
 import concurrent.futures
 import dataclasses
+import errno
+import functools
 import hashlib
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 
 import numpy as np
 
+from data import errors
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
-VERSION = 1
+VERSION = 2  # 2: files keyed by their ctime too; verdicts of unread files not kept
 PROCESS_POOL_FROM = 5_000  # files: fewer are inspected by threads in this process
-SPLIT_ARRAYS = ('paths', 'offsets', 'labels', 'sizes', 'mtimes', 'shapes')
+SPLIT_ARRAYS = ('paths', 'offsets', 'labels', 'sizes', 'mtimes', 'ctimes', 'shapes')
 
 
 def cache_root() -> str:
@@ -103,7 +119,9 @@ class Split:
   labels: np.ndarray   # int32
   sizes: np.ndarray    # int64 bytes, to notice a changed file
   mtimes: np.ndarray   # int64 ns
-  shapes: np.ndarray   # int32 (n, 3): width, height, channels; -1 where corrupt
+  ctimes: np.ndarray   # int64 ns: the inode's change time, which no tool sets back
+  shapes: np.ndarray   # int32 (n, 3): width, height, channels; -1 where corrupt,
+                       # NOT_INSPECTED where the file could not be read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +133,7 @@ class Index:
   corrupt: dict        # path relative to root -> why
   other_files: dict    # extension -> count
   inspected: int       # files opened by this launch (0 for a seen, unchanged folder)
+  recalled: frozenset = frozenset()  # corrupt paths whose verdict an earlier launch found
 
 
 def visible(names) -> list[str]:
@@ -122,45 +141,124 @@ def visible(names) -> list[str]:
   return sorted(n for n in names if not n.startswith('.'))
 
 
+def shown(path: str) -> str:
+  """A path as a message prints it: a name that is not UTF-8 with its bytes escaped."""
+  return os.fsencode(path).decode('utf-8', 'backslashreplace')
+
+
+def _unreadable(error: OSError, path: str) -> errors.DatasetError:
+  """What a listing error means for the dataset, naming the path and the fix."""
+  where = shown(path)
+  if error.errno == errno.ENOENT and os.path.islink(path):
+    why = (f'{where} is a symbolic link to {shown(os.readlink(path))}, which does not exist; '
+           'fix or remove the link')
+  elif error.errno == errno.ELOOP:
+    why = (f'{where}: too many levels of symbolic links (a link that leads to itself); '
+           'fix or remove the link')
+  elif error.errno in (errno.EACCES, errno.EPERM):
+    why = (f'cannot read {where} ({error.strerror}); make it readable (chmod -R a+rX '
+           f'{where}) or move it out of the dataset')
+  else:
+    why = f'cannot read {where} ({error.strerror}); fix it or move it out of the dataset'
+  return errors.DatasetError(f'folder dataset: {why}')
+
+
+def _entries(directory: str) -> list:
+  """The visible entries of a directory, by name, each with its stat (links followed):
+  [(entry, stat)]; a DatasetError naming the entry that cannot be read or is not UTF-8."""
+  try:
+    with os.scandir(directory) as scan:
+      entries = sorted((e for e in scan if not e.name.startswith('.')), key=lambda e: e.name)
+    listed = []
+    for entry in entries:
+      try:
+        listed.append((entry, entry.stat()))
+      except OSError as e:
+        raise _unreadable(e, entry.path) from None
+    return listed
+  except OSError as e:
+    raise _unreadable(e, directory) from None
+
+
+def _utf8(path: str) -> str:
+  """The path, if its name is UTF-8 (the index stores names as UTF-8 bytes)."""
+  try:
+    path.encode()
+  except UnicodeEncodeError:
+    raise errors.DatasetError(
+        f'folder dataset: the name of {shown(path)} is not UTF-8 text; rename it (e.g. '
+        '`convmv -f latin1 -t utf8 -r --notest DIR` renames a whole folder)') from None
+  return path
+
+
 def _subfolders(path: str) -> list[str]:
-  return [d for d in visible(os.listdir(path)) if os.path.isdir(os.path.join(path, d))]
+  names = []
+  for entry, st in _entries(path):
+    if stat.S_ISDIR(st.st_mode):
+      names.append(os.path.basename(_utf8(entry.path)))
+  return names
 
 
 def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
-  """(path relative to root, size, mtime_ns) of the PNG and JPEG files under a class
-  folder, its subfolders included, sorted; other files counted by extension."""
+  """(path relative to root, size, mtime_ns, ctime_ns) of the PNG and JPEG files under a
+  class folder, its subfolders included, sorted; other files counted by extension. A
+  folder reached twice (a symbolic link loop) is refused: its images would count twice."""
   found, stack, cut = [], [folder], len(root) + 1  # (paths below root: slice, not relpath)
+  top = os.stat(folder)
+  reached = {(top.st_dev, top.st_ino): folder}
   while stack:
-    with os.scandir(stack.pop()) as entries:
-      for entry in entries:
-        name = entry.name
-        if name[0] == '.':
-          continue
-        if entry.is_dir(follow_symlinks=True):
-          stack.append(entry.path)
-          continue
-        dot = name.rfind('.')
-        ext = name[dot:].lower() if dot > 0 else '(none)'
-        if ext in IMAGE_EXTENSIONS:
-          stat = entry.stat()
-          found.append((entry.path[cut:], stat.st_size, stat.st_mtime_ns))
-        else:
-          other[ext] = other.get(ext, 0) + 1
+    for entry, st in _entries(stack.pop()):
+      name = entry.name
+      if stat.S_ISDIR(st.st_mode):
+        first = reached.setdefault((st.st_dev, st.st_ino), entry.path)
+        if first != entry.path:
+          raise errors.DatasetError(
+              f'folder dataset: {shown(entry.path)} is {shown(first)} again (a symbolic link '
+              'loop, or two links to one folder), so its images would count twice; remove '
+              'the link')
+        stack.append(_utf8(entry.path))
+        continue
+      dot = name.rfind('.')
+      ext = name[dot:].lower() if dot > 0 else '(none)'
+      if ext not in IMAGE_EXTENSIONS:
+        other[ext] = other.get(ext, 0) + 1
+      elif not stat.S_ISREG(st.st_mode):
+        raise errors.DatasetError(
+            f'folder dataset: {shown(entry.path)} is not a regular file but a '
+            f'{_file_kind(st.st_mode)}, which reading would block on or fail; remove it or '
+            'move it out of the dataset')
+      else:
+        found.append((_utf8(entry.path)[cut:], st.st_size, st.st_mtime_ns, st.st_ctime_ns))
   return sorted(found)
 
 
-def inspect_image(path: str):
+def _file_kind(mode: int) -> str:
+  if stat.S_ISFIFO(mode):
+    return 'named pipe (FIFO)'
+  return 'socket' if stat.S_ISSOCK(mode) else 'device'
+
+
+# A file's verdict: the index keeps what the file's bytes decide (whole, with its size
+# and channels; or corrupt, and why). A file that could not be read at all (a permission,
+# an I/O error) has no verdict: it is left out of this launch, and inspected again at the
+# next, whatever its size and times say.
+UNREAD = 'unreadable'
+NOT_INSPECTED = -2  # shapes[i, 0]: no verdict kept (-1: corrupt; >= 0: its width)
+
+
+def inspect_image(path: str, decode: bool = False):
   """(why the file is not a whole PNG or JPEG or None, (width, height), channels).
 
   Checks the signature and the end marker, which a truncated or overwritten file lacks,
-  and reads the size and colour mode from the header alone (nothing is decoded)."""
+  and reads the size and colour mode from the header alone; `decode`: decodes the image
+  too (data.check --decode), which finds damage inside a file whose ends look whole."""
   try:
     with open(path, 'rb') as f:
       head = f.read(8)
       f.seek(max(os.path.getsize(path) - 1024, 0))
       tail = f.read()
   except OSError as e:
-    return f'unreadable: {e.strerror}', None, None
+    return f'{UNREAD}: {e.strerror}', None, None
   if head.startswith(b'\xff\xd8\xff'):
     if b'\xff\xd9' not in tail:
       return 'truncated JPEG (no end-of-image marker)', None, None
@@ -172,15 +270,30 @@ def inspect_image(path: str):
   from PIL import Image  # pylint: disable=import-outside-toplevel
   try:
     with Image.open(path) as image:
-      return None, image.size, 1 if image.mode in ('L', 'I', 'I;16', '1') else 3
+      size, channels = image.size, 1 if image.mode in ('L', 'I', 'I;16', '1') else 3
+      if decode:
+        try:
+          image.load()
+        except Exception as e:  # pylint: disable=broad-except  (Pillow's errors vary)
+          return f'cannot be decoded ({type(e).__name__}: {e})', None, None
+      return None, size, channels
+  except OSError as e:
+    if e.errno is not None:  # the file, not its bytes (it vanished, a read error)
+      return f'{UNREAD}: {e.strerror}', None, None
+    return f'unreadable header ({type(e).__name__})', None, None
   except Exception as e:  # pylint: disable=broad-except  (Pillow's errors vary)
     return f'unreadable header ({type(e).__name__})', None, None
 
 
-def _inspect_all(paths: list[str]) -> list:
+def kept(why: str) -> bool:
+  """Whether a corrupt verdict is the file's bytes' (kept) or a passing failure to read."""
+  return not why.startswith(UNREAD)
+
+
+def _inspect_all(paths: list[str], decode: bool = False) -> list:
   """inspect_image of each path: threads for a few files (small reads, I/O bound),
   every core's process for many, with a progress line."""
-  inspect = inspect_image
+  inspect = functools.partial(inspect_image, decode=decode)
   if len(paths) < PROCESS_POOL_FROM:
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
       return list(pool.map(inspect, paths))
@@ -194,7 +307,8 @@ def _inspect_all(paths: list[str]) -> list:
       results.append(result)
       if time.time() - last > 5 or len(results) == len(paths):
         last = time.time()
-        print(f'inspecting the image files: {len(results):,}/{len(paths):,}', flush=True)
+        print(f'{"decoding" if decode else "inspecting"} the image files: '
+              f'{len(results):,}/{len(paths):,}', flush=True)
   return results
 
 
@@ -212,7 +326,7 @@ def _load(directory: str, root: str):
       paths = Paths(arrays['paths'], arrays['offsets'], root,
                     (directory, split, 0, len(arrays['offsets']) - 1))
       splits[split] = Split(paths, arrays['labels'], arrays['sizes'], arrays['mtimes'],
-                            arrays['shapes'])
+                            arrays['ctimes'], arrays['shapes'])
     return meta, splits
   except (OSError, ValueError, KeyError):
     return None
@@ -225,7 +339,7 @@ def _save(directory: str, meta: dict, splits: dict) -> bool:
     os.makedirs(tmp, exist_ok=True)
     for split, s in splits.items():
       arrays = {'paths': s.paths.blob, 'offsets': s.paths.offsets, 'labels': s.labels,
-                'sizes': s.sizes, 'mtimes': s.mtimes, 'shapes': s.shapes}
+                'sizes': s.sizes, 'mtimes': s.mtimes, 'ctimes': s.ctimes, 'shapes': s.shapes}
       for name, array in arrays.items():
         np.save(os.path.join(tmp, f'{split}.{name}.npy'), np.asarray(array))
     with open(os.path.join(tmp, 'meta.json'), 'w') as f:
@@ -243,11 +357,13 @@ def _save(directory: str, meta: dict, splits: dict) -> bool:
     return False
 
 
-def build(root: str, eval_names, rescan: bool = False) -> Index:
+def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> Index:
   """The index of the folder dataset at `root` (its train/ checked to exist by the
   caller) with whichever of the eval split names it has: listed now, inspected where the
-  cached manifest does not already know a file as it is."""
+  cached manifest does not already know a file as it is (`decode`: every file inspected
+  and decoded)."""
   root = os.path.abspath(root)
+  rescan = rescan or decode
   classes = tuple(_subfolders(os.path.join(root, 'train')))
   split_names = ['train'] + [n for n in eval_names if os.path.isdir(os.path.join(root, n))]
   other, listed, split_classes = {}, {}, {}
@@ -261,37 +377,46 @@ def build(root: str, eval_names, rescan: bool = False) -> Index:
     listed[split] = rows
   directory = manifest_dir(root)
   cached = None if rescan else _load(directory, root)
-  known = {}
-  if cached:
-    for split, s in cached[1].items():  # (only for what changed: a dict of every file)
-      if split in listed and _same_listing(s, listed[split]):
-        continue
-      known.update({s.paths[i]: (int(s.sizes[i]), int(s.mtimes[i]), tuple(s.shapes[i]))
-                    for i in range(len(s.paths))})
+  cached_splits = cached[1] if cached else {}
+  same = {split for split, rows in listed.items()
+          if split in cached_splits and _same_listing(cached_splits[split], rows)}
+  known = {}  # what the cache knows of each file, where its split's listing changed
+  for split, s in cached_splits.items():
+    if split not in same:
+      known.update({s.paths[i]: (int(s.sizes[i]), int(s.mtimes[i]), int(s.ctimes[i]),
+                                 tuple(s.shapes[i])) for i in range(len(s.paths))})
   splits, todo = {}, []
   for split, rows in listed.items():
-    if cached and split in cached[1] and _same_listing(cached[1][split], rows):
-      splits[split] = cached[1][split]
+    if split in same:
+      kept_split = cached_splits[split]
+      again = np.flatnonzero(np.asarray(kept_split.shapes[:, 0]) == NOT_INSPECTED)
+      if len(again):  # files that could not be read last time: try them again
+        kept_split = dataclasses.replace(kept_split, shapes=np.array(kept_split.shapes))
+        todo += [(split, int(i), rows[i][0]) for i in again]
+      splits[split] = kept_split
       continue
     shapes = np.full((len(rows), 3), -1, np.int32)
-    for i, (rel, size, mtime, _) in enumerate(rows):
+    for i, (rel, size, mtime, ctime, _) in enumerate(rows):
       seen = known.get(os.path.join(root, rel))
-      if seen and seen[:2] == (size, mtime):
-        shapes[i] = seen[2]
+      if seen and seen[:3] == (size, mtime, ctime) and seen[3][0] != NOT_INSPECTED:
+        shapes[i] = seen[3]
       else:
         todo.append((split, i, rel))
     splits[split] = Split(Paths.of([r[0] for r in rows], root),
-                          np.array([r[3] for r in rows], np.int32),
+                          np.array([r[4] for r in rows], np.int32),
                           np.array([r[1] for r in rows], np.int64),
-                          np.array([r[2] for r in rows], np.int64), shapes)
+                          np.array([r[2] for r in rows], np.int64),
+                          np.array([r[3] for r in rows], np.int64), shapes)
   corrupt = dict(cached[0]['corrupt']) if cached else {}
-  results = _inspect_all([os.path.join(root, rel) for _, _, rel in todo])
+  results = _inspect_all([os.path.join(root, rel) for _, _, rel in todo], decode)
   for (split, i, rel), (why, size, channels) in zip(todo, results):
     corrupt.pop(rel, None)
-    if why:
-      corrupt[rel] = why
-    else:
+    if not why:
       splits[split].shapes[i] = (*size, channels)
+      continue
+    corrupt[rel] = why
+    if not kept(why):
+      splits[split].shapes[i] = NOT_INSPECTED
   listed_names = {r[0] for rows in listed.values() for r in rows}
   corrupt = {rel: why for rel, why in corrupt.items() if rel in listed_names}
   meta = json.loads(json.dumps({
@@ -301,14 +426,17 @@ def build(root: str, eval_names, rescan: bool = False) -> Index:
     if _save(directory, meta, splits):
       loaded = _load(directory, root)  # the arrays mapped, as workers will map them
       splits = loaded[1] if loaded else splits
-  return Index(root, classes, split_classes, splits, corrupt, other, len(todo))
+  inspected = {rel for _, _, rel in todo}
+  return Index(root, classes, split_classes, splits, corrupt, other, len(todo),
+               frozenset(rel for rel in corrupt if rel not in inspected))
 
 
 def _same_listing(cached: Split, rows: list) -> bool:
-  """Whether a cached split lists exactly these (path, size, mtime, label) rows."""
+  """Whether a cached split lists exactly these (path, size, mtime, ctime, label) rows."""
   if len(cached.paths) != len(rows):
     return False
   return (np.array_equal(cached.sizes, [r[1] for r in rows])
           and np.array_equal(cached.mtimes, [r[2] for r in rows])
-          and np.array_equal(cached.labels, [r[3] for r in rows])
+          and np.array_equal(cached.ctimes, [r[3] for r in rows])
+          and np.array_equal(cached.labels, [r[4] for r in rows])
           and bytes(cached.paths.blob) == b''.join(r[0].encode() for r in rows))

@@ -22,6 +22,7 @@ import re
 
 import numpy as np
 
+from data import errors
 from data import folder_index
 
 # Per-channel mean and std of the training images, on the 0-1 scale.
@@ -48,8 +49,9 @@ EVAL_SPLIT_NAMES = ('test', 'validation', 'val')  # stand in for each other
 IMAGE_EXTENSIONS = folder_index.IMAGE_EXTENSIONS
 
 
-class DatasetError(ValueError):
-  """A dataset that cannot be read, with what to do about it."""
+DatasetError = errors.DatasetError  # (defined below folder_index, which raises it too)
+# What a message about a folder's cached verdicts offers.
+RESCAN = '--config.dataset.rescan=True inspects every file again'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +66,9 @@ class DatasetInfo:
   # The sources opened to size the splits ('train', 'eval'), which open_split hands out
   # again: a TFDS split's ArrayRecord files (ImageNet's are 1,024) are opened once a run.
   opened: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+  # Those splits decoded into memory ({split: ArraySource}) where the data is resident:
+  # input_pipeline.check_config decodes them before anything is written.
+  decoded: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
   @property
   def fixed_size(self) -> bool:
@@ -103,6 +108,34 @@ class FileSource:
     return FileSource, (self.paths, np.asarray(self.labels))
 
 
+def example_name(source, index: int) -> str:
+  """What a message calls example `index` of `source`: its file, where it is one."""
+  if isinstance(source, FileSource):
+    return folder_index.shown(source.paths[index])
+  if isinstance(source, TfdsSource):
+    return f'example {index} of {source.args[0]} {source.args[1]}'
+  return f'example {index}'
+
+
+def undecodable(source, index: int, error: Exception) -> DatasetError:
+  """The error for example `index` of `source` that Pillow could not decode: the file
+  and the fix."""
+  why = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else "-"}'
+  if isinstance(source, FileSource):
+    root = source.paths.root
+    return DatasetError(
+        f'{example_name(source, index)} cannot be decoded ({why}), though its '
+        'ends look whole; delete or replace it. `python -m data.check --decode '
+        f"folder:{root}` finds every such file (config.dataset.on_corrupt='skip' then "
+        f'leaves them out); if it changed after it was indexed, {RESCAN}')
+  if isinstance(source, TfdsSource):
+    name = source.args[0]
+    return DatasetError(f'{example_name(source, index)} cannot be decoded ({why}): the '
+                        f'prepared dataset is damaged; prepare it again with `python -m '
+                        f'data.prepare {name}`')
+  return DatasetError(f'{example_name(source, index)} cannot be decoded ({why})')
+
+
 def _mapped_file_source(origin, root) -> FileSource:
   directory, split, start, stop = origin
   labels = np.load(os.path.join(directory, f'{split}.labels.npy'), mmap_mode='r')
@@ -139,12 +172,16 @@ class TfdsSource:
 # ------------------------------------------------------------------------------- splits
 
 
-def parse_split(value: str) -> tuple[str, str, str]:
+SPLIT_FORM = 'NAME or NAME[START:STOP] (counts, or percentages such as train[:90%])'
+
+
+def parse_split(value: str) -> tuple[str, str, str] | None:
   """'train[:100]' -> ('train', '', '100'); 'test' -> ('test', '', ''); the TFDS slice
-  syntax (counts or percentages) for the sources that are not TFDS."""
-  match = re.fullmatch(r'\s*(\w+)\s*(?:\[\s*(-?\d*%?)\s*:\s*(-?\d*%?)\s*\])?\s*', value)
+  syntax (counts or percentages) for the sources that are not TFDS. None: not of that
+  form (a bracket, but not a slice)."""
+  match = re.fullmatch(r'\s*([\w-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*', value)
   if not match:
-    return value, '', ''
+    return None
   return match.group(1), match.group(2) or '', match.group(3) or ''
 
 
@@ -154,18 +191,32 @@ def _bound(text: str, n: int) -> int | None:
   return round(int(text[:-1]) * n / 100) if text.endswith('%') else int(text)
 
 
+def _out_of_range(text: str, n: int) -> bool:
+  """TFDS's rule: a percentage in [-100%, 100%], a count in [-n, n]."""
+  return bool(text) and abs(int(text.rstrip('%'))) > (100 if text.endswith('%') else n)
+
+
 def select_split(config, which: str, available: dict) -> tuple[str, slice]:
   """(split name, slice) that config.dataset.{which}_split names among `available`
   ({name: size}), or a DatasetError naming the key, the splits there are, and the fix."""
   key = f'config.dataset.{which}_split'
   value = config.dataset.train_split if which == 'train' else config.dataset.eval_split
-  name, start, stop = parse_split(value)
+  parsed = parse_split(value)
+  if parsed is None:
+    raise DatasetError(f'{key}={value!r} is not a split: write {SPLIT_FORM}; '
+                       f'{config.dataset.name} has splits {sorted(available)}')
+  name, start, stop = parsed
   name = eval_split_name(name, available)
   if name not in available:
     raise DatasetError(f'{key}={value!r}: {config.dataset.name} has splits '
                        f'{sorted(available)} (a slice such as {sorted(available)[0]}[:100] '
                        'works too)')
   n = available[name]
+  wrong = [b for b in (start, stop) if _out_of_range(b, n)]
+  if wrong:
+    raise DatasetError(f'{key}={value!r}: {wrong[0]} is out of range ({name} has {n} '
+                       f'examples: a slice bound is a count in [-{n}, {n}] or a percentage '
+                       'in [-100%, 100%])')
   part = slice(_bound(start, n), _bound(stop, n))
   if not len(range(n)[part]):
     raise DatasetError(f'{key}={value!r} selects no examples ({name} has {n}); choose a '
@@ -240,6 +291,7 @@ class Folder:
   other_files: dict    # file extension -> count of files that are not PNG or JPEG
   shape: tuple         # (H, W, C) shared by every file; H, W None when sizes vary
   inspected: int       # files this launch opened (0 for a seen, unchanged folder)
+  recalled: str = ''   # '; N of these verdicts are from an earlier launch: <rescan>'
 
   @property
   def sizes(self) -> dict:
@@ -250,31 +302,27 @@ visible = folder_index.visible
 
 
 @functools.cache
-def _folder(root: str, on_corrupt: str, rescan: bool = False) -> Folder:
+def _folder(root: str, on_corrupt: str, rescan: bool = False, decode: bool = False) -> Folder:
   if not os.path.isdir(os.path.join(root, 'train')):
     raise DatasetError(f'folder dataset: {root!r} needs a train/ subfolder (and test/ or '
                        'val/) with one folder of images per class')
-  index = folder_index.build(root, EVAL_SPLIT_NAMES, rescan)
+  index = folder_index.build(root, EVAL_SPLIT_NAMES, rescan, decode)
   classes = index.classes
   if not classes:
     raise DatasetError(f'folder dataset: {os.path.join(root, "train")} has no class '
                        'folders; put each class\'s images in train/CLASS/')
-  present = set(np.unique(index.splits['train'].labels).tolist())
-  empty = [c for label, c in enumerate(classes) if label not in present]
-  if empty:
-    other = index.other_files
-    raise DatasetError(
-        f'folder dataset: {len(empty)} class folder(s) of {os.path.join(root, "train")} '
-        f'hold no PNG or JPEG image: {_first(empty)}'
-        + (f' (other files, not read: {_extensions(other)})' if other else '')
-        + '; add images or remove those folders')
   corrupt = tuple((os.path.join(index.root, rel), why)
                   for rel, why in sorted(index.corrupt.items()))
+  recalled = (f'; {len(index.recalled)} of these verdicts are from an earlier launch: '
+              f'{RESCAN}') if index.recalled else ''
   if corrupt and on_corrupt == 'stop':
     path, why = corrupt[0]
     raise DatasetError(f'{len(corrupt)} corrupt image file(s) in {root}, first {path} '
                        f"({why}); fix or delete them, or set config.dataset.on_corrupt='skip'"
-                       ' to leave them out')
+                       f' to leave them out{recalled}')
+  train = index.splits['train']
+  _refuse_empty_classes(root, classes, np.asarray(train.labels),
+                        np.asarray(train.shapes[:, 0]) >= 0, index.other_files)
   files, shapes = {}, []
   for split, s in index.splits.items():
     whole = np.asarray(s.shapes[:, 0]) >= 0
@@ -291,7 +339,29 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False) -> Folder:
   channels = int(shapes[:, 2].max()) if len(shapes) else 3
   (width, height), = sizes if len(sizes) == 1 else [(None, None)]
   return Folder(classes, files, index.split_classes, corrupt, index.other_files,
-                (height, width, channels), index.inspected)
+                (height, width, channels), index.inspected, recalled)
+
+
+def _refuse_empty_classes(root, classes, labels, whole, other):
+  """A class folder of train/ with no image to train on (none there, or every one
+  corrupt and left out) is an error: the model would have a class it never sees."""
+  present = set(np.unique(labels[whole]).tolist())
+  empty = [c for label, c in enumerate(classes) if label not in present]
+  if not empty:
+    return
+  listed = set(np.unique(labels).tolist())
+  emptied = [c for label, c in enumerate(classes) if label in listed and label not in present]
+  train = os.path.join(root, 'train')
+  if emptied:
+    raise DatasetError(
+        f'folder dataset: {len(emptied)} class folder(s) of {train} hold only corrupt image '
+        f'files, all left out (config.dataset.on_corrupt=\'skip\'): {_first(emptied)}; fix '
+        'or replace those files, or remove those folders')
+  raise DatasetError(
+      f'folder dataset: {len(empty)} class folder(s) of {train} hold no PNG or JPEG '
+      f'image: {_first(empty)}'
+      + (f' (other files, not read: {_extensions(other)})' if other else '')
+      + '; add images or remove those folders')
 
 
 def _first(names, shown: int = 5) -> str:
@@ -329,8 +399,8 @@ def _folder_info(config):
   opened = {split: _folder_open(config, split) for split in ('train', 'eval')}
   if folder.corrupt:
     print(f'WARNING: left out {len(folder.corrupt)} corrupt image file(s) of '
-          f'{config.dataset.name}, first {folder.corrupt[0][0]} ({folder.corrupt[0][1]})',
-          flush=True)
+          f'{config.dataset.name}, first {folder.corrupt[0][0]} ({folder.corrupt[0][1]})'
+          f'{folder.recalled}', flush=True)
   eval_name = select_split(config, 'eval', folder.sizes)[0]
   missing = sorted(set(folder.classes) - set(folder.split_classes[eval_name]))
   if missing:

@@ -41,6 +41,11 @@ def main():
   parser.add_argument('--size', type=int, default=32)
   args = parser.parse_args()
   write(args.root, args.classes, args.train, args.val, args.size)
+  print(f'wrote {args.classes * (args.train + args.val):,} {args.size}x{args.size} JPEG files '
+        f'in {args.classes:,} classes to {os.path.abspath(args.root)}: train/ '
+        f'{args.classes * args.train:,} ({args.train} per class), val/ '
+        f'{args.classes * args.val:,} ({args.val} per class); use it as '
+        f'--config.dataset.name=folder:{os.path.abspath(args.root)}')
 
 
 if __name__ == '__main__':

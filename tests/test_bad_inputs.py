@@ -173,6 +173,76 @@ def _keys_bad_config_files(tmp):
     (tmp / f'{name}.py').write_text(text)
 
 
+# ------------------------------------------------------------- datasets: set-ups
+FOLDER = TRAIN + SHORT + ['--workdir={new}', '--config.dataset.name=folder:{folder}',
+                          '--config.dataset.image_size=32', '--config.dataset.channels=1']
+CHECK = ['-m', 'data.check']
+
+
+def _data_broken_copy(tmp, damage):
+  """folder/train/c0/broken.png: a copy of a whole digit, then damage(bytes) -> bytes."""
+  c0 = tmp / 'folder' / 'train' / 'c0'
+  data = (c0 / sorted(os.listdir(c0))[0]).read_bytes()
+  (c0 / 'broken.png').write_bytes(damage(data))
+
+
+def _data_truncated_png(tmp):
+  _data_broken_copy(tmp, lambda data: data[:len(data) // 2])
+
+
+def _data_zeroed_idat(tmp):
+  """32 bytes of the IDAT chunk's data zeroed: the header and IEND are whole."""
+  def zero(data):
+    start = data.index(b'IDAT') + 4
+    return data[:start] + bytes(32) + data[start + 32:]
+  _data_broken_copy(tmp, zero)
+
+
+def _data_random_same_size_and_mtime(tmp):
+  """Indexed first; then random bytes of the same size given the old mtime back."""
+  _data_broken_copy(tmp, lambda data: data)
+  subprocess.run([sys.executable, *CHECK, str(tmp / 'folder')], cwd=ROOT, check=True,
+                 capture_output=True, timeout=120)
+  path = tmp / 'folder' / 'train' / 'c0' / 'broken.png'
+  old = os.stat(path)
+  path.write_bytes(np.random.default_rng(0).bytes(old.st_size))
+  os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+
+
+def _data_broken_symlink(tmp):
+  os.symlink(tmp / 'gone.png', tmp / 'folder' / 'train' / 'c0' / 'broken.png')
+
+
+def _data_dir_loop(tmp):
+  os.symlink('..', tmp / 'folder' / 'train' / 'c1' / 'up')
+
+
+def _data_self_link(tmp):
+  os.symlink('loop.png', tmp / 'folder' / 'train' / 'c1' / 'loop.png')
+
+
+def _data_latin1_name(tmp):
+  c1 = tmp / 'folder' / 'train' / 'c1'
+  data = (c1 / sorted(os.listdir(c1))[0]).read_bytes()
+  with open(os.fsencode(c1) + b'/caf\xe9.png', 'wb') as f:
+    f.write(data)
+
+
+def _data_fifo(tmp):
+  os.mkfifo(tmp / 'folder' / 'train' / 'c1' / 'x.png')
+
+
+def _data_class_all_corrupt(tmp):
+  c1 = tmp / 'folder' / 'train' / 'c1'
+  for name in os.listdir(c1):
+    (c1 / name).write_bytes(b'not a png')
+
+
+def _data_test_is_a_file(tmp):
+  shutil.rmtree(tmp / 'folder' / 'test')
+  (tmp / 'folder' / 'test').write_text('not a folder')
+
+
 CASES = [
     # ------------------------------------------------------------- command lines
     Case('unknown key', TRAIN + ['--workdir={new}', '--config.batch_sise=32'],
@@ -289,7 +359,37 @@ CASES = [
          'wrong_type.py, line 5: TypeError', _keys_bad_config_files),
 
     # ------------------------------------------------------------- datasets
-
+    Case('folder: truncated PNG', FOLDER, 'train/c0/broken.png', _data_truncated_png),
+    Case('folder: zeroed IDAT (resident: decoded before writing)', FOLDER,
+         'train/c0/broken.png', _data_zeroed_idat),
+    Case('folder: random bytes, same size and mtime as the indexed file', FOLDER,
+         'train/c0/broken.png', _data_random_same_size_and_mtime),
+    Case('folder: broken symlink', FOLDER, 'train/c0/broken.png', _data_broken_symlink),
+    Case('folder: directory symlink loop', FOLDER, 'train/c1/up', _data_dir_loop),
+    Case('folder: symlink to itself', FOLDER, 'train/c1/loop.png', _data_self_link),
+    Case('folder: non-UTF-8 file name', FOLDER, 'caf\\xe9.png', _data_latin1_name),
+    Case('folder: FIFO named x.png', FOLDER, 'train/c1/x.png', _data_fifo),
+    Case('folder: class emptied by skipped corrupt files',
+         FOLDER + ['--config.dataset.on_corrupt=skip'], 'train hold only corrupt image files',
+         _data_class_all_corrupt),
+    Case('folder: train[:150%]', FOLDER + ['--config.dataset.train_split=train[:150%]'],
+         'config.dataset.train_split'),
+    Case('folder: malformed slice', FOLDER + ['--config.dataset.train_split=train[:10'],
+         'config.dataset.train_split'),
+    Case('folder: empty eval slice', FOLDER + ['--config.dataset.eval_split=test[5:2]'],
+         'config.dataset.eval_split'),
+    Case('mnist5k: eval slice past the end',
+         TRAIN + SHORT + ['--workdir={new}', '--config.dataset.eval_split=test[-2000:]'],
+         'config.dataset.eval_split'),
+    Case('folder: missing', TRAIN + SHORT + ['--workdir={new}',
+                                             '--config.dataset.name=folder:{tmp}/nope'],
+         '/nope'),
+    Case('folder: test/ is a file', FOLDER, 'config.dataset.eval_split', _data_test_is_a_file),
+    Case('data.check: broken symlink', CHECK + ['--decode', 'folder:{folder}'],
+         'train/c0/broken.png', _data_broken_symlink),
+    Case('data.check: FIFO', CHECK + ['{folder}'], 'train/c1/x.png', _data_fifo),
+    Case('data.check: missing folder', CHECK + ['{tmp}/nope'], '/nope'),
+    Case('data.check: unknown flag', CHECK + ['--deep', '{folder}'], 'usage'),
     # ------------------------------------------------------------- the run contract
     Case('changed batch size on resume', TRAIN + SHORT + ['--workdir={run}',
                                                           '--config.batch_size=32'],

@@ -2,6 +2,7 @@
 honoured by every source (or refused); hidden files are skipped, nested ones read."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,112 @@ def test_synthetic_data_refuses_splits_it_does_not_have():
   assert info('synthetic', synthetic_size=40, train_split='train[:10]').num_train == 10
   with pytest.raises(sources.DatasetError, match="eval_split='holdout'"):
     info('synthetic', eval_split='holdout')
+
+
+def test_a_class_emptied_by_skipped_corrupt_files_is_refused(tmp_path):
+  root = folder(tmp_path / 'ds', {'train': {'a': 2, 'b': 2, 'c': 2}, 'test': {'a': 1, 'b': 1}})
+  for name in os.listdir(os.path.join(root, 'train', 'b')):
+    with open(os.path.join(root, 'train', 'b', name), 'wb') as f:
+      f.write(b'not an image')
+  with pytest.raises(sources.DatasetError, match=r"1 class folder\(s\) of .*/train hold only "
+                                                 r"corrupt image files, all left out "
+                                                 r"\(config.dataset.on_corrupt='skip'\): b;"):
+    info(f'folder:{root}', on_corrupt='skip')
+
+
+# TFDS's rule (tensorflow_datasets/core/splits.py): a percentage in [-100%, 100%], a count
+# in [-n, n]; 10 examples here.
+@pytest.mark.parametrize('split,fragment', [
+    ('train[:150%]', '150% is out of range'), ('train[-101%:]', '-101% is out of range'),
+    ('train[:11]', '11 is out of range'), ('train[-11:]', '-11 is out of range'),
+    ('train[:10', 'is not a split'), ('train[a:b]', 'is not a split'),
+    ('train[]', 'is not a split'), ('train[-:]', 'is not a split'),
+])
+def test_split_slices_out_of_range_or_malformed_are_refused(tmp_path, split, fragment):
+  root = folder(tmp_path / 'ds', {'train': {'a': 5, 'b': 5}, 'val': {'a': 1, 'b': 1}})
+  with pytest.raises(sources.DatasetError,
+                     match=re.escape(f'config.dataset.train_split={split!r}') + '.*' + fragment):
+    info(f'folder:{root}', train_split=split)
+
+
+@pytest.mark.parametrize('split,size', [('train[:100%]', 10), ('train[-100%:]', 10),
+                                        ('train[:10]', 10), ('train[-10:]', 10),
+                                        ('train[-3:]', 3), ('train[20%:70%]', 5)])
+def test_split_slices_at_the_edges_are_taken(tmp_path, split, size):
+  root = folder(tmp_path / 'ds', {'train': {'a': 5, 'b': 5}, 'val': {'a': 1, 'b': 1}})
+  assert info(f'folder:{root}', train_split=split).num_train == size
+
+
+def _damaged_folder(root):
+  """A grey folder whose train/b/1.png decodes nowhere (32 bytes of IDAT zeroed) though
+  its ends and header are whole."""
+  root = folder(root, {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
+  path = os.path.join(root, 'train', 'b', '1.png')
+  with open(path, 'rb') as f:
+    data = f.read()
+  start = data.index(b'IDAT') + 4
+  with open(path, 'wb') as f:
+    f.write(data[:start] + bytes(32) + data[start + 32:])
+  return root, path
+
+
+def test_resident_data_is_decoded_by_the_checks_naming_a_file_that_fails(tmp_path):
+  root, damaged = _damaged_folder(tmp_path / 'ds')
+  config = config_for(f'folder:{root}', channels=1, image_size=12)
+  got = info(f'folder:{root}', channels=1, image_size=12)
+  assert input_pipeline.resident(config, got) and got.num_corrupt == 0  # the header passes
+  with pytest.raises(sources.DatasetError, match=re.escape(damaged) + r' cannot be decoded '
+                     r'\(OSError: broken data stream.*python -m data.check --decode folder:'):
+    input_pipeline.check_config(config, got)
+
+
+def test_a_streamed_file_that_fails_to_decode_is_named(tmp_path):
+  root, damaged = _damaged_folder(tmp_path / 'ds')
+  config = config_for(f'folder:{root}', channels=1, image_size=12, device_resident=False)
+  config.batch_size = 6  # the whole split: the damaged file is in the first batch
+  got = info(f'folder:{root}', channels=1, image_size=12, device_resident=False)
+  input_pipeline.check_config(config, got)  # streamed: nothing decoded yet
+  with pytest.raises(sources.DatasetError, match=re.escape(damaged) + ' cannot be decoded'):
+    next(iter(input_pipeline.train_dataset(config, info=got, process_index=0,
+                                           process_count=1)))
+
+
+def test_a_file_damaged_mid_run_stops_train_py_in_one_line_keeping_the_checkpoints(tmp_path):
+  """The streaming path (Grain workers): the run is made, a file damaged, the run made
+  longer; it stops at the file with exit status 2, its checkpoint as it was."""
+  root = folder(tmp_path / 'ds', {'train': {'a': 4, 'b': 4}, 'test': {'a': 2, 'b': 2}})
+  workdir = tmp_path / 'run'
+  run = lambda steps, *more: subprocess.run(
+      [sys.executable, 'train.py', '--config=configs/lenet.py', f'--workdir={workdir}',
+       f'--config.dataset.name=folder:{root}', '--config.dataset.device_resident=False',
+       '--config.dataset.workers=1', '--config.batch_size=8', '--config.schedule.name=constant',
+       f'--config.num_train_steps={steps}', '--config.checkpoint_every_steps=2',
+       '--config.eval_every_steps=2', '--config.log_every_steps=2', *more], cwd=ROOT,
+      capture_output=True, text=True, timeout=300)
+  first = run(2)
+  assert first.returncode == 0, first.stderr[-2000:]
+  checkpoint = workdir / 'checkpoints' / '2'
+  before = {p: p.read_bytes() for p in checkpoint.rglob('*') if p.is_file()}
+  damaged = os.path.join(root, 'train', 'b', '1.png')
+  with open(damaged, 'rb') as f:
+    data = f.read()
+  start = data.index(b'IDAT') + 4
+  with open(damaged, 'wb') as f:
+    f.write(data[:start] + bytes(32) + data[start + 32:])
+  second = run(4)
+  assert second.returncode == 2, second.stderr[-2000:]
+  assert second.stderr.count('\n') == 1, second.stderr
+  assert second.stderr.startswith(f'train.py: error: {damaged} cannot be decoded')
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['2']
+  assert {p: p.read_bytes() for p in checkpoint.rglob('*') if p.is_file()} == before
+
+
+def test_synthetic_folder_says_what_it_wrote(tmp_path):
+  result = subprocess.run([sys.executable, '-m', 'data.synthetic_folder', str(tmp_path / 's'),
+                           '--classes=3', '--train=4', '--val=2', '--size=8'], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr
+  on_disk = sum(len(files) for _, _, files in os.walk(tmp_path / 's'))
+  assert on_disk == 18  # 3 classes x (4 + 2)
+  assert result.stdout.startswith(f'wrote 18 8x8 JPEG files in 3 classes to {tmp_path / "s"}:'
+                                  ' train/ 12 (4 per class), val/ 6 (2 per class)')

@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -47,8 +48,8 @@ def launch(root, **dataset):
   """What a new train.py launch learns of the folder: its info, and its Folder."""
   sources._folder.cache_clear()  # pylint: disable=protected-access
   c = default.get_config()
-  c.dataset.update(name=f'folder:{root}', augment='none', workers=0, on_corrupt='skip',
-                   **dataset)
+  c.dataset.update(**{'name': f'folder:{root}', 'augment': 'none', 'workers': 0,
+                      'on_corrupt': 'skip', **dataset})
   return input_pipeline.dataset_info(c), sources._folder_of(c)  # pylint: disable=protected-access
 
 
@@ -134,3 +135,138 @@ def test_data_check_prints_the_corrupt_files(tmp_path):
   assert result.returncode == 1, result.stderr
   assert result.stdout == f'{root}/train/a/00002.png: truncated PNG (no IEND chunk)\n'
   assert '8 image files in 2 classes' in result.stderr and '1 corrupt' in result.stderr
+
+
+def _zero_idat(path):
+  """32 bytes of the IDAT chunk's data zeroed: the signature, header and IEND stay whole,
+  so only decoding finds it (zlib's stream is broken)."""
+  with open(path, 'rb') as f:
+    data = f.read()
+  start = data.index(b'IDAT') + 4
+  with open(path, 'wb') as f:
+    f.write(data[:start] + bytes(32) + data[start + 32:])
+
+
+def test_an_unreadable_file_is_read_again_once_it_can_be(tmp_path, monkeypatch):
+  """A permission is not the file's bytes: no verdict kept (as root, chmod refuses
+  nothing, so the refusal is the open's)."""
+  root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
+  locked = os.path.join(root, 'train', 'a', '00001.png')
+  real_open = builtins.open
+
+  def denied(path, *args, **kwargs):
+    if str(path) == locked:
+      raise PermissionError(13, 'Permission denied', str(path))
+    return real_open(path, *args, **kwargs)
+  monkeypatch.setattr(builtins, 'open', denied)
+  with pytest.raises(sources.DatasetError, match=r'00001\.png \(unreadable: Permission denied'):
+    launch(root, on_corrupt='stop')
+  info, _ = launch(root)  # skip: left out while it cannot be read
+  assert (info.num_train, info.num_corrupt) == (5, 1)
+  monkeypatch.setattr(builtins, 'open', real_open)  # `chmod 644`: size and times unchanged
+  info, folder = launch(root, on_corrupt='stop')
+  assert (info.num_train, info.num_corrupt, folder.inspected) == (6, 0, 1)
+
+
+def test_a_same_size_replacement_given_its_old_mtime_is_inspected_again(tmp_path):
+  root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
+  launch(root)
+  path = os.path.join(root, 'train', 'b', '00002.png')
+  old = os.stat(path)
+  with open(path, 'wb') as f:  # random bytes, as many as before
+    f.write(np.random.default_rng(0).bytes(old.st_size))
+  os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+  with pytest.raises(sources.DatasetError, match=r'00002\.png \(not a PNG or JPEG file\)'):
+    launch(root, on_corrupt='stop')
+  bigger = io.BytesIO()  # a 40x40 PNG padded to the old size, the old mtime again
+  Image.fromarray(np.zeros((40, 40), np.uint8)).save(bigger, format='PNG')
+  with open(path, 'wb') as f:
+    f.write(bigger.getvalue().ljust(old.st_size, b'\0'))
+  os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+  info, folder = launch(root, on_corrupt='stop')
+  assert folder.inspected == 1 and info.image_shape == (None, None, 1)  # 8x8 and 40x40
+
+
+def test_a_cached_verdict_names_rescan(tmp_path):
+  root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
+  with open(os.path.join(root, 'train', 'a', '00000.png'), 'r+b') as f:
+    f.truncate(30)
+  with pytest.raises(sources.DatasetError) as fresh:
+    launch(root, on_corrupt='stop')
+  assert 'rescan' not in str(fresh.value)  # inspected by this launch
+  with pytest.raises(sources.DatasetError, match=r'1 of these verdicts are from an earlier '
+                                                 r'launch: --config\.dataset\.rescan=True'):
+    launch(root, on_corrupt='stop')
+
+
+def _broken_link(root):
+  os.symlink(os.path.join(root, 'nowhere.png'), os.path.join(root, 'train', 'a', 'x.png'))
+  return r"train/a/x\.png is a symbolic link to .*/nowhere\.png, which does not exist; fix or"
+
+
+def _self_link(root):
+  os.symlink('x.png', os.path.join(root, 'train', 'a', 'x.png'))
+  return r'train/a/x\.png: too many levels of symbolic links .*; fix or remove the link'
+
+
+def _loop(root):
+  os.symlink('..', os.path.join(root, 'train', 'b', 'up'))
+  return r'train/b/up/b is .*/train/b again \(a symbolic link loop.*remove the link'
+
+
+def _latin1(root):
+  with open(os.fsencode(os.path.join(root, 'train', 'a')) + b'/caf\xe9.png', 'wb') as f:
+    f.write(png(1))
+  return r'the name of .*/train/a/caf\\xe9\.png is not UTF-8 text; rename it'
+
+
+def _fifo(root):
+  path = os.path.join(root, 'train', 'a', 'x.png')
+  os.mkfifo(path)
+  # (Without the refusal a reader would block for ever: a writer set to open it lets the
+  # test fail instead, reading an empty file.)
+  threading.Thread(target=lambda: open(path, 'wb').close(), daemon=True).start()
+  return r'train/a/x\.png is not a regular file but a named pipe \(FIFO\).*remove it'
+
+
+def _unreadable_folder(root, monkeypatch):
+  locked, real_scandir = os.path.join(root, 'train', 'b'), os.scandir
+  def denied(path='.'):
+    if str(path) == locked:  # (as root, chmod 000 refuses nothing: the call refuses)
+      raise PermissionError(13, 'Permission denied', str(path))
+    return real_scandir(path)
+  monkeypatch.setattr(os, 'scandir', denied)
+  return r'cannot read .*/train/b \(Permission denied\); make it readable \(chmod -R a\+rX'
+
+
+@pytest.mark.parametrize('fault', [_broken_link, _self_link, _loop, _latin1, _fifo,
+                                   _unreadable_folder])
+def test_a_listing_fault_names_the_path_and_the_fix(tmp_path, monkeypatch, fault):
+  root = write(tmp_path / 'ds', {'train': {'a': 2, 'b': 2}, 'test': {'a': 1, 'b': 1}})
+  args = (root, monkeypatch) if fault is _unreadable_folder else (root,)
+  message = fault(*args)
+  with pytest.raises(sources.DatasetError, match=r'^folder dataset: .*' + message):
+    launch(root)
+
+
+def test_data_check_decode_finds_damage_that_the_header_check_cannot(tmp_path):
+  root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
+  damaged = os.path.join(root, 'train', 'b', '00001.png')
+  Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32), np.uint8)).save(damaged)
+  _zero_idat(damaged)  # (noise: its IDAT is long enough for 32 bytes to miss IEND)
+  with pytest.raises(OSError, match='broken data stream'):  # the reference: Pillow itself
+    Image.open(damaged).load()
+  env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')}
+  check = lambda *flags: subprocess.run([sys.executable, '-m', 'data.check', *flags, root],
+                                        cwd=ROOT, capture_output=True, text=True,
+                                        timeout=120, env=env)
+  quick = check()
+  assert quick.returncode == 0 and '0 corrupt' in quick.stderr and '--decode' in quick.stderr
+  full = check('--decode')
+  assert full.returncode == 1, full.stderr
+  assert full.stdout == (f'{damaged}: cannot be decoded (OSError: broken data stream when '
+                         'reading image file)\n')
+  assert '1 corrupt' in full.stderr
+  info, folder = launch(root)  # the verdict is kept: skip leaves it out, opening nothing
+  assert (info.num_train, info.num_corrupt, folder.inspected) == (5, 1, 0)
+  assert damaged not in list(info.opened['train'].paths)
