@@ -146,9 +146,10 @@ def test_a_new_airbench_run_whitens_from_its_training_images(first_state, tmp_pa
   images = write_colour_folder(tmp_path / 'data')
   c = airbench_config.get_config()
   c.dataset.update({'name': f"folder:{tmp_path / 'data'}", 'workers': 0})
-  c.batch_size, c.num_epochs, c.num_train_steps = 8, None, 2
+  # 5 steps (its lookahead's period; a shorter run is refused), of which the first runs.
+  c.batch_size, c.num_epochs, c.num_train_steps = 8, None, 5
   c.eval_every_epochs = c.checkpoint_every_epochs = None
-  c.eval_every_steps = c.checkpoint_every_steps = c.log_every_steps = 2
+  c.eval_every_steps = c.checkpoint_every_steps = c.log_every_steps = 5
   stop.append(True)
   with pytest.raises(FirstStep):
     train.train_and_evaluate(c, str(tmp_path / 'run'))
