@@ -167,7 +167,7 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
   if parallel.is_primary():
     check_writable(path)
   info = input_pipeline.dataset_info(config)
-  input_pipeline.check_config(config, info)
+  input_pipeline.check_config(config, info, splits=('eval',))  # (the train split unread)
   loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
   model, variables, step = loaded.model, loaded.variables, loaded.step
   start = time.time()
