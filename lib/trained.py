@@ -109,17 +109,15 @@ def checkpoint_to_load(workdir: str, which: str) -> tuple[str, int, str]:
     step, kind = int(which), checkpoints.LATEST
     if not os.path.isdir(os.path.join(workdir, kind, which)):
       kind = checkpoints.BEST
-  directory = os.path.join(workdir, kind)
-  if not os.path.isdir(directory) or not any(d.isdigit() for d in os.listdir(directory)):
+  steps = checkpoints.saved_steps(workdir, kind)
+  if not steps:
     raise LoadError(f'--workdir={workdir} has no checkpoint in {kind}/; train first '
                     '(python train.py ...) or give --checkpoint=latest')
   if step is None:
-    step = max(int(d) for d in os.listdir(directory) if d.isdigit())
-  elif not os.path.isdir(os.path.join(directory, str(step))):
-    latest = os.path.join(workdir, checkpoints.LATEST)
-    steps = sorted(int(d) for d in (os.listdir(latest) if os.path.isdir(latest) else [])
-                   if d.isdigit())
-    raise LoadError(f'--checkpoint={step}: no such step in {workdir}; it has {steps}')
+    step = steps[-1]
+  elif step not in steps:
+    raise LoadError(f'--checkpoint={step}: no such step in {workdir}; it has '
+                    f'{checkpoints.saved_steps(workdir)}')
   return kind, step, which if which in ('best', 'latest') else f'step{step}'
 
 

@@ -167,16 +167,21 @@ def test_split_slices_at_the_edges_are_taken(tmp_path, split, size):
   assert info(f'folder:{root}', train_split=split).num_train == size
 
 
-def _damaged_folder(root):
-  """A grey folder whose train/b/1.png decodes nowhere (32 bytes of IDAT zeroed) though
-  its ends and header are whole."""
-  root = folder(root, {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
-  path = os.path.join(root, 'train', 'b', '1.png')
+def _zero_idat(path):
+  """Damage a PNG so that it decodes nowhere though its ends and header are whole: 32
+  bytes of its IDAT chunk's data zeroed."""
   with open(path, 'rb') as f:
     data = f.read()
   start = data.index(b'IDAT') + 4
   with open(path, 'wb') as f:
     f.write(data[:start] + bytes(32) + data[start + 32:])
+
+
+def _damaged_folder(root):
+  """A grey folder whose train/b/1.png is damaged (_zero_idat)."""
+  root = folder(root, {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
+  path = os.path.join(root, 'train', 'b', '1.png')
+  _zero_idat(path)
   return root, path
 
 
@@ -218,11 +223,7 @@ def test_a_file_damaged_mid_run_stops_train_py_in_one_line_keeping_the_checkpoin
   checkpoint = workdir / 'checkpoints' / '2'
   before = {p: p.read_bytes() for p in checkpoint.rglob('*') if p.is_file()}
   damaged = os.path.join(root, 'train', 'b', '1.png')
-  with open(damaged, 'rb') as f:
-    data = f.read()
-  start = data.index(b'IDAT') + 4
-  with open(damaged, 'wb') as f:
-    f.write(data[:start] + bytes(32) + data[start + 32:])
+  _zero_idat(damaged)
   second = run(4)
   assert second.returncode == 2, second.stderr[-2000:]
   assert second.stderr.count('\n') == 1, second.stderr
