@@ -1,9 +1,11 @@
 """The model zoo: `create_model(name, **overrides)` and `list_models(pattern)`.
 
-Every model is a flax.linen.Module that takes `num_classes` and `dtype` (the computation
-dtype; parameters stay float32) and is called as `apply(variables, images, train=...)`
-on NHWC float images, returning logits (N, num_classes). Training passes
-`rngs={'dropout': key}` and `mutable=['batch_stats', AUX_COLLECTION]`.
+Every model is an nnx.Module built as PyTorch builds one: layers declared in
+`__init__(..., num_classes, in_channels, dtype, *, rngs)`, applied in `__call__` to NHWC
+float images, returning logits (N, num_classes); `dtype` is the computation's (the
+parameters stay float32). `model.eval()` / `model.train()` switch BatchNorm and dropout,
+as in PyTorch. The trainer and tools work on the model split once into pure functions
+(models.functional).
 
 What the trainer and evaluator need from a model, the model declares:
   auxiliary classifiers   sown with their loss weights (layers.sow_auxiliary); the
@@ -17,13 +19,16 @@ What the trainer and evaluator need from a model, the model declares:
   initialisation by data  `init_from_data(params, images) -> params` and `init_images`:
                           the trainer calls it on a new run with that many of the
                           first training images.
+  its input's size        `image_size` among its arguments, where a layer's shape depends
+                          on it (LeNet-5's F6): create_model passes it.
 """
 
 import difflib
 import fnmatch
 import functools
+import inspect
 
-import flax.linen as nn
+from flax import nnx
 
 from models.airbench import AirBench, WIDTHS as AIRBENCH_VARIANTS
 from models.alexnet import AlexNet, AlexNetV1, ZFNet
@@ -32,7 +37,8 @@ from models.googlenet import GoogLeNet
 from models.lenet import LeNet5
 from models.resnet import CifarResNet, imagenet_resnet
 from models.tutorial import SimpleCNN, TutorialResNet
-from models.layers import AUX_COLLECTION, auxiliary_losses  # noqa: F401  (the interface)
+from models.functional import Functional, functional  # noqa: F401  (the interface)
+from models import layers
 from models.vgg import VGG
 
 P = functools.partial
@@ -80,13 +86,19 @@ def _lookup(name: str):
   return MODELS[name]
 
 
-def create_model(name: str, **overrides) -> nn.Module:
-  """The registered model `name`, with constructor arguments overridden."""
-  constructor, _ = _lookup(name)
+def create_model(name: str, *, rngs: nnx.Rngs | None = None, image_size: int | None = None,
+                 **overrides) -> nnx.Module:
+  """The registered model `name` (parameters drawn from `rngs`, default nnx.Rngs(0)),
+  with constructor arguments overridden; `image_size` (default: the model's native one)
+  reaches the models whose layers depend on it."""
+  constructor, native = _lookup(name)
+  if 'image_size' in inspect.signature(constructor).parameters:
+    overrides['image_size'] = image_size or native
   try:
-    return constructor(**overrides)
+    model = constructor(**overrides, rngs=rngs or nnx.Rngs(0))
   except TypeError as e:
     raise ValueError(f'model {name!r}: bad argument ({e})') from None
+  return layers.name_layers(model)
 
 
 def default_image_size(name: str) -> int:
@@ -94,13 +106,16 @@ def default_image_size(name: str) -> int:
   return _lookup(name)[1]
 
 
-def create_model_from_config(model_config, num_classes: int, dtype=None) -> nn.Module:
+def create_model_from_config(model_config, num_classes: int, dtype=None, *,
+                             image_size: int | None = None, in_channels: int = 3,
+                             rngs: nnx.Rngs | None = None) -> nnx.Module:
   """The model a config's `model` block describes: `name` plus constructor arguments."""
   kwargs = dict(model_config.to_dict() if hasattr(model_config, 'to_dict') else model_config)
   name = kwargs.pop('name')
   if dtype is not None:
     kwargs['dtype'] = dtype
-  return create_model(name, num_classes=num_classes, **kwargs)
+  return create_model(name, num_classes=num_classes, in_channels=in_channels,
+                      image_size=image_size, rngs=rngs, **kwargs)
 
 
 def frozen_params(model: nn.Module) -> tuple:

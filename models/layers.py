@@ -15,77 +15,79 @@ Padding may be given as
 import math
 from typing import Any, Callable, Sequence
 
-import flax
-import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 Padding = Any  # 'SAME' | 'VALID' | int | (int, int) | ((int, int), (int, int))
-# Auxiliary classifiers (GoogLeNet section 5) are sown into this collection as
-# (loss weight, logits) pairs; the trainer adds each one's weighted loss.
-AUX_COLLECTION = 'aux_losses'
 
 
-def sow_auxiliary(module: nn.Module, name: str, weight: float, logits):
-  """Hand the trainer an auxiliary classifier's logits and the weight of its loss; `name`
-  may be the classifier's own module name (the entry is '<name>_logits')."""
-  module.sow(AUX_COLLECTION, f'{name}_logits', (weight, logits))
+class AuxLogits(nnx.Variable):
+  """What an auxiliary classifier (GoogLeNet section 5) sows during a training call: a
+  (loss weight, logits) pair; the trainer adds each one's weighted loss."""
 
 
-def auxiliary_losses(collections) -> list:
-  """[(weight, logits)] of every auxiliary classifier sown during an apply whose
-  mutable collections included AUX_COLLECTION (none: [])."""
-  sown = collections.get(AUX_COLLECTION, {})
-  return [pair for pairs in flax.traverse_util.flatten_dict(dict(sown)).values()
-          for pair in pairs]
+def sow_auxiliary(module: nnx.Module, name: str, weight: float, logits):
+  """Hand the trainer an auxiliary classifier's logits and the weight of its loss."""
+  module.sow(AuxLogits, f'{name}_logits', (weight, logits))
+
+
+def pop_auxiliary(model: nnx.Module) -> list:
+  """[(weight, logits)] of every auxiliary classifier sown since the last pop (none: []),
+  taken out of the model."""
+  sown = nnx.pop(model, AuxLogits)
+  pairs = jax.tree.leaves(sown, is_leaf=lambda v: isinstance(v, AuxLogits))
+  return [pair for variable in pairs for pair in variable.get_value()]
 
 
 PADDING_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'edge': 'edge',
                  'circular': 'wrap'}
 
-class BatchNorm(nn.Module):
+he_normal = nnx.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+class BatchNorm(nnx.Module):
   """Batch normalisation (Ioffe & Szegedy 2015) exactly as PyTorch's BatchNorm2d, which
   the torchvision and fb.resnet.torch recipes use.
 
   Training normalises with the batch's mean and biased variance, over every axis but
   the channels (under jit: the global batch, so the statistics are synchronised across
   devices), and keeps running averages for evaluation. PyTorch, and this layer, average
-  the *unbiased* variance, n/(n-1) times the biased one (flax's nn.BatchNorm averages
-  the biased one: at batch 16 on ResNet-18 the running variances ended 2.4e-3 apart).
+  the *unbiased* variance, n/(n-1) times the biased one (flax's BatchNorm averages the
+  biased one: at batch 16 on ResNet-18 the running variances ended 2.4e-3 apart).
   momentum is the old average's weight (PyTorch's momentum=0.1 is 0.9 here); eps 1e-5.
-  Parameters and statistics are named as flax's: params {scale, bias}, batch_stats
-  {mean, var}; statistics stay float32 whatever `dtype` computes. `use_scale=False`: no
-  scale parameter, a fixed 1 (airbench freezes it).
+  Parameters {scale, bias} and statistics {mean, var} (nnx.BatchStat) are float32
+  whatever `dtype` computes. `use_scale=False`: no scale parameter, a fixed 1 (airbench
+  freezes it). `model.eval()` sets use_running_average, as PyTorch's `model.eval()`.
   """
-  use_running_average: bool
-  dtype: Any = None
-  momentum: float = 0.9
-  epsilon: float = 1e-5
-  scale_init: Callable = nn.initializers.ones  # zeros: a residual branch starts as identity
-  use_scale: bool = True
 
-  @nn.compact
+  def __init__(self, num_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5,
+               use_scale: bool = True, scale_init: Callable = nnx.initializers.ones,
+               dtype: Any = None, rngs: nnx.Rngs):
+    # scale_init zeros: a residual branch starts as the identity (Goyal et al. 2017)
+    self.momentum, self.epsilon, self.dtype = momentum, epsilon, dtype
+    self.use_running_average = False
+    shape = (num_features,)
+    self.scale = (nnx.Param(scale_init(rngs.params(), shape, jnp.float32))
+                  if use_scale else None)
+    self.bias = nnx.Param(jnp.zeros(shape, jnp.float32))
+    self.mean = nnx.BatchStat(jnp.zeros(shape, jnp.float32))
+    self.var = nnx.BatchStat(jnp.ones(shape, jnp.float32))
+
   def __call__(self, x):
-    channels = x.shape[-1]
-    running_mean = self.variable('batch_stats', 'mean', jnp.zeros, (channels,), jnp.float32)
-    running_var = self.variable('batch_stats', 'var', jnp.ones, (channels,), jnp.float32)
-    scale = (self.param('scale', self.scale_init, (channels,), jnp.float32)
-             if self.use_scale else 1.0)
-    bias = self.param('bias', nn.initializers.zeros, (channels,), jnp.float32)
+    scale = 1.0 if self.scale is None else self.scale[...]
     if self.use_running_average:
-      mean, var = running_mean.value, running_var.value
+      mean, var = self.mean[...], self.var[...]
     else:
       axes = tuple(range(x.ndim - 1))
       xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
       mean = jnp.mean(xf, axes)
       var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)  # biased
-      if not self.is_initializing():
-        n = x.size // channels
-        m = self.momentum
-        running_mean.value = m * running_mean.value + (1 - m) * mean
-        running_var.value = m * running_var.value + (1 - m) * var * (n / max(n - 1, 1))
-    y = (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
+      n, m = x.size // x.shape[-1], self.momentum
+      self.mean[...] = m * self.mean[...] + (1 - m) * mean
+      self.var[...] = m * self.var[...] + (1 - m) * var * (n / max(n - 1, 1))
+    y = (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + self.bias[...]
     return y.astype(self.dtype or x.dtype)
 
 
@@ -145,56 +147,72 @@ def _check_fits(layer: str, sizes, kernel, dilation, pads):
           'strides, pools or kernels.')
 
 
-def layer_name(module: nn.Module) -> str:
-  """The module's path, e.g. 'stage2_conv1', for error messages."""
-  return '/'.join(str(p) for p in module.scope.path) or type(module).__name__
+def layer_name(module) -> str:
+  """The module's path in its model ('layer1.0.conv1', as PyTorch prints it), set by
+  name_layers; its type before that."""
+  return getattr(module, 'path', '') or type(module).__name__
 
 
-class Conv(nn.Module):
-  """2-D convolution with stride, dilation, groups and four padding modes.
+def name_layers(model: nnx.Module) -> nnx.Module:
+  """Give every submodule its path, for the messages of the shape checks."""
+  for path, module in nnx.iter_modules(model):
+    if path:
+      module.path = '.'.join(map(str, path))
+  return model
+
+
+class Conv(nnx.Module):
+  """2-D convolution with stride, dilation, groups and four padding modes, as PyTorch's
+  nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups).
 
   Parameters: `kernel` (kh, kw, in/groups, out) and `bias` (out,), float32; the
   computation runs in `dtype`. Non-zero padding modes ('reflect', 'edge' = repeat the
   nearest pixel, 'circular') pad the input explicitly before a VALID convolution.
   """
-  features: int
-  kernel_size: Any = 3
-  strides: Any = 1
-  padding: Padding = 'SAME'
-  padding_mode: str = 'zeros'
-  dilation: Any = 1
-  groups: int = 1
-  use_bias: bool = True
-  dtype: Any = jnp.float32
-  # He et al. 2015 (ResNet paper section 3.4 uses it): N(0, 2/fan_out) as torchvision.
-  kernel_init: Callable = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-  bias_init: Callable = nn.initializers.zeros
 
-  @nn.compact
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: Any = 3,
+               stride: Any = 1, padding: Padding = 'SAME', *, padding_mode: str = 'zeros',
+               dilation: Any = 1, groups: int = 1, use_bias: bool = True,
+               dtype: Any = jnp.float32,
+               # He et al. 2015 (ResNet section 3.4 uses it): N(0, 2/fan_out), as torchvision
+               kernel_init: Callable = he_normal,
+               bias_init: Callable = nnx.initializers.zeros, rngs: nnx.Rngs):
+    if padding_mode not in PADDING_MODES:
+      raise ValueError(f'Conv: padding_mode must be one of {sorted(PADDING_MODES)}; got '
+                       f'{padding_mode!r}')
+    if in_channels % groups or out_channels % groups:
+      raise ValueError(f'Conv: groups={groups} must divide the input ({in_channels}) and '
+                       f'output ({out_channels}) channels')
+    self.kernel_size, self.stride, self.dilation = pair(kernel_size), pair(stride), pair(dilation)
+    self.padding, self.padding_mode, self.groups, self.dtype = padding, padding_mode, groups, dtype
+    self.kernel = nnx.Param(kernel_init(
+        rngs.params(), (*self.kernel_size, in_channels // groups, out_channels), jnp.float32))
+    self.bias = (nnx.Param(bias_init(rngs.params(), (out_channels,), jnp.float32))
+                 if use_bias else None)
+
   def __call__(self, x):
-    kernel, stride, dilation = pair(self.kernel_size), pair(self.strides), pair(self.dilation)
-    if self.padding_mode not in PADDING_MODES:
-      raise ValueError(f'{layer_name(self)}: padding_mode must be one of '
-                       f'{sorted(PADDING_MODES)}; got {self.padding_mode!r}')
-    in_features = x.shape[-1]
-    if in_features % self.groups or self.features % self.groups:
-      raise ValueError(f'{layer_name(self)}: groups={self.groups} must divide the input '
-                       f'({in_features}) and output ({self.features}) channels')
-    pads = resolve_padding(self.padding, x.shape[1:3], kernel, stride, dilation)
-    _check_fits(layer_name(self), x.shape[1:3], kernel, dilation, pads)
-    w = self.param('kernel', self.kernel_init,
-                   (*kernel, in_features // self.groups, self.features), jnp.float32)
+    pads = resolve_padding(self.padding, x.shape[1:3], self.kernel_size, self.stride,
+                           self.dilation)
+    _check_fits(layer_name(self), x.shape[1:3], self.kernel_size, self.dilation, pads)
     x = x.astype(self.dtype)
     if self.padding_mode != 'zeros' and any(p for pad in pads for p in pad):
       x = jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=PADDING_MODES[self.padding_mode])
       pads = ((0, 0), (0, 0))
     y = jax.lax.conv_general_dilated(
-        x, w.astype(self.dtype), window_strides=stride, padding=pads,
-        rhs_dilation=dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+        x, self.kernel[...].astype(self.dtype), window_strides=self.stride, padding=pads,
+        rhs_dilation=self.dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
         feature_group_count=self.groups)
-    if self.use_bias:
-      y = y + self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
+    if self.bias is not None:
+      y = y + self.bias[...].astype(self.dtype)
     return y
+
+
+def Linear(in_features: int, out_features: int, *, dtype: Any = jnp.float32,
+           rngs: nnx.Rngs, **kw) -> nnx.Linear:
+  """A fully connected layer (PyTorch's nn.Linear): nnx.Linear, float32 parameters
+  (LeCun normal kernel, zero bias) computing in `dtype`."""
+  return nnx.Linear(in_features, out_features, dtype=dtype, param_dtype=jnp.float32,
+                    rngs=rngs, **kw)
 
 
 def _pool(x, init, op, kernel, stride, pads, extra):
@@ -281,53 +299,51 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
 # them as named layers.
 
 
-class MaxPool(nn.Module):
-  kernel_size: Any = 2
-  strides: Any = None
-  padding: Padding = 0
-  ceil_mode: bool = False
+class MaxPool(nnx.Module):
+  def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Padding = 0,
+               ceil_mode: bool = False):
+    self.kernel_size, self.stride, self.padding, self.ceil_mode = (kernel_size, stride,
+                                                                    padding, ceil_mode)
 
   def __call__(self, x):
     try:
-      return max_pool(x, self.kernel_size, self.strides, self.padding, self.ceil_mode)
+      return max_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
     except ValueError as e:
       raise ValueError(str(e).replace('max_pool', layer_name(self), 1)) from None
 
 
-class AvgPool(nn.Module):
-  kernel_size: Any = 2
-  strides: Any = None
-  padding: Padding = 0
-  ceil_mode: bool = False
-  count_include_pad: bool = True
+class AvgPool(nnx.Module):
+  def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Padding = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True):
+    self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+    self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
   def __call__(self, x):
     try:
-      return avg_pool(x, self.kernel_size, self.strides, self.padding, self.ceil_mode,
+      return avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                       self.count_include_pad)
     except ValueError as e:
       raise ValueError(str(e).replace('avg_pool', layer_name(self), 1)) from None
 
 
-class AdaptiveAvgPool(nn.Module):
-  output_size: Any = 1
+class AdaptiveAvgPool(nnx.Module):
+  def __init__(self, output_size: Any = 1):
+    self.output_size = output_size
 
   def __call__(self, x):
     return adaptive_avg_pool(x, self.output_size)
 
 
-class GlobalAvgPool(nn.Module):
+class GlobalAvgPool(nnx.Module):
   """Mean over H and W: (N, H, W, C) -> (N, C)."""
 
   def __call__(self, x):
     return jnp.mean(x, axis=(1, 2))
 
 
-class LocalResponseNorm(nn.Module):
-  size: int = 5
-  alpha: float = 1e-4
-  beta: float = 0.75
-  k: float = 2.0
+class LocalResponseNorm(nnx.Module):
+  def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+    self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
   def __call__(self, x):
     return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
@@ -347,13 +363,14 @@ def windows(x, size: int):
   return both.reshape(n, h - size + 1, w - size + 1, size * size * c)  # (kh, kw, c)
 
 
-def spatial_dropout(rate: float, name=None):
+def spatial_dropout(rate: float, *, rngs: nnx.Rngs) -> nnx.Dropout:
   """Dropout2d: drops whole channels (the same mask over H and W)."""
-  return nn.Dropout(rate, broadcast_dims=(1, 2), name=name)
+  return nnx.Dropout(rate, broadcast_dims=(1, 2), rngs=rngs)
 
 
-ACTIVATIONS = {'relu': nn.relu, 'tanh': jnp.tanh, 'gelu': nn.gelu, 'silu': nn.silu,
-               'elu': nn.elu, 'leaky_relu': nn.leaky_relu, 'sigmoid': nn.sigmoid,
+ACTIVATIONS = {'relu': jax.nn.relu, 'tanh': jnp.tanh, 'gelu': jax.nn.gelu,
+               'silu': jax.nn.silu, 'elu': jax.nn.elu, 'leaky_relu': jax.nn.leaky_relu,
+               'sigmoid': jax.nn.sigmoid,
                'identity': lambda x: x}
 
 
