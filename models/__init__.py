@@ -118,24 +118,29 @@ def create_model_from_config(model_config, num_classes: int, dtype=None, *,
                       image_size=image_size, rngs=rngs, **kwargs)
 
 
-def frozen_params(model: nn.Module) -> tuple:
+def frozen_params(model: nnx.Module) -> tuple:
   """The parameter paths the optimizer never changes ('whiten/kernel': airbench's
   whitening, set from the data)."""
   return tuple(getattr(type(model), 'frozen_params', ()))
 
 
-def frozen_after_epochs(model: nn.Module) -> dict:
+def frozen_after_epochs(model: nnx.Module) -> dict:
   """{parameter path: epochs} of parameters trained only for their first epochs."""
   return dict(getattr(model, 'frozen_after_epochs', lambda: {})())
 
 
-def data_init(model: nn.Module):
+def data_init(model: nnx.Module):
   """(`init_from_data(params, images) -> params`, how many images) of a model that sets
   some parameters from the first training images (float NHWC, normalised), or None."""
   fn = getattr(model, 'init_from_data', None)
   return (fn, type(model).init_images) if fn else None
 
 
-def dense_evaluation(model: nn.Module) -> bool:
+def dense_evaluation(model: nnx.Module) -> bool:
   """Whether the model runs its classifier over whole images when called with dense=True."""
   return getattr(type(model), 'dense_evaluation', False)
+
+
+def create_functional(name: str, **overrides) -> Functional:
+  """create_model's model split into functions of its variables (models.functional)."""
+  return functional(lambda rngs: create_model(name, rngs=rngs, **overrides))
