@@ -207,6 +207,20 @@ class Conv(nnx.Module):
     return y
 
 
+class Sequential(nnx.List):
+  """PyTorch's nn.Sequential: layers (modules, or functions such as jax.nn.relu) applied
+  in order. Its children are numbered as torchvision numbers them (`features[3]`,
+  state path features.3), so torchvision's names are ours."""
+
+  def __init__(self, *layers_in_order):
+    super().__init__(layers_in_order)
+
+  def __call__(self, x):
+    for layer in self:
+      x = layer(x)
+    return x
+
+
 def Linear(in_features: int, out_features: int, *, dtype: Any = jnp.float32,
            rngs: nnx.Rngs, **kw) -> nnx.Linear:
   """A fully connected layer (PyTorch's nn.Linear): nnx.Linear, float32 parameters
@@ -352,6 +366,21 @@ class LocalResponseNorm(nnx.Module):
 def flatten(x):
   """(N, ...) -> (N, -1), in NHWC order (torchvision flattens NCHW; see the importer)."""
   return x.reshape(x.shape[0], -1)
+
+
+def check_head_input(model: nnx.Module, x, side: int, *, built_for: int | None = None,
+                     native: int | None = None):
+  """A fully connected head of fixed size needs a fixed-size map: say which image size
+  gives it (`built_for`: the image_size the model was created with; `native`: the only
+  size a model takes)."""
+  if tuple(x.shape[1:3]) == (side, side):
+    return
+  size = built_for or native
+  fix = (f'use {size}x{size} images or create the model with image_size set to yours'
+         if built_for else f'use the native input size ({size}x{size})')
+  raise ValueError(f'{layer_name(model)}: the fully connected head needs a {side}x{side} '
+                   f'feature map but this image size gives {x.shape[1]}x{x.shape[2]}; '
+                   f'{fix}.')
 
 
 def windows(x, size: int):
