@@ -86,13 +86,21 @@ def _lookup(name: str):
   return MODELS[name]
 
 
+def _takes_image_size(constructor) -> bool:
+  # (an nnx.Module class's own signature is its metaclass's (*args, **kwargs): read
+  # __init__'s)
+  target = constructor.func if isinstance(constructor, functools.partial) else constructor
+  init = target.__init__ if isinstance(target, type) else target
+  return 'image_size' in inspect.signature(init).parameters
+
+
 def create_model(name: str, *, rngs: nnx.Rngs | None = None, image_size: int | None = None,
                  **overrides) -> nnx.Module:
   """The registered model `name` (parameters drawn from `rngs`, default nnx.Rngs(0)),
   with constructor arguments overridden; `image_size` (default: the model's native one)
   reaches the models whose layers depend on it."""
   constructor, native = _lookup(name)
-  if 'image_size' in inspect.signature(constructor).parameters:
+  if _takes_image_size(constructor):
     overrides['image_size'] = image_size or native
   try:
     model = constructor(**overrides, rngs=rngs or nnx.Rngs(0))
