@@ -506,9 +506,9 @@ def make_train_step(config, model, tx, schedule, num_classes, prepare, total_ste
     def loss_fn(params):
       network = model.merge({'params': params, 'batch_stats': state.batch_stats},
                             train=True, rng=rng)
-      logits = network(batch['image'])
+      logits, auxiliary = layers.with_auxiliary(network, batch['image'])
       loss = loss_of(logits, batch['label'])
-      for weight, aux in layers.pop_auxiliary(network):
+      for weight, aux in auxiliary:
         loss += weight * loss_of(aux, batch['label'])
       return loss, (logits, nnx.to_pure_dict(nnx.state(network, nnx.BatchStat)))
 

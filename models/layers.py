@@ -33,12 +33,12 @@ def sow_auxiliary(module: nnx.Module, name: str, weight: float, logits):
   module.sow(AuxLogits, f'{name}_logits', (weight, logits))
 
 
-def pop_auxiliary(model: nnx.Module) -> list:
-  """[(weight, logits)] of every auxiliary classifier sown since the last pop (none: []),
-  taken out of the model."""
-  sown = nnx.pop(model, AuxLogits)
+def with_auxiliary(model: nnx.Module, *args, **kwargs):
+  """(model(*args, **kwargs), [(weight, logits)] of every auxiliary classifier it sowed
+  during the call; none: [])."""
+  out, sown = nnx.capture(lambda m: m(*args, **kwargs), AuxLogits)(model)
   pairs = jax.tree.leaves(sown, is_leaf=lambda v: isinstance(v, AuxLogits))
-  return [pair for variable in pairs for pair in variable.get_value()]
+  return out, [pair for variable in pairs for pair in variable.get_value()]
 
 
 PADDING_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'edge': 'edge',

@@ -159,8 +159,7 @@ def test_googlenet_aux_classifiers_only_in_training(size):
   assert weights == [0.3, 0.3]
 
   def eval_step(v):
-    model = net.merge(v, train=False)
-    return model(x), layers.pop_auxiliary(model)
+    return layers.with_auxiliary(net.merge(v, train=False), x)
   logits, aux = jax.eval_shape(eval_step, variables)
   assert logits.shape == (1, 5) and aux == []
 
