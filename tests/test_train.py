@@ -436,3 +436,29 @@ def test_bfloat16_precision_computes_the_steps_convolutions_in_bfloat16():
   assert {a.dtype for a in jax.tree.leaves(target.params)} == {jnp.dtype(jnp.float32)}
   assert {a.dtype for a in jax.tree.leaves(target.opt_state)
           if jnp.issubdtype(a.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
+
+
+def test_dropout_masks_come_from_the_steps_key():
+  """In train mode each dropout layer draws its own mask from the key the step gives
+  (config.seed folded with the step): another key, another mask; the same key, the same
+  mask, so a resumed step repeats exactly."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+
+  class TwoDropouts(nnx.Module):
+    def __init__(self, *, rngs):
+      self.first = nnx.Dropout(0.5, rngs=rngs)
+      self.second = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+      return jnp.stack([self.first(x), self.second(x)])
+
+  net = models.functional(lambda rngs: TwoDropouts(rngs=rngs))
+  variables = net.init(jax.random.key(0))
+  x = jnp.ones((256,))
+  masks = jax.jit(lambda key: net.apply(variables, x, train=True, rng=key)[0])
+  a, b = masks(jax.random.key(1)), masks(jax.random.key(2))
+  assert not np.array_equal(a, b), 'another key, another mask'
+  assert not np.array_equal(a[0], a[1]), 'each layer its own mask'
+  np.testing.assert_array_equal(a, masks(jax.random.key(1)))
+  np.testing.assert_array_equal(net.apply(variables, x), jnp.stack([x, x]))  # eval: none
