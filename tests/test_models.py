@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
+from flax import nnx, traverse_util
 
 import models
-from models import convnet, layer_stats
+from models import convnet, layer_stats, layers
 
 # torchvision's counts, and the papers' (ResNet Table 6, LeNet-5, SENet Table 2).
 PARAMS = {
@@ -91,55 +91,77 @@ def test_list_models_pattern():
 
 
 def test_collapse_names_stage_layer_and_sizes():
+  """32 -> 14 -> 5 -> 1 through 5x5/2 convs: the fourth stage's conv cannot fit, and the
+  model says so when it is built, on shapes only."""
   stages = [dict(width=8, kernel=5, stride=2, padding=0)] * 4
-  with pytest.raises(ValueError, match=r'stage4_conv1: kernel 5 .* input along H: 1 '):
-    output_shape('convnet', 32, stages=stages)
+  with pytest.raises(ValueError, match=r'stage4\.conv1: kernel 5 .* input along H: 1 '):
+    models.functional(lambda rngs: models.create_model('convnet', stages=stages, rngs=rngs))
 
 
 def test_convnet_rejects_unknown_stage_key():
   with pytest.raises(ValueError, match="unknown key.*'widht'"):
-    output_shape('convnet', 32, stages=[dict(widht=8)])
+    models.create_model('convnet', stages=[dict(widht=8)])
 
 
-def _transplant(src, dst):
-  """Copy `src`'s parameters into `dst`'s tree, leaf by leaf in creation order."""
-  src_flat = traverse_util.flatten_dict(src)  # dicts keep the order layers were made in
-  dst_flat = traverse_util.flatten_dict(dst)
-  assert [a.shape for a in src_flat.values()] == [b.shape for b in dst_flat.values()]
-  return traverse_util.unflatten_dict(dict(zip(dst_flat, src_flat.values())))
+def layers_in_call_order(model, x, monkeypatch) -> list:
+  """The convolutions and fully connected layers of `model`, in the order an eval-mode
+  forward pass on `x` calls them."""
+  called = []
+  for cls in (layers.Conv, nnx.Linear):
+    def recorded(self, *args, _call=cls.__call__, **kwargs):
+      called.append(self)
+      return _call(self, *args, **kwargs)
+    monkeypatch.setattr(cls, '__call__', recorded)
+  model.eval()
+  model(x)
+  monkeypatch.undo()
+  return called
 
 
 @pytest.mark.parametrize('name,spec,size', [('simple_cnn', convnet.SIMPLE_CNN, 32),
                                             ('vgg11', convnet.VGG11_LIKE, 64),
                                             ('alexnet', convnet.ALEXNET_LIKE, 96)])
-def test_classic_networks_are_convnets(name, spec, size):
+def test_classic_networks_are_convnets(name, spec, size, monkeypatch):
+  """With the classic network's weights, layer for layer, the convnet config computes
+  the classic network's logits."""
   x = jax.random.normal(jax.random.key(1), (2, size, size, 3))
-  ref = models.create_model(name, num_classes=10)
-  net = models.create_model('convnet', num_classes=10, **spec)
-  ref_vars = ref.init(jax.random.key(0), x)
-  net_vars = _transplant(ref_vars, net.init(jax.random.key(2), x))
-  np.testing.assert_allclose(net.apply(net_vars, x), ref.apply(ref_vars, x),
-                             rtol=1e-5, atol=1e-5)
+  ref = models.create_model(name, num_classes=10, image_size=size, rngs=nnx.Rngs(0))
+  net = models.create_model('convnet', num_classes=10, image_size=size, rngs=nnx.Rngs(2),
+                            **spec)
+  pairs = list(zip(layers_in_call_order(ref, x, monkeypatch),
+                   layers_in_call_order(net, x, monkeypatch), strict=True))
+  for theirs, ours in pairs:
+    assert ours.kernel.shape == theirs.kernel.shape
+    ours.kernel[...] = theirs.kernel[...]
+    assert (ours.bias is None) == (theirs.bias is None)
+    if ours.bias is not None:
+      ours.bias[...] = theirs.bias[...]
+  np.testing.assert_allclose(net(x), ref(x), rtol=1e-5, atol=1e-5)
 
 
-def test_googlenet_aux_classifiers_only_in_training():
-  model = models.create_model('googlenet', num_classes=5)
-  x = jnp.ones((1, 224, 224, 3))
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  assert {'aux4a', 'aux4d'} <= set(variables['params'])
+@pytest.mark.parametrize('size', [224, 112])
+def test_googlenet_aux_classifiers_only_in_training(size):
+  """Section 5: the auxiliary classifiers on 4a and 4d, their losses weighted by 0.3, in
+  train mode only (their FC layers sized for the image: 4x4x128 at 224, 1x1x128 at 112)."""
+  net = models.functional(lambda rngs: models.create_model(
+      'googlenet', num_classes=5, image_size=size, rngs=rngs))
+  x = jnp.ones((1, size, size, 3))
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  assert {'aux1', 'aux2'} <= set(variables['params'])
   weights = []
 
-  def apply(v):
-    _, state = model.apply(v, x, train=True, rngs={'dropout': jax.random.key(1)},
-                           mutable=[models.AUX_COLLECTION])
-    weights.extend(w for w, _ in models.auxiliary_losses(state))  # as the trainer sees
-    return state
-  aux = models.auxiliary_losses(jax.eval_shape(apply, variables))
-  assert len(aux) == 2 and all(a.shape == (1, 5) for _, a in aux)
-  assert weights == [0.3, 0.3]  # section 5
-  _, state = jax.eval_shape(lambda v: model.apply(v, x, train=False,
-                                                  mutable=[models.AUX_COLLECTION]), variables)
-  assert models.auxiliary_losses(state) == []
+  def train_step(v):
+    _, _, aux = net.apply(v, x, train=True, rng=jax.random.key(1))
+    weights.extend(w for w, _ in aux)  # as the trainer sees them
+    return aux
+  aux = jax.eval_shape(train_step, variables)
+  assert len(aux) == 2 and all(logits.shape == (1, 5) for _, logits in aux)
+  assert weights == [0.3, 0.3]
+
+  def eval_step(v):
+    return layers.with_auxiliary(net.merge(v, train=False), x)
+  logits, aux = jax.eval_shape(eval_step, variables)
+  assert logits.shape == (1, 5) and aux == []
 
 
 def test_bfloat16_compute_keeps_float32_params():
