@@ -84,8 +84,10 @@ def check_label(label: int | None, num_classes: int):
                      'top class)')
 
 
-def layer_rows(model, config) -> list[dict]:
-  return layer_stats.layer_table(model, config.dataset.image_size, config.dataset.channels)
+def layer_rows(model, config, train: bool = True) -> list[dict]:
+  """The layer table of the model (train=False: of the layers evaluation runs)."""
+  return layer_stats.layer_table(model, config.dataset.image_size, config.dataset.channels,
+                                 train=train)
 
 
 def conv_names(rows) -> list[str]:
@@ -147,17 +149,24 @@ def stage_ends(rows) -> list[str]:
 
 def layer_outputs(net, variables, images, names) -> dict:
   """{name: its output} of the layers `names` of the model (a models.Functional) in
-  eval mode on `images`; a layer called twice gives its first call's output.
-  nnx.capture sows the output of every module's __call__, under the module's path."""
-  module = net.merge(variables)
-  _, sown = nnx.capture(module, nnx.Intermediate, method_outputs=nnx.Intermediate)(images)
-  outputs = {layer_stats.name_of(path[:-1]): value.get_value()[0]
-             for path, value in sown.flat_state() if path[-1] == '__call__'}
+  eval mode on `images`; a layer called twice gives its first call's output. (The
+  layers' calls are watched as the layer table watches them, so every name the table
+  lists has its output; nnx.capture(method_outputs=...) fails on a layers.Sequential,
+  whose int keys it mixes with '__call__'.)"""
+  module, outputs = net.merge(variables), {}
+
+  def record(name, module, inp, out):
+    del module, inp
+    if name in names:
+      outputs.setdefault(name, out)
+
+  with layer_stats.calls_of(module, record):
+    module(images)
   return {name: outputs[name] for name in names}
 
 
 def features(config, model):
-  rows = layer_rows(model.model, config)
+  rows = layer_rows(model.model, config, train=False)  # (an image is evaluated)
   chosen = FLAGS.layers or stage_ends(rows)
   known = {r['name']: r for r in rows}
   for name in chosen:

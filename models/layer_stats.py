@@ -86,16 +86,20 @@ def calls_of(model: nnx.Module, record):
       cls.__call__ = call
 
 
-def trace(model, image_size, channels: int, record):
-  """Run `model` in train mode (every layer it has, GoogLeNet's auxiliary classifiers
-  too) on one image of shapes only, with record(...) as in `calls_of`."""
+def trace(model, image_size, channels: int, record, train: bool = True):
+  """Run `model` on one image of shapes only, with record(...) as in `calls_of`: in
+  train mode every layer it has runs (GoogLeNet's auxiliary classifiers too), in eval
+  mode those an evaluated image goes through."""
   model = as_module(model)
   graphdef, state = nnx.split(model)
   h, w = layers.pair(image_size)
 
   def forward(state, x):
     copy = layers.name_layers(nnx.merge(graphdef, state))  # (names in the shape errors)
-    copy.train()
+    if train:
+      copy.train()
+    else:
+      copy.eval()
     with calls_of(copy, record):
       copy(x)
 
@@ -107,9 +111,10 @@ def size_of(tree) -> int:
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
-def layer_table(model, image_size, channels: int = 3) -> list[dict]:
+def layer_table(model, image_size, channels: int = 3, *, train: bool = True) -> list[dict]:
   """One dict per layer call, in call order: name, type, input and output shape (of one
-  image), params, macs, rf, jump (None for layers that have no spatial window)."""
+  image), params, macs, rf, jump (None for layers that have no spatial window). The
+  model in train mode: every layer; train=False: the layers evaluation runs."""
   rows, fields, keep = [], {}, []  # keep: the arrays alive, so their ids stay unique
 
   def field_of(arr):
@@ -141,7 +146,7 @@ def layer_table(model, image_size, channels: int = 3) -> list[dict]:
                      params=size_of(nnx.state(module, nnx.Param)), macs=int(macs),
                      rf=rf[0] if rf else None, jump=rf[1] if rf else None))
 
-  trace(model, image_size, channels, record)
+  trace(model, image_size, channels, record, train)
   return rows
 
 
