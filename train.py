@@ -105,8 +105,7 @@ def final_metrics(records, eval_split) -> dict:
 
 def write_final_metrics(workdir, final, config, model, info):
   """The finished run's metrics with the model's size beside them (one atomic write)."""
-  size = {'params': layer_stats.count_params(model.module, config.dataset.image_size,
-                                             config.dataset.channels),
+  size = {'params': layer_stats.count_params(model.module),
           'mult_adds': layer_stats.count_macs(model.module, config.dataset.image_size,
                                               config.dataset.channels),
           'num_classes': info.num_classes}
