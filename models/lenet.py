@@ -27,12 +27,12 @@ def s4_size(image_size: int) -> int:
 
 
 class LeNet5(nnx.Module):
+  """pooling: 'avg' as the paper's S-layers (which then scale), or 'max' as is common.
+  activation: 'tanh', the paper's squashing function, or e.g. 'relu' (trains faster)."""
 
-  def __init__(self, num_classes: int = 10, *,
-               pooling: str = 'avg',      # the paper's S-layers average (then scale); 'max' is common
-               activation: str = 'tanh',  # the paper's squashing function; 'relu' trains faster
-               image_size: int = 32, in_channels: int = 3, dtype: Any = jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(self, num_classes: int = 10, *, pooling: str = 'avg',
+               activation: str = 'tanh', image_size: int = 32, in_channels: int = 3,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if pooling not in ('avg', 'max'):
       raise ValueError(f"lenet5 pooling must be 'avg' or 'max'; got {pooling!r}")
     s4 = s4_size(image_size)

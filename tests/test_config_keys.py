@@ -227,7 +227,7 @@ PROBES = {
     'dataset.name': (data, {}, 'synthetic'),
     'dataset.train_split': (first_batch, {}, 'train[100:]'),
     'dataset.eval_split': (data, {}, 'test[:50%]'),
-    'dataset.image_size': (first_batch, {}, 28),
+    'dataset.image_size': (first_batch, {}, 36),  # (LeNet-5 refuses less than 32)
     'dataset.channels': (first_batch, {}, 3),
     'dataset.augment': (first_batch, {}, 'cifar'),
     'dataset.pad_mode': (first_batch, {'dataset.augment': 'cifar'}, 'reflect'),

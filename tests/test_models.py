@@ -26,8 +26,8 @@ TABLE1_GMACS = {'resnet18': 1.8, 'resnet34': 3.6, 'resnet50': 3.8, 'resnet101': 
 
 
 def params_of(name, **kw):
-  return layer_stats.count_params(models.create_model(name, **kw),
-                                  models.default_image_size(name))
+  """The model's parameters, as summary.py counts them (of its shapes: nothing drawn)."""
+  return layer_stats.count_params(models.create_functional(name, **kw))
 
 
 @pytest.mark.parametrize('name', sorted(PARAMS))
@@ -44,21 +44,25 @@ def test_parameter_count_rounds_to_paper(name):
 
 def test_lenet5_parameters_with_full_c3():
   # C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output 850, on one input channel.
-  assert layer_stats.count_params(models.create_model('lenet5'), 32, channels=1) == 61_706
+  assert params_of('lenet5', in_channels=1) == 61_706
+  # At 36x36 C5's maps are 2x2, so F6 sees 4 x 120 inputs: 3 x 120 x 84 more weights.
+  assert params_of('lenet5', in_channels=1, image_size=36) == 61_706 + 3 * 120 * 84
 
 
 @pytest.mark.parametrize('name', sorted(TABLE1_GMACS))
 def test_resnet_multiply_adds_match_table1(name):
   # Table 1 counts the paper's bottleneck, which strides on its first 1x1 conv.
-  macs = layer_stats.count_macs(models.create_model(name, stride_in_1x1=True), 224)
+  macs = layer_stats.count_macs(models.create_functional(name, stride_in_1x1=True), 224)
   assert abs(macs / 1e9 / TABLE1_GMACS[name] - 1) < 0.03
 
 
 def output_shape(name, size, **kw):
-  model = models.create_model(name, **kw)
-  x = jnp.zeros((2, size, size, 3))
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  return jax.eval_shape(lambda v: model.apply(v, x, train=False), variables).shape
+  """The logits' shape in eval mode on (2, size, size, 3) images, the model built for
+  that size (traced only)."""
+  net = models.create_functional(name, image_size=size, **kw)
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  return jax.eval_shape(net.apply, variables, x).shape
 
 
 @pytest.mark.parametrize('name', models.list_models())
@@ -78,6 +82,23 @@ def test_output_shape_at_32x32(name):
 def test_fixed_head_rejects_other_image_sizes():
   with pytest.raises(ValueError, match='227x227'):
     output_shape('alexnet_v1', 224)
+
+
+@pytest.mark.parametrize('name,kw', [('lenet5', {}), ('simple_cnn', {}),
+                                     ('tutorial_resnet', {}), ('vgg11', {'head': 'linear'})])
+def test_head_sized_by_image_size_names_the_size_it_was_built_for(name, kw):
+  net = models.create_functional(name, image_size=64, **kw)
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  with pytest.raises(ValueError, match='use 64x64 images or create the model with '
+                                       'image_size'):
+    jax.eval_shape(net.apply, variables, jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))
+
+
+def test_vgg_cifar_head_is_one_linear_layer_on_the_final_map():
+  """VGG-16 with BN for 32x32 images (models/vgg.py): the 13 convs (14,714,688), their
+  BatchNorms' scales and biases (2 x 4,224) and one 512 x 10 layer: 14.7 M."""
+  assert params_of('vgg16_bn', head='linear', num_classes=10, image_size=32) == (
+      14_714_688 + 2 * 4_224 + 512 * 10 + 10)
 
 
 def test_unknown_model_names_closest():
@@ -165,12 +186,14 @@ def test_googlenet_aux_classifiers_only_in_training(size):
 
 
 def test_bfloat16_compute_keeps_float32_params():
-  model = models.create_model('resnet20', dtype=jnp.bfloat16)
+  net = models.create_functional('resnet20', dtype=jnp.bfloat16)
   x = jnp.ones((2, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x)
-  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
-  logits, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+  logits, batch_stats, _ = jax.eval_shape(lambda v: net.apply(v, x, train=True), variables)
   assert logits.dtype == jnp.bfloat16 and logits.shape == (2, 10)
+  assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(batch_stats))
+  assert jax.eval_shape(net.apply, variables, x).dtype == jnp.bfloat16
 
 
 def test_option_b_cifar_resnet_projects():
@@ -187,12 +210,12 @@ def test_cifar_resnet_option_a_shortcut_matches_numpy():
   doubles, every other pixel and the channels zero-padded equally on both sides: 16 ->
   8 + 16 + 8, 32 -> 16 + 32 + 16), the global average and the FC layer."""
   rng = np.random.default_rng(0)
-  model = models.create_model('resnet20')
+  net = models.create_functional('resnet20')
   x = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))  # (no init compiled)
+  shapes = jax.eval_shape(net.init, jax.random.key(0))  # (no init compiled)
   flat = {path: (rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))).astype(
       np.float32) for path, leaf in traverse_util.flatten_dict(shapes).items()}
-  for path in flat:  # ('params' | 'batch_stats', layer or 'layerI_J', ..., leaf)
+  for path in flat:  # ('params' | 'batch_stats', layer or 'layerI', J, ..., leaf)
     if path[0] == 'batch_stats':
       flat[path] = np.zeros(flat[path].shape, np.float32) + (path[-1] == 'var')
     elif path[-2] == 'bn2':  # every block's residual branch ends in 0
@@ -205,7 +228,7 @@ def test_cifar_resnet_option_a_shortcut_matches_numpy():
   for leaf in ('mean', 'var'):
     flat[('batch_stats', 'bn1', leaf)] = bn1[leaf]
   variables = traverse_util.unflatten_dict(flat)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  logits = jax.jit(net.apply)(variables, x)
 
   kernel = flat[('params', 'conv1', 'kernel')]  # (3, 3, 3, 16) HWIO, padding 1
   padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
