@@ -155,8 +155,7 @@ def layer_outputs(net, variables, images, names) -> dict:
   whose int keys it mixes with '__call__'.)"""
   module, outputs = net.merge(variables), {}
 
-  def record(name, module, inp, out):
-    del module, inp
+  def record(name, _layer, _input, out):
     if name in names:
       outputs.setdefault(name, out)
 

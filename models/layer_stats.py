@@ -15,6 +15,7 @@ Layers are named by their path in the model, as PyTorch prints them: 'conv1',
 """
 
 import contextlib
+import functools
 import math
 
 from flax import nnx
@@ -69,6 +70,7 @@ def calls_of(model: nnx.Module, record):
   originals = {cls: vars(cls)['__call__'] for cls in owners}
 
   def watched(cls, call):
+    @functools.wraps(call)
     def __call__(self, x, *args, **kwargs):
       out = call(self, x, *args, **kwargs)
       # Only the most derived __call__ records (a subclass's may call its parent's).
