@@ -240,7 +240,7 @@ class RunView:
   def params(self):
     c = self.config
     net = create_model(self.config, self.config.num_classes or 10)
-    return jax.eval_shape(net.init, jax.random.key(0))['params']
+    return jax.eval_shape(lambda: net.init(jax.random.key(0)))['params']  # (key traced)
 
   def has(self, mask) -> bool:
     """Whether `mask` (params -> a tree of bools: optim.norm_bias_mask ...) picks any

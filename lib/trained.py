@@ -152,7 +152,7 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
     variables, step, which = variables_from_checkpoint(workdir, checkpoint)
     trained = Trained(experiment.create_model(config, num_classes), variables, step, which)
     what = f'the {which} checkpoint of {workdir}'
-  expected = jax.eval_shape(trained.model.init, jax.random.key(0))
+  expected = jax.eval_shape(lambda: trained.model.init(jax.random.key(0)))  # (key traced)
   wrong = checkpoints.mismatch({k: expected.get(k, {}) for k in variables}, variables, what)
   if wrong:
     raise LoadError(f'{wrong}: it was trained as another model than this config '

@@ -96,8 +96,10 @@ class BatchNorm(nnx.Module):
       mean = jnp.mean(xf, axes)
       var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)  # biased
       n, m = x.size // x.shape[-1], self.momentum
-      self.mean[...] = m * self.mean[...] + (1 - m) * mean
-      self.var[...] = m * self.var[...] + (1 - m) * var * (n / max(n - 1, 1))
+      # (set_value, not `[...] =`: flax 0.12.8's in-place update asks the traced value
+      # for its sharding, which walks the whole trace: see param_key)
+      self.mean.set_value(m * self.mean[...] + (1 - m) * mean)
+      self.var.set_value(m * self.var[...] + (1 - m) * var * (n / max(n - 1, 1)))
     y = (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + self.bias[...]
     return y.astype(self.dtype or x.dtype)
 

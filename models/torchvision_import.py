@@ -120,7 +120,7 @@ def _check_against_model(name: str, num_classes: int, variables: dict):
   """Every parameter and statistic the model has, with its shape; nothing missing,
   nothing extra."""
   net = models.create_functional(name, num_classes=num_classes)
-  expected = jax.eval_shape(net.init, jax.random.key(0))
+  expected = jax.eval_shape(lambda: net.init(jax.random.key(0)))  # (the key traced)
   flat = lambda tree: {jax.tree_util.keystr(p): v.shape
                        for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
   want, got = flat(expected), flat(variables)

@@ -126,11 +126,13 @@ def test_multiscale_is_the_mean_over_scales_and_mirrors(mock_imagenet):
 
 
 def fc_head(params, features):
-  """VGG's three FC layers in numpy, on a (7, 7, 512) map flattened in NHWC order."""
+  """VGG's three FC layers in numpy (torchvision's classifier[0], [3], [6]), on a
+  (7, 7, 512) map flattened in NHWC order."""
   x = features.reshape(-1)
-  for name in ('fc1', 'fc2'):
-    x = np.maximum(x @ params[name]['kernel'] + params[name]['bias'], 0)
-  return x @ params['fc3']['kernel'] + params['fc3']['bias']
+  fc = params['classifier']
+  for i in (0, 3):
+    x = np.maximum(x @ fc[i]['kernel'] + fc[i]['bias'], 0)
+  return x @ fc[6]['kernel'] + fc[6]['bias']
 
 
 @pytest.fixture(scope='module')
@@ -144,11 +146,10 @@ def test_vgg_dense_evaluation_is_the_fc_head_on_every_window(vgg_a):
   """VGG section 3.2: at 288 pixels pool5 is 9x9, so the FC layers as convolutions see
   nine 7x7 windows; dense mode is their class scores averaged."""
   model, variables = vgg_a
-  apply = jax.jit(model.apply, static_argnames=('train', 'dense', 'capture_intermediates'))
+  apply = jax.jit(model.apply, static_argnames='dense')
   big = jax.random.normal(jax.random.key(2), (1, 288, 288, 3))
-  dense, state = apply(variables, big, train=False, dense=True,
-                       capture_intermediates=lambda m, _: m.name == 'pool5')
-  (pool5,) = state['intermediates']['pool5']['__call__']
+  dense = apply(variables, big, dense=True)
+  pool5 = jax.jit(lambda v, x: model.merge(v).features(x))(variables, big)  # torchvision's
   assert pool5.shape == (1, 9, 9, 512)
   pool5 = np.asarray(pool5[0], np.float64)
   want = np.mean([fc_head(variables['params'], pool5[t:t + 7, l:l + 7])
@@ -156,8 +157,8 @@ def test_vgg_dense_evaluation_is_the_fc_head_on_every_window(vgg_a):
   np.testing.assert_allclose(dense[0], want, rtol=1e-4, atol=1e-5)
   # At 224 pool5 is 7x7: one window, so dense mode is the ordinary forward pass.
   x = jax.random.normal(jax.random.key(1), (1, 224, 224, 3))
-  np.testing.assert_allclose(apply(variables, x, train=False, dense=True),
-                             apply(variables, x, train=False), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(apply(variables, x, dense=True), apply(variables, x),
+                             rtol=1e-4, atol=1e-5)
 
 
 def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
