@@ -15,7 +15,7 @@ function `merge` rebuilds the module from them, at trace time only.
   net = models.functional(lambda rngs: models.create_model('resnet20', rngs=rngs))
   variables = net.init(jax.random.key(0))
   logits = net.apply(variables, images)                             # eval mode
-  logits, batch_stats, aux = net.apply(variables, images, rng=key)  # train mode
+  logits, batch_stats, aux = net.apply(variables, images, train=True, rng=key)
 """
 
 import dataclasses
