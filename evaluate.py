@@ -135,7 +135,7 @@ def _check_any_size(posteriors, variables, model, config, mode, q):
     jax.eval_shape(posteriors.on_devices, variables, jax.ShapeDtypeStruct(shape, jnp.uint8))
   except Exception as e:  # pylint: disable=broad-except  (flax shape errors vary)
     raise EvalError(
-        f'--mode={mode} runs {type(model).__name__} on whole images at test scale Q={q} '
+        f'--mode={mode} runs {type(model.module).__name__} on whole images at test scale Q={q} '
         f'(the shorter side {q} pixels, the longer one as the image has it), which it '
         f'cannot take: its classifier is fixed to '
         f'{config.dataset.image_size}x{config.dataset.image_size} inputs '

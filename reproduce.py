@@ -69,8 +69,10 @@ def model_size(config, num_classes: int) -> tuple[int, int]:
 def _model_size(model_json: str, num_classes: int, size: int, channels: int):
   import models  # pylint: disable=import-outside-toplevel  (JAX: only when needed)
   from models import layer_stats  # pylint: disable=import-outside-toplevel
-  model = models.create_model_from_config(json.loads(model_json), num_classes)
-  return (layer_stats.count_params(model, size, channels),
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  model = nnx.eval_shape(lambda: models.create_model_from_config(  # shapes only
+      json.loads(model_json), num_classes, image_size=size, in_channels=channels))
+  return (layer_stats.count_params(model),
           layer_stats.count_macs(model, size, channels))
 
 

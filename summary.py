@@ -5,12 +5,14 @@
   python summary.py --config=configs/convnet.py --format=csv
 
 The receptive field r and jump j follow r_out = r_in + (k-1)*d*j_in, j_out = j_in*s
-(see models/layer_stats.py). Nothing is compiled or run: the model is only traced.
+(see models/layer_stats.py). Nothing is compiled or run: the model is built with shapes
+only (nnx.eval_shape: no parameter drawn) and traced once.
 """
 
 import sys
 
 from absl import flags
+from flax import nnx
 from ml_collections import config_flags
 
 import input_pipeline
@@ -60,23 +62,27 @@ def main(argv):
 
 
 def model_to_summarise():
-  """(model, image size, input channels) from --config or --model."""
+  """(the model with shapes only, image size, input channels) from --config or --model."""
   if FLAGS.config is not None:
-    check_config(FLAGS.config, cli.overridden_keys(sys.argv))
-    num_classes = FLAGS.num_classes or FLAGS.config.num_classes
+    config = FLAGS.config
+    check_config(config, cli.overridden_keys(sys.argv))
+    num_classes = FLAGS.num_classes or config.num_classes
     if not num_classes:  # the dataset's own count (reads its metadata)
       try:
-        num_classes = input_pipeline.dataset_info(FLAGS.config).num_classes
+        num_classes = input_pipeline.dataset_info(config).num_classes
       except ValueError as e:
         raise ValueError(f'{e} (or pass --num_classes)') from None
-    return (models.create_model_from_config(FLAGS.config.model, num_classes),
-            FLAGS.image_size or FLAGS.config.dataset.image_size,
-            FLAGS.config.dataset.channels)
-  if FLAGS.model:
+    size, channels = FLAGS.image_size or config.dataset.image_size, config.dataset.channels
+    build = lambda: models.create_model_from_config(config.model, num_classes,
+                                                    image_size=size, in_channels=channels)
+  elif FLAGS.model:
     kwargs = {'num_classes': FLAGS.num_classes} if FLAGS.num_classes else {}
-    return (models.create_model(FLAGS.model, **kwargs),
-            FLAGS.image_size or models.default_image_size(FLAGS.model), FLAGS.channels)
-  raise ValueError('give --model=NAME or --config=configs/FILE.py')
+    size, channels = FLAGS.image_size or models.default_image_size(FLAGS.model), FLAGS.channels
+    build = lambda: models.create_model(FLAGS.model, image_size=size, in_channels=channels,
+                                        **kwargs)
+  else:
+    raise ValueError('give --model=NAME or --config=configs/FILE.py')
+  return nnx.eval_shape(build), size, channels
 
 
 def check_config(config, given):

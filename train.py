@@ -105,9 +105,8 @@ def final_metrics(records, eval_split) -> dict:
 
 def write_final_metrics(workdir, final, config, model, info):
   """The finished run's metrics with the model's size beside them (one atomic write)."""
-  size = {'params': layer_stats.count_params(model, config.dataset.image_size,
-                                             config.dataset.channels),
-          'mult_adds': layer_stats.count_macs(model, config.dataset.image_size,
+  size = {'params': layer_stats.count_params(model.module),
+          'mult_adds': layer_stats.count_macs(model.module, config.dataset.image_size,
                                               config.dataset.channels),
           'num_classes': info.num_classes}
   workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**final, **size})
@@ -341,8 +340,8 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
       if state.ema is not None:  # the lookahead average starts from them too, in buffers
         state = state.replace(ema=jax.jit(lambda t: jax.tree.map(jnp.copy, t))(  # of its own
             {'params': state.params, 'batch_stats': state.batch_stats}))
-    elif models.data_init(model):  # (airbench: its whitening kernel, from the data)
-      init_from_data, count = models.data_init(model)
+    elif models.data_init(model.module):  # (airbench: its whitening kernel, from the data)
+      init_from_data, count = models.data_init(model.module)
       images = input_pipeline.normalize_on_host(
           input_pipeline.first_train_images(config, info, count), config)
       params = init_from_data(jax.device_get(state.params), images)
@@ -387,7 +386,7 @@ def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, chang
   def first_conv() -> str | None:
     """The first conv layer's name (the model traced once, at the first evaluation)."""
     size, channels = config.dataset.image_size, config.dataset.channels
-    return next((r['name'] for r in layer_stats.layer_table(model, size, channels)
+    return next((r['name'] for r in layer_stats.layer_table(model.module, size, channels)
                  if r['type'] == 'Conv'), None)
 
   def show_first_filters(state, step):

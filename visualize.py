@@ -40,9 +40,8 @@ import os
 import sys
 
 from absl import flags
-import flax.linen as nn
+from flax import nnx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from data import sources, transforms
@@ -85,8 +84,10 @@ def check_label(label: int | None, num_classes: int):
                      'top class)')
 
 
-def layer_rows(model, config) -> list[dict]:
-  return layer_stats.layer_table(model, config.dataset.image_size, config.dataset.channels)
+def layer_rows(model, config, train: bool = True) -> list[dict]:
+  """The layer table of the model (train=False: of the layers evaluation runs)."""
+  return layer_stats.layer_table(model, config.dataset.image_size, config.dataset.channels,
+                                 train=train)
 
 
 def conv_names(rows) -> list[str]:
@@ -146,24 +147,36 @@ def stage_ends(rows) -> list[str]:
   return list(ends.values())
 
 
+def layer_outputs(net, variables, images, names) -> dict:
+  """{name: its output} of the layers `names` of the model (a models.Functional) in
+  eval mode on `images`; a layer called twice gives its first call's output. (The
+  layers' calls are watched as the layer table watches them, so every name the table
+  lists has its output; nnx.capture(method_outputs=...) fails on a layers.Sequential,
+  whose int keys it mixes with '__call__'.)"""
+  module, outputs = net.merge(variables), {}
+
+  def record(name, _layer, _input, out):
+    if name in names:
+      outputs.setdefault(name, out)
+
+  with layer_stats.calls_of(module, record):
+    module(images)
+  return {name: outputs[name] for name in names}
+
+
 def features(config, model):
-  rows = layer_rows(model.model, config)
+  rows = layer_rows(model.model, config, train=False)  # (an image is evaluated)
   chosen = FLAGS.layers or stage_ends(rows)
   known = {r['name']: r for r in rows}
   for name in chosen:
     if name not in known:
       raise ValueError(f'--layers: {name!r} is not a layer of {config.model.name}; its '
                        f'layers are {", ".join(known)}')
-  intermediates = jax.jit(lambda v, x: model.model.apply(
-      v, x, train=False, capture_intermediates=True, mutable=['intermediates'])[1])
-  state = jax.device_get(intermediates(model.variables,
-                                       model_input(image_view(config), config)))
+  outputs = jax.jit(lambda v, x: layer_outputs(model.model, v, x, chosen))
+  outputs = jax.device_get(outputs(model.variables, model_input(image_view(config), config)))
   maps, panels = {}, []
   for name in chosen:
-    node = state['intermediates']
-    for part in name.split('/'):
-      node = node[part]
-    fmap = np.asarray(node['__call__'][0][0], np.float32)          # (h, w, c) or (c,)
+    fmap = np.asarray(outputs[name][0], np.float32)                # (h, w, c) or (c,)
     fmap = fmap.reshape(1, 1, -1) if fmap.ndim == 1 else fmap
     maps[name] = fmap
     tiles = np.moveaxis(fmap, -1, 0)
@@ -184,7 +197,7 @@ def target_class(probs) -> int:
 def saliency(config, model):
   view = image_view(config)
   x = model_input(view, config)
-  logits = lambda v, x: model.model.apply(v, x, train=False)[0]
+  logits = lambda v, x: model.model.apply(v, x)[0]
   probs = jax.device_get(jax.jit(lambda v, x: jax.nn.softmax(logits(v, x)))(model.variables, x))
   label = target_class(probs)
   gradient = jax.jit(jax.grad(lambda x, v: logits(v, x)[label]))
@@ -280,29 +293,17 @@ def conv_geometry(n: int, kernel: int, stride: int, padding, dilation: int):
 def model_layer_geometry():
   """(kernel, stride, (pad_lo, pad_hi), dilation, input size, title) of --layer."""
   config, model = load_model()
-  found = {}
-
-  def interceptor(next_fn, args, kwargs, context):
-    module = context.module
-    if (context.method_name == '__call__' and '/'.join(module.scope.path) == FLAGS.layer
-        and isinstance(module, layer_stats.SPATIAL)):
-      (k, _), (s, _), (d, _) = layer_stats.geometry(module)
-      n = args[0].shape[1]
-      padding = getattr(module, 'padding', 'VALID')
-      found.update(k=k, s=s, d=d, n=n, pads=layers.resolve_padding(padding, (n, n), k, s, d)[0],
-                   type=type(module).__name__)
-    return next_fn(*args, **kwargs)
-
-  size, channels = config.dataset.image_size, config.dataset.channels
-  with nn.intercept_methods(interceptor):
-    jax.eval_shape(lambda: model.model.init(jax.random.key(0),
-                                            jnp.zeros((1, size, size, channels))))
-  if not found:
-    names = conv_names(layer_rows(model.model, config))
+  rows = {r['name']: r for r in layer_rows(model.model, config)}
+  modules = {layer_stats.name_of(path): m for path, m in nnx.iter_modules(model.model.module)}
+  module = modules.get(FLAGS.layer)
+  if FLAGS.layer not in rows or not isinstance(module, layer_stats.SPATIAL):
+    names = conv_names(rows.values())
     raise ValueError(f'--layer={FLAGS.layer}: not a conv or pooling layer of '
                      f'{config.model.name}; its conv layers are {", ".join(names)}')
-  return (found['k'], found['s'], found['pads'], found['d'], found['n'],
-          f"{config.model.name} {FLAGS.layer} ({found['type']})")
+  (k, _), (s, _), (d, _) = layer_stats.geometry(module)
+  n = rows[FLAGS.layer]['input_shape'][0]
+  pads = layers.resolve_padding(module.padding, (n, n), k, s, d)[0]
+  return k, s, pads, d, n, f'{config.model.name} {FLAGS.layer} ({type(module).__name__})'
 
 
 def check_mode(args: list[str]) -> str:

@@ -70,6 +70,17 @@ def mismatch(expected, found, what: str = 'the checkpoint') -> str | None:
   return None
 
 
+def _int_keys(tree):
+  """The tree with its list indices as ints again: orbax writes a model's block lists
+  ({0: ..., 1: ...} in the NNX state) with string keys."""
+  if isinstance(tree, dict):
+    return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(v)
+            for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return type(tree)(map(_int_keys, tree))
+  return tree
+
+
 def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dict:
   """A saved state as a dict of host numpy arrays, whatever devices or processes saved it.
 
@@ -97,7 +108,7 @@ def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dic
     here = SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here),
                           metadata)
-    return jax.tree.map(np.asarray, checkpointer.restore(path, target))
+    return _int_keys(jax.tree.map(np.asarray, checkpointer.restore(path, target)))
   except Exception as e:  # pylint: disable=broad-except  (orbax's and tensorstore's vary)
     _details.add(_traceback_text(e))
     raise CorruptCheckpointError(

@@ -5,8 +5,10 @@ then the model, optimizer, schedule, abstract state, shardings and the jitted st
   info = input_pipeline.dataset_info(config)
   exp = experiment.setup(config, info, mesh)  # exp.train_step, exp.eval_step, exp.init ...
 
-The steps are model-agnostic: a model with auxiliary classifiers sows them (see
-models.auxiliary_losses), so nothing here names a model.
+The model is split once (models.functional): the steps are pure functions of the
+state, in which `net.merge` rebuilds the NNX module at trace time. They are
+model-agnostic: a model with auxiliary classifiers sows them (layers.sow_auxiliary), so
+nothing here names a model.
 """
 
 import dataclasses
@@ -15,6 +17,7 @@ import math
 from typing import Any, Callable
 
 import flax
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +31,7 @@ import input_pipeline
 from lib import checkpoints
 from lib import optim
 import models
+from models import layers
 
 PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -80,9 +84,9 @@ def check(config, training: bool = True, given=()):
 
 
 def check_model(config):
-  """The model's name and arguments (constructing a module checks them, tracing
-  nothing), its input's size, the precision and the batch, with a stand-in for the
-  dataset's classes."""
+  """The model's name and arguments (building it with shapes only checks them,
+  computing nothing), its input's size, the precision and the batch, with a stand-in for
+  the dataset's classes."""
   if config.precision not in PRECISIONS:
     raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
                      f'got {config.precision!r}')
@@ -93,13 +97,19 @@ def check_model(config):
     raise ValueError(f'config.num_classes must be positive, or None for the dataset\'s; '
                      f'got {config.num_classes}')
   input_pipeline.check_augment(config)  # (before READ_ONLY_WHEN reads its preset)
-  models.create_model_from_config(config.model, config.num_classes or 10)
+  nnx.eval_shape(lambda: _build(config, config.num_classes or 10, nnx.Rngs(0)))
 
 
-def create_model(config, num_classes: int):
-  """The config's model for `num_classes`, computing in the config's precision."""
-  return models.create_model_from_config(config.model, num_classes,
-                                         PRECISIONS[config.precision])
+def _build(config, num_classes: int, rngs: nnx.Rngs):
+  return models.create_model_from_config(
+      config.model, num_classes, PRECISIONS[config.precision],
+      image_size=config.dataset.image_size, in_channels=config.dataset.channels, rngs=rngs)
+
+
+def create_model(config, num_classes: int) -> models.Functional:
+  """The config's model for `num_classes`, computing in the config's precision, split
+  into functions of its variables (nothing computed)."""
+  return models.functional(functools.partial(_build, config, num_classes))
 
 
 # Each numeric key's valid values: (test, the values it admits), checked before any data.
@@ -229,10 +239,8 @@ class RunView:
   @functools.cached_property
   def params(self):
     c = self.config
-    model = create_model(c, c.num_classes or 10)
-    size = c.dataset.image_size
-    image = jnp.zeros((1, size, size, c.dataset.channels), jnp.float32)  # (traced)
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), image, train=False))['params']
+    net = create_model(self.config, self.config.num_classes or 10)
+    return jax.eval_shape(lambda: net.init(jax.random.key(0)))['params']  # (key traced)
 
   def has(self, mask) -> bool:
     """Whether `mask` (params -> a tree of bools: optim.norm_bias_mask ...) picks any
@@ -356,7 +364,7 @@ def length_dependent(config, model, length: RunLength) -> dict:
         t(step) % la.every == 0, lookahead_weight(la, t(step), length.total_steps), 0.0)
     out["the lookahead's final copy"] = lambda step: lookahead_final(
         la, t(step), length.total_steps).astype(jnp.float32)
-  for path, epochs in models.frozen_after_epochs(model).items():
+  for path, epochs in models.frozen_after_epochs(model.module).items():
     frozen_at = round(epochs * length.steps_per_epoch)
     out[f'the training of {path}'] = (
         lambda step, at=frozen_at: (step < at).astype(jnp.float32))
@@ -372,7 +380,7 @@ class Experiment:
   config: Any
   info: input_pipeline.DatasetInfo
   mesh: Mesh
-  model: Any
+  model: models.Functional
   tx: optax.GradientTransformation
   schedule: Callable
   length: RunLength
@@ -394,27 +402,26 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   model = create_model(config, info.num_classes)
   length = run_length(config, info)
   frozen_after = {path: round(epochs * length.steps_per_epoch)  # (as length_dependent)
-                  for path, epochs in models.frozen_after_epochs(model).items()}
-  tx = optim.create_optimizer(config, models.frozen_params(model), frozen_after)
+                  for path, epochs in models.frozen_after_epochs(model.module).items()}
+  tx = optim.create_optimizer(config, models.frozen_params(model.module), frozen_after)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
-  size = config.dataset.image_size
-  dummy = np.zeros((1, size, size, config.dataset.channels), np.float32)  # traced: a constant
 
   def init(rng):
-    variables = model.init(rng, dummy, train=False)
+    variables = model.init(rng)
     params = variables['params']
     return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                      batch_stats=variables.get('batch_stats', {}),
+                      batch_stats=variables['batch_stats'],
                       opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
                       best_top1=jnp.array(-1.0, jnp.float32),
                       bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
                       first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics(),
                       ema=(jax.tree.map(jnp.copy,  # its own buffers: both are donated
-                                        {'params': params,
-                                         'batch_stats': variables.get('batch_stats', {})})
-                           if config.lookahead.every else None))
+                                        variables) if config.lookahead.every else None))
 
   abstract = jax.eval_shape(lambda: init(jax.random.key(0)))  # (traced: nothing on a device)
+  size = config.dataset.image_size  # the forward pass, traced: shape errors surface here
+  jax.eval_shape(model.apply, {'params': abstract.params, 'batch_stats': abstract.batch_stats},
+                 jax.ShapeDtypeStruct((1, size, size, config.dataset.channels), jnp.float32))
   replicated = NamedSharding(mesh, P())
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
@@ -497,14 +504,13 @@ def make_train_step(config, model, tx, schedule, num_classes, prepare, total_ste
     batch = prepare(state.step, inputs, dtype)
 
     def loss_fn(params):
-      variables = {'params': params, 'batch_stats': state.batch_stats}
-      logits, updates = model.apply(variables, batch['image'], train=True,
-                                    rngs={'dropout': rng},
-                                    mutable=['batch_stats', models.AUX_COLLECTION])
+      network = model.merge({'params': params, 'batch_stats': state.batch_stats},
+                            train=True, rng=rng)
+      logits, auxiliary = layers.with_auxiliary(network, batch['image'])
       loss = loss_of(logits, batch['label'])
-      for weight, aux in models.auxiliary_losses(updates):
+      for weight, aux in auxiliary:
         loss += weight * loss_of(aux, batch['label'])
-      return loss, (logits, updates.get('batch_stats', {}))
+      return loss, (logits, nnx.to_pure_dict(nnx.state(network, nnx.BatchStat)))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
@@ -540,7 +546,7 @@ def make_eval_step(config, model, num_classes):
   def eval_step(state, batch):
     batch = input_pipeline.prepare_eval(batch, config, dtype)
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    logits = model.apply(variables, batch['image'], train=False).astype(jnp.float32)
+    logits = model.apply(variables, batch['image']).astype(jnp.float32)
     mask = batch['mask'].astype(jnp.float32)
     loss = cross_entropy(logits, batch['label'], num_classes, 0.0)
     hits = topk_hits(logits, batch['label'])

@@ -53,7 +53,7 @@ def frozen_mask(frozen: tuple):
   """A mask function: True for the parameters at the paths in `frozen` ('whiten/kernel')."""
   def mask(params):
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: '/'.join(p.key for p in path) in frozen, params)
+        lambda path, _: '/'.join(str(p.key) for p in path) in frozen, params)
   return mask
 
 

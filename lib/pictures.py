@@ -11,11 +11,13 @@ from PIL import Image
 
 
 def conv_kernels(params, layer: str) -> np.ndarray:
-  """The kernel (kh, kw, in, out) of the conv layer at `layer` ('C1', 'stage1/conv'), on
-  the host (of parameters on the devices, only this array is copied)."""
+  """The kernel (kh, kw, in, out) of the conv layer at `layer` ('C1', 'layer1.0.conv1':
+  its path, as models/layer_stats.py names it) in a model's parameters as nested dicts
+  (the blocks of a list under int keys), on the host (of parameters on the devices, only
+  this array is copied)."""
   node = params
-  for part in layer.split('/'):
-    node = node[part]
+  for part in layer.split('.'):
+    node = node[int(part) if part.isdigit() and int(part) in node else part]
   kernel = np.asarray(jax.device_get(node['kernel']), np.float32)
   if kernel.ndim != 4:
     raise ValueError(f'layer {layer!r} is not a convolution (kernel shape {kernel.shape})')

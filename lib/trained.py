@@ -143,16 +143,16 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
     check_source(workdir, checkpoint, torchvision, weights)
     variables = torchvision_import.convert(torchvision,
                                            torchvision_import.load_pth(weights))
-    trained = Trained(models.create_model(torchvision, num_classes=num_classes), variables,
-                      0, f'torchvision_{torchvision}')
+    net = models.functional(lambda rngs: models.create_model(
+        torchvision, num_classes=num_classes, image_size=config.dataset.image_size,
+        rngs=rngs))
+    trained = Trained(net, variables, 0, f'torchvision_{torchvision}')
     what = f'--weights={weights}'
   else:
     variables, step, which = variables_from_checkpoint(workdir, checkpoint)
     trained = Trained(experiment.create_model(config, num_classes), variables, step, which)
     what = f'the {which} checkpoint of {workdir}'
-  size, channels = config.dataset.image_size, config.dataset.channels
-  expected = jax.eval_shape(lambda: trained.model.init(
-      jax.random.key(0), jnp.zeros((1, size, size, channels)), train=False))
+  expected = jax.eval_shape(lambda: trained.model.init(jax.random.key(0)))  # (key traced)
   wrong = checkpoints.mismatch({k: expected.get(k, {}) for k in variables}, variables, what)
   if wrong:
     raise LoadError(f'{wrong}: it was trained as another model than this config '
@@ -186,13 +186,13 @@ def posteriors_fn(model, config, mesh, dense: bool = False, tta: int = 0):
   over the whole image (VGG section 3.2); with `tta` 1 or 2, the softmax of
   `tta_logits` at that level. `posteriors.on_devices` is the jitted function (device
   arrays in and out), for shape checks."""
-  kwargs = {'dense': True} if dense and models.dense_evaluation(model) else {}
+  kwargs = {'dense': True} if dense and models.dense_evaluation(model.module) else {}
   images_sharding = input_pipeline.batch_sharding(mesh)
 
   @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), images_sharding))
   def on_devices(variables, images):
     images = input_pipeline.prepare_eval({'image': images}, config)['image']
-    logits = tta_logits(lambda x: model.apply(variables, x, train=False, **kwargs), images, tta)
+    logits = tta_logits(lambda x: model.apply(variables, x, **kwargs), images, tta)
     return jax.nn.softmax(logits.astype(jnp.float32))
 
   def posteriors(variables, images):

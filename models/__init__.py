@@ -86,13 +86,21 @@ def _lookup(name: str):
   return MODELS[name]
 
 
+def _takes_image_size(constructor) -> bool:
+  # (an nnx.Module class's own signature is its metaclass's (*args, **kwargs): read
+  # __init__'s)
+  target = constructor.func if isinstance(constructor, functools.partial) else constructor
+  init = target.__init__ if isinstance(target, type) else target
+  return 'image_size' in inspect.signature(init).parameters
+
+
 def create_model(name: str, *, rngs: nnx.Rngs | None = None, image_size: int | None = None,
                  **overrides) -> nnx.Module:
   """The registered model `name` (parameters drawn from `rngs`, default nnx.Rngs(0)),
   with constructor arguments overridden; `image_size` (default: the model's native one)
   reaches the models whose layers depend on it."""
   constructor, native = _lookup(name)
-  if 'image_size' in inspect.signature(constructor).parameters:
+  if _takes_image_size(constructor):
     overrides['image_size'] = image_size or native
   try:
     model = constructor(**overrides, rngs=rngs or nnx.Rngs(0))
@@ -118,24 +126,29 @@ def create_model_from_config(model_config, num_classes: int, dtype=None, *,
                       image_size=image_size, rngs=rngs, **kwargs)
 
 
-def frozen_params(model: nn.Module) -> tuple:
+def frozen_params(model: nnx.Module) -> tuple:
   """The parameter paths the optimizer never changes ('whiten/kernel': airbench's
   whitening, set from the data)."""
   return tuple(getattr(type(model), 'frozen_params', ()))
 
 
-def frozen_after_epochs(model: nn.Module) -> dict:
+def frozen_after_epochs(model: nnx.Module) -> dict:
   """{parameter path: epochs} of parameters trained only for their first epochs."""
   return dict(getattr(model, 'frozen_after_epochs', lambda: {})())
 
 
-def data_init(model: nn.Module):
+def data_init(model: nnx.Module):
   """(`init_from_data(params, images) -> params`, how many images) of a model that sets
   some parameters from the first training images (float NHWC, normalised), or None."""
   fn = getattr(model, 'init_from_data', None)
   return (fn, type(model).init_images) if fn else None
 
 
-def dense_evaluation(model: nn.Module) -> bool:
+def dense_evaluation(model: nnx.Module) -> bool:
   """Whether the model runs its classifier over whole images when called with dense=True."""
   return getattr(type(model), 'dense_evaluation', False)
+
+
+def create_functional(name: str, **overrides) -> Functional:
+  """create_model's model split into functions of its variables (models.functional)."""
+  return functional(lambda rngs: create_model(name, rngs=rngs, **overrides))

@@ -15,7 +15,7 @@ old value (PyTorch's momentum 0.4).
 
 from typing import Any, ClassVar
 
-import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +25,6 @@ from models import layers
 WIDTHS = {'airbench94': (64, 256, 256), 'airbench95': (128, 384, 384),
           'airbench96': (128, 512, 512)}
 WHITEN_KERNEL = 2
-WHITEN_WIDTH = 2 * 3 * WHITEN_KERNEL ** 2  # each eigenvector of 2x2x3 patches and its negative
 WHITEN_EPS = 5e-4
 
 
@@ -64,59 +63,85 @@ def whitening_weights(images, eps: float = WHITEN_EPS) -> np.ndarray:
   return np.ascontiguousarray(filters.transpose(2, 3, 1, 0))  # HWIO
 
 
-class ConvGroup(nn.Module):
-  width: int
-  residual: bool = False  # airbench96: a third conv, added to the pooled input
-  dtype: Any = jnp.float32
+class ConvGroup(nnx.Module):
+  """conv 3x3 -> max pool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (the package's
+  ConvGroup); airbench96's `residual` adds a third conv -> BN -> GELU and the pooled
+  input."""
 
-  @nn.compact
-  def __call__(self, x, train: bool):
-    conv = lambda name: layers.Conv(self.width, 3, padding='SAME', use_bias=False,
-                                    kernel_init=dirac_init, dtype=self.dtype, name=name)
-    norm = lambda name: layers.BatchNorm(use_running_average=not train, momentum=0.6,
-                                         epsilon=1e-12, use_scale=False, dtype=self.dtype,
-                                         name=name)
-    gelu = lambda x: nn.gelu(x, approximate=False)  # torch.nn.GELU: the exact erf form
-    x = layers.MaxPool(2, 2, name='pool')(conv('conv1')(x))
-    x = gelu(norm('norm1')(x))
+  def __init__(self, in_channels: int, width: int, residual: bool = False, *,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    conv = lambda cin: layers.Conv(cin, width, 3, padding='SAME', use_bias=False,
+                                   kernel_init=dirac_init, dtype=dtype, rngs=rngs)
+    # the package's BatchNorm: momentum 0.4 (0.6 on the old average), eps 1e-12, the
+    # weight frozen at 1
+    norm = lambda: layers.BatchNorm(width, momentum=0.6, epsilon=1e-12, use_scale=False,
+                                    dtype=dtype, rngs=rngs)
+    self.conv1 = conv(in_channels)
+    self.pool = layers.MaxPool(2, 2)
+    self.norm1 = norm()
+    self.conv2 = conv(width)
+    self.norm2 = norm()
+    self.conv3, self.norm3 = (conv(width), norm()) if residual else (None, None)
+
+  def __call__(self, x):
+    x = gelu(self.norm1(self.pool(self.conv1(x))))
     pooled = x
-    x = gelu(norm('norm2')(conv('conv2')(x)))
-    if self.residual:
-      x = gelu(norm('norm3')(conv('conv3')(x))) + pooled
+    x = gelu(self.norm2(self.conv2(x)))
+    if self.conv3 is not None:
+      x = gelu(self.norm3(self.conv3(x))) + pooled
     return x
 
 
-class AirBench(nn.Module):
-  """airbench's network (see the module docstring); `whiten/kernel` comes from
-  `whitening_weights` of the training images, set once before training."""
+def gelu(x):
+  return jax.nn.gelu(x, approximate=False)  # torch.nn.GELU: the exact erf form
+
+
+class AirBench(nnx.Module):
+  """airbench's network (see the module docstring); `whiten.kernel` comes from
+  `whitening_weights` of the training images, set once before training (init_from_data)
+  and never trained."""
   frozen_params: ClassVar[tuple] = ('whiten/kernel',)  # never updated by the optimizer
   init_images: ClassVar[int] = 5000  # init_from_data's training images (the whitening's)
-  variant: str = 'airbench94'
-  num_classes: int = 10
-  scaling_factor: float = 1 / 9
-  whiten_bias_epochs: float = 3  # the whitening bias trains for these first epochs
-  dtype: Any = jnp.float32
+
+  def __init__(self, variant: str = 'airbench94', num_classes: int = 10, *,
+               in_channels: int = 3, image_size: int = 32, scaling_factor: float = 1 / 9,
+               whiten_bias_epochs: float = 3,  # the whitening bias trains for these epochs
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    if variant not in WIDTHS:
+      raise ValueError(f'airbench variant must be one of {sorted(WIDTHS)}; got {variant!r}')
+    widths = WIDTHS[variant]
+    # each eigenvector of the 2x2xC patches and its negative: 24 filters on RGB
+    whiten_width = 2 * in_channels * WHITEN_KERNEL ** 2
+    self.whiten = layers.Conv(in_channels, whiten_width, WHITEN_KERNEL, padding='VALID',
+                              kernel_init=torch_default_init, dtype=dtype, rngs=rngs)
+    groups, channels = [], whiten_width
+    for width in widths:
+      groups.append(ConvGroup(channels, width, residual=variant == 'airbench96', dtype=dtype,
+                              rngs=rngs))
+      channels = width
+    self.block1, self.block2, self.block3 = groups
+    self.pool = layers.MaxPool(3, 3)
+    size = image_size - WHITEN_KERNEL + 1  # 32 -> 31 -> 15 -> 7 -> 3 -> 1
+    for _ in widths:
+      size //= 2
+    size //= 3
+    self.head = layers.Linear(size * size * channels, num_classes, use_bias=False,
+                              kernel_init=torch_default_init, dtype=dtype, rngs=rngs)
+    self.scaling_factor = scaling_factor
+    self.whiten_bias_epochs = whiten_bias_epochs
 
   def frozen_after_epochs(self) -> dict:
     return {'whiten/bias': self.whiten_bias_epochs}
 
-  def init_from_data(self, params, images):
-    """params with the whitening kernel of `images` (the first 5,000 training images,
-    normalised, as airbench's train() takes them)."""
+  def init_from_data(self, params: dict, images) -> dict:
+    """`params` (a pure dict, as models.functional's) with the whitening kernel of
+    `images` (the first 5,000 training images, normalised, as airbench's train() takes
+    them)."""
     kernel = whitening_weights(images)
     return {**params, 'whiten': {**params['whiten'], 'kernel': kernel}}
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    if self.variant not in WIDTHS:
-      raise ValueError(f'airbench variant must be one of {sorted(WIDTHS)}; got {self.variant!r}')
-    x = layers.Conv(WHITEN_WIDTH, WHITEN_KERNEL, padding='VALID', kernel_init=torch_default_init,
-                    dtype=self.dtype, name='whiten')(x)
-    x = nn.gelu(x, approximate=False)
-    for i, width in enumerate(WIDTHS[self.variant]):
-      x = ConvGroup(width, residual=self.variant == 'airbench96', dtype=self.dtype,
-                    name=f'block{i + 1}')(x, train)
-    x = layers.MaxPool(3, 3, name='pool')(x)
-    x = nn.Dense(self.num_classes, use_bias=False, kernel_init=torch_default_init,
-                 dtype=self.dtype, name='head')(layers.flatten(x))
+  def __call__(self, x):
+    x = gelu(self.whiten(x))
+    x = self.block3(self.block2(self.block1(x)))
+    x = self.head(layers.flatten(self.pool(x)))
     return x * self.scaling_factor

@@ -7,11 +7,16 @@ two-GPU channel grouping: 96-256-384-384-256 filters, LRN after conv1 and conv2
 (section 3.3), overlapping 3x3/2 max pooling (section 3.4), 227x227 input.
 `ZFNet` is Fig. 3 of Zeiler & Fergus: a 7x7/2 first layer with 96 filters, 5x5/2 second
 layer, then AlexNet's 3x3 layers.
+
+Modules are torchvision's: `features` and `classifier` numbered as in its alexnet
+(features[0] the first conv, classifier[1] the first FC layer), and `avgpool`; the two
+paper networks name theirs alike.
 """
 
 from typing import Any
 
-import flax.linen as nn
+from flax import nnx
+import jax
 import jax.numpy as jnp
 
 from models import layers
@@ -20,97 +25,107 @@ from models import layers
 # PyTorch's LocalResponseNorm divides alpha by n, so alpha = 5 * 1e-4 gives the paper's.
 PAPER_LRN = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
 
+relu = jax.nn.relu
 
-def classifier(x, num_classes, dropout, train, dtype, dropout_first=True):
+
+def classifier(in_features: int, num_classes: int, dropout: float, *, dropout_first: bool,
+               dtype: Any, rngs: nnx.Rngs) -> layers.Sequential:
   """FC-4096, FC-4096, FC-classes with ReLU and dropout 0.5 (AlexNet section 4.2).
 
   torchvision's AlexNet drops out before each of the two hidden layers; VGG after them
-  (before the second and third layer), hence `dropout_first`.
+  (before the second and third layer), hence `dropout_first`. The children are numbered
+  as torchvision's `classifier`.
   """
-  for i, width in enumerate((4096, 4096)):
-    if dropout_first or i > 0:
-      x = nn.Dropout(dropout, name=f'dropout{i + 1}')(x, deterministic=not train)
-    x = nn.relu(nn.Dense(width, dtype=dtype, name=f'fc{i + 1}')(x))
-  if not dropout_first:
-    x = nn.Dropout(dropout, name='dropout3')(x, deterministic=not train)
-  return nn.Dense(num_classes, dtype=dtype, name='fc3')(x)
+  fc = lambda n_in, n_out: layers.Linear(n_in, n_out, dtype=dtype, rngs=rngs)
+  drop = lambda: nnx.Dropout(dropout, rngs=rngs)
+  if dropout_first:
+    return layers.Sequential(drop(), fc(in_features, 4096), relu,
+                             drop(), fc(4096, 4096), relu,
+                             fc(4096, num_classes))
+  return layers.Sequential(fc(in_features, 4096), relu, drop(),
+                           fc(4096, 4096), relu, drop(),
+                           fc(4096, num_classes))
 
 
-def check_head_input(module, x, expected_hw):
-  """A fixed-size head needs a fixed-size map: say which input size gives it."""
-  if x.shape[1:3] != tuple(expected_hw):
-    raise ValueError(
-        f'{type(module).__name__}: the fully connected head needs a {expected_hw[0]}x'
-        f'{expected_hw[1]} feature map but this image size gives {x.shape[1]}x{x.shape[2]};'
-        f' use the native input size ({module.image_size}x{module.image_size}).')
+def conv(in_channels, out_channels, kernel_size, stride, padding, dtype, rngs):
+  return layers.Conv(in_channels, out_channels, kernel_size, stride, padding=padding,
+                     dtype=dtype, rngs=rngs)
 
 
-class AlexNet(nn.Module):
-  num_classes: int = 1000
-  dropout: float = 0.5
-  dtype: Any = jnp.float32
+class AlexNet(nnx.Module):
+  """torchvision's alexnet: `features`, `avgpool` (to 6x6: any input size) and
+  `classifier`, numbered as there."""
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    conv = lambda f, k, s, p, name: layers.Conv(f, k, s, padding=p, dtype=self.dtype,
-                                                name=name)
-    x = nn.relu(conv(64, 11, 4, 2, 'conv1')(x))
-    x = layers.MaxPool(3, 2, name='pool1')(x)
-    x = nn.relu(conv(192, 5, 1, 2, 'conv2')(x))
-    x = layers.MaxPool(3, 2, name='pool2')(x)
-    x = nn.relu(conv(384, 3, 1, 1, 'conv3')(x))
-    x = nn.relu(conv(256, 3, 1, 1, 'conv4')(x))
-    x = nn.relu(conv(256, 3, 1, 1, 'conv5')(x))
-    x = layers.MaxPool(3, 2, name='pool5')(x)
-    x = layers.AdaptiveAvgPool((6, 6), name='avgpool')(x)
-    return classifier(layers.flatten(x), self.num_classes, self.dropout, train, self.dtype)
+  def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,
+               in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    c = dict(dtype=dtype, rngs=rngs)
+    self.features = layers.Sequential(
+        conv(in_channels, 64, 11, 4, 2, **c), relu,                 # 224 -> 55
+        layers.MaxPool(3, 2),                                       # 55 -> 27
+        conv(64, 192, 5, 1, 2, **c), relu,
+        layers.MaxPool(3, 2),                                       # 27 -> 13
+        conv(192, 384, 3, 1, 1, **c), relu,
+        conv(384, 256, 3, 1, 1, **c), relu,
+        conv(256, 256, 3, 1, 1, **c), relu,
+        layers.MaxPool(3, 2))                                       # 13 -> 6
+    self.avgpool = layers.AdaptiveAvgPool((6, 6))
+    self.classifier = classifier(256 * 6 * 6, num_classes, dropout, dropout_first=True,
+                                 **c)
 
-
-class AlexNetV1(nn.Module):
-  num_classes: int = 1000
-  dropout: float = 0.5
-  dtype: Any = jnp.float32
-  image_size = 227
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    conv = lambda f, k, s, p, name: layers.Conv(f, k, s, padding=p, dtype=self.dtype,
-                                                name=name)
-    x = nn.relu(conv(96, 11, 4, 0, 'conv1')(x))                 # 227 -> 55
-    x = layers.LocalResponseNorm(**PAPER_LRN, name='lrn1')(x)
-    x = layers.MaxPool(3, 2, name='pool1')(x)                   # 55 -> 27
-    x = nn.relu(conv(256, 5, 1, 2, 'conv2')(x))
-    x = layers.LocalResponseNorm(**PAPER_LRN, name='lrn2')(x)
-    x = layers.MaxPool(3, 2, name='pool2')(x)                   # 27 -> 13
-    x = nn.relu(conv(384, 3, 1, 1, 'conv3')(x))
-    x = nn.relu(conv(384, 3, 1, 1, 'conv4')(x))
-    x = nn.relu(conv(256, 3, 1, 1, 'conv5')(x))
-    x = layers.MaxPool(3, 2, name='pool5')(x)                   # 13 -> 6
-    check_head_input(self, x, (6, 6))
-    return classifier(layers.flatten(x), self.num_classes, self.dropout, train, self.dtype)
+  def __call__(self, x):
+    x = self.avgpool(self.features(x))
+    return self.classifier(layers.flatten(x))
 
 
-class ZFNet(nn.Module):
-  num_classes: int = 1000
-  dropout: float = 0.5
-  dtype: Any = jnp.float32
-  image_size = 224
+class AlexNetV1(nnx.Module):
+  image_size = 227  # the only input size its head takes
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    conv = lambda f, k, s, p, name: layers.Conv(f, k, s, padding=p, dtype=self.dtype,
-                                                name=name)
+  def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,
+               in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    c = dict(dtype=dtype, rngs=rngs)
+    self.features = layers.Sequential(
+        conv(in_channels, 96, 11, 4, 0, **c), relu,                 # 227 -> 55
+        layers.LocalResponseNorm(**PAPER_LRN),
+        layers.MaxPool(3, 2),                                       # 55 -> 27
+        conv(96, 256, 5, 1, 2, **c), relu,
+        layers.LocalResponseNorm(**PAPER_LRN),
+        layers.MaxPool(3, 2),                                       # 27 -> 13
+        conv(256, 384, 3, 1, 1, **c), relu,
+        conv(384, 384, 3, 1, 1, **c), relu,
+        conv(384, 256, 3, 1, 1, **c), relu,
+        layers.MaxPool(3, 2))                                       # 13 -> 6
+    self.classifier = classifier(256 * 6 * 6, num_classes, dropout, dropout_first=True,
+                                 **c)
+
+  def __call__(self, x):
+    x = self.features(x)
+    layers.check_head_input(self, x, 6, native=self.image_size)
+    return self.classifier(layers.flatten(x))
+
+
+class ZFNet(nnx.Module):
+  image_size = 224  # the only input size its head takes
+
+  def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,
+               in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    c = dict(dtype=dtype, rngs=rngs)
     # Fig. 3's map sizes 110-55-26-13-13-13-6 need ceil-mode pooling (Caffe's rounding).
-    pool = lambda name: layers.MaxPool(3, 2, ceil_mode=True, name=name)
-    x = nn.relu(conv(96, 7, 2, 1, 'conv1')(x))                  # 224 -> 110
-    x = pool('pool1')(x)                                        # 110 -> 55
-    x = layers.LocalResponseNorm(**PAPER_LRN, name='lrn1')(x)   # "contrast normalised"
-    x = nn.relu(conv(256, 5, 2, 0, 'conv2')(x))                 # 55 -> 26
-    x = pool('pool2')(x)                                        # 26 -> 13
-    x = layers.LocalResponseNorm(**PAPER_LRN, name='lrn2')(x)
-    x = nn.relu(conv(384, 3, 1, 1, 'conv3')(x))
-    x = nn.relu(conv(384, 3, 1, 1, 'conv4')(x))
-    x = nn.relu(conv(256, 3, 1, 1, 'conv5')(x))
-    x = pool('pool5')(x)                                        # 13 -> 6
-    check_head_input(self, x, (6, 6))
-    return classifier(layers.flatten(x), self.num_classes, self.dropout, train, self.dtype)
+    pool = lambda: layers.MaxPool(3, 2, ceil_mode=True)
+    self.features = layers.Sequential(
+        conv(in_channels, 96, 7, 2, 1, **c), relu,                  # 224 -> 110
+        pool(),                                                     # 110 -> 55
+        layers.LocalResponseNorm(**PAPER_LRN),                      # "contrast normalised"
+        conv(96, 256, 5, 2, 0, **c), relu,                          # 55 -> 26
+        pool(),                                                     # 26 -> 13
+        layers.LocalResponseNorm(**PAPER_LRN),
+        conv(256, 384, 3, 1, 1, **c), relu,
+        conv(384, 384, 3, 1, 1, **c), relu,
+        conv(384, 256, 3, 1, 1, **c), relu,
+        pool())                                                     # 13 -> 6
+    self.classifier = classifier(256 * 6 * 6, num_classes, dropout, dropout_first=True,
+                                 **c)
+
+  def __call__(self, x):
+    x = self.features(x)
+    layers.check_head_input(self, x, 6, native=self.image_size)
+    return self.classifier(layers.flatten(x))

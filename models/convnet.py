@@ -16,14 +16,17 @@ A network is a list of stages and a head, given as plain dicts (from a config fi
 
 Keys left out take the defaults below. `SIMPLE_CNN`, `VGG11_LIKE` and `ALEXNET_LIKE`
 show that the tutorial network, VGG-A and torchvision's AlexNet are all convnets.
-A stack that collapses the image raises ValueError naming the layer and the sizes,
-when the model is first traced (before anything compiles).
+Unknown or bad keys raise ValueError before any layer is built; a stack that collapses
+the image raises ValueError naming the layer ('stage4.conv1') and the sizes when the
+model is built, on shapes only (before anything compiles).
 """
 
 from typing import Any, Sequence
 
-import flax.linen as nn
+from flax import nnx
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from models import layers
 
@@ -67,70 +70,153 @@ def stage_specs(stages) -> list[dict]:
   return specs
 
 
-class ConvNet(nn.Module):
-  stages: Sequence[Any] = ({'width': 32}, {'width': 64, 'stride': 2})
-  head: Any = None
-  num_classes: int = 10
-  dtype: Any = jnp.float32
+def output_size(size, kernel, stride=1, padding: layers.Padding = 0, dilation=1) -> tuple:
+  """(H, W) out of a conv or pooling window over (H, W) `size`: layers' arithmetic."""
+  kernel, stride, dilation = layers.pair(kernel), layers.pair(stride), layers.pair(dilation)
+  pads = layers.resolve_padding(padding, size, kernel, stride, dilation)
+  return tuple(layers.conv_output_size(n, k, s, p, d)
+               for n, k, s, p, d in zip(size, kernel, stride, pads, dilation))
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    head = _with_defaults('head', self.head, HEAD_DEFAULTS)
-    for i, s in enumerate(stage_specs(self.stages), 1):
-      act = layers.activation(s['activation'])
-      batch_norm = s['norm'] == 'batch'
 
-      def conv_norm_act(x, width, kernel, stride, name, padding, activate=True):
-        x = layers.Conv(width, kernel, stride, padding=padding,
-                        padding_mode=s['padding_mode'], dilation=s['dilation'],
-                        use_bias=not batch_norm, dtype=self.dtype, name=f'{name}')(x)
-        if batch_norm:
-          x = layers.BatchNorm(use_running_average=not train, dtype=self.dtype,
-                               name=name.replace('conv', 'bn'))(x)
-        return act(x) if activate else x
+class Stage(nnx.Module):
+  """`depth` k x k convs (conv1, conv2 ...; each after an optional 1x1 bottleneck
+  reduce_conv<j>, with an optional shortcut around it), each with its BatchNorm
+  (bn<j>), then the stage's downsampling (pool, or downconv and downbn)."""
 
-      for j in range(1, s['depth'] + 1):
-        stride = s['stride'] if j == 1 else 1
-        y = x
-        if s['bottleneck']:
-          y = conv_norm_act(y, s['bottleneck'], 1, 1, f'stage{i}_reduce_conv{j}', 0)
-        y = conv_norm_act(y, s['width'], s['kernel'], stride, f'stage{i}_conv{j}',
-                          s['padding'], activate=not s['residual'])
-        if s['residual']:
-          if y.shape != x.shape:  # a strided 1x1 projection, as ResNet's option B
-            x = layers.Conv(s['width'], 1, stride, padding=0, use_bias=False,
-                            dtype=self.dtype, name=f'stage{i}_shortcut{j}')(x)
-          if y.shape[1:3] != x.shape[1:3]:
-            raise ValueError(
-                f'convnet stage {i} conv {j}: a residual stage needs size-preserving '
-                f"padding ('SAME'), but the conv gives {y.shape[1]}x{y.shape[2]} and "
-                f'the shortcut {x.shape[1]}x{x.shape[2]}')
-          y = act(y + x)
-        x = y
-      d = s['downsample']
-      if d['type'] == 'max':
-        x = layers.MaxPool(d['kernel'], d['stride'], d['padding'], name=f'stage{i}_pool')(x)
-      elif d['type'] == 'avg':
-        x = layers.AvgPool(d['kernel'], d['stride'], d['padding'], name=f'stage{i}_pool')(x)
-      elif d['type'] == 'conv':
-        x = conv_norm_act(x, s['width'], d['kernel'], d['stride'], f'stage{i}_downconv',
-                          d['padding'])
+  def __init__(self, spec: dict, in_channels: int, size: tuple, *, dtype: Any,
+               rngs: nnx.Rngs):
+    s = spec
+    self.depth, self.residual, self.activation = s['depth'], s['residual'], s['activation']
+    batch_norm = s['norm'] == 'batch'
+
+    def conv_bn(name, cin, cout, kernel, stride, padding):
+      setattr(self, name, layers.Conv(
+          cin, cout, kernel, stride, padding, padding_mode=s['padding_mode'],
+          dilation=s['dilation'], use_bias=not batch_norm, dtype=dtype, rngs=rngs))
+      setattr(self, name.replace('conv', 'bn'),
+              layers.BatchNorm(cout, dtype=dtype, rngs=rngs) if batch_norm else None)
+
+    channels = in_channels
+    for j in range(1, s['depth'] + 1):
+      stride = s['stride'] if j == 1 else 1
+      width_in = channels
+      if s['bottleneck']:
+        conv_bn(f'reduce_conv{j}', channels, s['bottleneck'], 1, 1, 0)
+        width_in = s['bottleneck']
+      else:
+        setattr(self, f'reduce_conv{j}', None)
+      conv_bn(f'conv{j}', width_in, s['width'], s['kernel'], stride, s['padding'])
+      out = output_size(size, s['kernel'], stride, s['padding'], s['dilation'])
+      shortcut = None
+      if s['residual'] and (s['width'] != channels or out != size):
+        # where the conv changes the shape: a strided 1x1 projection, as ResNet's option B
+        shortcut = layers.Conv(channels, s['width'], 1, stride, padding=0, use_bias=False,
+                               dtype=dtype, rngs=rngs)
+      setattr(self, f'shortcut{j}', shortcut)
+      channels, size = s['width'], out
+    d = s['downsample']
+    pool = {'max': layers.MaxPool, 'avg': layers.AvgPool}.get(d['type'])
+    self.pool = pool(d['kernel'], d['stride'], d['padding']) if pool else None
+    if d['type'] == 'conv':
+      conv_bn('downconv', channels, s['width'], d['kernel'], d['stride'], d['padding'])
+    else:
+      self.downconv = self.downbn = None
+    if d['type'] != 'none':
+      size = output_size(size, d['kernel'], d['stride'], d['padding'],
+                         s['dilation'] if d['type'] == 'conv' else 1)
+    self.out_channels, self.out_size = channels, size
+
+  def _conv_bn(self, name, x, activate=True):
+    x = getattr(self, name)(x)
+    bn = getattr(self, name.replace('conv', 'bn'))
+    if bn is not None:
+      x = bn(x)
+    return layers.activation(self.activation)(x) if activate else x
+
+  def __call__(self, x):
+    for j in range(1, self.depth + 1):
+      y = x
+      if getattr(self, f'reduce_conv{j}') is not None:
+        y = self._conv_bn(f'reduce_conv{j}', y)
+      y = self._conv_bn(f'conv{j}', y, activate=not self.residual)
+      if self.residual:
+        shortcut = getattr(self, f'shortcut{j}')
+        if shortcut is not None:
+          x = shortcut(x)
+        if y.shape[1:3] != x.shape[1:3]:
+          raise ValueError(
+              f'convnet {layers.layer_name(self)} conv {j}: a residual stage needs '
+              f"size-preserving padding ('SAME'), but the conv gives {y.shape[1]}x"
+              f'{y.shape[2]} and the shortcut {x.shape[1]}x{x.shape[2]}')
+        y = layers.activation(self.activation)(y + x)
+      x = y
+    if self.pool is not None:
+      x = self.pool(x)
+    if self.downconv is not None:
+      x = self._conv_bn('downconv', x)
+    return x
+
+
+class ConvNet(nnx.Module):
+  """Stages stage1, stage2 ... then the head: pool, input_dropout, hidden FC layers
+  (each followed by dropout), fc. `image_size` sizes the head's first FC layer."""
+
+  def __init__(self, stages: Sequence[Any] = ({'width': 32}, {'width': 64, 'stride': 2}),
+               head: Any = None, num_classes: int = 10, *, in_channels: int = 3,
+               image_size: int = 32, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    specs, head = stage_specs(stages), _with_defaults('head', head, HEAD_DEFAULTS)
+    channels, size = in_channels, (image_size, image_size)
+    for i, spec in enumerate(specs, 1):
+      stage = Stage(spec, channels, size, dtype=dtype, rngs=rngs)
+      setattr(self, f'stage{i}', stage)
+      channels, size = stage.out_channels, stage.out_size
+    self.num_stages = len(specs)
+    # The features' shape, as PyTorch tutorials find it (a dummy image through them),
+    # on shapes only. A stack that collapses the image fails here, in the layer that
+    # does not fit, named by its path ('stage4.conv1').
+    layers.name_layers(self)
+    _, h, w, c = nnx.eval_shape(lambda net: net.features(
+        jnp.zeros((1, image_size, image_size, in_channels))), self).shape
 
     if head['pool'] == 'gap':
-      x = layers.GlobalAvgPool(name='head_pool')(x)
-    elif head['pool'] != 'flatten':
-      x = layers.AdaptiveAvgPool(tuple(head['pool']), name='head_pool')(x)
-    if head['input_dropout']:
-      dropout = (layers.spatial_dropout if head['channel_dropout'] and x.ndim == 4
-                 else nn.Dropout)
-      x = dropout(head['input_dropout'], name='head_input_dropout')(
-          x, deterministic=not train)
+      self.pool, width = layers.GlobalAvgPool(), c
+    elif head['pool'] == 'flatten':
+      self.pool, width = None, h * w * c
+    else:
+      self.pool = layers.AdaptiveAvgPool(tuple(head['pool']))
+      width = int(np.prod(head['pool'])) * c
+    rate = head['input_dropout']
+    if not rate:
+      self.input_dropout = None
+    elif head['channel_dropout'] and head['pool'] != 'gap':  # Dropout2d, on maps only
+      self.input_dropout = layers.spatial_dropout(rate, rngs=rngs)
+    else:
+      self.input_dropout = nnx.Dropout(rate, rngs=rngs)
+    hidden = []
+    for out in head['hidden']:
+      hidden.append(layers.Linear(width, out, dtype=dtype, rngs=rngs))
+      width = out
+    self.hidden = nnx.List(hidden)
+    self.dropout = nnx.Dropout(head['dropout'], rngs=rngs) if head['dropout'] else None
+    self.fc = layers.Linear(width, num_classes, dtype=dtype, rngs=rngs)
+
+  def features(self, x):
+    for i in range(1, self.num_stages + 1):
+      x = getattr(self, f'stage{i}')(x)
+    return x
+
+  def __call__(self, x):
+    x = self.features(x)
+    if self.pool is not None:
+      x = self.pool(x)
+    if self.input_dropout is not None:
+      x = self.input_dropout(x)
     x = layers.flatten(x)
-    for k, width in enumerate(head['hidden'], 1):
-      x = nn.relu(nn.Dense(width, dtype=self.dtype, name=f'head_fc{k}')(x))
-      if head['dropout']:
-        x = nn.Dropout(head['dropout'], name=f'head_dropout{k}')(x, deterministic=not train)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='head_out')(x)
+    for fc in self.hidden:
+      x = jax.nn.relu(fc(x))
+      if self.dropout is not None:
+        x = self.dropout(x)
+    return self.fc(x)
 
 
 # The tutorial SimpleCNN, VGG-A (vgg11) and torchvision's AlexNet as convnet configs.

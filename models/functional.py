@@ -15,7 +15,7 @@ function `merge` rebuilds the module from them, at trace time only.
   net = models.functional(lambda rngs: models.create_model('resnet20', rngs=rngs))
   variables = net.init(jax.random.key(0))
   logits = net.apply(variables, images)                             # eval mode
-  logits, batch_stats, aux = net.apply(variables, images, rng=key)  # train mode
+  logits, batch_stats, aux = net.apply(variables, images, train=True, rng=key)
 """
 
 import dataclasses
@@ -53,17 +53,17 @@ class Functional:
     model = nnx.merge(self.train_def if train else self.eval_def, variables['params'],
                       variables.get('batch_stats', {}), streams)
     if train and rng is not None:
-      nnx.reseed(model, dropout=rng)
+      # (a model made with nnx.Rngs(key) has its dropout streams tagged 'default')
+      nnx.reseed(model, default=rng, dropout=rng)
     return model
 
   def apply(self, variables, images, *, train: bool = False, rng=None, **kwargs):
     """Eval mode: the logits. Train mode (train=True): (logits, the updated batch
     statistics, [(weight, logits)] of the auxiliary classifiers)."""
     model = self.merge(variables, train, rng)
-    logits = model(images, **kwargs)
     if not train:
-      return logits
-    aux = layers.pop_auxiliary(model)
+      return model(images, **kwargs)
+    logits, aux = layers.with_auxiliary(model, images, **kwargs)
     return logits, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)), aux
 
 

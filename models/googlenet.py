@@ -5,14 +5,20 @@ conv; a 1x1 reduction then 3x3; a 1x1 reduction then 5x5; and 3x3/1 max pooling 
 1x1 projection, concatenated. The paper's network has no batch normalisation and uses
 LRN after the stem's first pool and its 3x3 conv; `batch_norm=True` gives the later
 BN-Inception-style variant. The two auxiliary classifiers (section 5: 5x5/3 average
-pool, 1x1 conv 128, FC 1024, dropout 0.7, their losses weighted by 0.3) exist only in
+pool, 1x1 conv 128, FC 1024, dropout 0.7, their losses weighted by 0.3) run only in
 training: each is sown with its weight (layers.sow_auxiliary), and the trainer adds
 their weighted losses.
+
+Module names are torchvision's GoogLeNet (conv1, maxpool1, conv2, conv3, inception3a,
+its branch1 .. branch4, aux1, aux2, fc); torchvision's branch3 is a 3x3 where the paper
+(and this model) has a 5x5, and it has BN where the paper has LRN, so no torchvision
+weights fit this model.
 """
 
 from typing import Any
 
-import flax.linen as nn
+from flax import nnx
+import jax
 import jax.numpy as jnp
 
 from models import layers
@@ -29,89 +35,137 @@ INCEPTION = {
 AUX_LOSS_WEIGHT = 0.3  # section 5
 
 
-class ConvReLU(nn.Module):
-  """Conv ('SAME' padding for odd kernels) -> [BN] -> ReLU."""
-  features: int
-  kernel_size: int
-  strides: int = 1
-  batch_norm: bool = False
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    x = layers.Conv(self.features, self.kernel_size, self.strides,
-                    padding=self.kernel_size // 2, use_bias=not self.batch_norm,
-                    dtype=self.dtype, name='conv')(x)
-    if self.batch_norm:
-      x = layers.BatchNorm(use_running_average=not train, dtype=self.dtype, name='bn')(x)
-    return nn.relu(x)
+def out_channels(widths) -> int:
+  """An inception module's output channels: its four branches concatenated."""
+  n1, _, n3, _, n5, proj = widths
+  return n1 + n3 + n5 + proj
 
 
-class Inception(nn.Module):
-  widths: tuple
-  batch_norm: bool = False
-  dtype: Any = jnp.float32
+class BasicConv2d(nnx.Module):
+  """Conv (padding k//2: sizes kept at stride 1) -> [BN] -> ReLU, torchvision's
+  BasicConv2d; with the paper's biases where there is no BN."""
 
-  @nn.compact
-  def __call__(self, x, train: bool):
-    n1, r3, n3, r5, n5, proj = self.widths
-    cbr = lambda f, k, name: ConvReLU(f, k, batch_norm=self.batch_norm, dtype=self.dtype,
-                                      name=name)
-    b1 = cbr(n1, 1, 'branch1x1')(x, train)
-    b3 = cbr(n3, 3, 'branch3x3')(cbr(r3, 1, 'branch3x3_reduce')(x, train), train)
-    b5 = cbr(n5, 5, 'branch5x5')(cbr(r5, 1, 'branch5x5_reduce')(x, train), train)
-    bp = cbr(proj, 1, 'pool_proj')(layers.MaxPool(3, 1, padding=1, name='pool')(x), train)
-    return jnp.concatenate([b1, b3, b5, bp], axis=-1)
+  def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+               stride: int = 1, *, batch_norm: bool = False, dtype: Any = jnp.float32,
+               rngs: nnx.Rngs):
+    self.conv = layers.Conv(in_channels, out_channels, kernel_size, stride,
+                            padding=kernel_size // 2, use_bias=not batch_norm, dtype=dtype,
+                            rngs=rngs)
+    self.bn = layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs) if batch_norm else None
 
-
-class AuxClassifier(nn.Module):
-  num_classes: int
-  batch_norm: bool = False
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, train: bool):
-    x = layers.AvgPool(5, 3, name='pool')(x)                     # 14x14 -> 4x4
-    x = ConvReLU(128, 1, batch_norm=self.batch_norm, dtype=self.dtype, name='conv')(x, train)
-    x = nn.relu(nn.Dense(1024, dtype=self.dtype, name='fc1')(layers.flatten(x)))
-    x = nn.Dropout(0.7, name='dropout')(x, deterministic=not train)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc2')(x)
+  def __call__(self, x):
+    x = self.conv(x)
+    if self.bn is not None:
+      x = self.bn(x)
+    return jax.nn.relu(x)
 
 
-class GoogLeNet(nn.Module):
-  num_classes: int = 1000
-  aux_logits: bool = True
-  aux_loss_weight: float = AUX_LOSS_WEIGHT
-  batch_norm: bool = False
-  dropout: float = 0.4       # Table 1: dropout (40%) before the linear layer
-  dtype: Any = jnp.float32
+def sequential(modules, x):
+  for module in modules:
+    x = module(x)
+  return x
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    bn, dt = self.batch_norm, self.dtype
+
+class Inception(nnx.Module):
+  """Fig. 2(b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3/1 max pool -> 1x1, concatenated."""
+
+  def __init__(self, in_channels: int, widths: tuple, *, batch_norm: bool = False,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    n1, r3, n3, r5, n5, proj = widths
+    conv = lambda cin, cout, k: BasicConv2d(cin, cout, k, batch_norm=batch_norm, dtype=dtype,
+                                            rngs=rngs)
+    self.branch1 = conv(in_channels, n1, 1)
+    self.branch2 = nnx.List([conv(in_channels, r3, 1), conv(r3, n3, 3)])
+    self.branch3 = nnx.List([conv(in_channels, r5, 1), conv(r5, n5, 5)])
+    self.branch4 = nnx.List([layers.MaxPool(3, 1, padding=1), conv(in_channels, proj, 1)])
+
+  def __call__(self, x):
+    branches = (self.branch1(x), sequential(self.branch2, x), sequential(self.branch3, x),
+                sequential(self.branch4, x))
+    return jnp.concatenate(branches, axis=-1)
+
+
+class InceptionAux(nnx.Module):
+  """Section 5: 5x5/3 average pool, 1x1 conv 128 + ReLU, FC 1024 + ReLU, dropout 70%,
+  a linear layer to the classes. `size`: the side of the map it reads (14 at 224)."""
+
+  def __init__(self, in_channels: int, size: int, num_classes: int, *,
+               batch_norm: bool = False, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    self.avgpool = layers.AvgPool(5, 3)
+    pooled = layers.conv_output_size(size, 5, 3)  # 14x14 -> 4x4
+    self.conv = BasicConv2d(in_channels, 128, 1, batch_norm=batch_norm, dtype=dtype,
+                            rngs=rngs)
+    self.fc1 = layers.Linear(pooled * pooled * 128, 1024, dtype=dtype, rngs=rngs)
+    self.dropout = nnx.Dropout(0.7, rngs=rngs)
+    self.fc2 = layers.Linear(1024, num_classes, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    x = self.conv(self.avgpool(x))
+    x = jax.nn.relu(self.fc1(layers.flatten(x)))
+    return self.fc2(self.dropout(x))
+
+
+class GoogLeNet(nnx.Module):
+  """Table 1's network; `image_size` sizes the auxiliary classifiers' FC layers."""
+
+  def __init__(self, num_classes: int = 1000, *, in_channels: int = 3,
+               image_size: int = 224, aux_logits: bool = True,
+               aux_loss_weight: float = AUX_LOSS_WEIGHT, batch_norm: bool = False,
+               dropout: float = 0.4,  # Table 1: dropout (40%) before the linear layer
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    kw = dict(batch_norm=batch_norm, dtype=dtype, rngs=rngs)
     # Table 1's sizes 112-56-28-14-7 from 224 need ceil-mode pooling.
-    pool = lambda name: layers.MaxPool(3, 2, ceil_mode=True, name=name)
-    x = ConvReLU(64, 7, 2, bn, dt, name='conv1')(x, train)      # 224 -> 112
-    x = pool('pool1')(x)                                          # 112 -> 56
-    if not bn:
-      x = layers.LocalResponseNorm(**PAPER_LRN, name='lrn1')(x)
-    x = ConvReLU(64, 1, 1, bn, dt, name='conv2_reduce')(x, train)
-    x = ConvReLU(192, 3, 1, bn, dt, name='conv2')(x, train)
-    if not bn:
-      x = layers.LocalResponseNorm(**PAPER_LRN, name='lrn2')(x)
-    x = pool('pool2')(x)                                          # 56 -> 28
-    aux = {}
-    for block in ('3a', '3b', 'pool3', '4a', '4b', '4c', '4d', '4e', 'pool4', '5a', '5b'):
-      if block.startswith('pool'):
-        x = pool(block)(x)
-        continue
-      x = Inception(INCEPTION[block], bn, dt, name=f'inception{block}')(x, train)
-      # Auxiliary heads on 4a and 4d; built at init so that training finds their params.
-      if block in ('4a', '4d') and self.aux_logits and (train or self.is_initializing()):
-        aux[f'aux{block}'] = AuxClassifier(self.num_classes, bn, dt, name=f'aux{block}')(
-            x, train)
-    for name, logits in aux.items() if train else ():
-      layers.sow_auxiliary(self, name, self.aux_loss_weight, logits)
-    x = layers.GlobalAvgPool(name='avgpool')(x)
-    x = nn.Dropout(self.dropout, name='dropout')(x, deterministic=not train)
-    return nn.Dense(self.num_classes, dtype=dt, name='fc')(x)
+    pool = lambda: layers.MaxPool(3, 2, ceil_mode=True)
+    lrn = lambda: None if batch_norm else layers.LocalResponseNorm(**PAPER_LRN)
+    self.conv1 = BasicConv2d(in_channels, 64, 7, 2, **kw)       # 224 -> 112
+    self.maxpool1 = pool()                                       # 112 -> 56
+    self.lrn1 = lrn()
+    self.conv2 = BasicConv2d(64, 64, 1, **kw)                    # the 3x3's 1x1 reduction
+    self.conv3 = BasicConv2d(64, 192, 3, **kw)
+    self.lrn2 = lrn()
+    self.maxpool2 = pool()                                       # 56 -> 28
+    self.inception3a = Inception(192, INCEPTION['3a'], **kw)
+    self.inception3b = Inception(256, INCEPTION['3b'], **kw)
+    self.maxpool3 = pool()                                       # 28 -> 14
+    self.inception4a = Inception(480, INCEPTION['4a'], **kw)
+    self.inception4b = Inception(512, INCEPTION['4b'], **kw)
+    self.inception4c = Inception(512, INCEPTION['4c'], **kw)
+    self.inception4d = Inception(512, INCEPTION['4d'], **kw)
+    self.inception4e = Inception(528, INCEPTION['4e'], **kw)
+    self.maxpool4 = pool()                                       # 14 -> 7
+    self.inception5a = Inception(832, INCEPTION['5a'], **kw)
+    self.inception5b = Inception(832, INCEPTION['5b'], **kw)
+    if aux_logits:  # on 4a's and 4d's outputs (512 and 528 channels)
+      size = layers.conv_output_size(image_size, 7, 2, (3, 3))  # conv1
+      for _ in range(3):  # maxpool1 .. maxpool3: 14x14 at 224
+        size = layers.conv_output_size(size, 3, 2, ceil_mode=True)
+      self.aux1 = InceptionAux(512, size, num_classes, **kw)
+      self.aux2 = InceptionAux(528, size, num_classes, **kw)
+    else:
+      self.aux1 = self.aux2 = None
+    self.aux_loss_weight = aux_loss_weight
+    self.avgpool = layers.GlobalAvgPool()
+    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.fc = layers.Linear(1024, num_classes, dtype=dtype, rngs=rngs)
+    # True in eval mode: model.train() and model.eval() set it, as they set Dropout's.
+    self.deterministic = False
+
+  def __call__(self, x):
+    x = self.maxpool1(self.conv1(x))
+    if self.lrn1 is not None:
+      x = self.lrn1(x)
+    x = self.conv3(self.conv2(x))
+    if self.lrn2 is not None:
+      x = self.lrn2(x)
+    x = self.maxpool2(x)
+    x = self.maxpool3(self.inception3b(self.inception3a(x)))
+    x = self.inception4a(x)
+    training_aux = self.aux1 is not None and not self.deterministic
+    if training_aux:
+      layers.sow_auxiliary(self, 'aux1', self.aux_loss_weight, self.aux1(x))
+    x = self.inception4d(self.inception4c(self.inception4b(x)))
+    if training_aux:
+      layers.sow_auxiliary(self, 'aux2', self.aux_loss_weight, self.aux2(x))
+    x = self.maxpool4(self.inception4e(x))
+    x = self.inception5b(self.inception5a(x))
+    return self.fc(self.dropout(self.avgpool(x)))

@@ -1,5 +1,6 @@
 """Per-layer statistics of any model: output shape, parameters, multiply-adds and the
-receptive field, found by tracing the model once (no compile, no FLOPs spent).
+receptive field, found by tracing the model once with shapes only (jax.eval_shape: no
+compile, no FLOPs spent, and the model itself may have shapes only: nnx.eval_shape).
 
 Receptive field arithmetic (Dumoulin & Visin 2016; the seeds' notes), per spatial axis:
   r_out = r_in + (k - 1) * d * j_in      the field grows by the dilated kernel extent,
@@ -8,35 +9,115 @@ Receptive field arithmetic (Dumoulin & Visin 2016; the seeds' notes), per spatia
 For branching networks (residual, inception) a layer's input field is the largest of
 the fields that reach it, as a merge of branches sees the union of their inputs.
 Multiply-adds count convolutions and fully connected layers, as the papers' tables do.
+
+Layers are named by their path in the model, as PyTorch prints them: 'conv1',
+'layer1.0.conv1' (the first block of the nnx.List `layer1`).
 """
 
+import contextlib
+import functools
 import math
 
-import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from models.functional import Functional
 from models import layers
 
 SPATIAL = (layers.Conv, layers.MaxPool, layers.AvgPool)
-RECORDED = SPATIAL + (nn.Dense, layers.BatchNorm, layers.AdaptiveAvgPool, layers.GlobalAvgPool,
-                      layers.LocalResponseNorm, nn.Dropout)
+RECORDED = SPATIAL + (nnx.Linear, layers.BatchNorm, layers.AdaptiveAvgPool, layers.GlobalAvgPool,
+                      layers.LocalResponseNorm, nnx.Dropout)
 
 
 def geometry(module):
-  """(kernel, stride, dilation) pairs of a conv or pooling module."""
+  """(kernel, stride, dilation) pairs of a conv or pooling module (a pool's stride
+  defaults to its kernel, as in PyTorch)."""
   k = layers.pair(module.kernel_size)
-  s = layers.pair(module.strides if module.strides is not None else module.kernel_size)
+  s = layers.pair(module.stride if module.stride is not None else module.kernel_size)
   d = layers.pair(getattr(module, 'dilation', 1))
   return k, s, d
 
 
-def layer_table(model: nn.Module, image_size, channels: int = 3) -> list[dict]:
-  """One dict per layer, in call order: name, type, output shape, params, macs, rf, jump."""
+def name_of(path) -> str:
+  """A module's path in its model as one name: ('layer1', 0, 'conv1') -> 'layer1.0.conv1'."""
+  return '.'.join(map(str, path))
+
+
+def as_module(model) -> nnx.Module:
+  """The nnx.Module of a model given as one (eager or with shapes only) or as a
+  models.Functional (its module with shapes only)."""
+  return model.module if isinstance(model, Functional) else model
+
+
+def _defines_call(cls):
+  """The class in cls's method resolution order whose __call__ its instances run."""
+  return next(c for c in cls.__mro__ if '__call__' in vars(c))
+
+
+@contextlib.contextmanager
+def calls_of(model: nnx.Module, record):
+  """Within the block, each call of a RECORDED submodule of `model` also calls
+  record(name, module, input, output).
+
+  As nnx.capture(method_outputs=...) does, the classes' __call__ are wrapped for the
+  duration (Python finds __call__ on the class, not the instance); unlike it, the input
+  is seen too, which the receptive field and the multiply-adds need.
+  """
+  names = {id(m): name_of(path) for path, m in nnx.iter_modules(model) if path}
+  owners = {_defines_call(type(m)) for _, m in nnx.iter_modules(model)
+            if isinstance(m, RECORDED)}
+  originals = {cls: vars(cls)['__call__'] for cls in owners}
+
+  def watched(cls, call):
+    @functools.wraps(call)
+    def __call__(self, x, *args, **kwargs):
+      out = call(self, x, *args, **kwargs)
+      # Only the most derived __call__ records (a subclass's may call its parent's).
+      if id(self) in names and _defines_call(type(self)) is cls:
+        record(names[id(self)], self, x, out)
+      return out
+    return __call__
+
+  try:
+    for cls, call in originals.items():
+      cls.__call__ = watched(cls, call)
+    yield
+  finally:
+    for cls, call in originals.items():
+      cls.__call__ = call
+
+
+def trace(model, image_size, channels: int, record, train: bool = True):
+  """Run `model` on one image of shapes only, with record(...) as in `calls_of`: in
+  train mode every layer it has runs (GoogLeNet's auxiliary classifiers too), in eval
+  mode those an evaluated image goes through."""
+  model = as_module(model)
+  graphdef, state = nnx.split(model)
   h, w = layers.pair(image_size)
-  x = np.zeros((1, h, w, channels), np.float32)  # (traced below: nothing on a device)
-  rows, fields, keep = [], {}, []  # keep: arrays alive, so their ids stay unique
+
+  def forward(state, x):
+    copy = layers.name_layers(nnx.merge(graphdef, state))  # (names in the shape errors)
+    if train:
+      copy.train()
+    else:
+      copy.eval()
+    with calls_of(copy, record):
+      copy(x)
+
+  jax.eval_shape(forward, state, jax.ShapeDtypeStruct((1, h, w, channels), jnp.float32))
+
+
+def size_of(tree) -> int:
+  """Number of numbers in a pytree of arrays (or of shapes)."""
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def layer_table(model, image_size, channels: int = 3, *, train: bool = True) -> list[dict]:
+  """One dict per layer call, in call order: name, type, input and output shape (of one
+  image), params, macs, rf, jump (None for layers that have no spatial window). The
+  model in train mode: every layer; train=False: the layers evaluation runs."""
+  rows, fields, keep = [], {}, []  # keep: the arrays alive, so their ids stay unique
 
   def field_of(arr):
     if id(arr) in fields:
@@ -45,12 +126,7 @@ def layer_table(model: nn.Module, image_size, channels: int = 3) -> list[dict]:
     same = [f for f in fields.values() if f[2] == tuple(arr.shape[1:3])]
     return max(same, default=(1, 1, tuple(arr.shape[1:3])))
 
-  def interceptor(next_fn, args, kwargs, context):
-    module = context.module
-    if context.method_name != '__call__' or not isinstance(module, RECORDED):
-      return next_fn(*args, **kwargs)
-    inp = args[0]
-    out = next_fn(*args, **kwargs)
+  def record(name, module, inp, out):
     keep.extend([inp, out])
     r, j, _ = field_of(inp)
     rf = None
@@ -60,37 +136,27 @@ def layer_table(model: nn.Module, image_size, channels: int = 3) -> list[dict]:
       rf = (r, j)
     if out.ndim == 4:
       fields[id(out)] = (r, j, tuple(out.shape[1:3]))
-    if isinstance(module, layers.Conv):
-      kh, kw = layers.pair(module.kernel_size)
+    if isinstance(module, layers.Conv):  # each output: a kernel's taps over its group
+      kh, kw = module.kernel_size
       macs = math.prod(out.shape[1:]) * kh * kw * inp.shape[-1] // module.groups
-    elif isinstance(module, nn.Dense):
+    elif isinstance(module, nnx.Linear):
       macs = math.prod(out.shape[1:]) * inp.shape[-1]
     else:
       macs = 0
-    rows.append(dict(name='/'.join(module.scope.path), type=type(module).__name__,
-                     output_shape=tuple(out.shape[1:]), macs=int(macs),
+    rows.append(dict(name=name, type=type(module).__name__,
+                     input_shape=tuple(inp.shape[1:]), output_shape=tuple(out.shape[1:]),
+                     params=size_of(nnx.state(module, nnx.Param)), macs=int(macs),
                      rf=rf[0] if rf else None, jump=rf[1] if rf else None))
-    return out
 
-  with nn.intercept_methods(interceptor):
-    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  params = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(variables.get('params', {}))[0]:
-    module_path = '/'.join(p.key for p in path[:-1])
-    params[module_path] = params.get(module_path, 0) + int(np.prod(leaf.shape))
-  for row in rows:
-    row['params'] = params.get(row['name'], 0)
+  trace(model, image_size, channels, record, train)
   return rows
 
 
-def count_params(model: nn.Module, image_size, channels: int = 3) -> int:
+def count_params(model) -> int:
   """Number of trainable parameters (BatchNorm statistics are not parameters)."""
-  h, w = layers.pair(image_size)
-  variables = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, h, w, channels)), train=False))
-  return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(variables.get('params', {})))
+  return size_of(nnx.state(as_module(model), nnx.Param))
 
 
-def count_macs(model: nn.Module, image_size, channels: int = 3) -> int:
+def count_macs(model, image_size, channels: int = 3) -> int:
   """Multiply-adds of one forward pass on one image (conv and FC layers)."""
   return sum(row['macs'] for row in layer_table(model, image_size, channels))

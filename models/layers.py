@@ -33,18 +33,29 @@ def sow_auxiliary(module: nnx.Module, name: str, weight: float, logits):
   module.sow(AuxLogits, f'{name}_logits', (weight, logits))
 
 
-def pop_auxiliary(model: nnx.Module) -> list:
-  """[(weight, logits)] of every auxiliary classifier sown since the last pop (none: []),
-  taken out of the model."""
-  sown = nnx.pop(model, AuxLogits)
+def with_auxiliary(model: nnx.Module, *args, **kwargs):
+  """(model(*args, **kwargs), [(weight, logits)] of every auxiliary classifier it sowed
+  during the call; none: [])."""
+  out, sown = nnx.capture(lambda m: m(*args, **kwargs), AuxLogits)(model)
   pairs = jax.tree.leaves(sown, is_leaf=lambda v: isinstance(v, AuxLogits))
-  return [pair for variable in pairs for pair in variable.get_value()]
+  return out, [pair for variable in pairs for pair in variable.get_value()]
 
 
 PADDING_MODES = {'zeros': 'constant', 'reflect': 'reflect', 'edge': 'edge',
                  'circular': 'wrap'}
 
 he_normal = nnx.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def param_key(rngs: nnx.Rngs) -> jax.Array:
+  """The next key of the `params` stream: `rngs.params()`, the same key, but its count
+  replaced whole. (flax 0.12.8's in-place `count[...] += 1` compares the traced count's
+  sharding, and asking a traced value for it walks the whole trace: a model built under
+  jit or eval_shape took time quadratic in its layers, ResNet-1202 196 s instead of 6.)"""
+  stream = rngs.params
+  key = jax.random.fold_in(stream.key[...], stream.count[...])
+  stream.count.set_value(stream.count[...] + 1)
+  return key
 
 
 class BatchNorm(nnx.Module):
@@ -69,7 +80,7 @@ class BatchNorm(nnx.Module):
     self.momentum, self.epsilon, self.dtype = momentum, epsilon, dtype
     self.use_running_average = False
     shape = (num_features,)
-    self.scale = (nnx.Param(scale_init(rngs.params(), shape, jnp.float32))
+    self.scale = (nnx.Param(scale_init(param_key(rngs), shape, jnp.float32))
                   if use_scale else None)
     self.bias = nnx.Param(jnp.zeros(shape, jnp.float32))
     self.mean = nnx.BatchStat(jnp.zeros(shape, jnp.float32))
@@ -85,8 +96,10 @@ class BatchNorm(nnx.Module):
       mean = jnp.mean(xf, axes)
       var = jnp.maximum(jnp.mean(jnp.square(xf), axes) - jnp.square(mean), 0.0)  # biased
       n, m = x.size // x.shape[-1], self.momentum
-      self.mean[...] = m * self.mean[...] + (1 - m) * mean
-      self.var[...] = m * self.var[...] + (1 - m) * var * (n / max(n - 1, 1))
+      # (set_value, not `[...] =`: flax 0.12.8's in-place update asks the traced value
+      # for its sharding, which walks the whole trace: see param_key)
+      self.mean.set_value(m * self.mean[...] + (1 - m) * mean)
+      self.var.set_value(m * self.var[...] + (1 - m) * var * (n / max(n - 1, 1)))
     y = (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + self.bias[...]
     return y.astype(self.dtype or x.dtype)
 
@@ -186,8 +199,9 @@ class Conv(nnx.Module):
     self.kernel_size, self.stride, self.dilation = pair(kernel_size), pair(stride), pair(dilation)
     self.padding, self.padding_mode, self.groups, self.dtype = padding, padding_mode, groups, dtype
     self.kernel = nnx.Param(kernel_init(
-        rngs.params(), (*self.kernel_size, in_channels // groups, out_channels), jnp.float32))
-    self.bias = (nnx.Param(bias_init(rngs.params(), (out_channels,), jnp.float32))
+        param_key(rngs), (*self.kernel_size, in_channels // groups, out_channels),
+        jnp.float32))
+    self.bias = (nnx.Param(bias_init(param_key(rngs), (out_channels,), jnp.float32))
                  if use_bias else None)
 
   def __call__(self, x):
@@ -205,6 +219,20 @@ class Conv(nnx.Module):
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y
+
+
+class Sequential(nnx.List):
+  """PyTorch's nn.Sequential: layers (modules, or functions such as jax.nn.relu) applied
+  in order. Its children are numbered as torchvision numbers them (`features[3]`,
+  state path features.3), so torchvision's names are ours."""
+
+  def __init__(self, *layers_in_order):
+    super().__init__(layers_in_order)
+
+  def __call__(self, x):
+    for layer in self:
+      x = layer(x)
+    return x
 
 
 def Linear(in_features: int, out_features: int, *, dtype: Any = jnp.float32,
@@ -352,6 +380,21 @@ class LocalResponseNorm(nnx.Module):
 def flatten(x):
   """(N, ...) -> (N, -1), in NHWC order (torchvision flattens NCHW; see the importer)."""
   return x.reshape(x.shape[0], -1)
+
+
+def check_head_input(model: nnx.Module, x, side: int, *, built_for: int | None = None,
+                     native: int | None = None):
+  """A fully connected head of fixed size needs a fixed-size map: say which image size
+  gives it (`built_for`: the image_size the model was created with; `native`: the only
+  size a model takes)."""
+  if tuple(x.shape[1:3]) == (side, side):
+    return
+  size = built_for or native
+  fix = (f'use {size}x{size} images or create the model with image_size set to yours'
+         if built_for else f'use the native input size ({size}x{size})')
+  raise ValueError(f'{layer_name(model)}: the fully connected head needs a {side}x{side} '
+                   f'feature map but this image size gives {x.shape[1]}x{x.shape[2]}; '
+                   f'{fix}.')
 
 
 def windows(x, size: int):

@@ -5,34 +5,59 @@ document recognition", section II.B and Fig. 2).
 a convolution equals a full connection) -> F6 84 -> output. C3 is fully connected to S2
 here (the paper's Table I connects each C3 map to a subset; full connections are the
 modern convention) giving 61,706 parameters at 10 classes.
+
+Layers keep the paper's names (C1 ... F6, output): there is no torchvision LeNet.
 """
 
 from typing import Any
 
-import flax.linen as nn
+from flax import nnx
 import jax.numpy as jnp
 
 from models import layers
 
 
-class LeNet5(nn.Module):
-  num_classes: int = 10
-  pooling: str = 'avg'        # the paper's S-layers average (then scale); 'max' is common
-  activation: str = 'tanh'    # the paper's squashing function; 'relu' trains faster
-  dtype: Any = jnp.float32
+def s4_size(image_size: int) -> int:
+  """The side of S4's maps, C5's input: 5 at the paper's 32x32 input (C5's maps are then
+  1x1), larger for larger images."""
+  size = image_size
+  for kernel, stride in ((5, 1), (2, 2), (5, 1), (2, 2)):  # C1 S2 C3 S4
+    size = layers.conv_output_size(size, kernel, stride)
+  return size
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    if self.pooling not in ('avg', 'max'):
-      raise ValueError(f"lenet5 pooling must be 'avg' or 'max'; got {self.pooling!r}")
-    act = layers.activation(self.activation)
-    pool = layers.AvgPool if self.pooling == 'avg' else layers.MaxPool
-    conv = lambda f, name: layers.Conv(f, 5, padding='VALID', dtype=self.dtype, name=name)
-    x = act(conv(6, 'C1')(x))               # 32 -> 28
-    x = pool(2, 2, name='S2')(x)            # 28 -> 14
-    x = act(conv(16, 'C3')(x))              # 14 -> 10
-    x = pool(2, 2, name='S4')(x)            # 10 -> 5
-    x = act(conv(120, 'C5')(x))             # 5 -> 1
-    x = layers.flatten(x)
-    x = act(nn.Dense(84, dtype=self.dtype, name='F6')(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='output')(x)
+
+class LeNet5(nnx.Module):
+  """pooling: 'avg' as the paper's S-layers (which then scale), or 'max' as is common.
+  activation: 'tanh', the paper's squashing function, or e.g. 'relu' (trains faster)."""
+
+  def __init__(self, num_classes: int = 10, *, pooling: str = 'avg',
+               activation: str = 'tanh', image_size: int = 32, in_channels: int = 3,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    if pooling not in ('avg', 'max'):
+      raise ValueError(f"lenet5 pooling must be 'avg' or 'max'; got {pooling!r}")
+    s4 = s4_size(image_size)
+    if s4 < 5:
+      raise ValueError(f'lenet5: image_size={image_size} leaves C5 (5x5) a {s4}x{s4} input; '
+                       'use image_size >= 32 (section II.B: the 28x28 digits are centred '
+                       'in a 32x32 input)')
+    side = s4 - 4  # C5's maps
+    self.act = layers.activation(activation)
+    pool = layers.AvgPool if pooling == 'avg' else layers.MaxPool
+    conv = lambda c_in, c_out: layers.Conv(c_in, c_out, 5, padding='VALID', dtype=dtype,
+                                           rngs=rngs)
+    self.C1 = conv(in_channels, 6)          # 32 -> 28
+    self.S2 = pool(2, 2)                    # 28 -> 14
+    self.C3 = conv(6, 16)                   # 14 -> 10
+    self.S4 = pool(2, 2)                    # 10 -> 5
+    self.C5 = conv(16, 120)                 # 5 -> 1
+    self.F6 = layers.Linear(120 * side * side, 84, dtype=dtype, rngs=rngs)
+    self.output = layers.Linear(84, num_classes, dtype=dtype, rngs=rngs)
+    self.image_size, self.c5_side = image_size, side
+
+  def __call__(self, x):
+    x = self.S2(self.act(self.C1(x)))
+    x = self.S4(self.act(self.C3(x)))
+    x = self.act(self.C5(x))
+    layers.check_head_input(self, x, self.c5_side, built_for=self.image_size)
+    x = self.act(self.F6(layers.flatten(x)))
+    return self.output(x)

@@ -40,25 +40,43 @@ class SqueezeExcite(nnx.Module):
     return x * jax.nn.sigmoid(self.fc2(jax.nn.relu(self.fc1(s))))
 
 
-class Downsample(nnx.Module):
-  """The projection shortcut (option B): a strided 1x1 conv and BN (torchvision's
-  `downsample` Sequential, whose children are named 0 and 1 there)."""
+def downsample(in_channels: int, out_channels: int, stride: int, *, dtype: Any,
+               rngs: nnx.Rngs) -> layers.Sequential:
+  """The projection shortcut (option B): a strided 1x1 conv and BN, torchvision's
+  `downsample` Sequential (children 0 and 1)."""
+  return layers.Sequential(
+      layers.Conv(in_channels, out_channels, 1, stride, padding=0, use_bias=False,
+                  dtype=dtype, rngs=rngs),
+      layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs))
 
-  def __init__(self, in_channels: int, out_channels: int, stride: int, *, dtype: Any,
-               rngs: nnx.Rngs):
-    self.conv = layers.Conv(in_channels, out_channels, 1, stride, padding=0,
-                            use_bias=False, dtype=dtype, rngs=rngs)
-    self.bn = layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs)
+
+class PadShortcut(nnx.Module):
+  """Option A (section 4.2): the identity, subsampled by `stride` and zero-padded in
+  channels, equally on both sides; no parameters."""
+
+  def __init__(self, stride: int, out_channels: int):
+    self.stride, self.out_channels = stride, out_channels
 
   def __call__(self, x):
-    return self.bn(self.conv(x))
+    x = x[:, ::self.stride, ::self.stride, :]
+    extra = self.out_channels - x.shape[-1]
+    return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
 
 
-def pad_shortcut(x, stride: int, out_channels: int):
-  """Option A: the identity, subsampled by `stride` and zero-padded in channels."""
-  x = x[:, ::stride, ::stride, :]
-  extra = out_channels - x.shape[-1]
-  return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
+def shortcut(in_channels: int, out_channels: int, stride: int, kind: str, *, dtype: Any,
+             rngs: nnx.Rngs):
+  """A block's `downsample`: None (the identity) where the shapes agree, else option A's
+  PadShortcut or option B's projection."""
+  if stride == 1 and in_channels == out_channels:
+    return None
+  if kind == 'A':
+    return PadShortcut(stride, out_channels)
+  return downsample(in_channels, out_channels, stride, dtype=dtype, rngs=rngs)
+
+
+def last_bn_init(zero_init_residual: bool):
+  # zeros: each residual branch starts as the identity (Goyal et al. 2017, section 5.1)
+  return nnx.initializers.zeros if zero_init_residual else nnx.initializers.ones
 
 
 class BasicBlock(nnx.Module):
@@ -66,22 +84,22 @@ class BasicBlock(nnx.Module):
   expansion = 1
 
   def __init__(self, in_channels: int, width: int, stride: int = 1, *,
-               shortcut: str = 'B', zero_init_residual: bool = False,
-               dtype: Any = jnp.float32, rngs: nnx.Rngs, **_):
-    conv_bn = dict(use_bias=False, dtype=dtype, rngs=rngs)
-    self.conv1 = layers.Conv(in_channels, width, 3, stride, padding=1, **conv_bn)
+               shortcut_kind: str = 'B', zero_init_residual: bool = False,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    conv = dict(use_bias=False, dtype=dtype, rngs=rngs)
+    self.conv1 = layers.Conv(in_channels, width, 3, stride, padding=1, **conv)
     self.bn1 = layers.BatchNorm(width, dtype=dtype, rngs=rngs)
-    self.conv2 = layers.Conv(width, width, 3, 1, padding=1, **conv_bn)
-    self.bn2 = layers.BatchNorm(width, scale_init=_last_bn_init(zero_init_residual),
+    self.conv2 = layers.Conv(width, width, 3, 1, padding=1, **conv)
+    self.bn2 = layers.BatchNorm(width, scale_init=last_bn_init(zero_init_residual),
                                 dtype=dtype, rngs=rngs)
-    self.downsample, self.pad_to = _shortcut(in_channels, width, stride, shortcut, dtype,
-                                             rngs)
-    self.stride = stride
+    self.downsample = shortcut(in_channels, width, stride, shortcut_kind, dtype=dtype,
+                               rngs=rngs)
 
   def __call__(self, x):
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
-    y = self.bn2(self.conv2(y))
-    return jax.nn.relu(y + identity(self, x))
+    identity = x if self.downsample is None else self.downsample(x)
+    out = jax.nn.relu(self.bn1(self.conv1(x)))
+    out = self.bn2(self.conv2(out))
+    return jax.nn.relu(out + identity)
 
 
 class Bottleneck(nnx.Module):
@@ -89,70 +107,41 @@ class Bottleneck(nnx.Module):
   expansion = 4
 
   def __init__(self, in_channels: int, width: int, stride: int = 1, *,
-               stride_in_1x1: bool = False, se_reduction: int = 0, shortcut: str = 'B',
-               zero_init_residual: bool = False, dtype: Any = jnp.float32,
-               rngs: nnx.Rngs):
+               stride_in_1x1: bool = False, se_reduction: int = 0,
+               shortcut_kind: str = 'B', zero_init_residual: bool = False,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
     out = 4 * width
     s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)  # V1 or torchvision's V1.5
-    conv_bn = dict(use_bias=False, dtype=dtype, rngs=rngs)
-    self.conv1 = layers.Conv(in_channels, width, 1, s1, padding=0, **conv_bn)
+    conv = dict(use_bias=False, dtype=dtype, rngs=rngs)
+    self.conv1 = layers.Conv(in_channels, width, 1, s1, padding=0, **conv)
     self.bn1 = layers.BatchNorm(width, dtype=dtype, rngs=rngs)
-    self.conv2 = layers.Conv(width, width, 3, s3, padding=1, **conv_bn)
+    self.conv2 = layers.Conv(width, width, 3, s3, padding=1, **conv)
     self.bn2 = layers.BatchNorm(width, dtype=dtype, rngs=rngs)
-    self.conv3 = layers.Conv(width, out, 1, 1, padding=0, **conv_bn)
-    self.bn3 = layers.BatchNorm(out, scale_init=_last_bn_init(zero_init_residual),
+    self.conv3 = layers.Conv(width, out, 1, 1, padding=0, **conv)
+    self.bn3 = layers.BatchNorm(out, scale_init=last_bn_init(zero_init_residual),
                                 dtype=dtype, rngs=rngs)
     self.se = (SqueezeExcite(out, se_reduction, dtype=dtype, rngs=rngs)
                if se_reduction else None)
-    self.downsample, self.pad_to = _shortcut(in_channels, out, stride, shortcut, dtype, rngs)
-    self.stride = stride
+    self.downsample = shortcut(in_channels, out, stride, shortcut_kind, dtype=dtype,
+                               rngs=rngs)
 
   def __call__(self, x):
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
-    y = jax.nn.relu(self.bn2(self.conv2(y)))
-    y = self.bn3(self.conv3(y))
+    identity = x if self.downsample is None else self.downsample(x)
+    out = jax.nn.relu(self.bn1(self.conv1(x)))
+    out = jax.nn.relu(self.bn2(self.conv2(out)))
+    out = self.bn3(self.conv3(out))
     if self.se is not None:
-      y = self.se(y)
-    return jax.nn.relu(y + identity(self, x))
+      out = self.se(out)
+    return jax.nn.relu(out + identity)
 
 
-def _last_bn_init(zero_init_residual: bool):
-  # zeros: each residual branch starts as the identity (Goyal et al. 2017, section 5.1)
-  return nnx.initializers.zeros if zero_init_residual else nnx.initializers.ones
-
-
-def _shortcut(in_channels, out_channels, stride, kind, dtype, rngs):
-  """(projection, channels to pad to) of a block's shortcut: (None, None) where the
-  shapes agree (the identity), else option A's (None, out_channels) or option B's
-  (Downsample, None)."""
-  if stride == 1 and in_channels == out_channels:
-    return None, None
-  if kind == 'A':
-    return None, out_channels
-  return Downsample(in_channels, out_channels, stride, dtype=dtype, rngs=rngs), None
-
-
-def identity(block, x):
-  """The block's shortcut applied to its input x."""
-  if block.downsample is not None:
-    return block.downsample(x)
-  return x if block.pad_to is None else pad_shortcut(x, block.stride, block.pad_to)
-
-
-def make_stage(block, in_channels: int, width: int, n_blocks: int, stride: int, *,
-               rngs: nnx.Rngs, **kw) -> nnx.List:
+def make_stage(block, in_channels: int, width: int, n_blocks: int, stride: int,
+               **kw) -> layers.Sequential:
   """n blocks of `width`, the first one striding (torchvision's `_make_layer`)."""
-  stage = []
-  for j in range(n_blocks):
-    stage.append(block(in_channels, width, stride if j == 0 else 1, rngs=rngs, **kw))
-    in_channels = width * block.expansion
-  return nnx.List(stage)
-
-
-def run_stage(stage, x):
-  for block in stage:
-    x = block(x)
-  return x
+  blocks = [block(in_channels, width, stride, **kw)]
+  for _ in range(1, n_blocks):
+    blocks.append(block(width * block.expansion, width, 1, **kw))
+  return layers.Sequential(*blocks)
 
 
 class ResNet(nnx.Module):
@@ -162,27 +151,27 @@ class ResNet(nnx.Module):
                num_classes: int = 1000, *, in_channels: int = 3, stride_in_1x1: bool = False,
                se_reduction: int = 0, zero_init_residual: bool = False,
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    if len(stage_sizes) != 4:
+      raise ValueError(f'ResNet has four stages (Table 1); got stage_sizes={stage_sizes}')
     block = Bottleneck if bottleneck else BasicBlock
-    extra = dict(stride_in_1x1=stride_in_1x1, se_reduction=se_reduction) if bottleneck else {}
+    kw = dict(zero_init_residual=zero_init_residual, dtype=dtype, rngs=rngs)
+    if bottleneck:  # (basic blocks have neither a 1x1 conv nor a squeeze-excite)
+      kw.update(stride_in_1x1=stride_in_1x1, se_reduction=se_reduction)
+    e = block.expansion
     self.conv1 = layers.Conv(in_channels, 64, 7, 2, padding=3, use_bias=False, dtype=dtype,
                              rngs=rngs)
     self.bn1 = layers.BatchNorm(64, dtype=dtype, rngs=rngs)
     self.maxpool = layers.MaxPool(3, 2, padding=1)
-    channels = 64
-    for i, n_blocks in enumerate(stage_sizes):
-      stage = make_stage(block, channels, 64 * 2**i, n_blocks, 1 if i == 0 else 2,
-                         zero_init_residual=zero_init_residual, dtype=dtype, rngs=rngs,
-                         **extra)
-      setattr(self, f'layer{i + 1}', stage)
-      channels = 64 * 2**i * block.expansion
-    self.num_stages = len(stage_sizes)
+    self.layer1 = make_stage(block, 64, 64, stage_sizes[0], 1, **kw)          # 56x56 maps
+    self.layer2 = make_stage(block, 64 * e, 128, stage_sizes[1], 2, **kw)     # 28x28
+    self.layer3 = make_stage(block, 128 * e, 256, stage_sizes[2], 2, **kw)    # 14x14
+    self.layer4 = make_stage(block, 256 * e, 512, stage_sizes[3], 2, **kw)    # 7x7
     self.avgpool = layers.GlobalAvgPool()
-    self.fc = layers.Linear(channels, num_classes, dtype=dtype, rngs=rngs)
+    self.fc = layers.Linear(512 * e, num_classes, dtype=dtype, rngs=rngs)
 
   def __call__(self, x):
     x = self.maxpool(jax.nn.relu(self.bn1(self.conv1(x))))
-    for i in range(self.num_stages):
-      x = run_stage(getattr(self, f'layer{i + 1}'), x)
+    x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
     return self.fc(self.avgpool(x))
 
 
@@ -200,7 +189,7 @@ class CifarResNet(nnx.Module):
     self.conv1 = layers.Conv(in_channels, 16, 3, padding=1, use_bias=False, dtype=dtype,
                              rngs=rngs)
     self.bn1 = layers.BatchNorm(16, dtype=dtype, rngs=rngs)
-    kw = dict(shortcut=shortcut, dtype=dtype, rngs=rngs)
+    kw = dict(shortcut_kind=shortcut, dtype=dtype, rngs=rngs)
     self.layer1 = make_stage(BasicBlock, 16, 16, n, 1, **kw)   # 32x32 maps
     self.layer2 = make_stage(BasicBlock, 16, 32, n, 2, **kw)   # 16x16
     self.layer3 = make_stage(BasicBlock, 32, 64, n, 2, **kw)   # 8x8
@@ -209,7 +198,7 @@ class CifarResNet(nnx.Module):
 
   def __call__(self, x):
     x = jax.nn.relu(self.bn1(self.conv1(x)))
-    x = run_stage(self.layer3, run_stage(self.layer2, run_stage(self.layer1, x)))
+    x = self.layer3(self.layer2(self.layer1(x)))
     return self.fc(self.avgpool(x))
 
 

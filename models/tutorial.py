@@ -2,65 +2,75 @@
 
 from typing import Any
 
-import flax.linen as nn
+from flax import nnx
+import jax
 import jax.numpy as jnp
 
 from models import layers
 
 
-class SimpleCNN(nn.Module):
+class SimpleCNN(nnx.Module):
   """Conv(3->16, 5x5, /2) -> ReLU -> Conv(16->32, 5x5, /2) -> ReLU -> Dropout2d -> Linear.
 
   On 32x32 input the maps are 14x14 then 5x5, so the linear layer sees 5*5*32 = 800.
   """
-  num_classes: int = 10
-  drop_p: float = 0.2
-  dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = nn.relu(layers.Conv(16, 5, 2, padding=0, dtype=self.dtype, name='conv1')(x))
-    x = nn.relu(layers.Conv(32, 5, 2, padding=0, dtype=self.dtype, name='conv2')(x))
-    x = layers.spatial_dropout(self.drop_p, name='dropout')(x, deterministic=not train)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(layers.flatten(x))
+  def __init__(self, num_classes: int = 10, *, drop_p: float = 0.2, image_size: int = 32,
+               in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    side = layers.conv_output_size(layers.conv_output_size(image_size, 5, 2), 5, 2)
+    self.conv1 = layers.Conv(in_channels, 16, 5, 2, padding=0, dtype=dtype, rngs=rngs)
+    self.conv2 = layers.Conv(16, 32, 5, 2, padding=0, dtype=dtype, rngs=rngs)
+    self.dropout = layers.spatial_dropout(drop_p, rngs=rngs)
+    self.fc = layers.Linear(side * side * 32, num_classes, dtype=dtype, rngs=rngs)
+    self.image_size, self.side = image_size, side
+
+  def __call__(self, x):
+    x = jax.nn.relu(self.conv1(x))
+    x = self.dropout(jax.nn.relu(self.conv2(x)))
+    layers.check_head_input(self, x, self.side, built_for=self.image_size)
+    return self.fc(layers.flatten(x))
 
 
-class ResidualBlock(nn.Module):
+class ResidualBlock(nnx.Module):
   """Two 3x3 conv+BN with an identity shortcut; ReLU after the sum."""
-  dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x, train: bool):
-    bn = lambda name: layers.BatchNorm(use_running_average=not train, dtype=self.dtype,
-                                       name=name)
-    y = layers.Conv(x.shape[-1], 3, padding=1, use_bias=False, dtype=self.dtype,
-                    name='conv1')(x)
-    y = nn.relu(bn('bn1')(y))
-    y = layers.Conv(x.shape[-1], 3, padding=1, use_bias=False, dtype=self.dtype,
-                    name='conv2')(y)
-    return nn.relu(bn('bn2')(y) + x)
+  def __init__(self, channels: int, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    conv = dict(padding=1, use_bias=False, dtype=dtype, rngs=rngs)
+    self.conv1 = layers.Conv(channels, channels, 3, **conv)
+    self.bn1 = layers.BatchNorm(channels, dtype=dtype, rngs=rngs)
+    self.conv2 = layers.Conv(channels, channels, 3, **conv)
+    self.bn2 = layers.BatchNorm(channels, dtype=dtype, rngs=rngs)
+
+  def __call__(self, x):
+    y = jax.nn.relu(self.bn1(self.conv1(x)))
+    return jax.nn.relu(self.bn2(self.conv2(y)) + x)
 
 
-class TutorialResNet(nn.Module):
+class TutorialResNet(nnx.Module):
   """5x5/2 stem + BN + ReLU + dropout, `num_res_blocks` residual blocks where every second
   block is followed by a 3x3/2 conv that doubles the filters, then flatten + linear."""
-  num_classes: int = 10
-  filt: int = 16
-  num_res_blocks: int = 4
-  drop_p: float = 0.1
-  dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = layers.Conv(self.filt, 5, 2, padding=2, use_bias=False, dtype=self.dtype,
-                    name='stem_conv')(x)
-    x = layers.BatchNorm(use_running_average=not train, dtype=self.dtype, name='stem_bn')(x)
-    x = nn.Dropout(self.drop_p, name='stem_dropout')(nn.relu(x), deterministic=not train)
-    filters = self.filt
-    for i in range(self.num_res_blocks):
-      x = ResidualBlock(dtype=self.dtype, name=f'block{i}')(x, train)
+  def __init__(self, num_classes: int = 10, *, filt: int = 16, num_res_blocks: int = 4,
+               drop_p: float = 0.1, image_size: int = 32, in_channels: int = 3,
+               dtype: Any = jnp.float32, rngs: nnx.Rngs):
+    self.stem_conv = layers.Conv(in_channels, filt, 5, 2, padding=2, use_bias=False,
+                                 dtype=dtype, rngs=rngs)
+    self.stem_bn = layers.BatchNorm(filt, dtype=dtype, rngs=rngs)
+    self.stem_dropout = nnx.Dropout(drop_p, rngs=rngs)
+    side = layers.conv_output_size(image_size, 5, 2, (2, 2))
+    body, filters = [], filt
+    for i in range(num_res_blocks):
+      body.append(ResidualBlock(filters, dtype=dtype, rngs=rngs))
       if i % 2 == 1:
-        filters *= 2
-        x = nn.relu(layers.Conv(filters, 3, 2, padding=1, dtype=self.dtype,
-                                name=f'down{i}')(x))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(layers.flatten(x))
+        body += [layers.Conv(filters, 2 * filters, 3, 2, padding=1, dtype=dtype, rngs=rngs),
+                 jax.nn.relu]
+        filters, side = 2 * filters, layers.conv_output_size(side, 3, 2, (1, 1))
+    self.blocks = layers.Sequential(*body)
+    self.fc = layers.Linear(side * side * filters, num_classes, dtype=dtype, rngs=rngs)
+    self.image_size, self.side = image_size, side
+
+  def __call__(self, x):
+    x = jax.nn.relu(self.stem_bn(self.stem_conv(x)))
+    x = self.blocks(self.stem_dropout(x))
+    layers.check_head_input(self, x, self.side, built_for=self.image_size)
+    return self.fc(layers.flatten(x))

@@ -43,6 +43,11 @@ def state_dict_of(net):
   return {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
 
 
+def functional(variant):
+  """The model as pure functions of its variables (models.functional)."""
+  return models.functional(lambda rngs: models.create_model(variant, rngs=rngs))
+
+
 def images(n=8, seed=0):
   return np.random.default_rng(seed).normal(size=(n, 32, 32, 3)).astype(np.float32)
 
@@ -58,7 +63,7 @@ def test_imported_weights_give_the_reference_logits(reference, variant):
   with torch.no_grad():
     want = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).numpy()
   variables = torchvision_import.convert(variant, state_dict_of(net))
-  got = models.create_model(variant).apply(variables, jnp.asarray(x), train=False)
+  got = functional(variant).apply(variables, jnp.asarray(x))
   assert relative(got, want) <= 1e-4
 
 
@@ -67,8 +72,7 @@ def test_the_parameters_and_their_initial_values_are_the_references(reference):
   block1's conv1 pass their input channel through (24 of its 64), as the reference's."""
   net = make_reference_net(reference, 'airbench94')
   converted = torchvision_import.convert('airbench94', state_dict_of(net))
-  model = models.create_model('airbench94')
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  variables = functional('airbench94').init(jax.random.key(0))
   shapes = lambda tree: jax.tree.map(np.shape, tree)
   assert shapes(variables) == shapes(converted)
   kernel = np.asarray(variables['params']['block1']['conv1']['kernel'])  # (3, 3, 24, 64)
@@ -109,11 +113,11 @@ def test_test_time_augmentation_gives_the_reference_logits(reference):
   loader = types.SimpleNamespace(images=torch.from_numpy(x.transpose(0, 3, 1, 2).copy()),
                                  normalize=lambda images: images)  # already normalised
   variables = torchvision_import.convert('airbench94', state_dict_of(net))
-  model = models.create_model('airbench94')
-  plain = model.apply(variables, jnp.asarray(x), train=False)
+  model = functional('airbench94')
+  plain = model.apply(variables, jnp.asarray(x))
   for mode, airbench_level in (('flip', 1), ('tta', 2)):
     want = reference.infer(net, loader, tta_level=airbench_level).numpy()
-    got = trained.tta_logits(lambda z: model.apply(variables, z, train=False),
+    got = trained.tta_logits(lambda z: model.apply(variables, z),
                              jnp.asarray(x), evaluate.TTA_LEVEL[mode])
     assert relative(got, want) <= 1e-4, mode
     assert relative(plain, want) > 1e-3  # the augmentation changes the logits

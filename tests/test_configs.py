@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lib import experiment
 from lib import optim
-import models
 
 CONFIGS = [
     ('resnet', None), ('resnet', 'depth=110'), ('resnet', 'imagenet,depth=50'),
@@ -44,10 +44,10 @@ def documented_configs() -> set:
 def test_config_builds_its_model_and_schedule(name, arg):
   c = load(name, arg)
   num_classes = NUM_CLASSES[c.dataset.name]
-  model = models.create_model_from_config(c.model, num_classes)
+  model = experiment.create_model(c, num_classes)
   size, channels = c.dataset.image_size, c.dataset.channels
-  out = jax.eval_shape(lambda: model.init_with_output(
-      jax.random.key(0), jnp.zeros((2, size, size, channels)))[0])
+  out = jax.eval_shape(model.apply, jax.eval_shape(model.init, jax.random.key(0)),
+                       jax.ShapeDtypeStruct((2, size, size, channels), jnp.float32))
   assert out.shape == (2, num_classes)
   optim.create_optimizer(c)
   schedule = optim.create_schedule(c, steps_per_epoch=100, total_steps=1000)
@@ -81,7 +81,7 @@ def test_every_config_argument_the_docs_name_builds():
   assert ('resnet', 'imagenet,depth=50') in named
   for name, arg in sorted(named):
     c = load(name, arg)
-    models.create_model_from_config(c.model, NUM_CLASSES.get(c.dataset.name, 10))
+    experiment.create_model(c, NUM_CLASSES.get(c.dataset.name, 10))
     optim.create_optimizer(c)
 
 
@@ -111,10 +111,11 @@ DOCUMENTED = {('resnet', 'depth=56'): ('millions', 0.85),
 def test_documented_configs_initialise_with_the_papers_parameter_counts(name, arg):
   c = load(name, arg)
   num_classes = NUM_CLASSES[c.dataset.name]
-  model = models.create_model_from_config(c.model, num_classes)
+  model = experiment.create_model(c, num_classes)
   size, channels = c.dataset.image_size, c.dataset.channels
-  logits, variables = jax.eval_shape(lambda: model.init_with_output(
-      jax.random.key(0), jnp.zeros((2, size, size, channels)), train=False))
+  variables = jax.eval_shape(model.init, jax.random.key(0))
+  logits = jax.eval_shape(model.apply, variables,
+                          jax.ShapeDtypeStruct((2, size, size, channels), jnp.float32))
   assert logits.shape == (2, num_classes)
   count = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(variables['params']))
   kind, want = DOCUMENTED[name, arg]

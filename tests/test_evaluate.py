@@ -21,6 +21,7 @@ from configs import default
 import evaluate
 import input_pipeline
 from lib import checkpoints
+from lib import experiment
 from lib import run_contract
 from lib import trained as trained_lib
 import models
@@ -50,7 +51,7 @@ def resize(image, height, width):
 
 
 def posterior(model, variables, view):
-  return np.asarray(jax.nn.softmax(model.apply(variables, view[None], train=False)))[0]
+  return np.asarray(jax.nn.softmax(model.apply(variables, view[None])))[0]
 
 
 @pytest.fixture(scope='module')
@@ -62,8 +63,8 @@ def mock_imagenet():
                               decoders={'image': tfds.decode.SkipDecoding()})
     raw = [{'image': np.asarray(Image.open(io.BytesIO(ex['image'])).convert('RGB')),
             'label': ex['label']} for ex in (source[i] for i in range(len(source)))]
-    model = models.create_model_from_config(config.model, 1000)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)), train=False)
+    model = experiment.create_model(config, 1000)
+    variables = model.init(jax.random.key(0))
     ten = evaluate.predict(config, model, variables, '10crop', examples_per_batch=4)
     multi = evaluate.predict(config, model, variables, 'multiscale', scales=(64, 96),
                              examples_per_batch=4)
@@ -125,18 +126,19 @@ def test_multiscale_is_the_mean_over_scales_and_mirrors(mock_imagenet):
 
 
 def fc_head(params, features):
-  """VGG's three FC layers in numpy, on a (7, 7, 512) map flattened in NHWC order."""
+  """VGG's three FC layers in numpy (torchvision's classifier[0], [3], [6]), on a
+  (7, 7, 512) map flattened in NHWC order."""
   x = features.reshape(-1)
-  for name in ('fc1', 'fc2'):
-    x = np.maximum(x @ params[name]['kernel'] + params[name]['bias'], 0)
-  return x @ params['fc3']['kernel'] + params['fc3']['bias']
+  fc = params['classifier']
+  for i in (0, 3):
+    x = np.maximum(x @ fc[i]['kernel'] + fc[i]['bias'], 0)
+  return x @ fc[6]['kernel'] + fc[6]['bias']
 
 
 @pytest.fixture(scope='module')
 def vgg_a():
-  model = models.create_model('vgg_a', num_classes=10)
-  x = jnp.zeros((1, 224, 224, 3))
-  variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
+  model = models.create_functional('vgg_a', num_classes=10)
+  variables = jax.jit(model.init)(jax.random.key(0))
   return model, jax.device_get(variables)
 
 
@@ -144,11 +146,10 @@ def test_vgg_dense_evaluation_is_the_fc_head_on_every_window(vgg_a):
   """VGG section 3.2: at 288 pixels pool5 is 9x9, so the FC layers as convolutions see
   nine 7x7 windows; dense mode is their class scores averaged."""
   model, variables = vgg_a
-  apply = jax.jit(model.apply, static_argnames=('train', 'dense', 'capture_intermediates'))
+  apply = jax.jit(model.apply, static_argnames='dense')
   big = jax.random.normal(jax.random.key(2), (1, 288, 288, 3))
-  dense, state = apply(variables, big, train=False, dense=True,
-                       capture_intermediates=lambda m, _: m.name == 'pool5')
-  (pool5,) = state['intermediates']['pool5']['__call__']
+  dense = apply(variables, big, dense=True)
+  pool5 = jax.jit(lambda v, x: model.merge(v).features(x))(variables, big)  # torchvision's
   assert pool5.shape == (1, 9, 9, 512)
   pool5 = np.asarray(pool5[0], np.float64)
   want = np.mean([fc_head(variables['params'], pool5[t:t + 7, l:l + 7])
@@ -156,8 +157,8 @@ def test_vgg_dense_evaluation_is_the_fc_head_on_every_window(vgg_a):
   np.testing.assert_allclose(dense[0], want, rtol=1e-4, atol=1e-5)
   # At 224 pool5 is 7x7: one window, so dense mode is the ordinary forward pass.
   x = jax.random.normal(jax.random.key(1), (1, 224, 224, 3))
-  np.testing.assert_allclose(apply(variables, x, train=False, dense=True),
-                             apply(variables, x, train=False), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(apply(variables, x, dense=True), apply(variables, x),
+                             rtol=1e-4, atol=1e-5)
 
 
 def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
@@ -180,7 +181,7 @@ def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
     longer = whole_image_longer_side(h, w, 224)
     full = normalize(resize(image, *((224, longer) if h <= w else (longer, 224))) / 255)
     views = jnp.asarray(np.stack([full, full[:, ::-1]]), jnp.float32)
-    logits = model.apply(variables, views, train=False, dense=True)
+    logits = model.apply(variables, views, dense=True)
     want = np.asarray(jax.nn.softmax(logits)).mean(axis=0)
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
 
@@ -297,7 +298,7 @@ def test_flip_and_tta_modes_average_the_logits_of_their_views(declining_run):
   probs, labels = evaluate.predict(config, loaded.model, loaded.variables, 'flip')
   views = np.stack([v[0] for _, v, _ in input_pipeline.eval_views(config, 'center')])
   x = ((views / 255 - 0.1307) / 0.3081).astype(np.float32)  # MNIST's statistics
-  logits = lambda x: np.asarray(loaded.model.apply(loaded.variables, x, train=False))
+  logits = lambda x: np.asarray(loaded.model.apply(loaded.variables, x))
   mirrored = lambda x: 0.5 * logits(x) + 0.5 * logits(x[:, :, ::-1])
   want = np.asarray(jax.nn.softmax(mirrored(x)))
   np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)

@@ -1,6 +1,6 @@
 """Layers against PyTorch: output sizes, receptive fields, LRN, pooling, padding modes."""
 
-import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,21 +19,24 @@ def from_torch(t):
   return t.permute(0, 2, 3, 1).detach().numpy()
 
 
-class Stack(nn.Module):
+class Stack(nnx.Module):
   """A sequential stack of ('conv', k, s, d, p) and ('max'|'avg', k, s, p, ceil) layers."""
-  spec: tuple
 
-  @nn.compact
-  def __call__(self, x, train=False):
-    for i, (kind, *a) in enumerate(self.spec):
+  def __init__(self, spec: tuple, *, rngs: nnx.Rngs):
+    stack, channels = [], 3
+    for kind, *a in spec:
       if kind == 'conv':
         k, s, d, p = a
-        x = layers.Conv(4, k, s, padding=p, dilation=d, name=f'l{i}')(x)
+        stack.append(layers.Conv(channels, 4, k, s, padding=p, dilation=d, rngs=rngs))
+        channels = 4
       else:
         k, s, p, ceil = a
         pool = layers.MaxPool if kind == 'max' else layers.AvgPool
-        x = pool(k, s, p, ceil_mode=ceil, name=f'l{i}')(x)
-    return x
+        stack.append(pool(k, s, p, ceil_mode=ceil))
+    self.stack = layers.Sequential(*stack)
+
+  def __call__(self, x):
+    return self.stack(x)
 
 
 def random_stack(rng, n):
@@ -68,9 +71,9 @@ def test_random_stacks_sizes_and_receptive_fields():
         torch_sizes.append(t.shape[-1])
     except RuntimeError:
       with pytest.raises(ValueError, match='larger than its padded input'):
-        layer_stats.layer_table(Stack(spec), n)
+        layer_stats.layer_table(Stack(spec, rngs=nnx.Rngs(0)), n)
       continue
-    rows = layer_stats.layer_table(Stack(spec), n)
+    rows = layer_stats.layer_table(Stack(spec, rngs=nnx.Rngs(0)), n)
     size, r, j = n, 1, 1
     for (kind, k, s, *rest), row, torch_size in zip(spec, rows, torch_sizes):
       d, p, ceil = (rest[0], rest[1], False) if kind == 'conv' else (1, rest[0], rest[1])
@@ -126,11 +129,11 @@ def test_conv_padding_modes_dilation_groups_match_pytorch(mode, torch_mode):
   x = np.random.default_rng(3).normal(size=(2, 12, 10, 4)).astype(np.float32)
   ref = torch.nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2,
                         padding_mode=torch_mode)
-  conv = layers.Conv(6, 3, 2, padding=2, padding_mode=mode, dilation=2, groups=2)
-  variables = {'params': {
-      'kernel': jnp.asarray(ref.weight.detach().numpy().transpose(2, 3, 1, 0)),
-      'bias': jnp.asarray(ref.bias.detach().numpy())}}
-  np.testing.assert_allclose(conv.apply(variables, x), from_torch(ref(to_torch(x))),
+  conv = layers.Conv(4, 6, 3, 2, padding=2, padding_mode=mode, dilation=2, groups=2,
+                     rngs=nnx.Rngs(0))
+  conv.kernel[...] = jnp.asarray(ref.weight.detach().numpy().transpose(2, 3, 1, 0))
+  conv.bias[...] = jnp.asarray(ref.bias.detach().numpy())
+  np.testing.assert_allclose(conv(jnp.asarray(x)), from_torch(ref(to_torch(x))),
                              rtol=1e-5, atol=1e-5)
 
 
@@ -144,19 +147,37 @@ def test_batchnorm_matches_pytorch_in_training_and_in_its_running_statistics():
   """Normalised with the biased batch variance, averaged with the unbiased one, as
   torch.nn.BatchNorm2d (momentum 0.1 there is 0.9 here), over three training steps."""
   rng = np.random.default_rng(0)
-  bn = layers.BatchNorm(use_running_average=False)
-  ours = bn.init(jax.random.key(0), jnp.zeros((2, 4, 4, 5)))
+  bn = models.functional(lambda rngs: layers.BatchNorm(5, rngs=rngs))  # as the trainer
+  ours = bn.init(jax.random.key(0))
+  train_step = jax.jit(lambda v, x: bn.apply(v, x, train=True))
   theirs = torch.nn.BatchNorm2d(5, momentum=0.1, eps=1e-5).train()
   for _ in range(3):
     x = (rng.normal(size=(16, 7, 7, 5)) * 3 + 1).astype(np.float32)
-    y, updates = bn.apply(ours, jnp.asarray(x), mutable=['batch_stats'])
-    ours = {**ours, **updates}
+    y, batch_stats, _ = train_step(ours, jnp.asarray(x))
+    ours = {**ours, 'batch_stats': batch_stats}
     np.testing.assert_allclose(y, from_torch(theirs(to_torch(x))), atol=1e-5)
   np.testing.assert_allclose(ours['batch_stats']['mean'], theirs.running_mean, rtol=1e-6)
   np.testing.assert_allclose(ours['batch_stats']['var'], theirs.running_var, rtol=1e-6)
   x = rng.normal(size=(4, 3, 3, 5)).astype(np.float32)
-  evaluated = layers.BatchNorm(use_running_average=True).apply(ours, jnp.asarray(x))
+  evaluated = bn.apply(ours, jnp.asarray(x))
   np.testing.assert_allclose(evaluated, from_torch(theirs.eval()(to_torch(x))), atol=1e-5)
+
+
+def test_batchnorm_module_switches_with_train_and_eval_as_pytorch():
+  """The eager module: model.train() normalises with the batch and updates the running
+  statistics in place, model.eval() uses them and changes nothing (PyTorch's
+  model.train() / model.eval())."""
+  rng = np.random.default_rng(1)
+  bn = layers.BatchNorm(3, rngs=nnx.Rngs(0))
+  theirs = torch.nn.BatchNorm2d(3, momentum=0.1, eps=1e-5).train()
+  x = (rng.normal(size=(8, 5, 5, 3)) * 2 - 1).astype(np.float32)
+  np.testing.assert_allclose(bn(jnp.asarray(x)), from_torch(theirs(to_torch(x))), atol=1e-5)
+  np.testing.assert_allclose(bn.var[...], theirs.running_var, rtol=1e-6)
+  bn.eval()
+  theirs.eval()
+  x = rng.normal(size=(2, 5, 5, 3)).astype(np.float32)
+  np.testing.assert_allclose(bn(jnp.asarray(x)), from_torch(theirs(to_torch(x))), atol=1e-5)
+  np.testing.assert_allclose(bn.mean[...], theirs.running_mean, rtol=1e-6)
 
 
 def test_layer_table_has_every_layer_of_lenet5_with_the_papers_figures():
@@ -164,15 +185,15 @@ def test_layer_table_has_every_layer_of_lenet5_with_the_papers_figures():
   section II.B): parameters as the paper counts them (C1 156, C3 2,416 with the full C3,
   C5 48,120, F6 10,164, the output 84 x 10 + 10), multiply-adds by hand (output pixels x
   kernel taps x input channels), receptive fields 5, 6, 14, 16, 32."""
-  model = models.create_model('lenet5')
+  model = models.create_model('lenet5', in_channels=1)
   rows = layer_stats.layer_table(model, 32, channels=1)
   want = [('Conv', (28, 28, 6), 156, 28 * 28 * 6 * 5 * 5 * 1, 5),
           ('AvgPool', (14, 14, 6), 0, 0, 6),
           ('Conv', (10, 10, 16), 2_416, 10 * 10 * 16 * 5 * 5 * 6, 14),
           ('AvgPool', (5, 5, 16), 0, 0, 16),
           ('Conv', (1, 1, 120), 48_120, 120 * 5 * 5 * 16, 32),
-          ('Dense', (84,), 10_164, 84 * 120, None),
-          ('Dense', (10,), 850, 10 * 84, None)]
+          ('Linear', (84,), 10_164, 84 * 120, None),
+          ('Linear', (10,), 850, 10 * 84, None)]
   got = [(r['type'], r['output_shape'], r['params'], r['macs'], r['rf']) for r in rows]
   assert got == want
-  assert sum(r['params'] for r in rows) == 61_706 == layer_stats.count_params(model, 32, 1)
+  assert sum(r['params'] for r in rows) == 61_706 == layer_stats.count_params(model)

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import traverse_util
+from flax import nnx, traverse_util
 
 import models
-from models import convnet, layer_stats
+from models import convnet, layer_stats, layers
 
 # torchvision's counts, and the papers' (ResNet Table 6, LeNet-5, SENet Table 2).
 PARAMS = {
@@ -26,8 +26,8 @@ TABLE1_GMACS = {'resnet18': 1.8, 'resnet34': 3.6, 'resnet50': 3.8, 'resnet101': 
 
 
 def params_of(name, **kw):
-  return layer_stats.count_params(models.create_model(name, **kw),
-                                  models.default_image_size(name))
+  """The model's parameters, as summary.py counts them (of its shapes: nothing drawn)."""
+  return layer_stats.count_params(models.create_functional(name, **kw))
 
 
 @pytest.mark.parametrize('name', sorted(PARAMS))
@@ -44,21 +44,25 @@ def test_parameter_count_rounds_to_paper(name):
 
 def test_lenet5_parameters_with_full_c3():
   # C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output 850, on one input channel.
-  assert layer_stats.count_params(models.create_model('lenet5'), 32, channels=1) == 61_706
+  assert params_of('lenet5', in_channels=1) == 61_706
+  # At 36x36 C5's maps are 2x2, so F6 sees 4 x 120 inputs: 3 x 120 x 84 more weights.
+  assert params_of('lenet5', in_channels=1, image_size=36) == 61_706 + 3 * 120 * 84
 
 
 @pytest.mark.parametrize('name', sorted(TABLE1_GMACS))
 def test_resnet_multiply_adds_match_table1(name):
   # Table 1 counts the paper's bottleneck, which strides on its first 1x1 conv.
-  macs = layer_stats.count_macs(models.create_model(name, stride_in_1x1=True), 224)
+  macs = layer_stats.count_macs(models.create_functional(name, stride_in_1x1=True), 224)
   assert abs(macs / 1e9 / TABLE1_GMACS[name] - 1) < 0.03
 
 
 def output_shape(name, size, **kw):
-  model = models.create_model(name, **kw)
-  x = jnp.zeros((2, size, size, 3))
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  return jax.eval_shape(lambda v: model.apply(v, x, train=False), variables).shape
+  """The logits' shape in eval mode on (2, size, size, 3) images, the model built for
+  that size (traced only)."""
+  net = models.create_functional(name, image_size=size, **kw)
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  return jax.eval_shape(net.apply, variables, x).shape
 
 
 @pytest.mark.parametrize('name', models.list_models())
@@ -80,6 +84,23 @@ def test_fixed_head_rejects_other_image_sizes():
     output_shape('alexnet_v1', 224)
 
 
+@pytest.mark.parametrize('name,kw', [('lenet5', {}), ('simple_cnn', {}),
+                                     ('tutorial_resnet', {}), ('vgg11', {'head': 'linear'})])
+def test_head_sized_by_image_size_names_the_size_it_was_built_for(name, kw):
+  net = models.create_functional(name, image_size=64, **kw)
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  with pytest.raises(ValueError, match='use 64x64 images or create the model with '
+                                       'image_size'):
+    jax.eval_shape(net.apply, variables, jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))
+
+
+def test_vgg_cifar_head_is_one_linear_layer_on_the_final_map():
+  """VGG-16 with BN for 32x32 images (models/vgg.py): the 13 convs (14,714,688), their
+  BatchNorms' scales and biases (2 x 4,224) and one 512 x 10 layer: 14.7 M."""
+  assert params_of('vgg16_bn', head='linear', num_classes=10, image_size=32) == (
+      14_714_688 + 2 * 4_224 + 512 * 10 + 10)
+
+
 def test_unknown_model_names_closest():
   with pytest.raises(ValueError, match='resnet50'):
     models.create_model('resnet5O')
@@ -91,64 +112,88 @@ def test_list_models_pattern():
 
 
 def test_collapse_names_stage_layer_and_sizes():
+  """32 -> 14 -> 5 -> 1 through 5x5/2 convs: the fourth stage's conv cannot fit, and the
+  model says so when it is built, on shapes only."""
   stages = [dict(width=8, kernel=5, stride=2, padding=0)] * 4
-  with pytest.raises(ValueError, match=r'stage4_conv1: kernel 5 .* input along H: 1 '):
-    output_shape('convnet', 32, stages=stages)
+  with pytest.raises(ValueError, match=r'stage4\.conv1: kernel 5 .* input along H: 1 '):
+    models.functional(lambda rngs: models.create_model('convnet', stages=stages, rngs=rngs))
 
 
 def test_convnet_rejects_unknown_stage_key():
   with pytest.raises(ValueError, match="unknown key.*'widht'"):
-    output_shape('convnet', 32, stages=[dict(widht=8)])
+    models.create_model('convnet', stages=[dict(widht=8)])
 
 
-def _transplant(src, dst):
-  """Copy `src`'s parameters into `dst`'s tree, leaf by leaf in creation order."""
-  src_flat = traverse_util.flatten_dict(src)  # dicts keep the order layers were made in
-  dst_flat = traverse_util.flatten_dict(dst)
-  assert [a.shape for a in src_flat.values()] == [b.shape for b in dst_flat.values()]
-  return traverse_util.unflatten_dict(dict(zip(dst_flat, src_flat.values())))
+def layers_in_call_order(model, x, monkeypatch) -> list:
+  """The convolutions and fully connected layers of `model`, in the order an eval-mode
+  forward pass on `x` calls them."""
+  called = []
+  for cls in (layers.Conv, nnx.Linear):
+    def recorded(self, *args, _call=cls.__call__, **kwargs):
+      called.append(self)
+      return _call(self, *args, **kwargs)
+    monkeypatch.setattr(cls, '__call__', recorded)
+  model.eval()
+  model(x)
+  monkeypatch.undo()
+  return called
 
 
 @pytest.mark.parametrize('name,spec,size', [('simple_cnn', convnet.SIMPLE_CNN, 32),
                                             ('vgg11', convnet.VGG11_LIKE, 64),
                                             ('alexnet', convnet.ALEXNET_LIKE, 96)])
-def test_classic_networks_are_convnets(name, spec, size):
+def test_classic_networks_are_convnets(name, spec, size, monkeypatch):
+  """With the classic network's weights, layer for layer, the convnet config computes
+  the classic network's logits."""
   x = jax.random.normal(jax.random.key(1), (2, size, size, 3))
-  ref = models.create_model(name, num_classes=10)
-  net = models.create_model('convnet', num_classes=10, **spec)
-  ref_vars = ref.init(jax.random.key(0), x)
-  net_vars = _transplant(ref_vars, net.init(jax.random.key(2), x))
-  np.testing.assert_allclose(net.apply(net_vars, x), ref.apply(ref_vars, x),
-                             rtol=1e-5, atol=1e-5)
+  ref = models.create_model(name, num_classes=10, image_size=size, rngs=nnx.Rngs(0))
+  net = models.create_model('convnet', num_classes=10, image_size=size, rngs=nnx.Rngs(2),
+                            **spec)
+  pairs = list(zip(layers_in_call_order(ref, x, monkeypatch),
+                   layers_in_call_order(net, x, monkeypatch), strict=True))
+  for theirs, ours in pairs:
+    assert ours.kernel.shape == theirs.kernel.shape
+    ours.kernel[...] = theirs.kernel[...]
+    assert (ours.bias is None) == (theirs.bias is None)
+    if ours.bias is not None:
+      ours.bias[...] = theirs.bias[...]
+  np.testing.assert_allclose(net(x), ref(x), rtol=1e-5, atol=1e-5)
 
 
-def test_googlenet_aux_classifiers_only_in_training():
-  model = models.create_model('googlenet', num_classes=5)
-  x = jnp.ones((1, 224, 224, 3))
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  assert {'aux4a', 'aux4d'} <= set(variables['params'])
+@pytest.mark.parametrize('size', [224, 112])
+def test_googlenet_aux_classifiers_only_in_training(size):
+  """Section 5: the auxiliary classifiers on 4a and 4d, their losses weighted by 0.3, in
+  train mode only (their FC layers sized for the image: 4x4x128 at 224, 1x1x128 at 112)."""
+  net = models.functional(lambda rngs: models.create_model(
+      'googlenet', num_classes=5, image_size=size, rngs=rngs))
+  x = jnp.ones((1, size, size, 3))
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  assert {'aux1', 'aux2'} <= set(variables['params'])
   weights = []
 
-  def apply(v):
-    _, state = model.apply(v, x, train=True, rngs={'dropout': jax.random.key(1)},
-                           mutable=[models.AUX_COLLECTION])
-    weights.extend(w for w, _ in models.auxiliary_losses(state))  # as the trainer sees
-    return state
-  aux = models.auxiliary_losses(jax.eval_shape(apply, variables))
-  assert len(aux) == 2 and all(a.shape == (1, 5) for _, a in aux)
-  assert weights == [0.3, 0.3]  # section 5
-  _, state = jax.eval_shape(lambda v: model.apply(v, x, train=False,
-                                                  mutable=[models.AUX_COLLECTION]), variables)
-  assert models.auxiliary_losses(state) == []
+  def train_step(v):
+    _, _, aux = net.apply(v, x, train=True, rng=jax.random.key(1))
+    weights.extend(w for w, _ in aux)  # as the trainer sees them
+    return aux
+  aux = jax.eval_shape(train_step, variables)
+  assert len(aux) == 2 and all(logits.shape == (1, 5) for _, logits in aux)
+  assert weights == [0.3, 0.3]
+
+  def eval_step(v):
+    return layers.with_auxiliary(net.merge(v, train=False), x)
+  logits, aux = jax.eval_shape(eval_step, variables)
+  assert logits.shape == (1, 5) and aux == []
 
 
 def test_bfloat16_compute_keeps_float32_params():
-  model = models.create_model('resnet20', dtype=jnp.bfloat16)
+  net = models.create_functional('resnet20', dtype=jnp.bfloat16)
   x = jnp.ones((2, 32, 32, 3))
-  variables = model.init(jax.random.key(0), x)
-  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables['params']))
-  logits, _ = model.apply(variables, x, train=True, mutable=['batch_stats'])
+  variables = jax.eval_shape(net.init, jax.random.key(0))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
+  logits, batch_stats, _ = jax.eval_shape(lambda v: net.apply(v, x, train=True), variables)
   assert logits.dtype == jnp.bfloat16 and logits.shape == (2, 10)
+  assert all(s.dtype == jnp.float32 for s in jax.tree.leaves(batch_stats))
+  assert jax.eval_shape(net.apply, variables, x).dtype == jnp.bfloat16
 
 
 def test_option_b_cifar_resnet_projects():
@@ -165,12 +210,12 @@ def test_cifar_resnet_option_a_shortcut_matches_numpy():
   doubles, every other pixel and the channels zero-padded equally on both sides: 16 ->
   8 + 16 + 8, 32 -> 16 + 32 + 16), the global average and the FC layer."""
   rng = np.random.default_rng(0)
-  model = models.create_model('resnet20')
+  net = models.create_functional('resnet20')
   x = rng.normal(size=(2, 32, 32, 3)).astype(np.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))  # (no init compiled)
+  shapes = jax.eval_shape(net.init, jax.random.key(0))  # (no init compiled)
   flat = {path: (rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))).astype(
       np.float32) for path, leaf in traverse_util.flatten_dict(shapes).items()}
-  for path in flat:  # ('params' | 'batch_stats', layer or 'layerI_J', ..., leaf)
+  for path in flat:  # ('params' | 'batch_stats', layer or 'layerI', J, ..., leaf)
     if path[0] == 'batch_stats':
       flat[path] = np.zeros(flat[path].shape, np.float32) + (path[-1] == 'var')
     elif path[-2] == 'bn2':  # every block's residual branch ends in 0
@@ -183,7 +228,7 @@ def test_cifar_resnet_option_a_shortcut_matches_numpy():
   for leaf in ('mean', 'var'):
     flat[('batch_stats', 'bn1', leaf)] = bn1[leaf]
   variables = traverse_util.unflatten_dict(flat)
-  logits = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  logits = jax.jit(net.apply)(variables, x)
 
   kernel = flat[('params', 'conv1', 'kernel')]  # (3, 3, 3, 16) HWIO, padding 1
   padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))

@@ -19,10 +19,10 @@ def test_csv_rows_and_totals_for_alexnet():
   result = run_summary('--model=alexnet', '--image_size=224', '--format=csv')
   assert result.returncode == 0, result.stderr
   rows = list(csv.DictReader(io.StringIO(result.stdout)))
-  by_name = {r['layer']: r for r in rows}
-  assert by_name['conv1']['output shape'] == '55x55x64'
-  assert (by_name['conv1']['rf'], by_name['conv1']['jump']) == ('11', '4')
-  assert by_name['pool5']['rf'] == '195'
+  by_name = {r['layer']: r for r in rows}  # torchvision's names: features.0 is conv1
+  assert by_name['features.0']['output shape'] == '55x55x64'
+  assert (by_name['features.0']['rf'], by_name['features.0']['jump']) == ('11', '4')
+  assert by_name['features.12']['rf'] == '195'  # pool5
   assert by_name['total']['params'] == '61100840'
   assert int(by_name['total']['mult-adds']) == sum(
       int(r['mult-adds']) for r in rows if r['layer'] != 'total')
@@ -31,7 +31,7 @@ def test_csv_rows_and_totals_for_alexnet():
 def test_collapse_is_one_line_error():
   result = run_summary('--model=alexnet', '--image_size=32')
   assert result.returncode == 2
-  assert 'pool5' in result.stderr and 'Traceback' not in result.stderr
+  assert 'features.12' in result.stderr and 'Traceback' not in result.stderr  # pool5
   result = run_summary('--model=alexnett')
   assert result.returncode == 2 and 'Traceback' not in result.stderr
   assert "summary.py: error: unknown model 'alexnett'; did you mean alexnet" in result.stderr
@@ -50,8 +50,8 @@ LENET_ROWS = [  # LeNet-5 (the paper's Figure 2) on a 32x32 RGB image, summary.p
     ('C3', 'Conv', '10x10x16', '2,416', '240,000', '14', '2'),
     ('S4', 'AvgPool', '5x5x16', '0', '0', '16', '4'),
     ('C5', 'Conv', '1x1x120', '48,120', '48,000', '32', '4'),
-    ('F6', 'Dense', '84', '10,164', '10,080', '', ''),
-    ('output', 'Dense', '10', '850', '840', '', ''),
+    ('F6', 'Linear', '84', '10,164', '10,080', '', ''),
+    ('output', 'Linear', '10', '850', '840', '', ''),
     ('total', '', '', '62,006', '651,720', '', '')]
 
 

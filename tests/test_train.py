@@ -135,7 +135,8 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_of_torch():
   inputs = next(input_pipeline.train_batches(config, info, exp.mesh))
   prepare, _ = input_pipeline.train_prepare(config, info, exp.mesh)
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
-  logits = exp.model.apply({'params': state.params}, batch['image'], train=True)
+  logits, _, _ = exp.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                                  batch['image'], train=True)
   want = torch.nn.functional.cross_entropy(
       torch.from_numpy(np.asarray(logits, np.float64)),
       torch.from_numpy(np.asarray(batch['label'], np.int64)), label_smoothing=0.1)
@@ -374,23 +375,23 @@ def test_unknown_optimizer_names_the_closest():
 def test_a_new_model_with_an_auxiliary_loss_needs_only_its_registry_entry(monkeypatch):
   """A model sows its side classifier with a weight; the trainer adds weight * its loss
   with no change to train.py or lib/experiment.py."""
-  import flax.linen as nn  # pylint: disable=import-outside-toplevel
+  from flax import nnx  # pylint: disable=import-outside-toplevel
   from data import device  # pylint: disable=import-outside-toplevel
   from lib import parallel  # pylint: disable=import-outside-toplevel
   import models  # pylint: disable=import-outside-toplevel
   from models import layers  # pylint: disable=import-outside-toplevel
 
-  class TwoHeads(nn.Module):
-    num_classes: int = 10
-    dtype: object = jnp.float32
+  class TwoHeads(nnx.Module):
+    def __init__(self, num_classes=10, *, in_channels=1, dtype=jnp.float32, rngs):
+      self.side = layers.Linear(32 * 32 * in_channels, num_classes, rngs=rngs)
+      self.main = layers.Linear(32 * 32 * in_channels, num_classes, rngs=rngs)
+      self.deterministic = False  # model.eval() sets it: no side head when evaluating
 
-    @nn.compact
-    def __call__(self, x, train: bool = False):
+    def __call__(self, x):
       x = x.reshape(x.shape[0], -1)
-      side = nn.Dense(self.num_classes, name='side')(x)
-      if train:
-        layers.sow_auxiliary(self, 'side', 0.25, side)
-      return nn.Dense(self.num_classes, name='main')(x)
+      if not self.deterministic:
+        layers.sow_auxiliary(self, 'side', 0.25, self.side(x))
+      return self.main(x)
 
   monkeypatch.setitem(models.MODELS, 'two_heads', (TwoHeads, 32))
   c = tiny_config(1, name='mnist5k', channels=1, augment='none', device_resident=False)
@@ -435,3 +436,29 @@ def test_bfloat16_precision_computes_the_steps_convolutions_in_bfloat16():
   assert {a.dtype for a in jax.tree.leaves(target.params)} == {jnp.dtype(jnp.float32)}
   assert {a.dtype for a in jax.tree.leaves(target.opt_state)
           if jnp.issubdtype(a.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
+
+
+def test_dropout_masks_come_from_the_steps_key():
+  """In train mode each dropout layer draws its own mask from the key the step gives
+  (config.seed folded with the step): another key, another mask; the same key, the same
+  mask, so a resumed step repeats exactly."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+
+  class TwoDropouts(nnx.Module):
+    def __init__(self, *, rngs):
+      self.first = nnx.Dropout(0.5, rngs=rngs)
+      self.second = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+      return jnp.stack([self.first(x), self.second(x)])
+
+  net = models.functional(lambda rngs: TwoDropouts(rngs=rngs))
+  variables = net.init(jax.random.key(0))
+  x = jnp.ones((256,))
+  masks = jax.jit(lambda key: net.apply(variables, x, train=True, rng=key)[0])
+  a, b = masks(jax.random.key(1)), masks(jax.random.key(2))
+  assert not np.array_equal(a, b), 'another key, another mask'
+  assert not np.array_equal(a[0], a[1]), 'each layer its own mask'
+  np.testing.assert_array_equal(a, masks(jax.random.key(1)))
+  np.testing.assert_array_equal(net.apply(variables, x), jnp.stack([x, x]))  # eval: none

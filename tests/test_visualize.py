@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 
+from flax import nnx
 import jax
 import numpy as np
 import pytest
@@ -43,10 +44,20 @@ def lenet_run(trained_lenet):
 
 
 def best_lenet(workdir, which='best'):
-  """LeNet-5 and the variables of `workdir`'s best (or `which`) checkpoint."""
+  """LeNet-5 (as functions of its variables) and the variables of `workdir`'s best (or
+  `which`) checkpoint."""
   variables, _, _ = trained_lib.variables_from_checkpoint(str(workdir), which)
   config = run_contract.read_saved(str(workdir))  # ReLU and max pooling (configs/lenet.py)
-  return models.create_model_from_config(config.model, 10), variables
+  return models.functional(lambda rngs: models.create_model_from_config(
+      config.model, 10, image_size=32, in_channels=1, rngs=rngs)), variables  # grey digits
+
+
+def intermediates(model, variables, x):
+  """Every layer's output in eval mode, by path: nnx.capture sows the output of each
+  module's __call__ (a tuple, one entry per call)."""
+  _, sown = nnx.capture(model.merge(variables), nnx.Intermediate,
+                        method_outputs=nnx.Intermediate)(x)
+  return nnx.to_pure_dict(sown)
 
 
 def lenet_input(path):
@@ -86,8 +97,7 @@ def test_predict_agrees_with_the_checkpoints_own_evaluation(lenet_run, tmp_path)
   # 28 to 32 pixels and normalised by MNIST's mean and std.
   model, variables = best_lenet(lenet_run)
   x = (np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0))) / 255 - 0.1307) / 0.3081
-  probs = np.asarray(jax.nn.softmax(model.apply(variables, x.astype(np.float32),
-                                                train=False)))
+  probs = np.asarray(jax.nn.softmax(model.apply(variables, x.astype(np.float32))))
   for p, want, label in zip(predictions, probs, labels):
     best = p['predictions']
     assert [b['label'] for b in best] == list(np.argsort(-want)[:3])
@@ -107,7 +117,7 @@ def test_predict_prints_a_line_per_image_from_the_latest_checkpoint(lenet_run, t
   assert result.returncode == 0, result.stderr[-2000:]
   model, variables = best_lenet(lenet_run, 'latest')
   x = np.concatenate([lenet_input(tmp_path / f'{i}.png') for i in range(3)])
-  probs = np.asarray(jax.nn.softmax(model.apply(variables, x, train=False)))
+  probs = np.asarray(jax.nn.softmax(model.apply(variables, x)))
   want = [f'{tmp_path}/{i}.png: ' + ', '.join(f'{c} ({p[c]:.3f})' for c in np.argsort(-p)[:2])
           for i, p in enumerate(probs)]
   assert result.stdout.splitlines() == want
@@ -182,11 +192,10 @@ def test_filters_and_features_have_a_tile_per_kernel_and_map(lenet_run, digit_pn
   windows = np.lib.stride_tricks.sliding_window_view(x, (5, 5))  # (28, 28, 5, 5)
   want = np.einsum('ijkl,klf->ijf', windows, c1[:, :, 0]) + variables['params']['C1']['bias']
   np.testing.assert_allclose(maps['C1'], want, rtol=1e-4, atol=1e-5)
-  _, state = model.apply(variables, lenet_input(path), train=False, capture_intermediates=True,
-                         mutable=['intermediates'])
+  state = intermediates(model, variables, lenet_input(path))
   for name, shape in (('C3', (10, 10, 16)), ('C5', (1, 1, 120))):
     assert maps[name].shape == shape
-    np.testing.assert_allclose(maps[name], state['intermediates'][name]['__call__'][0][0],
+    np.testing.assert_allclose(maps[name], state[name]['__call__'][0][0],
                                rtol=1e-5, atol=1e-6)
   for name in ('f.png', 'c3.png', 'm.png'):
     assert Image.open(tmp_path / name).size[0] > 100
@@ -203,10 +212,9 @@ def test_features_of_chosen_layers_and_colour_filters_of_an_rgb_model(lenet_run,
   assert result.returncode == 0, result.stderr[-2000:]
   maps = np.load(tmp_path / 'm.npz')
   model, variables = best_lenet(lenet_run)
-  _, state = model.apply(variables, lenet_input(path), train=False, capture_intermediates=True,
-                         mutable=['intermediates'])
+  state = intermediates(model, variables, lenet_input(path))
   assert sorted(maps) == ['C1', 'F6'] and maps['F6'].shape == (1, 1, 84)  # a vector's map
-  np.testing.assert_allclose(maps['F6'][0, 0], state['intermediates']['F6']['__call__'][0][0],
+  np.testing.assert_allclose(maps['F6'][0, 0], state['F6']['__call__'][0][0],
                              rtol=1e-5, atol=1e-6)
   # An RGB first layer (torchvision's ResNet-18, conv1: 64 filters of 7x7x3): one colour
   # tile per filter, as AlexNet's Figure 3 shows them.
@@ -235,7 +243,7 @@ def test_saliency_and_occlusion_of_a_chosen_class_and_patch(lenet_run, digit_png
   assert result.returncode == 0, result.stderr[-2000:]
   model, variables = best_lenet(lenet_run)
   x = lenet_input(path)
-  grad = jax.grad(lambda x: model.apply(variables, x, train=False)[0, 3])(x)
+  grad = jax.grad(lambda x: model.apply(variables, x)[0, 3])(x)
   np.testing.assert_allclose(np.load(tmp_path / 's.npy'), np.abs(grad[0, :, :, 0]),
                              rtol=1e-4, atol=1e-7)
   result = run('visualize.py', 'occlusion', *args, '--patch=28', '--step=4',
@@ -249,7 +257,7 @@ def test_saliency_and_occlusion_of_a_chosen_class_and_patch(lenet_run, digit_png
     view[t:t + 28, l:l + 28] = grey
     views.append(view)
   x = ((np.stack(views) / 255 - 0.1307) / 0.3081)[..., None].astype(np.float32)
-  p = np.asarray(jax.nn.softmax(model.apply(variables, x, train=False)))[:, 3]
+  p = np.asarray(jax.nn.softmax(model.apply(variables, x)))[:, 3]
   drop, covered = np.zeros((32, 32)), np.zeros((32, 32))
   for (t, l), q in zip(((0, 0), (0, 4), (4, 0), (4, 4)), p[1:]):
     drop[t:t + 28, l:l + 28] += p[0] - q
