@@ -6,21 +6,23 @@ Run inside a checkout of the last Linen commit (52aaa4a), with this file's path:
   cd /tmp/linen && python /path/to/tests/data/record_linen_trees.py \
       > /path/to/tests/data/linen_trees.json
 
-For every registered model, at its native input size (3 channels, its default classes):
+For every registered model, at its native input size (3 channels, its default classes),
+and the VARIANTS below:
 
   params, batch_stats  the shape of each array `model.init` makes, keyed by '/'-joined
                        path as the checkpoints store them: what a Linen workdir's
                        checkpoint holds (jax.eval_shape: nothing is computed);
   probe                the model's eval-mode logits on one fixed image, with every
                        variable set by `probe_values` from its Linen path: the NNX model
-                       given the same values through lib.linen_workdirs' renaming must
+                       given the same values through lib.legacy_workdirs' renaming must
                        compute the same, which a renaming that swaps two arrays of one
                        shape (bn1 and bn2) would not.
 
-tests/test_linen_workdirs.py checks the conversion onto today's NNX models with it,
+tests/test_legacy_workdirs.py checks the conversion onto today's NNX models with it,
 without Linen code in the repository.
 """
 
+import functools
 import json
 import sys
 import time
@@ -73,6 +75,20 @@ def summary(logits: np.ndarray) -> dict:
           'std': float(logits.std())}
 
 
+# Besides the registered models at their defaults: configurations whose trees hold
+# what the defaults lack (the convnet's bottlenecks, projection shortcuts, strided-conv
+# downsampling and hidden FC layers). name -> (registered model, constructor arguments).
+VARIANTS = {
+    'convnet[every layer kind]': ('convnet', {
+        'stages': ({'width': 8, 'depth': 2, 'bottleneck': 4, 'residual': True,
+                    'downsample': {'type': 'conv', 'kernel': 3, 'stride': 2,
+                                   'padding': 1}},
+                   {'width': 16, 'stride': 2, 'residual': True,
+                    'downsample': {'type': 'max'}}),
+        'head': {'pool': 'gap', 'hidden': (32, 16), 'dropout': 0.1}}),
+}
+
+
 def main():
   import jax  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, '.')
@@ -83,13 +99,15 @@ def main():
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
   out = {}
-  for name in models.list_models():
+  for name, (registered, kwargs) in ({n: (n, {}) for n in models.list_models()}
+                                     | VARIANTS).items():
     start = time.perf_counter()
-    model = models.create_model(name)
-    native = models.default_image_size(name)
+    model = models.create_model(registered, **kwargs)
+    native = models.default_image_size(registered)
     shapes = jax.eval_shape(lambda m=model: m.init(
         jax.random.key(0), probe_image(native), train=False))
-    record = {'image_size': native, 'params': flat_shapes(shapes['params']),
+    record = {'model': registered, 'kwargs': kwargs,
+              'image_size': native, 'params': flat_shapes(shapes['params']),
               'batch_stats': flat_shapes(shapes.get('batch_stats', {}))}
     size = PROBE_SIZE
     try:
@@ -110,8 +128,9 @@ def main():
     print(f'{name}: {len(record["params"])} parameters, probed at {size}x{size} in '
           f'{time.perf_counter() - start:.1f}s', file=sys.stderr, flush=True)
   # One model a line: a diff of the fixture shows which models changed.
-  print('{\n' + ',\n'.join(f'{json.dumps(n)}:{json.dumps(r, sort_keys=True, separators=(",", ":"))}'
-                          for n, r in sorted(out.items())) + '\n}')
+  compact = functools.partial(json.dumps, sort_keys=True, separators=(',', ':'))
+  print('{\n' + ',\n'.join(f'{json.dumps(n)}:{compact(r)}' for n, r in sorted(out.items()))
+        + '\n}')
 
 
 if __name__ == '__main__':

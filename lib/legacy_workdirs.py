@@ -1,9 +1,10 @@
 """Workdirs written by the Linen version of this code: found, refused, converted.
 
-Until commit 52aaa4a every model was a `flax.linen` module, and its checkpoints name
-arrays by Linen's module paths: `params/layer1_0/conv1/kernel`, where the NNX model's
-are `params/layer1/0/conv1/kernel`. Restoring such a checkpoint into an NNX model fails
-deep inside orbax, or, where the names happen to agree, could restore part of a run.
+Until commit 52aaa4a every model was a Linen module (Flax's older API), and its
+checkpoints name arrays by Linen's module paths: `params/layer1_0/conv1/kernel`, where
+the NNX model's are `params/layer1/0/conv1/kernel`. Restoring such a checkpoint into an
+NNX model fails deep inside orbax, or, where the names happen to agree, could restore
+part of a run.
 So a workdir is told apart by what the NNX version writes into every run.json it makes:
 
   "model_api": "nnx"
@@ -13,7 +14,7 @@ run.json without that marker (or no run.json: the Linen version wrote none befor
 issue 27) was written by the Linen version. `check_workdir` refuses it in one line
 naming the way on:
 
-  python -m lib.linen_workdirs convert OLD NEW
+  python -m lib.legacy_workdirs convert OLD NEW
 
 writes NEW, the same run as the NNX version keeps it: each checkpoint of OLD (the latest
 ones and the best one) with every tree of model variables renamed (the parameters and
@@ -26,11 +27,12 @@ misread: train.py starts it afresh, as the Linen version did.
 The renaming is a few rules per model family (RENAMES), checked before anything is
 written: the renamed tree must be exactly the NNX model's (every path, every shape),
 else the workdir is refused as one that cannot be converted, naming the first
-difference (train again in a new workdir). tests/test_linen_workdirs.py checks the rules
+difference (train again in a new workdir). tests/test_legacy_workdirs.py checks the rules
 against every registered model's Linen tree (tests/data/linen_trees.json, recorded from
 the Linen commit) and that the renamed values compute the Linen model's logits.
 """
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -48,7 +50,7 @@ from lib import workdir as workdir_lib
 
 API_KEY, API = 'model_api', 'nnx'  # the marker in run.json
 LINEN_COMMIT = '52aaa4a'  # the last commit whose models were Linen modules
-PROGRAM = 'python -m lib.linen_workdirs'
+PROGRAM = 'python -m lib.legacy_workdirs'
 KINDS = (checkpoints.LATEST, checkpoints.BEST)
 COLLECTIONS = ('params', 'batch_stats')
 # What the conversion does not copy: the checkpoints (it writes them converted), those
@@ -56,13 +58,43 @@ COLLECTIONS = ('params', 'batch_stats')
 # said about the old version's checkpoints.
 NOT_COPIED = (*KINDS, workdir_lib.CORRUPT_CHECKPOINTS, '.lock', workdir_lib.ERRORS_LOG)
 
-# Linen's module path -> NNX's, per model family (first pattern that matches the model's
-# registered name): regular expressions applied in turn to each '/'-joined path.
+
+@dataclasses.dataclass(frozen=True)
+class Ordinal:
+  """Linen's numbered modules (`conv1`, `conv2`, ... or `conv1_1`, `bn1_1`, ...) that
+  are, in their order, the children holding arrays of an NNX Sequential (`features/0`,
+  `features/3`, ...; PyTorch numbers a Sequential's layers, ReLUs and pools included).
+  `patterns` match a Linen top-level name; their groups, as numbers, then the pattern's
+  place in the tuple (a conv before its BN), give the order."""
+  patterns: tuple
+  container: str
+
+
+# Linen's module paths -> NNX's, per model family (the first pattern that matches the
+# registered name): Ordinal pairings, then regular expressions applied in turn to each
+# '/'-joined path (in this order: GoogLeNet's conv2 becomes conv3 before conv2_reduce
+# becomes conv2). Models not named keep their names (LeNet-5's C1 ... F6, airbench's).
 # Linen named a list's elements `layer1_0`; an nnx.List's are `layer1/0`.
-_STAGES = (r'^(layer\d+)_(\d+)/', r'\1/\2/')
+_RESNET = [(r'^(layer\d+)_(\d+)/', r'\1/\2/'),
+           (r'/downsample_conv/', '/downsample/0/'), (r'/downsample_bn/', '/downsample/1/')]
+_ALEXNET = [Ordinal((r'conv(\d+)',), 'features'), Ordinal((r'fc(\d+)',), 'classifier')]
 RENAMES = {
-    'resnet*': [_STAGES, (r'/downsample_(conv|bn)/', r'/downsample/\1/')],
-    'se_resnet*': [_STAGES, (r'/downsample_(conv|bn)/', r'/downsample/\1/')],
+    'resnet*': _RESNET,
+    'se_resnet*': _RESNET,
+    'alexnet*': _ALEXNET,
+    'zfnet': _ALEXNET,
+    'vgg*': [Ordinal((r'conv(\d+)_(\d+)', r'bn(\d+)_(\d+)'), 'features'),
+             Ordinal((r'fc(\d+)',), 'classifier')],
+    'tutorial_resnet': [Ordinal((r'block(\d+)', r'down(\d+)'), 'blocks')],
+    'googlenet': [  # torchvision's names: aux1, aux2; conv2 (1x1) and conv3 (3x3)
+        (r'^aux4a/', 'aux1/'), (r'^aux4d/', 'aux2/'),
+        (r'^conv2/', 'conv3/'), (r'^conv2_reduce/', 'conv2/'),
+        (r'/branch1x1/', '/branch1/'),
+        (r'/branch3x3_reduce/', '/branch2/0/'), (r'/branch3x3/', '/branch2/1/'),
+        (r'/branch5x5_reduce/', '/branch3/0/'), (r'/branch5x5/', '/branch3/1/'),
+        (r'/pool_proj/', '/branch4/1/')],  # (branch4/0 is the pool)
+    'convnet': [(r'^stage(\d+)_', r'stage\1/'), (r'^head_out/', 'fc/'),
+                (r'^head_fc(\d+)/', lambda m: f'hidden/{int(m[1]) - 1}/')],
 }
 
 
@@ -73,14 +105,25 @@ class LinenWorkdirError(ValueError):
 # ------------------------------------------------------------------------------ detection
 
 
+def read_marker(workdir: str) -> tuple[bool, str | None]:
+  """(whether run.json says the NNX version wrote this workdir, why run.json cannot be
+  read: None when it can, or when there is none)."""
+  path = os.path.join(workdir, run_contract.RUN)
+  if not os.path.exists(path):
+    return False, None
+  try:
+    with open(path) as f:
+      facts = json.load(f)
+  except (OSError, ValueError) as e:  # (JSONDecodeError and UnicodeDecodeError too)
+    return False, f'{type(e).__name__}: {e}'
+  if not isinstance(facts, dict):
+    return False, f'it holds a {type(facts).__name__}'
+  return facts.get(API_KEY) == API, None
+
+
 def marked(workdir: str) -> bool:
   """Whether run.json says the NNX version wrote this workdir."""
-  try:
-    with open(os.path.join(workdir, run_contract.RUN)) as f:
-      facts = json.load(f)
-  except (OSError, ValueError):
-    return False
-  return isinstance(facts, dict) and facts.get(API_KEY) == API
+  return read_marker(workdir)[0]
 
 
 def mark(facts: dict) -> dict:
@@ -104,6 +147,11 @@ def check_workdir(workdir: str, flag: str | None = '--workdir'):
   if not is_linen(workdir):
     return
   given = f'{flag}={workdir}' if flag else workdir
+  unreadable = read_marker(workdir)[1]
+  if unreadable:  # (the NNX version's, damaged, or the Linen version's: unknown)
+    raise LinenWorkdirError(
+        f'{given}: its {run_contract.RUN} cannot be read ({unreadable}), and it says which '
+        'version of this code wrote the checkpoints; restore it from a backup')
   why = (f'{given} was written by the Linen version of this code (commit {LINEN_COMMIT} '
          f'or before: its run.json has no "{API_KEY}": "{API}")')
   try:
@@ -135,11 +183,34 @@ def rules(model_name: str) -> list:
   return []  # the same names in both versions
 
 
-def nnx_path(model_name: str, linen_path: str) -> str:
-  """The NNX path of the array a Linen model `model_name` kept at `linen_path`."""
-  for pattern, replacement in rules(model_name):
-    linen_path = re.sub(pattern, replacement, linen_path)
-  return linen_path
+def renaming(model_name: str, linen_paths, nnx_paths) -> dict:
+  """{Linen path: NNX path} of the arrays a Linen `model_name` kept at `linen_paths`,
+  where today's model keeps `nnx_paths` (which the Ordinal rules count on); unchecked:
+  plan() compares the result with the NNX model's tree."""
+  family = rules(model_name)
+  top = {}  # Linen top-level module -> NNX path, from the Ordinal rules
+  for rule in (r for r in family if isinstance(r, Ordinal)):
+    def order(name, rule=rule):
+      for i, pattern in enumerate(rule.patterns):
+        m = re.fullmatch(pattern, name)
+        if m:
+          return (*map(int, m.groups()), i)
+      return None
+    linen = sorted({p.split('/')[0] for p in linen_paths if order(p.split('/')[0])},
+                   key=order)
+    prefix = rule.container + '/'
+    children = sorted({int(p[len(prefix):].split('/')[0]) for p in nnx_paths
+                       if p.startswith(prefix) and p[len(prefix):].split('/')[0].isdigit()})
+    top.update({name: f'{prefix}{index}' for name, index in zip(linen, children)})
+  out = {}
+  for path in linen_paths:
+    head, _, rest = path.partition('/')
+    new = f'{top[head]}/{rest}' if head in top else path
+    for rule in family:
+      if not isinstance(rule, Ordinal):
+        new = re.sub(rule[0], rule[1], new)
+    out[path] = new
+  return out
 
 
 def flat_shapes(tree) -> dict:
@@ -183,7 +254,7 @@ def saved_shapes(workdir: str) -> dict:
   raise LinenWorkdirError(f'{workdir} has no checkpoint')
 
 
-def _num_classes(config, facts, saved, model_name) -> int:
+def _num_classes(config, facts, saved) -> int:
   """The run's classes: run.json's, else the config's, else the width of the saved
   model's classifier (the arrays whose shape the class count sets)."""
   if facts and facts.get('dataset', {}).get('num_classes'):
@@ -191,7 +262,8 @@ def _num_classes(config, facts, saved, model_name) -> int:
   if config.num_classes:
     return int(config.num_classes)
   two, three = (nnx_shapes(config, k)['params'] for k in (2, 3))
-  linen = {nnx_path(model_name, p): s for p, s in saved['params'].items()}
+  names = renaming(config.model.name, saved['params'], two)
+  linen = {names[p]: s for p, s in saved['params'].items()}
   found = {linen[p][axis] for p in two if p in linen and len(linen[p]) == len(two[p])
            for axis, (a, b) in enumerate(zip(two[p], three[p])) if a != b}
   if len(found) != 1:
@@ -200,10 +272,42 @@ def _num_classes(config, facts, saved, model_name) -> int:
   return found.pop()
 
 
+def difference(expected: dict, found: dict, what: str) -> str | None:
+  """The first path where two {path: shape} trees differ, in words; None if none."""
+  for path in sorted(set(expected) | set(found)):
+    if path not in found:
+      return f'the model has {path} {expected[path]}, which {what} lacks'
+    if path not in expected:
+      return f'{what} has {path} {found[path]}, which the model lacks'
+    if tuple(expected[path]) != tuple(found[path]):
+      return (f'{what} has {path} of shape {tuple(found[path])} where the model has '
+              f'{tuple(expected[path])}')
+  return None
+
+
+def check_renaming(model_name: str, linen: dict, expected: dict) -> dict:
+  """{Linen path: NNX path} for the {collection: {path: shape}} tree `linen` of a Linen
+  `model_name`, checked against today's model's tree `expected`: every array renamed
+  onto one of the same shape, every one of the model's arrays found. LinenWorkdirError
+  naming the first difference otherwise."""
+  renames = {}
+  for collection in COLLECTIONS:
+    names = renaming(model_name, linen[collection], expected[collection])
+    renamed = {names[p]: s for p, s in linen[collection].items()}
+    if len(renamed) != len(names):
+      raise LinenWorkdirError(f'{model_name}: two of its {collection} arrays would get '
+                              'the same name')
+    wrong = difference(expected[collection], renamed, f'its {collection} (renamed)')
+    if wrong:
+      raise LinenWorkdirError(f'{model_name}: {wrong}')
+    renames.update(names)
+  return renames
+
+
 def plan(workdir: str) -> dict:
   """{Linen path: NNX path} of every array of the workdir's model (parameters and
-  BatchNorm statistics), checked: renamed, the saved tree is exactly the NNX model's
-  that config.json describes. LinenWorkdirError naming the first difference otherwise."""
+  BatchNorm statistics), checked (check_renaming) against the NNX model config.json
+  describes."""
   try:
     config = run_contract.read_saved(workdir)
   except run_contract.ContractError as e:
@@ -213,26 +317,14 @@ def plan(workdir: str) -> dict:
                             'checkpoints are of')
   name = config.model.name
   saved = saved_shapes(workdir)
-  num_classes = _num_classes(config, run_contract.read_facts(workdir), saved, name)
   try:
-    expected = nnx_shapes(config, num_classes)
+    expected = nnx_shapes(config, _num_classes(config, run_contract.read_facts(workdir),
+                                               saved))
   except ValueError as e:  # a model or argument the NNX version does not have
+    if isinstance(e, LinenWorkdirError):
+      raise
     raise LinenWorkdirError(f'its model ({name}) cannot be built today: {e}') from None
-  renames = {}
-  for collection in COLLECTIONS:
-    renamed = {}
-    for path, shape in saved[collection].items():
-      renamed[nnx_path(name, path)] = shape
-      renames[path] = nnx_path(name, path)
-    wrong = checkpoints.mismatch(
-        {p: np.zeros(s, np.int8) for p, s in expected[collection].items()},
-        {p: np.zeros(s, np.int8) for p, s in renamed.items()},
-        f'its {collection} (renamed)')
-    if wrong:
-      raise LinenWorkdirError(f'{name}: {wrong}')
-  if len(set(renames.values())) != len(renames):
-    raise LinenWorkdirError(f'{name}: two of its arrays would get the same name')
-  return renames
+  return check_renaming(name, saved, expected)
 
 
 # ------------------------------------------------------------------------ the conversion

@@ -1,4 +1,4 @@
-"""Workdirs of the Linen version (lib/linen_workdirs.py): refused in one line, converted.
+"""Workdirs of the Linen version (lib/legacy_workdirs.py): refused in one line, converted.
 
 The fixtures were made by the last Linen commit (52aaa4a), whose code is not in the
 repository any more:
@@ -34,7 +34,7 @@ import pytest
 
 import models
 from lib import checkpoints
-from lib import linen_workdirs
+from lib import legacy_workdirs
 from lib import run_contract
 from tests.data import record_linen_trees as record
 
@@ -49,16 +49,21 @@ def linen_trees() -> dict:
     return json.load(f)
 
 
-def nnx_shapes(name: str) -> dict:
-  """{collection: {path: shape}} of today's model `name`, as create_model makes it."""
-  model = models.create_model(name)
-  return {c: linen_workdirs.flat_shapes(nnx.to_pure_dict(nnx.state(model, kind)))
-          for c, kind in zip(linen_workdirs.COLLECTIONS, (nnx.Param, nnx.BatchStat))}
+def create(name: str, **kw):
+  """Today's model for a record of linen_trees.json (a registered name or a variant)."""
+  tree = linen_trees()[name]
+  return models.create_model(tree['model'], **tree['kwargs'], **kw)
 
 
-def renamed(name: str, collection: str) -> dict:
-  return {linen_workdirs.nnx_path(name, p): tuple(s)
-          for p, s in linen_trees()[name][collection].items()}
+def nnx_shapes(model) -> dict:
+  """{collection: {path: shape}} of an NNX model."""
+  return {c: legacy_workdirs.flat_shapes(nnx.to_pure_dict(nnx.state(model, kind)))
+          for c, kind in zip(legacy_workdirs.COLLECTIONS, (nnx.Param, nnx.BatchStat))}
+
+
+def linen_shapes(name: str) -> dict:
+  return {c: {p: tuple(s) for p, s in linen_trees()[name][c].items()}
+          for c in legacy_workdirs.COLLECTIONS}
 
 
 # ----------------------------------------------------------- the renaming, every model
@@ -66,18 +71,27 @@ def renamed(name: str, collection: str) -> dict:
 @pytest.mark.parametrize('name', sorted(linen_trees()))
 def test_every_linen_tree_renames_onto_the_nnx_models(name):
   """Each Linen array gets the path of an NNX array of the same shape, and every NNX
-  array has one: the conversion restores all of a model, or refuses."""
-  expected = nnx_shapes(name)
-  for collection in linen_workdirs.COLLECTIONS:
-    assert renamed(name, collection) == expected[collection], collection
+  array has one: the conversion restores all of a model, or refuses. (Every registered
+  model, at its defaults, and the convnet with every kind of layer it can have.)"""
+  expected = nnx_shapes(nnx.eval_shape(lambda: create(name)))
+  linen = linen_shapes(name)
+  renames = legacy_workdirs.check_renaming(linen_trees()[name]['model'], linen, expected)
+  for collection in legacy_workdirs.COLLECTIONS:
+    assert {renames[p]: s for p, s in linen[collection].items()} == expected[collection]
 
 
-# The probe runs each model once, compiled: a representative of every family and every
-# kind of layer the renaming touches (LRN, BatchNorm or not, bottlenecks, SE, auxiliary
-# heads, the whitening layer); the other depths and widths repeat their blocks.
-PROBED = ['lenet5', 'simple_cnn', 'tutorial_resnet', 'alexnet', 'alexnet_v1', 'zfnet',
-          'googlenet', 'convnet', 'airbench94', 'airbench96', 'vgg_a_lrn', 'vgg_c_bn',
-          'resnet20', 'resnet18', 'resnet50', 'se_resnet50']
+def probed() -> list:
+  """Every record with a probe, aliases (vgg11 = vgg_a) once."""
+  seen, names = set(), []
+  for name, tree in sorted(linen_trees().items()):
+    key = json.dumps(tree, sort_keys=True)
+    if tree['probe'] is not None and key not in seen:
+      seen.add(key)
+      names.append(name)
+  return names
+
+
+PROBED = probed()
 
 
 def constructor(name: str):
@@ -85,8 +99,13 @@ def constructor(name: str):
   return getattr(make, 'func', make)
 
 
-def test_the_probe_covers_every_constructor():
-  assert {constructor(n) for n in PROBED} == {constructor(n) for n in models.MODELS}
+def test_the_probe_covers_every_model_but_resnet1202():
+  """ResNet-1202's probe overflows (600 blocks in eval mode grow its activations past
+  float32); its renaming is ResNet-20's to ResNet-110's, which are probed."""
+  covered = {n for n in models.MODELS if any(
+      linen_trees()[p]['params'] == linen_trees()[n]['params'] for p in PROBED)}
+  assert set(models.MODELS) - covered == {'resnet1202'}
+  assert 'convnet[every layer kind]' in PROBED
 
 
 @pytest.mark.parametrize('name', PROBED)
@@ -96,10 +115,12 @@ def test_renamed_values_compute_the_linen_logits(name):
   two arrays of one shape, bn1 and bn2, moves the logits by 7% to 230% of their spread;
   tests/data/record_linen_trees.py)."""
   tree = linen_trees()[name]
-  net = models.functional(lambda rngs: models.create_model(name, rngs=rngs))
-  variables = {c: unflatten_like(
-      {linen_workdirs.nnx_path(name, p): record.probe_values(p, tuple(s))
-       for p, s in tree[c].items()}) for c in linen_workdirs.COLLECTIONS}
+  net = models.functional(lambda rngs: create(name, rngs=rngs))
+  linen = linen_shapes(name)
+  renames = legacy_workdirs.check_renaming(tree['model'], linen, nnx_shapes(net.module))
+  variables = {c: unflatten_like({renames[p]: record.probe_values(p, s)
+                                  for p, s in linen[c].items()})
+               for c in legacy_workdirs.COLLECTIONS}
   probe = tree['probe']
   logits = np.asarray(jax.jit(net.apply)(variables, record.probe_image(probe['image_size'])))
   got = record.summary(logits)
@@ -138,7 +159,7 @@ def linen_style_workdir(path, name: str = 'resnet20', step: int = 5):
   tree = linen_trees()[name]
   values = {c: record.unflatten({p: record.probe_values(p, tuple(s))
                                  for p, s in tree[c].items()})
-            for c in linen_workdirs.COLLECTIONS}
+            for c in legacy_workdirs.COLLECTIONS}
   momentum = jax.tree.map(lambda a: -a, values['params'])
   state = {'step': np.int32(step), 'params': values['params'],
            'batch_stats': values['batch_stats'],
@@ -160,19 +181,19 @@ def copy_of_the_linen_workdir(tmp_path) -> str:
 
 def test_the_real_linen_workdir_is_refused_in_one_line_with_the_command(tmp_path):
   old = copy_of_the_linen_workdir(tmp_path)
-  with pytest.raises(linen_workdirs.LinenWorkdirError) as caught:
-    linen_workdirs.check_workdir(old)
+  with pytest.raises(legacy_workdirs.LinenWorkdirError) as caught:
+    legacy_workdirs.check_workdir(old)
   message = str(caught.value)
   assert '\n' not in message
   assert message.startswith(f'--workdir={old} was written by the Linen version')
-  assert f'`python -m lib.linen_workdirs convert {old} {old}_nnx`' in message
+  assert f'`python -m lib.legacy_workdirs convert {old} {old}_nnx`' in message
   assert message.endswith(f'give --workdir={old}_nnx')
 
 
 def test_a_linen_resnet_names_a_renamed_path(tmp_path):
   old = linen_style_workdir(str(tmp_path / 'old'))
-  with pytest.raises(linen_workdirs.LinenWorkdirError) as caught:
-    linen_workdirs.check_workdir(old, '--config.init_from')
+  with pytest.raises(legacy_workdirs.LinenWorkdirError) as caught:
+    legacy_workdirs.check_workdir(old, '--config.init_from')
   message = str(caught.value)
   assert message.startswith(f'--config.init_from={old} was written by the Linen version')
   assert 'whose checkpoints name layer1_0/bn1 what is now layer1/0/bn1;' in message
@@ -187,8 +208,8 @@ def test_an_unconvertible_linen_workdir_says_to_train_again(tmp_path):
   config = json.load(open(config_path))
   config['model'] = {'name': 'resnet32'}
   json.dump(config, open(config_path, 'w'))
-  with pytest.raises(linen_workdirs.LinenWorkdirError) as caught:
-    linen_workdirs.check_workdir(old)
+  with pytest.raises(legacy_workdirs.LinenWorkdirError) as caught:
+    legacy_workdirs.check_workdir(old)
   message = str(caught.value)
   assert '\n' not in message and 'cannot be converted: resnet32: ' in message
   assert 'layer1/3/bn1/bias' in message  # ResNet-32's fourth block, which it lacks
@@ -196,28 +217,42 @@ def test_an_unconvertible_linen_workdir_says_to_train_again(tmp_path):
 
 
 def test_workdirs_that_are_not_linen_pass(tmp_path):
-  linen_workdirs.check_workdir(str(tmp_path / 'absent'))
-  linen_workdirs.check_workdir(str(tmp_path))  # empty: a new run
+  legacy_workdirs.check_workdir(str(tmp_path / 'absent'))
+  legacy_workdirs.check_workdir(str(tmp_path))  # empty: a new run
   # A Linen run stopped before its first checkpoint holds nothing to misread.
   os.makedirs(tmp_path / 'started')
   shutil.copy(os.path.join(LINEN_WORKDIR, run_contract.CONFIG), tmp_path / 'started')
-  linen_workdirs.check_workdir(str(tmp_path / 'started'))
+  legacy_workdirs.check_workdir(str(tmp_path / 'started'))
   # The marker says NNX.
   marked = copy_of_the_linen_workdir(tmp_path)
   facts = json.load(open(os.path.join(marked, run_contract.RUN)))
-  json.dump(linen_workdirs.mark(facts), open(os.path.join(marked, run_contract.RUN), 'w'))
-  linen_workdirs.check_workdir(marked)
+  json.dump(legacy_workdirs.mark(facts), open(os.path.join(marked, run_contract.RUN), 'w'))
+  legacy_workdirs.check_workdir(marked)
 
 
 def test_a_checkpoint_without_run_json_is_linen(tmp_path):
   """The Linen version wrote no run.json before issue 27: a checkpoint without one."""
   old = copy_of_the_linen_workdir(tmp_path)
   os.remove(os.path.join(old, run_contract.RUN))
-  assert linen_workdirs.is_linen(old)
+  assert legacy_workdirs.is_linen(old)
   os.makedirs(tmp_path / 'best_only' / 'best_checkpoint')
   shutil.copytree(os.path.join(old, 'best_checkpoint', '2'),
                   tmp_path / 'best_only' / 'best_checkpoint' / '2')
-  assert linen_workdirs.is_linen(str(tmp_path / 'best_only'))
+  assert legacy_workdirs.is_linen(str(tmp_path / 'best_only'))
+
+
+def test_an_unreadable_run_json_is_named(tmp_path):
+  """A damaged run.json cannot say which version wrote the checkpoints: named, not
+  guessed (a damaged NNX workdir is no Linen one to convert)."""
+  old = copy_of_the_linen_workdir(tmp_path)
+  with open(os.path.join(old, run_contract.RUN), 'w') as f:
+    f.write('{"dataset": {"num_tr')
+  with pytest.raises(legacy_workdirs.LinenWorkdirError) as caught:
+    legacy_workdirs.check_workdir(old)
+  message = str(caught.value)
+  assert message.startswith(f'--workdir={old}: its run.json cannot be read '
+                            '(JSONDecodeError: ')
+  assert message.endswith('restore it from a backup') and '\n' not in message
 
 
 # ------------------------------------------------------------------------ conversion
@@ -237,14 +272,14 @@ def test_convert_renames_every_tree_of_the_state_and_keeps_the_rest(tmp_path):
   old = linen_style_workdir(str(tmp_path / 'old'), step=5)
   before = file_hashes(old)
   new = str(tmp_path / 'new')
-  assert linen_workdirs.convert(old, new) == {'checkpoints': [5]}
+  assert legacy_workdirs.convert(old, new) == {'checkpoints': [5]}
   assert file_hashes(old) == before  # the old workdir is read only
   state = checkpoints.read_state(new)
-  tree = linen_trees()['resnet20']
-  for collection in linen_workdirs.COLLECTIONS:
-    got = {p: a for p, a in flat(state[collection]).items()}
-    want = {linen_workdirs.nnx_path('resnet20', p): record.probe_values(p, tuple(s))
-            for p, s in tree[collection].items()}
+  linen = linen_shapes('resnet20')
+  renames = legacy_workdirs.check_renaming('resnet20', linen, nnx_shapes(create('resnet20')))
+  for collection in legacy_workdirs.COLLECTIONS:
+    got = flat(state[collection])
+    want = {renames[p]: record.probe_values(p, s) for p, s in linen[collection].items()}
     assert got.keys() == want.keys()
     for path, value in want.items():
       np.testing.assert_array_equal(got[path], value, err_msg=path)
@@ -258,7 +293,7 @@ def test_convert_renames_every_tree_of_the_state_and_keeps_the_rest(tmp_path):
   assert facts['dataset'] == json.load(open(os.path.join(old, run_contract.RUN)))['dataset']
   assert open(os.path.join(new, run_contract.CONFIG)).read() == \
       open(os.path.join(old, run_contract.CONFIG)).read()
-  linen_workdirs.check_workdir(new)  # marked: passes
+  legacy_workdirs.check_workdir(new)  # marked: passes
   assert sorted(os.listdir(tmp_path)) == ['new', 'old']  # no staging directory left
 
 
@@ -273,29 +308,31 @@ MODEL_TREES = ('params/', 'batch_stats/', 'ema/params/', 'ema/batch_stats/',
                'opt_state/inner_state/1/trace/')
 
 
-def expected_path(name: str, path: str) -> str:
+def expected_path(renames: dict, path: str) -> str:
   for root in MODEL_TREES:
     if path.startswith(root):
-      return root + linen_workdirs.nnx_path(name, path.removeprefix(root))
+      return root + renames[path.removeprefix(root)]
   return path
 
 
 def test_the_real_linen_workdir_converts_every_checkpoint(tmp_path):
   old = copy_of_the_linen_workdir(tmp_path)
   new = str(tmp_path / 'new')
-  assert linen_workdirs.convert(old, new) == {'checkpoints': [1, 2], 'best_checkpoint': [2]}
+  assert legacy_workdirs.convert(old, new) == {'checkpoints': [1, 2], 'best_checkpoint': [2]}
+  renames = legacy_workdirs.plan(old)
+  assert renames['stage2_downconv/kernel'] == 'stage2/downconv/kernel'
   for kind, step in (('checkpoints', 1), ('checkpoints', 2), ('best_checkpoint', 2)):
     before, after = (flat(checkpoints.read_state(d, kind, step)) for d in (old, new))
-    assert {expected_path('convnet', p) for p in before} == set(after)
+    assert {expected_path(renames, p) for p in before} == set(after)
     for path, value in before.items():
-      np.testing.assert_array_equal(after[expected_path('convnet', path)], value)
+      np.testing.assert_array_equal(after[expected_path(renames, path)], value)
   for name in ('metrics.jsonl', 'final_metrics.json', 'config.json'):
     assert open(os.path.join(new, name)).read() == open(os.path.join(old, name)).read()
   assert any(n.startswith('events.out.tfevents') for n in os.listdir(new))
 
 
 def convert_command(*args):
-  return subprocess.run([sys.executable, '-m', 'lib.linen_workdirs', *args], cwd=ROOT,
+  return subprocess.run([sys.executable, '-m', 'lib.legacy_workdirs', *args], cwd=ROOT,
                         text=True, capture_output=True, timeout=300)
 
 
@@ -320,7 +357,7 @@ def test_convert_refuses_in_one_line_and_writes_nothing(tmp_path):
     result = convert_command('convert', *args)
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith('python -m lib.linen_workdirs: error: ') and expected in line
+    assert line.startswith('python -m lib.legacy_workdirs: error: ') and expected in line
     assert 'Traceback' not in result.stderr
   assert sorted(os.listdir(tmp_path)) == before
   result = convert_command('convert', old)
@@ -364,7 +401,7 @@ def test_the_tools_refuse_a_linen_workdir_in_one_line(tmp_path):
     assert result.returncode == 2, (args, result.stderr[-2000:])
     (line,) = result.stderr.strip().splitlines()
     assert f'{flag}={old} was written by the Linen version' in line, line
-    assert f'python -m lib.linen_workdirs convert {old} {old}_nnx' in line
+    assert f'python -m lib.legacy_workdirs convert {old} {old}_nnx' in line
   assert file_hashes(old) == before
 
 
@@ -374,7 +411,7 @@ def test_a_converted_workdir_evaluates_and_resumes_as_the_linen_run_did(tmp_path
   same math: within float32 rounding of the first steps, as the suite's habit)."""
   old = copy_of_the_linen_workdir(tmp_path)
   new = str(tmp_path / 'new')
-  linen_workdirs.convert(old, new)
+  legacy_workdirs.convert(old, new)
   logged = [json.loads(l) for l in open(os.path.join(old, 'metrics.jsonl'))]
   (linen_eval,) = [r for r in logged if r['split'] == 'test']
   result = run('evaluate.py', f'--workdir={new}')
@@ -382,7 +419,8 @@ def test_a_converted_workdir_evaluates_and_resumes_as_the_linen_run_did(tmp_path
   scored = json.load(open(os.path.join(new, 'eval', 'best_center.json')))
   assert scored['step'] == 2
   assert scored['loss'] == pytest.approx(linen_eval['loss'], rel=1e-5)
-  assert scored['top1'] == pytest.approx(linen_eval['top1'], abs=1e-9)
+  # The same examples right (the log keeps float32's 0.0949999988 for 95 of 1,000).
+  assert round(scored['top1'] * 1000) == round(linen_eval['top1'] * 1000)
 
   config = '--config=configs/convnet.py:dataset=mnist5k,width=4,stages=2,depth=1,pool=conv'
   result = run('train.py', config, f'--workdir={new}', '--config.num_epochs=None',
