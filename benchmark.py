@@ -8,6 +8,7 @@
       --input_only --start_step=100000   # time to the first batch of a run resumed there
   python benchmark.py --suite=gpu --json=gpu.json   # beside PyTorch on this GPU (8 min)
   python benchmark.py --suite=gpu --smoke           # the same at toy sizes, on a CPU
+  python benchmark.py --against=../linen    # beside another checkout (12 min on 2 cores)
 
 The default mode times the compiled train step (the one train.py runs: same model,
 optimizer, shardings, donation) over all local devices on one synthetic batch that stays
@@ -20,10 +21,16 @@ same per-image work in a loop (`pillow_images_per_sec`): the pipeline's parallel
 `--suite=gpu` (lib/gpu_suite.py) puts ours beside PyTorch (torchvision, AMP,
 channels_last, torch.compile) on the same device: ResNet-50's train step, a resident
 CIFAR ResNet-20 epoch, and the JPEG pipeline against what the ResNet-50 step consumes.
+`--against=DIR` (lib/compare_commits.py) times this checkout beside another one, such as
+the last Linen commit checked out with `git worktree add ../linen 52aaa4a`: the bare
+train step (images/s) and a one-step train.py launch (wall seconds) of each --model,
+every measurement a fresh process of the same Python, the two alternating, best of
+--repeats; then nnx.jit and nnx.cached_partial against the functional step.
 Each mode prints a table and writes JSON (--json).
 """
 
 import json
+import os
 import time
 
 from absl import flags
@@ -59,6 +66,13 @@ flags.DEFINE_enum('suite', None, ['gpu'], 'gpu: ResNet-50, ResNet-20 and the JPE
                   'beside PyTorch on this device (lib/gpu_suite.py); --model and the modes '
                   'do not apply')
 flags.DEFINE_bool('smoke', False, '--suite=gpu at toy sizes, minutes on a CPU')
+flags.DEFINE_string('against', None, 'another checkout (the last Linen commit): its train '
+                    'step and one-step train.py launch beside ours, alternating, on the CPU '
+                    '(lib/compare_commits.py; --model default lenet5,resnet20, '
+                    '--batch_size 128, --steps 100)')
+flags.DEFINE_integer('repeats', 5, '--against: rounds; each figure is the best of them')
+flags.DEFINE_bool('nnx_jit', True, '--against: also time nnx.jit and nnx.cached_partial '
+                  'against the functional step, in this checkout')
 
 
 def peak_memory(compiled) -> tuple[int | None, str]:
@@ -216,6 +230,20 @@ def check_flags(argv):
       cli.fail('benchmark.py', f'--{name}={FLAGS[name].value}: give {low} or more')
   if FLAGS.smoke and FLAGS.suite != 'gpu':
     cli.fail('benchmark.py', '--smoke goes with --suite=gpu')
+  if FLAGS.against is not None:
+    from lib import compare_commits  # pylint: disable=import-outside-toplevel
+    if FLAGS.suite or FLAGS.input_only or FLAGS.end_to_end:
+      cli.fail('benchmark.py', '--against times the train step and train.py launches: '
+               'drop --suite, --input_only and --end_to_end')
+    if not os.path.isfile(os.path.join(FLAGS.against, 'train.py')):
+      cli.fail('benchmark.py', f'--against={FLAGS.against}: no train.py there; give a '
+               'checkout of this project (git worktree add ../linen 52aaa4a)')
+    unknown = sorted(set(FLAGS.model) - set(compare_commits.MODELS))
+    if unknown:
+      cli.fail('benchmark.py', f'--against times {", ".join(compare_commits.MODELS)}; '
+               f'not {", ".join(unknown)}')
+    if FLAGS.repeats < 1:
+      cli.fail('benchmark.py', f'--repeats={FLAGS.repeats}: give 1 or more')
 
 
 def main(argv):
@@ -234,6 +262,9 @@ def main(argv):
                             for r in rows]))
     write_json(rows)
     return
+  if FLAGS.against is not None:
+    compare_against(FLAGS.against)
+    return
   cli.use_compilation_cache()
   rows = []
   try:
@@ -248,6 +279,23 @@ def main(argv):
   print()
   print(format_table(rows))
   write_json(rows)
+
+
+def compare_against(other: str):
+  """--against: this checkout beside `other`, the table and the JSON."""
+  from lib import compare_commits  # pylint: disable=import-outside-toplevel
+  here = os.path.dirname(os.path.abspath(__file__))
+  report = compare_commits.compare(
+      here, other, models=tuple(FLAGS.model) or tuple(compare_commits.MODELS),
+      batch=FLAGS.batch_size or 128, repeats=FLAGS.repeats,
+      steps=FLAGS.steps if FLAGS['steps'].present else 100, warmup=FLAGS.warmup,
+      nnx_jit=FLAGS.nnx_jit, log=lambda line: print(line, flush=True))
+  print()
+  print(f"ours: {report['ours']} ({report['revisions']['ours']}); theirs: "
+        f"{report['theirs']} ({report['revisions']['theirs']}); best of "
+        f"{report['repeats']}, alternating; ratio = ours / theirs")
+  print(compare_commits.format_table(report))
+  write_json(report)
 
 
 def write_json(rows):

@@ -153,3 +153,40 @@ def test_gpu_suite_smoke(tmp_path):
     assert f"{r['images_per_sec']:,.0f} images/s" in lines[end]
     previous_end = end
   assert 'compile, 0 warm-up and 1 timed steps' in lines[at(1, rows[0], ends=False)[0]]
+
+
+def test_against_another_checkout_alternates_and_takes_the_best(tmp_path):
+  """--against: this checkout beside another (here itself, so the harness is tested
+  without the Linen commit at hand): both sides each round, the first one swapped each
+  round, the best of the rounds, ratio ours / theirs; then nnx.jit's three ways."""
+  result, report = run(tmp_path, f'--against={ROOT}', '--model=lenet5', '--batch_size=16',
+                       '--steps=3', '--warmup=1', '--repeats=2')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert report['order'] == ['ours', 'theirs', 'ours', 'theirs',
+                             'theirs', 'ours', 'theirs', 'ours']
+  step, launch = report['rows']
+  assert (step['model'], step['measure'], step['batch']) == ('lenet5', 'step images/s', 16)
+  assert step['ours'] == max(step['ours_samples']) and len(step['ours_samples']) == 2
+  assert step['theirs'] == max(step['theirs_samples'])
+  assert step['ratio'] == pytest.approx(step['ours'] / step['theirs'])
+  assert step['within'] == (step['ratio'] >= 0.97)
+  assert launch['measure'] == 'launch s' and launch['ours'] == min(launch['ours_samples'])
+  assert launch['theirs'] == min(launch['theirs_samples']) and 0 < launch['theirs'] < 600
+  assert launch['within'] == (launch['ratio'] <= 1.1)
+  (jit,) = report['nnx_jit']
+  assert list(jit['images_per_sec']) == ['functional (jax.jit)', 'nnx.jit',
+                                         'nnx.jit + cached_partial']
+  assert all(v > 0 for v in jit['images_per_sec'].values())
+  assert 'launch s' in result.stdout and 'nnx.jit + cached_partial' in result.stdout
+
+
+def test_against_bad_flags_are_one_line(tmp_path):
+  for args, expected in [
+      ([f'--against={tmp_path}'], f'--against={tmp_path}: no train.py there'),
+      ([f'--against={ROOT}', '--model=vgg16'], '--against times lenet5, resnet20; not vgg16'),
+      ([f'--against={ROOT}', '--input_only'], '--against times the train step'),
+      ([f'--against={ROOT}', '--repeats=0'], '--repeats=0: give 1 or more')]:
+    result, report = run(tmp_path, *args)
+    assert result.returncode == 2 and report is None, args
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith('benchmark.py: error: ') and expected in line, line
