@@ -134,14 +134,7 @@ def test_renamed_values_compute_the_linen_logits(name):
 
 def unflatten_like(flat: dict) -> dict:
   """Nested dicts from '/'-joined paths, with the integer keys an nnx.List's state has."""
-  tree = {}
-  for path, value in flat.items():
-    *parents, leaf = [int(k) if k.isdigit() else k for k in path.split('/')]
-    node = tree
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
+  return nnx.restore_int_paths(legacy_workdirs._unflatten(flat))
 
 
 # ----------------------------------------------------------------- workdirs, refused
