@@ -48,7 +48,7 @@ from lib import checkpoints
 from lib import run_contract
 from lib import workdir as workdir_lib
 
-API_KEY, API = 'model_api', 'nnx'  # the marker in run.json
+API_KEY, API = run_contract.MODEL_API  # the marker in run.json
 LINEN_COMMIT = '52aaa4a'  # the last commit whose models were Linen modules
 PROGRAM = 'python -m lib.legacy_workdirs'
 KINDS = (checkpoints.LATEST, checkpoints.BEST)

@@ -122,9 +122,15 @@ def read_saved(workdir: str) -> ml_collections.ConfigDict | None:
   return config
 
 
+# run.json's mark of a workdir the NNX version wrote (one without it, holding
+# checkpoints, is the Linen version's: lib/legacy_workdirs.py)
+MODEL_API = ('model_api', 'nnx')
+
+
 def run_facts(info, length) -> dict:
-  """What run.json keeps: the dataset's split sizes and classes, the length in steps."""
-  return {'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
+  """What run.json keeps: the dataset's split sizes and classes, the length in steps,
+  and which version of the models wrote the checkpoints (MODEL_API)."""
+  return {MODEL_API[0]: MODEL_API[1], 'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
                       'num_classes': info.num_classes, 'classes': list(info.label_names)},
           'steps_per_epoch': length.steps_per_epoch, 'total_steps': length.total_steps}
 

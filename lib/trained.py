@@ -19,6 +19,7 @@ import input_pipeline
 from lib import checkpoints
 from lib import cli
 from lib import experiment
+from lib import legacy_workdirs
 from lib import parallel
 from lib import run_contract
 import models
@@ -94,6 +95,7 @@ def check_source(workdir: str | None, checkpoint: str = 'best',
     raise LoadError('give --workdir=DIR (a training run), or --torchvision=NAME '
                     '--weights=FILE.pth')
   else:
+    legacy_workdirs.check_workdir(workdir)
     checkpoint_to_load(workdir, checkpoint)
 
 

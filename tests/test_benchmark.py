@@ -33,7 +33,7 @@ def test_train_step_two_models(tmp_path):
     assert r['images_per_sec'] == pytest.approx(16 / (r['step_ms'] / 1000), rel=1e-9)
     assert r['peak_memory_kind'] == 'planned' and r['peak_memory_bytes'] > 0
   # The planned footprint holds at least the parameters and the optimizer's momentum.
-  params = {m: layer_stats.count_params(models.create_model(m, num_classes=1000), 32)
+  params = {m: layer_stats.count_params(models.create_model(m, num_classes=1000))
             for m in ('lenet5', 'simple_cnn')}
   for r in rows:
     assert r['peak_memory_bytes'] >= 2 * 4 * params[r['model']]
