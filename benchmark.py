@@ -8,7 +8,7 @@
       --input_only --start_step=100000   # time to the first batch of a run resumed there
   python benchmark.py --suite=gpu --json=gpu.json   # beside PyTorch on this GPU (8 min)
   python benchmark.py --suite=gpu --smoke           # the same at toy sizes, on a CPU
-  python benchmark.py --against=../linen    # beside another checkout (12 min on 2 cores)
+  python benchmark.py --against=../linen    # beside another checkout (20 min on 2 cores)
 
 The default mode times the compiled train step (the one train.py runs: same model,
 optimizer, shardings, donation) over all local devices on one synthetic batch that stays
@@ -69,7 +69,7 @@ flags.DEFINE_bool('smoke', False, '--suite=gpu at toy sizes, minutes on a CPU')
 flags.DEFINE_string('against', None, 'another checkout (the last Linen commit): its train '
                     'step and one-step train.py launch beside ours, alternating, on the CPU '
                     '(lib/compare_commits.py; --model default lenet5,resnet20, '
-                    '--batch_size 128, --steps 100)')
+                    '--batch_size 128, --steps 200 and 20)')
 flags.DEFINE_integer('repeats', 5, '--against: rounds; each figure is the best of them')
 flags.DEFINE_bool('nnx_jit', True, '--against: also time nnx.jit and nnx.cached_partial '
                   'against the functional step, in this checkout')
@@ -288,7 +288,7 @@ def compare_against(other: str):
   report = compare_commits.compare(
       here, other, models=tuple(FLAGS.model) or tuple(compare_commits.MODELS),
       batch=FLAGS.batch_size or 128, repeats=FLAGS.repeats,
-      steps=FLAGS.steps if FLAGS['steps'].present else 100, warmup=FLAGS.warmup,
+      steps=FLAGS.steps if FLAGS['steps'].present else None, warmup=FLAGS.warmup,
       nnx_jit=FLAGS.nnx_jit, log=lambda line: print(line, flush=True))
   print()
   print(f"ours: {report['ours']} ({report['revisions']['ours']}); theirs: "

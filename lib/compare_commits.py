@@ -33,12 +33,14 @@ import sys
 import tempfile
 import time
 
-# What is timed for each model: the config, and the train.py flags of a one-step launch
-# that needs no download (ResNet-20 on synthetic CIFAR-sized images, 10 classes).
+# What is timed for each model: the config, the train.py flags of a one-step launch
+# that needs no download (ResNet-20 on synthetic CIFAR-sized images, 10 classes), and
+# the timed steps (each timing some 10 s on 2 cores: long beside a step, short enough
+# to repeat).
 MODELS = {
-    'lenet5': ('configs/lenet.py', ['--config.schedule.warmup_steps=0']),
+    'lenet5': ('configs/lenet.py', ['--config.schedule.warmup_steps=0'], 200),
     'resnet20': ('configs/resnet.py', ['--config.dataset.name=synthetic',
-                                       '--config.num_classes=10']),
+                                       '--config.num_classes=10'], 20),
 }
 # The issue's bounds on ours / theirs.
 STEP_AT_LEAST, LAUNCH_AT_MOST = 0.97, 1.1
@@ -62,7 +64,7 @@ def _python(directory: str, args: list, cache: str, timeout: float = 1800):
 def step_rate(directory: str, model: str, batch: int, steps: int, warmup: int,
               scratch: str) -> float:
   """images/s of `directory`'s own benchmark.py train step."""
-  config, _ = MODELS[model]
+  config = MODELS[model][0]
   out = tempfile.mktemp(suffix='.json', dir=scratch)
   _python(directory, ['benchmark.py', f'--config={config}', f'--batch_size={batch}',
                       f'--steps={steps}', f'--warmup={warmup}', f'--json={out}'],
@@ -74,7 +76,7 @@ def step_rate(directory: str, model: str, batch: int, steps: int, warmup: int,
 
 def launch_seconds(directory: str, model: str, batch: int, scratch: str) -> float:
   """Wall seconds of one `train.py` of one step in a new workdir, an empty cache."""
-  config, flags = MODELS[model]
+  config, flags, _ = MODELS[model]
   _, elapsed = _python(directory, [
       'train.py', f'--config={config}', f'--workdir={tempfile.mkdtemp(dir=scratch)}',
       '--config.num_epochs=None', '--config.num_train_steps=1',
@@ -83,10 +85,12 @@ def launch_seconds(directory: str, model: str, batch: int, scratch: str) -> floa
 
 
 def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 128,
-            repeats: int = 5, steps: int = 50, warmup: int = 5, nnx_jit: bool = True,
-            log=print) -> dict:
+            repeats: int = 5, steps: int | None = None, warmup: int = 5,
+            nnx_jit: bool = True, log=print) -> dict:
   """{'rows': [per model and measure: both checkouts' best and every sample, the ratio],
-  'nnx_jit': [...] or None}. `ours` and `theirs` are checkout directories."""
+  'nnx_jit': [...] or None}. `ours` and `theirs` are checkout directories; `steps`
+  timed per measurement (None: each model's own, MODELS)."""
+  timed = {m: steps or MODELS[m][2] for m in models}
   samples = {(m, kind, side): [] for m in models for kind in ('step', 'launch')
              for side in ('ours', 'theirs')}
   order = []
@@ -98,7 +102,7 @@ def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 
       for m in models:
         for kind in ('step', 'launch'):
           for side, directory in sides:
-            value = (step_rate(directory, m, batch, steps, warmup, scratch)
+            value = (step_rate(directory, m, batch, timed[m], warmup, scratch)
                      if kind == 'step' else launch_seconds(directory, m, batch, scratch))
             samples[(m, kind, side)].append(value)
             order.append(side)
@@ -110,7 +114,7 @@ def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 
       for m in models:
         result, _ = _python(ours, ['-m', 'lib.compare_commits', '--nnx_jit_only',
                                    f'--model={m}', f'--batch_size={batch}',
-                                   f'--steps={steps}', f'--warmup={warmup}',
+                                   f'--steps={timed[m]}', f'--warmup={warmup}',
                                    f'--repeats={repeats}'],
                             tempfile.mkdtemp(dir=scratch))
         jit_rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -124,7 +128,9 @@ def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 
       ratio = best(a) / best(b)
       bound = STEP_AT_LEAST if kind == 'step' else LAUNCH_AT_MOST
       rows.append({'model': m, 'measure': 'step images/s' if kind == 'step'
-                   else 'launch s', 'batch': batch, 'ours': best(a), 'theirs': best(b),
+                   else 'launch s', 'batch': batch,
+                   'steps': timed[m] if kind == 'step' else 1,
+                   'ours': best(a), 'theirs': best(b),
                    'ratio': ratio, 'bound': f'>= {bound}' if kind == 'step' else f'<= {bound}',
                    'within': ratio >= bound if kind == 'step' else ratio <= bound,
                    'ours_samples': a, 'theirs_samples': b})
@@ -232,14 +238,17 @@ def nnx_jit_rates(model_name: str, batch: int, steps: int, warmup: int,
 
 def format_table(report: dict) -> str:
   from lib import formatting  # pylint: disable=import-outside-toplevel
-  keys = ['model', 'measure', 'batch', 'theirs', 'ours', 'ratio', 'bound', 'within']
+  keys = ['model', 'measure', 'batch', 'steps', 'theirs', 'ours', 'ratio', 'bound',
+          'within']
   cells = [[f'{r[k]:,.2f}' if isinstance(r[k], float) and k != 'ratio'
             else f'{r[k]:.3f}' if k == 'ratio' else str(r[k]) for k in keys]
            for r in report['rows']]
   out = [formatting.table(keys, cells)]
   if report.get('nnx_jit'):
     ways = list(report['nnx_jit'][0]['images_per_sec'])
-    out += ['', formatting.table(['model', 'batch', *ways], [
+    out += ['', 'One minimal train step (cross-entropy, SGD with momentum, BatchNorm '
+            'statistics) on the same NNX model, three ways, images/s:',
+            formatting.table(['model', 'batch', *ways], [
         [r['model'], str(r['batch']), *(f'{r["images_per_sec"][w]:,.1f}' for w in ways)]
         for r in report['nnx_jit']])]
   return '\n'.join(out)
