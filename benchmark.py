@@ -18,14 +18,14 @@ two is the pipeline's cost. `--input_only` times the host pipeline (read, decode
 augment, batch) without a model, the time to its first batch from `--start_step`
 (`first_batch_s`), and, for datasets of image files, one plain Pillow process doing the
 same per-image work in a loop (`pillow_images_per_sec`): the pipeline's parallel speed-up.
-`--suite=gpu` (lib/gpu_suite.py) puts ours beside PyTorch (torchvision, AMP,
+`--suite=gpu` (benchmarking/gpu_suite.py) puts ours beside PyTorch (torchvision, AMP,
 channels_last, torch.compile) on the same device: ResNet-50's train step, a resident
 CIFAR ResNet-20 epoch, and the JPEG pipeline against what the ResNet-50 step consumes.
-`--against=DIR` (lib/compare_commits.py) times this checkout beside another one, such as
-the last Linen commit checked out with `git worktree add ../linen 52aaa4a`: the bare
-train step (images/s) and a one-step train.py launch (wall seconds) of each --model,
-every measurement a fresh process of the same Python, the two alternating, best of
---repeats; then nnx.jit and nnx.cached_partial against the functional step.
+`--against=DIR` (benchmarking/compare_commits.py) times this checkout beside another
+one, such as the last Linen commit checked out with `git worktree add ../linen 52aaa4a`:
+the bare train step (images/s) and a one-step train.py launch (wall seconds) of each
+--model, every measurement a fresh process of the same Python, the two alternating, best
+of --repeats; then nnx.jit and nnx.cached_partial against the functional step.
 Each mode prints a table and writes JSON (--json).
 """
 
@@ -38,6 +38,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
+from benchmarking import compare_commits, gpu_suite
 from data import sources, transforms
 import input_pipeline
 from lib import cli
@@ -63,12 +64,12 @@ flags.DEFINE_integer('start_step', 0, '--input_only: the step the pipeline start
                      'in a run resumed there')
 flags.DEFINE_string('json', 'benchmark.json', 'where to write the results as JSON')
 flags.DEFINE_enum('suite', None, ['gpu'], 'gpu: ResNet-50, ResNet-20 and the JPEG pipeline '
-                  'beside PyTorch on this device (lib/gpu_suite.py); --model and the modes '
-                  'do not apply')
+                  'beside PyTorch on this device (benchmarking/gpu_suite.py); --model and '
+                  'the modes do not apply')
 flags.DEFINE_bool('smoke', False, '--suite=gpu at toy sizes, minutes on a CPU')
 flags.DEFINE_string('against', None, 'another checkout (the last Linen commit): its train '
                     'step and one-step train.py launch beside ours, alternating, on the CPU '
-                    '(lib/compare_commits.py; --model default lenet5,resnet20, '
+                    '(benchmarking/compare_commits.py; --model default lenet5,resnet20, '
                     '--batch_size 128, --steps 200 and 20)')
 flags.DEFINE_integer('repeats', 5, '--against: rounds; each figure is the best of them')
 flags.DEFINE_bool('nnx_jit', True, '--against: also time nnx.jit and nnx.cached_partial '
@@ -231,7 +232,6 @@ def check_flags(argv):
   if FLAGS.smoke and FLAGS.suite != 'gpu':
     cli.fail('benchmark.py', '--smoke goes with --suite=gpu')
   if FLAGS.against is not None:
-    from lib import compare_commits  # pylint: disable=import-outside-toplevel
     if FLAGS.suite or FLAGS.input_only or FLAGS.end_to_end:
       cli.fail('benchmark.py', '--against times the train step and train.py launches: '
                'drop --suite, --input_only and --end_to_end')
@@ -249,7 +249,6 @@ def check_flags(argv):
 def main(argv):
   check_flags(argv)
   if FLAGS.suite == 'gpu':
-    from lib import gpu_suite  # pylint: disable=import-outside-toplevel
     try:
       gpu_suite.check_device(FLAGS.smoke)
     except ValueError as e:
@@ -283,10 +282,9 @@ def main(argv):
 
 def compare_against(other: str):
   """--against: this checkout beside `other`, the table and the JSON."""
-  from lib import compare_commits  # pylint: disable=import-outside-toplevel
   here = os.path.dirname(os.path.abspath(__file__))
   report = compare_commits.compare(
-      here, other, models=tuple(FLAGS.model) or tuple(compare_commits.MODELS),
+      here, other, model_names=tuple(FLAGS.model) or tuple(compare_commits.MODELS),
       batch=FLAGS.batch_size or 128, repeats=FLAGS.repeats,
       steps=FLAGS.steps if FLAGS['steps'].present else None, warmup=FLAGS.warmup,
       nnx_jit=FLAGS.nnx_jit, log=lambda line: print(line, flush=True))

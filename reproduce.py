@@ -5,8 +5,8 @@
       --launcher=slurm --gpus_per_task=1
   python reproduce.py resnet_cifar10 report --workdir=tables/resnet_cifar10
 
-Tables (lib/paper_tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet, alexnet_imagenet,
-lenet_mnist, ilsvrc_history. `run` goes through the sweep machinery (sweep.py): one
+Tables (reproduction/paper_tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet,
+alexnet_imagenet, lenet_mnist, ilsvrc_history. `run` goes through the sweep machinery (sweep.py): one
 train.py process per row and seed in DIR/<row>[,seed=K]/, locally or as a SLURM job
 array, finished rows skipped (`--allow_schedule_change` is passed on to train.py).
 `report` fills params and multiply-adds from our models (no training needed) and the
@@ -24,14 +24,17 @@ import statistics
 import sys
 
 from absl import flags
+from flax import nnx
 
 from data import sources
 from lib import cli
 from lib import formatting
-from lib import paper_tables
-from lib import sweep_report
-from lib import sweeps as sweep
 from lib import workdir as workdir_lib
+import models
+from models import layer_stats
+from reproduction import paper_tables
+from sweeping import sweep_report
+from sweeping import sweeps as sweep
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('seeds', 1, 'run: runs per row, seeds 0..N-1 (mean ± std in the report)')
@@ -67,9 +70,6 @@ def model_size(config, num_classes: int) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=None)  # tracing ResNet-1202 takes seconds; tables repeat
 def _model_size(model_json: str, num_classes: int, size: int, channels: int):
-  import models  # pylint: disable=import-outside-toplevel  (JAX: only when needed)
-  from models import layer_stats  # pylint: disable=import-outside-toplevel
-  from flax import nnx  # pylint: disable=import-outside-toplevel
   model = nnx.eval_shape(lambda: models.create_model_from_config(  # shapes only
       json.loads(model_json), num_classes, image_size=size, in_channels=channels))
   return (layer_stats.count_params(model),
@@ -288,7 +288,7 @@ def main(argv):
       print(report(table, FLAGS.workdir), end='')
     else:
       table_trials = trials(table, FLAGS.seeds)
-      spec = f'{os.path.join(sweep.REPO, "lib", "paper_tables.py")}:{table}'
+      spec = f'{os.path.join(sweep.REPO, "reproduction", "paper_tables.py")}:{table}'
       slurm = sweep.slurm_options() if FLAGS.launcher == 'slurm' else None
       no_failures = sweep.launch(FLAGS.workdir, spec, table_trials, FLAGS.parallel,
                                  FLAGS.dry_run, slurm, ('reproduce.py', table, 'report'),

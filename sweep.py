@@ -24,11 +24,11 @@ import sys
 from absl import flags
 
 from lib import cli
-from lib import sweep_report
-from lib import sweeps
 from lib import workdir as workdir_lib
-from lib.sweeps import (Children, SweepError, expand, launch, load_plan, load_sweep_file,
-                        run_trial, slurm_options)
+from sweeping import sweep_report
+from sweeping import sweeps
+from sweeping.sweeps import (Children, SweepError, expand, launch, load_plan,
+                             load_sweep_file, run_trial, slurm_options)
 
 FLAGS = flags.FLAGS
 

@@ -48,10 +48,10 @@ from data import sources, transforms
 import input_pipeline
 from lib import cli
 from lib import pictures
-from lib import plots
 from lib import trained
 from lib import workdir as workdir_lib
 from models import layer_stats, layers
+from visualization import plots
 
 FLAGS = flags.FLAGS
 MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithmetic')

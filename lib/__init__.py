@@ -10,9 +10,4 @@
   cli           one-line errors for flags and configs, quiet logging, compilation cache
   formatting    tables (text, markdown, CSV) and numbers for people
   pictures      filters and feature maps as tiles, PNG bytes (numpy and Pillow)
-  plots         visualize.py's matplotlib figures
-  sweeps        sweep files to trials, run locally or as a SLURM job array
-  sweep_report  a sweep's results table and plots
-  paper_tables  the papers' published numbers, row by row
-  gpu_suite     benchmark.py --suite=gpu: ours beside PyTorch on the same device
 """

@@ -25,7 +25,7 @@ What the trainer and evaluator need from a model, the model declares:
 
 import difflib
 import fnmatch
-import functools
+from functools import partial
 import inspect
 
 from flax import nnx
@@ -40,8 +40,7 @@ from models.tutorial import SimpleCNN, TutorialResNet
 from models.functional import Functional, functional  # noqa: F401  (the interface)
 from models import layers
 from models.vgg import VGG
-
-P = functools.partial
+from models.wide_resnet import WideResNet
 
 # name -> (constructor, native input size). One table; configs, sweeps, tests and the
 # reproduction tables all look models up here.
@@ -53,22 +52,24 @@ MODELS = {
     'alexnet_v1': (AlexNetV1, 227),
     'zfnet': (ZFNet, 224),
     'googlenet': (GoogLeNet, 224),
-    'se_resnet50': (P(imagenet_resnet, 50, se_reduction=16), 224),
+    'se_resnet50': (partial(imagenet_resnet, 50, se_reduction=16), 224),
     'convnet': (ConvNet, 32),
+    'wrn16_4': (partial(WideResNet, depth=16, widen_factor=4), 32),
+    'wrn28_10': (partial(WideResNet, depth=28, widen_factor=10), 32),
 }
 for _letter, _alias in (('A', 'vgg11'), ('A-LRN', None), ('B', 'vgg13'), ('C', None),
                         ('D', 'vgg16'), ('E', 'vgg19')):
   _name = 'vgg_' + _letter.lower().replace('-', '_')
   for _bn in (False, True):
-    _entry = (P(VGG, config=_letter, batch_norm=_bn), 224)
+    _entry = (partial(VGG, config=_letter, batch_norm=_bn), 224)
     for _n in filter(None, (_name, _alias)):
       MODELS[_n + ('_bn' if _bn else '')] = _entry
 for _variant in AIRBENCH_VARIANTS:
-  MODELS[_variant] = (P(AirBench, variant=_variant), 32)
+  MODELS[_variant] = (partial(AirBench, variant=_variant), 32)
 for _depth in (18, 34, 50, 101, 152):
-  MODELS[f'resnet{_depth}'] = (P(imagenet_resnet, _depth), 224)
+  MODELS[f'resnet{_depth}'] = (partial(imagenet_resnet, _depth), 224)
 for _depth in (20, 32, 44, 56, 110, 1202):
-  MODELS[f'resnet{_depth}'] = (P(CifarResNet, depth=_depth), 32)
+  MODELS[f'resnet{_depth}'] = (partial(CifarResNet, depth=_depth), 32)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -89,7 +90,7 @@ def _lookup(name: str):
 def _takes_image_size(constructor) -> bool:
   # (an nnx.Module class's own signature is its metaclass's (*args, **kwargs): read
   # __init__'s)
-  target = constructor.func if isinstance(constructor, functools.partial) else constructor
+  target = constructor.func if isinstance(constructor, partial) else constructor
   init = target.__init__ if isinstance(target, type) else target
   return 'image_size' in inspect.signature(init).parameters
 

@@ -11,9 +11,9 @@ import sys
 import pytest
 import tensorflow_datasets as tfds
 
-from lib import paper_tables
-from lib import sweeps as sweep
 import reproduce
+from reproduction import paper_tables
+from sweeping import sweeps as sweep
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,7 +88,7 @@ def short_run(workdir, seed):
 
 
 def test_report_over_real_short_runs(tmp_path):
-  sweep.save_plan(str(tmp_path), os.path.join(ROOT, 'lib/paper_tables.py:resnet_cifar10'),
+  sweep.save_plan(str(tmp_path), os.path.join(ROOT, 'reproduction/paper_tables.py:resnet_cifar10'),
                   reproduce.trials('resnet_cifar10', 2))
   finals = [short_run(tmp_path, seed) for seed in (0, 1)]
   text = reproduce.report('resnet_cifar10', str(tmp_path))

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from configs import hyper
-from lib import sweep_report
-from lib import sweeps as sweep
 from lib import workdir as workdir_lib
+from sweeping import sweep_report
+from sweeping import sweeps as sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b'\x89PNG\r\n\x1a\n'

@@ -28,7 +28,12 @@ import tempfile
 import time
 import types
 
+import jax
 import numpy as np
+
+from configs import airbench as airbench_config
+from configs import resnet as resnet_config
+from data import synthetic_folder
 
 ROW_KEYS = ('name', 'framework', 'device', 'batch', 'images_per_sec', 'step_ms')
 CIFAR_TRAIN = 50_000  # images in a CIFAR-10 epoch
@@ -70,15 +75,13 @@ def skipped(name, framework, why) -> dict:
 
 
 def jax_device() -> str:
-  import jax  # pylint: disable=import-outside-toplevel
   return jax.devices()[0].device_kind
 
 
 def jax_imagenet(sizes: Sizes, time_train_step) -> dict:
   """Our ImageNet ResNet train step (train.py's: sharding, donation), bfloat16."""
-  from configs import resnet  # pylint: disable=import-outside-toplevel
   depth = sizes.imagenet_model.removeprefix('resnet')
-  config = resnet.get_config(f'imagenet,depth={depth}')
+  config = resnet_config.get_config(f'imagenet,depth={depth}')
   config.precision, config.batch_size = 'bfloat16', sizes.imagenet_batch
   config.dataset.name, config.dataset.image_size = 'synthetic', sizes.imagenet_size
   config.num_classes = 1000
@@ -89,8 +92,7 @@ def jax_imagenet(sizes: Sizes, time_train_step) -> dict:
 
 def jax_cifar(sizes: Sizes, time_train_step) -> dict:
   """Our CIFAR ResNet-20 with its training split resident on the device."""
-  from configs import resnet  # pylint: disable=import-outside-toplevel
-  config = resnet.get_config()
+  config = resnet_config.get_config()
   config.batch_size, config.num_classes = sizes.cifar_batch, 10
   config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples,
                         device_resident=True)
@@ -103,8 +105,7 @@ def jax_cifar(sizes: Sizes, time_train_step) -> dict:
 def jax_airbench(sizes: Sizes, time_train_step) -> dict:
   """Our airbench94 (configs/airbench.py: bfloat16, batch 1024, lookahead, the airbench
   preset on resident data); seconds per epoch of 48 steps."""
-  from configs import airbench  # pylint: disable=import-outside-toplevel
-  config = airbench.get_config()
+  config = airbench_config.get_config()
   config.batch_size, config.num_classes = sizes.airbench_batch, 10
   config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples)
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=True)
@@ -114,12 +115,10 @@ def jax_airbench(sizes: Sizes, time_train_step) -> dict:
 
 def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> dict:
   """The host pipeline with a worker per core on a folder of generated JPEGs."""
-  from configs import resnet  # pylint: disable=import-outside-toplevel
-  from data import synthetic_folder  # pylint: disable=import-outside-toplevel
   with tempfile.TemporaryDirectory(prefix='jpegs-') as root:
     synthetic_folder.write(root, classes=10, train=sizes.jpegs // 10, val=1,
                            size=sizes.jpeg_side)
-    config = resnet.get_config('imagenet,depth=50')
+    config = resnet_config.get_config('imagenet,depth=50')
     config.dataset.name = f'folder:{root}'
     config.dataset.image_size = sizes.imagenet_size
     config.batch_size = sizes.imagenet_batch
@@ -140,15 +139,17 @@ def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> 
 def import_torch():
   """torch and torchvision, or None. PyPI's torchvision is a CUDA build whose compiled
   ops are missing under a CPU-only torch; its model definitions are pure Python, and
-  only `_meta_registrations` needs the ops."""
+  only `_meta_registrations` needs the ops. Imported here, not at the top: PyTorch is
+  optional and heavy (seconds to import), and only the suite's PyTorch rows use it, so
+  benchmark.py's other modes and a suite refused at once (check_device) never load it."""
   try:
-    import torch  # pylint: disable=import-outside-toplevel
+    import torch  # pylint: disable=import-outside-toplevel  (see the docstring)
   except ImportError:
     return None, None
   if not torch.cuda.is_available():
     sys.modules.setdefault('torchvision._meta_registrations',
                            types.ModuleType('torchvision._meta_registrations'))
-  import torchvision  # pylint: disable=import-outside-toplevel
+  import torchvision  # pylint: disable=import-outside-toplevel  (after the stub above)
   return torch, torchvision
 
 
@@ -271,7 +272,7 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
   on the GPU, channels_last; its SGD groups, the summed label-smoothed loss, the
   scheduler, lookahead every 5 steps) on resident random inputs. On a CPU (--smoke) it
   runs in float32, its .cuda() and .half() bypassed."""
-  try:
+  try:  # (here, as import_torch's: the package imports torch and torchvision)
     import airbench  # pylint: disable=import-outside-toplevel
   except ImportError:
     return skipped('airbench94_epoch', 'airbench (PyTorch)',
@@ -320,8 +321,7 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
 
 def check_device(smoke: bool):
   """The full suite's sizes are an H100's (minutes there, hours on a CPU): a ValueError
-  at once, before anything is imported or compiled, when JAX sees no GPU."""
-  import jax  # pylint: disable=import-outside-toplevel
+  at once, before PyTorch is imported or anything compiled, when JAX sees no GPU."""
   platform = jax.default_backend()
   if not smoke and platform != 'gpu':
     raise ValueError(f'--suite=gpu: JAX sees no GPU here (its devices: {platform}), and '

@@ -33,6 +33,15 @@ import sys
 import tempfile
 import time
 
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lib import formatting
+import models
+
 # What is timed for each model: the config, the train.py flags of a one-step launch
 # that needs no download (ResNet-20 on synthetic CIFAR-sized images, 10 classes), and
 # the timed steps (each timing some 10 s on 2 cores: long beside a step, short enough
@@ -84,14 +93,14 @@ def launch_seconds(directory: str, model: str, batch: int, scratch: str) -> floa
   return elapsed
 
 
-def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 128,
+def compare(ours: str, theirs: str, model_names=('lenet5', 'resnet20'), batch: int = 128,
             repeats: int = 5, steps: int | None = None, warmup: int = 5,
             nnx_jit: bool = True, log=print) -> dict:
   """{'rows': [per model and measure: both checkouts' best and every sample, the ratio],
   'nnx_jit': [...] or None}. `ours` and `theirs` are checkout directories; `steps`
   timed per measurement (None: each model's own, MODELS)."""
-  timed = {m: steps or MODELS[m][2] for m in models}
-  samples = {(m, kind, side): [] for m in models for kind in ('step', 'launch')
+  timed = {m: steps or MODELS[m][2] for m in model_names}
+  samples = {(m, kind, side): [] for m in model_names for kind in ('step', 'launch')
              for side in ('ours', 'theirs')}
   order = []
   with tempfile.TemporaryDirectory(prefix='compare-commits-') as scratch:
@@ -99,7 +108,7 @@ def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 
       sides = [('ours', ours), ('theirs', theirs)]
       if r % 2:
         sides.reverse()
-      for m in models:
+      for m in model_names:
         for kind in ('step', 'launch'):
           for side, directory in sides:
             value = (step_rate(directory, m, batch, timed[m], warmup, scratch)
@@ -111,8 +120,8 @@ def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 
     jit_rows = None
     if nnx_jit:
       jit_rows = []
-      for m in models:
-        result, _ = _python(ours, ['-m', 'lib.compare_commits', '--nnx_jit_only',
+      for m in model_names:
+        result, _ = _python(ours, ['-m', 'benchmarking.compare_commits', '--nnx_jit_only',
                                    f'--model={m}', f'--batch_size={batch}',
                                    f'--steps={timed[m]}', f'--warmup={warmup}',
                                    f'--repeats={repeats}'],
@@ -121,7 +130,7 @@ def compare(ours: str, theirs: str, models=('lenet5', 'resnet20'), batch: int = 
         log(f'{m} nnx.jit: ' + ', '.join(f'{k} {v:,.1f}' for k, v in
                                           jit_rows[-1]['images_per_sec'].items()))
   rows = []
-  for m in models:
+  for m in model_names:
     for kind in ('step', 'launch'):
       best = max if kind == 'step' else min
       a, b = samples[(m, kind, 'ours')], samples[(m, kind, 'theirs')]
@@ -156,13 +165,6 @@ def nnx_jit_rates(model_name: str, batch: int, steps: int, warmup: int,
   """images/s of one minimal train step on `model_name` (in this checkout) built three
   ways: functional (jax.jit), nnx.jit, nnx.jit with nnx.cached_partial; best of
   `repeats` timings of `steps` steps each."""
-  from flax import nnx  # pylint: disable=import-outside-toplevel
-  import jax  # pylint: disable=import-outside-toplevel
-  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  import optax  # pylint: disable=import-outside-toplevel
-  import models  # pylint: disable=import-outside-toplevel
-
   # The models as the configs of MODELS make them (LeNet-5: MNIST's one channel).
   config = {'lenet5': dict(in_channels=1, num_classes=10, activation='relu',
                            pooling='max'),
@@ -237,7 +239,6 @@ def nnx_jit_rates(model_name: str, batch: int, steps: int, warmup: int,
 
 
 def format_table(report: dict) -> str:
-  from lib import formatting  # pylint: disable=import-outside-toplevel
   keys = ['model', 'measure', 'batch', 'steps', 'theirs', 'ours', 'ratio', 'bound',
           'within']
   cells = [[f'{r[k]:,.2f}' if isinstance(r[k], float) and k != 'ratio'
@@ -255,7 +256,7 @@ def format_table(report: dict) -> str:
 
 
 def main(argv: list[str]):
-  """`python -m lib.compare_commits --nnx_jit_only --model=M ...`: one JSON line (what
+  """`python -m benchmarking.compare_commits --nnx_jit_only --model=M ...`: one JSON line (what
   compare() runs in this checkout)."""
   args = dict(a.removeprefix('--').split('=', 1) for a in argv if '=' in a)
   if '--nnx_jit_only' in argv:
@@ -263,7 +264,7 @@ def main(argv: list[str]):
                                    int(args['steps']), int(args['warmup']),
                                    int(args['repeats']))))
     return
-  print('usage: python benchmark.py --against=DIR (see lib/compare_commits.py)',
+  print('usage: python benchmark.py --against=DIR (see benchmarking/compare_commits.py)',
         file=sys.stderr)
   sys.exit(2)
 

@@ -19,8 +19,8 @@ from matplotlib.lines import Line2D  # pylint: disable=wrong-import-position
 
 from configs import hyper  # pylint: disable=wrong-import-position
 from lib import formatting  # pylint: disable=wrong-import-position
-from lib import sweeps  # pylint: disable=wrong-import-position
 from lib import workdir as workdir_lib  # pylint: disable=wrong-import-position
+from sweeping import sweeps  # pylint: disable=wrong-import-position
 
 METRIC_COLUMNS = ('status', 'top1', 'best_top1', 'top5', 'loss', 'step', 'params',
                   'mult_adds', 'wall_time', 'error')

@@ -1,0 +1,4 @@
+"""What visualize.py draws.
+
+  plots  its matplotlib figures, written as PNG files
+"""
