@@ -29,7 +29,6 @@ import time
 import types
 
 import jax
-import numpy as np
 
 from configs import airbench as airbench_config
 from configs import resnet as resnet_config
