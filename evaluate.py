@@ -36,6 +36,7 @@ from lib import experiment
 from lib import formatting
 from lib import parallel
 from lib import run_contract
+from lib import steps
 from lib import trained
 from lib import workdir as workdir_lib
 
@@ -144,7 +145,7 @@ def _check_any_size(posteriors, variables, model, config, mode, q):
 
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
   """Top-1, top-5 (as the training's evaluation counts them) and the mean loss."""
-  hits = experiment.topk_hits(probs, labels, np)
+  hits = steps.topk_hits(probs, labels, np)
   picked = probs[np.arange(len(labels)), labels]
   return {'top1': float(np.mean(hits['top1'])), 'top5': float(np.mean(hits['top5'])),
           'loss': float(np.mean(-np.log(np.maximum(picked, 1e-12)))),

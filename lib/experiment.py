@@ -1,14 +1,10 @@
 """One set-up for train.py, evaluate.py and benchmark.py: the checks that need no data,
-then the model, optimizer, schedule, abstract state, shardings and the jitted steps.
+then the model, its recipe, optimizer, schedule, abstract state, shardings and the
+jitted steps (lib/steps.py).
 
   experiment.check(config)                    # before any dataset is opened
   info = input_pipeline.dataset_info(config)
   exp = experiment.setup(config, info, mesh)  # exp.train_step, exp.eval_step, exp.init ...
-
-The model is split once (models.functional): the steps are pure functions of the
-state, in which `net.merge` rebuilds the NNX module at trace time. They are
-model-agnostic: a model with auxiliary classifiers sows them (layers.sow_auxiliary), so
-nothing here names a model.
 """
 
 import dataclasses
@@ -16,11 +12,9 @@ import functools
 import math
 from typing import Any, Callable
 
-import flax
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -30,31 +24,15 @@ from data import transforms
 import input_pipeline
 from lib import checkpoints
 from lib import optim
+from lib import recipes
+from lib import steps
 import models
-from models import layers
 
-PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+PRECISIONS = steps.PRECISIONS  # (the keys config.precision admits)
 
 
 class SetupError(ValueError):
   """Bad input found before training starts: a one-line message for the user."""
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  lr_scale: jax.Array      # reduce-on-plateau multiplier (1.0 otherwise)
-  best_top1: jax.Array     # best eval top-1 so far (plateau and best checkpoint)
-  bad_evals: jax.Array     # evaluations without improvement (plateau)
-  nonfinite: jax.Array     # steps whose loss or gradient was NaN/Inf (not applied)
-  first_nonfinite: jax.Array  # the first such step, -1 if none
-  metrics: Any             # sums since the last log line (checkpointed with the state,
-                           # so a resumed run logs what an uninterrupted one would)
-  ema: Any = None          # config.lookahead: the average of params and batch_stats
-                           # (None, no leaves, without it)
 
 
 # ------------------------------------------------------------------- checks without data
@@ -338,37 +316,15 @@ def check_init_from(config):
                      'workdir of a training run')
 
 
-def check_length(config, length: RunLength):
-  """What cannot work in a run of this length: a lookahead average never updated (its
-  first update is at step lookahead.every)."""
-  every = config.lookahead.every
-  if every > length.total_steps:
-    raise ValueError(f'config.lookahead.every={every} is longer than the run '
-                     f'({length.total_steps} steps): the average would never be updated; '
-                     f'set it to at most {length.total_steps} (airbench94: 5), or 0 for no '
-                     'lookahead')
-
-
 def length_dependent(config, model, length: RunLength) -> dict:
   """{what: vectorised step -> value} of everything in a run that depends on its length
   (`step`: the state's step counter as a step starts, as the schedule reads it): the
-  learning rate, the lookahead average's weight and final copy, the steps a recipe's
-  parameters train for (models.frozen_after_epochs). A resume that changes any of these
-  for the steps ahead changes the run (run_contract.length_change)."""
-  out = {'the learning rate': optim.create_schedule(config, length.steps_per_epoch,
-                                                    length.total_steps)}
-  la = config.lookahead
-  if la.every:
-    t = lambda step: step + 1  # (the lookahead acts after the step's update)
-    out["the lookahead average's weight"] = lambda step: jnp.where(
-        t(step) % la.every == 0, lookahead_weight(la, t(step), length.total_steps), 0.0)
-    out["the lookahead's final copy"] = lambda step: lookahead_final(
-        la, t(step), length.total_steps).astype(jnp.float32)
-  for path, epochs in models.frozen_after_epochs(model.module).items():
-    frozen_at = round(epochs * length.steps_per_epoch)
-    out[f'the training of {path}'] = (
-        lambda step, at=frozen_at: (step < at).astype(jnp.float32))
-  return out
+  learning rate, and what the recipe adds (recipes.Recipe.length_dependent). A resume
+  that changes any of these for the steps ahead changes the run
+  (run_contract.length_change)."""
+  return {'the learning rate': optim.create_schedule(config, length.steps_per_epoch,
+                                                     length.total_steps),
+          **recipes.of(config, model.module, length).length_dependent()}
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -381,10 +337,11 @@ class Experiment:
   info: input_pipeline.DatasetInfo
   mesh: Mesh
   model: models.Functional
+  recipe: recipes.Recipe    # what the model and the config add to the plain step
   tx: optax.GradientTransformation
   schedule: Callable
   length: RunLength
-  init: Callable            # rng -> TrainState
+  init: Callable            # rng -> steps.TrainState
   abstract_state: Any       # its shapes, no arrays
   state_sharding: Any       # replicated on the mesh
   train_step: Callable      # jitted, donates the state
@@ -397,26 +354,23 @@ class Experiment:
 
 
 def setup(config, info, mesh: Mesh) -> Experiment:
-  """Model, optimizer, schedule, the state's abstract shape and sharding, the steps.
-  Traces (eval_shape) but compiles nothing: shape errors surface here."""
+  """Model, recipe, optimizer, schedule, the state's abstract shape and sharding, the
+  steps. Traces (eval_shape) but compiles nothing: shape errors surface here."""
   model = create_model(config, info.num_classes)
   length = run_length(config, info)
-  frozen_after = {path: round(epochs * length.steps_per_epoch)  # (as length_dependent)
-                  for path, epochs in models.frozen_after_epochs(model.module).items()}
-  tx = optim.create_optimizer(config, models.frozen_params(model.module), frozen_after)
+  recipe = recipes.of(config, model.module, length)
+  tx = optim.create_optimizer(config, recipe.additions.frozen, recipe.frozen_after_steps)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
 
   def init(rng):
     variables = model.init(rng)
     params = variables['params']
-    return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                      batch_stats=variables['batch_stats'],
-                      opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
-                      best_top1=jnp.array(-1.0, jnp.float32),
-                      bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
-                      first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics(),
-                      ema=(jax.tree.map(jnp.copy,  # its own buffers: both are donated
-                                        variables) if config.lookahead.every else None))
+    return steps.TrainState(
+        step=jnp.array(0, jnp.int32), params=params, batch_stats=variables['batch_stats'],
+        opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
+        best_top1=jnp.array(-1.0, jnp.float32), bad_evals=jnp.array(0, jnp.int32),
+        nonfinite=jnp.array(0, jnp.int32), first_nonfinite=jnp.array(-1, jnp.int32),
+        metrics=steps.zero_metrics(), ema=recipe.average_of(variables))
 
   abstract = jax.eval_shape(lambda: init(jax.random.key(0)))  # (traced: nothing on a device)
   size = config.dataset.image_size  # the forward pass, traced: shape errors surface here
@@ -425,140 +379,13 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   replicated = NamedSharding(mesh, P())
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
-  train_step = jax.jit(make_train_step(config, model, tx, schedule, info.num_classes, prepare,
-                                       length.total_steps),
+  train_step = jax.jit(steps.make_train_step(config, model, tx, schedule, info.num_classes,
+                                             prepare, recipe),
                        in_shardings=(state_sharding, input_sharding),
                        out_shardings=state_sharding, donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(config, model, info.num_classes),
+  prepare_eval = lambda batch, dtype: input_pipeline.prepare_eval(batch, config, dtype)
+  eval_step = jax.jit(steps.make_eval_step(config, model, info.num_classes, prepare_eval),
                       in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),
                       out_shardings=replicated)
-  return Experiment(config, info, mesh, model, tx, schedule, length, init, abstract,
+  return Experiment(config, info, mesh, model, recipe, tx, schedule, length, init, abstract,
                     state_sharding, train_step, eval_step)
-
-
-# -------------------------------------------------------------------------------- steps
-
-
-def zero_metrics():
-  """The metrics accumulator, empty: numpy, a constant inside jit, put on the devices
-  explicitly by the loop when it resets them."""
-  return {'loss': np.zeros([], np.float32), 'top1': np.zeros([], np.float32),
-          'steps': np.zeros([], np.int32), 'learning_rate': np.zeros([], np.float32)}
-
-
-def cross_entropy(logits, labels, num_classes, smoothing):
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing) \
-      if smoothing else jax.nn.one_hot(labels, num_classes)
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-
-
-def lookahead_weight(la, t, total_steps: int):
-  """The weight of the average's old value at an update after step t (airbench94's
-  alpha_schedule): decay**every * (t/T)**power."""
-  return la.decay ** la.every * (jnp.asarray(t, jnp.float32) / total_steps) ** la.power
-
-
-def lookahead_final(la, t, total_steps: int):
-  """Whether the state takes the average after step t although t is no update step: at
-  the last step (airbench94's update with decay 1.0), once the average has been updated
-  (from step `every` on; check_length refuses a run shorter than that)."""
-  return (t >= total_steps) & (t >= la.every)
-
-
-def lookahead(config, state, total_steps: int):
-  """airbench's lookahead (Zhang et al. 2019 as airbench94 does it): every `every` steps
-  the average moves toward the parameters and BatchNorm statistics, with weight
-  lookahead_weight on its old value, and the state takes the average; at the last step
-  the state takes the average as it stands."""
-  la = config.lookahead
-  t = state.step  # (after this step's update)
-  regular = t % la.every == 0
-  weight = lookahead_weight(la, t, total_steps)
-  live = {'params': state.params, 'batch_stats': state.batch_stats}
-  ema = jax.tree.map(lambda e, p: jnp.where(regular, weight * e + (1 - weight) * p, e),
-                     state.ema, live)
-  copy = regular | lookahead_final(la, t, total_steps)
-  live = jax.tree.map(lambda e, p: jnp.where(copy, e, p), ema, live)
-  return state.replace(ema=ema, **live)
-
-
-def make_train_step(config, model, tx, schedule, num_classes, prepare, total_steps: int):
-  """One SGD step on a global batch; metrics summed into the state's accumulator.
-
-  `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
-  dataset resident on the devices) into the model's input: input_pipeline.train_prepare.
-  The loss adds whatever auxiliary classifiers the model sows, with their weights.
-
-  A step whose loss or gradients are not finite changes nothing but the step counter
-  and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
-  (on_nonfinite='skip') when it next looks, and the parameters stay those of the last
-  good step either way.
-  """
-  dtype = PRECISIONS[config.precision]
-  loss_of = lambda logits, labels: cross_entropy(logits, labels, num_classes,
-                                                 config.label_smoothing).mean()
-
-  def train_step(state, inputs):
-    # Dropout depends on seed and step (the key made here is a constant of the program).
-    rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
-    batch = prepare(state.step, inputs, dtype)
-
-    def loss_fn(params):
-      network = model.merge({'params': params, 'batch_stats': state.batch_stats},
-                            train=True, rng=rng)
-      logits, auxiliary = layers.with_auxiliary(network, batch['image'])
-      loss = loss_of(logits, batch['label'])
-      for weight, aux in auxiliary:
-        loss += weight * loss_of(aux, batch['label'])
-      return loss, (logits, nnx.to_pure_dict(nnx.state(network, nnx.BatchStat)))
-
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
-    lr = schedule(state.step) * state.lr_scale
-    opt_state = state.opt_state
-    opt_state.hyperparams['learning_rate'] = lr
-    updates, opt_state = tx.update(grads, opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss) & jax.tree.reduce(
-        jnp.logical_and, jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads), True)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    top1 = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    m = state.metrics
-    metrics = {'loss': m['loss'] + jnp.where(finite, loss, 0.0),
-               'top1': m['top1'] + jnp.where(finite, top1, 0.0),
-               'steps': m['steps'] + finite.astype(jnp.int32), 'learning_rate': lr}
-    first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1,
-                      state.first_nonfinite)
-    state = state.replace(step=state.step + 1, params=keep(params, state.params),
-                          batch_stats=keep(batch_stats, state.batch_stats),
-                          opt_state=keep(opt_state, state.opt_state), metrics=metrics,
-                          nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
-                          first_nonfinite=first.astype(jnp.int32))
-    return lookahead(config, state, total_steps) if config.lookahead.every else state
-
-  return train_step
-
-
-def make_eval_step(config, model, num_classes):
-  """Sums of loss, top-1 and top-5 hits over the unmasked examples of a global batch."""
-  dtype = PRECISIONS[config.precision]
-
-  def eval_step(state, batch):
-    batch = input_pipeline.prepare_eval(batch, config, dtype)
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    logits = model.apply(variables, batch['image']).astype(jnp.float32)
-    mask = batch['mask'].astype(jnp.float32)
-    loss = cross_entropy(logits, batch['label'], num_classes, 0.0)
-    hits = topk_hits(logits, batch['label'])
-    return {'loss': jnp.sum(loss * mask), 'top1': jnp.sum(hits['top1'] * mask),
-            'top5': jnp.sum(hits['top5'] * mask), 'count': jnp.sum(mask)}
-
-  return eval_step
-
-
-def topk_hits(scores, labels, xp=jnp) -> dict:
-  """{'top1', 'top5'}: per example, whether the label is the best class, or among the
-  five best (fewer classes: all), for jnp inside a step or numpy on the host."""
-  k = min(5, scores.shape[-1])
-  top = xp.argsort(-scores, axis=-1)[:, :k]
-  return {'top1': top[:, 0] == labels, 'top5': xp.any(top == labels[:, None], axis=-1)}

@@ -188,7 +188,7 @@ def posteriors_fn(model, config, mesh, dense: bool = False, tta: int = 0):
   over the whole image (VGG section 3.2); with `tta` 1 or 2, the softmax of
   `tta_logits` at that level. `posteriors.on_devices` is the jitted function (device
   arrays in and out), for shape checks."""
-  kwargs = {'dense': True} if dense and models.dense_evaluation(model.module) else {}
+  kwargs = {'dense': True} if dense and model.module.dense_evaluation else {}
   images_sharding = input_pipeline.batch_sharding(mesh)
 
   @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), images_sharding))

@@ -27,6 +27,8 @@ from lib import cli
 from lib import experiment
 from lib import optim
 from lib import parallel
+from lib import recipes
+from lib import steps
 import train
 
 
@@ -127,12 +129,12 @@ def averaged(config, key):
   weights and the average after it (as `updates` runs the optimizer on toy weights)."""
   checked_info(config, key)
   toy = {'params': {'w': jnp.ones(3)}, 'batch_stats': {'mean': jnp.full(3, 2.0)}}
-  state = experiment.TrainState(
+  state = steps.TrainState(
       step=jnp.int32(5), params=toy['params'], batch_stats=toy['batch_stats'],
       opt_state=None, lr_scale=None, best_top1=None, bad_evals=None, nonfinite=None,
       first_nonfinite=None, metrics=None, ema=jax.tree.map(jnp.zeros_like, toy))
   if config.lookahead.every:  # (as make_train_step: no average without it)
-    state = experiment.lookahead(config, state, 10)
+    state = recipes.lookahead(config.lookahead, state, 10)
   return np.concatenate([np.ravel(x) for x in jax.tree.leaves(
       (state.params, state.batch_stats, state.ema))])
 

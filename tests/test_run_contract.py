@@ -272,7 +272,7 @@ def test_a_class_added_under_a_run_is_named_before_anything_compiles(folder_run,
     write_images(str(tmp_path / 'data' / split / 'c3'), 12, seed=7)
   before = snapshot(workdir)
   compiled = []
-  monkeypatch.setattr(train, '_train', lambda *a: compiled.append(1))
+  monkeypatch.setattr(train, 'train_loop', lambda *a: compiled.append(1))
   with pytest.raises(train.SetupError) as e:
     train.train_and_evaluate(config, workdir)
   assert 'it had 3 classes (c0, c1, c2), now 4 (c0, c1, c2, c3)' in str(e.value), e.value

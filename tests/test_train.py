@@ -21,6 +21,7 @@ from lib import checkpoints
 from lib import experiment
 from lib import optim
 from lib import parallel
+from lib import steps
 import train
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
@@ -407,8 +408,8 @@ def test_a_new_model_with_an_auxiliary_loss_needs_only_its_registry_entry(monkey
   after = exp.train_step(state, input_pipeline.to_global(batch, exp.mesh))
   x = device.normalize(jnp.asarray(batch['image']), c).reshape(8, -1)
   head = lambda p: x @ p['kernel'] + p['bias']
-  loss = lambda name: experiment.cross_entropy(head(params[name]), batch['label'], 10,
-                                               0.0).mean()
+  loss = lambda name: steps.cross_entropy(head(params[name]), batch['label'], 10,
+                                          0.0).mean()
   np.testing.assert_allclose(float(after.metrics['loss']),
                              float(loss('main') + 0.25 * loss('side')), rtol=1e-5)
 
