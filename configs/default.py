@@ -32,7 +32,7 @@ def clear_duration_partners(config, given):
 def get_config(arg=None):
   common.parse_arg(arg)  # (takes none: an argument would change nothing)
   c = ml_collections.ConfigDict()
-  for key in keys.KEYS.values():  # (in their order: config.json and the listings keep it)
+  for key in keys.KEYS.values():  # (in their order, which the config keeps)
     *groups, leaf = key.name.split('.')
     node = c
     for group in groups:  # (model: its name here, a config file's constructor arguments)
