@@ -19,6 +19,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from configs import default
+from configs import keys
 from data import sources
 from data import transforms
 import input_pipeline
@@ -63,17 +64,9 @@ def check(config, training: bool = True, given=()):
 
 def check_model(config):
   """The model's name and arguments (building it with shapes only checks them,
-  computing nothing), its input's size, the precision and the batch, with a stand-in for
-  the dataset's classes."""
-  if config.precision not in PRECISIONS:
-    raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
-                     f'got {config.precision!r}')
-  check_ranges(config, MODEL_INPUT)
-  if config.batch_size <= 0:
-    raise ValueError(f'config.batch_size must be positive; got {config.batch_size}')
-  if config.num_classes is not None and config.num_classes <= 0:
-    raise ValueError(f'config.num_classes must be positive, or None for the dataset\'s; '
-                     f'got {config.num_classes}')
+  computing nothing), the keys it and evaluation read, with a stand-in for the dataset's
+  classes."""
+  check_ranges(config, MODEL_KEYS)
   input_pipeline.check_augment(config)  # (before READ_ONLY_WHEN reads its preset)
   nnx.eval_shape(lambda: _build(config, config.num_classes or 10, nnx.Rngs(0)))
 
@@ -90,125 +83,25 @@ def create_model(config, num_classes: int) -> models.Functional:
   return models.functional(functools.partial(_build, config, num_classes))
 
 
-# Each numeric key's valid values: (test, the values it admits), checked before any data.
-_POSITIVE = (lambda v: v > 0, '> 0')
-_NON_NEGATIVE = (lambda v: v >= 0, '>= 0')
-_FRACTION = (lambda v: 0 <= v < 1, 'in [0, 1)')
-RANGES = {
-    'seed': (lambda v: 0 <= v < 2**31, 'in [0, 2**31)'),  # the samplers' uint32 keys
-    'label_smoothing': _FRACTION,
-    'keep_checkpoints': _POSITIVE,
-    'dataset.image_size': _POSITIVE,
-    'dataset.channels': _POSITIVE,
-    'dataset.scale_min': _POSITIVE,
-    'dataset.scale_max': _POSITIVE,
-    'dataset.eval_resize': _POSITIVE,
-    'dataset.device_resident_max_mb': _NON_NEGATIVE,
-    'dataset.workers': (lambda v: v >= -1, '>= 0, or -1 for one per core'),
-    'dataset.synthetic_size': _POSITIVE,
-    'optimizer.momentum': _FRACTION,
-    'optimizer.b1': _FRACTION,
-    'optimizer.b2': _FRACTION,
-    'optimizer.weight_decay': _NON_NEGATIVE,
-    'optimizer.grad_clip_norm': _NON_NEGATIVE,
-    'schedule.learning_rate': _POSITIVE,
-    'schedule.multipliers': (lambda v: all(m > 0 for m in v), 'each > 0'),
-    'schedule.step_epochs': _POSITIVE,
-    'schedule.factor': (lambda v: 0 < v <= 1, 'in (0, 1]'),
-    'schedule.warmup_steps': _NON_NEGATIVE,
-    'schedule.patience': (lambda v: v >= 1, '>= 1'),
-    'schedule.min_learning_rate': _NON_NEGATIVE,
-    'schedule.triangle': (lambda v: len(v) == 3 and v[0] >= 0 and 0 <= v[1] <= 1 and v[2] >= 0,
-                          '(start >= 0, peak in [0, 1], end >= 0)'),
-    'optimizer.norm_bias_lr_scale': _POSITIVE,
-    'lookahead.every': _NON_NEGATIVE,
-    'lookahead.decay': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
-    'lookahead.power': _NON_NEGATIVE,
-}
-
-MODEL_INPUT = ('dataset.image_size', 'dataset.channels')  # what building the model reads
-
-_schedule_is = lambda *names: (lambda c, _: c.schedule.name in names,
-                               f"schedule.name is {' or '.join(map(repr, names))}")
-_optimizer_is = lambda name: (lambda c, _: c.optimizer.name == name,
-                              f'optimizer.name is {name!r}')
-_dataset_is = lambda kind: (lambda c, _: sources.kind(c.dataset.name) == kind,
-                            f"dataset.name is {'a folder:PATH' if kind == 'folder' else kind}"
-                            + (' (TFDS)' if kind == 'tfds' else ''))
-_augment_is = lambda name, also='': (lambda c, _: c.dataset.augment == name,
-                                     f'dataset.augment is {name!r}{also}')
-_looking_ahead = (lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0')
-_decaying = (lambda c, _: c.optimizer.weight_decay > 0, 'optimizer.weight_decay > 0')
-# Keys that only some settings read, or that act only on some models or runs: set on the
-# command line (or by a sweep) where they would change nothing, they would be ignored
-# without a word, so the run refuses them. Each condition is (config, run) -> whether the
-# key acts; `run` is a RunView of the network and the run the config makes.
-READ_ONLY_WHEN = {
-    'schedule.boundaries': _schedule_is('piecewise'),
-    'schedule.boundaries_in_epochs': (
-        lambda c, _: c.schedule.name == 'piecewise' and len(c.schedule.boundaries) > 0,
-        "schedule.name is 'piecewise' with schedule.boundaries"),
-    'schedule.multipliers': _schedule_is('piecewise'),
-    # (a factor of 1 keeps the rate: when it would drop, step_epochs or patience, is moot)
-    'schedule.step_epochs': (lambda c, _: c.schedule.name == 'step' and c.schedule.factor < 1,
-                             "schedule.name is 'step' with schedule.factor < 1"),
-    'schedule.factor': _schedule_is('step', 'plateau'),
-    'schedule.warmup_steps': _schedule_is('cosine'),
-    'schedule.patience': (lambda c, _: c.schedule.name == 'plateau' and c.schedule.factor < 1,
-                          "schedule.name is 'plateau' with schedule.factor < 1"),
-    # (the cosine's floor shows from the second step after its warm-up, the first being
-    # the base rate; the plateau's, only after drops)
-    'schedule.min_learning_rate': (
-        lambda c, run: (c.schedule.name == 'cosine' and run.may_last_beyond(
-            c.schedule.warmup_steps + 1)) or (c.schedule.name == 'plateau'
-                                              and c.schedule.factor < 1),
-        "schedule.name is 'cosine' with a run longer than schedule.warmup_steps + 1, or "
-        "'plateau' with schedule.factor < 1"),
-    'schedule.triangle': _schedule_is('triangle'),
-    # (optim.create_optimizer: the bias scaler is SGD's; it scales what norm_bias_mask picks)
-    'optimizer.norm_bias_lr_scale': (
-        lambda c, run: c.optimizer.name == 'sgd' and run.has(optim.norm_bias_mask),
-        "optimizer.name is 'sgd' and the model has normalisation biases (BatchNorm's, "
-        'biases beside no kernel)'),
-    'lookahead.decay': _looking_ahead,
-    # (the average's weight decay**every * (t/T)**power is 0 for any power when decay is)
-    'lookahead.power': (lambda c, _: c.lookahead.every > 0 and c.lookahead.decay > 0,
-                        'lookahead.every > 0 and lookahead.decay > 0'),
-    'optimizer.momentum': _optimizer_is('sgd'),
-    # (SGD without momentum has no velocity for Nesterov's look-ahead to use)
-    'optimizer.nesterov': (lambda c, _: c.optimizer.name == 'sgd' and c.optimizer.momentum > 0,
-                           "optimizer.name is 'sgd' with optimizer.momentum > 0"),
-    'optimizer.b1': _optimizer_is('adamw'),
-    'optimizer.b2': _optimizer_is('adamw'),
-    # (without momentum or Adam's scaling, SGD's decay added to the gradient and its
-    # decay beside the update are one and the same step, lr * (g + wd * w))
-    'optimizer.decay_style': (
-        lambda c, _: c.optimizer.weight_decay > 0 and (
-            c.optimizer.name != 'sgd' or c.optimizer.momentum > 0),
-        "optimizer.weight_decay > 0, with optimizer.name 'adamw' or momentum > 0"),
-    'optimizer.decay_params': (
-        lambda c, run: c.optimizer.weight_decay > 0 and run.has(optim.not_a_kernel),
-        'optimizer.weight_decay > 0 and the model has parameters other than kernels '
-        '(biases, BatchNorm scales)'),
-    'dataset.pad_mode': (lambda c, _: transforms.PRESETS[c.dataset.augment].pad > 0,
-                         "dataset.augment pads ('cifar', 'airbench')"),
-    'dataset.scale_min': _augment_is('vgg'),
-    'dataset.scale_max': _augment_is('vgg'),
-    'dataset.eval_resize': _augment_is('vgg', ' (and evaluate.py --mode=dense)'),
-    'dataset.device_resident_max_mb': (lambda c, _: c.dataset.device_resident,
-                                       'dataset.device_resident is True'),
-    'dataset.synthetic_size': _dataset_is('synthetic'),
-    'dataset.on_corrupt': _dataset_is('folder'),
-    'dataset.rescan': _dataset_is('folder'),
-    'dataset.data_dir': _dataset_is('tfds'),
-}
+# Each key's range and the conditions under which it is read: declared with the key in
+# configs/keys.py. A key that only some settings read, or that acts only on some models
+# or runs, set on the command line (or by a sweep) where it would change nothing, would
+# be ignored without a word: the run refuses it (check_read).
+RANGES = keys.RANGES
+READ_ONLY_WHEN = keys.READ_ONLY_WHEN
+# What building the model and evaluating read: check_model, for evaluate.py too.
+MODEL_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
+              'num_classes')
+# The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has).
+PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask, 'non_kernels': optim.not_a_kernel}
 
 
 class RunView:
   """What a READ_ONLY_WHEN condition may ask of the run a config makes: which parameters
   its model has, traced on first use only (abstract: nothing computed or compiled; a
-  stand-in for the dataset's classes, which change shapes, not which parameters), and
-  its length, known before the data only for a run in steps."""
+  stand-in for the dataset's classes, which change shapes, not which parameters), its
+  data and augmentation, and its length, known before the data only for a run in
+  steps."""
 
   def __init__(self, config, info=None):
     self.config = config
@@ -216,14 +109,23 @@ class RunView:
 
   @functools.cached_property
   def params(self):
-    c = self.config
     net = create_model(self.config, self.config.num_classes or 10)
     return jax.eval_shape(lambda: net.init(jax.random.key(0)))['params']  # (key traced)
 
-  def has(self, mask) -> bool:
-    """Whether `mask` (params -> a tree of bools: optim.norm_bias_mask ...) picks any
-    parameter of this model."""
-    return any(jax.tree.leaves(mask(self.params)))
+  def has(self, kind: str) -> bool:
+    """Whether the model has any parameter of `kind`, a name of PARAMETER_KINDS
+    ('norm_biases', 'non_kernels')."""
+    return any(jax.tree.leaves(PARAMETER_KINDS[kind](self.params)))
+
+  @property
+  def dataset_kind(self) -> str:
+    """Which source reads the data: 'folder', 'tfds', 'synthetic', ... (data/sources)."""
+    return sources.kind(self.config.dataset.name)
+
+  @property
+  def augment_pads(self) -> bool:
+    """Whether the augmentation pads the image (so that dataset.pad_mode acts)."""
+    return transforms.PRESETS[self.config.dataset.augment].pad > 0
 
   @functools.cached_property
   def total_steps(self) -> int | None:
@@ -237,19 +139,13 @@ class RunView:
 
 
 def _check_training(config):
-  # (config.batch_size: check_model)
-  check_ranges(config, RANGES)
   for pair in default.DURATIONS:
-    field, value = _one_of(config, *pair)
-    if value <= 0:
-      raise ValueError(f'config.{field} must be positive; got {value}')
+    _one_of(config, *pair)  # (their values: RANGES)
+  check_ranges(config, [key for key in RANGES if key not in MODEL_KEYS])  # (check_model's)
   d = config.dataset
   if d.scale_min > d.scale_max:
     raise ValueError(f'config.dataset.scale_min={d.scale_min} is above scale_max='
                      f'{d.scale_max}; S is drawn from [scale_min, scale_max]')
-  if config.on_nonfinite not in ('stop', 'skip'):
-    raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip'; got "
-                     f'{config.on_nonfinite!r}')
   if config.batch_size % jax.device_count():
     raise ValueError(f'config.batch_size={config.batch_size} is not divisible by the '
                      f'{jax.device_count()} devices; use a multiple of {jax.device_count()}')
@@ -260,12 +156,14 @@ def _check_training(config):
 
 def check_ranges(config, fields):
   """Each of `fields` (dotted keys of RANGES) within its range: ValueError naming the
-  first that is not, and the values it admits."""
+  first that is not, and the values it admits (a None the key admits passes)."""
   for field in fields:
     ok, admits = RANGES[field]
     value = config
     for part in field.split('.'):
       value = value[part]
+    if value is None and keys.KEYS[field].admits_none:
+      continue
     if not ok(value):
       raise ValueError(f'config.{field} must be {admits}; got {value!r}')
 
