@@ -219,6 +219,10 @@ KEYS = {k.name: k for k in [
         affects=('updates', 64.0, {'model.name': 'tutorial_resnet'})),
     Key('label_smoothing', 0.0, "the targets' share spread evenly over all classes",
         range=FRACTION, affects=('train_loss', 0.1, {})),
+    Key('mixup_alpha', 0.0, 'mixup (Zhang et al. 2018): each example blended with '
+        "another, x = lam x_i + (1 - lam) x_j, and so its target; lam ~ Beta(alpha, "
+        'alpha) per batch (0.2 for ImageNet, 1.0 for CIFAR-10 in the paper); 0: none',
+        range=NON_NEGATIVE, affects=('train_loss', 0.4, {})),
 
     # ---- the learning-rate schedule
     Key('schedule.name', 'piecewise', 'piecewise | step | cosine | plateau | triangle | '

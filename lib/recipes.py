@@ -75,7 +75,7 @@ def of(config, model, length) -> Recipe:
       additions=additions,
       frozen_after_steps={path: round(epochs * length.steps_per_epoch)
                           for path, epochs in additions.trained_for_epochs.items()},
-      mixup_alpha=config.get('mixup_alpha', 0.0),
+      mixup_alpha=config.mixup_alpha,
       lookahead=config.lookahead if config.lookahead.every else None,
       total_steps=length.total_steps)
 
