@@ -29,6 +29,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 import input_pipeline
 from lib import cli
@@ -113,7 +114,6 @@ def _gather_parts(probs: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
   y = np.array([labels[i] for i in order])
   if jax.process_count() == 1:
     return p, y
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
   # Parts differ in size by at most one: pad to the largest with index -1.
   most = int(np.max(multihost_utils.process_allgather(np.array(len(order)))))
   pad = most - len(order)
