@@ -75,8 +75,13 @@ def pad_crop(images, examples: Examples, pad: int, mode: PadMode = 'zeros'):
 
 
 def _mirror(images, where, xp):
-  """Each image for which `where` holds, left to right."""
-  return xp.where(where[:, None, None, None], images[:, :, ::-1], images)
+  """Each image for which `where` holds, left to right: its columns gathered in reverse.
+  (Not a `where` between the image and its mirror image: XLA fuses both into one loop,
+  and every pixel redoes the draws of the ops before: 15x slower on a CPU.)"""
+  w = images.shape[2]
+  columns = xp.arange(w, dtype=xp.int32)
+  columns = xp.where(where[:, None], w - 1 - columns, columns)  # (N, W)
+  return xp.take_along_axis(images, columns[:, None, :, None], axis=2)
 
 
 def flip(images, examples: Examples):

@@ -32,6 +32,7 @@ scaling, Pillow's `draft`) whenever the result is downscaled anyway.
 """
 
 import difflib
+import functools
 import inspect
 import io
 import re
@@ -298,6 +299,7 @@ def _items(spec: str) -> list[str]:
 ITEM = re.compile(r'(\w+)\s*(?:\((.*)\))?')
 
 
+@functools.lru_cache(maxsize=256)  # (every training example asks)
 def parse(spec: str) -> tuple[Op, ...]:
   """config.dataset.augment's ops in order, presets spelled out; a bad spec is a
   ValueError naming config.dataset.augment, the bad part and what is valid."""
