@@ -307,8 +307,16 @@ def device_iterator(batches, mesh: Mesh, prefetch: int = 2) -> Iterator[dict]:
 
 
 def resident(config, info: DatasetInfo) -> bool:
-  """Whether the training split lives on the devices (device.resident_fits)."""
-  return device.resident_fits(config, info)
+  """Whether the training split goes on the devices: asked for, fixed-size images, an
+  augmentation without a decode-time op (every uint8 op an array op of data/augment.py,
+  which data/device.py runs inside jit as the host does), and at most config.dataset.device_resident_max_mb."""
+  d = config.dataset
+  if not (d.device_resident and info.fixed_size and transforms.decode_op(config) is None):
+    return False
+  h, w, _ = info.image_shape
+  if h > d.image_size or w > d.image_size:  # would need a resize: the host does that
+    return False
+  return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
 
 
 def train_prepare(config, info: DatasetInfo, mesh: Mesh):

@@ -10,7 +10,7 @@ config key").
 
 A condition of `read_when` is `(config, run) -> whether the key acts`: `run` is the
 RunView of lib/experiment.py, which answers what the model and the data are
-(`run.has('norm_biases')`, `run.dataset_kind`, `run.augment_pads`,
+(`run.has('norm_biases')`, `run.dataset_kind`, `run.reads_pad_mode`, `run.augments_with(op)`,
 `run.may_last_beyond(steps)`), so that this file imports nothing of the trainer.
 """
 
@@ -90,8 +90,9 @@ def dataset_is(kind: str) -> Test:
           + (' (TFDS)' if kind == 'tfds' else ''))
 
 
-def augment_is(name: str, also: str = '') -> Test:
-  return (lambda c, _: c.dataset.augment == name), f'dataset.augment is {name!r}{also}'
+def augments_with(op: str, preset: str, also: str = '') -> Test:
+  return ((lambda c, run: run.augments_with(op)),
+          f'dataset.augment has {op} (the {preset!r} preset){also}')
 
 
 LOOKING_AHEAD = (lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0')
@@ -128,26 +129,30 @@ KEYS = {k.name: k for k in [
         affects=('first_batch', 36, {})),  # (LeNet-5 refuses less than 32)
     Key('dataset.channels', 3, 'input channels the model takes (grey -> RGB)',
         range=POSITIVE, affects=('first_batch', 3, {})),
-    Key('dataset.augment', 'cifar', 'the augmentation preset: cifar | imagenet | vgg | '
-        'alexnet | airbench | none', affects=('first_batch', 'cifar', {})),
-    Key('dataset.pad_mode', 'zeros', "how a preset that pads fills the border: zeros | "
-        "reflect", read_when=(lambda c, run: run.augment_pads,
-                              "dataset.augment pads ('cifar', 'airbench')"),
+    Key('dataset.augment', 'cifar', 'a preset (cifar | imagenet | vgg | alexnet | '
+        "airbench | none) or a list of ops and presets: 'cifar,cutout(16)', "
+        "'pad_crop(4,reflect),flip' (data/transforms.py)",
+        affects=('first_batch', 'cifar', {})),
+    Key('dataset.pad_mode', 'zeros', "how a pad_crop without a mode of its own fills the "
+        "border: zeros | reflect", read_when=(
+            lambda c, run: run.reads_pad_mode,
+            "dataset.augment has a pad_crop without a mode of its own ('cifar')"),
         affects=('first_batch', 'reflect', {'dataset.augment': 'cifar'})),
     Key('dataset.scale_min', 256, 'vgg preset: the training scale S is drawn from '
-        '[scale_min, scale_max]', range=POSITIVE, read_when=augment_is('vgg'),
+        '[scale_min, scale_max]', range=POSITIVE,
+        read_when=augments_with('scale_jitter', 'vgg'),
         affects=('first_batch', 56, {'dataset.name': FOLDER, 'dataset.augment': 'vgg',
                                      'dataset.scale_min': 40, 'dataset.scale_max': 64})),
     Key('dataset.scale_max', 512, 'vgg preset: the largest training scale S',
-        range=POSITIVE, read_when=augment_is('vgg'),
+        range=POSITIVE, read_when=augments_with('scale_jitter', 'vgg'),
         affects=('first_batch', 64, {'dataset.name': FOLDER, 'dataset.augment': 'vgg',
                                      'dataset.scale_min': 40, 'dataset.scale_max': 40})),
     Key('dataset.eval_resize', 256, 'vgg preset: the test scale Q', range=POSITIVE,
-        read_when=augment_is('vgg', ' (and evaluate.py --mode=dense)'),
+        read_when=augments_with('scale_jitter', 'vgg', ' (and evaluate.py --mode=dense)'),
         affects=('data', 48, {'dataset.name': FOLDER, 'dataset.augment': 'vgg'})),
     Key('dataset.device_resident', True, 'a fixed-size training split that fits (MNIST, '
-        'CIFAR, SVHN) lives on the devices, gathered and augmented in jit (cifar, '
-        'airbench and none presets)', affects=('first_batch', False, {})),
+        'CIFAR, SVHN) lives on the devices, gathered and augmented in jit (an '
+        'augmentation of array ops only: cifar, airbench, none, cutout ...)', affects=('first_batch', False, {})),
     Key('dataset.device_resident_max_mb', 1024, 'the largest training split kept on the devices, in MB of uint8',
         range=NON_NEGATIVE,
         read_when=(lambda c, _: c.dataset.device_resident, 'dataset.device_resident is True'),

@@ -57,19 +57,6 @@ def normalize(images, config, dtype=jnp.float32):
   return ((x - jnp.array(mean)) / jnp.array(std)).astype(dtype)
 
 
-def resident_fits(config, info) -> bool:
-  """Whether the training split goes on the devices: asked for, fixed-size images, an
-  augmentation without a decode-time op (every uint8 op an array op of data/augment.py,
-  which runs here as on the host), and at most config.dataset.device_resident_max_mb."""
-  d = config.dataset
-  if not (d.device_resident and info.fixed_size and transforms.decode_op(config) is None):
-    return False
-  h, w, _ = info.image_shape
-  if h > d.image_size or w > d.image_size:  # would need a resize: the host does that
-    return False
-  return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
-
-
 def gather_batch(data, step, config, mesh=None):
   """Step `step`'s global batch of a resident dataset, augmented: {'image' uint8,
   'label'}, each example as the sampler says, augmented by the ops the host runs

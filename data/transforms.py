@@ -229,19 +229,6 @@ PRESETS = {
 }
 
 
-class _PresetShim(str):
-  """A preset's spec that still answers `.pad`, as lib/experiment.py's READ_ONLY_WHEN
-  asks (`PRESETS[augment].pad > 0`) until it calls reads_pad_mode. (Delete with that.)"""
-
-  @property
-  def pad(self) -> int:
-    return int(bool(self) and any(op.name == 'pad_crop' and len(op.args) == 1
-                                  for op in parse(self)))
-
-
-PRESETS = {name: _PresetShim(spec) for name, spec in PRESETS.items()}
-
-
 class Op(NamedTuple):
   name: str
   args: tuple = ()

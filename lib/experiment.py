@@ -123,9 +123,14 @@ class RunView:
     return sources.kind(self.config.dataset.name)
 
   @property
-  def augment_pads(self) -> bool:
-    """Whether the augmentation pads the image (so that dataset.pad_mode acts)."""
-    return transforms.PRESETS[self.config.dataset.augment].pad > 0
+  def reads_pad_mode(self) -> bool:
+    """Whether the augmentation has a pad_crop without a mode of its own (so that
+    dataset.pad_mode acts)."""
+    return transforms.reads_pad_mode(self.config)
+
+  def augments_with(self, op: str) -> bool:
+    """Whether config.dataset.augment's list (presets spelled out) has the op `op`."""
+    return transforms.has_op(self.config, op)
 
   @functools.cached_property
   def total_steps(self) -> int | None:
