@@ -244,8 +244,8 @@ def main(argv):
              'results go)')
   config = FLAGS.config
   try:
-    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
-                    FLAGS.checkpoint)
+    trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
+                                 FLAGS.checkpoint)
   except ValueError as e:
     cli.fail('evaluate.py', str(e))
   try:

@@ -309,7 +309,8 @@ def device_iterator(batches, mesh: Mesh, prefetch: int = 2) -> Iterator[dict]:
 def resident(config, info: DatasetInfo) -> bool:
   """Whether the training split goes on the devices: asked for, fixed-size images, an
   augmentation without a decode-time op (every uint8 op an array op of data/augment.py,
-  which data/device.py runs inside jit as the host does), and at most config.dataset.device_resident_max_mb."""
+  which data/device.py runs inside jit as the host does), and at most
+  config.dataset.device_resident_max_mb."""
   d = config.dataset
   if not (d.device_resident and info.fixed_size and transforms.decode_op(config) is None):
     return False
@@ -319,14 +320,15 @@ def resident(config, info: DatasetInfo) -> bool:
   return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
 
 
-def train_prepare(config, info: DatasetInfo, mesh: Mesh):
-  """(prepare, sharding) of the train step's second argument: prepare(step, inputs,
-  dtype) -> {'image': the model's input, 'label'}, traced inside the jitted step, from
-  a uint8 batch (host pipeline) or from the resident dataset (gathered and augmented)."""
+def train_model_input(config, info: DatasetInfo, mesh: Mesh):
+  """(model_input, sharding) of the train step's second argument: model_input(step,
+  inputs, dtype) -> {'image': the model's input, 'label'}, traced inside the jitted
+  step, from a uint8 batch (host pipeline) or from the resident dataset (gathered and
+  augmented)."""
   on_device = resident(config, info)
   noisy = transforms.has_op(config, transforms.COLOUR_NOISE)
 
-  def prepare(step, inputs, dtype):
+  def model_input(step, inputs, dtype):
     batch = inputs
     if on_device:  # each device gathers and augments its own part of the global batch
       batch = jax.lax.with_sharding_constraint(device.gather_batch(inputs, step, config, mesh),
@@ -334,7 +336,7 @@ def train_prepare(config, info: DatasetInfo, mesh: Mesh):
     images = device.colour_noise(batch['image'], config, step) if noisy else batch['image']
     return {'image': device.normalize(images, config, dtype), 'label': batch['label']}
 
-  return prepare, NamedSharding(mesh, P()) if on_device else batch_sharding(mesh)
+  return model_input, NamedSharding(mesh, P()) if on_device else batch_sharding(mesh)
 
 
 def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
@@ -369,7 +371,7 @@ def train_batches(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) ->
   return device_iterator(train_dataset(config, start_step, info=info), mesh)
 
 
-def prepare_eval(batch, config, dtype=jnp.float32) -> dict:
+def eval_model_input(batch, config, dtype=jnp.float32) -> dict:
   """An eval batch's model input (no augmentation), traced inside the eval step."""
   return {**batch, 'image': device.normalize(batch['image'], config, dtype)}
 

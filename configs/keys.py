@@ -152,7 +152,8 @@ KEYS = {k.name: k for k in [
         affects=('data', 48, {'dataset.name': FOLDER, 'dataset.augment': 'vgg'})),
     Key('dataset.device_resident', True, 'a fixed-size training split that fits (MNIST, '
         'CIFAR, SVHN) lives on the devices, gathered and augmented in jit (an '
-        'augmentation of array ops only: cifar, airbench, none, cutout ...)', affects=('first_batch', False, {})),
+        'augmentation of array ops only: cifar, airbench, none, cutout ...)',
+        affects=('first_batch', False, {})),
     Key('dataset.device_resident_max_mb', 1024, 'the largest training split kept on the devices, in MB of uint8',
         range=NON_NEGATIVE,
         read_when=(lambda c, _: c.dataset.device_resident, 'dataset.device_resident is True'),

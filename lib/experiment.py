@@ -281,13 +281,13 @@ def setup(config, info, mesh: Mesh) -> Experiment:
                  jax.ShapeDtypeStruct((1, size, size, config.dataset.channels), jnp.float32))
   replicated = NamedSharding(mesh, P())
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
-  prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
+  model_input, input_sharding = input_pipeline.train_model_input(config, info, mesh)
   train_step = jax.jit(steps.make_train_step(config, model, tx, schedule, info.num_classes,
-                                             prepare, recipe),
+                                             model_input, recipe),
                        in_shardings=(state_sharding, input_sharding),
                        out_shardings=state_sharding, donate_argnums=0)
-  prepare_eval = lambda batch, dtype: input_pipeline.prepare_eval(batch, config, dtype)
-  eval_step = jax.jit(steps.make_eval_step(config, model, info.num_classes, prepare_eval),
+  eval_input = lambda batch, dtype: input_pipeline.eval_model_input(batch, config, dtype)
+  eval_step = jax.jit(steps.make_eval_step(config, model, info.num_classes, eval_input),
                       in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),
                       out_shardings=replicated)
   return Experiment(config, info, mesh, model, recipe, tx, schedule, length, init, abstract,

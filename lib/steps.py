@@ -66,12 +66,12 @@ def loss(logits, auxiliary, batch, num_classes: int, smoothing: float):
   return term(logits) + sum(weight * term(aux) for weight, aux in auxiliary)
 
 
-def make_train_step(config, model, tx, schedule, num_classes: int, prepare,
+def make_train_step(config, model, tx, schedule, num_classes: int, model_input,
                     recipe: 'recipes.Recipe'):
   """One SGD step on a global batch; metrics summed into the state's accumulator.
 
-  `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
-  dataset resident on the devices) into the model's input: input_pipeline.train_prepare.
+  `model_input(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
+  dataset resident on the devices) into the model's input: input_pipeline.train_model_input.
 
   A step whose loss or gradients are not finite changes nothing but the step counter
   and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
@@ -83,7 +83,7 @@ def make_train_step(config, model, tx, schedule, num_classes: int, prepare,
   def train_step(state, inputs):
     # Dropout and mixup depend on seed and step (the key is a constant of the program).
     rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
-    batch = recipe.mix(prepare(state.step, inputs, dtype), rng, num_classes)
+    batch = recipe.mix(model_input(state.step, inputs, dtype), rng, num_classes)
 
     def loss_fn(params):
       network = model.merge({'params': params, 'batch_stats': state.batch_stats},
@@ -120,13 +120,13 @@ def make_train_step(config, model, tx, schedule, num_classes: int, prepare,
   return train_step
 
 
-def make_eval_step(config, model, num_classes: int, prepare):
+def make_eval_step(config, model, num_classes: int, model_input):
   """Sums of loss, top-1 and top-5 hits over the unmasked examples of a global batch;
-  `prepare(batch, dtype)`: input_pipeline.prepare_eval."""
+  `model_input(batch, dtype)`: input_pipeline.eval_model_input."""
   dtype = PRECISIONS[config.precision]
 
   def eval_step(state, batch):
-    batch = prepare(batch, dtype)
+    batch = model_input(batch, dtype)
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     logits = model.apply(variables, batch['image']).astype(jnp.float32)
     mask = batch['mask'].astype(jnp.float32)

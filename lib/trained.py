@@ -54,7 +54,7 @@ def define_config_flag(argv: list[str], program: str):
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 
-def prepare(config, workdir: str | None, torchvision: str | None = None,
+def check_before_loading(config, workdir: str | None, torchvision: str | None = None,
             weights: str | None = None, checkpoint: str = 'best'):
   """What every command on a trained model does before loading it: a config to use (one
   that does not change the model the workdir's checkpoints hold), the checkpoint or
@@ -193,7 +193,7 @@ def posteriors_fn(model, config, mesh, dense: bool = False, tta: int = 0):
 
   @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), images_sharding))
   def on_devices(variables, images):
-    images = input_pipeline.prepare_eval({'image': images}, config)['image']
+    images = input_pipeline.eval_model_input({'image': images}, config)['image']
     logits = tta_logits(lambda x: model.apply(variables, x, **kwargs), images, tta)
     return jax.nn.softmax(logits.astype(jnp.float32))
 

@@ -21,7 +21,7 @@ def training_batches(config, steps=STEPS):
   gathered and augmented inside jit."""
   info = input_pipeline.dataset_info(config)
   mesh = parallel.data_mesh()
-  prepare, _ = input_pipeline.train_prepare(config, info, mesh)
+  prepare, _ = input_pipeline.train_model_input(config, info, mesh)
   model_input = jax.jit(prepare, static_argnums=2)
   images, inputs = [], []
   if input_pipeline.resident(config, info):

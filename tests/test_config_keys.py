@@ -145,7 +145,7 @@ def first_batch(config, key):
   """The first training batch as the model sees it, and which path fed it."""
   info = checked_info(config, key)
   mesh = parallel.data_mesh()
-  prepare, _ = input_pipeline.train_prepare(config, info, mesh)
+  prepare, _ = input_pipeline.train_model_input(config, info, mesh)
   inputs = next(input_pipeline.train_batches(config, info, mesh))
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
   return {'resident': input_pipeline.resident(config, info),

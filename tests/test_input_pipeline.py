@@ -205,11 +205,11 @@ def test_presets_on_mock_data(name, augment, size):
   # The training step's input from this host batch, and the eval step's.
   config.dataset.device_resident = False
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
-  prepare, _ = input_pipeline.train_prepare(config, info, mesh)
+  prepare, _ = input_pipeline.train_model_input(config, info, mesh)
   inputs = {k: jnp.asarray(batch[k]) for k in ('image', 'label')}
   train_input = lambda step: np.asarray(prepare(step, inputs, jnp.float32)['image'])
   x = train_input(0)
-  clean = np.asarray(input_pipeline.prepare_eval(inputs, config)['image'])
+  clean = np.asarray(input_pipeline.eval_model_input(inputs, config)['image'])
   assert x.dtype == clean.dtype == np.float32
   np.testing.assert_allclose(clean, want, rtol=1e-5, atol=1e-6)
   if augment != 'alexnet':  # only AlexNet's preset changes pixel values in training
@@ -260,7 +260,7 @@ c = make_config(name='mnist5k', augment='cifar', channels=3)
 c.batch_size = 16
 info = input_pipeline.dataset_info(c)
 mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
-prepare, sharding = input_pipeline.train_prepare(c, info, mesh)
+prepare, sharding = input_pipeline.train_model_input(c, info, mesh)
 data = next(input_pipeline.train_batches(c, info, mesh))
 out = jax.jit(lambda d: prepare(7, d, np.float32), in_shardings=(sharding,))(data)
 np.save({path!r}, np.asarray(out['image']))

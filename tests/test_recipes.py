@@ -180,7 +180,7 @@ def mixup_step(alpha, step=0):
   exp = experiment.setup(c, info, parallel.data_mesh())
   state = exp.init(jax.random.key(c.seed)).replace(step=jnp.int32(step))
   inputs = next(input_pipeline.train_batches(c, info, exp.mesh, start_step=step))
-  prepare, _ = input_pipeline.train_prepare(c, info, exp.mesh)
+  prepare, _ = input_pipeline.train_model_input(c, info, exp.mesh)
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(step), inputs, jnp.float32)
   rng = jax.random.fold_in(jax.random.key(c.seed), step)  # the step's key
   lam = float(recipes.mixup_weight(rng, alpha))

@@ -154,7 +154,7 @@ def test_evaluation_refuses_a_config_of_another_model(finished):
   with pytest.raises(trained.LoadError,
                      match=r'trained with another model than this config asks for: '
                            r'model.activation "relu" -> "tanh"'):
-    trained.prepare(saved, finished)
+    trained.check_before_loading(saved, finished)
   # Past that check (a config.json edited by hand): the shapes are compared, no flax trace.
   other = run_contract.read_saved(finished)
   other.model = {'name': 'simple_cnn'}

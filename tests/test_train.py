@@ -134,7 +134,7 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_of_torch():
   exp = experiment.setup(config, info, parallel.data_mesh())
   state = exp.init(jax.random.key(config.seed))
   inputs = next(input_pipeline.train_batches(config, info, exp.mesh))
-  prepare, _ = input_pipeline.train_prepare(config, info, exp.mesh)
+  prepare, _ = input_pipeline.train_model_input(config, info, exp.mesh)
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
   logits, _, _ = exp.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                   batch['image'], train=True)
