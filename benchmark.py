@@ -172,7 +172,7 @@ def plain_pillow_rate(config, info, count: int) -> float:
   t = time.perf_counter()
   for q in range(count):
     item = source[q % len(source)]
-    transforms.train_example(item['image'], config, transforms.rng_for(config.seed, q))
+    transforms.train_example(item['image'], config, q, q % len(source), len(source))
   return count / (time.perf_counter() - t)
 
 

@@ -29,6 +29,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 import input_pipeline
 from lib import cli
@@ -36,6 +37,7 @@ from lib import experiment
 from lib import formatting
 from lib import parallel
 from lib import run_contract
+from lib import steps
 from lib import trained
 from lib import workdir as workdir_lib
 
@@ -112,7 +114,6 @@ def _gather_parts(probs: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
   y = np.array([labels[i] for i in order])
   if jax.process_count() == 1:
     return p, y
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
   # Parts differ in size by at most one: pad to the largest with index -1.
   most = int(np.max(multihost_utils.process_allgather(np.array(len(order)))))
   pad = most - len(order)
@@ -144,7 +145,7 @@ def _check_any_size(posteriors, variables, model, config, mode, q):
 
 def metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
   """Top-1, top-5 (as the training's evaluation counts them) and the mean loss."""
-  hits = experiment.topk_hits(probs, labels, np)
+  hits = steps.topk_hits(probs, labels, np)
   picked = probs[np.arange(len(labels)), labels]
   return {'top1': float(np.mean(hits['top1'])), 'top5': float(np.mean(hits['top5'])),
           'loss': float(np.mean(-np.log(np.maximum(picked, 1e-12)))),
@@ -243,8 +244,8 @@ def main(argv):
              'results go)')
   config = FLAGS.config
   try:
-    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
-                    FLAGS.checkpoint)
+    trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
+                                 FLAGS.checkpoint)
   except ValueError as e:
     cli.fail('evaluate.py', str(e))
   try:

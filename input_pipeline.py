@@ -14,11 +14,12 @@ Two ways to feed the step, chosen by `train_input`:
   resident  a fixed-size split that fits (MNIST, CIFAR, SVHN; config.dataset.
             device_resident) sits on every device as uint8, and each step gathers and
             augments its batch inside jit: no host work per step.
+Both run the same array augmentations (data/augment.py), keyed by the stream position:
+the same pixels either way.
 Evaluation visits every example exactly once: each process reads its own part of the
 split, and the last batches are padded and masked. Nothing here imports TensorFlow.
 """
 
-import difflib
 import functools
 import itertools
 from multiprocessing import resource_tracker
@@ -48,13 +49,9 @@ EVAL_VIEWS = ('center', '10crop', 'full')
 
 
 def check_augment(config):
-  """config.dataset.augment names a preset (needs no data)."""
-  augment = config.dataset.augment
-  if augment not in transforms.PRESETS:
-    close = difflib.get_close_matches(augment, transforms.PRESETS)
-    raise ValueError(f'config.dataset.augment: unknown preset {augment!r}; choose from '
-                     f'{list(transforms.PRESETS)}'
-                     + (f' (did you mean {close[0]!r}?)' if close else ''))
+  """config.dataset.augment is a preset or a list of ops and presets (needs no data;
+  transforms.parse names the bad part and what is valid)."""
+  transforms.augmentation(config)
 
 
 def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
@@ -67,9 +64,9 @@ def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
     raise ValueError(f"config.dataset.on_corrupt must be 'stop' or 'skip'; got {d.on_corrupt!r}")
   if d.channels not in (1, 3):
     raise ValueError(f'config.dataset.channels must be 1 or 3; got {d.channels}')
-  if d.augment == 'alexnet' and d.channels != 3:
-    raise ValueError("config.dataset.augment='alexnet' adds RGB colour noise: it needs "
-                     'config.dataset.channels=3')
+  if transforms.has_op(config, transforms.COLOUR_NOISE) and d.channels != 3:
+    raise ValueError(f'config.dataset.augment={d.augment!r} adds RGB colour noise '
+                     f'({transforms.COLOUR_NOISE}): it needs config.dataset.channels=3')
   if config.num_classes and config.num_classes != info.num_classes:
     raise ValueError(f'config.num_classes={config.num_classes} but {info.name} has '
                      f'{info.num_classes} classes; remove the override or set it to '
@@ -100,12 +97,8 @@ def _train_example(slot, *, source, config, process_index, local):
   step, i = divmod(slot, local)
   q = step * config.batch_size + process_index * local + i
   index = int(sampler.example_index(np.array([q]), len(source), config.seed, np)[0])
-  mirror = None
-  if transforms.PRESETS[config.dataset.augment].flip == transforms.ALTERNATING:
-    mirror = transforms.alternating_mirror(config.seed, index, q // len(source))
-  rng = transforms.rng_for(config.seed, q)
   image, label = _decoded(source, index, lambda image: transforms.train_example(
-      image, config, rng, mirror))
+      image, config, q, index, len(source)))
   return {'image': image, 'label': np.int32(label)}
 
 
@@ -314,25 +307,36 @@ def device_iterator(batches, mesh: Mesh, prefetch: int = 2) -> Iterator[dict]:
 
 
 def resident(config, info: DatasetInfo) -> bool:
-  """Whether the training split lives on the devices (device.resident_fits)."""
-  return device.resident_fits(config, info)
+  """Whether the training split goes on the devices: asked for, fixed-size images, an
+  augmentation without a decode-time op (every uint8 op an array op of data/augment.py,
+  which data/device.py runs inside jit as the host does), and at most
+  config.dataset.device_resident_max_mb."""
+  d = config.dataset
+  if not (d.device_resident and info.fixed_size and transforms.decode_op(config) is None):
+    return False
+  h, w, _ = info.image_shape
+  if h > d.image_size or w > d.image_size:  # would need a resize: the host does that
+    return False
+  return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
 
 
-def train_prepare(config, info: DatasetInfo, mesh: Mesh):
-  """(prepare, sharding) of the train step's second argument: prepare(step, inputs,
-  dtype) -> {'image': the model's input, 'label'}, traced inside the jitted step, from
-  a uint8 batch (host pipeline) or from the resident dataset (gathered and augmented)."""
+def train_model_input(config, info: DatasetInfo, mesh: Mesh):
+  """(model_input, sharding) of the train step's second argument: model_input(step,
+  inputs, dtype) -> {'image': the model's input, 'label'}, traced inside the jitted
+  step, from a uint8 batch (host pipeline) or from the resident dataset (gathered and
+  augmented)."""
   on_device = resident(config, info)
+  noisy = transforms.has_op(config, transforms.COLOUR_NOISE)
 
-  def prepare(step, inputs, dtype):
+  def model_input(step, inputs, dtype):
     batch = inputs
     if on_device:  # each device gathers and augments its own part of the global batch
       batch = jax.lax.with_sharding_constraint(device.gather_batch(inputs, step, config, mesh),
                                                batch_sharding(mesh))
-    return {'image': device.normalize(batch['image'], config, dtype, step),
-            'label': batch['label']}
+    images = device.colour_noise(batch['image'], config, step) if noisy else batch['image']
+    return {'image': device.normalize(images, config, dtype), 'label': batch['label']}
 
-  return prepare, NamedSharding(mesh, P()) if on_device else batch_sharding(mesh)
+  return model_input, NamedSharding(mesh, P()) if on_device else batch_sharding(mesh)
 
 
 def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
@@ -367,7 +371,7 @@ def train_batches(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) ->
   return device_iterator(train_dataset(config, start_step, info=info), mesh)
 
 
-def prepare_eval(batch, config, dtype=jnp.float32) -> dict:
+def eval_model_input(batch, config, dtype=jnp.float32) -> dict:
   """An eval batch's model input (no augmentation), traced inside the eval step."""
   return {**batch, 'image': device.normalize(batch['image'], config, dtype)}
 

@@ -106,8 +106,8 @@ def main(argv):
              'or folders that hold them')
   config = FLAGS.config
   try:
-    trained.prepare(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
-                    FLAGS.checkpoint)
+    trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
+                                 FLAGS.checkpoint)
     num_classes, names = classes(config, FLAGS.torchvision)
   except ValueError as e:  # LoadError, DatasetError, a bad config
     cli.fail('predict.py', str(e))

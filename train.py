@@ -4,15 +4,20 @@
   python train.py --config=configs/resnet.py:depth=56 --workdir=runs/r56 \
       --config.batch_size=256
 
-One linear trainer: checks without data -> set-up (experiment.py, shared with
-evaluate.py and benchmark.py) -> checkpoints -> state -> data -> loop. Everything is
-jit-compiled once over a Mesh with one 'data' axis: batches are sharded, the state
-replicated (so BatchNorm statistics are over the global batch), the state donated.
-Metrics accumulate on the devices and reach the host only at log points (`log_every_steps`
-or `log_every_epochs`). Running the same command on the same workdir resumes.
+Read from the top: `train_and_evaluate` checks everything that can be checked before
+anything compiles (lib/experiment.py builds the model, recipe, optimizer and steps,
+shared with evaluate.py and benchmark.py); `train_loop` restores or initialises the
+state and calls the train step (lib/steps.py: the step and the loss) once per step,
+with the periodic actions between steps (log, evaluate, checkpoint, stop), each a named
+function below it. Everything is jit-compiled once over a Mesh with one 'data' axis:
+batches are sharded, the state replicated (so BatchNorm statistics are over the global
+batch), the state donated. Metrics accumulate on the devices and reach the host only at
+log points (`log_every_steps` or `log_every_epochs`). Running the same command on the
+same workdir resumes.
 """
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import json
@@ -43,127 +48,16 @@ from lib import legacy_workdirs
 from lib import optim
 from lib import parallel
 from lib import pictures
+from lib import recipes
 from lib import run_contract
+from lib import steps
 from lib import workdir as workdir_lib
-import models
 from models import layer_stats
 
 FLAGS = flags.FLAGS
 
 
-# ------------------------------------------------------------------------ metrics I/O
-
-
-class MetricsLog:
-  """metrics.jsonl (for programs) and TensorBoard event files (for people); process 0.
-
-  A resumed run first drops the records past its checkpoint (the killed run's steps
-  that are about to be redone), so the file reads as one uninterrupted run.
-  """
-
-  def __init__(self, workdir, resume_step: int = 0):
-    self.primary = jax.process_index() == 0
-    self.workdir, self.path = workdir, os.path.join(workdir, workdir_lib.METRICS)
-    if self.primary and os.path.exists(self.path):
-      kept = [r for r in workdir_lib.read_metrics(workdir) if r['step'] <= resume_step]
-      with open(self.path + '.tmp', 'w') as f:
-        f.writelines(json.dumps(r) + '\n' for r in kept)
-      os.replace(self.path + '.tmp', self.path)  # atomic: never a half-written file
-    # The console line is printed by the loop; process 0 writes the TensorBoard events.
-    self.writer = events.EventWriter(workdir) if self.primary else None
-
-  def write(self, record: dict):
-    record = {**record, 'wall_time': time.time()}
-    if self.primary:
-      workdir_lib.append_metrics(self.workdir, record)
-    scalars = {f"{record['split']}/{k}": v for k, v in record.items()
-               if isinstance(v, (int, float)) and k not in ('step', 'wall_time')}
-    if self.writer:
-      self.writer.write_scalars(record['step'], scalars)
-
-  def write_image(self, step: int, tag: str, image):
-    """uint8 (H, W, 3) into TensorBoard (process 0)."""
-    if self.writer:
-      self.writer.write_image(step, tag, pictures.png_bytes(image), *image.shape[:2])
-
-  def flush(self):
-    if self.writer:
-      self.writer.flush()
-
-
-def final_metrics(records, eval_split) -> dict:
-  """The last eval record and the last train record of a run, as one dict."""
-  evals = [r for r in records if r['split'] == eval_split]
-  trains = [r for r in records if r['split'] == 'train']
-  out = {}
-  if trains:
-    out.update({'train_loss': trains[-1]['loss'], 'train_top1': trains[-1]['top1']})
-  if evals:
-    out.update({k: evals[-1][k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')})
-    out['best_top1'] = max(r['top1'] for r in evals)
-  return out
-
-
-def write_final_metrics(workdir, final, config, model, info):
-  """The finished run's metrics with the model's size beside them (one atomic write)."""
-  size = {'params': layer_stats.count_params(model.module),
-          'mult_adds': layer_stats.count_macs(model.module, config.dataset.image_size,
-                                              config.dataset.channels),
-          'num_classes': info.num_classes}
-  workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**final, **size})
-
-
-# ------------------------------------------------------------------------------ train
-
-def run_once_options(platform: str) -> dict:
-  """XLA's quickest compile, for a program that runs once (the init, whose RNG code is
-  large): LLVM at level 0 (a quarter of the CPU time) and, on CPU, the classic kernel
-  emitters (half of that again; the values are bitwise level 0's, checked on LeNet,
-  ResNet-20, VGG and AlexNet)."""
-  options = {'xla_backend_optimization_level': 0}
-  if platform == 'cpu':
-    options['xla_cpu_use_fusion_emitters'] = False
-  return options
-
-
-def one_step_at_a_time(mesh) -> bool:
-  """Whether each step must wait for the one before: several XLA:CPU devices in this
-  process (--xla_force_host_platform_device_count, as the tests and laptops simulate a
-  mesh). XLA:CPU runs each device's part of a step on threads of a shared pool and meets
-  the others at every collective; with steps queued ahead (asynchronous dispatch), a
-  later step's collective can hold the threads an earlier one waits for, and the run
-  aborts ("Termination timeout for all reduce"; seen with 2 devices on 2 cores and 8 on
-  2). GPUs and TPUs, and a single CPU device, queue steps ahead as usual."""
-  return mesh.devices.flat[0].platform == 'cpu' and jax.local_device_count() > 1
-
-
-class TrainingStopped(RuntimeError):
-  """The run stopped on a fault (divergence, a checkpoint it cannot write), its
-  checkpoints intact: the message says what happened and what to do."""
-
-
-def _stop_signals():
-  """SIGTERM/SIGINT ask the loop to stop after the current step (a second SIGINT
-  interrupts at once). Returns a function that says which signal came, and a restorer."""
-  received = []
-  previous = {}
-
-  def handler(signum, frame):
-    del frame
-    received.append(signal.Signals(signum).name)
-    if signum == signal.SIGINT:
-      signal.signal(signal.SIGINT, signal.default_int_handler)
-
-  if threading.current_thread() is threading.main_thread():
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      previous[sig] = signal.signal(sig, handler)
-
-  def restore():
-    for sig, old in previous.items():
-      signal.signal(sig, old)
-
-  return (lambda: received[0] if received else None), restore
-
+# ---------------------------------------------------------------------------- set-up
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=(),
                        allow_schedule_change: bool = False) -> dict:
@@ -192,7 +86,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     input_pipeline.check_config(config, info)
     experiment.check_read(config, given, info)  # (again, the run's length now known)
     exp = experiment.setup(config, info, parallel.data_mesh())
-    experiment.check_length(config, exp.length)
+    recipes.check_length(config, exp.length.total_steps)
     weights = None if resuming else initial_weights(exp)
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
@@ -204,7 +98,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     raise SetupError(str(e)) from None
   stop_signal, restore_signals = _stop_signals()
   try:
-    return _train(exp, workdir, stop_signal, weights, changed)
+    return train_loop(exp, workdir, stop_signal, weights, changed)
   except checkpoints.CorruptCheckpointError as e:
     raise SetupError(str(e)) from None
   finally:
@@ -291,240 +185,470 @@ def check_contract(exp: experiment.Experiment, workdir: str,
   return diff
 
 
-def _train(exp: experiment.Experiment, workdir: str, stop_signal, weights, changed) -> dict:
-  config, info, mesh, model = exp.config, exp.info, exp.mesh, exp.model
-  total_steps, steps_per_epoch = exp.length.total_steps, exp.length.steps_per_epoch
-  train_step, eval_step = exp.train_step, exp.eval_step
-  eval_split = config.dataset.eval_split
-  primary = jax.process_index() == 0
+# ------------------------------------------------------------------------------- loop
 
-  # --- checkpoints: the last `keep_checkpoints`, and the best by eval top-1 apart
-  ckpt = checkpoints.manager(workdir, checkpoints.LATEST, config.keep_checkpoints)
-  best_ckpt = checkpoints.manager(workdir, checkpoints.BEST, keep=1)
-  latest = ckpt.latest_step()
-  if latest is not None and latest >= total_steps:
-    final = final_metrics(workdir_lib.read_metrics(workdir), eval_split)
-    if primary and not os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS)):
-      write_final_metrics(workdir, final, config, model, info)
-    print(f'{workdir} is already finished at step {latest}: {json.dumps(final)}')
-    return final
 
-  # --- steps, compiled in the background (XLA releases the GIL) while the state is made
-  # and the data loads; their first calls reuse these executables. Start-up is bound by
-  # compiling: the train step is traced first, alone, and compiles first, on every core
-  # (XLA compiles its kernels in parallel); the eval step, needed later, compiles next.
-  target = exp.state_target()
-  replicated = NamedSharding(mesh, P())
-  compiling = concurrent.futures.ThreadPoolExecutor(1)
-  compiling.submit(train_step.lower(target, input_pipeline.train_spec(config, info, mesh))
-                   .compile)
-  compiling.submit(eval_step.lower(target, input_pipeline.batch_spec(
-      config, mesh, with_mask=True)).compile)
-  compiling.shutdown(wait=False)  # (an error there surfaces again at the first call)
-
-  # --- state: initialised straight into its sharding, or restored
-  state, start, ckpt = checkpoints.restore_latest(workdir, ckpt, target,
-                                                  config.keep_checkpoints)
-  if state is None:
-    # The seed goes to the devices explicitly and the key is made in the program: no
-    # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
-    seed = jax.device_put(np.uint32(config.seed), replicated)
-
-    def init_from_seed(seed):
-      return exp.init(jax.random.key(seed))
-    init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
-    state = init.compile(compiler_options=run_once_options(mesh.devices.flat[0].platform))(
-        seed)
-    if weights is not None:  # config.init_from: its weights, placed as the state's are
-      print(f"Starting from the weights of {config.init_from} (its step {weights['step']})",
-            flush=True)
-      state = state.replace(**jax.device_put(
-          {'params': weights['params'], 'batch_stats': weights['batch_stats']},
-          {'params': exp.state_sharding.params,
-                    'batch_stats': exp.state_sharding.batch_stats}))
-      if state.ema is not None:  # the lookahead average starts from them too, in buffers
-        state = state.replace(ema=jax.jit(lambda t: jax.tree.map(jnp.copy, t))(  # of its own
-            {'params': state.params, 'batch_stats': state.batch_stats}))
-    elif models.data_init(model.module):  # (airbench: its whitening kernel, from the data)
-      init_from_data, count = models.data_init(model.module)
-      images = input_pipeline.normalize_on_host(
-          input_pipeline.first_train_images(config, info, count), config)
-      params = init_from_data(jax.device_get(state.params), images)
-      state = state.replace(params=jax.device_put(params, exp.state_sharding.params))
-    start = 0
-  else:
-    print(f'Resuming {workdir} from step {start}', flush=True)
-  if primary:
-    run_contract.save(workdir, config, changed, start,
-                      run_contract.run_facts(info, exp.length))
-    # A finished run made longer is unfinished again: its final metrics come at the end.
-    if os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS)):
-      os.remove(os.path.join(workdir, workdir_lib.FINAL_METRICS))
+def train_loop(exp: experiment.Experiment, workdir: str, stop_signal, weights,
+               changed) -> dict:
+  """Restore or initialise the state, then train: each step one call of the jitted
+  step (lib/steps.py), with the periodic actions between steps."""
+  config, length = exp.config, exp.length
+  ckpts = RunCheckpoints(workdir, config.keep_checkpoints)
+  if ckpts.latest_step() is not None and ckpts.latest_step() >= length.total_steps:
+    return already_finished(exp, workdir, ckpts.latest_step())
+  compile_in_background(exp)
+  state, start = restore_or_init(exp, ckpts, weights)
+  record_start(exp, workdir, changed, start)
   log = MetricsLog(workdir, resume_step=start)
+  batches = input_pipeline.train_batches(config, exp.info, exp.mesh, start_step=start)
+  evaluator = Evaluator(exp, log)
+  announce(exp, start, log)
+  speed = Throughput(start, config.batch_size)
+  wait_each_step = one_step_at_a_time(exp.mesh)
+  record = None
+  try:
+    for step in range(start + 1, length.total_steps + 1):
+      state = exp.train_step(state, next(batches))
+      if wait_each_step:
+        jax.block_until_ready(state.step)
+      last = step == length.total_steps
+      if step % length.log_every == 0 or last:
+        state = log_train(exp, state, step, log, speed, ckpts)
+      if step % length.eval_every == 0 or last:
+        stop_if_nonfinite(config, state, step, ckpts)
+        jax.block_until_ready(state)  # (the training steps before it are training time)
+        with speed.paused():  # evaluation time is not training throughput
+          record = evaluator.evaluate(state, step)
+          state = track_best(exp, state, step, record, ckpts)
+      signalled = stop_requested(stop_signal, step)
+      if step % length.checkpoint_every == 0 or last or signalled:
+        stop_if_nonfinite(config, state, step, ckpts)
+        ckpts.save_latest(step, state, force=bool(signalled))
+      if signalled and not last:
+        ckpts.finish()
+        log.flush()
+        print(f'{signalled} received: stopped after step {step} and saved a checkpoint in '
+              f'{ckpts.latest.directory}; run the same command to resume', flush=True)
+        return {'step': step, 'preempted': True}
+  except (TrainingStopped, input_pipeline.DatasetError):
+    ckpts.finish_quietly()  # the saves in flight are good states: let them complete
+    raise
+  ckpts.finish()
+  log.flush()
+  return finish(exp, workdir, record, speed.started)
 
-  # --- data, from the step the run starts at
-  batches = input_pipeline.train_batches(config, info, mesh, start_step=start)
-  eval_ds = input_pipeline.eval_dataset(config, info)  # built once, iterated at each eval
 
-  one_at_a_time = one_step_at_a_time(mesh)
+# ------------------------------------------------------------- the loop's named parts
 
-  def evaluate(state, step):
-    sums = None
-    for batch in input_pipeline.device_iterator(eval_ds, mesh):
-      out = eval_step(state, batch)
-      if one_at_a_time:  # (its collectives, as the train step's)
-        jax.block_until_ready(out)
-      sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    sums = jax.device_get(sums)
-    n = int(sums['count'])
-    record = {'split': eval_split, 'step': step, 'loss': float(sums['loss'] / n),
-              'top1': float(sums['top1'] / n), 'top5': float(sums['top5'] / n),
-              'num_examples': n}
-    log.write(record)
-    show_first_filters(state, step)
-    print(f"eval  step {step:>7} | {eval_split} loss {record['loss']:.4f} | "
-          f"top1 {100 * record['top1']:.2f}% | top5 {100 * record['top5']:.2f}% | "
-          f'{n} examples', flush=True)
-    return record
 
-  @functools.cache
-  def first_conv() -> str | None:
-    """The first conv layer's name (the model traced once, at the first evaluation)."""
-    size, channels = config.dataset.image_size, config.dataset.channels
-    return next((r['name'] for r in layer_stats.layer_table(model.module, size, channels)
-                 if r['type'] == 'Conv'), None)
+class RunCheckpoints:
+  """The run's checkpoints: the last `keep` (`latest`), and the best by eval top-1
+  apart (`best`)."""
 
-  def show_first_filters(state, step):
-    """The first layer's kernels as a picture in TensorBoard at each evaluation, to watch
-    them form (AlexNet's Fig. 3); only that layer's kernel leaves the devices."""
-    if log.writer and first_conv():
-      kernel = pictures.conv_kernels(state.params, first_conv())
-      log.write_image(step, f'filters/{first_conv()}', pictures.filters_image(kernel))
+  def __init__(self, workdir: str, keep: int):
+    self.workdir, self.keep = workdir, keep
+    self.latest = checkpoints.manager(workdir, checkpoints.LATEST, keep)
+    self.best = checkpoints.manager(workdir, checkpoints.BEST, keep=1)
 
-  def after_eval(state, step, record):
-    """Plateau bookkeeping and the best checkpoint (host side, between steps)."""
-    top1 = record['top1']
-    scale, best, bad = (x.item() for x in jax.device_get(
-        (state.lr_scale, state.best_top1, state.bad_evals)))
-    improved = top1 > best
-    if config.schedule.name == 'plateau':
-      scale, best, bad = optim.plateau_update(config, scale, best, bad, top1)
-    else:
-      best = max(best, top1)
-    state = state.replace(lr_scale=jax.device_put(np.float32(scale), replicated),
-                          best_top1=jax.device_put(np.float32(best), replicated),
-                          bad_evals=jax.device_put(np.int32(bad), replicated))
-    # A run resumed from before this step may find its best checkpoint already there,
-    # saved by the interrupted attempt from this same state.
-    if improved and step not in best_ckpt.all_steps():
-      save(best_ckpt, step, state, force=True)
-    return state
+  def latest_step(self) -> int | None:
+    return self.latest.latest_step()
 
-  def save(manager, step, state, force=False):
+  def save_latest(self, step: int, state, force: bool = False):
+    self._save(self.latest, step, state, force)
+
+  def save_best(self, step: int, state):
+    self._save(self.best, step, state, force=True)
+
+  def _save(self, manager, step: int, state, force: bool):
     """An asynchronous save; a failed write (full disk) stops the run, the previous
     checkpoint intact (orbax commits a step only once it is complete)."""
     try:
       manager.save(step, args=ocp.args.StandardSave(state), force=force)
     except Exception as e:  # pylint: disable=broad-except
       # (An asynchronous write that failed earlier surfaces at this next save.)
-      raise TrainingStopped(checkpoints.write_failure(workdir, manager, step, e)) from None
+      raise TrainingStopped(checkpoints.write_failure(self.workdir, manager, step, e)) \
+          from None
 
-  def check_finite(state, step):
-    """on_nonfinite='stop': end the run at the first NaN/Inf step (host sync: only at
-    log, eval and checkpoint points)."""
-    nonfinite, first = jax.device_get((state.nonfinite, state.first_nonfinite))
-    if config.on_nonfinite == 'stop' and nonfinite > 0:
-      last = ckpt.latest_step()
-      where = (f'the last good checkpoint is step {last} in {ckpt.directory}'
-               if last is not None else 'there is no checkpoint yet')
-      raise TrainingStopped(
-          f'the loss became NaN or Inf at step {int(first)}; stopped at '
-          f"step {step}, {where}. Lower the learning rate, or set config.on_nonfinite='skip'"
-          ' to skip such steps')
-
-  def finish_saves():
-    for manager in (ckpt, best_ckpt):
+  def finish(self):
+    """Wait for the writes in flight; a failed one stops the run."""
+    for manager in (self.latest, self.best):
       try:
         manager.wait_until_finished()
       except Exception as e:  # pylint: disable=broad-except
-        raise TrainingStopped(checkpoints.write_failure(workdir, manager, None, e)) from None
+        raise TrainingStopped(checkpoints.write_failure(self.workdir, manager, None, e)) \
+            from None
 
-  # --- loop
+  def finish_quietly(self):
+    """Wait for the writes in flight while another error is being reported."""
+    try:
+      self.latest.wait_until_finished()
+      self.best.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except
+      pass  # the failed write is what is being reported
+
+
+def already_finished(exp, workdir: str, latest: int) -> dict:
+  """A run at its last step already: its final metrics, written if they are missing."""
+  final = final_metrics(workdir_lib.read_metrics(workdir), exp.config.dataset.eval_split)
+  if jax.process_index() == 0 and not os.path.exists(
+      os.path.join(workdir, workdir_lib.FINAL_METRICS)):
+    write_final_metrics(workdir, final, exp)
+  print(f'{workdir} is already finished at step {latest}: {json.dumps(final)}')
+  return final
+
+
+def compile_in_background(exp: experiment.Experiment):
+  """Compile both steps while the state is made and the data loads (XLA releases the
+  GIL); their first calls reuse these executables. Start-up is bound by compiling: the
+  train step is traced first, alone, and compiles first, on every core (XLA compiles
+  its kernels in parallel); the eval step, needed later, compiles next."""
+  config, info, mesh, target = exp.config, exp.info, exp.mesh, exp.state_target()
+  compiling = concurrent.futures.ThreadPoolExecutor(1)
+  compiling.submit(exp.train_step.lower(
+      target, input_pipeline.train_spec(config, info, mesh)).compile)
+  compiling.submit(exp.eval_step.lower(
+      target, input_pipeline.batch_spec(config, mesh, with_mask=True)).compile)
+  compiling.shutdown(wait=False)  # (an error there surfaces again at the first call)
+
+
+def restore_or_init(exp: experiment.Experiment, ckpts: RunCheckpoints, weights):
+  """(state, start step): the newest readable checkpoint, or a new state made straight
+  into its sharding: from the seed, then config.init_from's `weights` or what the model
+  sets from the data (its recipe)."""
+  state, start, ckpts.latest = checkpoints.restore_latest(
+      ckpts.workdir, ckpts.latest, exp.state_target(), ckpts.keep)
+  if state is not None:
+    print(f'Resuming {ckpts.workdir} from step {start}', flush=True)
+    return state, start
+  # The seed goes to the devices explicitly and the key is made in the program: no
+  # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
+  seed = jax.device_put(np.uint32(exp.config.seed), NamedSharding(exp.mesh, P()))
+  def init_from_seed(seed):
+    return exp.init(jax.random.key(seed))
+  init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
+  state = init.compile(compiler_options=run_once_options(
+      exp.mesh.devices.flat[0].platform))(seed)
+  if weights is not None:
+    state = start_from_weights(exp, state, weights)
+  elif exp.recipe.additions.init_from_data:
+    state = init_from_data(exp, state)
+  return state, 0
+
+
+def start_from_weights(exp: experiment.Experiment, state, weights: dict):
+  """config.init_from: its weights, placed as the state's are (the parameter average,
+  if any, starts from them too, in buffers of its own)."""
+  print(f"Starting from the weights of {exp.config.init_from} (its step {weights['step']})",
+        flush=True)
+  variables = {'params': weights['params'], 'batch_stats': weights['batch_stats']}
+  state = state.replace(**jax.device_put(variables, {
+      'params': exp.state_sharding.params, 'batch_stats': exp.state_sharding.batch_stats}))
+  if exp.recipe.lookahead:
+    state = state.replace(ema=jax.jit(exp.recipe.average_of)(
+        {'params': state.params, 'batch_stats': state.batch_stats}))
+  return state
+
+
+def init_from_data(exp: experiment.Experiment, state):
+  """The parameters the model sets from the first training images (airbench: its
+  whitening kernel), on the host, once."""
+  additions = exp.recipe.additions
+  images = input_pipeline.normalize_on_host(input_pipeline.first_train_images(
+      exp.config, exp.info, additions.init_images), exp.config)
+  params = additions.init_from_data(jax.device_get(state.params), images)
+  return state.replace(params=jax.device_put(params, exp.state_sharding.params))
+
+
+def record_start(exp: experiment.Experiment, workdir: str, changed: dict, start: int):
+  """run.json and config.json say what this launch runs (process 0); a finished run
+  made longer is unfinished again: its final metrics come at the end."""
+  if jax.process_index() != 0:
+    return
+  run_contract.save(workdir, exp.config, changed, start,
+                    run_contract.run_facts(exp.info, exp.length))
+  if os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS)):
+    os.remove(os.path.join(workdir, workdir_lib.FINAL_METRICS))
+
+
+def announce(exp: experiment.Experiment, start: int, log: 'MetricsLog'):
+  config, info, length = exp.config, exp.info, exp.length
   where = ', data resident on the devices' if input_pipeline.resident(config, info) else ''
-  print(f'Training {config.model.name} on {info.name}: {total_steps} steps '
-        f'({steps_per_epoch} per epoch), global batch {config.batch_size} over '
+  print(f'Training {config.model.name} on {info.name}: {length.total_steps} steps '
+        f'({length.steps_per_epoch} per epoch), global batch {config.batch_size} over '
         f'{jax.device_count()} devices{where}', flush=True)
   if info.num_corrupt and start == 0:
     log.write({'split': 'data', 'step': 0, 'num_corrupt_files_skipped': info.num_corrupt})
-  # Throughput: the interval since the last log line, less the evaluations in it (each
-  # timed from when the steps before it have finished: steps are dispatched ahead).
-  t_last, step_last, t_start = time.time(), start, time.time()
-  evaluating = 0.0  # seconds of evaluation since the last log line
-  record = None
-  multiprocess = jax.process_count() > 1
-  try:
-    for step in range(start + 1, total_steps + 1):
-      state = train_step(state, next(batches))
-      if one_at_a_time:
-        jax.block_until_ready(state.step)
-      if step % exp.length.log_every == 0 or step == total_steps:
-        # The only routine host sync:
-        m, nonfinite = jax.device_get((state.metrics, state.nonfinite))
-        check_finite(state, step)
-        state = state.replace(metrics=jax.device_put(experiment.zero_metrics(), replicated))
-        now = time.time()
-        rate = (step - step_last) * config.batch_size / max(now - t_last - evaluating, 1e-9)
-        t_last, step_last, evaluating = now, step, 0.0
-        good_steps = max(int(m['steps']), 1)
-        train_record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / good_steps),
-                        'top1': float(m['top1'] / good_steps),
-                        'learning_rate': float(m['learning_rate']), 'images_per_sec': rate,
-                        'nonfinite_steps': int(nonfinite)}
-        log.write(train_record)
-        eta = (total_steps - step) * config.batch_size / rate
-        print(f"train step {step:>7}/{total_steps} | epoch {step / steps_per_epoch:6.2f} | "
-              f"loss {train_record['loss']:.4f} | top1 {100 * train_record['top1']:5.2f}% | "
-              f"lr {train_record['learning_rate']:.3g} | {rate:,.0f} img/s | "
-              f'ETA {formatting.duration(eta)}'
-              + (f" | {train_record['nonfinite_steps']} NaN/Inf steps skipped"
-                 if train_record['nonfinite_steps'] else ''), flush=True)
-      if step % exp.length.eval_every == 0 or step == total_steps:
-        check_finite(state, step)
-        jax.block_until_ready(state)  # (the training steps before it are training time)
-        t_eval = time.time()
-        record = evaluate(state, step)
-        state = after_eval(state, step, record)
-        evaluating += time.time() - t_eval  # evaluation time is not training throughput
-      signalled = stop_signal()
-      if multiprocess:  # every process must stop at the same step to save together
-        signalled = signalled or (
-            'SIGTERM' if multihost_utils.reached_preemption_sync_point(step) else None)
-      if step % exp.length.checkpoint_every == 0 or step == total_steps or signalled:
-        check_finite(state, step)
-        save(ckpt, step, state, force=bool(signalled))
-      if signalled and step < total_steps:
-        finish_saves()
-        log.flush()
-        print(f'{signalled} received: stopped after step {step} and saved a checkpoint in '
-              f'{ckpt.directory}; run the same command to resume', flush=True)
-        return {'step': step, 'preempted': True}
-  except (TrainingStopped, input_pipeline.DatasetError):  # let the saves in flight complete:
-    # they are good states (a DatasetError: a file the stream could not decode)
-    try:
-      ckpt.wait_until_finished()
-      best_ckpt.wait_until_finished()
-    except Exception:  # pylint: disable=broad-except
-      pass  # the failed write is what is being reported
-    raise
-  finish_saves()
-  log.flush()
-  final = final_metrics(workdir_lib.read_metrics(workdir), eval_split) if primary \
-      else {k: record[k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')}
+
+
+class Throughput:
+  """Training images/s since the last log line, less the evaluations in it (each timed
+  from when the steps before it have finished: steps are dispatched ahead)."""
+
+  def __init__(self, start_step: int, batch_size: int):
+    self.started = self.since = time.time()
+    self.since_step, self.batch_size, self.evaluating = start_step, batch_size, 0.0
+
+  @contextlib.contextmanager
+  def paused(self):
+    began = time.time()
+    yield
+    self.evaluating += time.time() - began
+
+  def rate(self, step: int) -> float:
+    """images/s since the last call (or the start), and a new interval from here."""
+    now = time.time()
+    rate = ((step - self.since_step) * self.batch_size
+            / max(now - self.since - self.evaluating, 1e-9))
+    self.since, self.since_step, self.evaluating = now, step, 0.0
+    return rate
+
+
+def log_train(exp: experiment.Experiment, state, step: int, log: 'MetricsLog',
+              speed: Throughput, ckpts: RunCheckpoints):
+  """The train metrics since the last log line, to metrics.jsonl, TensorBoard and the
+  console; the state with its accumulator reset. The loop's only routine host sync."""
+  config, total = exp.config, exp.length.total_steps
+  m, nonfinite = jax.device_get((state.metrics, state.nonfinite))
+  stop_if_nonfinite(config, state, step, ckpts)
+  state = state.replace(metrics=jax.device_put(steps.zero_metrics(),
+                                               NamedSharding(exp.mesh, P())))
+  rate = speed.rate(step)
+  good_steps = max(int(m['steps']), 1)
+  record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / good_steps),
+            'top1': float(m['top1'] / good_steps),
+            'learning_rate': float(m['learning_rate']), 'images_per_sec': rate,
+            'nonfinite_steps': int(nonfinite)}
+  log.write(record)
+  eta = (total - step) * config.batch_size / rate
+  print(f"train step {step:>7}/{total} | epoch {step / exp.length.steps_per_epoch:6.2f} | "
+        f"loss {record['loss']:.4f} | top1 {100 * record['top1']:5.2f}% | "
+        f"lr {record['learning_rate']:.3g} | {rate:,.0f} img/s | "
+        f'ETA {formatting.duration(eta)}'
+        + (f" | {record['nonfinite_steps']} NaN/Inf steps skipped"
+           if record['nonfinite_steps'] else ''), flush=True)
+  return state
+
+
+class Evaluator:
+  """The eval split (its dataset built once, iterated at each evaluation): metrics to
+  the log and the console, and the first layer's filters to TensorBoard."""
+
+  def __init__(self, exp: experiment.Experiment, log: 'MetricsLog'):
+    self.exp, self.log = exp, log
+    self.dataset = input_pipeline.eval_dataset(exp.config, exp.info)
+    self.wait_each_step = one_step_at_a_time(exp.mesh)
+
+  def evaluate(self, state, step: int) -> dict:
+    split = self.exp.config.dataset.eval_split
+    sums = None
+    for batch in input_pipeline.device_iterator(self.dataset, self.exp.mesh):
+      out = self.exp.eval_step(state, batch)
+      if self.wait_each_step:  # (its collectives, as the train step's)
+        jax.block_until_ready(out)
+      sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+    sums = jax.device_get(sums)
+    n = int(sums['count'])
+    record = {'split': split, 'step': step, 'loss': float(sums['loss'] / n),
+              'top1': float(sums['top1'] / n), 'top5': float(sums['top5'] / n),
+              'num_examples': n}
+    self.log.write(record)
+    self.show_first_filters(state, step)
+    print(f"eval  step {step:>7} | {split} loss {record['loss']:.4f} | "
+          f"top1 {100 * record['top1']:.2f}% | top5 {100 * record['top5']:.2f}% | "
+          f'{n} examples', flush=True)
+    return record
+
+  @functools.cached_property
+  def first_conv(self) -> str | None:
+    """The first conv layer's name (the model traced once, at the first evaluation)."""
+    d = self.exp.config.dataset
+    return next((r['name'] for r in layer_stats.layer_table(
+        self.exp.model.module, d.image_size, d.channels) if r['type'] == 'Conv'), None)
+
+  def show_first_filters(self, state, step: int):
+    """The first layer's kernels as a picture in TensorBoard at each evaluation, to watch
+    them form (AlexNet's Fig. 3); only that layer's kernel leaves the devices."""
+    if self.log.writer and self.first_conv:
+      kernel = pictures.conv_kernels(state.params, self.first_conv)
+      self.log.write_image(step, f'filters/{self.first_conv}',
+                           pictures.filters_image(kernel))
+
+
+def track_best(exp: experiment.Experiment, state, step: int, record: dict,
+               ckpts: RunCheckpoints):
+  """After an evaluation: the plateau schedule's bookkeeping, and the best checkpoint
+  (host side, between steps)."""
+  config, top1 = exp.config, record['top1']
+  scale, best, bad = (x.item() for x in jax.device_get(
+      (state.lr_scale, state.best_top1, state.bad_evals)))
+  improved = top1 > best
+  if config.schedule.name == 'plateau':
+    scale, best, bad = optim.plateau_update(config, scale, best, bad, top1)
+  else:
+    best = max(best, top1)
+  replicated = NamedSharding(exp.mesh, P())
+  state = state.replace(lr_scale=jax.device_put(np.float32(scale), replicated),
+                        best_top1=jax.device_put(np.float32(best), replicated),
+                        bad_evals=jax.device_put(np.int32(bad), replicated))
+  # A run resumed from before this step may find its best checkpoint already there,
+  # saved by the interrupted attempt from this same state.
+  if improved and step not in ckpts.best.all_steps():
+    ckpts.save_best(step, state)
+  return state
+
+
+def stop_if_nonfinite(config, state, step: int, ckpts: RunCheckpoints):
+  """on_nonfinite='stop': end the run at the first NaN/Inf step (host sync: only at
+  log, eval and checkpoint points)."""
+  nonfinite, first = jax.device_get((state.nonfinite, state.first_nonfinite))
+  if config.on_nonfinite == 'stop' and nonfinite > 0:
+    last = ckpts.latest_step()
+    where = (f'the last good checkpoint is step {last} in {ckpts.latest.directory}'
+             if last is not None else 'there is no checkpoint yet')
+    raise TrainingStopped(
+        f'the loss became NaN or Inf at step {int(first)}; stopped at '
+        f"step {step}, {where}. Lower the learning rate, or set config.on_nonfinite='skip'"
+        ' to skip such steps')
+
+
+def stop_requested(stop_signal, step: int) -> str | None:
+  """The signal that asks the run to stop after this step; in a multi-process job,
+  every process stops at the same step, to save together."""
+  signalled = stop_signal()
+  if jax.process_count() > 1:
+    signalled = signalled or (
+        'SIGTERM' if multihost_utils.reached_preemption_sync_point(step) else None)
+  return signalled
+
+
+def finish(exp: experiment.Experiment, workdir: str, record: dict | None,
+           started: float) -> dict:
+  """The finished run's final metrics, written beside the model's size (process 0)."""
+  primary = jax.process_index() == 0
+  final = (final_metrics(workdir_lib.read_metrics(workdir), exp.config.dataset.eval_split)
+           if primary else
+           {k: record[k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')})
   if primary:
-    write_final_metrics(workdir, final, config, model, info)
-  print(f'Done in {formatting.duration(time.time() - t_start)}: {json.dumps(final)}',
+    write_final_metrics(workdir, final, exp)
+  print(f'Done in {formatting.duration(time.time() - started)}: {json.dumps(final)}',
         flush=True)
   return final
+
+
+# ------------------------------------------------------------------------ metrics I/O
+
+
+class MetricsLog:
+  """metrics.jsonl (for programs) and TensorBoard event files (for people); process 0.
+
+  A resumed run first drops the records past its checkpoint (the killed run's steps
+  that are about to be redone), so the file reads as one uninterrupted run.
+  """
+
+  def __init__(self, workdir, resume_step: int = 0):
+    self.primary = jax.process_index() == 0
+    self.workdir, self.path = workdir, os.path.join(workdir, workdir_lib.METRICS)
+    if self.primary and os.path.exists(self.path):
+      kept = [r for r in workdir_lib.read_metrics(workdir) if r['step'] <= resume_step]
+      with open(self.path + '.tmp', 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in kept)
+      os.replace(self.path + '.tmp', self.path)  # atomic: never a half-written file
+    # The console line is printed by the loop; process 0 writes the TensorBoard events.
+    self.writer = events.EventWriter(workdir) if self.primary else None
+
+  def write(self, record: dict):
+    record = {**record, 'wall_time': time.time()}
+    if self.primary:
+      workdir_lib.append_metrics(self.workdir, record)
+    scalars = {f"{record['split']}/{k}": v for k, v in record.items()
+               if isinstance(v, (int, float)) and k not in ('step', 'wall_time')}
+    if self.writer:
+      self.writer.write_scalars(record['step'], scalars)
+
+  def write_image(self, step: int, tag: str, image):
+    """uint8 (H, W, 3) into TensorBoard (process 0)."""
+    if self.writer:
+      self.writer.write_image(step, tag, pictures.png_bytes(image), *image.shape[:2])
+
+  def flush(self):
+    if self.writer:
+      self.writer.flush()
+
+
+def final_metrics(records, eval_split) -> dict:
+  """The last eval record and the last train record of a run, as one dict."""
+  evals = [r for r in records if r['split'] == eval_split]
+  trains = [r for r in records if r['split'] == 'train']
+  out = {}
+  if trains:
+    out.update({'train_loss': trains[-1]['loss'], 'train_top1': trains[-1]['top1']})
+  if evals:
+    out.update({k: evals[-1][k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')})
+    out['best_top1'] = max(r['top1'] for r in evals)
+  return out
+
+
+def write_final_metrics(workdir, final, exp):
+  """The finished run's metrics with the model's size beside them (one atomic write)."""
+  d, module = exp.config.dataset, exp.model.module
+  size = {'params': layer_stats.count_params(module),
+          'mult_adds': layer_stats.count_macs(module, d.image_size, d.channels),
+          'num_classes': exp.info.num_classes}
+  workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**final, **size})
+
+
+
+# ------------------------------------------------------ platform rules, stopping
+
+
+def run_once_options(platform: str) -> dict:
+  """XLA's quickest compile, for a program that runs once (the init, whose RNG code is
+  large): LLVM at level 0 (a quarter of the CPU time) and, on CPU, the classic kernel
+  emitters (half of that again; the values are bitwise level 0's, checked on LeNet,
+  ResNet-20, VGG and AlexNet)."""
+  options = {'xla_backend_optimization_level': 0}
+  if platform == 'cpu':
+    options['xla_cpu_use_fusion_emitters'] = False
+  return options
+
+
+def one_step_at_a_time(mesh) -> bool:
+  """Whether each step must wait for the one before: several XLA:CPU devices in this
+  process (--xla_force_host_platform_device_count, as the tests and laptops simulate a
+  mesh). XLA:CPU runs each device's part of a step on threads of a shared pool and meets
+  the others at every collective; with steps queued ahead (asynchronous dispatch), a
+  later step's collective can hold the threads an earlier one waits for, and the run
+  aborts ("Termination timeout for all reduce"; seen with 2 devices on 2 cores and 8 on
+  2). GPUs and TPUs, and a single CPU device, queue steps ahead as usual."""
+  return mesh.devices.flat[0].platform == 'cpu' and jax.local_device_count() > 1
+
+
+class TrainingStopped(RuntimeError):
+  """The run stopped on a fault (divergence, a checkpoint it cannot write), its
+  checkpoints intact: the message says what happened and what to do."""
+
+
+def _stop_signals():
+  """SIGTERM/SIGINT ask the loop to stop after the current step (a second SIGINT
+  interrupts at once). Returns a function that says which signal came, and a restorer."""
+  received = []
+  previous = {}
+
+  def handler(signum, frame):
+    del frame
+    received.append(signal.Signals(signum).name)
+    if signum == signal.SIGINT:
+      signal.signal(signal.SIGINT, signal.default_int_handler)
+
+  if threading.current_thread() is threading.main_thread():
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      previous[sig] = signal.signal(sig, handler)
+
+  def restore():
+    for sig, old in previous.items():
+      signal.signal(sig, old)
+
+  return (lambda: received[0] if received else None), restore
 
 
 def main(argv):

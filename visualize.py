@@ -64,7 +64,8 @@ def load_model():
   """(config, Trained) from the flags; --label checked against the model's classes
   before anything compiles."""
   config = FLAGS.config
-  trained.prepare(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights, FLAGS.checkpoint)
+  trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
+                               FLAGS.checkpoint)
   try:
     num_classes = config.num_classes or sources.dataset_info(config).num_classes
   except sources.DatasetError:
@@ -109,7 +110,7 @@ def model_input(view, config):
   """A uint8 view as the model's input batch of one (normalised as in evaluation, on the
   device: the view is put there explicitly, and every step below runs jitted, so that
   nothing crosses implicitly)."""
-  normalize = jax.jit(lambda v: input_pipeline.prepare_eval({'image': v}, config)['image'])
+  normalize = jax.jit(lambda v: input_pipeline.eval_model_input({'image': v}, config)['image'])
   return normalize(jax.device_put(view[None]))
 
 

@@ -1,18 +1,19 @@
 """What the data layer runs on the device, inside the jitted steps.
 
 Batches cross the host-device link as uint8 (a quarter of float32's bytes); here they
-become the model's input: scaled to [0, 1], AlexNet's PCA colour noise in training,
-normalised by the dataset's mean and std. A dataset resident on the devices (a fixed-size
-split that fits: MNIST, CIFAR, SVHN) is gathered and augmented here too, so its training
-steps need no host work at all: step s takes the examples the sampler names for
-positions [s*B, (s+1)*B) and draws each one's crop and flip from a jax.random key folded
-from (seed, position).
+become the model's input: AlexNet's PCA colour noise in training where the augmentation
+lists it (colour_noise), then normalised by the dataset's mean and std (normalize). A
+dataset resident on the devices (a fixed-size split that fits: MNIST, CIFAR, SVHN) is
+gathered and augmented here too, so its training steps need no host work at all: step s
+takes the examples the sampler names for positions [s*B, (s+1)*B) and runs the array
+ops of data/augment.py on them, the code the host runs, keyed by the same positions.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from data import augment
 from data import sampler
 from data import sources
 from data import transforms
@@ -33,40 +34,33 @@ def positions(step, batch_size: int):
 
 
 def example_keys(seed: int, q):
-  """One jax.random key per position: the randomness of its augmentation."""
+  """One jax.random key per position: the randomness of its colour noise."""
   base = jax.random.key(seed)
   return jax.vmap(lambda p: jax.random.fold_in(base, p))(q)
 
 
-def normalize(images, config, dtype=jnp.float32, step=None):
-  """uint8 NHWC -> the model's input: [0, 1], PCA noise (alexnet preset, training: give
-  the step), minus mean, over std."""
-  d = config.dataset
+def colour_noise(images, config, step):
+  """AlexNet section 4.1's PCA colour noise on a training batch: uint8 NHWC -> float32
+  pixels on the same 0-255 scale, each image with its own RGB offset sum_i alpha_i *
+  lambda_i * p_i added to every pixel, alpha ~ N(0, 0.1) drawn per stream position."""
+  keys = example_keys(config.seed, positions(step, images.shape[0]))
+  alpha = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), (3,)))(keys) * 0.1
+  offset = jnp.einsum('ij,nj->ni', PCA_EIGVEC, alpha * PCA_EIGVAL) * 255.
+  return images.astype(jnp.float32) + offset[:, None, None, :]
+
+
+def normalize(images, config, dtype=jnp.float32):
+  """Pixels on the 0-255 scale (uint8, or float32 after colour_noise) -> the model's
+  input: x / 255, minus the dataset's mean, over its std."""
   x = images.astype(jnp.float32) / 255.
-  if step is not None and transforms.PRESETS[d.augment].colour_noise:
-    keys = example_keys(config.seed, positions(step, x.shape[0]))
-    alpha = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), (3,)))(keys) * 0.1
-    # Each image gets sum_i alpha_i * lambda_i * p_i added to every pixel (AlexNet 4.1).
-    x = x + jnp.einsum('ij,nj->ni', PCA_EIGVEC, alpha * PCA_EIGVAL)[:, None, None, :]
-  mean, std = sources.channel_stats(d.name, x.shape[-1])
+  mean, std = sources.channel_stats(config.dataset.name, x.shape[-1])
   return ((x - jnp.array(mean)) / jnp.array(std)).astype(dtype)
-
-
-def resident_fits(config, info) -> bool:
-  """Whether the training split goes on the devices: asked for, fixed-size images, a
-  preset that runs on the device, and at most config.dataset.device_resident_max_mb."""
-  d = config.dataset
-  if not (d.device_resident and info.fixed_size and transforms.PRESETS[d.augment].resident):
-    return False
-  h, w, _ = info.image_shape
-  if h > d.image_size or w > d.image_size:  # would need a resize: the host does that
-    return False
-  return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
 
 
 def gather_batch(data, step, config, mesh=None):
   """Step `step`'s global batch of a resident dataset, augmented: {'image' uint8,
-  'label'}, each example as the sampler and its position's key say.
+  'label'}, each example as the sampler says, augmented by the ops the host runs
+  (data/augment.py, here with jax.numpy), keyed by the same stream positions.
 
   On a `mesh`, every device computes the whole batch's example indices (a few hundred
   integers): the sampler's cycle walk is a loop until every index lands inside the
@@ -75,7 +69,7 @@ def gather_batch(data, step, config, mesh=None):
   devices outnumber the cores. The gather and the augmentation stay split."""
   d = config.dataset
   images, labels = data['image'], data['label']
-  n, h, w, _ = images.shape
+  n = images.shape[0]
   q = positions(step, config.batch_size)
   if mesh is None:
     index = sampler.example_index(q, n, config.seed, jnp)
@@ -83,51 +77,9 @@ def gather_batch(data, step, config, mesh=None):
     whole = lambda x: jax.lax.with_sharding_constraint(
         x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     index = whole(sampler.example_index(whole(q), n, config.seed, jnp))
-  batch = images[index]
-  preset = transforms.PRESETS[d.augment]
-  if preset.pad or preset.flip:  # the host's pad-crop and flip (data/transforms.py)
-    keys = example_keys(config.seed, q)
-    if preset.flip == transforms.ALTERNATING:  # by example, inverted every other epoch
-      mirror = alternating_mirror(config.seed, index, q // jnp.uint32(n))
-    else:  # drawn from each position's key
-      mirror = jax.vmap(lambda k: jax.random.bernoulli(jax.random.split(k)[1]))(keys)
-    batch = jax.vmap(lambda k, x, m: _pad_crop_flip(k, x, d.image_size, preset.pad,
-                                                    preset.flip, d.pad_mode, m))(
-                                                        keys, batch, mirror)
-  batch = _fit(batch, d.image_size)
-  return {'image': batch, 'label': labels[index]}
-
-
-def alternating_mirror(seed: int, index, epoch):
-  """transforms.alternating_mirror inside jit (its own draws): each example's choice in
-  epoch 0, inverted in odd epochs."""
-  base = jax.random.fold_in(jax.random.key(seed), transforms.ALTERNATING_SALT)
-  first = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(base, i)))(index)
-  return first ^ (epoch % 2 == 1)
-
-
-def _pad_crop_flip(key, image, size, pad, flip, pad_mode, mirror):
-  """ResNet section 4.2: "4 pixels are padded on each side, and a 32x32 crop is randomly
-  sampled from the padded image or its horizontal flip" (a smaller source: the crop is
-  at most the padded size, then fitted). `mirror`: whether this example is flipped."""
-  h, w, c = image.shape
-  crop_h, crop_w = min(size, h + 2 * pad), min(size, w + 2 * pad)
-  crop_key, _ = jax.random.split(key)  # (the second half: the random flip's draw)
-  padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)),
-                   mode='reflect' if pad_mode == 'reflect' else 'constant')
-  top = jax.random.randint(jax.random.fold_in(crop_key, 0), (), 0, h + 2 * pad - crop_h + 1)
-  left = jax.random.randint(jax.random.fold_in(crop_key, 1), (), 0, w + 2 * pad - crop_w + 1)
-  crop = jax.lax.dynamic_slice(padded, (top, left, 0), (crop_h, crop_w, c))
-  return jnp.where(mirror, crop[:, ::-1], crop) if flip else crop
-
-
-def _fit(batch, size: int):
-  """Pad smaller images to size x size, centred (LeNet's 28 -> 32)."""
-  _, h, w, _ = batch.shape
-  ph, pw = max(size - h, 0), max(size - w, 0)
-  if ph or pw:
-    batch = jnp.pad(batch, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-  return batch
+  examples = augment.Examples(config.seed, q, index, q // jnp.uint32(n), d.image_size, jnp)
+  batch = augment.apply(images[index], transforms.array_ops(config), examples)
+  return {'image': augment.fit(batch, d.image_size, jnp), 'label': labels[index]}
 
 
 def put_resident(source, config, mesh) -> dict:

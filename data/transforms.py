@@ -1,13 +1,21 @@
-"""Host-side decoding and geometric augmentation: one example in, uint8 HWC out.
+"""Host-side decoding, the decode-time augmentations, the augmentation specs and the
+test-time views: one example in, uint8 HWC out.
 
-Everything that needs the whole source image (crops, resizes, flips) happens here, per
-example, after sampling; what is per pixel arithmetic (normalisation, AlexNet's PCA
-colour noise, grey <-> RGB of arrays) happens on the device (data/device.py). Images are
-decoded with Pillow; a JPEG is decoded at reduced size (libjpeg's DCT scaling, Pillow's
-`draft`) whenever the result is downscaled anyway. Each training example draws its
-randomness from a generator seeded by (config.seed, its position in the global stream).
+config.dataset.augment is a list of operations, written as a preset's name or as the
+ops and presets themselves, comma-separated (`'cifar,cutout(16)'`,
+`'pad_crop(4, reflect), flip'`; `parse`). Three kinds of op, applied in this order:
+  decode-time  random_resized_crop, scale_jitter, resize256_crop: they need the whole
+               source image (Pillow), so they run here, on the host only, first, with a
+               numpy generator seeded by (config.seed, the stream position)
+  array        pad_crop, flip, alternating_flip, cutout (data/augment.py): written once
+               over an array module, run here with numpy and, for a dataset resident on
+               the devices, inside jit with jax.numpy: the same pixels either way
+  float        colour_noise, AlexNet's PCA colour noise, on the device (data/device.py)
+Then every image is fitted to image_size (a smaller one padded, centred: LeNet's 28 ->
+32; a larger one resized, on the host). At test time the decode-time op's resize
+(DecodeOp.test_resize) and a centre crop; arrays as they are.
 
-The presets (config.dataset.augment; one entry each in PRESETS), in training / at test time:
+The presets (PRESETS), in training / at test time:
   cifar     pad 4 and a random image_size crop, flip (ResNet section 4.2) / as is
   imagenet  random-resized crop: 8-100% of the area, aspect 3/4-4/3, flip (Szegedy et al.
             2015, section 6) / shorter side to image_size / 0.875, centre crop
@@ -15,19 +23,26 @@ The presets (config.dataset.augment; one entry each in PRESETS), in training / a
             3.1) / shorter side to Q = eval_resize, centre crop
   alexnet   256x256, random crop, flip, PCA colour noise on the device (AlexNet section
             4.1) / 256x256, centre crop
-  airbench  pad 2 (reflect, with dataset.pad_mode) and a random crop, alternating flip
-            (airbench94: Jordan 2024, section 3.6) / as is
+  airbench  pad 2 (reflect) and a random crop, alternating flip (airbench94: Jordan 2024,
+            section 3.6) / as is
   none      / as is
-Then every image is fitted to image_size (a smaller one padded, centred: LeNet's 28 ->
-32; a larger one resized).
+
+Images are decoded with Pillow; a JPEG is decoded at reduced size (libjpeg's DCT
+scaling, Pillow's `draft`) whenever the result is downscaled anyway.
 """
 
-import dataclasses
+import difflib
+import functools
+import inspect
 import io
-from typing import Callable
+import re
+import typing
+from typing import Callable, NamedTuple
 
 import numpy as np
 from PIL import Image
+
+from data import augment
 
 DENSE_SIZE_MULTIPLE = 32  # whole-image views: the longer side exceeds Q by a multiple of this
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert('L')
@@ -104,17 +119,14 @@ def random_crop(array: np.ndarray, size: int, rng) -> np.ndarray:
 
 
 def fit(array: np.ndarray, size: int) -> np.ndarray:
-  """Pad a smaller image to size x size (centred), resize a larger one."""
+  """A larger image resized to size x size (the host's alone: resident data is never
+  larger), a smaller one padded, centred (augment.fit, as on the device)."""
   h, w = array.shape[:2]
   if h > size or w > size:
     image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
     array = np.asarray(image.resize((size, size), Image.BILINEAR))
-    array = array[..., None] if array.ndim == 2 else array
-    h, w = size, size
-  if h < size or w < size:
-    ph, pw = size - h, size - w
-    array = np.pad(array, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
-  return array
+    return array[..., None] if array.ndim == 2 else array
+  return augment.fit(array[None], size, np)[0]
 
 
 def match_channels(array: np.ndarray, channels: int) -> np.ndarray:
@@ -127,7 +139,7 @@ def match_channels(array: np.ndarray, channels: int) -> np.ndarray:
   return np.round(grey)[..., None].astype(np.uint8)
 
 
-# ------------------------------------------------------------------------------ presets
+# --------------------------------------------------- decode-time ops (host only)
 
 
 def _random_resized_crop_box(width, height, rng, area=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
@@ -143,20 +155,8 @@ def _random_resized_crop_box(width, height, rng, area=(0.08, 1.0), ratio=(3 / 4,
   return 0, 0, width, height
 
 
-# Each preset's training crop: (item, config, rng) -> uint8 HWC, before fit and flip.
-
-def _pad_crop(item, config, rng):
-  """Pad each side (ResNet section 4.2: 4 pixels), a random image_size crop."""
-  d = config.dataset
-  pad = PRESETS[d.augment].pad
-  array = np.pad(_as_array(item, d.channels), ((pad, pad), (pad, pad), (0, 0)),
-                 mode='reflect' if d.pad_mode == 'reflect' else 'constant')
-  return random_crop(array, d.image_size, rng)
-
-
-def _as_is(item, config, rng):  # pylint: disable=unused-argument
-  return _as_array(item, config.dataset.channels)
-
+# Each decode-time op's training crop: (item, config, rng) -> uint8 HWC, from the whole
+# source image (so before any array op, and never on the device).
 
 def _random_resized_crop(item, config, rng):
   size, mode = config.dataset.image_size, image_mode(config.dataset.channels)
@@ -181,7 +181,7 @@ def _fixed_resize_crop(item, config, rng):
                      config.dataset.image_size, rng)
 
 
-# Each preset's test-time resize (before the centre crop or the 10 crops).
+# Each decode-time op's test-time resize (before the centre crop or the 10 crops).
 
 def _resize_inception(image, config):
   """Shorter side to image_size / 0.875: 224 of 256, as Inception and torchvision."""
@@ -200,78 +200,188 @@ def _resize_256(image, config):
   return resize(image, 256, 256, image_mode(config.dataset.channels))
 
 
-ALTERNATING = 'alternating'
-ALTERNATING_SALT = 0x5EED  # the per-example draw's own stream, apart from the positions'
+class DecodeOp(NamedTuple):
+  train_crop: Callable   # (item, config, rng) -> uint8 HWC: the training crop
+  test_resize: Callable  # (Pillow image, config) -> image, before the test-time crops
 
 
-def alternating_mirror(seed: int, index: int, epoch: int) -> bool:
-  """Whether example `index` is mirrored in `epoch` under alternating flip: a draw of its
-  own in epoch 0, inverted in every odd epoch."""
-  first = np.random.default_rng((seed, ALTERNATING_SALT, index)).random() < 0.5
-  return bool(first ^ (epoch % 2))
+DECODE_OPS = {
+    'random_resized_crop': DecodeOp(_random_resized_crop, _resize_inception),
+    'scale_jitter': DecodeOp(_scale_jitter_crop, _resize_vgg),
+    'resize256_crop': DecodeOp(_fixed_resize_crop, _resize_256),
+}
+# AlexNet's PCA colour noise (section 4.1): per image, on the device's float pixels
+# (data/device.py colour_noise), so the list's last op.
+COLOUR_NOISE = 'colour_noise'
 
 
-@dataclasses.dataclass(frozen=True)
-class Preset:
-  """An augmentation preset (config.dataset.augment): everything that says what it does.
-
-  train_crop: the host's random crop of a training example (before fit and flip).
-  test_resize: the host's resize of a file before the centre crop; None: arrays as is.
-  flip: True, random horizontal mirror images in training; ALTERNATING, airbench's
-    alternating flip: each example's mirror choice is drawn once and inverted every other
-    epoch (Jordan 2024, section 3.6), so consecutive epochs see both sides.
-  pad: pixels padded on each side before the random crop (the pad-crop presets).
-  resident: data/device.py does the same inside jit (it implements pad-crop and flip), so
-    a fixed-size split may live on the devices.
-  colour_noise: AlexNet's PCA colour noise, added on the device in training.
-  """
-  train_crop: Callable
-  test_resize: Callable | None
-  flip: bool | str
-  pad: int = 0
-  resident: bool = False
-  colour_noise: bool = False
+# ------------------------------------------------------------------------------ presets
 
 
+# config.dataset.augment: a preset's name or a list of ops and presets, written as these.
 PRESETS = {
-    'cifar': Preset(_pad_crop, None, flip=True, pad=4, resident=True),  # ResNet 4.2
-    'imagenet': Preset(_random_resized_crop, _resize_inception, flip=True),
-    'vgg': Preset(_scale_jitter_crop, _resize_vgg, flip=True),
-    'alexnet': Preset(_fixed_resize_crop, _resize_256, flip=True, colour_noise=True),
-    'none': Preset(_as_is, None, flip=False, resident=True),
-    # airbench94: translate by up to 2 pixels of the reflect-padded image (the config sets
-    # dataset.pad_mode='reflect'), alternating flip.
-    'airbench': Preset(_pad_crop, None, flip=ALTERNATING, pad=2, resident=True),
+    'cifar': 'pad_crop(4), flip',                          # ResNet section 4.2
+    'imagenet': 'random_resized_crop, flip',               # Szegedy et al. 2015, section 6
+    'vgg': 'scale_jitter, flip',                           # VGG section 3.1
+    'alexnet': 'resize256_crop, flip, colour_noise',       # AlexNet section 4.1
+    'airbench': 'pad_crop(2, reflect), alternating_flip',  # Jordan 2024, section 3.6
+    'none': '',
 }
 
 
+class Op(NamedTuple):
+  name: str
+  args: tuple = ()
+
+
+def _signature(name: str) -> list[inspect.Parameter]:
+  """An op's arguments as written in a spec (the array ops' after (images, examples))."""
+  if name in augment.OPS:
+    return list(inspect.signature(augment.OPS[name]).parameters.values())[2:]
+  return []
+
+
+def _usage(name: str) -> str:
+  """How an op is written: pad_crop(PAD[, MODE])."""
+  params = _signature(name)
+  if not params:
+    return name
+  required = ', '.join(p.name.upper() for p in params if p.default is p.empty)
+  optional = ''.join(f'[, {p.name.upper()}]' for p in params if p.default is not p.empty)
+  return f'{name}({required}{optional})'
+
+
+def _valid() -> str:
+  names = [*DECODE_OPS, *augment.OPS, COLOUR_NOISE]
+  return (f'give a preset ({", ".join(PRESETS)}) or a list of presets and operations '
+          f'({", ".join(map(_usage, names))}), e.g. \'cifar,cutout(16)\'')
+
+
+def _argument(op: str, param: inspect.Parameter, text: str):
+  """One argument of an op, as its annotation says: a positive int, or one of the
+  Literal's choices."""
+  choices = typing.get_args(param.annotation)
+  if choices and text in choices:
+    return text
+  if param.annotation is int and text.isdigit() and int(text) > 0:
+    return int(text)
+  want = ' or '.join(choices) if choices else 'a positive integer'
+  raise ValueError(f'config.dataset.augment: {op}: {param.name.upper()} must be {want}; '
+                   f'got {text!r} (write {_usage(op.split("(")[0])})')
+
+
+def _items(spec: str) -> list[str]:
+  """The spec's comma-separated items; commas inside parentheses belong to an item."""
+  items, depth, current = [], 0, ''
+  for char in spec:
+    depth += (char == '(') - (char == ')')
+    if char == ',' and depth == 0:
+      items.append(current.strip())
+      current = ''
+    else:
+      current += char
+  return items + [current.strip()]
+
+
+ITEM = re.compile(r'(\w+)\s*(?:\((.*)\))?')
+
+
+@functools.lru_cache(maxsize=256)  # (every training example asks)
+def parse(spec: str) -> tuple[Op, ...]:
+  """config.dataset.augment's ops in order, presets spelled out; a bad spec is a
+  ValueError naming config.dataset.augment, the bad part and what is valid."""
+  if not isinstance(spec, str) or not spec.strip():
+    raise ValueError(f'config.dataset.augment: got {spec!r}; ' + _valid()
+                     + ", or 'none' for no augmentation")
+  ops = []
+  for item in _items(spec):
+    match = ITEM.fullmatch(item)
+    name = match and match[1]
+    if name in PRESETS and match[2] is None:
+      ops += parse(PRESETS[name]) if PRESETS[name] else ()
+      continue
+    if name not in (*DECODE_OPS, *augment.OPS, COLOUR_NOISE):
+      what = 'unknown preset' if item == spec.strip() else 'unknown operation'
+      close = difflib.get_close_matches(name or item, [*PRESETS, *DECODE_OPS, *augment.OPS,
+                                                       COLOUR_NOISE])
+      raise ValueError(f'config.dataset.augment: {what} {item!r}'
+                       + (f' in {spec!r}' if item != spec.strip() else '') + f'; {_valid()}'
+                       + (f' (did you mean {close[0]!r}?)' if close else ''))
+    texts = [t.strip() for t in match[2].split(',')] if (match[2] or '').strip() else []
+    params = _signature(name)
+    required = [p for p in params if p.default is p.empty]
+    if not len(required) <= len(texts) <= len(params):
+      raise ValueError(f'config.dataset.augment: {item!r}: write {_usage(name)}')
+    ops.append(Op(name, tuple(_argument(item, p, t) for p, t in zip(params, texts))))
+  names = [op.name for op in ops]
+  for i, name in enumerate(names):
+    if name in DECODE_OPS and i:
+      raise ValueError(f'config.dataset.augment: {spec!r}: {name} crops the decoded source '
+                       'image, so it comes first, and once')
+    if name == COLOUR_NOISE and i != len(names) - 1:
+      raise ValueError(f'config.dataset.augment: {spec!r}: {COLOUR_NOISE} is added to the '
+                       "device's float pixels, after the other ops: write it last")
+  return tuple(ops)
+
+
+def augmentation(config) -> tuple[Op, ...]:
+  """config.dataset.augment's ops, a pad_crop without a mode given dataset.pad_mode."""
+  ops, mode = parse(config.dataset.augment), config.dataset.pad_mode
+  if reads_pad_mode(config) and mode not in typing.get_args(augment.PadMode):
+    raise ValueError(f'config.dataset.pad_mode must be '
+                     f'{" or ".join(typing.get_args(augment.PadMode))}; got {mode!r}')
+  return tuple(Op(op.name, op.args + (mode,)) if op.name == 'pad_crop' and len(op.args) == 1
+               else op for op in ops)
+
+
+def array_ops(config) -> tuple[Op, ...]:
+  """The ops both paths run on uint8 arrays (data/augment.py), in order."""
+  return tuple(op for op in augmentation(config) if op.name in augment.OPS)
+
+
+def decode_op(config) -> DecodeOp | None:
+  """The op that crops the decoded source image (host only), if the list has one."""
+  ops = parse(config.dataset.augment)
+  return DECODE_OPS[ops[0].name] if ops and ops[0].name in DECODE_OPS else None
+
+
+def has_op(config, name: str) -> bool:
+  """Whether config.dataset.augment's list (presets spelled out) has op `name`."""
+  return any(op.name == name for op in parse(config.dataset.augment))
+
+
+def reads_pad_mode(config) -> bool:
+  """Whether dataset.pad_mode acts: a pad_crop of the list gives no mode of its own."""
+  return any(op.name == 'pad_crop' and len(op.args) == 1
+             for op in parse(config.dataset.augment))
+
+
 def eval_resize(image: Image.Image, config) -> Image.Image:
-  """The preset's test-time resize, before the centre crop (or the 10 crops)."""
-  resize_fn = PRESETS[config.dataset.augment].test_resize
-  return resize_fn(image, config) if resize_fn else image
+  """The decode-time op's test-time resize, before the centre crop (or the 10 crops)."""
+  op = decode_op(config)
+  return op.test_resize(image, config) if op else image
 
 
-def train_example(item, config, rng, mirror: bool | None = None) -> np.ndarray:
-  """A training image, augmented by the preset: uint8 (image_size, image_size, C).
-  `mirror`: the alternating-flip presets' choice for this example and epoch."""
-  preset = PRESETS[config.dataset.augment]
-  array = fit(preset.train_crop(item, config, rng), config.dataset.image_size)
-  if preset.flip == ALTERNATING:
-    if mirror is None:
-      raise ValueError(f'the {config.dataset.augment!r} preset flips by example and epoch: '
-                       'give `mirror` (transforms.alternating_mirror)')
-    flipped = mirror
-  else:
-    flipped = preset.flip and rng.random() < 0.5
-  if flipped:
-    array = array[:, ::-1]
-  return np.ascontiguousarray(array)
+def train_example(item, config, position: int, index: int, num_examples: int) -> np.ndarray:
+  """The training image at stream `position` (example `index` of `num_examples`),
+  augmented by config.dataset.augment's ops: uint8 (image_size, image_size, C). The
+  array ops run on it as a batch of one, with numpy: the code the device runs."""
+  d = config.dataset
+  op = decode_op(config)
+  array = (op.train_crop(item, config, rng_for(config.seed, position)) if op
+           else _as_array(item, d.channels))
+  examples = augment.Examples(config.seed, np.array([position], np.uint32),
+                              np.array([index], np.int32),
+                              np.array([position // num_examples], np.uint32),
+                              d.image_size, np)
+  return np.ascontiguousarray(fit(augment.apply(array[None], array_ops(config), examples)[0],
+                                  d.image_size))
 
 
 def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
   d = config.dataset
-  if PRESETS[d.augment].test_resize:
+  if decode_op(config):
     array = to_array(eval_resize(open_image(item), config), image_mode(d.channels))
     array = center_crop(array, d.image_size)
   else:

@@ -23,6 +23,7 @@ from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from jax.sharding import SingleDeviceSharding
 
 from lib import workdir as workdir_lib
@@ -334,5 +335,4 @@ def _divert_reports():
 
 def multihost_sync(name: str):
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
     multihost_utils.sync_global_devices(name)

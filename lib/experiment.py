@@ -1,14 +1,10 @@
 """One set-up for train.py, evaluate.py and benchmark.py: the checks that need no data,
-then the model, optimizer, schedule, abstract state, shardings and the jitted steps.
+then the model, its recipe, optimizer, schedule, abstract state, shardings and the
+jitted steps (lib/steps.py).
 
   experiment.check(config)                    # before any dataset is opened
   info = input_pipeline.dataset_info(config)
   exp = experiment.setup(config, info, mesh)  # exp.train_step, exp.eval_step, exp.init ...
-
-The model is split once (models.functional): the steps are pure functions of the
-state, in which `net.merge` rebuilds the NNX module at trace time. They are
-model-agnostic: a model with auxiliary classifiers sows them (layers.sow_auxiliary), so
-nothing here names a model.
 """
 
 import dataclasses
@@ -16,45 +12,28 @@ import functools
 import math
 from typing import Any, Callable
 
-import flax
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from configs import default
+from configs import keys
 from data import sources
 from data import transforms
 import input_pipeline
 from lib import checkpoints
 from lib import optim
+from lib import recipes
+from lib import steps
 import models
-from models import layers
 
-PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+PRECISIONS = steps.PRECISIONS  # (the keys config.precision admits)
 
 
 class SetupError(ValueError):
   """Bad input found before training starts: a one-line message for the user."""
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
-  lr_scale: jax.Array      # reduce-on-plateau multiplier (1.0 otherwise)
-  best_top1: jax.Array     # best eval top-1 so far (plateau and best checkpoint)
-  bad_evals: jax.Array     # evaluations without improvement (plateau)
-  nonfinite: jax.Array     # steps whose loss or gradient was NaN/Inf (not applied)
-  first_nonfinite: jax.Array  # the first such step, -1 if none
-  metrics: Any             # sums since the last log line (checkpointed with the state,
-                           # so a resumed run logs what an uninterrupted one would)
-  ema: Any = None          # config.lookahead: the average of params and batch_stats
-                           # (None, no leaves, without it)
 
 
 # ------------------------------------------------------------------- checks without data
@@ -85,17 +64,9 @@ def check(config, training: bool = True, given=()):
 
 def check_model(config):
   """The model's name and arguments (building it with shapes only checks them,
-  computing nothing), its input's size, the precision and the batch, with a stand-in for
-  the dataset's classes."""
-  if config.precision not in PRECISIONS:
-    raise ValueError(f'config.precision must be one of {list(PRECISIONS)}; '
-                     f'got {config.precision!r}')
-  check_ranges(config, MODEL_INPUT)
-  if config.batch_size <= 0:
-    raise ValueError(f'config.batch_size must be positive; got {config.batch_size}')
-  if config.num_classes is not None and config.num_classes <= 0:
-    raise ValueError(f'config.num_classes must be positive, or None for the dataset\'s; '
-                     f'got {config.num_classes}')
+  computing nothing), the keys it and evaluation read, with a stand-in for the dataset's
+  classes."""
+  check_ranges(config, MODEL_KEYS)
   input_pipeline.check_augment(config)  # (before READ_ONLY_WHEN reads its preset)
   nnx.eval_shape(lambda: _build(config, config.num_classes or 10, nnx.Rngs(0)))
 
@@ -112,125 +83,25 @@ def create_model(config, num_classes: int) -> models.Functional:
   return models.functional(functools.partial(_build, config, num_classes))
 
 
-# Each numeric key's valid values: (test, the values it admits), checked before any data.
-_POSITIVE = (lambda v: v > 0, '> 0')
-_NON_NEGATIVE = (lambda v: v >= 0, '>= 0')
-_FRACTION = (lambda v: 0 <= v < 1, 'in [0, 1)')
-RANGES = {
-    'seed': (lambda v: 0 <= v < 2**31, 'in [0, 2**31)'),  # the samplers' uint32 keys
-    'label_smoothing': _FRACTION,
-    'keep_checkpoints': _POSITIVE,
-    'dataset.image_size': _POSITIVE,
-    'dataset.channels': _POSITIVE,
-    'dataset.scale_min': _POSITIVE,
-    'dataset.scale_max': _POSITIVE,
-    'dataset.eval_resize': _POSITIVE,
-    'dataset.device_resident_max_mb': _NON_NEGATIVE,
-    'dataset.workers': (lambda v: v >= -1, '>= 0, or -1 for one per core'),
-    'dataset.synthetic_size': _POSITIVE,
-    'optimizer.momentum': _FRACTION,
-    'optimizer.b1': _FRACTION,
-    'optimizer.b2': _FRACTION,
-    'optimizer.weight_decay': _NON_NEGATIVE,
-    'optimizer.grad_clip_norm': _NON_NEGATIVE,
-    'schedule.learning_rate': _POSITIVE,
-    'schedule.multipliers': (lambda v: all(m > 0 for m in v), 'each > 0'),
-    'schedule.step_epochs': _POSITIVE,
-    'schedule.factor': (lambda v: 0 < v <= 1, 'in (0, 1]'),
-    'schedule.warmup_steps': _NON_NEGATIVE,
-    'schedule.patience': (lambda v: v >= 1, '>= 1'),
-    'schedule.min_learning_rate': _NON_NEGATIVE,
-    'schedule.triangle': (lambda v: len(v) == 3 and v[0] >= 0 and 0 <= v[1] <= 1 and v[2] >= 0,
-                          '(start >= 0, peak in [0, 1], end >= 0)'),
-    'optimizer.norm_bias_lr_scale': _POSITIVE,
-    'lookahead.every': _NON_NEGATIVE,
-    'lookahead.decay': (lambda v: 0 <= v <= 1, 'in [0, 1]'),
-    'lookahead.power': _NON_NEGATIVE,
-}
-
-MODEL_INPUT = ('dataset.image_size', 'dataset.channels')  # what building the model reads
-
-_schedule_is = lambda *names: (lambda c, _: c.schedule.name in names,
-                               f"schedule.name is {' or '.join(map(repr, names))}")
-_optimizer_is = lambda name: (lambda c, _: c.optimizer.name == name,
-                              f'optimizer.name is {name!r}')
-_dataset_is = lambda kind: (lambda c, _: sources.kind(c.dataset.name) == kind,
-                            f"dataset.name is {'a folder:PATH' if kind == 'folder' else kind}"
-                            + (' (TFDS)' if kind == 'tfds' else ''))
-_augment_is = lambda name, also='': (lambda c, _: c.dataset.augment == name,
-                                     f'dataset.augment is {name!r}{also}')
-_looking_ahead = (lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0')
-_decaying = (lambda c, _: c.optimizer.weight_decay > 0, 'optimizer.weight_decay > 0')
-# Keys that only some settings read, or that act only on some models or runs: set on the
-# command line (or by a sweep) where they would change nothing, they would be ignored
-# without a word, so the run refuses them. Each condition is (config, run) -> whether the
-# key acts; `run` is a RunView of the network and the run the config makes.
-READ_ONLY_WHEN = {
-    'schedule.boundaries': _schedule_is('piecewise'),
-    'schedule.boundaries_in_epochs': (
-        lambda c, _: c.schedule.name == 'piecewise' and len(c.schedule.boundaries) > 0,
-        "schedule.name is 'piecewise' with schedule.boundaries"),
-    'schedule.multipliers': _schedule_is('piecewise'),
-    # (a factor of 1 keeps the rate: when it would drop, step_epochs or patience, is moot)
-    'schedule.step_epochs': (lambda c, _: c.schedule.name == 'step' and c.schedule.factor < 1,
-                             "schedule.name is 'step' with schedule.factor < 1"),
-    'schedule.factor': _schedule_is('step', 'plateau'),
-    'schedule.warmup_steps': _schedule_is('cosine'),
-    'schedule.patience': (lambda c, _: c.schedule.name == 'plateau' and c.schedule.factor < 1,
-                          "schedule.name is 'plateau' with schedule.factor < 1"),
-    # (the cosine's floor shows from the second step after its warm-up, the first being
-    # the base rate; the plateau's, only after drops)
-    'schedule.min_learning_rate': (
-        lambda c, run: (c.schedule.name == 'cosine' and run.may_last_beyond(
-            c.schedule.warmup_steps + 1)) or (c.schedule.name == 'plateau'
-                                              and c.schedule.factor < 1),
-        "schedule.name is 'cosine' with a run longer than schedule.warmup_steps + 1, or "
-        "'plateau' with schedule.factor < 1"),
-    'schedule.triangle': _schedule_is('triangle'),
-    # (optim.create_optimizer: the bias scaler is SGD's; it scales what norm_bias_mask picks)
-    'optimizer.norm_bias_lr_scale': (
-        lambda c, run: c.optimizer.name == 'sgd' and run.has(optim.norm_bias_mask),
-        "optimizer.name is 'sgd' and the model has normalisation biases (BatchNorm's, "
-        'biases beside no kernel)'),
-    'lookahead.decay': _looking_ahead,
-    # (the average's weight decay**every * (t/T)**power is 0 for any power when decay is)
-    'lookahead.power': (lambda c, _: c.lookahead.every > 0 and c.lookahead.decay > 0,
-                        'lookahead.every > 0 and lookahead.decay > 0'),
-    'optimizer.momentum': _optimizer_is('sgd'),
-    # (SGD without momentum has no velocity for Nesterov's look-ahead to use)
-    'optimizer.nesterov': (lambda c, _: c.optimizer.name == 'sgd' and c.optimizer.momentum > 0,
-                           "optimizer.name is 'sgd' with optimizer.momentum > 0"),
-    'optimizer.b1': _optimizer_is('adamw'),
-    'optimizer.b2': _optimizer_is('adamw'),
-    # (without momentum or Adam's scaling, SGD's decay added to the gradient and its
-    # decay beside the update are one and the same step, lr * (g + wd * w))
-    'optimizer.decay_style': (
-        lambda c, _: c.optimizer.weight_decay > 0 and (
-            c.optimizer.name != 'sgd' or c.optimizer.momentum > 0),
-        "optimizer.weight_decay > 0, with optimizer.name 'adamw' or momentum > 0"),
-    'optimizer.decay_params': (
-        lambda c, run: c.optimizer.weight_decay > 0 and run.has(optim.not_a_kernel),
-        'optimizer.weight_decay > 0 and the model has parameters other than kernels '
-        '(biases, BatchNorm scales)'),
-    'dataset.pad_mode': (lambda c, _: transforms.PRESETS[c.dataset.augment].pad > 0,
-                         "dataset.augment pads ('cifar', 'airbench')"),
-    'dataset.scale_min': _augment_is('vgg'),
-    'dataset.scale_max': _augment_is('vgg'),
-    'dataset.eval_resize': _augment_is('vgg', ' (and evaluate.py --mode=dense)'),
-    'dataset.device_resident_max_mb': (lambda c, _: c.dataset.device_resident,
-                                       'dataset.device_resident is True'),
-    'dataset.synthetic_size': _dataset_is('synthetic'),
-    'dataset.on_corrupt': _dataset_is('folder'),
-    'dataset.rescan': _dataset_is('folder'),
-    'dataset.data_dir': _dataset_is('tfds'),
-}
+# Each key's range and the conditions under which it is read: declared with the key in
+# configs/keys.py. A key that only some settings read, or that acts only on some models
+# or runs, set on the command line (or by a sweep) where it would change nothing, would
+# be ignored without a word: the run refuses it (check_read).
+RANGES = keys.RANGES
+READ_ONLY_WHEN = keys.READ_ONLY_WHEN
+# What building the model and evaluating read: check_model, for evaluate.py too.
+MODEL_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
+              'num_classes')
+# The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has).
+PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask, 'non_kernels': optim.not_a_kernel}
 
 
 class RunView:
   """What a READ_ONLY_WHEN condition may ask of the run a config makes: which parameters
   its model has, traced on first use only (abstract: nothing computed or compiled; a
-  stand-in for the dataset's classes, which change shapes, not which parameters), and
-  its length, known before the data only for a run in steps."""
+  stand-in for the dataset's classes, which change shapes, not which parameters), its
+  data and augmentation, and its length, known before the data only for a run in
+  steps."""
 
   def __init__(self, config, info=None):
     self.config = config
@@ -238,14 +109,28 @@ class RunView:
 
   @functools.cached_property
   def params(self):
-    c = self.config
     net = create_model(self.config, self.config.num_classes or 10)
     return jax.eval_shape(lambda: net.init(jax.random.key(0)))['params']  # (key traced)
 
-  def has(self, mask) -> bool:
-    """Whether `mask` (params -> a tree of bools: optim.norm_bias_mask ...) picks any
-    parameter of this model."""
-    return any(jax.tree.leaves(mask(self.params)))
+  def has(self, kind: str) -> bool:
+    """Whether the model has any parameter of `kind`, a name of PARAMETER_KINDS
+    ('norm_biases', 'non_kernels')."""
+    return any(jax.tree.leaves(PARAMETER_KINDS[kind](self.params)))
+
+  @property
+  def dataset_kind(self) -> str:
+    """Which source reads the data: 'folder', 'tfds', 'synthetic', ... (data/sources)."""
+    return sources.kind(self.config.dataset.name)
+
+  @property
+  def reads_pad_mode(self) -> bool:
+    """Whether the augmentation has a pad_crop without a mode of its own (so that
+    dataset.pad_mode acts)."""
+    return transforms.reads_pad_mode(self.config)
+
+  def augments_with(self, op: str) -> bool:
+    """Whether config.dataset.augment's list (presets spelled out) has the op `op`."""
+    return transforms.has_op(self.config, op)
 
   @functools.cached_property
   def total_steps(self) -> int | None:
@@ -259,19 +144,13 @@ class RunView:
 
 
 def _check_training(config):
-  # (config.batch_size: check_model)
-  check_ranges(config, RANGES)
   for pair in default.DURATIONS:
-    field, value = _one_of(config, *pair)
-    if value <= 0:
-      raise ValueError(f'config.{field} must be positive; got {value}')
+    _one_of(config, *pair)  # (their values: RANGES)
+  check_ranges(config, [key for key in RANGES if key not in MODEL_KEYS])  # (check_model's)
   d = config.dataset
   if d.scale_min > d.scale_max:
     raise ValueError(f'config.dataset.scale_min={d.scale_min} is above scale_max='
                      f'{d.scale_max}; S is drawn from [scale_min, scale_max]')
-  if config.on_nonfinite not in ('stop', 'skip'):
-    raise ValueError(f"config.on_nonfinite must be 'stop' or 'skip'; got "
-                     f'{config.on_nonfinite!r}')
   if config.batch_size % jax.device_count():
     raise ValueError(f'config.batch_size={config.batch_size} is not divisible by the '
                      f'{jax.device_count()} devices; use a multiple of {jax.device_count()}')
@@ -282,12 +161,14 @@ def _check_training(config):
 
 def check_ranges(config, fields):
   """Each of `fields` (dotted keys of RANGES) within its range: ValueError naming the
-  first that is not, and the values it admits."""
+  first that is not, and the values it admits (a None the key admits passes)."""
   for field in fields:
     ok, admits = RANGES[field]
     value = config
     for part in field.split('.'):
       value = value[part]
+    if value is None and keys.KEYS[field].admits_none:
+      continue
     if not ok(value):
       raise ValueError(f'config.{field} must be {admits}; got {value!r}')
 
@@ -338,37 +219,15 @@ def check_init_from(config):
                      'workdir of a training run')
 
 
-def check_length(config, length: RunLength):
-  """What cannot work in a run of this length: a lookahead average never updated (its
-  first update is at step lookahead.every)."""
-  every = config.lookahead.every
-  if every > length.total_steps:
-    raise ValueError(f'config.lookahead.every={every} is longer than the run '
-                     f'({length.total_steps} steps): the average would never be updated; '
-                     f'set it to at most {length.total_steps} (airbench94: 5), or 0 for no '
-                     'lookahead')
-
-
 def length_dependent(config, model, length: RunLength) -> dict:
   """{what: vectorised step -> value} of everything in a run that depends on its length
   (`step`: the state's step counter as a step starts, as the schedule reads it): the
-  learning rate, the lookahead average's weight and final copy, the steps a recipe's
-  parameters train for (models.frozen_after_epochs). A resume that changes any of these
-  for the steps ahead changes the run (run_contract.length_change)."""
-  out = {'the learning rate': optim.create_schedule(config, length.steps_per_epoch,
-                                                    length.total_steps)}
-  la = config.lookahead
-  if la.every:
-    t = lambda step: step + 1  # (the lookahead acts after the step's update)
-    out["the lookahead average's weight"] = lambda step: jnp.where(
-        t(step) % la.every == 0, lookahead_weight(la, t(step), length.total_steps), 0.0)
-    out["the lookahead's final copy"] = lambda step: lookahead_final(
-        la, t(step), length.total_steps).astype(jnp.float32)
-  for path, epochs in models.frozen_after_epochs(model.module).items():
-    frozen_at = round(epochs * length.steps_per_epoch)
-    out[f'the training of {path}'] = (
-        lambda step, at=frozen_at: (step < at).astype(jnp.float32))
-  return out
+  learning rate, and what the recipe adds (recipes.Recipe.length_dependent). A resume
+  that changes any of these for the steps ahead changes the run
+  (run_contract.length_change)."""
+  return {'the learning rate': optim.create_schedule(config, length.steps_per_epoch,
+                                                     length.total_steps),
+          **recipes.of(config, model.module, length).length_dependent()}
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -381,10 +240,11 @@ class Experiment:
   info: input_pipeline.DatasetInfo
   mesh: Mesh
   model: models.Functional
+  recipe: recipes.Recipe    # what the model and the config add to the plain step
   tx: optax.GradientTransformation
   schedule: Callable
   length: RunLength
-  init: Callable            # rng -> TrainState
+  init: Callable            # rng -> steps.TrainState
   abstract_state: Any       # its shapes, no arrays
   state_sharding: Any       # replicated on the mesh
   train_step: Callable      # jitted, donates the state
@@ -397,26 +257,23 @@ class Experiment:
 
 
 def setup(config, info, mesh: Mesh) -> Experiment:
-  """Model, optimizer, schedule, the state's abstract shape and sharding, the steps.
-  Traces (eval_shape) but compiles nothing: shape errors surface here."""
+  """Model, recipe, optimizer, schedule, the state's abstract shape and sharding, the
+  steps. Traces (eval_shape) but compiles nothing: shape errors surface here."""
   model = create_model(config, info.num_classes)
   length = run_length(config, info)
-  frozen_after = {path: round(epochs * length.steps_per_epoch)  # (as length_dependent)
-                  for path, epochs in models.frozen_after_epochs(model.module).items()}
-  tx = optim.create_optimizer(config, models.frozen_params(model.module), frozen_after)
+  recipe = recipes.of(config, model.module, length)
+  tx = optim.create_optimizer(config, recipe.additions.frozen, recipe.frozen_after_steps)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
 
   def init(rng):
     variables = model.init(rng)
     params = variables['params']
-    return TrainState(step=jnp.array(0, jnp.int32), params=params,
-                      batch_stats=variables['batch_stats'],
-                      opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
-                      best_top1=jnp.array(-1.0, jnp.float32),
-                      bad_evals=jnp.array(0, jnp.int32), nonfinite=jnp.array(0, jnp.int32),
-                      first_nonfinite=jnp.array(-1, jnp.int32), metrics=zero_metrics(),
-                      ema=(jax.tree.map(jnp.copy,  # its own buffers: both are donated
-                                        variables) if config.lookahead.every else None))
+    return steps.TrainState(
+        step=jnp.array(0, jnp.int32), params=params, batch_stats=variables['batch_stats'],
+        opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
+        best_top1=jnp.array(-1.0, jnp.float32), bad_evals=jnp.array(0, jnp.int32),
+        nonfinite=jnp.array(0, jnp.int32), first_nonfinite=jnp.array(-1, jnp.int32),
+        metrics=steps.zero_metrics(), ema=recipe.average_of(variables))
 
   abstract = jax.eval_shape(lambda: init(jax.random.key(0)))  # (traced: nothing on a device)
   size = config.dataset.image_size  # the forward pass, traced: shape errors surface here
@@ -424,141 +281,14 @@ def setup(config, info, mesh: Mesh) -> Experiment:
                  jax.ShapeDtypeStruct((1, size, size, config.dataset.channels), jnp.float32))
   replicated = NamedSharding(mesh, P())
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
-  prepare, input_sharding = input_pipeline.train_prepare(config, info, mesh)
-  train_step = jax.jit(make_train_step(config, model, tx, schedule, info.num_classes, prepare,
-                                       length.total_steps),
+  model_input, input_sharding = input_pipeline.train_model_input(config, info, mesh)
+  train_step = jax.jit(steps.make_train_step(config, model, tx, schedule, info.num_classes,
+                                             model_input, recipe),
                        in_shardings=(state_sharding, input_sharding),
                        out_shardings=state_sharding, donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(config, model, info.num_classes),
+  eval_input = lambda batch, dtype: input_pipeline.eval_model_input(batch, config, dtype)
+  eval_step = jax.jit(steps.make_eval_step(config, model, info.num_classes, eval_input),
                       in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),
                       out_shardings=replicated)
-  return Experiment(config, info, mesh, model, tx, schedule, length, init, abstract,
+  return Experiment(config, info, mesh, model, recipe, tx, schedule, length, init, abstract,
                     state_sharding, train_step, eval_step)
-
-
-# -------------------------------------------------------------------------------- steps
-
-
-def zero_metrics():
-  """The metrics accumulator, empty: numpy, a constant inside jit, put on the devices
-  explicitly by the loop when it resets them."""
-  return {'loss': np.zeros([], np.float32), 'top1': np.zeros([], np.float32),
-          'steps': np.zeros([], np.int32), 'learning_rate': np.zeros([], np.float32)}
-
-
-def cross_entropy(logits, labels, num_classes, smoothing):
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing) \
-      if smoothing else jax.nn.one_hot(labels, num_classes)
-  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
-
-
-def lookahead_weight(la, t, total_steps: int):
-  """The weight of the average's old value at an update after step t (airbench94's
-  alpha_schedule): decay**every * (t/T)**power."""
-  return la.decay ** la.every * (jnp.asarray(t, jnp.float32) / total_steps) ** la.power
-
-
-def lookahead_final(la, t, total_steps: int):
-  """Whether the state takes the average after step t although t is no update step: at
-  the last step (airbench94's update with decay 1.0), once the average has been updated
-  (from step `every` on; check_length refuses a run shorter than that)."""
-  return (t >= total_steps) & (t >= la.every)
-
-
-def lookahead(config, state, total_steps: int):
-  """airbench's lookahead (Zhang et al. 2019 as airbench94 does it): every `every` steps
-  the average moves toward the parameters and BatchNorm statistics, with weight
-  lookahead_weight on its old value, and the state takes the average; at the last step
-  the state takes the average as it stands."""
-  la = config.lookahead
-  t = state.step  # (after this step's update)
-  regular = t % la.every == 0
-  weight = lookahead_weight(la, t, total_steps)
-  live = {'params': state.params, 'batch_stats': state.batch_stats}
-  ema = jax.tree.map(lambda e, p: jnp.where(regular, weight * e + (1 - weight) * p, e),
-                     state.ema, live)
-  copy = regular | lookahead_final(la, t, total_steps)
-  live = jax.tree.map(lambda e, p: jnp.where(copy, e, p), ema, live)
-  return state.replace(ema=ema, **live)
-
-
-def make_train_step(config, model, tx, schedule, num_classes, prepare, total_steps: int):
-  """One SGD step on a global batch; metrics summed into the state's accumulator.
-
-  `prepare(step, inputs, dtype)` turns the step's second argument (a uint8 batch, or a
-  dataset resident on the devices) into the model's input: input_pipeline.train_prepare.
-  The loss adds whatever auxiliary classifiers the model sows, with their weights.
-
-  A step whose loss or gradients are not finite changes nothing but the step counter
-  and the non-finite count: the host stops the run (on_nonfinite='stop') or goes on
-  (on_nonfinite='skip') when it next looks, and the parameters stay those of the last
-  good step either way.
-  """
-  dtype = PRECISIONS[config.precision]
-  loss_of = lambda logits, labels: cross_entropy(logits, labels, num_classes,
-                                                 config.label_smoothing).mean()
-
-  def train_step(state, inputs):
-    # Dropout depends on seed and step (the key made here is a constant of the program).
-    rng = jax.random.fold_in(jax.random.key(config.seed), state.step)
-    batch = prepare(state.step, inputs, dtype)
-
-    def loss_fn(params):
-      network = model.merge({'params': params, 'batch_stats': state.batch_stats},
-                            train=True, rng=rng)
-      logits, auxiliary = layers.with_auxiliary(network, batch['image'])
-      loss = loss_of(logits, batch['label'])
-      for weight, aux in auxiliary:
-        loss += weight * loss_of(aux, batch['label'])
-      return loss, (logits, nnx.to_pure_dict(nnx.state(network, nnx.BatchStat)))
-
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
-    lr = schedule(state.step) * state.lr_scale
-    opt_state = state.opt_state
-    opt_state.hyperparams['learning_rate'] = lr
-    updates, opt_state = tx.update(grads, opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    finite = jnp.isfinite(loss) & jax.tree.reduce(
-        jnp.logical_and, jax.tree.map(lambda g: jnp.all(jnp.isfinite(g)), grads), True)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    top1 = jnp.mean(jnp.argmax(logits, -1) == batch['label'])
-    m = state.metrics
-    metrics = {'loss': m['loss'] + jnp.where(finite, loss, 0.0),
-               'top1': m['top1'] + jnp.where(finite, top1, 0.0),
-               'steps': m['steps'] + finite.astype(jnp.int32), 'learning_rate': lr}
-    first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1,
-                      state.first_nonfinite)
-    state = state.replace(step=state.step + 1, params=keep(params, state.params),
-                          batch_stats=keep(batch_stats, state.batch_stats),
-                          opt_state=keep(opt_state, state.opt_state), metrics=metrics,
-                          nonfinite=state.nonfinite + (~finite).astype(jnp.int32),
-                          first_nonfinite=first.astype(jnp.int32))
-    return lookahead(config, state, total_steps) if config.lookahead.every else state
-
-  return train_step
-
-
-def make_eval_step(config, model, num_classes):
-  """Sums of loss, top-1 and top-5 hits over the unmasked examples of a global batch."""
-  dtype = PRECISIONS[config.precision]
-
-  def eval_step(state, batch):
-    batch = input_pipeline.prepare_eval(batch, config, dtype)
-    variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    logits = model.apply(variables, batch['image']).astype(jnp.float32)
-    mask = batch['mask'].astype(jnp.float32)
-    loss = cross_entropy(logits, batch['label'], num_classes, 0.0)
-    hits = topk_hits(logits, batch['label'])
-    return {'loss': jnp.sum(loss * mask), 'top1': jnp.sum(hits['top1'] * mask),
-            'top5': jnp.sum(hits['top5'] * mask), 'count': jnp.sum(mask)}
-
-  return eval_step
-
-
-def topk_hits(scores, labels, xp=jnp) -> dict:
-  """{'top1', 'top5'}: per example, whether the label is the best class, or among the
-  five best (fewer classes: all), for jnp inside a step or numpy on the host."""
-  k = min(5, scores.shape[-1])
-  top = xp.argsort(-scores, axis=-1)[:, :k]
-  return {'top1': top[:, 0] == labels, 'top5': xp.any(top == labels[:, None], axis=-1)}

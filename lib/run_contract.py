@@ -34,6 +34,7 @@ import time
 import ml_collections
 
 from configs import default
+from lib import workdir as workdir_lib
 
 CONFIG = 'config.json'
 RUN = 'run.json'  # the run as resolved: the dataset's sizes and classes, the length
@@ -218,6 +219,8 @@ def length_change(old: dict, new: dict, start: int, end: int) -> tuple[str, str]
   and the new config over the steps the resume will take, [start, end) (at least
   `start`): (what, 'step 200: 0.0011 -> 0.0035'), or None. `old`, `new`: {what:
   vectorised step -> value} (experiment.length_dependent), the same keys."""
+  # (jax and numpy only here: sweep.py and reproduce.py read workdirs through this
+  # module without importing jax)
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   ahead = np.arange(start, max(end, start + 1), dtype=np.int32)
@@ -236,7 +239,6 @@ def save(workdir: str, config, diff: dict | None = None, step: int = 0,
          facts: dict | None = None):
   """config.json and run.json (each atomically), and the change from the previous config
   in the history."""
-  from lib import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   workdir_lib.write_json(os.path.join(workdir, CONFIG), as_json(config))
   if facts is not None:
     workdir_lib.write_json(os.path.join(workdir, RUN), facts)

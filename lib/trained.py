@@ -54,7 +54,7 @@ def define_config_flag(argv: list[str], program: str):
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 
-def prepare(config, workdir: str | None, torchvision: str | None = None,
+def check_before_loading(config, workdir: str | None, torchvision: str | None = None,
             weights: str | None = None, checkpoint: str = 'best'):
   """What every command on a trained model does before loading it: a config to use (one
   that does not change the model the workdir's checkpoints hold), the checkpoint or
@@ -188,12 +188,12 @@ def posteriors_fn(model, config, mesh, dense: bool = False, tta: int = 0):
   over the whole image (VGG section 3.2); with `tta` 1 or 2, the softmax of
   `tta_logits` at that level. `posteriors.on_devices` is the jitted function (device
   arrays in and out), for shape checks."""
-  kwargs = {'dense': True} if dense and models.dense_evaluation(model.module) else {}
+  kwargs = {'dense': True} if dense and model.module.dense_evaluation else {}
   images_sharding = input_pipeline.batch_sharding(mesh)
 
   @functools.partial(jax.jit, in_shardings=(NamedSharding(mesh, P()), images_sharding))
   def on_devices(variables, images):
-    images = input_pipeline.prepare_eval({'image': images}, config)['image']
+    images = input_pipeline.eval_model_input({'image': images}, config)['image']
     logits = tta_logits(lambda x: model.apply(variables, x, **kwargs), images, tta)
     return jax.nn.softmax(logits.astype(jnp.float32))
 

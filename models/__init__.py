@@ -7,18 +7,17 @@ parameters stay float32). `model.eval()` / `model.train()` switch BatchNorm and 
 as in PyTorch. The trainer and tools work on the model split once into pure functions
 (models.functional).
 
-What the trainer and evaluator need from a model, the model declares:
+What the trainer and evaluator need from a model, the model declares (models/base.py):
+  its class               a subclass of `Model` (an nnx.Module).
+  what it adds            `additions()` -> Additions: parameters never trained, or
+                          trained for the first epochs only; parameters set from the
+                          first training images (airbench's whitening). lib/recipes.py
+                          applies each part.
   auxiliary classifiers   sown with their loss weights (layers.sow_auxiliary); the
-                          trainer adds sum(weight * loss) of whatever was sown.
+                          loss adds sum(weight * loss) of whatever was sown.
   dense evaluation        `dense_evaluation = True` on the class: __call__ takes
                           `dense=True` to run its classifier as convolutions over a
                           whole image (VGG section 3.2).
-  frozen parameters       `frozen_params = ('whiten/kernel',)` on the class: paths the
-                          optimizer leaves as they are; `frozen_after_epochs()` ->
-                          {path: epochs} trained only for their first epochs.
-  initialisation by data  `init_from_data(params, images) -> params` and `init_images`:
-                          the trainer calls it on a new run with that many of the
-                          first training images.
   its input's size        `image_size` among its arguments, where a layer's shape depends
                           on it (LeNet-5's F6): create_model passes it.
 """
@@ -37,7 +36,8 @@ from models.googlenet import GoogLeNet
 from models.lenet import LeNet5
 from models.resnet import CifarResNet, imagenet_resnet
 from models.tutorial import SimpleCNN, TutorialResNet
-from models.functional import Functional, functional  # noqa: F401  (the interface)
+from models.base import Additions, Model  # noqa: F401  (the interface)
+from models.functional import Functional, functional  # noqa: F401
 from models import layers
 from models.vgg import VGG
 from models.wide_resnet import WideResNet
@@ -125,29 +125,6 @@ def create_model_from_config(model_config, num_classes: int, dtype=None, *,
     kwargs['dtype'] = dtype
   return create_model(name, num_classes=num_classes, in_channels=in_channels,
                       image_size=image_size, rngs=rngs, **kwargs)
-
-
-def frozen_params(model: nnx.Module) -> tuple:
-  """The parameter paths the optimizer never changes ('whiten/kernel': airbench's
-  whitening, set from the data)."""
-  return tuple(getattr(type(model), 'frozen_params', ()))
-
-
-def frozen_after_epochs(model: nnx.Module) -> dict:
-  """{parameter path: epochs} of parameters trained only for their first epochs."""
-  return dict(getattr(model, 'frozen_after_epochs', lambda: {})())
-
-
-def data_init(model: nnx.Module):
-  """(`init_from_data(params, images) -> params`, how many images) of a model that sets
-  some parameters from the first training images (float NHWC, normalised), or None."""
-  fn = getattr(model, 'init_from_data', None)
-  return (fn, type(model).init_images) if fn else None
-
-
-def dense_evaluation(model: nnx.Module) -> bool:
-  """Whether the model runs its classifier over whole images when called with dense=True."""
-  return getattr(type(model), 'dense_evaluation', False)
 
 
 def create_functional(name: str, **overrides) -> Functional:

@@ -13,7 +13,7 @@ scale (frozen at 1), eps 1e-12, and keeps its running statistics with weight 0.6
 old value (PyTorch's momentum 0.4).
 """
 
-from typing import Any, ClassVar
+from typing import Any
 
 from flax import nnx
 import jax
@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
+from models.base import Additions, Model
 
 WIDTHS = {'airbench94': (64, 256, 256), 'airbench95': (128, 384, 384),
           'airbench96': (128, 512, 512)}
@@ -96,12 +97,10 @@ def gelu(x):
   return jax.nn.gelu(x, approximate=False)  # torch.nn.GELU: the exact erf form
 
 
-class AirBench(nnx.Module):
+class AirBench(Model):
   """airbench's network (see the module docstring); `whiten.kernel` comes from
   `whitening_weights` of the training images, set once before training (init_from_data)
   and never trained."""
-  frozen_params: ClassVar[tuple] = ('whiten/kernel',)  # never updated by the optimizer
-  init_images: ClassVar[int] = 5000  # init_from_data's training images (the whitening's)
 
   def __init__(self, variant: str = 'airbench94', num_classes: int = 10, *,
                in_channels: int = 3, image_size: int = 32, scaling_factor: float = 1 / 9,
@@ -130,8 +129,12 @@ class AirBench(nnx.Module):
     self.scaling_factor = scaling_factor
     self.whiten_bias_epochs = whiten_bias_epochs
 
-  def frozen_after_epochs(self) -> dict:
-    return {'whiten/bias': self.whiten_bias_epochs}
+  def additions(self) -> Additions:
+    # airbench94: the whitening kernel is set from the first 5,000 training images and
+    # never trained; its bias trains for the first `whiten_bias_epochs` epochs only.
+    return Additions(frozen=('whiten/kernel',),
+                     trained_for_epochs={'whiten/bias': self.whiten_bias_epochs},
+                     init_from_data=self.init_from_data, init_images=5000)
 
   def init_from_data(self, params: dict, images) -> dict:
     """`params` (a pure dict, as models.functional's) with the whitening kernel of

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
+from models.base import Model
 
 # Paper section 3.3: k=2, n=5, alpha=1e-4, beta=0.75 in b = a / (k + alpha sum a^2)^beta.
 # PyTorch's LocalResponseNorm divides alpha by n, so alpha = 5 * 1e-4 gives the paper's.
@@ -52,7 +53,7 @@ def conv(in_channels, out_channels, kernel_size, stride, padding, dtype, rngs):
                      dtype=dtype, rngs=rngs)
 
 
-class AlexNet(nnx.Module):
+class AlexNet(Model):
   """torchvision's alexnet: `features`, `avgpool` (to 6x6: any input size) and
   `classifier`, numbered as there."""
 
@@ -77,7 +78,7 @@ class AlexNet(nnx.Module):
     return self.classifier(layers.flatten(x))
 
 
-class AlexNetV1(nnx.Module):
+class AlexNetV1(Model):
   image_size = 227  # the only input size its head takes
 
   def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,
@@ -103,7 +104,7 @@ class AlexNetV1(nnx.Module):
     return self.classifier(layers.flatten(x))
 
 
-class ZFNet(nnx.Module):
+class ZFNet(Model):
   image_size = 224  # the only input size its head takes
 
   def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
+from models.base import Model
 
 STAGE_DEFAULTS = dict(width=64, depth=1, kernel=3, stride=1, dilation=1, padding='SAME',
                       padding_mode='zeros', bottleneck=0, residual=False, norm='batch',
@@ -157,7 +158,7 @@ class Stage(nnx.Module):
     return x
 
 
-class ConvNet(nnx.Module):
+class ConvNet(Model):
   """Stages stage1, stage2 ... then the head: pool, input_dropout, hidden FC layers
   (each followed by dropout), fc. `image_size` sizes the head's first FC layer."""
 

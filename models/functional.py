@@ -32,7 +32,7 @@ from models import layers
 class Functional:
   make: Callable[[nnx.Rngs], nnx.Module]  # rngs -> a new model
   module: nnx.Module    # the model with shapes only: its attributes and class for the
-                        # hooks (models.frozen_params ...)
+                        # hooks (its additions(), dense_evaluation)
   train_def: Any        # nnx.GraphDef in train mode
   eval_def: Any         # ... and in eval mode
   rng_shapes: Any       # the dropout streams' state (shapes), rebuilt in each call

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
+from models.base import Model
 from models.alexnet import PAPER_LRN
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
@@ -105,7 +106,7 @@ class InceptionAux(nnx.Module):
     return self.fc2(self.dropout(x))
 
 
-class GoogLeNet(nnx.Module):
+class GoogLeNet(Model):
   """Table 1's network; `image_size` sizes the auxiliary classifiers' FC layers."""
 
   def __init__(self, num_classes: int = 1000, *, in_channels: int = 3,

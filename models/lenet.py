@@ -15,6 +15,7 @@ from flax import nnx
 import jax.numpy as jnp
 
 from models import layers
+from models.base import Model
 
 
 def s4_size(image_size: int) -> int:
@@ -26,7 +27,7 @@ def s4_size(image_size: int) -> int:
   return size
 
 
-class LeNet5(nnx.Module):
+class LeNet5(Model):
   """pooling: 'avg' as the paper's S-layers (which then scale), or 'max' as is common.
   activation: 'tanh', the paper's squashing function, or e.g. 'relu' (trains faster)."""
 

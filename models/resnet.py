@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
+from models.base import Model
 
 
 class SqueezeExcite(nnx.Module):
@@ -144,7 +145,7 @@ def make_stage(block, in_channels: int, width: int, n_blocks: int, stride: int,
   return layers.Sequential(*blocks)
 
 
-class ResNet(nnx.Module):
+class ResNet(Model):
   """ImageNet ResNet: 7x7/2 stem, 3x3/2 max pool, stages of 64-128-256-512 widths."""
 
   def __init__(self, stage_sizes: Sequence[int], bottleneck: bool = False,
@@ -175,7 +176,7 @@ class ResNet(nnx.Module):
     return self.fc(self.avgpool(x))
 
 
-class CifarResNet(nnx.Module):
+class CifarResNet(Model):
   """CIFAR ResNet of 6n+2 layers (section 4.2): `depth` = 20, 32, 44, 56, 110, 1202."""
 
   def __init__(self, depth: int = 20, num_classes: int = 10, *, in_channels: int = 3,

@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
+from models.base import Model
 
 
-class SimpleCNN(nnx.Module):
+class SimpleCNN(Model):
   """Conv(3->16, 5x5, /2) -> ReLU -> Conv(16->32, 5x5, /2) -> ReLU -> Dropout2d -> Linear.
 
   On 32x32 input the maps are 14x14 then 5x5, so the linear layer sees 5*5*32 = 800.
@@ -46,7 +47,7 @@ class ResidualBlock(nnx.Module):
     return jax.nn.relu(self.bn2(self.conv2(y)) + x)
 
 
-class TutorialResNet(nnx.Module):
+class TutorialResNet(Model):
   """5x5/2 stem + BN + ReLU + dropout, `num_res_blocks` residual blocks where every second
   block is followed by a 3x3/2 conv that doubles the filters, then flatten + linear."""
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
+from models.base import Model
 from models.alexnet import PAPER_LRN, classifier
 
 CONFIGS = {
@@ -55,7 +56,7 @@ def make_features(config: str, batch_norm: bool, in_channels: int, *, dtype: Any
   return layers.Sequential(*stack)
 
 
-class VGG(nnx.Module):
+class VGG(Model):
   dense_evaluation: ClassVar[bool] = True  # __call__(dense=True): section 3.2
 
   def __init__(self, config: str = 'D', num_classes: int = 1000, *,

@@ -3,8 +3,9 @@
 For each key, the test overrides it on a config whose other settings read it, and
 checks that what the run would do changes: its resolved durations, its learning rate,
 its optimizer update, its model's output, its first training or eval batch, its data,
-its checkpoints, or its reaction to a NaN. A key added to default.py without an entry
-here fails `test_every_key_has_a_probe`.
+its checkpoints, or its reaction to a NaN. Each key's probe is the `affects` of its entry
+in configs/keys.py (the observable below, the value, the settings that make it read); a
+key declared without one fails `test_every_key_has_a_probe`.
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from configs import default
+from configs import keys
 from data import sources
 import input_pipeline
 from lib import checkpoints
@@ -27,6 +29,8 @@ from lib import cli
 from lib import experiment
 from lib import optim
 from lib import parallel
+from lib import recipes
+from lib import steps
 import train
 
 
@@ -127,12 +131,12 @@ def averaged(config, key):
   weights and the average after it (as `updates` runs the optimizer on toy weights)."""
   checked_info(config, key)
   toy = {'params': {'w': jnp.ones(3)}, 'batch_stats': {'mean': jnp.full(3, 2.0)}}
-  state = experiment.TrainState(
+  state = steps.TrainState(
       step=jnp.int32(5), params=toy['params'], batch_stats=toy['batch_stats'],
       opt_state=None, lr_scale=None, best_top1=None, bad_evals=None, nonfinite=None,
       first_nonfinite=None, metrics=None, ema=jax.tree.map(jnp.zeros_like, toy))
   if config.lookahead.every:  # (as make_train_step: no average without it)
-    state = experiment.lookahead(config, state, 10)
+    state = recipes.lookahead(config.lookahead, state, 10)
   return np.concatenate([np.ravel(x) for x in jax.tree.leaves(
       (state.params, state.batch_stats, state.ema))])
 
@@ -141,7 +145,7 @@ def first_batch(config, key):
   """The first training batch as the model sees it, and which path fed it."""
   info = checked_info(config, key)
   mesh = parallel.data_mesh()
-  prepare, _ = input_pipeline.train_prepare(config, info, mesh)
+  prepare, _ = input_pipeline.train_model_input(config, info, mesh)
   inputs = next(input_pipeline.train_batches(config, info, mesh))
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
   return {'resident': input_pipeline.resident(config, info),
@@ -202,75 +206,11 @@ def initial_params(config, key):
 
 # ------------------------------------------------------------------------------ probes
 
-FOLDER = 'folder:{folder}'
-# key -> (observable, the base config's settings, the override). The base settings make
-# the key read: a schedule key on its schedule, an Adam key with AdamW, and so on.
-PROBES = {
-    'batch_size': (length, {}, 32),
-    'num_train_steps': (length, {}, 8),
-    'num_epochs': (length, {}, 2.0),
-    'log_every_steps': (length, {}, 1),
-    'log_every_epochs': (length, {}, 1.0),
-    'eval_every_steps': (length, {}, 1),
-    'eval_every_epochs': (length, {}, 1.0),
-    'checkpoint_every_steps': (length, {}, 1),
-    'checkpoint_every_epochs': (length, {}, 1.0),
-    'keep_checkpoints': (run, {'checkpoint_every_steps': 1}, 3),
-    'on_nonfinite': (run, {'schedule.learning_rate': 1e30}, 'skip'),
-    'distributed': (distributed, {}, True),
-    'init_from': (initial_params, {}, '{trained}'),
-    'seed': (first_batch, {'dataset.augment': 'cifar'}, 1),
-    'label_smoothing': (train_loss, {}, 0.1),
-    'precision': (model_output, {}, 'bfloat16'),
-    'num_classes': (model_output, {'dataset.name': 'synthetic', 'dataset.channels': 3}, 7),
-    'model.name': (model_output, {}, 'simple_cnn'),
-    'dataset.name': (data, {}, 'synthetic'),
-    'dataset.train_split': (first_batch, {}, 'train[100:]'),
-    'dataset.eval_split': (data, {}, 'test[:50%]'),
-    'dataset.image_size': (first_batch, {}, 36),  # (LeNet-5 refuses less than 32)
-    'dataset.channels': (first_batch, {}, 3),
-    'dataset.augment': (first_batch, {}, 'cifar'),
-    'dataset.pad_mode': (first_batch, {'dataset.augment': 'cifar'}, 'reflect'),
-    'dataset.scale_min': (first_batch, {'dataset.name': FOLDER, 'dataset.augment': 'vgg',
-                                        'dataset.scale_min': 40, 'dataset.scale_max': 64},
-                          56),
-    'dataset.scale_max': (first_batch, {'dataset.name': FOLDER, 'dataset.augment': 'vgg',
-                                        'dataset.scale_min': 40, 'dataset.scale_max': 40},
-                          64),
-    'dataset.eval_resize': (data, {'dataset.name': FOLDER, 'dataset.augment': 'vgg'}, 48),
-    'dataset.device_resident': (first_batch, {}, False),
-    'dataset.device_resident_max_mb': (data, {}, 0),
-    'dataset.workers': (data, {'dataset.name': FOLDER}, 1),
-    'dataset.on_corrupt': (data, {'dataset.name': FOLDER + '_corrupt'}, 'skip'),
-    'dataset.rescan': (files_opened, {'dataset.name': FOLDER}, True),
-    'dataset.synthetic_size': (data, {'dataset.name': 'synthetic'}, 64),
-    'dataset.data_dir': (tfds_source, {'dataset.name': 'cifar10'}, '/elsewhere'),
-    'optimizer.name': (updates, {}, 'adamw'),
-    'optimizer.momentum': (updates, {}, 0.5),
-    'optimizer.nesterov': (updates, {}, True),
-    'optimizer.weight_decay': (updates, {}, 0.1),
-    'optimizer.decay_style': (updates, {'optimizer.weight_decay': 0.1}, 'decoupled'),
-    'optimizer.decay_params': (updates, {'optimizer.weight_decay': 0.1}, 'all'),
-    'optimizer.b1': (updates, {'optimizer.name': 'adamw'}, 0.5),
-    'optimizer.b2': (updates, {'optimizer.name': 'adamw'}, 0.5),
-    'optimizer.grad_clip_norm': (updates, {}, 1.0),
-    'optimizer.norm_bias_lr_scale': (updates, {'model.name': 'tutorial_resnet'}, 64.0),
-    'schedule.name': (learning_rates, {}, 'cosine'),
-    'schedule.learning_rate': (learning_rates, {'schedule.name': 'piecewise'}, 0.5),
-    'schedule.boundaries': (learning_rates, {'schedule.name': 'piecewise'}, (10, 100)),
-    'schedule.boundaries_in_epochs': (learning_rates, {'schedule.name': 'piecewise',
-                                                       'schedule.boundaries': (1, 2)}, True),
-    'schedule.multipliers': (learning_rates, {'schedule.name': 'piecewise'}, (1.0, 0.5, 0.2)),
-    'schedule.step_epochs': (learning_rates, {'schedule.name': 'step'}, 2),
-    'schedule.factor': (learning_rates, {'schedule.name': 'step'}, 0.5),
-    'schedule.warmup_steps': (learning_rates, {'schedule.name': 'cosine'}, 100),
-    'schedule.patience': (plateau, {'schedule.name': 'plateau'}, 3),
-    'schedule.min_learning_rate': (learning_rates, {'schedule.name': 'cosine'}, 0.005),
-    'schedule.triangle': (learning_rates, {'schedule.name': 'triangle'}, (0.5, 0.5, 0.1)),
-    'lookahead.every': (averaged, {}, 5),
-    'lookahead.decay': (averaged, {'lookahead.every': 5}, 0.5),
-    'lookahead.power': (averaged, {'lookahead.every': 5}, 2.0),
-}
+# key -> (observable, the base config's settings, the override), as configs/keys.py
+# declares each key's `affects`. The base settings make the key read: a schedule key on
+# its schedule, an Adam key with AdamW, and so on.
+PROBES = {k.name: (globals()[k.affects[0]], k.affects[2], k.affects[1])
+          for k in keys.KEYS.values() if k.affects}
 
 
 def test_every_key_has_a_probe():
@@ -387,10 +327,12 @@ REFUSALS = [
      'decoupled', "with optimizer.name 'adamw' or momentum > 0", 'model_updates'),
     ('optimizer.decay_params', {'optimizer.weight_decay': 0.0}, 'all',
      'optimizer.weight_decay > 0', None),
-    ('dataset.pad_mode', {}, 'reflect', 'dataset.augment pads', None),
-    ('dataset.scale_min', {}, 56, "dataset.augment is 'vgg'", None),
-    ('dataset.scale_max', {}, 600, "dataset.augment is 'vgg'", None),
-    ('dataset.eval_resize', {}, 48, "dataset.augment is 'vgg'", None),
+    ('dataset.pad_mode', {}, 'reflect', 'dataset.augment has a pad_crop without a mode', None),
+    ('dataset.pad_mode', {'dataset.augment': 'airbench'}, 'zeros',  # (its pad_crop's own)
+     'dataset.augment has a pad_crop without a mode', None),
+    ('dataset.scale_min', {}, 56, "dataset.augment has scale_jitter (the 'vgg' preset)", None),
+    ('dataset.scale_max', {}, 600, "dataset.augment has scale_jitter (the 'vgg' preset)", None),
+    ('dataset.eval_resize', {}, 48, "dataset.augment has scale_jitter (the 'vgg' preset)", None),
     ('dataset.device_resident_max_mb', {'dataset.device_resident': False}, 0,
      'dataset.device_resident is True', None),
     ('dataset.synthetic_size', {}, 10, 'dataset.name is synthetic', None),
@@ -402,7 +344,7 @@ REFUSAL_IDS = [f'{key}-{i}' for i, (key, *_) in enumerate(REFUSALS)]
 
 
 def test_every_condition_has_a_refusal_case():
-  assert sorted({key for key, *_ in REFUSALS}) == sorted(experiment.READ_ONLY_WHEN)
+  assert sorted({key for key, *_ in REFUSALS}) == sorted(keys.READ_ONLY_WHEN)
 
 
 @pytest.mark.parametrize('key,settings,value,reader,_', REFUSALS, ids=REFUSAL_IDS)

@@ -1,8 +1,11 @@
 """Every shipped config file builds its model at its image size, with its optimizer and
-schedule, and the `:arg` settings reach the fields they name."""
+schedule, and the `:arg` settings reach the fields they name; the key table
+(configs/keys.py) builds the configs the hand-written default.py built, and the README
+lists its keys."""
 
 import glob
 import importlib
+import json
 import os
 import re
 
@@ -11,8 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import default
+from configs import keys
 from lib import experiment
 from lib import optim
+from tests.data import record_configs
 
 CONFIGS = [
     ('resnet', None), ('resnet', 'depth=110'), ('resnet', 'imagenet,depth=50'),
@@ -27,15 +33,17 @@ CONFIGS = [
 NUM_CLASSES = {'cifar10': 10, 'mnist5k': 10, 'mnist': 10, 'imagenet2012': 1000}
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def load(name, arg):
   return importlib.import_module(f'configs.{name}').get_config(arg)
 
 
 def documented_configs() -> set:
   """Each (file, arg) of a `configs/F.py:arg` the README and the config files show."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  texts = [open(os.path.join(root, 'README.md')).read()] + [
-      open(p).read() for p in glob.glob(os.path.join(root, 'configs', '*.py'))]
+  texts = [open(os.path.join(ROOT, 'README.md')).read()] + [
+      open(p).read() for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))]
   return {(n, a.rstrip('.,')) for t in texts
           for n, a in re.findall(r'configs/(\w+)\.py:([\w=,.-]*\w)', t)}
 
@@ -129,3 +137,55 @@ def test_every_documented_config_is_initialised_here():
   """The docs' configs are those of CONFIGS (initialised above) and DOCUMENTED."""
   named = documented_configs()
   assert named <= set(CONFIGS) | set(DOCUMENTED)
+
+
+# ------------------------------------------------------------------------ the key table
+
+def recorded_configs() -> list:
+  """Every shipped config as the hand-written default.py built it (tests/data/
+  record_configs.py, run on the commit before configs/keys.py)."""
+  with open(os.path.join(ROOT, 'tests', 'data', 'configs_before_keys.json')) as f:
+    record = json.load(f)
+  assert len(record) > 40  # (every file's default and arguments, the sweeps' trials)
+  return record
+
+
+@pytest.mark.parametrize('record', recorded_configs(),
+                         ids=lambda r: f"{r['module']}:{r['arg']}")
+def test_each_config_is_the_one_default_py_built_by_hand(record):
+  """Each key, in its order, with the same value, type and command-line type (a
+  FieldReference's, which lets a duration take None) as before the key table. A key
+  added since is not in the record; a deliberate change to a shipped config records
+  again (tests/data/record_configs.py on its commit), saying why."""
+  config = importlib.import_module(record['module']).get_config(record['arg'])
+  recorded = {key for key, *_ in record['keys']}
+  assert [row for row in record_configs.describe(config)
+          if row[0] in recorded] == record['keys']
+
+
+def test_the_readme_lists_every_key_as_the_table_declares_it():
+  """The README's list is `python -m configs.keys --markdown`, between its markers."""
+  readme = open(os.path.join(ROOT, 'README.md')).read()
+  listed = re.search(r'<!-- keys: .*? -->\n(.*?)<!-- /keys -->', readme, re.S)
+  assert listed, 'README.md has no <!-- keys: ... --> list'
+  assert listed.group(1) == keys.markdown(), 'regenerate: python -m configs.keys --markdown'
+  assert all(f'| `{name}` |' in listed.group(1) for name in keys.KEYS)
+
+
+def test_every_default_is_within_its_declared_range_and_type():
+  config = default.get_config()
+  experiment.check_ranges(config, experiment.RANGES)
+  for key in keys.KEYS.values():
+    assert key.default is None or isinstance(key.default, key.type), key.name
+  _, admits = keys.RANGES['precision']
+  assert admits == f'one of {list(experiment.PRECISIONS)}'  # (the dtypes the model maps)
+
+
+def test_a_range_passes_the_none_a_key_admits():
+  config = default.get_config()
+  config.num_classes = None  # (the dataset's: admitted)
+  experiment.check_ranges(config, ['num_classes'])
+  config.num_classes = 0
+  with pytest.raises(ValueError, match="config.num_classes must be positive, or None for "
+                                       "the dataset's; got 0"):
+    experiment.check_ranges(config, ['num_classes'])

@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from configs import default
-from data import device, sampler, sources, transforms
+from data import augment, device, sampler, sources, transforms
 import input_pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -202,15 +202,20 @@ def test_presets_on_mock_data(name, augment, size):
   mean, std = {'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
                'imagenet2012': ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}[name]
   want = (batch['image'] / 255. - np.array(mean)) / np.array(std)
-  x = np.asarray(device.normalize(jnp.asarray(batch['image']), config, step=0))
-  clean = np.asarray(device.normalize(jnp.asarray(batch['image']), config))
+  # The training step's input from this host batch, and the eval step's.
+  config.dataset.device_resident = False
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
+  prepare, _ = input_pipeline.train_model_input(config, info, mesh)
+  inputs = {k: jnp.asarray(batch[k]) for k in ('image', 'label')}
+  train_input = lambda step: np.asarray(prepare(step, inputs, jnp.float32)['image'])
+  x = train_input(0)
+  clean = np.asarray(input_pipeline.eval_model_input(inputs, config)['image'])
   assert x.dtype == clean.dtype == np.float32
   np.testing.assert_allclose(clean, want, rtol=1e-5, atol=1e-6)
   if augment != 'alexnet':  # only AlexNet's preset changes pixel values in training
     np.testing.assert_array_equal(x, clean)
   else:  # PCA colour noise: per image and per step, zero at test time
-    again = np.asarray(device.normalize(jnp.asarray(batch['image']), config, step=0))
-    later = np.asarray(device.normalize(jnp.asarray(batch['image']), config, step=1))
+    again, later = train_input(0), train_input(1)
     np.testing.assert_array_equal(x, again)
     assert not np.allclose(x, later) and not np.allclose(x, clean)
     shift = (x - clean).reshape(8, -1, 3)
@@ -219,7 +224,7 @@ def test_presets_on_mock_data(name, augment, size):
 
 def test_resident_batches_equal_the_definition():
   """Step s of a resident dataset: the sampler's examples for positions [sB, (s+1)B),
-  each padded by 4, cropped at offsets and flipped as its position's key says."""
+  each padded by 4, cropped at offsets and flipped as its position's draws say."""
   config = make_config(name='mnist5k', augment='cifar', channels=1, image_size=32)
   info = input_pipeline.dataset_info(config)
   assert input_pipeline.resident(config, info)
@@ -233,15 +238,14 @@ def test_resident_batches_equal_the_definition():
     q = np.arange(step * 8, (step + 1) * 8)
     index = sampler.example_index(q, 4000, config.seed, np)
     np.testing.assert_array_equal(got['label'], labels[index])
-    for k in range(8):
-      key = jax.random.fold_in(jax.random.key(config.seed), q[k])
-      crop_key, flip_key = jax.random.split(key)
-      # 28 + 2 * 4 = 36 pixels padded, a 32-pixel crop: offsets 0 to 4.
-      top = int(jax.random.randint(jax.random.fold_in(crop_key, 0), (), 0, 5))
-      left = int(jax.random.randint(jax.random.fold_in(crop_key, 1), (), 0, 5))
+    # 28 + 2 * 4 = 36 pixels padded, a 32-pixel crop: offsets 0 to 4.
+    draws = augment.Examples(config.seed, q.astype(np.uint32), index, q // 4000, 32, np)
+    tops, lefts = draws.below(augment.PAD_CROP_TOP, 5), draws.below(augment.PAD_CROP_LEFT, 5)
+    mirrors = draws.coin(augment.FLIP)
+    for k, (top, left, mirror) in enumerate(zip(tops, lefts, mirrors)):
       padded = np.pad(images[index[k]], ((4, 4), (4, 4), (0, 0)))
       want = padded[top:top + 32, left:left + 32]
-      if jax.random.bernoulli(flip_key):
+      if mirror:
         want = want[:, ::-1]
       np.testing.assert_array_equal(got['image'][k], want)
 
@@ -256,7 +260,7 @@ c = make_config(name='mnist5k', augment='cifar', channels=3)
 c.batch_size = 16
 info = input_pipeline.dataset_info(c)
 mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
-prepare, sharding = input_pipeline.train_prepare(c, info, mesh)
+prepare, sharding = input_pipeline.train_model_input(c, info, mesh)
 data = next(input_pipeline.train_batches(c, info, mesh))
 out = jax.jit(lambda d: prepare(7, d, np.float32), in_shardings=(sharding,))(data)
 np.save({path!r}, np.asarray(out['image']))
@@ -294,17 +298,17 @@ def test_compiled_ahead_shapes_are_those_of_the_real_arguments(kind):
 def test_a_new_preset_is_one_table_entry(monkeypatch):
   """An entry in transforms.PRESETS is all a preset needs: accepted by the config check,
   applied on the host, and (resident) by the same definition on the device."""
-  from data import transforms  # pylint: disable=import-outside-toplevel
-  monkeypatch.setitem(transforms.PRESETS, 'pad2', transforms.Preset(
-      transforms.PRESETS['cifar'].train_crop, None, flip=False, pad=2, resident=True))
+  monkeypatch.setitem(transforms.PRESETS, 'pad2', 'pad_crop(2)')
   config = make_config(name='mnist5k', augment='pad2', channels=1, image_size=28)
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
   digit = sources._mnist5k_open(config, 'train').images[0]
-  for position in range(4):  # the crop at the offsets its generator draws, no mirror
-    host = transforms.train_example(digit, config, transforms.rng_for(0, position))
-    rng = transforms.rng_for(0, position)
-    top, left = rng.integers(0, 5), rng.integers(0, 5)
+  for position in range(4):  # the crop at the offsets its position draws, no mirror
+    host = transforms.train_example(digit, config, position, 0, 4000)
+    draws = augment.Examples(config.seed, np.array([position], np.uint32), np.array([0]),
+                             np.array([0]), 28, np)
+    top = draws.below(augment.PAD_CROP_TOP, 5)[0]
+    left = draws.below(augment.PAD_CROP_LEFT, 5)[0]
     padded = np.pad(digit, ((2, 2), (2, 2), (0, 0)))
     np.testing.assert_array_equal(host, padded[top:top + 28, left:left + 28])
   assert input_pipeline.resident(config, info)
@@ -363,7 +367,9 @@ def test_alternating_flip_inverts_each_examples_choice_every_other_epoch(path):
   np.testing.assert_array_equal(by_epoch[2], by_epoch[0])
   assert 16 <= by_epoch[0].sum() <= 48
   if path == 'host':  # the draw the definition names
-    want = [transforms.alternating_mirror(config.seed, i, 0) for i in range(64)]
+    want = augment.alternating_mirror(augment.Examples(
+        config.seed, np.arange(64, dtype=np.uint32), np.arange(64), np.zeros(64, np.uint32),
+        28, np))
     np.testing.assert_array_equal(by_epoch[0], want)
 
 
@@ -575,8 +581,7 @@ def preset_crops(augment, size, count=64, **dataset):
   config = make_config(name='mnist5k', augment=augment, image_size=size, channels=3,
                        **dataset)
   png = gradient_png()
-  return np.stack([transforms.train_example(png, config, transforms.rng_for(0, q))
-                   for q in range(count)])
+  return np.stack([transforms.train_example(png, config, q, 0, 1) for q in range(count)])
 
 
 def test_imagenet_preset_crops_8_to_100_percent_at_aspect_3_4_to_4_3():
@@ -652,7 +657,7 @@ def test_channel_conversion_keeps_the_pixels():
     np.testing.assert_allclose(grey[..., 0], luma(rgb), atol=2)  # (resized after: 2)
     if kind != 'full':  # the image as it is, at 16 pixels
       np.testing.assert_allclose(grey[0, ..., 0], luma(colour[0]), atol=1)
-  train = transforms.train_example(colour[1], config, transforms.rng_for(0, 0))
+  train = transforms.train_example(colour[1], config, 0, 1, len(colour))
   np.testing.assert_allclose(train[..., 0], luma(colour[1]), atol=1)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from lib import experiment
+from lib import recipes
+from lib import steps
 import train
 from tests.test_run_contract import lenet, snapshot
 
@@ -23,7 +24,7 @@ def lookahead_config(every, decay=0.95, power=3.0):
 
 
 def toy_state(step, params, ema):
-  return experiment.TrainState(
+  return steps.TrainState(
       step=jnp.int32(step), params={'w': jnp.asarray(params)}, batch_stats={},
       opt_state=None, lr_scale=None, best_top1=None, bad_evals=None, nonfinite=None,
       first_nonfinite=None, metrics=None, ema={'params': {'w': jnp.asarray(ema)},
@@ -59,7 +60,7 @@ def test_a_run_ends_on_the_average_as_airbenchs_loop_does(total):
   params, ema = np.zeros(3, np.float32), np.zeros(3, np.float32)
   for t in range(1, total + 1):
     live = params + moves[t - 1]  # (the optimizer's step, then the lookahead)
-    state = experiment.lookahead(config, toy_state(t, live, ema), total)
+    state = recipes.lookahead(config.lookahead, toy_state(t, live, ema), total)
     params, ema = np.asarray(state.params['w']), np.asarray(state.ema['params']['w'])
   np.testing.assert_allclose(params, reference_run(moves, every, total), rtol=1e-5,
                              atol=1e-6)

@@ -8,6 +8,7 @@ import sys
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
@@ -19,6 +20,7 @@ import input_pipeline
 from lib import checkpoints
 from lib import experiment
 from lib import parallel
+from lib import recipes
 import train
 
 # A small network with BatchNorm after each conv (the convnet's default norm).
@@ -163,3 +165,55 @@ def test_a_new_airbench_run_whitens_from_its_training_images(first_state, tmp_pa
   for i in range(24):  # each eigenvector's sign is the solver's choice
     sign = np.sign(np.sum(got[..., i] * want[..., i]))
     np.testing.assert_allclose(sign * got[..., i], want[..., i], rtol=1e-3, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- mixup
+
+
+def mixup_step(alpha, step=0):
+  """(the loss one train step of the BatchNorm convnet with config.mixup_alpha=alpha
+  logs at step `step`, and the same step's loss written here with torch: lam *
+  CE(y_i) + (1 - lam) * CE(y_j) on the model's logits of x = lam * x_i + (1 - lam) *
+  x_j, j the reversed batch, and the plain CE(y_i) of those logits)."""
+  c = bn_convnet(4, mixup_alpha=alpha)
+  info = input_pipeline.dataset_info(c)
+  exp = experiment.setup(c, info, parallel.data_mesh())
+  state = exp.init(jax.random.key(c.seed)).replace(step=jnp.int32(step))
+  inputs = next(input_pipeline.train_batches(c, info, exp.mesh, start_step=step))
+  prepare, _ = input_pipeline.train_model_input(c, info, exp.mesh)
+  batch = jax.jit(prepare, static_argnums=2)(jnp.int32(step), inputs, jnp.float32)
+  rng = jax.random.fold_in(jax.random.key(c.seed), step)  # the step's key
+  lam = float(recipes.mixup_weight(rng, alpha))
+  assert 0 < lam < 1
+  x = lam * batch['image'] + (1 - lam) * batch['image'][::-1]
+  logits, _, _ = exp.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                                 x, train=True, rng=rng)
+  logits = torch.from_numpy(np.asarray(logits, np.float64))
+  labels = torch.from_numpy(np.asarray(batch['label'], np.int64))
+  ce = lambda y: float(torch.nn.functional.cross_entropy(logits, y))
+  want = lam * ce(labels) + (1 - lam) * ce(labels.flip(0))
+  after = exp.train_step(state, inputs)  # (donates the state: last)
+  return float(after.metrics['loss']), want, ce(labels)
+
+
+@pytest.mark.parametrize('step', [0, 3])
+def test_mixup_loss_is_lambda_weighted_cross_entropy_of_the_two_labels(step):
+  """config.mixup_alpha (Zhang et al. 2018): the step trains on x = lam * x_i +
+  (1 - lam) * x_j with lam ~ Beta(alpha, alpha), j the reversed batch, and its loss is
+  lam * CE(y_i) + (1 - lam) * CE(y_j)."""
+  loss, want, plain = mixup_step(0.4, step)
+  assert loss == pytest.approx(want, rel=1e-5)
+  assert abs(loss - plain) > 1e-3  # (the second label counts)
+
+
+def test_mixup_weights_follow_beta_alpha_alpha():
+  """lam ~ Beta(alpha, alpha), one per step: over 2,000 steps' keys, alpha=0.2 puts
+  about two thirds of the draws below 0.1 or above 0.9, and the quartiles are numpy's
+  Beta(0.2, 0.2)'s."""
+  keys = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(0), s))(jnp.arange(2000))
+  lam = np.asarray(jax.vmap(lambda k: recipes.mixup_weight(k, 0.2))(keys))
+  reference = np.random.default_rng(0).beta(0.2, 0.2, 200_000)
+  assert abs(lam.mean() - 0.5) < 0.03
+  np.testing.assert_allclose(np.quantile(lam, [0.25, 0.5, 0.75]),
+                             np.quantile(reference, [0.25, 0.5, 0.75]), atol=0.04)
+  assert 0.6 < np.mean((lam < 0.1) | (lam > 0.9)) < 0.72  # numpy's: 0.67

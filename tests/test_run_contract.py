@@ -154,7 +154,7 @@ def test_evaluation_refuses_a_config_of_another_model(finished):
   with pytest.raises(trained.LoadError,
                      match=r'trained with another model than this config asks for: '
                            r'model.activation "relu" -> "tanh"'):
-    trained.prepare(saved, finished)
+    trained.check_before_loading(saved, finished)
   # Past that check (a config.json edited by hand): the shapes are compared, no flax trace.
   other = run_contract.read_saved(finished)
   other.model = {'name': 'simple_cnn'}
@@ -272,7 +272,7 @@ def test_a_class_added_under_a_run_is_named_before_anything_compiles(folder_run,
     write_images(str(tmp_path / 'data' / split / 'c3'), 12, seed=7)
   before = snapshot(workdir)
   compiled = []
-  monkeypatch.setattr(train, '_train', lambda *a: compiled.append(1))
+  monkeypatch.setattr(train, 'train_loop', lambda *a: compiled.append(1))
   with pytest.raises(train.SetupError) as e:
     train.train_and_evaluate(config, workdir)
   assert 'it had 3 classes (c0, c1, c2), now 4 (c0, c1, c2, c3)' in str(e.value), e.value

@@ -21,6 +21,7 @@ from lib import checkpoints
 from lib import experiment
 from lib import optim
 from lib import parallel
+from lib import steps
 import train
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
@@ -133,7 +134,7 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_of_torch():
   exp = experiment.setup(config, info, parallel.data_mesh())
   state = exp.init(jax.random.key(config.seed))
   inputs = next(input_pipeline.train_batches(config, info, exp.mesh))
-  prepare, _ = input_pipeline.train_prepare(config, info, exp.mesh)
+  prepare, _ = input_pipeline.train_model_input(config, info, exp.mesh)
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
   logits, _, _ = exp.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                   batch['image'], train=True)
@@ -407,8 +408,8 @@ def test_a_new_model_with_an_auxiliary_loss_needs_only_its_registry_entry(monkey
   after = exp.train_step(state, input_pipeline.to_global(batch, exp.mesh))
   x = device.normalize(jnp.asarray(batch['image']), c).reshape(8, -1)
   head = lambda p: x @ p['kernel'] + p['bias']
-  loss = lambda name: experiment.cross_entropy(head(params[name]), batch['label'], 10,
-                                               0.0).mean()
+  loss = lambda name: steps.cross_entropy(head(params[name]), batch['label'], 10,
+                                          0.0).mean()
   np.testing.assert_allclose(float(after.metrics['loss']),
                              float(loss('main') + 0.25 * loss('side')), rtol=1e-5)
 
