@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
+from models.base import Model
 from models.resnet import make_stage
 
 
@@ -55,7 +56,7 @@ class WideBasic(nnx.Module):
     return self.conv2(out) + identity
 
 
-class WideResNet(nnx.Module):
+class WideResNet(Model):
   """WRN-`depth`-`widen_factor` (Table 1): depth 6N + 4 (16, 22, 28, 40, ...), widths 16,
   16k, 32k, 64k; `dropout` between each block's convs (the paper's 0.3, or 0)."""
 
