@@ -24,14 +24,11 @@ import statistics
 import sys
 
 from absl import flags
-from flax import nnx
 
 from data import sources
 from lib import cli
 from lib import formatting
 from lib import workdir as workdir_lib
-import models
-from models import layer_stats
 from reproduction import paper_tables
 from sweeping import sweep_report
 from sweeping import sweeps as sweep
@@ -70,6 +67,10 @@ def model_size(config, num_classes: int) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=None)  # tracing ResNet-1202 takes seconds; tables repeat
 def _model_size(model_json: str, num_classes: int, size: int, channels: int):
+  # (JAX and Flax only here: `run` and `plan` launch train.py and need neither)
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  from models import layer_stats  # pylint: disable=import-outside-toplevel
   model = nnx.eval_shape(lambda: models.create_model_from_config(  # shapes only
       json.loads(model_json), num_classes, image_size=size, in_channels=channels))
   return (layer_stats.count_params(model),

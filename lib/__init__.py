@@ -1,7 +1,12 @@
 """The parts the entry points share; the top level holds what a user runs.
 
-  experiment    checks without data, then one set-up (model, optimizer, steps)
+  experiment    checks without data, then one set-up (model, recipe, optimizer, steps)
+  steps         the train state, the loss, the train and eval steps (pure, jitted once)
+  recipes       what a model or config adds to the plain step (frozen and data-set
+                parameters, mixup, the lookahead average)
   trained       a trained model for evaluate/predict/visualize: config, weights, posteriors
+  legacy_workdirs  a Linen-version workdir: refused, or converted to this one
+  run_contract  a workdir's saved config and run facts, and what a resume may change
   parallel      jax.distributed, the device mesh, explicit host-to-device copies
   optim         optimizers and learning-rate schedules from a config
   checkpoints   orbax checkpoints: latest, best, restore
