@@ -81,7 +81,7 @@ def frozen_after(steps: int, mask) -> optax.GradientTransformation:
 def create_optimizer(config, frozen: tuple = (),
                      frozen_after_steps: dict | None = None) -> optax.GradientTransformation:
   """The optimizer, with `learning_rate` as an injected hyper-parameter set each step.
-  `frozen`: the paths of parameters it never changes (a model's `frozen_params`);
+  `frozen`: the paths of parameters it never changes (a model's `Additions.frozen`);
   `frozen_after_steps`: {path: step} of parameters it changes only before that step."""
   o = config.optimizer
   _check_name('config.optimizer.name', o.name, OPTIMIZERS)
