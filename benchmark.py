@@ -38,7 +38,7 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from benchmarking import compare_commits, gpu_suite
+from benchmarking import compare_commits, gpu_suite, torch_cpu, xla_profile
 from data import sources, transforms
 import input_pipeline
 from lib import cli
@@ -71,7 +71,15 @@ flags.DEFINE_string('against', None, 'another checkout (the last Linen commit): 
                     'step and one-step train.py launch beside ours, alternating, on the CPU '
                     '(benchmarking/compare_commits.py; --model default lenet5,resnet20, '
                     '--batch_size 128, --steps 200 and 20)')
-flags.DEFINE_integer('repeats', 5, '--against: rounds; each figure is the best of them')
+flags.DEFINE_enum('compare', None, ['torch'], 'torch: the train step beside the same '
+                  'network\'s PyTorch step, eager, on the same CPU threads '
+                  '(benchmarking/torch_cpu.py; --model default lenet5,resnet20,vgg_a, '
+                  '--batch_size 128, --repeats 3)')
+flags.DEFINE_bool('profile', False, 'trace the train step and sum its operations\' time by '
+                  'kind (convolutions and their two gradients, layout copies, BatchNorm, '
+                  'the optimizer...; benchmarking/xla_profile.py)')
+flags.DEFINE_integer('repeats', 5, '--against and --compare (there 3): rounds; each '
+                     'figure is the best of them')
 flags.DEFINE_bool('nnx_jit', True, '--against: also time nnx.jit and nnx.cached_partial '
                   'against the functional step, in this checkout')
 
@@ -90,8 +98,10 @@ def peak_memory(compiled) -> tuple[int | None, str]:
   return int(planned), 'planned'
 
 
-def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
-  """Compile time, step time and images/s of train.py's step for `config`."""
+def train_step_timer(config, end_to_end: bool):
+  """train.py's step for `config`, compiled and warmed up: (timer, facts). timer(steps)
+  runs that many more steps and returns their seconds, waiting for the devices at the
+  end; facts: what the row reports beside the speed (model, batch, compile_s, ...)."""
   experiment.check(config)
   info = input_pipeline.dataset_info(config)  # ('synthetic' unless --end_to_end)
   input_pipeline.check_config(config, info)
@@ -99,7 +109,6 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
     config.dataset.device_resident = False  # one uint8 batch, as the host pipeline gives
   mesh = parallel.data_mesh()
   exp = experiment.setup(config, info, mesh)  # train.py's model, optimizer, steps
-  train_step = exp.train_step
   state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
 
   if end_to_end:
@@ -115,28 +124,45 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
 
   first = next(batches)
   t = time.perf_counter()
-  compiled = train_step.lower(state, first).compile()
+  compiled = exp.train_step.lower(state, first).compile()
   compile_s = time.perf_counter() - t
-  state = compiled(state, first)
-  for _ in range(warmup):
-    state = compiled(state, next(batches))
-  jax.block_until_ready(state)
-  t = time.perf_counter()
-  for _ in range(steps):
-    state = compiled(state, next(batches))
-  jax.block_until_ready(state)
-  elapsed = time.perf_counter() - t
+  box = [compiled(state, first)]  # the state, donated at each step
+
+  def timer(steps: int) -> float:
+    t = time.perf_counter()
+    for _ in range(steps):
+      box[0] = compiled(box[0], next(batches))
+    jax.block_until_ready(box[0])
+    return time.perf_counter() - t
+  timer.compiled = compiled  # (for --profile: its HLO names what the trace shows)
+
+  def loss() -> float:
+    metrics = box[0].metrics
+    value = float(metrics['loss'] / metrics['steps'])
+    if not np.isfinite(value):
+      raise FloatingPointError(f'{config.model.name}: the loss is {value} during the '
+                               'benchmark')
+    return value
+
   memory, memory_kind = peak_memory(compiled)
-  loss = float(state.metrics['loss'] / state.metrics['steps'])
-  if not np.isfinite(loss):
-    raise FloatingPointError(f'{config.model.name}: the loss is {loss} during the benchmark')
-  return {'mode': 'end_to_end' if end_to_end else 'train_step',
-          'model': config.model.name, 'dataset': info.name, 'batch_size': config.batch_size,
-          'image_size': config.dataset.image_size, 'precision': config.precision,
-          'devices': jax.device_count(), 'device_kind': jax.devices()[0].device_kind,
-          'compile_s': compile_s, 'step_ms': 1000 * elapsed / steps,
-          'images_per_sec': steps * config.batch_size / elapsed,
-          'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind, 'steps': steps}
+  facts = {'mode': 'end_to_end' if end_to_end else 'train_step',
+           'model': config.model.name, 'dataset': info.name,
+           'batch_size': config.batch_size, 'image_size': config.dataset.image_size,
+           'precision': config.precision, 'devices': jax.device_count(),
+           'device_kind': jax.devices()[0].device_kind, 'compile_s': compile_s,
+           'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind, 'loss': loss}
+  return timer, facts
+
+
+def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
+  """Compile time, step time and images/s of train.py's step for `config`."""
+  timer, facts = train_step_timer(config, end_to_end)
+  timer(warmup)
+  elapsed = timer(steps)
+  facts.pop('loss')()  # (a non-finite loss raises)
+  memory = {k: facts.pop(k) for k in ('peak_memory_bytes', 'peak_memory_kind')}
+  return {**facts, 'step_ms': 1000 * elapsed / steps,
+          'images_per_sec': steps * config.batch_size / elapsed, **memory, 'steps': steps}
 
 
 def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) -> dict:
@@ -231,6 +257,19 @@ def check_flags(argv):
       cli.fail('benchmark.py', f'--{name}={FLAGS[name].value}: give {low} or more')
   if FLAGS.smoke and FLAGS.suite != 'gpu':
     cli.fail('benchmark.py', '--smoke goes with --suite=gpu')
+  if FLAGS.profile and (FLAGS.suite or FLAGS.input_only or FLAGS.against or FLAGS.compare):
+    cli.fail('benchmark.py', '--profile traces the bare or --end_to_end train step: drop '
+             '--suite, --against, --compare and --input_only')
+  if FLAGS.compare is not None:
+    if FLAGS.suite or FLAGS.input_only or FLAGS.end_to_end or FLAGS.against:
+      cli.fail('benchmark.py', '--compare=torch times the bare train step: drop --suite, '
+               '--against, --input_only and --end_to_end')
+    unknown = sorted(set(FLAGS.model) - set(torch_cpu.MODELS))
+    if unknown:
+      cli.fail('benchmark.py', f'--compare=torch times {", ".join(torch_cpu.MODELS)}; '
+               f'not {", ".join(unknown)}')
+  if FLAGS.repeats < 1:
+    cli.fail('benchmark.py', f'--repeats={FLAGS.repeats}: give 1 or more')
   if FLAGS.against is not None:
     if FLAGS.suite or FLAGS.input_only or FLAGS.end_to_end:
       cli.fail('benchmark.py', '--against times the train step and train.py launches: '
@@ -242,12 +281,12 @@ def check_flags(argv):
     if unknown:
       cli.fail('benchmark.py', f'--against times {", ".join(compare_commits.MODELS)}; '
                f'not {", ".join(unknown)}')
-    if FLAGS.repeats < 1:
-      cli.fail('benchmark.py', f'--repeats={FLAGS.repeats}: give 1 or more')
 
 
 def main(argv):
   check_flags(argv)
+  if FLAGS.profile:  # (before anything starts XLA, which reads its flags once)
+    os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {xla_profile.TRACE_FLAG}"
   if FLAGS.suite == 'gpu':
     try:
       gpu_suite.check_device(FLAGS.smoke)
@@ -265,9 +304,24 @@ def main(argv):
     compare_against(FLAGS.against)
     return
   cli.use_compilation_cache()
-  rows = []
+  if FLAGS.compare == 'torch':
+    report = torch_cpu.compare(
+        train_step_timer, tuple(FLAGS.model) or tuple(torch_cpu.MODELS),
+        batch=FLAGS.batch_size or 128,
+        repeats=FLAGS.repeats if FLAGS['repeats'].present else 3,
+        steps=FLAGS.steps if FLAGS['steps'].present else None,
+        log=lambda line: print(line, flush=True))
+    print()
+    print(torch_cpu.format_table(report))
+    write_json(report)
+    return
+  rows, profiles = [], []
   try:
     for config in configs_to_run(FLAGS.config):
+      if FLAGS.profile:
+        profiles.append(profile_train_step(config))
+        print(xla_profile.format_profile(config.model.name, profiles[-1]), flush=True)
+        continue
       if FLAGS.input_only:
         rows.append(time_input_pipeline(config, FLAGS.steps, FLAGS.warmup, FLAGS.start_step))
         break  # the pipeline does not depend on the model
@@ -275,9 +329,22 @@ def main(argv):
       print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s", flush=True)
   except ValueError as e:  # a bad model, size or dataset: one line, as train.py does
     cli.fail('benchmark.py', str(e))
+  if FLAGS.profile:
+    write_json(profiles)
+    return
   print()
   print(format_table(rows))
   write_json(rows)
+
+
+def profile_train_step(config) -> dict:
+  """--profile: the step's time by kind of operation (benchmarking/xla_profile.py)."""
+  timer, facts = train_step_timer(config, FLAGS.end_to_end)
+  timer(FLAGS.warmup)
+  report = xla_profile.profile(timer.compiled, timer, FLAGS.steps, config.batch_size)
+  facts.pop('loss')()
+  return {'model': facts['model'], 'batch_size': facts['batch_size'],
+          'devices': facts['devices'], **report}
 
 
 def compare_against(other: str):

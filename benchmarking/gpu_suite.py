@@ -23,13 +23,12 @@ eagerly (backend 'eager'), since Inductor would spend minutes compiling C++ for 
 """
 
 import dataclasses
-import sys
 import tempfile
 import time
-import types
 
 import jax
 
+from benchmarking import torch_nets
 from configs import airbench as airbench_config
 from configs import resnet as resnet_config
 from data import synthetic_folder
@@ -135,23 +134,6 @@ def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> 
 # ----------------------------------------------------------------------------- PyTorch
 
 
-def import_torch():
-  """torch and torchvision, or None. PyPI's torchvision is a CUDA build whose compiled
-  ops are missing under a CPU-only torch; its model definitions are pure Python, and
-  only `_meta_registrations` needs the ops. Imported here, not at the top: PyTorch is
-  optional and heavy (seconds to import), and only the suite's PyTorch rows use it, so
-  benchmark.py's other modes and a suite refused at once (check_device) never load it."""
-  try:
-    import torch  # pylint: disable=import-outside-toplevel  (see the docstring)
-  except ImportError:
-    return None, None
-  if not torch.cuda.is_available():
-    sys.modules.setdefault('torchvision._meta_registrations',
-                           types.ModuleType('torchvision._meta_registrations'))
-  import torchvision  # pylint: disable=import-outside-toplevel  (after the stub above)
-  return torch, torchvision
-
-
 def torch_device(torch) -> tuple[str, str]:
   if torch.cuda.is_available():
     return 'cuda', torch.cuda.get_device_name()
@@ -175,25 +157,11 @@ def time_torch(torch, step, batches, sizes: Sizes, device: str) -> float:
   return sizes.steps / (time.perf_counter() - t)
 
 
-def sgd_step(torch, net, lr=0.1, amp=False, device='cpu'):
-  """One SGD step with momentum 0.9 and weight decay 1e-4 (the papers' recipe)."""
-  opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-
-  def step(x, y):
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-      loss = torch.nn.functional.cross_entropy(net(x), y)
-    loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    return loss
-  return step
-
-
 def torch_imagenet(torch, torchvision, sizes: Sizes, smoke: bool) -> dict:
   device, name = torch_device(torch)
   net = getattr(torchvision.models, sizes.imagenet_model)().to(
       device, memory_format=torch.channels_last)
-  step = compile_fn(torch, sgd_step(torch, net, amp=True, device=device), smoke)
+  step = compile_fn(torch, torch_nets.sgd_step(torch, net, amp=True, device=device), smoke)
   b, s = sizes.imagenet_batch, sizes.imagenet_size
   x = torch.randn(b, 3, s, s, device=device).to(memory_format=torch.channels_last)
   y = torch.randint(0, 1000, (b,), device=device)
@@ -202,44 +170,12 @@ def torch_imagenet(torch, torchvision, sizes: Sizes, smoke: bool) -> dict:
              b, b * steps_per_sec, model=sizes.imagenet_model)
 
 
-def torch_resnet20(torch):
-  """CIFAR ResNet-20 (ResNet section 4.2: 3x3 convs, 16-32-64 channels, option-A
-  shortcuts that subsample and pad channels with zeros)."""
-  nn = torch.nn
-
-  class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-      super().__init__()
-      self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-      self.bn1 = nn.BatchNorm2d(cout)
-      self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-      self.bn2 = nn.BatchNorm2d(cout)
-      self.stride, self.pad = stride, cout - cin
-
-    def forward(self, x):
-      out = torch.relu(self.bn1(self.conv1(x)))
-      out = self.bn2(self.conv2(out))
-      short = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
-      if self.pad:
-        short = nn.functional.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
-      return torch.relu(out + short)
-
-  layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-  cin = 16
-  for cout, stride in ((16, 1), (32, 2), (64, 2)):
-    for i in range(3):
-      layers.append(Block(cin, cout, stride if i == 0 else 1))
-      cin = cout
-  layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-  return nn.Sequential(*layers)
-
-
 def torch_cifar(torch, sizes: Sizes, compiled: bool, smoke: bool) -> dict:
   """ResNet-20 on uint8 images resident on the device; each step gathers its batch,
   pads by 4, crops 32x32 at random offsets, flips half and normalises, on the device."""
   device, name = torch_device(torch)
-  net = torch_resnet20(torch).to(device, memory_format=torch.channels_last)
-  train = sgd_step(torch, net, device=device)
+  net = torch_nets.resnet20(torch).to(device, memory_format=torch.channels_last)
+  train = torch_nets.sgd_step(torch, net, device=device)
   n, b = sizes.cifar_examples, sizes.cifar_batch
   images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, device=device)
   labels = torch.randint(0, 10, (n,), device=device)
@@ -271,7 +207,7 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
   on the GPU, channels_last; its SGD groups, the summed label-smoothed loss, the
   scheduler, lookahead every 5 steps) on resident random inputs. On a CPU (--smoke) it
   runs in float32, its .cuda() and .half() bypassed."""
-  try:  # (here, as import_torch's: the package imports torch and torchvision)
+  try:  # (here, as torch_nets.import_torch's: it imports torch and torchvision)
     import airbench  # pylint: disable=import-outside-toplevel
   except ImportError:
     return skipped('airbench94_epoch', 'airbench (PyTorch)',
@@ -333,7 +269,7 @@ def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline
   """(name, framework, what it runs, a function giving its row), in the suite's order;
   the PyTorch rows are skipped rows where PyTorch is not installed. `rows`: the rows
   measured so far (the pipeline's row compares with ResNet-50's)."""
-  torch, torchvision = import_torch()
+  torch, torchvision = torch_nets.import_torch()
   steps = f'compile, {sizes.warmup} warm-up and {sizes.steps} timed steps'
 
   def torch_row(name, framework, measure):

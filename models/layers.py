@@ -160,6 +160,39 @@ def _check_fits(layer: str, sizes, kernel, dilation, pads):
           'strides, pools or kernels.')
 
 
+def xla_cpu_loops_over(sizes, kernel, stride, dilation, pads) -> bool:
+  """Whether XLA:CPU would run this convolution, or its input gradient, as a naive loop:
+  its algebraic simplifier swaps the operands of a convolution whose window has more
+  positions than the map it slides over (XLA's conv_operand_swapper), and its fast
+  convolution kernels (YNNPACK, Eigen) take no swapped form. The map is the input for
+  the forward and the output (the incoming gradient) for the input gradient: VGG-A's
+  3x3 convolutions on CIFAR's 2x2 maps took 600-750 ms each so, a 90% share of its
+  step. Only on CPU: GPUs and TPUs keep their own convolutions (docs/DESIGN.md, "CPU
+  speed")."""
+  if jax.default_backend() != 'cpu':
+    return False
+  window = math.prod(kernel)
+  out = [conv_output_size(n, k, s, pad, d)
+         for n, k, s, d, pad in zip(sizes, kernel, stride, dilation, pads)]
+  return window > min(math.prod(sizes), math.prod(out))
+
+
+def conv_as_matmul(x, kernel, stride, dilation, pads):
+  """The convolution as one matrix product: each output position's window (kh*kw taps of
+  C channels, from strided slices of the padded input) against the kernel as a
+  (kh*kw*C, out) matrix. Its gradients are matrix products and slice sums, never a
+  convolution; it costs a window's copy of the input, small where it is used (maps no
+  larger than the kernel)."""
+  kh, kw, c_in, c_out = kernel.shape
+  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  (sh, sw), (dh, dw) = stride, dilation
+  oh = (x.shape[1] - effective_kernel(kh, dh)) // sh + 1
+  ow = (x.shape[2] - effective_kernel(kw, dw)) // sw + 1
+  taps = [x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+          for i in range(kh) for j in range(kw)]  # the kernel's (i, j, c) order
+  return jnp.concatenate(taps, axis=-1) @ kernel.reshape(kh * kw * c_in, c_out)
+
+
 def layer_name(module) -> str:
   """The module's path in its model ('layer1.0.conv1', as PyTorch prints it), set by
   name_layers; its type before that."""
@@ -212,10 +245,14 @@ class Conv(nnx.Module):
     if self.padding_mode != 'zeros' and any(p for pad in pads for p in pad):
       x = jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=PADDING_MODES[self.padding_mode])
       pads = ((0, 0), (0, 0))
-    y = jax.lax.conv_general_dilated(
-        x, self.kernel[...].astype(self.dtype), window_strides=self.stride, padding=pads,
-        rhs_dilation=self.dilation, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        feature_group_count=self.groups)
+    kernel = self.kernel[...].astype(self.dtype)
+    if self.groups == 1 and xla_cpu_loops_over(x.shape[1:3], self.kernel_size, self.stride,
+                                               self.dilation, pads):
+      y = conv_as_matmul(x, kernel, self.stride, self.dilation, pads)
+    else:
+      y = jax.lax.conv_general_dilated(
+          x, kernel, window_strides=self.stride, padding=pads, rhs_dilation=self.dilation,
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=self.groups)
     if self.bias is not None:
       y = y + self.bias[...].astype(self.dtype)
     return y

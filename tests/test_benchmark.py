@@ -190,3 +190,73 @@ def test_against_bad_flags_are_one_line(tmp_path):
     assert result.returncode == 2 and report is None, args
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith('benchmark.py: error: ') and expected in line, line
+
+
+def test_compare_torch_alternates_and_takes_the_best(tmp_path):
+  """--compare=torch: ours and PyTorch's same network (NCHW and channels_last) each
+  round, the first one swapped each round, the best of the rounds, ratio ours / torch."""
+  result, report = run(tmp_path, '--compare=torch', '--model=lenet5,resnet20',
+                       '--batch_size=8', '--steps=2', '--repeats=2')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert report['torch'].startswith('2.') and report['threads'] >= 1
+  assert [r['model'] for r in report['rows']] == ['lenet5', 'resnet20']
+  for r in report['rows']:
+    assert (r['batch'], r['steps'], r['threads']) == (8, 2, report['threads'])
+    for key in ('ours', 'torch', 'torch_nhwc'):
+      assert len(r['samples'][key]) == 2 and r[key] == max(r['samples'][key]) > 0
+    assert r['ratio'] == pytest.approx(r['ours'] / r['torch'])
+    assert r['ratio_nhwc'] == pytest.approx(r['ours'] / r['torch_nhwc'])
+  lines = result.stdout.splitlines()
+  assert any(l.startswith('lenet5 round 2/2: ours ') for l in lines)
+  assert any('ratio = ours / torch' in l for l in lines) and 'ratio_nhwc' in result.stdout
+
+
+def test_compare_torch_without_torch_times_ours_and_says_so(tmp_path):
+  """Without PyTorch (hidden here by a module that fails to import) ours is still timed,
+  and one line says why PyTorch's columns are empty."""
+  hide = tmp_path / 'hide'
+  hide.mkdir()
+  (hide / 'torch.py').write_text('raise ImportError("no torch here")\n')
+  out = tmp_path / 'bench.json'
+  result = subprocess.run(
+      [sys.executable, 'benchmark.py', '--compare=torch', '--model=lenet5', '--batch_size=8',
+       '--steps=1', '--repeats=1', f'--json={out}'], cwd=ROOT, text=True,
+      capture_output=True, timeout=600,
+      env={**os.environ, 'PYTHONPATH': f'{hide}{os.pathsep}{ROOT}'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(out.read_text())
+  assert report['torch'] is None
+  (row,) = report['rows']
+  assert row['ours'] > 0 and 'torch' not in row and 'ratio' not in row
+  assert 'PyTorch is not installed (pip install torch==2.13.0)' in result.stdout
+
+
+def test_compare_torch_bad_flags_are_one_line(tmp_path):
+  for args, expected in [
+      (['--compare=torch', '--model=resnet50'],
+       '--compare=torch times lenet5, resnet20, vgg_a; not resnet50'),
+      (['--compare=torch', '--end_to_end'], '--compare=torch times the bare train step'),
+      (['--compare=torch', '--repeats=0'], '--repeats=0: give 1 or more')]:
+    result, report = run(tmp_path, *args)
+    assert result.returncode == 2 and report is None, args
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith('benchmark.py: error: ') and expected in line, line
+
+
+def test_profile_names_where_the_step_spends_its_time(tmp_path):
+  """--profile: the traced step's operations summed by kind. LeNet-5 has convolutions
+  forward and back (both gradients), tanh and pooling, and an optimizer update: each
+  of those kinds takes time, and together they account for every traced operation."""
+  result, (report,) = run(tmp_path, '--profile', '--model=lenet5', '--batch_size=16',
+                          '--steps=3', '--warmup=1')
+  assert result.returncode == 0, result.stderr[-3000:]
+  kinds = report['kinds']
+  assert list(kinds) == ['conv forward', 'conv input grad', 'conv weight grad',
+                         'layout copies', 'reductions', 'pad and slice', 'matmul',
+                         'elementwise, activations', 'elementwise, parameters', 'other']
+  for kind in ('conv forward', 'conv input grad', 'conv weight grad', 'matmul',
+               'elementwise, activations', 'elementwise, parameters'):
+    assert kinds[kind] > 0, (kind, kinds)
+  assert 0 < report['busy'] <= 1.0 and report['wall_ms'] > 0
+  assert sum(ms for _, _, ms in report['top']) <= sum(kinds.values()) + 1e-6
+  assert 'conv weight grad' in result.stdout and 'longest operations' in result.stdout

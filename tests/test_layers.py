@@ -137,6 +137,43 @@ def test_conv_padding_modes_dilation_groups_match_pytorch(mode, torch_mode):
                              rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize('n,k,s,d,p', [(2, 3, 1, 1, 1), (1, 3, 1, 1, 1), (5, 5, 1, 1, 0),
+                                       (3, 3, 2, 1, 1), (2, 3, 1, 2, 2)])
+def test_small_map_conv_matches_pytorch_values_and_gradients(n, k, s, d, p):
+  """Maps no larger than the kernel (VGG's 2x2 maps on CIFAR, LeNet's C5): on CPU the
+  layer computes them as one matrix product (layers.conv_as_matmul); values and both
+  gradients stay PyTorch's convolution's."""
+  assert layers.xla_cpu_loops_over((n, n), (k, k), (s, s), (d, d), ((p, p), (p, p)))
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(3, n, n, 5)).astype(np.float32)
+  ref = torch.nn.Conv2d(5, 7, k, stride=s, padding=p, dilation=d)
+  conv = layers.Conv(5, 7, k, s, padding=p, dilation=d, rngs=nnx.Rngs(0))
+  conv.kernel[...] = jnp.asarray(ref.weight.detach().numpy().transpose(2, 3, 1, 0))
+  conv.bias[...] = jnp.asarray(ref.bias.detach().numpy())
+  tx = to_torch(x).requires_grad_()
+  out = ref(tx)
+  (out ** 3).sum().backward()
+
+  graph, params = nnx.split(conv)
+
+  def loss(params, x):
+    y = nnx.merge(graph, params)(x)
+    return jnp.sum(y ** 3), y
+  (dp, dx), y = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, jnp.asarray(x))
+  dk = dp['kernel'][...]
+  np.testing.assert_allclose(y, from_torch(out), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx, from_torch(tx.grad), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(dk, ref.weight.grad.numpy().transpose(2, 3, 1, 0),
+                             rtol=1e-4, atol=1e-4)
+
+
+def test_only_maps_smaller_than_the_window_take_the_matrix_product():
+  """ResNet's and VGG's larger maps keep XLA's convolution (no window copy)."""
+  for n, k, s in ((32, 3, 1), (8, 3, 1), (4, 3, 1), (16, 3, 2), (224, 7, 2)):
+    pads = layers.resolve_padding('SAME', (n, n), k, s)
+    assert not layers.xla_cpu_loops_over((n, n), (k, k), (s, s), (1, 1), pads), (n, k, s)
+
+
 def test_same_padding_gives_ceil_of_size_over_stride():
   for n, k, s in ((32, 3, 2), (31, 5, 2), (7, 7, 3), (224, 7, 2)):
     pads = layers.resolve_padding('SAME', (n, n), k, s)
