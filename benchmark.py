@@ -127,11 +127,14 @@ def train_step_timer(config, end_to_end: bool):
   compiled = exp.train_step.lower(state, first).compile()
   compile_s = time.perf_counter() - t
   box = [compiled(state, first)]  # the state, donated at each step
+  wait_each_step = parallel.one_step_at_a_time(mesh)  # (as train.py: XLA:CPU meshes)
 
   def timer(steps: int) -> float:
     t = time.perf_counter()
     for _ in range(steps):
       box[0] = compiled(box[0], next(batches))
+      if wait_each_step:
+        jax.block_until_ready(box[0])
     jax.block_until_ready(box[0])
     return time.perf_counter() - t
   timer.compiled = compiled  # (for --profile: its HLO names what the trace shows)

@@ -40,6 +40,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import input_pipeline
 from lib import checkpoints
 from lib import cli
+from lib import compile_options
 from lib import events
 from lib.experiment import SetupError
 from lib import experiment
@@ -204,7 +205,7 @@ def train_loop(exp: experiment.Experiment, workdir: str, stop_signal, weights,
   evaluator = Evaluator(exp, log)
   announce(exp, start, log)
   speed = Throughput(start, config.batch_size)
-  wait_each_step = one_step_at_a_time(exp.mesh)
+  wait_each_step = parallel.one_step_at_a_time(exp.mesh)
   record = None
   try:
     for step in range(start + 1, length.total_steps + 1):
@@ -326,7 +327,7 @@ def restore_or_init(exp: experiment.Experiment, ckpts: RunCheckpoints, weights):
   def init_from_seed(seed):
     return exp.init(jax.random.key(seed))
   init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
-  state = init.compile(compiler_options=run_once_options(
+  state = init.compile(compiler_options=compile_options.run_once(
       exp.mesh.devices.flat[0].platform))(seed)
   if weights is not None:
     state = start_from_weights(exp, state, weights)
@@ -436,7 +437,7 @@ class Evaluator:
   def __init__(self, exp: experiment.Experiment, log: 'MetricsLog'):
     self.exp, self.log = exp, log
     self.dataset = input_pipeline.eval_dataset(exp.config, exp.info)
-    self.wait_each_step = one_step_at_a_time(exp.mesh)
+    self.wait_each_step = parallel.one_step_at_a_time(exp.mesh)
 
   def evaluate(self, state, step: int) -> dict:
     split = self.exp.config.dataset.eval_split
@@ -598,29 +599,7 @@ def write_final_metrics(workdir, final, exp):
 
 
 
-# ------------------------------------------------------ platform rules, stopping
-
-
-def run_once_options(platform: str) -> dict:
-  """XLA's quickest compile, for a program that runs once (the init, whose RNG code is
-  large): LLVM at level 0 (a quarter of the CPU time) and, on CPU, the classic kernel
-  emitters (half of that again; the values are bitwise level 0's, checked on LeNet,
-  ResNet-20, VGG and AlexNet)."""
-  options = {'xla_backend_optimization_level': 0}
-  if platform == 'cpu':
-    options['xla_cpu_use_fusion_emitters'] = False
-  return options
-
-
-def one_step_at_a_time(mesh) -> bool:
-  """Whether each step must wait for the one before: several XLA:CPU devices in this
-  process (--xla_force_host_platform_device_count, as the tests and laptops simulate a
-  mesh). XLA:CPU runs each device's part of a step on threads of a shared pool and meets
-  the others at every collective; with steps queued ahead (asynchronous dispatch), a
-  later step's collective can hold the threads an earlier one waits for, and the run
-  aborts ("Termination timeout for all reduce"; seen with 2 devices on 2 cores and 8 on
-  2). GPUs and TPUs, and a single CPU device, queue steps ahead as usual."""
-  return mesh.devices.flat[0].platform == 'cpu' and jax.local_device_count() > 1
+# ------------------------------------------------------------------------ stopping
 
 
 class TrainingStopped(RuntimeError):

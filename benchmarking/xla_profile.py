@@ -18,9 +18,11 @@ which says what it computes. The kinds:
   elementwise, activations   BatchNorm's normalisation, ReLU, residual adds, their grads
   elementwise, parameters    the optimizer: momentum, weight decay, the update
 
-Each figure is milliseconds per step summed over the threads that ran it; `busy` is
-their sum over the cores' time (cores times the wall time; 1.0: every core always at work
-in an operation).
+Each figure is the operations' own elapsed time, milliseconds per step: XLA runs
+independent operations side by side, and a library operation (a YNNPACK convolution)
+may use every core within its own time, so the figures add up to more or less than the
+wall time. `overlap` is their sum over the wall time: about 1, the operations ran one at
+a time; up to the cores, they ran side by side.
 """
 
 import collections
@@ -72,7 +74,8 @@ def kind_of(name: str, table: dict, bodies: dict, batch: int) -> str:
     return 'matmul'
   if opcodes & {'reduce', 'reduce-window', 'select-and-scatter'}:
     return 'reductions'
-  if opcodes & {'transpose', 'copy'} and 'transpose' in name or opcode == 'copy':
+  moves = {'transpose', 'copy'}
+  if opcodes & moves and ('transpose' in name or opcodes <= moves | {'parameter', 'bitcast'}):
     return 'layout copies'
   if opcodes & {'pad', 'slice'}:
     return 'pad and slice'
@@ -83,7 +86,7 @@ def kind_of(name: str, table: dict, bodies: dict, batch: int) -> str:
 
 def profile(compiled, run_steps, steps: int, batch: int) -> dict:
   """Trace `run_steps(steps)` (the compiled step, warmed up) and sum its operations'
-  time by kind: {'wall_ms', 'threads', 'busy', 'kinds': {kind: ms per step}, 'top':
+  time by kind: {'wall_ms', 'cores', 'overlap', 'kinds': {kind: ms per step}, 'top':
   [(instruction, kind, ms per step), ...] (the 15 longest)}."""
   from jax._src.lib import _profile_data  # pylint: disable=import-outside-toplevel
   table, bodies = instructions(compiled.as_text())
@@ -101,9 +104,8 @@ def profile(compiled, run_steps, steps: int, batch: int) -> dict:
   kinds = collections.Counter()
   for name, ns in per_name.items():
     kinds[kind_of(name, table, bodies, batch)] += ns / 1e6 / steps
-  cores = len(os.sched_getaffinity(0))
-  return {'wall_ms': 1000 * wall / steps, 'cores': cores,
-          'busy': sum(kinds.values()) / cores / (1000 * wall / steps),
+  return {'wall_ms': 1000 * wall / steps, 'cores': len(os.sched_getaffinity(0)),
+          'overlap': sum(kinds.values()) / (1000 * wall / steps),
           'kinds': {k: kinds.get(k, 0.0) for k in KINDS},
           'top': [(n, kind_of(n, table, bodies, batch), ns / 1e6 / steps)
                   for n, ns in per_name.most_common(15)]}
@@ -111,8 +113,8 @@ def profile(compiled, run_steps, steps: int, batch: int) -> dict:
 
 def format_profile(model: str, p: dict) -> str:
   total = sum(p['kinds'].values())
-  lines = [f"{model}: {p['wall_ms']:.1f} ms per step (traced); its operations kept the "
-           f"{p['cores']} cores {100 * p['busy']:.0f}% busy; ms per step, summed over threads:"]
+  lines = [f"{model}: {p['wall_ms']:.1f} ms per step (traced) on {p['cores']} cores; its "
+           f"operations' time, {p['overlap']:.2f}x the wall time, by kind (ms per step):"]
   lines += [f'  {k:<26} {v:9.1f} ms  {100 * v / total:5.1f}%'
             for k, v in p['kinds'].items() if v]
   lines.append('  longest operations:')

@@ -24,6 +24,7 @@ from data import sources
 from data import transforms
 import input_pipeline
 from lib import checkpoints
+from lib import compile_options
 from lib import optim
 from lib import recipes
 from lib import steps
@@ -285,7 +286,9 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   train_step = jax.jit(steps.make_train_step(config, model, tx, schedule, info.num_classes,
                                              model_input, recipe),
                        in_shardings=(state_sharding, input_sharding),
-                       out_shardings=state_sharding, donate_argnums=0)
+                       out_shardings=state_sharding, donate_argnums=0,
+                       compiler_options=compile_options.train_step(
+                           mesh.devices.flat[0].platform))
   eval_input = lambda batch, dtype: input_pipeline.eval_model_input(batch, config, dtype)
   eval_step = jax.jit(steps.make_eval_step(config, model, info.num_classes, eval_input),
                       in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),

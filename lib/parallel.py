@@ -51,3 +51,14 @@ def host_to_devices():
   moves with `jax.device_put` and `jax.device_get`, so a run holds under
   JAX_TRANSFER_GUARD=disallow: any other transfer is a bug that the guard names."""
   return jax.transfer_guard_host_to_device('allow')
+
+
+def one_step_at_a_time(mesh) -> bool:
+  """Whether each step must wait for the one before: several XLA:CPU devices in this
+  process (--xla_force_host_platform_device_count, as the tests and laptops simulate a
+  mesh). XLA:CPU runs each device's part of a step on threads of a shared pool and meets
+  the others at every collective; with steps queued ahead (asynchronous dispatch), a
+  later step's collective can hold the threads an earlier one waits for, and the run
+  aborts ("Termination timeout for all reduce"; seen with 2 devices on 2 cores and 8 on
+  2). GPUs and TPUs, and a single CPU device, queue steps ahead as usual."""
+  return mesh.devices.flat[0].platform == 'cpu' and jax.local_device_count() > 1

@@ -137,7 +137,9 @@ def lookahead(la, state, total_steps: int):
   regular = t % la.every == 0
   weight = lookahead_weight(la, t, total_steps)
   live = {'params': state.params, 'batch_stats': state.batch_stats}
-  ema = jax.tree.map(lambda e, p: jnp.where(regular, weight * e + (1 - weight) * p, e),
+  # (as torch.lerp: e + (1 - weight)(p - e), exactly e where p is e, so a frozen
+  # parameter stays bitwise frozen whatever the compiler fuses)
+  ema = jax.tree.map(lambda e, p: jnp.where(regular, e + (1 - weight) * (p - e), e),
                      state.ema, live)
   copy = regular | lookahead_final(la, t, total_steps)
   live = jax.tree.map(lambda e, p: jnp.where(copy, e, p), ema, live)

@@ -166,7 +166,7 @@ def xla_cpu_loops_over(sizes, kernel, stride, dilation, pads) -> bool:
   positions than the map it slides over (XLA's conv_operand_swapper), and its fast
   convolution kernels (YNNPACK, Eigen) take no swapped form. The map is the input for
   the forward and the output (the incoming gradient) for the input gradient: VGG-A's
-  3x3 convolutions on CIFAR's 2x2 maps took 600-750 ms each so, a 90% share of its
+  3x3 convolutions on CIFAR's 2x2 maps took 600-750 ms each so, three quarters of its
   step. Only on CPU: GPUs and TPUs keep their own convolutions (docs/DESIGN.md, "CPU
   speed")."""
   if jax.default_backend() != 'cpu':

@@ -1,0 +1,28 @@
+"""XLA's compiler options for the programs a run compiles, per platform: the one place
+for a choice that helps one backend and must not change another's program
+(docs/DESIGN.md, "CPU speed"). The other is trace-time, in the model's layers
+(`models.layers.xla_cpu_loops_over`: which convolutions XLA:CPU would run as loops).
+"""
+
+
+def run_once(platform: str) -> dict:
+  """XLA's quickest compile, for a program that runs once (the init, whose RNG code is
+  large): LLVM at level 0 (a quarter of the CPU time) and, on CPU, the classic kernel
+  emitters (half of that again; the values are bitwise level 0's, checked on LeNet,
+  ResNet-20, VGG and AlexNet)."""
+  options = {'xla_backend_optimization_level': 0}
+  if platform == 'cpu':
+    options['xla_cpu_use_fusion_emitters'] = False
+  return options
+
+
+def train_step(platform: str) -> dict:
+  """The train step. On CPU, without XLA's producer-consumer fusion: XLA:CPU's
+  weight-gradient convolution reads its input channels-major, and the fusion pass folds
+  the whole elementwise residual chain before each such transpose into it (block k's
+  copy recomputes every earlier block's BatchNorm and ReLU, reading their outputs
+  strided: 40-70 ms where a plain transpose takes 2-4). Unfused, each elementwise op
+  runs once into its own buffer: ResNet-20's layout copies fell from 311 to 81 ms of
+  operation time per step, its step 164.8 -> 192.6 images/s, VGG-A/CIFAR 96.8 -> 106.5,
+  LeNet-5 unchanged (batch 128, 2 cores). GPUs and TPUs keep their fusion."""
+  return {'xla_disable_hlo_passes': 'fusion'} if platform == 'cpu' else {}
