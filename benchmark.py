@@ -9,6 +9,8 @@
   python benchmark.py --suite=gpu --json=gpu.json   # beside PyTorch on this GPU (8 min)
   python benchmark.py --suite=gpu --smoke           # the same at toy sizes, on a CPU
   python benchmark.py --against=../linen    # beside another checkout (20 min on 2 cores)
+  python benchmark.py --compare=torch       # beside PyTorch on this CPU (3 min on 2 cores)
+  python benchmark.py --profile --model=resnet20 --batch_size=128   # the step's time by kind
 
 The default mode times the compiled train step (the one train.py runs: same model,
 optimizer, shardings, donation) over all local devices on one synthetic batch that stays
@@ -26,6 +28,10 @@ one, such as the last Linen commit checked out with `git worktree add ../linen 5
 the bare train step (images/s) and a one-step train.py launch (wall seconds) of each
 --model, every measurement a fresh process of the same Python, the two alternating, best
 of --repeats; then nnx.jit and nnx.cached_partial against the functional step.
+`--compare=torch` (benchmarking/torch_cpu.py) times the train step beside the same
+network's PyTorch step, eager, on the same CPU threads, alternating, best of 3.
+`--profile` (benchmarking/xla_profile.py) traces the step and sums its XLA operations'
+time by kind: convolutions and their two gradients, layout copies, BatchNorm, optimizer.
 Each mode prints a table and writes JSON (--json).
 """
 
@@ -39,6 +45,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from benchmarking import compare_commits, gpu_suite, torch_cpu, xla_profile
+from configs import default
 from data import sources, transforms
 import input_pipeline
 from lib import cli
@@ -47,8 +54,10 @@ from lib import formatting
 from lib import parallel
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', 'configs/default.py', 'config file (file.py[:arg])',
-                                lock_config=True)
+# (no default file: ml_collections would parse --config.KEY overrides of a default while
+# this module is imported, before cli.run can report a bad one in a line)
+config_flags.DEFINE_config_file('config', None, 'config file (file.py[:arg]; default '
+                                'configs/default.py)', lock_config=True)
 flags.DEFINE_list('model', [], 'model names to time (default: the config\'s model)')
 flags.DEFINE_integer('batch_size', 0, 'global batch (default: the config\'s)')
 flags.DEFINE_enum('precision', None, list(experiment.PRECISIONS), 'computation dtype '
@@ -320,7 +329,7 @@ def main(argv):
     return
   rows, profiles = [], []
   try:
-    for config in configs_to_run(FLAGS.config):
+    for config in configs_to_run(FLAGS.config or default.get_config()):
       if FLAGS.profile:
         profiles.append(profile_train_step(config))
         print(xla_profile.format_profile(config.model.name, profiles[-1]), flush=True)

@@ -7,7 +7,9 @@
   trained       a trained model for evaluate/predict/visualize: config, weights, posteriors
   legacy_workdirs  a Linen-version workdir: refused, or converted to this one
   run_contract  a workdir's saved config and run facts, and what a resume may change
-  parallel      jax.distributed, the device mesh, explicit host-to-device copies
+  parallel      jax.distributed, the device mesh, explicit host-to-device copies,
+                one step at a time on a multi-device CPU mesh
+  compile_options  XLA's compiler options per platform (the CPU-only choices)
   optim         optimizers and learning-rate schedules from a config
   checkpoints   orbax checkpoints: latest, best, restore
   workdir       the run directory: lock, metrics.jsonl, JSON files

@@ -61,7 +61,8 @@ def run(main, program: str, config_flag: str | None = 'config'):
     except ConfigFileError as e:
       fail(program, str(e))
     except (flags.Error, OSError, AttributeError, KeyError, TypeError, ValueError) as e:
-      fail(program, _unknown_key(argv, config_flag) or one_line(e))
+      fail(program, _override_without_file(argv, config_flag)
+           or _unknown_key(argv, config_flag) or one_line(e))
     if nones:
       set_nones(program, nones, config_flag)
     if config_flag and FLAGS[config_flag].value is not None:
@@ -250,6 +251,16 @@ def _load_config_file(spec: str):
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   return module.get_config(arg) if arg else module.get_config()
+
+
+def _override_without_file(argv, config_flag) -> str | None:
+  """The line for a --config.KEY override given with no --config file to override."""
+  if not config_flag or any(a == f'--{config_flag}' or a.startswith(f'--{config_flag}=')
+                            for a in argv):
+    return None
+  overrides = [a.split('=', 1)[0] for a in argv if a.startswith(f'--{config_flag}.')]
+  return overrides and (f'{overrides[0]} overrides a config file\'s key: give the file '
+                        f'too, e.g. --{config_flag}=configs/default.py')
 
 
 def _unknown_key(argv, config_flag, config=None) -> str | None:
