@@ -20,11 +20,11 @@ run it with nothing else running. Without PyTorch, ours alone is timed, and the 
 says why PyTorch's columns are empty.
 """
 
-import os
 import time
 
 from benchmarking import torch_nets
 from configs import default
+import input_pipeline
 from lib import formatting
 
 # name -> (config.model, timed steps per round: some 3-6 s each on 2 cores)
@@ -36,11 +36,6 @@ MODELS = {
 WARMUP = 2  # untimed steps after compilation (PyTorch: its allocator's first steps)
 COLUMNS = ('model', 'batch', 'threads', 'ours', 'torch', 'ratio', 'torch_nhwc', 'ratio_nhwc')
 NO_TORCH = 'PyTorch is not installed (pip install torch==2.13.0): its columns are empty'
-
-
-def cores() -> int:
-  """The cores this process may run on: XLA:CPU's thread pool, and PyTorch's here."""
-  return len(os.sched_getaffinity(0))
 
 
 def config_for(name: str, batch: int):
@@ -76,7 +71,7 @@ def compare(train_step_timer, model_names, batch: int, repeats: int,
   of ours and PyTorch's (NCHW and channels_last) over `repeats` alternating rounds,
   every sample kept."""
   torch, _ = torch_nets.import_torch()
-  threads = cores()
+  threads = input_pipeline.host_cpus()  # XLA:CPU's pool; PyTorch's here
   if torch is not None:
     torch.set_num_threads(threads)
   else:

@@ -27,11 +27,12 @@ a time; up to the cores, they ran side by side.
 
 import collections
 import glob
-import os
 import re
 import tempfile
 
 import jax
+
+import input_pipeline
 
 KINDS = ('conv forward', 'conv input grad', 'conv weight grad', 'layout copies',
          'reductions', 'pad and slice', 'matmul', 'elementwise, activations',
@@ -104,7 +105,7 @@ def profile(compiled, run_steps, steps: int, batch: int) -> dict:
   kinds = collections.Counter()
   for name, ns in per_name.items():
     kinds[kind_of(name, table, bodies, batch)] += ns / 1e6 / steps
-  return {'wall_ms': 1000 * wall / steps, 'cores': len(os.sched_getaffinity(0)),
+  return {'wall_ms': 1000 * wall / steps, 'cores': input_pipeline.host_cpus(),
           'overlap': sum(kinds.values()) / (1000 * wall / steps),
           'kinds': {k: kinds.get(k, 0.0) for k in KINDS},
           'top': [(n, kind_of(n, table, bodies, batch), ns / 1e6 / steps)
