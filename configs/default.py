@@ -43,6 +43,14 @@ def get_config(arg=None):
   return c
 
 
+def changed_keys(config) -> set[str]:
+  """The declared keys whose value in `config` is not the default's: those a config
+  file (or its argument) set, as far as the config can tell."""
+  base = get_config()
+  return {k for k in keys.KEYS if _value(config, k) is not _MISSING
+          and _value(config, k) != _value(base, k)}
+
+
 def admits_none(config, key: str) -> bool:
   """Whether the dotted `key` may be set to None: one keys.py says admits it (a duration,
   one of each pair being None; num_classes, None for the dataset's), or a key that is

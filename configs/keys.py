@@ -15,7 +15,10 @@ RunView of lib/experiment.py, which answers what the model and the data are
 """
 
 import dataclasses
+import difflib
+import math
 import sys
+import typing
 from typing import Any, Callable
 
 Test = tuple[Callable[..., bool], str]  # (the test, in words)
@@ -68,6 +71,13 @@ NON_NEGATIVE = (lambda v: v >= 0, '>= 0')
 FRACTION = (lambda v: 0 <= v < 1, 'in [0, 1)')
 
 
+def finite(value) -> bool:
+  """Whether a number, or each number of a tuple, is neither NaN nor infinite (every
+  range admits only these)."""
+  values = value if isinstance(value, (tuple, list)) else (value,)
+  return all(math.isfinite(v) for v in values if isinstance(v, (int, float)))
+
+
 def one_of(*names: str) -> Test:
   return (lambda v: v in names), f'one of {list(names)}'
 
@@ -79,8 +89,9 @@ def schedule_is(*names: str) -> Test:
           f"schedule.name is {' or '.join(map(repr, names))}")
 
 
-def optimizer_is(name: str) -> Test:
-  return (lambda c, _: c.optimizer.name == name), f'optimizer.name is {name!r}'
+def optimizer_is(*names: str) -> Test:
+  return (lambda c, _: c.optimizer.name in names,
+          f"optimizer.name is {' or '.join(map(repr, names))}")
 
 
 def dataset_is(kind: str) -> Test:
@@ -183,7 +194,9 @@ KEYS = {k.name: k for k in [
         kind=float, range=COUNT, affects=('length', 2.0, {})),
 
     # ---- the optimizer
-    Key('optimizer.name', 'sgd', 'sgd | adamw', affects=('updates', 'adamw', {})),
+    Key('optimizer.name', 'sgd', 'sgd | adam | adamw: Adam with the weight decay added to '
+        "the gradient (an L2 penalty, PyTorch's Adam(weight_decay=)), or decoupled from it "
+        '(AdamW, Loshchilov & Hutter 2019)', affects=('updates', 'adamw', {})),
     Key('optimizer.momentum', 0.9, "SGD's momentum", range=FRACTION,
         read_when=optimizer_is('sgd'), affects=('updates', 0.5, {})),
     # (SGD without momentum has no velocity for Nesterov's look-ahead to use)
@@ -195,10 +208,12 @@ KEYS = {k.name: k for k in [
         affects=('updates', 0.1, {})),
     # (without momentum or Adam's scaling, SGD's decay added to the gradient and its
     # decay beside the update are one and the same step, lr * (g + wd * w))
-    Key('optimizer.decay_style', 'l2', 'l2: added to the gradient; decoupled: AdamW-style',
-        read_when=(lambda c, _: c.optimizer.weight_decay > 0 and (
-            c.optimizer.name != 'sgd' or c.optimizer.momentum > 0),
-                   "optimizer.weight_decay > 0, with optimizer.name 'adamw' or momentum > 0"),
+    # (Adam's names say theirs: adam's is l2, adamw's decoupled)
+    Key('optimizer.decay_style', 'l2', "SGD's weight decay: l2, added to the gradient; "
+        'decoupled, beside the update (SGDW)',
+        read_when=(lambda c, _: c.optimizer.weight_decay > 0 and c.optimizer.name == 'sgd'
+                   and c.optimizer.momentum > 0,
+                   "optimizer.weight_decay > 0, with optimizer.name 'sgd' and momentum > 0"),
         affects=('updates', 'decoupled', {'optimizer.weight_decay': 0.1})),
     Key('optimizer.decay_params', 'kernels', "kernels: conv/dense kernels only (the Caffe "
         "recipes: AlexNet, VGG, GoogLeNet); all: every parameter, BatchNorm's and biases "
@@ -208,10 +223,10 @@ KEYS = {k.name: k for k in [
                    'kernels (biases, BatchNorm scales)'),
         affects=('updates', 'all', {'optimizer.weight_decay': 0.1})),
     Key('optimizer.b1', 0.9, "Adam's first-moment decay", range=FRACTION,
-        read_when=optimizer_is('adamw'),
+        read_when=optimizer_is('adam', 'adamw'),
         affects=('updates', 0.5, {'optimizer.name': 'adamw'})),
     Key('optimizer.b2', 0.999, "Adam's second-moment decay", range=FRACTION,
-        read_when=optimizer_is('adamw'),
+        read_when=optimizer_is('adam', 'adamw'),
         affects=('updates', 0.5, {'optimizer.name': 'adamw'})),
     Key('optimizer.grad_clip_norm', 0.0, "the gradient's global norm is clipped to this; "
         '0: no clipping', range=NON_NEGATIVE, affects=('updates', 1.0, {})),
@@ -236,7 +251,8 @@ KEYS = {k.name: k for k in [
     Key('schedule.learning_rate', 0.1, 'the base rate', range=POSITIVE,
         affects=('learning_rates', 0.5, {'schedule.name': 'piecewise'})),
     Key('schedule.boundaries', (32000, 48000), 'piecewise: in steps, or in epochs with '
-        'boundaries_in_epochs', read_when=schedule_is('piecewise'),
+        'boundaries_in_epochs', range=(lambda v: all(b >= 0 for b in v) and list(v) == sorted(
+            v), 'non-negative and increasing'), read_when=schedule_is('piecewise'),
         affects=('learning_rates', (10, 100), {'schedule.name': 'piecewise'})),
     Key('schedule.boundaries_in_epochs', False, 'piecewise: the boundaries count epochs',
         read_when=(lambda c, _: c.schedule.name == 'piecewise' and c.schedule.boundaries,
@@ -330,6 +346,91 @@ DURATIONS = [('num_train_steps', 'num_epochs'), ('log_every_steps', 'log_every_e
 
 RANGES = {k.name: k.range for k in KEYS.values() if k.range}
 READ_ONLY_WHEN = {k.name: k.read_when for k in KEYS.values() if k.read_when}
+
+
+# ----------------------------------------------------------------- declared keys only
+
+def leaf_paths(config, prefix: str = '') -> list[str]:
+  """Every leaf key of a ConfigDict as a dotted path ('schedule.learning_rate'); the
+  model's arguments are leaves, whatever their values (convnet's stages are dicts)."""
+  paths = []
+  for key, value in config.items():
+    if hasattr(value, 'items') and prefix + key != 'model':
+      paths += leaf_paths(value, f'{prefix}{key}.')
+    elif prefix + key == 'model':
+      paths += [f'model.{arg}' for arg in value]
+    else:
+      paths.append(prefix + key)
+  return paths
+
+
+def closest_key(path: str, paths: list[str]) -> str | None:
+  """The declared key a misspelt or misplaced one most likely meant: the same name in
+  another group first (optimizer.learning_rate -> schedule.learning_rate), else the
+  most similar path."""
+  leaf = path.rsplit('.', 1)[-1]
+  same_leaf = [p for p in paths if p.rsplit('.', 1)[-1] == leaf]
+  if same_leaf:
+    return same_leaf[0]
+  similarity = lambda p: max(difflib.SequenceMatcher(None, path, p).ratio(), difflib.
+                             SequenceMatcher(None, leaf, p.rsplit('.', 1)[-1]).ratio())
+  best = max(paths, key=similarity, default=None)
+  return best if best and similarity(best) >= 0.6 else None
+
+
+def declared(config) -> list[str]:
+  """The keys `config` may have: KEYS's, and config.model.name's constructor arguments
+  (models.arguments; none while the name is not a registered model's)."""
+  import models  # pylint: disable=import-outside-toplevel  (flax: only where a model is)
+  name = config.get('model', {}).get('name')
+  own = list(models.arguments(name)) if name in models.MODELS else []
+  return list(KEYS) + [f'model.{arg}' for arg in own]
+
+
+def check_declared(config, origin: str = ''):
+  """Every key of `config` is declared, and each model argument within its annotation;
+  ValueError naming the first that is not, `origin` (where it was set: 'config file
+  my_lenet.py'), and the closest declared key."""
+  import models  # pylint: disable=import-outside-toplevel
+  where = f' (set in {origin})' if origin else ''
+  known = declared(config)
+  name = config.get('model', {}).get('name')
+  for path in leaf_paths(config):
+    if path in known or (path.startswith('model.') and name not in models.MODELS):
+      continue  # (an unknown model: check_model names it, and the registered ones)
+    if path.startswith('model.') and name in models.MODELS:
+      raise ValueError(f'config.{path}{where}: '
+                       f"{models.check_argument(name, path[len('model.'):], None)}")
+    close = closest_key(path, known)
+    raise ValueError(f'unknown config key {path!r}{where}' +
+                     (f'; did you mean {close!r}?' if close else ''))
+  for arg, value in config.get('model', {}).items():
+    wrong = arg != 'name' and name in models.MODELS and models.check_argument(name, arg, value)
+    if wrong:
+      raise ValueError(f'config.model.{arg} {wrong}{where}')
+
+
+def add_model_arguments(config, given, name: str | None = None):
+  """Give config.model each argument that `given` (dotted keys about to be set: the
+  command line's, a sweep's) names and the model declares but the config file left
+  out, at its default, so that it can be set: --config.model.stride_in_1x1=True.
+  `name`: the model the keys are for, where `given` changes config.model.name too."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  import models  # pylint: disable=import-outside-toplevel
+  name = name or config.model.get('name')
+  if name not in models.MODELS:
+    return
+  arguments = models.arguments(name)
+  for key in sorted(given):
+    arg = key.removeprefix('model.')
+    if key.startswith('model.') and arg in arguments and arg not in config.model:
+      param = arguments[arg]
+      kind = typing.get_args(param.annotation)[0] if typing.get_origin(
+          param.annotation) is typing.Annotated else param.annotation
+      with config.unlocked():
+        config.model[arg] = (ml_collections.FieldReference(
+            None, field_type=kind if isinstance(kind, type) else object)
+                             if param.default is None else param.default)
 
 
 # ----------------------------------------------------------------------- the README's list

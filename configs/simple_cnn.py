@@ -17,7 +17,6 @@ def get_config(arg=None):
   common.in_epochs(c, 30)
   c.optimizer.name = 'adamw'
   c.optimizer.weight_decay = 1e-4
-  c.optimizer.decay_style = 'decoupled'
   c.schedule.name = 'cosine'
   c.schedule.learning_rate = 1e-3
   c.schedule.warmup_steps = 100

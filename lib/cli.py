@@ -8,7 +8,6 @@ failures into one line.
 """
 
 import contextlib
-import difflib
 import importlib.util
 import io
 import os
@@ -20,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs import default
+from configs import keys
 
 FLAGS = flags.FLAGS
 
@@ -171,6 +171,20 @@ class _NamingParser(flags.ArgumentParser):
     except Exception as e:  # pylint: disable=broad-except  (whatever the file's code raises)
       raise ConfigFileError.of(argument, e) from None
     check_loaded(argument, config)
+    try:  # the file's keys, held to the command line's rules (before its overrides)
+      keys.check_declared(config)
+      # A key the file set where its other settings make it change nothing is refused,
+      # as on the command line; decided on the file's own settings, so that an
+      # override which idles one of its keys (weight_decay=0) is not.
+      from lib import experiment  # pylint: disable=import-outside-toplevel  (JAX)
+      experiment.refuse_idle(config, default.changed_keys(config))
+    except ValueError as e:
+      raise ConfigFileError(f'config file {argument}: {e}') from None
+    # A model argument the file left out can still be set on the command line.
+    given = overridden_keys(sys.argv)
+    name = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--config.model.name=')),
+                None)
+    keys.add_model_arguments(config, given, name)
     return config
 
   def __getattr__(self, name):  # flag_type(), the help's syntax ...: the inner parser's
@@ -220,7 +234,8 @@ def check_overrides(program: str, argv: list[str], config, config_flag: str = 'c
 
 
 def config_paths(config, prefix: str = '') -> list[str]:
-  """Every leaf key of a ConfigDict as a dotted path ('schedule.learning_rate')."""
+  """Every leaf key of a ConfigDict as a dotted path ('schedule.learning_rate'), those
+  within a model argument's own groups too ('model.head.pool')."""
   paths = []
   for key, value in config.items():
     if hasattr(value, 'items'):
@@ -228,20 +243,6 @@ def config_paths(config, prefix: str = '') -> list[str]:
     else:
       paths.append(prefix + key)
   return paths
-
-
-def closest_key(path: str, paths: list[str]) -> str | None:
-  """The existing key a misspelt or misplaced one most likely meant: the same name in
-  another group first (optimizer.learning_rate -> schedule.learning_rate), else the
-  most similar path."""
-  leaf = path.rsplit('.', 1)[-1]
-  same_leaf = [p for p in paths if p.rsplit('.', 1)[-1] == leaf]
-  if same_leaf:
-    return same_leaf[0]
-  similarity = lambda p: max(difflib.SequenceMatcher(None, path, p).ratio(), difflib.
-                             SequenceMatcher(None, leaf, p.rsplit('.', 1)[-1]).ratio())
-  best = max(paths, key=similarity)
-  return best if similarity(best) >= 0.6 else None
 
 
 def _load_config_file(spec: str):
@@ -273,7 +274,7 @@ def _unknown_key(argv, config_flag, config=None) -> str | None:
     if config is None:  # the overrides failed before absl stored the loaded file
       spec = next(a.split('=', 1)[1] for a in argv if a.startswith(f'--{config_flag}='))
       config = _load_config_file(spec)
-    paths = config_paths(config)
+    paths = sorted(set(config_paths(config)) | set(keys.declared(config)))
   except Exception:  # pylint: disable=broad-except  (a config file that fails to load)
     return None
   if not paths:
@@ -285,7 +286,7 @@ def _unknown_key(argv, config_flag, config=None) -> str | None:
     path = match.group(1)
     if path in paths or any(p.startswith(path + '.') for p in paths):
       continue
-    close = closest_key(path, paths)
+    close = keys.closest_key(path, paths)
     return f'unknown config key {path!r}' + (f'; did you mean {close!r}?' if close else '')
   return None
 

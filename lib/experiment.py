@@ -57,10 +57,11 @@ def check(config, training: bool = True, given=()):
   `training`, only what evaluating a trained model needs: model, precision, batch.
   `given`: the keys set on the command line (or by a sweep), each of which must be read
   by this run (READ_ONLY_WHEN)."""
+  keys.check_declared(config)  # (a config file's keys were checked as it loaded)
   check_model(config)
   if training:
     _check_training(config)
-    check_read(config, given)
+    refuse_idle(config, given)
 
 
 def check_model(config):
@@ -87,7 +88,7 @@ def create_model(config, num_classes: int) -> models.Functional:
 # Each key's range and the conditions under which it is read: declared with the key in
 # configs/keys.py. A key that only some settings read, or that acts only on some models
 # or runs, set on the command line (or by a sweep) where it would change nothing, would
-# be ignored without a word: the run refuses it (check_read).
+# be ignored without a word: the run refuses it (refuse_idle).
 RANGES = keys.RANGES
 READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.
@@ -161,8 +162,10 @@ def _check_training(config):
 
 
 def check_ranges(config, fields):
-  """Each of `fields` (dotted keys of RANGES) within its range: ValueError naming the
-  first that is not, and the values it admits (a None the key admits passes)."""
+  """Each of `fields` (dotted keys of RANGES) within its range, and finite (NaN and
+  infinity pass a comparison with `inf`, and fail as the run's first loss): ValueError
+  naming the first that is not, and the values it admits (a None the key admits
+  passes)."""
   for field in fields:
     ok, admits = RANGES[field]
     value = config
@@ -170,15 +173,18 @@ def check_ranges(config, fields):
       value = value[part]
     if value is None and keys.KEYS[field].admits_none:
       continue
-    if not ok(value):
+    if isinstance(value, (tuple, list)) and not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+      raise ValueError(f'config.{field} must be numbers, {admits}; got {value!r}')
+    if not ok(value) or not keys.finite(value):
       raise ValueError(f'config.{field} must be {admits}; got {value!r}')
 
 
-def check_read(config, given, info=None):
-  """Refuse a key set on the command line that would change nothing in this run: one
-  that its settings do not read, or that cannot act on its model or run (READ_ONLY_WHEN).
-  check() runs it before the data; with the dataset's `info`, it runs again knowing the
-  length of a run in epochs."""
+def refuse_idle(config, given, info=None):
+  """Refuse a key in `given` (set on the command line, by a sweep, or by a config file)
+  that would change nothing in this run: one that its settings do not read, or that
+  cannot act on its model or run (READ_ONLY_WHEN). check() runs it before the data; with
+  the dataset's `info`, it runs again knowing the length of a run in epochs."""
   run = RunView(config, info)  # (the model traced only if a condition asks)
   for key in sorted(given):
     if key in READ_ONLY_WHEN:
@@ -202,8 +208,17 @@ class RunLength:
 
 def run_length(config, info) -> RunLength:
   """Every duration of configs/default.DURATIONS in steps, from its steps or epochs key
-  (a fraction of an epoch rounds up to at least one step)."""
-  steps_per_epoch = max(info.num_train // config.batch_size, 1)
+  (a fraction of an epoch rounds up to at least one step). An epoch is as many full
+  batches as the training split holds; the stream walks one permutation of the split
+  after another (data/sampler.py), so E epochs draw each example E times, give or take
+  the examples of one batch. A batch larger than the split would hold some examples
+  twice and make a step more than an epoch: refused."""
+  if config.batch_size > info.num_train:
+    raise ValueError(f'config.batch_size={config.batch_size} is larger than the training '
+                     f'split ({config.dataset.train_split}: {info.num_train} examples), so '
+                     'one batch would repeat examples and no epoch could be counted; give '
+                     f'a batch of at most {info.num_train}, or a larger split')
+  steps_per_epoch = info.num_train // config.batch_size
   steps = {}
   for steps_key, epochs_key in default.DURATIONS:
     key, value = _one_of(config, steps_key, epochs_key)

@@ -1,9 +1,10 @@
 """Optimizers and learning-rate schedules from the config.
 
-Weight decay: 'l2' adds wd * w to the gradient before momentum, which is PyTorch's
-`weight_decay` and the papers' L2 penalty (AlexNet section 5, VGG section 3.1, ResNet
-section 3.4); 'decoupled' applies it beside the update (Loshchilov & Hutter, AdamW;
-SGDW for SGD). Which parameters it touches is each recipe's own (optimizer.decay_params):
+Weight decay: as an L2 penalty it is wd * w added to the gradient before momentum, which
+is PyTorch's `weight_decay` and the papers' (AlexNet section 5, VGG section 3.1, ResNet
+section 3.4); decoupled, it is applied beside the update (Loshchilov & Hutter 2019). The
+optimizer's name says which for Adam, as PyTorch's do: 'adam' takes the L2 penalty,
+'adamw' the decoupled decay; SGD's optimizer.decay_style picks ('decoupled': SGDW). Which parameters it touches is each recipe's own (optimizer.decay_params):
 the Caffe-era recipes (AlexNet, VGG, GoogLeNet) decay the conv and dense kernels and
 leave the biases out (their prototxts' decay_mult: 0); the ResNet recipes this codebase
 cites (fb.resnet.torch, torchvision's reference training) decay every parameter,
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-OPTIMIZERS = ('sgd', 'adamw')
+OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('piecewise', 'step', 'cosine', 'plateau', 'triangle', 'constant')
 DECAY_STYLES = ('l2', 'decoupled')
 DECAY_PARAMS = ('kernels', 'all')
@@ -88,6 +89,7 @@ def create_optimizer(config, frozen: tuple = (),
   _check_name('config.optimizer.decay_style', o.decay_style, DECAY_STYLES)
   _check_name('config.optimizer.decay_params', o.decay_params, DECAY_PARAMS)
   mask = decay_mask(o.decay_params)
+  decoupled = o.name == 'adamw' or (o.name == 'sgd' and o.decay_style == 'decoupled')
 
   def make(learning_rate):
     chain = []
@@ -95,14 +97,14 @@ def create_optimizer(config, frozen: tuple = (),
       chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
     if o.name == 'sgd' and o.norm_bias_lr_scale != 1:  # (momentum and the rate are linear)
       chain.append(optax.masked(optax.scale(o.norm_bias_lr_scale), norm_bias_mask))
-    if o.weight_decay and o.decay_style == 'l2':
+    if o.weight_decay and not decoupled:
       chain.append(optax.add_decayed_weights(o.weight_decay, mask))
     if o.name == 'sgd':
       if o.momentum:
         chain.append(optax.trace(decay=o.momentum, nesterov=o.nesterov))
     else:
       chain.append(optax.scale_by_adam(b1=o.b1, b2=o.b2))
-    if o.weight_decay and o.decay_style == 'decoupled':
+    if o.weight_decay and decoupled:
       chain.append(optax.add_decayed_weights(o.weight_decay, mask))
     chain.append(optax.scale_by_learning_rate(learning_rate))
     if frozen:

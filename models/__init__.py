@@ -26,6 +26,8 @@ import difflib
 import fnmatch
 from functools import partial
 import inspect
+import math
+import typing
 
 from flax import nnx
 
@@ -34,7 +36,7 @@ from models.alexnet import AlexNet, AlexNetV1, ZFNet
 from models.convnet import ConvNet
 from models.googlenet import GoogLeNet
 from models.lenet import LeNet5
-from models.resnet import CifarResNet, imagenet_resnet
+from models.resnet import CifarResNet, IMAGENET_STAGES, ResNet
 from models.tutorial import SimpleCNN, TutorialResNet
 from models.base import Additions, Model  # noqa: F401  (the interface)
 from models.functional import Functional, functional  # noqa: F401
@@ -52,7 +54,7 @@ MODELS = {
     'alexnet_v1': (AlexNetV1, 227),
     'zfnet': (ZFNet, 224),
     'googlenet': (GoogLeNet, 224),
-    'se_resnet50': (partial(imagenet_resnet, 50, se_reduction=16), 224),
+    'se_resnet50': (partial(ResNet, IMAGENET_STAGES[50], True, se_reduction=16), 224),
     'convnet': (ConvNet, 32),
     'wrn16_4': (partial(WideResNet, depth=16, widen_factor=4), 32),
     'wrn28_10': (partial(WideResNet, depth=28, widen_factor=10), 32),
@@ -67,7 +69,7 @@ for _letter, _alias in (('A', 'vgg11'), ('A-LRN', None), ('B', 'vgg13'), ('C', N
 for _variant in AIRBENCH_VARIANTS:
   MODELS[_variant] = (partial(AirBench, variant=_variant), 32)
 for _depth in (18, 34, 50, 101, 152):
-  MODELS[f'resnet{_depth}'] = (partial(imagenet_resnet, _depth), 224)
+  MODELS[f'resnet{_depth}'] = (partial(ResNet, IMAGENET_STAGES[_depth], _depth >= 50), 224)
 for _depth in (20, 32, 44, 56, 110, 1202):
   MODELS[f'resnet{_depth}'] = (partial(CifarResNet, depth=_depth), 32)
 
@@ -87,12 +89,67 @@ def _lookup(name: str):
   return MODELS[name]
 
 
-def _takes_image_size(constructor) -> bool:
-  # (an nnx.Module class's own signature is its metaclass's (*args, **kwargs): read
-  # __init__'s)
-  target = constructor.func if isinstance(constructor, partial) else constructor
-  init = target.__init__ if isinstance(target, type) else target
-  return 'image_size' in inspect.signature(init).parameters
+# Arguments every model takes that the trainer sets, from the dataset (classes,
+# channels), the input's side and the precision: not config.model keys.
+SET_BY_TRAINER = ('num_classes', 'in_channels', 'image_size', 'dtype', 'rngs')
+
+
+def _signature(constructor) -> tuple[list[inspect.Parameter], set[str]]:
+  """The constructor's parameters, less those its registry partial binds, and the names
+  of all it takes. (An nnx.Module class's own signature is its metaclass's
+  (*args, **kwargs): __init__'s is read.)"""
+  positional, bound = 0, set()
+  while isinstance(constructor, partial):
+    positional += len(constructor.args)
+    bound |= set(constructor.keywords)
+    constructor = constructor.func
+  init = constructor.__init__ if isinstance(constructor, type) else constructor
+  params = list(inspect.signature(init).parameters.values())
+  params = params[1:] if isinstance(constructor, type) else params  # (self)
+  names = {p.name for p in params}
+  free = [p for p in params[positional:] if p.name not in bound
+          and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+  return free, names
+
+
+def arguments(name: str) -> dict[str, inspect.Parameter]:
+  """The model's own config keys, `config.model.ARG`: its constructor's arguments with
+  their defaults and annotated types (a Literal's values are its range), less those its
+  registry entry binds (`resnet50`'s stages) and those the trainer sets
+  (SET_BY_TRAINER). Declared once, in the model's signature."""
+  free, _ = _signature(_lookup(name)[0])
+  return {p.name: p for p in free if p.name not in SET_BY_TRAINER}
+
+
+def check_argument(name: str, arg: str, value) -> str | None:
+  """Why `value` is not one model `name`'s argument `arg` takes (None: it is one): an
+  unknown argument, or a value outside its annotation (a type, or a Literal's values).
+  Values the model checks further (a depth of 6n+2) it refuses when built."""
+  params = arguments(name)
+  if arg not in params:
+    close = difflib.get_close_matches(arg, params, n=1, cutoff=0.6)
+    known = ', '.join(params) or 'none'
+    return (f'model {name!r} takes no argument {arg!r}' +
+            (f'; did you mean {close[0]!r}?' if close else f' (its arguments: {known})'))
+  kind, limits = params[arg].annotation, None
+  if typing.get_origin(kind) is typing.Annotated:  # (models.base.Rate)
+    kind, limits = typing.get_args(kind)
+  if typing.get_origin(kind) is typing.Literal:
+    choices = typing.get_args(kind)
+    return None if value in choices else f'must be one of {list(choices)}; got {value!r}'
+  if value is None and params[arg].default is None:
+    return None
+  ok = {bool: lambda v: isinstance(v, bool),
+        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+        str: lambda v: isinstance(v, str)}.get(kind)
+  if ok is not None and isinstance(value, float) and not math.isfinite(value):
+    return f'must be a finite number; got {value!r}'
+  if ok and not ok(value):
+    return f'must be {"a number" if kind is float else kind.__name__}; got {value!r}'
+  if limits and not limits[0](value):
+    return f'must be {limits[1]}; got {value!r}'
+  return None
 
 
 def create_model(name: str, *, rngs: nnx.Rngs | None = None, image_size: int | None = None,
@@ -101,7 +158,7 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None, image_size: int | N
   with constructor arguments overridden; `image_size` (default: the model's native one)
   reaches the models whose layers depend on it."""
   constructor, native = _lookup(name)
-  if _takes_image_size(constructor):
+  if 'image_size' in _signature(constructor)[1]:
     overrides['image_size'] = image_size or native
   try:
     model = constructor(**overrides, rngs=rngs or nnx.Rngs(0))

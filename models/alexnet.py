@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
-from models.base import Model
+from models.base import Model, Rate
 
 # Paper section 3.3: k=2, n=5, alpha=1e-4, beta=0.75 in b = a / (k + alpha sum a^2)^beta.
 # PyTorch's LocalResponseNorm divides alpha by n, so alpha = 5 * 1e-4 gives the paper's.
@@ -57,7 +57,7 @@ class AlexNet(Model):
   """torchvision's alexnet: `features`, `avgpool` (to 6x6: any input size) and
   `classifier`, numbered as there."""
 
-  def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,
+  def __init__(self, num_classes: int = 1000, *, dropout: Rate = 0.5,
                in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     c = dict(dtype=dtype, rngs=rngs)
     self.features = layers.Sequential(
@@ -81,7 +81,7 @@ class AlexNet(Model):
 class AlexNetV1(Model):
   image_size = 227  # the only input size its head takes
 
-  def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,
+  def __init__(self, num_classes: int = 1000, *, dropout: Rate = 0.5,
                in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     c = dict(dtype=dtype, rngs=rngs)
     self.features = layers.Sequential(
@@ -107,7 +107,7 @@ class AlexNetV1(Model):
 class ZFNet(Model):
   image_size = 224  # the only input size its head takes
 
-  def __init__(self, num_classes: int = 1000, *, dropout: float = 0.5,
+  def __init__(self, num_classes: int = 1000, *, dropout: Rate = 0.5,
                in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     c = dict(dtype=dtype, rngs=rngs)
     # Fig. 3's map sizes 110-55-26-13-13-13-6 need ceil-mode pooling (Caffe's rounding).

@@ -7,9 +7,13 @@ sows their logits as it computes them (layers.sow_auxiliary).
 """
 
 import dataclasses
-from typing import Callable, ClassVar, Mapping
+from typing import Annotated, Callable, ClassVar, Mapping
 
 from flax import nnx
+
+# A model's constructor arguments are its config keys (models.arguments); an annotation
+# carries a key's range where its type alone does not: Annotated[type, (test, in words)].
+Rate = Annotated[float, (lambda v: 0 <= v < 1, 'in [0, 1)')]  # a dropout probability
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
-from models.base import Model
+from models.base import Model, Rate
 from models.alexnet import PAPER_LRN
 
 # Table 1: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
@@ -112,7 +112,7 @@ class GoogLeNet(Model):
   def __init__(self, num_classes: int = 1000, *, in_channels: int = 3,
                image_size: int = 224, aux_logits: bool = True,
                aux_loss_weight: float = AUX_LOSS_WEIGHT, batch_norm: bool = False,
-               dropout: float = 0.4,  # Table 1: dropout (40%) before the linear layer
+               dropout: Rate = 0.4,  # Table 1: dropout (40%) before the linear layer
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     kw = dict(batch_norm=batch_norm, dtype=dtype, rngs=rngs)
     # Table 1's sizes 112-56-28-14-7 from 224 need ceil-mode pooling.

@@ -9,7 +9,7 @@ modern convention) giving 61,706 parameters at 10 classes.
 Layers keep the paper's names (C1 ... F6, output): there is no torchvision LeNet.
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from flax import nnx
 import jax.numpy as jnp
@@ -31,8 +31,8 @@ class LeNet5(Model):
   """pooling: 'avg' as the paper's S-layers (which then scale), or 'max' as is common.
   activation: 'tanh', the paper's squashing function, or e.g. 'relu' (trains faster)."""
 
-  def __init__(self, num_classes: int = 10, *, pooling: str = 'avg',
-               activation: str = 'tanh', image_size: int = 32, in_channels: int = 3,
+  def __init__(self, num_classes: int = 10, *, pooling: Literal['avg', 'max'] = 'avg',
+               activation: Literal[tuple(layers.ACTIVATIONS)] = 'tanh', image_size: int = 32, in_channels: int = 3,
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if pooling not in ('avg', 'max'):
       raise ValueError(f"lenet5 pooling must be 'avg' or 'max'; got {pooling!r}")

@@ -20,7 +20,7 @@ Module names are torchvision's (conv1, bn1, layer2[0].conv1, layer2[0].downsampl
 a reader can hold the two side by side and the weight importer maps names one to one.
 """
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from flax import nnx
 import jax
@@ -180,7 +180,7 @@ class CifarResNet(Model):
   """CIFAR ResNet of 6n+2 layers (section 4.2): `depth` = 20, 32, 44, 56, 110, 1202."""
 
   def __init__(self, depth: int = 20, num_classes: int = 10, *, in_channels: int = 3,
-               shortcut: str = 'A', dtype: Any = jnp.float32, rngs: nnx.Rngs):
+               shortcut: Literal['A', 'B'] = 'A', dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if (depth - 2) % 6:
       raise ValueError(f'CIFAR ResNet depth must be 6n+2 (20, 32, 44, 56, 110, 1202); '
                        f'got {depth}')
@@ -203,10 +203,6 @@ class CifarResNet(Model):
     return self.fc(self.avgpool(x))
 
 
+# ResNet-18/34 (basic blocks) or -50/101/152 (bottlenecks): blocks per stage, Table 1.
 IMAGENET_STAGES = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3),
-                   101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}  # Table 1
-
-
-def imagenet_resnet(depth: int, **kw) -> ResNet:
-  """ResNet-18/34 (basic blocks) or -50/101/152 (bottlenecks), Table 1."""
-  return ResNet(stage_sizes=IMAGENET_STAGES[depth], bottleneck=depth >= 50, **kw)
+                   101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
-from models.base import Model
+from models.base import Model, Rate
 
 
 class SimpleCNN(Model):
@@ -16,7 +16,7 @@ class SimpleCNN(Model):
   On 32x32 input the maps are 14x14 then 5x5, so the linear layer sees 5*5*32 = 800.
   """
 
-  def __init__(self, num_classes: int = 10, *, drop_p: float = 0.2, image_size: int = 32,
+  def __init__(self, num_classes: int = 10, *, drop_p: Rate = 0.2, image_size: int = 32,
                in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     side = layers.conv_output_size(layers.conv_output_size(image_size, 5, 2), 5, 2)
     self.conv1 = layers.Conv(in_channels, 16, 5, 2, padding=0, dtype=dtype, rngs=rngs)
@@ -52,7 +52,7 @@ class TutorialResNet(Model):
   block is followed by a 3x3/2 conv that doubles the filters, then flatten + linear."""
 
   def __init__(self, num_classes: int = 10, *, filt: int = 16, num_res_blocks: int = 4,
-               drop_p: float = 0.1, image_size: int = 32, in_channels: int = 3,
+               drop_p: Rate = 0.1, image_size: int = 32, in_channels: int = 3,
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     self.stem_conv = layers.Conv(in_channels, filt, 5, 2, padding=2, use_bias=False,
                                  dtype=dtype, rngs=rngs)

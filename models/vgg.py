@@ -13,14 +13,14 @@ Modules are torchvision's: `features` numbered as its `make_layers` numbers them
 its BN, its ReLU, a pool: one index each), `avgpool` and `classifier`.
 """
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
 
 from models import layers
-from models.base import Model
+from models.base import Model, Rate
 from models.alexnet import PAPER_LRN, classifier
 
 CONFIGS = {
@@ -60,8 +60,8 @@ class VGG(Model):
   dense_evaluation: ClassVar[bool] = True  # __call__(dense=True): section 3.2
 
   def __init__(self, config: str = 'D', num_classes: int = 1000, *,
-               batch_norm: bool = False, dropout: float = 0.5,
-               head: str = 'fc',  # 'fc': the paper's three FC layers; 'linear': one (CIFAR)
+               batch_norm: bool = False, dropout: Rate = 0.5,
+               head: Literal['fc', 'linear'] = 'fc',  # 'fc': the paper's three FC layers; 'linear': one (CIFAR)
                image_size: int = 224, in_channels: int = 3, dtype: Any = jnp.float32,
                rngs: nnx.Rngs):
     if config not in CONFIGS:

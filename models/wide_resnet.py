@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from models import layers
-from models.base import Model
+from models.base import Model, Rate
 from models.resnet import make_stage
 
 
@@ -61,7 +61,7 @@ class WideResNet(Model):
   16k, 32k, 64k; `dropout` between each block's convs (the paper's 0.3, or 0)."""
 
   def __init__(self, depth: int = 16, widen_factor: int = 4, num_classes: int = 10, *,
-               in_channels: int = 3, dropout: float = 0.0, dtype: Any = jnp.float32,
+               in_channels: int = 3, dropout: Rate = 0.0, dtype: Any = jnp.float32,
                rngs: nnx.Rngs):
     if depth < 10 or (depth - 4) % 6:
       raise ValueError(f'Wide ResNet depth must be 6N+4 with N >= 1 (10, 16, 22, 28, '

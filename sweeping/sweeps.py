@@ -24,7 +24,7 @@ import time
 
 from absl import flags
 
-from configs import default, hyper
+from configs import default, hyper, keys
 from lib import formatting
 from lib import run_contract
 from lib import workdir as workdir_lib
@@ -154,18 +154,24 @@ def build_config(module, trial: dict):
   """The trial's config, built as train.py will build it (catches bad keys up front)."""
   arg = trial['config'].partition(':')[2] or None
   config = module.get_config(arg)
+  keys.check_declared(config, origin=f"config file {trial['config']}")
+  given = {k[len(CONFIG_PREFIX):] for k in trial['overrides'] if k.startswith(CONFIG_PREFIX)}
+  keys.add_model_arguments(config, given, trial['overrides'].get(CONFIG_PREFIX + 'model.name'))
   for key, value in trial['overrides'].items():
     if not key.startswith(CONFIG_PREFIX):
       continue
     *parents, leaf = key[len(CONFIG_PREFIX):].split('.')
     node = config
     for part in parents:
-      node = node[part]
+      node = node.get(part, {})
     if leaf not in node:
-      raise KeyError(key)
+      path = key[len(CONFIG_PREFIX):]
+      close = keys.closest_key(path, keys.declared(config))
+      raise ValueError(f'unknown config key {path!r}' +
+                       (f'; did you mean {close!r}?' if close else ''))
     node[leaf] = value
-  default.clear_duration_partners(config, {k[len(CONFIG_PREFIX):] for k in trial['overrides']
-                                           if k.startswith(CONFIG_PREFIX)})
+  default.clear_duration_partners(config, given)
+  keys.check_declared(config)  # (a model argument's value, a sweep's new model name)
   run_contract.resolve_paths(config, trial.get('cwd'))  # as train.py will, where it runs
   return config
 

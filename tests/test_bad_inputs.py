@@ -157,6 +157,17 @@ _KEYS_BAD_FILES = [('raises', 3, 'RuntimeError: no GPU here'),
                    ('bad_name', 2, "NameError: name 'undefined_name' is not defined")]
 
 
+# Config files that set a key the project does not declare, or one that would change
+# nothing: each is refused as the same key on the command line is.
+_KEYS_FILE_KEYS = {
+    'top_level_typo': 'c.label_smothing = 0.1',
+    'nested_typo': 'c.optimizer.learning_rate = 0.5',
+    'model_typo': 'c.model.activaton = "tanh"',
+    'model_value': 'c.model.pooling = "mean"',
+    'idle_key': 'c.optimizer.momentum = 0.5',  # (LeNet's recipe is AdamW's)
+}
+
+
 def _keys_bad_config_files(tmp):
   """Config files that fail in each way a user's edit can make them fail."""
   files = {
@@ -169,6 +180,9 @@ def _keys_bad_config_files(tmp):
       'wrong_type': ('from configs import default\n\ndef get_config(arg=None):\n'
                      '  c = default.get_config(arg)\n  c.batch_size = "64"\n  return c\n'),
   }
+  for name, line in _KEYS_FILE_KEYS.items():  # (issue 36: each trained without it)
+    files[name] = ('from configs.lenet import get_config as base\n\n'
+                   f'def get_config(arg=None):\n  c = base(arg)\n  {line}\n  return c\n')
   for name, text in files.items():
     (tmp / f'{name}.py').write_text(text)
 
@@ -266,6 +280,15 @@ CASES = [
     Case('evaluate.py None on its workdir config', ['evaluate.py', '--workdir={run}',
                                                     '--config.dataset.image_size=None'],
          'config.dataset.image_size cannot be None'),
+    Case('a batch larger than the training split', TRAIN + [
+        '--workdir={new}', '--config.batch_size=5000', '--config.num_epochs=1'],
+         'config.batch_size=5000 is larger than the training split (train: 4000 examples)'),
+    Case('an infinite learning rate', TRAIN + ['--workdir={new}',
+                                               '--config.schedule.learning_rate=inf'],
+         'config.schedule.learning_rate must be > 0; got inf'),
+    Case('a NaN model argument', [*TRAIN[:1], '--config=configs/vgg.py', '--workdir={new}',
+                                  '--config.model.dropout=nan'],
+         'config.model.dropout must be a finite number; got nan'),
     Case('not a number', TRAIN + ['--workdir={new}', '--config.schedule.learning_rate=abc'],
          'config.schedule.learning_rate'),
     Case('not a boolean', TRAIN + ['--workdir={new}', '--config.dataset.device_resident=maybe'],
@@ -354,6 +377,34 @@ CASES = [
     Case('an argument to a file that takes none', [*TRAIN[:1], '--config=configs/default.py:x',
                                                    '--workdir={new}'],
          'this config file takes no argument'),
+    *[Case(f'config file: {what}', ['-B', *TRAIN[:1], f'--config={{tmp}}/{name}.py',
+                                    '--workdir={new}'], f'{name}.py: {expect}',
+           _keys_bad_config_files)
+      for name, what, expect in [
+          ('top_level_typo', 'a misspelt key',
+           "unknown config key 'label_smothing'; did you mean 'label_smoothing'?"),
+          ('nested_typo', 'a misplaced key', "unknown config key 'optimizer.learning_rate'; "
+                                             "did you mean 'schedule.learning_rate'?"),
+          ('model_typo', 'an unknown model argument',
+           "config.model.activaton: model 'lenet5' takes no argument 'activaton'; did you "
+           "mean 'activation'?"),
+          ('model_value', 'a model argument out of its range',
+           "config.model.pooling must be one of ['avg', 'max']; got 'mean'"),
+          ('idle_key', 'a key its other settings never read',
+           "config.optimizer.momentum is read only when optimizer.name is 'sgd'")]],
+    Case('command line: a misspelt nested key', TRAIN + ['--workdir={new}',
+                                                        '--config.optimizer.learning_rate=1'],
+         "unknown config key 'optimizer.learning_rate'; did you mean 'schedule.learning_rate'?"),
+    Case('command line: an unknown model argument', TRAIN + ['--workdir={new}',
+                                                            '--config.model.activaton=relu'],
+         "unknown config key 'model.activaton'; did you mean 'model.activation'?"),
+    Case('command line: a model argument out of its range',
+         TRAIN + ['--workdir={new}', '--config.model.pooling=mean'],
+         "config.model.pooling must be one of ['avg', 'max']; got 'mean'"),
+    Case('command line: a model argument the file left out, misspelt',
+         [*TRAIN[:1], '--config=configs/resnet.py:imagenet,depth=50', '--workdir={new}',
+          '--config.model.stride_in_1x=True'],
+         "unknown config key 'model.stride_in_1x'; did you mean 'model.stride_in_1x1'?"),
     Case('config file of a wrong type', ['-B', *TRAIN[:1], '--config={tmp}/wrong_type.py',
                                          '--workdir={new}'],
          'wrong_type.py, line 5: TypeError', _keys_bad_config_files),

@@ -11,6 +11,8 @@ key declared without one fails `test_every_key_has_a_probe`.
 import dataclasses
 import os
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +34,8 @@ from lib import parallel
 from lib import recipes
 from lib import steps
 import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def base_config(**changes):
@@ -282,6 +286,17 @@ def test_overriding_a_key_changes_what_the_run_does(key, folders, trained_lenet,
     ('schedule.factor', 0.0, r'config.schedule.factor must be in \(0, 1\]'),
     ('dataset.workers', -2, 'config.dataset.workers must be >= 0, or -1'),
     ('schedule.multipliers', (1.0, 0.0, 0.1), 'config.schedule.multipliers must be each > 0'),
+    # (NaN and infinity: issue 36, an infinite rate compiled and stopped at step 2)
+    ('schedule.learning_rate', float('inf'), 'config.schedule.learning_rate must be > 0; '
+                                             'got inf'),
+    ('optimizer.weight_decay', float('nan'), 'config.optimizer.weight_decay must be >= 0; '
+                                             'got nan'),
+    ('schedule.multipliers', (1.0, float('inf'), 0.1), 'config.schedule.multipliers must '
+                                                        'be each > 0; got'),
+    ('schedule.boundaries', (100, float('inf')), 'config.schedule.boundaries must be '
+                                                 'non-negative and increasing; got'),
+    ('schedule.boundaries', (100, 50), 'config.schedule.boundaries must be non-negative and '
+                                       'increasing; got'),
 ])
 def test_out_of_range_values_are_refused_before_any_data(key, value, message):
   config = base_config(**{'dataset.name': 'no_such_dataset'})  # never opened
@@ -321,10 +336,12 @@ REFUSALS = [
     ('optimizer.nesterov', {'optimizer.name': 'adamw'}, True, "optimizer.name is 'sgd'", None),
     ('optimizer.nesterov', {'optimizer.momentum': 0.0}, True, 'optimizer.momentum > 0',
      'model_updates'),
-    ('optimizer.b1', {}, 0.5, "optimizer.name is 'adamw'", None),
-    ('optimizer.b2', {}, 0.5, "optimizer.name is 'adamw'", None),
+    ('optimizer.b1', {}, 0.5, "optimizer.name is 'adam' or 'adamw'", None),
+    ('optimizer.b2', {}, 0.5, "optimizer.name is 'adam' or 'adamw'", None),
     ('optimizer.decay_style', {'optimizer.weight_decay': 0.1, 'optimizer.momentum': 0.0},
-     'decoupled', "with optimizer.name 'adamw' or momentum > 0", 'model_updates'),
+     'decoupled', "with optimizer.name 'sgd' and momentum > 0", 'model_updates'),
+    ('optimizer.decay_style', {'optimizer.weight_decay': 0.1, 'optimizer.name': 'adam'},
+     'decoupled', "with optimizer.name 'sgd' and momentum > 0", None),  # (adam's is l2)
     ('optimizer.decay_params', {'optimizer.weight_decay': 0.0}, 'all',
      'optimizer.weight_decay > 0', None),
     ('dataset.pad_mode', {}, 'reflect', 'dataset.augment has a pad_crop without a mode', None),
@@ -366,12 +383,12 @@ def test_a_condition_on_the_length_of_a_run_in_epochs_waits_for_the_data():
   experiment.check(config, given=given)  # (the length unknown: not refused yet)
   info = input_pipeline.dataset_info(config)
   with pytest.raises(ValueError, match='config.schedule.min_learning_rate is read only'):
-    experiment.check_read(config, given, info)
+    experiment.refuse_idle(config, given, info)
   config.schedule.warmup_steps = 249  # step 249: the cosine's first, the base rate
   with pytest.raises(ValueError, match='config.schedule.min_learning_rate is read only'):
-    experiment.check_read(config, given, info)
+    experiment.refuse_idle(config, given, info)
   config.schedule.warmup_steps = 248  # step 249: half-way down, lr * (1 + floor / lr) / 2
-  experiment.check_read(config, given, info)
+  experiment.refuse_idle(config, given, info)
 
 
 def rates_of_the_run(config, key):
@@ -471,3 +488,113 @@ def test_an_unknown_preset_is_named_before_the_keys_it_would_read():
   with pytest.raises(ValueError, match=r"config.dataset.augment: unknown preset 'cifr'; .*"
                                        r"did you mean 'cifar'"):
     experiment.check(config, given={'dataset.pad_mode'})
+
+
+# --------------------------------------------------- keys a config file sets (issue 36)
+
+def test_a_config_file_is_held_to_the_declared_keys():
+  """What a file sets goes through the same table as the command line: a misspelt or
+  misplaced key, a model argument the model does not take or a value outside its
+  annotation is refused, naming the closest declared key."""
+  def refused(change):
+    config = default.get_config()
+    config.model = {'name': 'lenet5', 'pooling': 'max'}
+    change(config)
+    with pytest.raises(ValueError) as error:
+      keys.check_declared(config)
+    return str(error.value)
+
+  assert refused(lambda c: c.update(label_smothing=0.1)) == (
+      "unknown config key 'label_smothing'; did you mean 'label_smoothing'?")
+  assert refused(lambda c: c.optimizer.update(learning_rate=0.5)) == (
+      "unknown config key 'optimizer.learning_rate'; did you mean 'schedule.learning_rate'?")
+  assert "takes no argument 'activaton'; did you mean 'activation'?" in refused(
+      lambda c: c.model.update(activaton='relu'))
+  assert refused(lambda c: c.model.update(pooling='mean')) == (
+      "config.model.pooling must be one of ['avg', 'max']; got 'mean'")
+  assert refused(lambda c: setattr(c, 'model', {'name': 'vgg_a', 'dropout': 1.5})) == (
+      'config.model.dropout must be in [0, 1); got 1.5')
+  # and the keys every shipped config sets are all declared
+  keys.check_declared(default.get_config())
+
+
+def test_a_model_declares_its_keys_in_its_signature():
+  """A registered model's keys are its constructor's arguments, less those its registry
+  entry binds and those the trainer sets (classes, channels, input size, precision)."""
+  import models  # pylint: disable=import-outside-toplevel
+  assert list(models.arguments('resnet50')) == ['stride_in_1x1', 'se_reduction',
+                                                'zero_init_residual']
+  assert list(models.arguments('se_resnet50')) == ['stride_in_1x1', 'zero_init_residual']
+  assert list(models.arguments('resnet20')) == ['shortcut']  # (depth: resnet20's own)
+  assert list(models.arguments('vgg_a_bn')) == ['dropout', 'head']  # (not batch_norm)
+  for name in models.list_models():
+    assert not set(models.arguments(name)) & set(models.SET_BY_TRAINER), name
+
+
+def test_a_sweep_sets_a_model_argument_the_file_left_out(tmp_path):
+  from sweeping import sweeps  # pylint: disable=import-outside-toplevel
+  (tmp_path / 's.py').write_text(
+      'from configs import hyper\nfrom configs.resnet import get_config\n\n'
+      "def get_sweep(arg=None):\n  return hyper.product(hyper.fixed('imagenet', True), "
+      "hyper.sweep('config.model.stride_in_1x1', [False, True]))\n")
+  spec = str(tmp_path / 's.py')
+  trials = sweeps.expand(spec)
+  module = sweeps.load_module(str(tmp_path / 's.py'))
+  assert [sweeps.build_config(module, t).model.stride_in_1x1 for t in trials] == [False, True]
+  (tmp_path / 's.py').write_text(
+      'from configs import hyper\nfrom configs.resnet import get_config\n\n'
+      "def get_sweep(arg=None):\n  return hyper.product(hyper.fixed('imagenet', True), "
+      "hyper.sweep('config.model.stride_in_1x', [True]))\n")
+  with pytest.raises(sweeps.SweepError, match="unknown config key 'model.stride_in_1x'; "
+                     "did you mean 'model.stride_in_1x1'"):
+    sweeps.expand(spec)
+
+
+def _total_macs(*args) -> int:
+  out = subprocess.run([sys.executable, 'summary.py', '--num_classes=1000', *args],
+                       cwd=ROOT, capture_output=True, text=True, check=True).stdout
+  return int(next(l for l in out.splitlines() if l.startswith('total')).split()[-1]
+             .replace(',', ''))
+
+
+def test_a_model_argument_the_file_left_out_is_set_from_the_command_line():
+  """configs/resnet.py:imagenet sets model.stride_in_1x1 only when its argument asks;
+  the command line sets it too: the paper's bottleneck (stride in the first 1x1 conv),
+  whose multiply-adds are Table 1's 3.8 billion, against torchvision's 4.1 (V1.5)."""
+  spec = '--config=configs/resnet.py:imagenet,depth=50'
+  v1 = _total_macs(spec, '--config.model.stride_in_1x1=True')
+  assert v1 == _total_macs('--config=configs/resnet.py:imagenet,depth=50,stride_in_1x1')
+  assert v1 == pytest.approx(3.8e9, rel=0.02) and _total_macs(spec) == pytest.approx(
+      4.1e9, rel=0.01)
+
+
+def _updates(tx, steps=4):
+  """The updates of `tx` over a few steps of a small kernel-and-bias tree."""
+  params = {'conv': {'kernel': jnp.full((3, 3), 0.5), 'bias': jnp.full((3,), 0.1)}}
+  state, out = tx.init(params), []
+  for i in range(steps):
+    grads = jax.tree.map(lambda p: jnp.sin(p * (i + 1)) + 0.01 * i, params)
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    out.append(updates)
+  return out
+
+
+@pytest.mark.parametrize('config_file', ['lenet', 'simple_cnn'])
+def test_adamw_is_decoupled_weight_decay_and_adam_the_l2_penalty(config_file):
+  """optimizer.name means what PyTorch's and optax's names mean (Loshchilov & Hutter
+  2019): 'adamw' decays beside Adam's update, 'adam' adds the decay to the gradient. The
+  shipped AdamW recipes (LeNet-5's, the tutorial CNN's) are optax.adamw's updates."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  c = importlib.import_module(f'configs.{config_file}').get_config()
+  o, lr = c.optimizer, c.schedule.learning_rate
+  assert o.name == 'adamw' and o.weight_decay > 0
+  want = optax.adamw(lr, o.b1, o.b2, weight_decay=o.weight_decay, mask=optim.kernel_mask)
+  for got, expected in zip(_updates(optim.create_optimizer(c)), _updates(want)):
+    np.testing.assert_allclose(got['conv']['kernel'], expected['conv']['kernel'], rtol=1e-6)
+    np.testing.assert_allclose(got['conv']['bias'], expected['conv']['bias'], rtol=1e-6)
+  c.optimizer.name = 'adam'
+  l2 = optax.chain(optax.add_decayed_weights(o.weight_decay, optim.kernel_mask),
+                   optax.adam(lr, o.b1, o.b2))
+  for got, expected in zip(_updates(optim.create_optimizer(c)), _updates(l2)):
+    np.testing.assert_allclose(got['conv']['kernel'], expected['conv']['kernel'], rtol=1e-6)

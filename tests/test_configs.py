@@ -190,3 +190,12 @@ def test_a_range_passes_the_none_a_key_admits():
   with pytest.raises(ValueError, match="config.num_classes must be positive, or None for "
                                        "the dataset's; got 0"):
     experiment.check_ranges(config, ['num_classes'])
+
+
+@pytest.mark.parametrize('name,arg', CONFIGS)
+def test_config_sets_only_declared_keys_that_act(name, arg):
+  """What train.py checks as it loads a config file (lib/cli.py): every key declared,
+  and none of those the file changed from the defaults idle under its other settings."""
+  c = load(name, arg)
+  keys.check_declared(c)
+  experiment.refuse_idle(c, default.changed_keys(c))

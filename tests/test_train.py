@@ -188,6 +188,20 @@ def test_durations_in_epochs_or_steps():
     experiment.check(c)
 
 
+def test_a_batch_larger_than_the_training_split_is_refused():
+  """Issue 36: a batch of 5,000 over mnist5k's 4,000 training digits was called one epoch
+  and drew a thousand digits twice; a batch of 64 from 10 images was '1 per epoch'."""
+  c = tiny_config()
+  for examples, batch in ((4000, 5000), (10, 64)):
+    c.batch_size = batch
+    info = input_pipeline.DatasetInfo('x', 10, (32, 32, 3), examples, 10)
+    with pytest.raises(ValueError, match=rf'config.batch_size={batch} is larger than the '
+                       rf'training split \(train: {examples} examples\)'):
+      experiment.run_length(c, info)
+  c.batch_size = 10  # as large as the split: one step an epoch, each image once
+  assert experiment.run_length(c, info).steps_per_epoch == 1
+
+
 @pytest.mark.parametrize('args, message', [
     (['--config.optimizer.learning_rate=0.05'],
      "unknown config key 'optimizer.learning_rate'; did you mean 'schedule.learning_rate'?"),
