@@ -403,9 +403,11 @@ def _folder_info(config):
           f'{folder.recalled}', flush=True)
   eval_name = select_split(config, 'eval', folder.sizes)[0]
   missing = sorted(set(folder.classes) - set(folder.split_classes[eval_name]))
-  if missing:
+  if missing:  # (not an error: labels are train/'s; a misnamed folder is refused above)
     print(f'WARNING: {eval_name}/ of {config.dataset.name} has no folder for {len(missing)} '
-          f'of the {len(folder.classes)} classes: {_first(missing)}', flush=True)
+          f'of the {len(folder.classes)} classes: {_first(missing)}; its images keep '
+          f"train/'s labels, so it evaluates the other "
+          f'{len(folder.classes) - len(missing)}', flush=True)
   if folder.other_files:
     print(f'WARNING: left out the files of {config.dataset.name} that are not PNG or JPEG '
           f'images ({_extensions(folder.other_files)})', flush=True)

@@ -27,7 +27,8 @@ The presets (PRESETS), in training / at test time:
             section 3.6) / as is
   none      / as is
 
-Images are decoded with Pillow; a JPEG is decoded at reduced size (libjpeg's DCT
+Images are decoded with Pillow, to 8-bit grey or RGB by one rule for every image mode
+(`eight_bit`; README, "Image modes"); a JPEG is decoded at reduced size (libjpeg's DCT
 scaling, Pillow's `draft`) whenever the result is downscaled anyway.
 """
 
@@ -69,12 +70,59 @@ def open_image(item) -> Image.Image:
   return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
+# The rule by which an image of each Pillow mode becomes 8-bit grey ('L') or RGB: the one
+# place that knows it (README, "Image modes"). Modes Pillow converts by it: 1-bit as 0 or
+# 255; alpha (and RGBX's padding) dropped, as torchvision's and Keras's loaders drop it,
+# so a folder trains on the pixels they would read; a palette's colours, its transparency
+# dropped too; CMYK as (255 - C)(255 - K) / 255; YCbCr by JPEG's equations. Grey from
+# colour is the ITU-R 601 luma (Pillow's convert('L')); from YCbCr, its own Y, as libjpeg
+# gives a colour JPEG read in grey.
+CONVERTED_MODES = ('1', 'L', 'LA', 'P', 'PA', 'RGB', 'RGBA', 'RGBX', 'CMYK', 'YCbCr')
+# Grey of more than 8 bits, which Pillow's convert would clip at 255: 16-bit values (and
+# 32-bit integers holding them, as an older Pillow read 16-bit PNGs) keep their high byte,
+# v >> 8, as Pillow reads a 16-bit colour PNG and libpng strips 16 bits to 8; floats are
+# read as [0, 1], times 255, rounded. Values outside these ranges are refused, not clipped.
+SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
+FLOAT_MODE = 'F'
+
+
+class ImageModeError(OSError):
+  """An image of a mode without a rule, or with values outside its mode's range. (An
+  OSError, as Pillow's own `cannot identify image file`: what every reader of user images
+  catches, and names the file in.)"""
+
+
+def eight_bit(image: Image.Image, mode: str) -> Image.Image:
+  """The image in `mode` ('L' or 'RGB') by the rule above; an ImageModeError naming the
+  image's mode where the rule has none or its values are out of range."""
+  if image.mode in ('P', 'PA'):  # (via RGBA: Pillow warns of a palette's transparency)
+    image = image.convert('RGBA')
+  if image.mode in CONVERTED_MODES:
+    return image if image.mode == mode else image.convert(mode)
+  if image.mode not in (*SIXTEEN_BIT_MODES, FLOAT_MODE):
+    raise ImageModeError(f'image mode {image.mode} has no rule to 8-bit grey or RGB (README, '
+                         '"Image modes"); save the image as 8-bit RGB, or 8- or 16-bit grey')
+  values, floats = np.asarray(image), image.mode == FLOAT_MODE
+  limits, high = ('[0, 1]', 1) if floats else ('0..65535', 65535)
+  if not np.isfinite(values).all():
+    raise ImageModeError(f'image mode {image.mode} (32-bit float) has pixels that are not a '
+                         'number (NaN or infinity); save it with values in [0, 1]')
+  if values.min() < 0 or values.max() > high:
+    raise ImageModeError(
+        f'image mode {image.mode}: its values run from {values.min()} to {values.max()}, '
+        f'outside {limits}, the range read as 0..255 (README, "Image modes"); save it scaled '
+        f'to {limits}, or as an 8-bit image')
+  grey = Image.fromarray((np.round(values.astype(np.float64) * 255) if floats
+                          else values >> 8).astype(np.uint8))
+  return grey if mode == 'L' else grey.convert(mode)
+
+
 def _decoded(image: Image.Image, mode: str, width: int, height: int) -> Image.Image:
-  """The image decoded in `mode`; a JPEG not yet read at the smallest DCT scale (1/2,
-  1/4, 1/8) that is still at least width x height."""
+  """The image decoded in `mode` by the rule (eight_bit); a JPEG not yet read at the
+  smallest DCT scale (1/2, 1/4, 1/8) that is still at least width x height."""
   if image.format == 'JPEG' and getattr(image, 'tile', None):  # tiles left to read
     image.draft(mode, (width, height))
-  return image.convert(mode)
+  return eight_bit(image, mode)
 
 
 def resize(image: Image.Image, width: int, height: int, mode: str, box=None) -> Image.Image:

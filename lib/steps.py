@@ -140,7 +140,9 @@ def make_eval_step(config, model, num_classes: int, model_input):
 
 def topk_hits(scores, labels, xp=jnp) -> dict:
   """{'top1', 'top5'}: per example, whether the label is the best class, or among the
-  five best (fewer classes: all), for jnp inside a step or numpy on the host."""
+  five best (fewer classes: all), for jnp inside a step or numpy on the host. Of tied
+  scores the lower class index ranks first: a stable sort (numpy's default is not one,
+  so evaluate.py and the trainer's eval step would count ties differently)."""
   k = min(5, scores.shape[-1])
-  top = xp.argsort(-scores, axis=-1)[:, :k]
+  top = xp.argsort(-scores, axis=-1, stable=True)[:, :k]
   return {'top1': top[:, 0] == labels, 'top5': xp.any(top == labels[:, None], axis=-1)}

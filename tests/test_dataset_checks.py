@@ -70,6 +70,21 @@ def test_unusable_folders_are_refused_naming_what_is_wrong(tmp_path, case, messa
     info(f'folder:{root}')
 
 
+def test_an_eval_split_lacking_a_class_is_a_warning_and_keeps_train_labels(tmp_path, capsys):
+  """test/ without a folder for `three` evaluates the classes it has, each labelled as in
+  train/ (`two` is 2, not 1: its accuracy is right), and says which class it lacks;
+  README says why this is no error (a misnamed folder is refused as a class train/ lacks,
+  above)."""
+  root = folder(tmp_path / 'ds', {'train': {'one': 2, 'three': 2, 'two': 2},
+                                  'test': {'one': 1, 'two': 2}})
+  got = info(f'folder:{root}')
+  assert got.label_names == ('one', 'three', 'two') and got.num_eval == 3
+  assert list(got.opened['eval'].labels) == [0, 2, 2]
+  assert capsys.readouterr().out.splitlines() == [
+      f'WARNING: test/ of folder:{root} has no folder for 1 of the 3 classes: three; its '
+      "images keep train/'s labels, so it evaluates the other 2"]
+
+
 def test_an_unusable_folder_stops_train_py_before_any_file_is_written(tmp_path):
   root = folder(tmp_path / 'gif', {'train': {'a': 1}, 'test': {'a': 1}}, 'GIF', 'gif')
   result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',

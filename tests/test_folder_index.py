@@ -96,6 +96,36 @@ def test_changes_are_noticed_and_only_changed_files_inspected(tmp_path):
   assert folder.inspected == 20
 
 
+def test_classes_and_files_are_sorted_whatever_order_the_file_system_lists(tmp_path,
+                                                                           monkeypatch):
+  """Labels are the sorted class folders' indices, as torchvision's ImageFolder gives,
+  whatever order a file system lists (ext4 by hash, others as created or newest first):
+  the folders are made out of order here, and listed in reverse."""
+  root = write(tmp_path / 'ds', {'train': {'c': 2, 'a': 2, 'b': 2}, 'test': {'b': 1, 'a': 1}})
+  listed, scandir = [], os.scandir
+
+  class Reversed:  # os.scandir, its entries in reverse order of their names
+    def __init__(self, path):
+      self.scan = scandir(path)
+
+    def __enter__(self):
+      entries = sorted(self.scan, key=lambda e: e.name, reverse=True)
+      listed.append([e.name for e in entries])
+      return iter(entries)
+
+    def __exit__(self, *exc):
+      self.scan.close()
+
+  monkeypatch.setattr(os, 'scandir', Reversed)
+  info, _ = launch(root)
+  assert ['c', 'b', 'a'] in listed
+  assert info.label_names == ('a', 'b', 'c')
+  for split in ('train', 'eval'):
+    paths, labels = info.opened[split].paths, info.opened[split].labels
+    assert list(paths) == sorted(paths)
+    assert [p.split(os.sep)[-2] for p in paths] == [info.label_names[i] for i in labels]
+
+
 def test_a_read_only_dataset_folder(tmp_path):
   root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
   for path, dirs, files in os.walk(root):
