@@ -39,7 +39,6 @@ def get_config(arg=None):
   c.model = {'name': f"airbench{a['variant']}", 'whiten_bias_epochs': 3.0}
   c.dataset.name = 'cifar10'
   c.dataset.augment = 'airbench'
-  c.dataset.pad_mode = 'reflect'
   c.batch_size = BATCH
   # 50,000 // 1,024 = 48 steps an epoch (the last partial batch dropped, as the
   # package's loader does): ceil(9.9 * 48) = 476 steps, the package's count.

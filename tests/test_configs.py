@@ -5,7 +5,6 @@ lists its keys."""
 
 import glob
 import importlib
-import json
 import os
 import re
 
@@ -18,7 +17,6 @@ from configs import default
 from configs import keys
 from lib import experiment
 from lib import optim
-from tests.data import record_configs
 
 CONFIGS = [
     ('resnet', None), ('resnet', 'depth=110'), ('resnet', 'imagenet,depth=50'),
@@ -141,28 +139,6 @@ def test_every_documented_config_is_initialised_here():
 
 
 # ------------------------------------------------------------------------ the key table
-
-def recorded_configs() -> list:
-  """Every shipped config as the hand-written default.py built it (tests/data/
-  record_configs.py, run on the commit before configs/keys.py)."""
-  with open(os.path.join(ROOT, 'tests', 'data', 'configs_before_keys.json')) as f:
-    record = json.load(f)
-  assert len(record) > 40  # (every file's default and arguments, the sweeps' trials)
-  return record
-
-
-@pytest.mark.parametrize('record', recorded_configs(),
-                         ids=lambda r: f"{r['module']}:{r['arg']}")
-def test_each_config_is_the_one_default_py_built_by_hand(record):
-  """Each key, in its order, with the same value, type and command-line type (a
-  FieldReference's, which lets a duration take None) as before the key table. A key
-  added since is not in the record; a deliberate change to a shipped config records
-  again (tests/data/record_configs.py on its commit), saying why."""
-  config = importlib.import_module(record['module']).get_config(record['arg'])
-  recorded = {key for key, *_ in record['keys']}
-  assert [row for row in record_configs.describe(config)
-          if row[0] in recorded] == record['keys']
-
 
 def test_the_readme_lists_every_key_as_the_table_declares_it():
   """The README's list is `python -m configs.keys --markdown`, between its markers."""

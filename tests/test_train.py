@@ -381,8 +381,8 @@ def test_parse_arg():
 
 def test_unknown_optimizer_names_the_closest():
   c = tiny_config()
-  c.optimizer.name = 'adamv'
-  with pytest.raises(ValueError, match=r"config.optimizer.name: unknown name 'adamv'.*"
+  c.optimizer.name = 'adamww'
+  with pytest.raises(ValueError, match=r"config.optimizer.name: unknown name 'adamww'.*"
                      r"did you mean 'adamw'"):
     optim.create_optimizer(c)
 
