@@ -23,10 +23,5 @@ def get_config(arg=None):
   c.dataset.augment = 'alexnet'
   c.batch_size = 128
   common.in_epochs(c, 70 if a['zfnet'] else 90, eval_every=1, checkpoint_every=1)
-  c.optimizer.weight_decay = 5e-4
-  c.schedule.name = 'plateau'
-  c.schedule.learning_rate = 0.01
-  c.schedule.factor = 0.1
-  c.schedule.patience = 1
-  c.log_every_steps = 200
+  common.plateau_recipe(c)
   return c

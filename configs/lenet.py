@@ -22,11 +22,7 @@ def get_config(arg=None):
   c.dataset.augment = 'none'
   c.batch_size = 64
   common.in_epochs(c, 20 if not a['mnist'] else 10)
-  c.optimizer.name = 'adamw'
-  c.optimizer.weight_decay = 1e-4
-  c.schedule.name = 'cosine'
-  c.schedule.learning_rate = 2e-3
-  c.schedule.warmup_steps = 50
+  common.adamw_cosine_recipe(c, learning_rate=2e-3, warmup_steps=50)
   c.log_every_steps = 100
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500

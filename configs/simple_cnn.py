@@ -15,11 +15,7 @@ def get_config(arg=None):
   c.dataset.name = 'mnist5k' if a['mnist5k'] else 'cifar10'
   c.dataset.augment = 'none' if a['mnist5k'] else 'cifar'
   common.in_epochs(c, 30)
-  c.optimizer.name = 'adamw'
-  c.optimizer.weight_decay = 1e-4
-  c.schedule.name = 'cosine'
-  c.schedule.learning_rate = 1e-3
-  c.schedule.warmup_steps = 100
+  common.adamw_cosine_recipe(c, learning_rate=1e-3, warmup_steps=100)
   c.eval_every_steps = 1000
   c.checkpoint_every_steps = 1000
   return c

@@ -36,9 +36,5 @@ def get_config(arg=None):
   c.dataset.eval_resize = 384 if a['jitter'] else 256
   c.batch_size = 256
   common.in_epochs(c, 74, eval_every=1, checkpoint_every=1)
-  c.schedule.name = 'plateau'
-  c.schedule.learning_rate = 0.01
-  c.schedule.factor = 0.1
-  c.schedule.patience = 1
-  c.log_every_steps = 200
+  common.plateau_recipe(c)
   return c
