@@ -1,6 +1,6 @@
 """XLA's compiler options for the programs a run compiles, per platform: the one place
 for a choice that helps one backend and must not change another's program
-(docs/DESIGN.md, "CPU speed"). The other is trace-time, in the model's layers
+(docs/CPU_SPEED.md). The other is trace-time, in the model's layers
 (`models.layers.xla_cpu_loops_over`: which convolutions XLA:CPU would run as loops).
 """
 
@@ -22,7 +22,8 @@ def train_step(platform: str) -> dict:
   the whole elementwise residual chain before each such transpose into it (block k's
   copy recomputes every earlier block's BatchNorm and ReLU, reading their outputs
   strided: 40-70 ms where a plain transpose takes 2-4). Unfused, each elementwise op
-  runs once into its own buffer: ResNet-20's layout copies fell from 311 to 81 ms of
-  operation time per step, its step 164.8 -> 192.6 images/s, VGG-A/CIFAR 96.8 -> 106.5,
-  LeNet-5 unchanged (batch 128, 2 cores). GPUs and TPUs keep their fusion."""
+  runs once into its own buffer and YNNPACK takes each transpose into its convolution:
+  ResNet-20's layout copies fell from 311 ms of operation time per step to none, its
+  step 164.8 -> 192.6 images/s, VGG-A/CIFAR 96.8 -> 106.5 (batch 128, 2 cores;
+  docs/CPU_SPEED.md). GPUs and TPUs keep their fusion."""
   return {'xla_disable_hlo_passes': 'fusion'} if platform == 'cpu' else {}

@@ -18,7 +18,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-OPTIMIZERS = ('sgd', 'adam', 'adamw')
 SCHEDULES = ('piecewise', 'step', 'cosine', 'plateau', 'triangle', 'constant')
 DECAY_STYLES = ('l2', 'decoupled')
 DECAY_PARAMS = ('kernels', 'all')
@@ -79,17 +78,40 @@ def frozen_after(steps: int, mask) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
+# The optimizers (config.optimizer.name): each takes config.optimizer and returns the
+# transformation that turns a gradient (with an L2 penalty's decay already added) into a
+# step before the learning rate (None: the gradient itself), and whether the optimizer
+# decays the weights decoupled, beside that step, instead.
+def _sgd(o):
+  """SGD with momentum (Nesterov's if asked); its decay style is config's (SGDW)."""
+  return (optax.trace(decay=o.momentum, nesterov=o.nesterov) if o.momentum else None,
+          o.decay_style == 'decoupled')
+
+
+def _adam(o):
+  """Adam (Kingma & Ba 2015) with an L2 penalty, as PyTorch's Adam(weight_decay=)."""
+  return optax.scale_by_adam(b1=o.b1, b2=o.b2), False
+
+
+def _adamw(o):
+  """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+  return optax.scale_by_adam(b1=o.b1, b2=o.b2), True
+
+
+OPTIMIZERS = {'sgd': _sgd, 'adam': _adam, 'adamw': _adamw}
+
+
 def create_optimizer(config, frozen: tuple = (),
                      frozen_after_steps: dict | None = None) -> optax.GradientTransformation:
   """The optimizer, with `learning_rate` as an injected hyper-parameter set each step.
   `frozen`: the paths of parameters it never changes (a model's `Additions.frozen`);
   `frozen_after_steps`: {path: step} of parameters it changes only before that step."""
   o = config.optimizer
-  _check_name('config.optimizer.name', o.name, OPTIMIZERS)
+  _check_name('config.optimizer.name', o.name, tuple(OPTIMIZERS))
   _check_name('config.optimizer.decay_style', o.decay_style, DECAY_STYLES)
   _check_name('config.optimizer.decay_params', o.decay_params, DECAY_PARAMS)
   mask = decay_mask(o.decay_params)
-  decoupled = o.name == 'adamw' or (o.name == 'sgd' and o.decay_style == 'decoupled')
+  scale, decoupled = OPTIMIZERS[o.name](o)
 
   def make(learning_rate):
     chain = []
@@ -99,11 +121,8 @@ def create_optimizer(config, frozen: tuple = (),
       chain.append(optax.masked(optax.scale(o.norm_bias_lr_scale), norm_bias_mask))
     if o.weight_decay and not decoupled:
       chain.append(optax.add_decayed_weights(o.weight_decay, mask))
-    if o.name == 'sgd':
-      if o.momentum:
-        chain.append(optax.trace(decay=o.momentum, nesterov=o.nesterov))
-    else:
-      chain.append(optax.scale_by_adam(b1=o.b1, b2=o.b2))
+    if scale is not None:
+      chain.append(scale)
     if o.weight_decay and decoupled:
       chain.append(optax.add_decayed_weights(o.weight_decay, mask))
     chain.append(optax.scale_by_learning_rate(learning_rate))
