@@ -36,6 +36,7 @@ from models.alexnet import AlexNet, AlexNetV1, ZFNet
 from models.convnet import ConvNet
 from models.googlenet import GoogLeNet
 from models.lenet import LeNet5
+from models.nin import NiN
 from models.resnet import CifarResNet, IMAGENET_STAGES, ResNet
 from models.tutorial import SimpleCNN, TutorialResNet
 from models.base import Additions, Model  # noqa: F401  (the interface)
@@ -56,6 +57,7 @@ MODELS = {
     'googlenet': (GoogLeNet, 224),
     'se_resnet50': (partial(ResNet, IMAGENET_STAGES[50], True, se_reduction=16), 224),
     'convnet': (ConvNet, 32),
+    'nin': (NiN, 32),
     'wrn16_4': (partial(WideResNet, depth=16, widen_factor=4), 32),
     'wrn28_10': (partial(WideResNet, depth=28, widen_factor=10), 32),
 }

@@ -4,11 +4,14 @@ A network is a list of stages and a head, given as plain dicts (from a config fi
 
   stage:      width, depth (kxk convs in the stage), kernel, stride (of the first conv),
               dilation, padding ('SAME', 'VALID', int or pair), padding_mode ('zeros',
-              'reflect', 'edge', 'circular'), bottleneck (width of a 1x1 conv before
-              each kxk conv; 0 for none), residual (add a shortcut around each conv),
-              norm ('batch' or 'none'), activation, and downsample: what follows the
-              stage, a dict with type ('max', 'avg', 'conv' = strided conv, 'none'),
-              kernel, stride, padding.
+              'reflect', 'edge', 'circular'), groups (of the kxk convs, as PyTorch's
+              nn.Conv2d(groups=...): input and output channels split into that many
+              groups, each output group convolving its input group only; depthwise
+              when it equals the width and the input's), bottleneck (width of a 1x1
+              conv before each kxk conv; 0 for none), residual (add a shortcut around
+              each conv), norm ('batch' or 'none'), activation, and downsample: what
+              follows the stage, a dict with type ('max', 'avg', 'conv' = strided conv,
+              'none'), kernel, stride, padding.
   head:       pool ('gap' = global average, 'flatten', or [h, w] = adaptive average
               pooling to h x w, then flatten), hidden (widths of hidden FC layers),
               dropout (before each FC after a hidden one), input_dropout (before the
@@ -32,7 +35,7 @@ from models import layers
 from models.base import Model
 
 STAGE_DEFAULTS = dict(width=64, depth=1, kernel=3, stride=1, dilation=1, padding='SAME',
-                      padding_mode='zeros', bottleneck=0, residual=False, norm='batch',
+                      padding_mode='zeros', groups=1, bottleneck=0, residual=False, norm='batch',
                       activation='relu', downsample=None)
 DOWNSAMPLE_DEFAULTS = dict(type='none', kernel=2, stride=2, padding=0)
 HEAD_DEFAULTS = dict(pool='gap', hidden=(), dropout=0.0, input_dropout=0.0,
@@ -62,13 +65,31 @@ def stage_specs(stages) -> list[dict]:
     if spec['norm'] not in ('batch', 'none'):
       raise ValueError(f"convnet stage {i} norm must be 'batch' or 'none'; "
                        f"got {spec['norm']!r}")
-    for key in ('width', 'depth', 'kernel', 'stride', 'dilation'):
+    for key in ('width', 'depth', 'kernel', 'stride', 'dilation', 'groups'):
       if min(layers.pair(spec[key])) < 1:
         raise ValueError(f'convnet stage {i} {key} must be >= 1; got {spec[key]}')
     specs.append(spec)
   if not specs:
     raise ValueError('convnet needs at least one stage')
   return specs
+
+
+def check_groups(i: int, spec: dict, in_channels: int):
+  """A stage's groups must divide what its kxk convs read and write: the stage's input
+  (conv1's, unless a bottleneck comes first), the bottleneck's width and the stage's
+  width. One ValueError naming the stage and the groups that would do."""
+  groups, width = spec['groups'], spec['width']
+  widths = ({'its bottleneck': spec['bottleneck']} if spec['bottleneck'] else
+            {'its input': in_channels})
+  widths['its width'] = width
+  if all(n % groups == 0 for n in widths.values()):
+    return
+  common = [g for g in range(1, width + 1) if all(n % g == 0 for n in widths.values())]
+  what = ', '.join(f'{name} {n}' for name, n in widths.items())
+  kh, kw = layers.pair(spec['kernel'])
+  raise ValueError(f'convnet stage {i} groups={groups} must divide the channels its '
+                   f'{kh}x{kw} convs read and write ({what}); set groups to one of '
+                   f'{common}, or change the widths')
 
 
 def output_size(size, kernel, stride=1, padding: layers.Padding = 0, dilation=1) -> tuple:
@@ -90,10 +111,11 @@ class Stage(nnx.Module):
     self.depth, self.residual, self.activation = s['depth'], s['residual'], s['activation']
     batch_norm = s['norm'] == 'batch'
 
-    def conv_bn(name, cin, cout, kernel, stride, padding):
+    def conv_bn(name, cin, cout, kernel, stride, padding, groups=1):
       setattr(self, name, layers.Conv(
           cin, cout, kernel, stride, padding, padding_mode=s['padding_mode'],
-          dilation=s['dilation'], use_bias=not batch_norm, dtype=dtype, rngs=rngs))
+          dilation=s['dilation'], groups=groups, use_bias=not batch_norm, dtype=dtype,
+          rngs=rngs))
       setattr(self, name.replace('conv', 'bn'),
               layers.BatchNorm(cout, dtype=dtype, rngs=rngs) if batch_norm else None)
 
@@ -106,7 +128,8 @@ class Stage(nnx.Module):
         width_in = s['bottleneck']
       else:
         setattr(self, f'reduce_conv{j}', None)
-      conv_bn(f'conv{j}', width_in, s['width'], s['kernel'], stride, s['padding'])
+      conv_bn(f'conv{j}', width_in, s['width'], s['kernel'], stride, s['padding'],
+              s['groups'])
       out = output_size(size, s['kernel'], stride, s['padding'], s['dilation'])
       shortcut = None
       if s['residual'] and (s['width'] != channels or out != size):
@@ -168,6 +191,7 @@ class ConvNet(Model):
     specs, head = stage_specs(stages), _with_defaults('head', head, HEAD_DEFAULTS)
     channels, size = in_channels, (image_size, image_size)
     for i, spec in enumerate(specs, 1):
+      check_groups(i, spec, channels)
       stage = Stage(spec, channels, size, dtype=dtype, rngs=rngs)
       setattr(self, f'stage{i}', stage)
       channels, size = stage.out_channels, stage.out_size

@@ -177,20 +177,31 @@ def xla_cpu_loops_over(sizes, kernel, stride, dilation, pads) -> bool:
   return window > min(math.prod(sizes), math.prod(out))
 
 
-def conv_as_matmul(x, kernel, stride, dilation, pads):
+def conv_as_matmul(x, kernel, stride, dilation, pads, groups: int = 1):
   """The convolution as one matrix product: each output position's window (kh*kw taps of
   C channels, from strided slices of the padded input) against the kernel as a
   (kh*kw*C, out) matrix. Its gradients are matrix products and slice sums, never a
   convolution; it costs a window's copy of the input, small where it is used (maps no
-  larger than the kernel)."""
-  kh, kw, c_in, c_out = kernel.shape
+  larger than the kernel). With `groups`, as lax's feature_group_count and PyTorch's
+  `groups`: the channels in `groups` consecutive blocks, block g's taps against block g
+  of the outputs only, a batch of `groups` products. (XLA:CPU loops over grouped
+  convolutions too: a 3x3 conv of 512 channels in 32 groups on 2x2 maps, batch 128,
+  forward and both gradients, took 954 ms as a convolution and 60 ms so; depthwise, 91
+  and 30 ms.)"""
+  kh, kw, c_in, c_out = kernel.shape  # (c_in: the channels of one group)
   x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
   (sh, sw), (dh, dw) = stride, dilation
   oh = (x.shape[1] - effective_kernel(kh, dh)) // sh + 1
   ow = (x.shape[2] - effective_kernel(kw, dw)) // sw + 1
   taps = [x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
           for i in range(kh) for j in range(kw)]  # the kernel's (i, j, c) order
-  return jnp.concatenate(taps, axis=-1) @ kernel.reshape(kh * kw * c_in, c_out)
+  windows = jnp.concatenate(taps, axis=-1)
+  if groups == 1:
+    return windows @ kernel.reshape(kh * kw * c_in, c_out)
+  n = x.shape[0]
+  windows = windows.reshape(n, oh, ow, kh * kw, groups, c_in)
+  kernel = kernel.reshape(kh * kw, c_in, groups, c_out // groups)
+  return jnp.einsum('nhwtgc,tcgo->nhwgo', windows, kernel).reshape(n, oh, ow, c_out)
 
 
 def layer_name(module) -> str:
@@ -226,9 +237,9 @@ class Conv(nnx.Module):
     if padding_mode not in PADDING_MODES:
       raise ValueError(f'Conv: padding_mode must be one of {sorted(PADDING_MODES)}; got '
                        f'{padding_mode!r}')
-    if in_channels % groups or out_channels % groups:
-      raise ValueError(f'Conv: groups={groups} must divide the input ({in_channels}) and '
-                       f'output ({out_channels}) channels')
+    if groups < 1 or in_channels % groups or out_channels % groups:
+      raise ValueError(f'Conv: groups={groups} must be a positive divisor of the input '
+                       f'({in_channels}) and output ({out_channels}) channels')
     self.kernel_size, self.stride, self.dilation = pair(kernel_size), pair(stride), pair(dilation)
     self.padding, self.padding_mode, self.groups, self.dtype = padding, padding_mode, groups, dtype
     self.kernel = nnx.Param(kernel_init(
@@ -246,9 +257,8 @@ class Conv(nnx.Module):
       x = jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=PADDING_MODES[self.padding_mode])
       pads = ((0, 0), (0, 0))
     kernel = self.kernel[...].astype(self.dtype)
-    if self.groups == 1 and xla_cpu_loops_over(x.shape[1:3], self.kernel_size, self.stride,
-                                               self.dilation, pads):
-      y = conv_as_matmul(x, kernel, self.stride, self.dilation, pads)
+    if xla_cpu_loops_over(x.shape[1:3], self.kernel_size, self.stride, self.dilation, pads):
+      y = conv_as_matmul(x, kernel, self.stride, self.dilation, pads, self.groups)
     else:
       y = jax.lax.conv_general_dilated(
           x, kernel, window_strides=self.stride, padding=pads, rhs_dilation=self.dilation,

@@ -137,17 +137,14 @@ def test_conv_padding_modes_dilation_groups_match_pytorch(mode, torch_mode):
                              rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('n,k,s,d,p', [(2, 3, 1, 1, 1), (1, 3, 1, 1, 1), (5, 5, 1, 1, 0),
-                                       (3, 3, 2, 1, 1), (2, 3, 1, 2, 2)])
-def test_small_map_conv_matches_pytorch_values_and_gradients(n, k, s, d, p):
-  """Maps no larger than the kernel (VGG's 2x2 maps on CIFAR, LeNet's C5): on CPU the
-  layer computes them as one matrix product (layers.conv_as_matmul); values and both
-  gradients stay PyTorch's convolution's."""
-  assert layers.xla_cpu_loops_over((n, n), (k, k), (s, s), (d, d), ((p, p), (p, p)))
+def conv_against_pytorch(n, k, s, d, p, groups):
+  """layers.Conv and torch.nn.Conv2d with the same weights, 6 -> 12 channels on (3, n, n)
+  maps: both outputs and both gradients (input and kernel) of sum(y^3)."""
   rng = np.random.default_rng(4)
-  x = rng.normal(size=(3, n, n, 5)).astype(np.float32)
-  ref = torch.nn.Conv2d(5, 7, k, stride=s, padding=p, dilation=d)
-  conv = layers.Conv(5, 7, k, s, padding=p, dilation=d, rngs=nnx.Rngs(0))
+  x = rng.normal(size=(3, n, n, 6)).astype(np.float32)
+  ref = torch.nn.Conv2d(6, 12, k, stride=s, padding=p, dilation=d, groups=groups)
+  conv = layers.Conv(6, 12, k, s, padding=p, dilation=d, groups=groups, rngs=nnx.Rngs(0))
+  assert conv.kernel.shape == (k, k, 6 // groups, 12)  # (HWIO: each group's inputs)
   conv.kernel[...] = jnp.asarray(ref.weight.detach().numpy().transpose(2, 3, 1, 0))
   conv.bias[...] = jnp.asarray(ref.bias.detach().numpy())
   tx = to_torch(x).requires_grad_()
@@ -165,6 +162,32 @@ def test_small_map_conv_matches_pytorch_values_and_gradients(n, k, s, d, p):
   np.testing.assert_allclose(dx, from_torch(tx.grad), rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(dk, ref.weight.grad.numpy().transpose(2, 3, 1, 0),
                              rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('groups', [1, 3, 6])  # 6: depthwise, each channel to 2 outputs
+@pytest.mark.parametrize('n,k,s,d,p', [(2, 3, 1, 1, 1), (1, 3, 1, 1, 1), (5, 5, 1, 1, 0),
+                                       (3, 3, 2, 1, 1), (2, 3, 1, 2, 2)])
+def test_small_map_conv_matches_pytorch_values_and_gradients(n, k, s, d, p, groups):
+  """Maps no larger than the kernel (VGG's 2x2 maps on CIFAR, LeNet's C5): on CPU the
+  layer computes them as one matrix product (layers.conv_as_matmul), per group for a
+  grouped or depthwise conv; values and both gradients stay PyTorch's convolution's."""
+  assert layers.xla_cpu_loops_over((n, n), (k, k), (s, s), (d, d), ((p, p), (p, p)))
+  conv_against_pytorch(n, k, s, d, p, groups)
+
+
+@pytest.mark.parametrize('groups', [2, 3, 6])
+def test_grouped_conv_matches_pytorch_values_and_gradients(groups):
+  """A grouped and a depthwise conv on a map larger than its window (XLA's own grouped
+  convolution, feature_group_count) against nn.Conv2d(groups=...)."""
+  assert not layers.xla_cpu_loops_over((9, 9), (3, 3), (2, 2), (1, 1), ((1, 1), (1, 1)))
+  conv_against_pytorch(9, 3, 2, 1, 1, groups)
+
+
+def test_conv_refuses_groups_that_do_not_divide_its_channels():
+  for groups in (4, 0):
+    with pytest.raises(ValueError, match=f'groups={groups} must be a positive divisor of '
+                                         r'the input \(6\) and output \(12\) channels'):
+      layers.Conv(6, 12, 3, groups=groups, rngs=nnx.Rngs(0))
 
 
 def test_only_maps_smaller_than_the_window_take_the_matrix_product():

@@ -1,13 +1,21 @@
 """The model zoo: parameter counts, shapes, the convnet, the registry, errors."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import torch
 from flax import nnx, traverse_util
 
+from configs import convnet as convnet_config
+from configs.sweeps import groups as groups_sweep
+from lib import checkpoints
+from lib import experiment
 import models
 from models import convnet, layer_stats, layers
+import train
 
 # torchvision's counts, and the papers' (ResNet Table 6, LeNet-5, SENet Table 2).
 PARAMS = {
@@ -158,6 +166,123 @@ def test_classic_networks_are_convnets(name, spec, size, monkeypatch):
     if ours.bias is not None:
       ours.bias[...] = theirs.bias[...]
   np.testing.assert_allclose(net(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_grouped_convnet_matches_pytorch_values_and_gradients(monkeypatch):
+  """A convnet with grouped stages against the same network written with PyTorch's
+  nn.Conv2d(groups=...), the same weights: logits, and the gradients of every kernel,
+  bias and the input. Stage 2 splits its 8 -> 16 -> 16 channels into 8 groups (its first
+  conv depthwise, 2 filters a channel); stage 3 is depthwise (16 groups of 16) on 2x2
+  maps, where the CPU computes it as matrix products (layers.conv_as_matmul)."""
+  nn = torch.nn
+  no_norm = dict(norm='none', padding=1)
+  pool = dict(type='max', kernel=2, stride=2)
+  stages = [dict(width=8, downsample=pool, **no_norm),
+            dict(width=16, depth=2, groups=8, downsample=pool, **no_norm),
+            dict(width=16, groups=16, **no_norm)]
+  ref = nn.Sequential(
+      nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+      nn.Conv2d(8, 16, 3, padding=1, groups=8), nn.ReLU(),
+      nn.Conv2d(16, 16, 3, padding=1, groups=8), nn.ReLU(), nn.MaxPool2d(2),
+      nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(),
+      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+  x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+  net = models.create_model('convnet', stages=stages, num_classes=10, image_size=8,
+                            rngs=nnx.Rngs(0))
+  ours = layers_in_call_order(net, jnp.asarray(x), monkeypatch)
+  theirs = [m for m in ref if isinstance(m, (nn.Conv2d, nn.Linear))]
+  assert [tuple(o.kernel.shape) for o in ours] == [
+      (3, 3, 3, 8), (3, 3, 1, 16), (3, 3, 2, 16), (3, 3, 1, 16), (16, 10)]
+  for o, t in zip(ours, theirs, strict=True):
+    weight = t.weight.detach().numpy()
+    o.kernel[...] = jnp.asarray(weight.transpose(2, 3, 1, 0) if weight.ndim == 4 else weight.T)
+    o.bias[...] = jnp.asarray(t.bias.detach().numpy())
+  net.eval()
+  tx = torch.from_numpy(x).permute(0, 3, 1, 2).requires_grad_()
+  logits = ref(tx)
+  w = np.random.default_rng(1).normal(size=(4, 10)).astype(np.float32)
+  (logits * torch.from_numpy(w)).sum().backward()
+  graph, params, rest = nnx.split(net, nnx.Param, ...)
+
+  def loss(params, x):
+    y = nnx.merge(graph, params, rest)(x)
+    return jnp.sum(y * w), y
+  (grads, dx), y = jax.grad(loss, argnums=(0, 1), has_aux=True)(params, jnp.asarray(x))
+  np.testing.assert_allclose(y, logits.detach().numpy(), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dx, tx.grad.permute(0, 2, 3, 1).numpy(), rtol=1e-4, atol=1e-5)
+  paths = [('stage1', 'conv1'), ('stage2', 'conv1'), ('stage2', 'conv2'),
+           ('stage3', 'conv1'), ('fc',)]
+  for path, t in zip(paths, theirs, strict=True):
+    g = grads
+    for key in path:
+      g = g[key]
+    weight = t.weight.grad.numpy()
+    np.testing.assert_allclose(
+        g['kernel'][...], weight.transpose(2, 3, 1, 0) if weight.ndim == 4 else weight.T,
+        rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(g['bias'][...], t.bias.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_convnet_refuses_groups_that_do_not_divide_a_stages_widths():
+  """One line naming the stage, the widths and the groups that would do."""
+  stages = [dict(width=32), dict(width=64, groups=3)]
+  with pytest.raises(ValueError, match=re.escape(
+      'convnet stage 2 groups=3 must divide the channels its 3x3 convs read and write '
+      '(its input 32, its width 64); set groups to one of [1, 2, 4, 8, 16, 32], or '
+      'change the widths')):
+    models.create_model('convnet', stages=stages)
+  stages = [dict(width=32), dict(width=16, bottleneck=12, groups=8, kernel=5)]
+  with pytest.raises(ValueError, match=re.escape(
+      'convnet stage 2 groups=8 must divide the channels its 5x5 convs read and write '
+      '(its bottleneck 12, its width 16); set groups to one of [1, 2, 4]')):
+    models.create_model('convnet', stages=stages)
+  with pytest.raises(ValueError, match='convnet stage 1 groups must be >= 1; got 0'):
+    models.create_model('convnet', stages=[dict(width=32, groups=0)])
+
+
+@pytest.mark.parametrize('groups', [1, 4, 32])
+def test_layer_table_counts_grouped_convs(groups):
+  """configs/convnet.py with `groups`: stage 1's convs stay full (the image's 3
+  channels), stages 2 and 3's kxk convs have k*k*(in/groups)*out weights and
+  H*W*out*k*k*in/groups multiply-adds (each output sees its group's inputs only), as
+  summary.py counts them."""
+  net = experiment.create_model(convnet_config.get_config(f'groups={groups}'), 10)
+  rows = {r['name']: r for r in layer_stats.layer_table(net, 32)}
+  want = {'stage1.conv1': (32, 3, 32, 1), 'stage1.conv2': (32, 32, 32, 1),
+          'stage2.conv1': (16, 32, 64, groups), 'stage2.conv2': (16, 64, 64, groups),
+          'stage3.conv1': (8, 64, 128, groups), 'stage3.conv2': (8, 128, 128, groups)}
+  for name, (side, c_in, c_out, g) in want.items():
+    assert (rows[name]['params'], rows[name]['macs']) == (
+        9 * c_in // g * c_out, side * side * c_out * 9 * c_in // g), name
+  assert layer_stats.count_params(net) == sum(r['params'] for r in rows.values())
+
+
+def test_groups_sweep_varies_the_grouped_stages(tmp_path):
+  """configs/sweeps/groups.py: each trial's convnet groups stages 2 and 3 as it says,
+  and a grouped convnet trains through the trainer (two steps on synthetic data)."""
+  trials = groups_sweep.get_sweep()
+  assert sorted({t['groups'] for t in trials}) == [1, 2, 4, 8, 16, 32]
+  for trial in trials:
+    arg = ','.join(f'{k}={v}' for k, v in trial.items())
+    variables = jax.eval_shape(experiment.create_model(
+        groups_sweep.get_config(arg), 10).init, jax.random.key(0))
+    kernels = {f'{s}.{c}': variables['params'][s][c]['kernel'].shape
+               for s in ('stage1', 'stage2', 'stage3') for c in ('conv1', 'conv2')}
+    assert kernels['stage1.conv1'] == (3, 3, 3, 32)
+    assert kernels['stage2.conv1'] == (3, 3, 32 // trial['groups'], 64)
+    assert kernels['stage3.conv2'] == (3, 3, 128 // trial['groups'], 128)
+
+  c = groups_sweep.get_config('groups=32,pool=conv')
+  c.dataset.update({'name': 'synthetic', 'synthetic_size': 32})
+  c.num_classes, c.batch_size = 10, 8
+  c.num_train_steps, c.num_epochs = 2, None  # (in steps, as --config.num_train_steps)
+  c.eval_every_epochs = c.checkpoint_every_epochs = None
+  c.log_every_steps = c.eval_every_steps = c.checkpoint_every_steps = 2
+  final = train.train_and_evaluate(c, str(tmp_path))
+  assert np.isfinite(final['loss']) and final['num_examples'] == 32
+  params = checkpoints.read_state(str(tmp_path))['params']
+  assert params['stage2']['conv1']['kernel'].shape == (3, 3, 1, 64)  # depthwise
+  assert np.abs(params['fc']['bias']).max() > 0  # (zeros at the start)
 
 
 @pytest.mark.parametrize('size', [224, 112])
