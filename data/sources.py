@@ -10,8 +10,8 @@ JPEG file (folders, TFDS), which data/transforms.py decodes after sampling. Sour
                   corrupt one stops the run naming it, or is left out and counted
                   (config.dataset.on_corrupt = 'stop' | 'skip')
   any other name  a TFDS dataset, read through `tfds.data_source` (ArrayRecord)
-Adding a source is one entry in SOURCES: a function for its DatasetInfo and one that
-opens a split. Nothing here imports TensorFlow; only preparing a TFDS dataset does.
+Adding a source is one entry in SOURCES (docs/DESIGN.md, "Adding a dataset source").
+Nothing here imports TensorFlow; only preparing a TFDS dataset does.
 """
 
 import dataclasses
@@ -19,6 +19,7 @@ import difflib
 import functools
 import os
 import re
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -493,26 +494,44 @@ def _tfds_open(config, split):
 
 # ------------------------------------------------------------------------------- table
 
-# name -> (DatasetInfo of a config, open a split: 'train' | 'eval'); 'folder:' prefixes
-# a path, and any other name is a TFDS dataset.
+class Source(NamedTuple):
+  """A source: `info(config) -> DatasetInfo`; `open(config, 'train' | 'eval')` -> the
+  split, read by index; `encoded`: whether its items are encoded files (decoded after
+  sampling) rather than uint8 arrays."""
+  info: Callable
+  open: Callable
+  encoded: bool = False
+
+
+# The sources, by the name config.dataset.name gives, or by its KIND in 'KIND:PATH'
+# ('folder:/data/pets': a path, which the run contract makes absolute before config.json
+# records it); any other name is a TFDS dataset.
 SOURCES = {
-    'mnist5k': (_mnist5k_info, _mnist5k_open),
-    'synthetic': (_synthetic_info, _synthetic_open),
-    'folder': (_folder_info, _folder_open),
-    'tfds': (_tfds_info, _tfds_open),
+    'mnist5k': Source(_mnist5k_info, _mnist5k_open),
+    'synthetic': Source(_synthetic_info, _synthetic_open),
+    'folder': Source(_folder_info, _folder_open, encoded=True),
+    'tfds': Source(_tfds_info, _tfds_open, encoded=True),
 }
 
 
 def kind(name: str) -> str:
   """Which entry of SOURCES reads dataset `name`."""
-  if name.startswith('folder:'):
-    return 'folder'
+  prefix, colon, _ = name.partition(':')
+  if colon and prefix in SOURCES:
+    return prefix
   return name if name in SOURCES else 'tfds'
+
+
+def path_of(name: str) -> str | None:
+  """The path of a 'KIND:PATH' dataset name ('folder:/data/pets' -> '/data/pets'), None
+  for a name without one ('mnist5k', a TFDS name and version such as 'cifar10:3.0.2')."""
+  prefix, colon, path = name.partition(':')
+  return path if colon and prefix in SOURCES else None
 
 
 def dataset_info(config) -> DatasetInfo:
   """Classes, image shape and split sizes of `config.dataset`."""
-  return SOURCES[kind(config.dataset.name)][0](config)
+  return SOURCES[kind(config.dataset.name)].info(config)
 
 
 def open_split(config, split: str, info: DatasetInfo | None = None):
@@ -520,12 +539,12 @@ def open_split(config, split: str, info: DatasetInfo | None = None):
   one `info` opened already, if it did)."""
   if info is not None and split in info.opened:
     return info.opened[split]
-  return SOURCES[kind(config.dataset.name)][1](config, split)
+  return SOURCES[kind(config.dataset.name)].open(config, split)
 
 
 def is_encoded(config) -> bool:
   """Whether items are encoded files to decode (folders, TFDS), not arrays."""
-  return kind(config.dataset.name) in ('folder', 'tfds')
+  return SOURCES[kind(config.dataset.name)].encoded
 
 
 def eval_split_name(split: str, available) -> str:

@@ -34,6 +34,7 @@ import time
 import ml_collections
 
 from configs import default
+from data import sources
 from lib import workdir as workdir_lib
 
 CONFIG = 'config.json'
@@ -61,9 +62,10 @@ def resolve_paths(config, base: str | None = None):
   wherever it is read, and a sweep trial reads what its caller meant."""
   base = base or os.getcwd()
   d = config.dataset
-  if d.name.startswith('folder:'):
-    path = d.name.removeprefix('folder:')
-    d.name = 'folder:' + os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+  path = sources.path_of(d.name)
+  if path is not None:
+    d.name = (f'{sources.kind(d.name)}:' +
+              os.path.normpath(os.path.join(base, os.path.expanduser(path))))
   if d.data_dir:
     d.data_dir = os.path.normpath(os.path.join(base, os.path.expanduser(d.data_dir)))
 
