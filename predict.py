@@ -20,9 +20,8 @@ import sys
 
 from absl import flags
 import numpy as np
-from PIL import UnidentifiedImageError
 
-from data import sources, transforms
+from data import sources
 from lib import cli
 from lib import trained
 
@@ -52,15 +51,10 @@ def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[st
   read, views, errors = [], [], []
   for path in files:
     try:
-      with open(path, 'rb') as f:
-        views.append(transforms.eval_example(f.read(), config))
+      views.append(trained.read_image(path, config))
       read.append(path)
-    except FileNotFoundError:
-      errors.append(f'{path}: no such file')
-    except (OSError, ValueError, SyntaxError) as e:  # Pillow's UnidentifiedImageError, ...
-      reason = 'not an image Pillow can read' if isinstance(e, UnidentifiedImageError) \
-          else f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}'
-      errors.append(f'{path}: cannot read this image ({reason})')
+    except ValueError as e:
+      errors.append(str(e))
   size, channels = config.dataset.image_size, config.dataset.channels
   return read, np.stack(views) if views else np.zeros((0, size, size, channels),
                                                        np.uint8), errors

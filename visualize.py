@@ -44,7 +44,7 @@ from flax import nnx
 import jax
 import numpy as np
 
-from data import sources, transforms
+from data import sources
 import input_pipeline
 from lib import cli
 from lib import pictures
@@ -100,10 +100,9 @@ def image_view(config) -> np.ndarray:
   if not FLAGS.image:
     raise ValueError('features, saliency and occlusion need --image=PATH')
   try:
-    with open(FLAGS.image, 'rb') as f:
-      return transforms.eval_example(f.read(), config)
-  except (OSError, ValueError, SyntaxError) as e:
-    raise ValueError(f'--image={FLAGS.image}: cannot read this image ({e})') from None
+    return trained.read_image(FLAGS.image, config)
+  except ValueError as e:  # ('PATH: why', the flag added)
+    raise ValueError(f'--image={e}') from None
 
 
 def model_input(view, config):

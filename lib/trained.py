@@ -1,6 +1,7 @@
 """A trained model, as evaluate.py, predict.py and visualize.py load it: the config (the
 workdir's config.json, or --config), the variables of a checkpoint (best, latest, a step)
-or of a torchvision weights file, and a jitted function from uint8 images to posteriors.
+or of a torchvision weights file, a user's image file through the evaluation view, and a
+jitted function from uint8 images to posteriors.
 """
 
 import dataclasses
@@ -14,7 +15,9 @@ import numpy as np
 import ml_collections
 from ml_collections import config_flags
 from jax.sharding import NamedSharding, PartitionSpec as P
+from PIL import UnidentifiedImageError
 
+from data import transforms
 import input_pipeline
 from lib import checkpoints
 from lib import cli
@@ -97,6 +100,21 @@ def check_source(workdir: str | None, checkpoint: str = 'best',
   else:
     legacy_workdirs.check_workdir(workdir)
     checkpoint_to_load(workdir, checkpoint)
+
+
+def read_image(path: str, config) -> np.ndarray:
+  """A user's image file through the config's evaluation view, uint8 (S, S, C); a
+  ValueError saying why not that names the file (Pillow's own message names a buffer)."""
+  try:
+    with open(path, 'rb') as f:
+      return transforms.eval_example(f.read(), config)
+  except FileNotFoundError:
+    raise ValueError(f'{path}: no such file') from None
+  except UnidentifiedImageError:
+    why = 'not an image Pillow can read: give a PNG or JPEG file'
+  except (OSError, ValueError, SyntaxError) as e:  # a truncated file, a directory, ...
+    why = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}'
+  raise ValueError(f'{path}: cannot read this image ({why})')
 
 
 def checkpoint_to_load(workdir: str, which: str) -> tuple[str, int, str]:
