@@ -8,7 +8,9 @@
 Each image (any size, grey or colour; a folder is read for its .png/.jpg files) goes
 through the config's evaluation view, as in training's evaluation: the preset's resize
 and centre crop, the config's channels, normalised on the device. Batches are split
-over all local devices. One line per image: `path: name (prob), ...`, best first; with
+over all local devices. One line per image: `path: name (prob), ...`, best first, each
+name a class the run was trained with (its run.json: a class folder renamed since does not
+move the labels); with
 --json, a list of {path, predictions: [{label, name, prob}]}. An image that cannot be
 read is named on stderr and the others are still predicted (exit status 1); when none
 can be read, that is bad input (one line, exit status 2, before the model compiles).
@@ -67,22 +69,6 @@ def top_k(probs: np.ndarray, names: list[str], k: int) -> list[dict]:
            'prob': float(probs[i])} for i in order]
 
 
-def classes(config, torchvision: str | None) -> tuple[int, list[str]]:
-  """(number of classes, their names): the dataset's (TFDS's label names, a folder's class
-  directories, digits); torchvision weights without the dataset here: ImageNet's 1000,
-  by number."""
-  try:
-    info = sources.dataset_info(config)
-  except sources.DatasetError:
-    if not torchvision:
-      raise
-    info = None
-  num_classes = config.num_classes or (info.num_classes if info else 1000)
-  names = list(info.label_names) if info else []
-  return num_classes, names if len(names) == num_classes else [str(i) for i in
-                                                                range(num_classes)]
-
-
 def main(argv):
   paths = argv[1:]
   if not paths:
@@ -102,7 +88,7 @@ def main(argv):
   try:
     trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
                                  FLAGS.checkpoint)
-    num_classes, names = classes(config, FLAGS.torchvision)
+    names = trained.class_names(config, FLAGS.workdir, FLAGS.torchvision)
   except ValueError as e:  # LoadError, DatasetError, a bad config
     cli.fail('predict.py', str(e))
   read, views, errors = eval_views(files, config)  # (decoded before the model compiles)
@@ -111,7 +97,7 @@ def main(argv):
     cli.fail('predict.py', errors[0] if len(errors) == 1 else
              f'none of the {len(files)} images can be read ({errors[0]}; ...)')
   try:
-    model = trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
+    model = trained.load(config, len(names), FLAGS.workdir, FLAGS.checkpoint,
                          FLAGS.torchvision, FLAGS.weights)
   except ValueError as e:  # a checkpoint of another model
     cli.fail('predict.py', str(e))

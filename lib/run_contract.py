@@ -24,7 +24,9 @@ rate, the lookahead average's weight, a recipe's epoch-based freezing: see
 experiment.length_dependent) goes through one check, `length_change`.
 
 A refused launch writes nothing. evaluate.py, predict.py and visualize.py read the saved
-config and refuse overrides of the keys that shape the model (MODEL_KEYS).
+config and refuse overrides of the keys that shape the model (MODEL_KEYS); they name the
+classes as run.json does (those the run was trained with), and evaluate.py refuses data
+whose classes differ (class_change).
 """
 
 import json
@@ -129,8 +131,9 @@ MODEL_API = ('model_api', 'nnx')
 
 
 def run_facts(info, length) -> dict:
-  """What run.json keeps: the dataset's split sizes and classes, the length in steps,
-  and which version of the models wrote the checkpoints (MODEL_API)."""
+  """What run.json keeps: the dataset's split sizes and classes (the names evaluate.py,
+  predict.py and visualize.py label with), the length in steps, and which version of the
+  models wrote the checkpoints (MODEL_API)."""
   return {MODEL_API[0]: MODEL_API[1], 'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
                       'num_classes': info.num_classes, 'classes': list(info.label_names)},
           'steps_per_epoch': length.steps_per_epoch, 'total_steps': length.total_steps}
@@ -154,17 +157,25 @@ def _names(classes: list, most: int = 12) -> str:
   return f" ({', '.join(map(str, classes[:most]))}{', ...' if len(classes) > most else ''})"
 
 
+def class_change(saved: dict, info) -> str | None:
+  """How the dataset's classes differ from those the run was trained on (its run.json
+  facts): 'its classes were B_x, a_y, b_Z, now a_y, b_Z, z_x', or None. A class's label
+  is its place in the sorted names, so a renamed class moves every label after it."""
+  was = saved['dataset']
+  if was['num_classes'] != info.num_classes:
+    return (f"it had {was['num_classes']} classes{_names(was['classes'])}, now "
+            f'{info.num_classes}{_names(list(info.label_names))}')
+  if was['classes'] and list(info.label_names) and was['classes'] != list(info.label_names):
+    return (f"its classes were {', '.join(was['classes'])}, now "
+            f"{', '.join(info.label_names)}")
+  return None
+
+
 def dataset_change(saved: dict, info) -> str | None:
   """How the dataset differs from the one the run was trained on (its run.json facts):
   'the train split had 360 images, now 600', or None."""
   was = saved['dataset']
-  changed = []
-  if was['num_classes'] != info.num_classes:
-    changed.append(f"it had {was['num_classes']} classes{_names(was['classes'])}, now "
-                   f'{info.num_classes}{_names(list(info.label_names))}')
-  elif was['classes'] and list(info.label_names) and was['classes'] != list(info.label_names):
-    changed.append(f"its classes were {', '.join(was['classes'])}, now "
-                   f"{', '.join(info.label_names)}")
+  changed = [c for c in [class_change(saved, info)] if c]
   for split, key in (('train', 'num_train'), ('eval', 'num_eval')):
     if was[key] != getattr(info, key):
       changed.append(f'the {split} split had {was[key]} images, now {getattr(info, key)}')

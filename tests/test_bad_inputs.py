@@ -477,6 +477,10 @@ CASES = [
          'cannot save the result', _tools_eval_is_a_file),
     Case('evaluate: an argument that is not a flag', ['evaluate.py', '--workdir={run}',
                                                       'best'], 'unexpected arguments: best'),
+    Case('evaluate: data of other classes than the run\'s', ['evaluate.py', '--workdir={run}'],
+         'its classes were zero, one, two, three, four, five, six, seven, eight, nine, now '
+         '0, 1, 2', _contract_saved_dataset(classes='zero one two three four five six seven '
+                                            'eight nine'.split())),
     Case('predict: no images', ['predict.py', '--workdir={run}'], 'image files or folders'),
     Case('predict: no --workdir', ['predict.py', _TOOLS_DIGIT], '--workdir=DIR'),
     Case('predict: missing image file', ['predict.py', '--workdir={run}', '{tmp}/missing.png'],

@@ -280,6 +280,59 @@ def test_a_class_added_under_a_run_is_named_before_anything_compiles(folder_run,
   assert not compiled and snapshot(workdir) == before
 
 
+def renamed_first_class(folder_run, tmp_path):
+  """A copy of the folder run whose class c0 is now z0, in train/ and test/ (as train.py
+  refuses to resume it): sorted, the classes are c1, c2, z0, so each label of today's
+  data names another class than the one the run learned under it."""
+  config, workdir = copy_of(folder_run, tmp_path)
+  for split in ('train', 'test'):
+    os.rename(tmp_path / 'data' / split / 'c0', tmp_path / 'data' / split / 'z0')
+  return config, workdir
+
+
+def run_program(*argv):
+  return subprocess.run([sys.executable, *map(str, argv)], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_predict_names_the_classes_the_run_was_trained_on(folder_run, tmp_path):
+  _, workdir = renamed_first_class(folder_run, tmp_path)
+  folder = tmp_path / 'data' / 'test' / 'c1'
+  result = run_program('predict.py', f'--workdir={workdir}', '--json', '--top_k=3',
+                       folder / sorted(os.listdir(folder))[0])
+  assert result.returncode == 0, result.stderr[-2000:]
+  (image,) = json.loads(result.stdout)
+  assert sorted(p['label'] for p in image['predictions']) == [0, 1, 2]
+  for p in image['predictions']:
+    assert p['name'] == ['c0', 'c1', 'c2'][p['label']], image  # (not c1, c2, z0)
+
+
+def test_evaluate_refuses_data_whose_classes_differ_and_writes_nothing(folder_run, tmp_path):
+  _, workdir = renamed_first_class(folder_run, tmp_path)
+  before = snapshot(workdir)
+  result = run_program('evaluate.py', f'--workdir={workdir}', '--checkpoint=latest')
+  assert result.returncode == 2 and result.stdout == '', result.stdout
+  (line,) = result.stderr.splitlines()
+  assert line.startswith(f'evaluate.py: error: --workdir={workdir} was trained on other '
+                         f"classes than folder:{tmp_path / 'data'} has now: its classes were "
+                         'c0, c1, c2, now c1, c2, z0; '), line
+  assert snapshot(workdir) == before and not os.path.exists(os.path.join(workdir, 'eval'))
+
+
+def test_visualize_names_the_class_it_shows_as_the_run_was_trained(folder_run, tmp_path):
+  _, workdir = renamed_first_class(folder_run, tmp_path)
+  folder = tmp_path / 'data' / 'test' / 'c2'
+  image = folder / sorted(os.listdir(folder))[0]
+  for mode, label in (('saliency', ['--label=0']), ('occlusion', [])):
+    result = run_program('visualize.py', mode, f'--workdir={workdir}', f'--image={image}',
+                         f'--out={tmp_path}/{mode}.png', *label)
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = json.loads(result.stdout.splitlines()[-1])['class']
+    assert shown['name'] == ['c0', 'c1', 'c2'][shown['label']], shown
+    if label:
+      assert shown['label'] == 0 and shown['name'] == 'c0'
+
+
 def test_rescan_is_an_operation_and_never_blocks_a_resume(folder_run, tmp_path, capsys):
   config, workdir = copy_of(folder_run, tmp_path)
   config.dataset.rescan = True
