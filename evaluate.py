@@ -14,7 +14,8 @@ dense (VGG section 3.2: the whole image at test scale Q, FC layers as convolutio
 scores averaged over the map, and the mirror image); multiscale (dense at each Q of
 --scales, posteriors averaged: VGG Table 4). The config is the workdir's config.json
 unless --config is given; --config.KEY=VALUE overrides either (e.g. the data_dir).
-Results: DIR/eval/<checkpoint>_<mode>.json, one file per checkpoint and mode (with
+Data whose classes are not those the run was trained with (run.json) is refused, naming
+both. Results: DIR/eval/<checkpoint>_<mode>.json, one file per checkpoint and mode (with
 _<split> added for a split other than the run's own eval split; never in
 DIR/metrics.jsonl: that is training's own record, which its best and final metrics and
 the sweep reports read).
@@ -168,6 +169,8 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
   if parallel.is_primary():
     check_writable(path)
   info = input_pipeline.dataset_info(config)
+  if not torchvision:  # (a label is scored as the class the run trained under it)
+    trained.check_classes(workdir, info)
   input_pipeline.check_config(config, info, splits=('eval',))  # (the train split unread)
   loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
   model, variables, step = loaded.model, loaded.variables, loaded.step

@@ -8,7 +8,9 @@
 Each image (any size, grey or colour; a folder is read for its .png/.jpg files) goes
 through the config's evaluation view, as in training's evaluation: the preset's resize
 and centre crop, the config's channels, normalised on the device. Batches are split
-over all local devices. One line per image: `path: name (prob), ...`, best first; with
+over all local devices. One line per image: `path: name (prob), ...`, best first, each
+name a class the run was trained with (its run.json: a class folder renamed since does not
+move the labels); with
 --json, a list of {path, predictions: [{label, name, prob}]}. An image that cannot be
 read is named on stderr and the others are still predicted (exit status 1); when none
 can be read, that is bad input (one line, exit status 2, before the model compiles).
@@ -20,9 +22,8 @@ import sys
 
 from absl import flags
 import numpy as np
-from PIL import UnidentifiedImageError
 
-from data import sources, transforms
+from data import sources
 from lib import cli
 from lib import trained
 
@@ -52,15 +53,10 @@ def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[st
   read, views, errors = [], [], []
   for path in files:
     try:
-      with open(path, 'rb') as f:
-        views.append(transforms.eval_example(f.read(), config))
+      views.append(trained.read_image(path, config))
       read.append(path)
-    except FileNotFoundError:
-      errors.append(f'{path}: no such file')
-    except (OSError, ValueError, SyntaxError) as e:  # Pillow's UnidentifiedImageError, ...
-      reason = 'not an image Pillow can read' if isinstance(e, UnidentifiedImageError) \
-          else f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}'
-      errors.append(f'{path}: cannot read this image ({reason})')
+    except ValueError as e:
+      errors.append(str(e))
   size, channels = config.dataset.image_size, config.dataset.channels
   return read, np.stack(views) if views else np.zeros((0, size, size, channels),
                                                        np.uint8), errors
@@ -71,22 +67,6 @@ def top_k(probs: np.ndarray, names: list[str], k: int) -> list[dict]:
   order = np.argsort(-probs)[:k]
   return [{'label': int(i), 'name': names[i] if i < len(names) else str(int(i)),
            'prob': float(probs[i])} for i in order]
-
-
-def classes(config, torchvision: str | None) -> tuple[int, list[str]]:
-  """(number of classes, their names): the dataset's (TFDS's label names, a folder's class
-  directories, digits); torchvision weights without the dataset here: ImageNet's 1000,
-  by number."""
-  try:
-    info = sources.dataset_info(config)
-  except sources.DatasetError:
-    if not torchvision:
-      raise
-    info = None
-  num_classes = config.num_classes or (info.num_classes if info else 1000)
-  names = list(info.label_names) if info else []
-  return num_classes, names if len(names) == num_classes else [str(i) for i in
-                                                                range(num_classes)]
 
 
 def main(argv):
@@ -108,7 +88,7 @@ def main(argv):
   try:
     trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
                                  FLAGS.checkpoint)
-    num_classes, names = classes(config, FLAGS.torchvision)
+    names = trained.class_names(config, FLAGS.workdir, FLAGS.torchvision)
   except ValueError as e:  # LoadError, DatasetError, a bad config
     cli.fail('predict.py', str(e))
   read, views, errors = eval_views(files, config)  # (decoded before the model compiles)
@@ -117,7 +97,7 @@ def main(argv):
     cli.fail('predict.py', errors[0] if len(errors) == 1 else
              f'none of the {len(files)} images can be read ({errors[0]}; ...)')
   try:
-    model = trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
+    model = trained.load(config, len(names), FLAGS.workdir, FLAGS.checkpoint,
                          FLAGS.torchvision, FLAGS.weights)
   except ValueError as e:  # a checkpoint of another model
     cli.fail('predict.py', str(e))

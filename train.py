@@ -361,12 +361,21 @@ def init_from_data(exp: experiment.Experiment, state):
 
 
 def record_start(exp: experiment.Experiment, workdir: str, changed: dict, start: int):
-  """run.json and config.json say what this launch runs (process 0); a finished run
-  made longer is unfinished again: its final metrics come at the end."""
+  """run.json and config.json say what this launch runs (process 0); a resume on another
+  count of devices or processes says that the run is no longer bit-identical to an
+  uninterrupted one, and the history keeps it; a finished run made longer is unfinished
+  again: its final metrics come at the end."""
   if jax.process_index() != 0:
     return
-  run_contract.save(workdir, exp.config, changed, start,
-                    run_contract.run_facts(exp.info, exp.length))
+  facts = run_contract.run_facts(exp.info, exp.length, jax.device_count(),
+                                 jax.process_count())
+  moved = run_contract.layout_change(run_contract.read_facts(workdir), facts) if start else {}
+  if moved:
+    print(f'WARNING: resuming {workdir} at step {start}, '
+          f'{run_contract.describe_layout(moved)}: the same batches are now summed in '
+          "another order, so its results are no longer bit-identical to an uninterrupted "
+          f"run's (recorded in {run_contract.HISTORY})", flush=True)
+  run_contract.save(workdir, exp.config, changed, start, facts, moved)
   if os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS)):
     os.remove(os.path.join(workdir, workdir_lib.FINAL_METRICS))
 

@@ -31,9 +31,12 @@ Modes:
 The model is a workdir's checkpoint (--checkpoint=best|latest|STEP) or torchvision weights
 (--torchvision=NAME --weights=FILE.pth --config=FILE). Images go through the config's
 evaluation view, as predict.py's. --save_array writes the numbers behind the figure (.npy;
-features and curves: .npz, one array per layer or series).
+features and curves: .npz, one array per layer or series). It prints one JSON line: the
+mode, the figure and the array, and for saliency and occlusion the class shown, {label,
+name, prob}, named as the run was trained (its run.json), as in the figure's title.
 """
 
+import dataclasses
 import difflib
 import json
 import os
@@ -44,7 +47,7 @@ from flax import nnx
 import jax
 import numpy as np
 
-from data import sources, transforms
+from data import sources
 import input_pipeline
 from lib import cli
 from lib import pictures
@@ -61,20 +64,16 @@ MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithme
 
 
 def load_model():
-  """(config, Trained) from the flags; --label checked against the model's classes
-  before anything compiles."""
+  """(config, Trained, with the names of the classes it was trained on) from the flags;
+  --label checked against the model's classes before anything compiles."""
   config = FLAGS.config
   trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
                                FLAGS.checkpoint)
-  try:
-    num_classes = config.num_classes or sources.dataset_info(config).num_classes
-  except sources.DatasetError:
-    if not FLAGS.torchvision:
-      raise
-    num_classes = 1000
-  check_label(FLAGS.label, num_classes)
-  return config, trained.load(config, num_classes, FLAGS.workdir, FLAGS.checkpoint,
-                              FLAGS.torchvision, FLAGS.weights)
+  names = trained.class_names(config, FLAGS.workdir, FLAGS.torchvision)
+  check_label(FLAGS.label, len(names))
+  model = trained.load(config, len(names), FLAGS.workdir, FLAGS.checkpoint,
+                       FLAGS.torchvision, FLAGS.weights)
+  return config, dataclasses.replace(model, classes=names)
 
 
 def check_label(label: int | None, num_classes: int):
@@ -100,10 +99,9 @@ def image_view(config) -> np.ndarray:
   if not FLAGS.image:
     raise ValueError('features, saliency and occlusion need --image=PATH')
   try:
-    with open(FLAGS.image, 'rb') as f:
-      return transforms.eval_example(f.read(), config)
-  except (OSError, ValueError, SyntaxError) as e:
-    raise ValueError(f'--image={FLAGS.image}: cannot read this image ({e})') from None
+    return trained.read_image(FLAGS.image, config)
+  except ValueError as e:  # ('PATH: why', the flag added)
+    raise ValueError(f'--image={e}') from None
 
 
 def model_input(view, config):
@@ -136,7 +134,7 @@ def filters(config, model):
           else f'{cout} colour filters')
   plots.show_image(image, f'{config.model.name} {layer}: {what}, {kh}x{kw} '
                    f'({model.which}, step {model.step})', FLAGS.out)
-  return tiles
+  return tiles, {}
 
 
 def stage_ends(rows) -> list[str]:
@@ -188,11 +186,18 @@ def features(config, model):
     panels.append((pictures.grid(tiles, scale=max(1, 64 // tiles.shape[1])),
                    f"{name}: {' x '.join(map(str, fmap.shape))}{field}"))
   plots.show_images(panels, f'{config.model.name} feature maps of {FLAGS.image}', FLAGS.out)
-  return maps
+  return maps, {}
 
 
-def target_class(probs) -> int:
-  return FLAGS.label if FLAGS.label is not None else int(np.argmax(probs))
+def target_class(probs, model) -> dict:
+  """--label, else the top class: its label, name (a class the run was trained on) and
+  probability."""
+  label = FLAGS.label if FLAGS.label is not None else int(np.argmax(probs))
+  return {'label': label, 'name': model.classes[label], 'prob': float(probs[label])}
+
+
+def class_title(explained: dict) -> str:
+  return f"class {explained['label']} ({explained['name']})"
 
 
 def saliency(config, model):
@@ -200,13 +205,14 @@ def saliency(config, model):
   x = model_input(view, config)
   logits = lambda v, x: model.model.apply(v, x)[0]
   probs = jax.device_get(jax.jit(lambda v, x: jax.nn.softmax(logits(v, x)))(model.variables, x))
-  label = target_class(probs)
+  explained = target_class(probs, model)
+  label = explained['label']
   gradient = jax.jit(jax.grad(lambda x, v: logits(v, x)[label]))
   grad = np.asarray(jax.device_get(gradient(x, model.variables))[0], np.float32)
   heat = np.abs(grad).max(axis=-1)
-  plots.show_heat(view, heat, f'saliency of class {label} (p={float(probs[label]):.3f})',
-                  FLAGS.out)
-  return heat
+  plots.show_heat(view, heat, f"saliency of {class_title(explained)} "
+                  f"(p={explained['prob']:.3f})", FLAGS.out)
+  return heat, {'class': explained}
 
 
 def occlusion(config, model):
@@ -225,16 +231,18 @@ def occlusion(config, model):
   posteriors = trained.posteriors_in_batches(model.model, config, model.variables, images,
                                              batch_size=64)
   base = posteriors[0]
-  label = target_class(base)
+  explained = target_class(base, model)
+  label = explained['label']
   probs = posteriors[1:, label]
   drop, covered = np.zeros((size, size)), np.zeros((size, size))
   for (t, l), p in zip(corners, probs):
     drop[t:t + patch, l:l + patch] += base[label] - p
     covered[t:t + patch, l:l + patch] += 1
   heat = drop / np.maximum(covered, 1)
-  plots.show_heat(view, heat, f'drop in p(class {label}) (unoccluded: {base[label]:.3f}) '
-                  f'under a {patch}x{patch} square of the mean colour', FLAGS.out, signed=True)
-  return heat
+  plots.show_heat(view, heat, f'drop in p({class_title(explained)}) (unoccluded: '
+                  f'{base[label]:.3f}) under a {patch}x{patch} square of the mean colour',
+                  FLAGS.out, signed=True)
+  return heat, {'class': explained}
 
 
 def run_labels(workdirs: list[str]) -> dict:
@@ -265,7 +273,7 @@ def curves(config, model):  # pylint: disable=unused-argument
                            ('learning_rate', train, 'learning_rate')]:
       series[f'{name}/{key}'] = np.array([[r['step'], r[field]] for r in rs if field in r])
   plots.show_curves(series, FLAGS.out)
-  return series
+  return series, {}
 
 
 def conv_arithmetic(config, model):  # pylint: disable=unused-argument
@@ -282,7 +290,7 @@ def conv_arithmetic(config, model):  # pylint: disable=unused-argument
                      f'not fit an input of {n} padded by {pads}')
   coverage = plots.show_conv_arithmetic(n, kernel, stride, pads, dilation, out, title,
                                         FLAGS.out)
-  return coverage
+  return coverage, {}
 
 
 def conv_geometry(n: int, kernel: int, stride: int, padding, dilation: int):
@@ -340,12 +348,12 @@ def main(argv):
   try:
     needs_model = mode in ('filters', 'features', 'saliency', 'occlusion')
     config, model = load_model() if needs_model else (None, None)
-    value = DRAW[mode](config, model)
+    value, shown = DRAW[mode](config, model)  # (the numbers; what the figure is of)
   except ValueError as e:  # LoadError, DatasetError, a bad flag
     cli.fail('visualize.py', str(e))
   if FLAGS.save_array:
     save_array(value, FLAGS.save_array)
-  print(json.dumps({'mode': mode, 'out': FLAGS.out,
+  print(json.dumps({'mode': mode, 'out': FLAGS.out, **shown,
                     **({'array': FLAGS.save_array} if FLAGS.save_array else {})}))
 
 

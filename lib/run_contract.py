@@ -23,8 +23,14 @@ rebuilt from today's dataset. Everything that depends on the run's length (the l
 rate, the lookahead average's weight, a recipe's epoch-based freezing: see
 experiment.length_dependent) goes through one check, `length_change`.
 
+run.json also records how many devices and processes the last launch computed on: a
+resume on other counts goes on, saying that from there the run is no longer bit-identical
+to an uninterrupted one, and the history records it.
+
 A refused launch writes nothing. evaluate.py, predict.py and visualize.py read the saved
-config and refuse overrides of the keys that shape the model (MODEL_KEYS).
+config and refuse overrides of the keys that shape the model (MODEL_KEYS); they name the
+classes as run.json does (those the run was trained with), and evaluate.py refuses data
+whose classes differ (class_change).
 """
 
 import json
@@ -40,6 +46,7 @@ from lib import workdir as workdir_lib
 CONFIG = 'config.json'
 RUN = 'run.json'  # the run as resolved: the dataset's sizes and classes, the length
 HISTORY = 'config_history.jsonl'  # one line per launch that changed the saved config
+                                  # or the device or process count
 
 # What a resumed run may change: how long it runs, how often it logs, evaluates and
 # checkpoints, how many checkpoints it keeps, and where and how it reads the same data.
@@ -125,17 +132,25 @@ def read_saved(workdir: str) -> ml_collections.ConfigDict | None:
   return config
 
 
+# What run.json records of where a launch computes: a resume on another count sums the
+# same batches in another order, so from there the run is not bit-identical to an
+# uninterrupted one (train.py says so; README, "When things go wrong").
+LAYOUT = {'devices': 'device', 'processes': 'process'}
+
 # run.json's mark of a workdir the NNX version wrote (one without it, holding
 # checkpoints, is the Linen version's: lib/legacy_workdirs.py)
 MODEL_API = ('model_api', 'nnx')
 
 
-def run_facts(info, length) -> dict:
-  """What run.json keeps: the dataset's split sizes and classes, the length in steps,
-  and which version of the models wrote the checkpoints (MODEL_API)."""
+def run_facts(info, length, devices: int, processes: int) -> dict:
+  """What run.json keeps: the dataset's split sizes and classes (the names evaluate.py,
+  predict.py and visualize.py label with), the length in steps, which version of the
+  models wrote the checkpoints (MODEL_API), and how many devices and processes this
+  launch computes on (LAYOUT)."""
   return {MODEL_API[0]: MODEL_API[1], 'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
                       'num_classes': info.num_classes, 'classes': list(info.label_names)},
-          'steps_per_epoch': length.steps_per_epoch, 'total_steps': length.total_steps}
+          'steps_per_epoch': length.steps_per_epoch, 'total_steps': length.total_steps,
+          'devices': devices, 'processes': processes}
 
 
 def read_facts(workdir: str) -> dict | None:
@@ -156,17 +171,25 @@ def _names(classes: list, most: int = 12) -> str:
   return f" ({', '.join(map(str, classes[:most]))}{', ...' if len(classes) > most else ''})"
 
 
+def class_change(saved: dict, info) -> str | None:
+  """How the dataset's classes differ from those the run was trained on (its run.json
+  facts): 'its classes were B_x, a_y, b_Z, now a_y, b_Z, z_x', or None. A class's label
+  is its place in the sorted names, so a renamed class moves every label after it."""
+  was = saved['dataset']
+  if was['num_classes'] != info.num_classes:
+    return (f"it had {was['num_classes']} classes{_names(was['classes'])}, now "
+            f'{info.num_classes}{_names(list(info.label_names))}')
+  if was['classes'] and list(info.label_names) and was['classes'] != list(info.label_names):
+    return (f"its classes were {', '.join(was['classes'])}, now "
+            f"{', '.join(info.label_names)}")
+  return None
+
+
 def dataset_change(saved: dict, info) -> str | None:
   """How the dataset differs from the one the run was trained on (its run.json facts):
   'the train split had 360 images, now 600', or None."""
   was = saved['dataset']
-  changed = []
-  if was['num_classes'] != info.num_classes:
-    changed.append(f"it had {was['num_classes']} classes{_names(was['classes'])}, now "
-                   f'{info.num_classes}{_names(list(info.label_names))}')
-  elif was['classes'] and list(info.label_names) and was['classes'] != list(info.label_names):
-    changed.append(f"its classes were {', '.join(was['classes'])}, now "
-                   f"{', '.join(info.label_names)}")
+  changed = [c for c in [class_change(saved, info)] if c]
   for split, key in (('train', 'num_train'), ('eval', 'num_eval')):
     if was[key] != getattr(info, key):
       changed.append(f'the {split} split had {was[key]} images, now {getattr(info, key)}')
@@ -237,14 +260,29 @@ def length_change(old: dict, new: dict, start: int, end: int) -> tuple[str, str]
   return None
 
 
+def layout_change(saved: dict | None, facts: dict) -> dict:
+  """{'devices': [old, new], 'processes': [old, new]}, the counts (LAYOUT) that differ
+  between the launch that saved run.json and this one (`facts`); {} for a run.json saved
+  before they were recorded."""
+  return {k: [saved[k], facts[k]] for k in LAYOUT
+          if saved and k in saved and saved[k] != facts[k]}
+
+
+def describe_layout(moved: dict) -> str:
+  """'the device count changed from 1 to 2' (and the process count's)."""
+  return ' and '.join(f'the {LAYOUT[k]} count changed from {a} to {b}'
+                      for k, (a, b) in moved.items())
+
+
 def save(workdir: str, config, diff: dict | None = None, step: int = 0,
-         facts: dict | None = None):
-  """config.json and run.json (each atomically), and the change from the previous config
-  in the history."""
+         facts: dict | None = None, moved: dict | None = None):
+  """config.json and run.json (each atomically), and in the history the change from the
+  previous config and of the device or process count (`moved`, layout_change's)."""
   workdir_lib.write_json(os.path.join(workdir, CONFIG), as_json(config))
   if facts is not None:
     workdir_lib.write_json(os.path.join(workdir, RUN), facts)
-  if diff:
+  if diff or moved:
     with open(os.path.join(workdir, HISTORY), 'a') as f:
       f.write(json.dumps({'step': step, 'time': time.time(),
-                          'changed': {k: list(v) for k, v in diff.items()}}) + '\n')
+                          'changed': {k: list(v) for k, v in (diff or {}).items()},
+                          **(moved or {})}) + '\n')

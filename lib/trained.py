@@ -1,6 +1,8 @@
 """A trained model, as evaluate.py, predict.py and visualize.py load it: the config (the
-workdir's config.json, or --config), the variables of a checkpoint (best, latest, a step)
-or of a torchvision weights file, and a jitted function from uint8 images to posteriors.
+workdir's config.json, or --config), the names of its classes (those it was trained with),
+the variables of a checkpoint (best, latest, a step) or of a torchvision weights file, a
+user's image file through the evaluation view, and a jitted function from uint8 images to
+posteriors.
 """
 
 import dataclasses
@@ -14,7 +16,9 @@ import numpy as np
 import ml_collections
 from ml_collections import config_flags
 from jax.sharding import NamedSharding, PartitionSpec as P
+from PIL import UnidentifiedImageError
 
+from data import sources, transforms
 import input_pipeline
 from lib import checkpoints
 from lib import cli
@@ -36,6 +40,7 @@ class Trained:
   variables: dict
   step: int
   which: str     # 'best', 'latest', 'step<N>' or 'torchvision_<name>'
+  classes: list = dataclasses.field(default_factory=list)  # names by label (class_names)
 
 
 def define_config_flag(argv: list[str], program: str):
@@ -97,6 +102,54 @@ def check_source(workdir: str | None, checkpoint: str = 'best',
   else:
     legacy_workdirs.check_workdir(workdir)
     checkpoint_to_load(workdir, checkpoint)
+
+
+def class_names(config, workdir: str | None, torchvision: str | None = None) -> list[str]:
+  """The name of each class the model tells apart, by label: those the run was trained
+  with (run.json), not today's dataset's, where a renamed, added or removed class folder
+  moves the labels after it; for a run saved before run.json kept them, the dataset's;
+  numbers where there are no names. Torchvision weights without the dataset here:
+  ImageNet's 1000, by number. A DatasetError when the dataset is needed and missing."""
+  facts = workdir and not torchvision and run_contract.read_facts(workdir)
+  if facts:
+    names, count = facts['dataset'].get('classes') or [], facts['dataset']['num_classes']
+  else:
+    try:
+      info = sources.dataset_info(config)
+      names, count = list(info.label_names), info.num_classes
+    except sources.DatasetError:
+      if not torchvision:
+        raise
+      names, count = [], 1000
+  count = config.num_classes or count
+  return names if len(names) == count else [str(i) for i in range(count)]
+
+
+def check_classes(workdir: str, info):
+  """A LoadError naming both lists when the dataset's classes are not those the run was
+  trained with (run.json): its labels would be scored against other classes."""
+  facts = run_contract.read_facts(workdir)
+  changed = facts and run_contract.class_change(facts, info)
+  if changed:
+    raise LoadError(f'--workdir={workdir} was trained on other classes than {info.name} '
+                    f'has now: {changed}; its outputs are those classes, by label, so it '
+                    'cannot be scored on this data. Put the data back as it was, or point '
+                    '--config.dataset.name at data with the classes it was trained on')
+
+
+def read_image(path: str, config) -> np.ndarray:
+  """A user's image file through the config's evaluation view, uint8 (S, S, C); a
+  ValueError saying why not that names the file (Pillow's own message names a buffer)."""
+  try:
+    with open(path, 'rb') as f:
+      return transforms.eval_example(f.read(), config)
+  except FileNotFoundError:
+    raise ValueError(f'{path}: no such file') from None
+  except UnidentifiedImageError:
+    why = 'not an image Pillow can read: give a PNG or JPEG file'
+  except (OSError, ValueError, SyntaxError) as e:  # a truncated file, a directory, ...
+    why = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else "no detail"}'
+  raise ValueError(f'{path}: cannot read this image ({why})')
 
 
 def checkpoint_to_load(workdir: str, which: str) -> tuple[str, int, str]:

@@ -528,6 +528,10 @@ CASES = [
          'cannot save the result', _tools_eval_is_a_file),
     Case('evaluate: an argument that is not a flag', ['evaluate.py', '--workdir={run}',
                                                       'best'], 'unexpected arguments: best'),
+    Case('evaluate: data of other classes than the run\'s', ['evaluate.py', '--workdir={run}'],
+         'its classes were zero, one, two, three, four, five, six, seven, eight, nine, now '
+         '0, 1, 2', _contract_saved_dataset(classes='zero one two three four five six seven '
+                                            'eight nine'.split())),
     Case('predict: no images', ['predict.py', '--workdir={run}'], 'image files or folders'),
     Case('predict: no --workdir', ['predict.py', _TOOLS_DIGIT], '--workdir=DIR'),
     Case('predict: missing image file', ['predict.py', '--workdir={run}', '{tmp}/missing.png'],
@@ -559,6 +563,9 @@ CASES = [
     Case('visualize: missing --image', ['visualize.py', 'features', '--workdir={run}',
                                         '--image={tmp}/missing.png', '--out={tmp}/x.png'],
          'missing.png'),
+    Case('visualize: --image not an image', ['visualize.py', 'features', '--workdir={run}',
+                                             '--image={tmp}/notes.png', '--out={tmp}/x.png'],
+         'notes.png: cannot read this image (not an image Pillow can read', _tools_text_file),
     Case('visualize: not a conv --layer', ['visualize.py', 'filters', '--workdir={run}',
                                            '--layer=C9', '--out={tmp}/x.png'], '--layer=C9'),
     Case('visualize: curves without metrics', ['visualize.py', 'curves', '--workdir={new}',

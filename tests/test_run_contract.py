@@ -8,6 +8,7 @@ and predict.py refuse configs whose model differs from the checkpoint's.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -120,6 +121,44 @@ def test_longer_durations_resume_and_are_recorded(finished, tmp_path, capsys):
   # A change of periods alone leaves the learning rate as it was: no flag needed.
   train.train_and_evaluate(lenet(12, eval_every_steps=6, keep_checkpoints=3), workdir)
   assert len(open(os.path.join(workdir, run_contract.HISTORY)).readlines()) == 1  # finished
+
+
+def resume_on(devices, workdir):
+  """train.py's run of lenet() on `workdir` in a process of `devices` CPU devices."""
+  code = (f'import sys; sys.path.insert(0, {ROOT!r}); import train; '
+          'from tests.test_run_contract import lenet; '
+          f'train.train_and_evaluate(lenet(), {workdir!r})')
+  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  return result.stdout
+
+
+def test_a_resume_on_another_device_count_says_so_and_is_recorded(finished, tmp_path):
+  """The run stopped after its checkpoint at step 4 (as a kill leaves it): resumed on 2
+  devices, where it trained on 1, the same batches are summed in another order, so it is
+  no longer bit-identical to an uninterrupted run: one line says so, and the history and
+  run.json keep it. On the same device count a resume says nothing."""
+  workdirs = {}
+  for devices in (1, 2):
+    workdir = workdirs[devices] = str(tmp_path / str(devices))
+    os.system(f'cp -r {finished} {workdir}')
+    shutil.rmtree(os.path.join(workdir, 'checkpoints', '8'))
+    assert checkpoints.saved_steps(workdir) == [4]
+  out = resume_on(2, workdirs[2])
+  warnings = [l for l in out.splitlines() if 'WARNING' in l]
+  assert warnings == [f'WARNING: resuming {workdirs[2]} at step 4, the device count changed '
+                      'from 1 to 2: the same batches are now summed in another order, so its '
+                      "results are no longer bit-identical to an uninterrupted run's "
+                      f'(recorded in {run_contract.HISTORY})'], out
+  history = [json.loads(l) for l in open(os.path.join(workdirs[2], run_contract.HISTORY))]
+  assert [(h['step'], h['changed'], h['devices']) for h in history] == [(4, {}, [1, 2])]
+  assert run_contract.read_facts(workdirs[2])['devices'] == 2
+  assert checkpoints.saved_steps(workdirs[2])[-1] == 8
+  out = resume_on(1, workdirs[1])
+  assert f'Resuming {workdirs[1]} from step 4' in out and 'WARNING' not in out, out
+  assert not os.path.exists(os.path.join(workdirs[1], run_contract.HISTORY))
 
 
 def test_a_constant_schedule_extends_without_the_flag(tmp_path, capsys):
@@ -249,7 +288,8 @@ def test_the_run_keeps_its_dataset_and_length(folder_run):
   assert facts == {'model_api': 'nnx',  # (none: the Linen version's workdir)
                    'dataset': {'num_train': 36, 'num_eval': 12, 'num_classes': 3,
                                'classes': ['c0', 'c1', 'c2']},
-                   'steps_per_epoch': 4, 'total_steps': 8}  # 36 // 8, 2 epochs of 4
+                   'steps_per_epoch': 4, 'total_steps': 8,  # 36 // 8, 2 epochs of 4
+                   'devices': 1, 'processes': 1}
 
 
 def test_a_dataset_grown_under_a_run_is_refused(folder_run, tmp_path):
@@ -278,6 +318,59 @@ def test_a_class_added_under_a_run_is_named_before_anything_compiles(folder_run,
   assert 'it had 3 classes (c0, c1, c2), now 4 (c0, c1, c2, c3)' in str(e.value), e.value
   assert 'checkpoint' not in str(e.value).split(':')[1]  # (not blamed on the checkpoints)
   assert not compiled and snapshot(workdir) == before
+
+
+def renamed_first_class(folder_run, tmp_path):
+  """A copy of the folder run whose class c0 is now z0, in train/ and test/ (as train.py
+  refuses to resume it): sorted, the classes are c1, c2, z0, so each label of today's
+  data names another class than the one the run learned under it."""
+  config, workdir = copy_of(folder_run, tmp_path)
+  for split in ('train', 'test'):
+    os.rename(tmp_path / 'data' / split / 'c0', tmp_path / 'data' / split / 'z0')
+  return config, workdir
+
+
+def run_program(*argv):
+  return subprocess.run([sys.executable, *map(str, argv)], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def test_predict_names_the_classes_the_run_was_trained_on(folder_run, tmp_path):
+  _, workdir = renamed_first_class(folder_run, tmp_path)
+  folder = tmp_path / 'data' / 'test' / 'c1'
+  result = run_program('predict.py', f'--workdir={workdir}', '--json', '--top_k=3',
+                       folder / sorted(os.listdir(folder))[0])
+  assert result.returncode == 0, result.stderr[-2000:]
+  (image,) = json.loads(result.stdout)
+  assert sorted(p['label'] for p in image['predictions']) == [0, 1, 2]
+  for p in image['predictions']:
+    assert p['name'] == ['c0', 'c1', 'c2'][p['label']], image  # (not c1, c2, z0)
+
+
+def test_evaluate_refuses_data_whose_classes_differ_and_writes_nothing(folder_run, tmp_path):
+  _, workdir = renamed_first_class(folder_run, tmp_path)
+  before = snapshot(workdir)
+  result = run_program('evaluate.py', f'--workdir={workdir}', '--checkpoint=latest')
+  assert result.returncode == 2 and result.stdout == '', result.stdout
+  (line,) = result.stderr.splitlines()
+  assert line.startswith(f'evaluate.py: error: --workdir={workdir} was trained on other '
+                         f"classes than folder:{tmp_path / 'data'} has now: its classes were "
+                         'c0, c1, c2, now c1, c2, z0; '), line
+  assert snapshot(workdir) == before and not os.path.exists(os.path.join(workdir, 'eval'))
+
+
+def test_visualize_names_the_class_it_shows_as_the_run_was_trained(folder_run, tmp_path):
+  _, workdir = renamed_first_class(folder_run, tmp_path)
+  folder = tmp_path / 'data' / 'test' / 'c2'
+  image = folder / sorted(os.listdir(folder))[0]
+  for mode, label in (('saliency', ['--label=0']), ('occlusion', [])):
+    result = run_program('visualize.py', mode, f'--workdir={workdir}', f'--image={image}',
+                         f'--out={tmp_path}/{mode}.png', *label)
+    assert result.returncode == 0, result.stderr[-2000:]
+    shown = json.loads(result.stdout.splitlines()[-1])['class']
+    assert shown['name'] == ['c0', 'c1', 'c2'][shown['label']], shown
+    if label:
+      assert shown['label'] == 0 and shown['name'] == 'c0'
 
 
 def test_rescan_is_an_operation_and_never_blocks_a_resume(folder_run, tmp_path, capsys):
