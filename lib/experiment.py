@@ -278,8 +278,9 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   model = create_model(config, info.num_classes)
   length = run_length(config, info)
   recipe = recipes.of(config, model.module, length)
-  tx = optim.create_optimizer(config, recipe.additions.frozen, recipe.frozen_after_steps)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
+  tx = optim.create_optimizer(config, schedule, recipe.additions.frozen,
+                              recipe.frozen_after_steps)
 
   def init(rng):
     variables = model.init(rng)

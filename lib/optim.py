@@ -12,6 +12,7 @@ BatchNorm's scale and bias included.
 """
 
 import difflib
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -101,38 +102,46 @@ def _adamw(o):
 OPTIMIZERS = {'sgd': _sgd, 'adam': _adam, 'adamw': _adamw}
 
 
-def create_optimizer(config, frozen: tuple = (),
+def create_optimizer(config, schedule: Callable | None = None, frozen: tuple = (),
                      frozen_after_steps: dict | None = None) -> optax.GradientTransformation:
-  """The optimizer, with `learning_rate` as an injected hyper-parameter set each step.
-  `frozen`: the paths of parameters it never changes (a model's `Additions.frozen`);
-  `frozen_after_steps`: {path: step} of parameters it changes only before that step."""
+  """The optimizer. optax calls `schedule` (create_schedule's; None: the constant
+  config.schedule.learning_rate) with its own count of the updates applied, so a step
+  whose loss was not finite, whose update is not applied, does not move the schedule
+  either. Reduce-on-plateau's multiplier is run state (TrainState.lr_scale), applied by
+  the step after the optimizer. `frozen`: the paths of parameters it never changes (a
+  model's `Additions.frozen`); `frozen_after_steps`: {path: step} of parameters it
+  changes only before that step."""
   o = config.optimizer
   _check_name('config.optimizer.name', o.name, tuple(OPTIMIZERS))
   _check_name('config.optimizer.decay_style', o.decay_style, DECAY_STYLES)
   _check_name('config.optimizer.decay_params', o.decay_params, DECAY_PARAMS)
   mask = decay_mask(o.decay_params)
   scale, decoupled = OPTIMIZERS[o.name](o)
+  chain = []
+  if o.grad_clip_norm:
+    chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
+  if o.name == 'sgd' and o.norm_bias_lr_scale != 1:  # (momentum and the rate are linear)
+    chain.append(optax.masked(optax.scale(o.norm_bias_lr_scale), norm_bias_mask))
+  if o.weight_decay and not decoupled:
+    chain.append(optax.add_decayed_weights(o.weight_decay, mask))
+  if scale is not None:
+    chain.append(scale)
+  if o.weight_decay and decoupled:
+    chain.append(optax.add_decayed_weights(o.weight_decay, mask))
+  chain.append(optax.scale_by_learning_rate(schedule or config.schedule.learning_rate))
+  if frozen:
+    chain.append(optax.masked(optax.set_to_zero(), frozen_mask(frozen)))
+  for path, steps in (frozen_after_steps or {}).items():
+    chain.append(frozen_after(steps, frozen_mask((path,))))
+  return optax.chain(*chain)
 
-  def make(learning_rate):
-    chain = []
-    if o.grad_clip_norm:
-      chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
-    if o.name == 'sgd' and o.norm_bias_lr_scale != 1:  # (momentum and the rate are linear)
-      chain.append(optax.masked(optax.scale(o.norm_bias_lr_scale), norm_bias_mask))
-    if o.weight_decay and not decoupled:
-      chain.append(optax.add_decayed_weights(o.weight_decay, mask))
-    if scale is not None:
-      chain.append(scale)
-    if o.weight_decay and decoupled:
-      chain.append(optax.add_decayed_weights(o.weight_decay, mask))
-    chain.append(optax.scale_by_learning_rate(learning_rate))
-    if frozen:
-      chain.append(optax.masked(optax.set_to_zero(), frozen_mask(frozen)))
-    for path, steps in (frozen_after_steps or {}).items():
-      chain.append(frozen_after(steps, frozen_mask((path,))))
-    return optax.chain(*chain)
 
-  return optax.inject_hyperparams(make)(learning_rate=config.schedule.learning_rate)
+def updates_applied(opt_state) -> jax.Array:
+  """The optimizer's count of the updates it has applied: what its schedule is called
+  with (the step's metrics log the rate it used)."""
+  is_schedule = lambda x: isinstance(x, optax.ScaleByScheduleState)
+  state, = [s for s in jax.tree.leaves(opt_state, is_leaf=is_schedule) if is_schedule(s)]
+  return state.count
 
 
 def create_schedule(config, steps_per_epoch: int, total_steps: int):
@@ -154,22 +163,28 @@ def create_schedule(config, steps_per_epoch: int, total_steps: int):
     # the whole schedule (ResNet section 4.2: 0.1, then /10 at 32k and 48k).
     values = base * np.array(s.multipliers, np.float32)
     # values[i] applies from boundaries[i-1] (inclusive) to boundaries[i] (exclusive).
+    # (optax.piecewise_constant_schedule multiplies its scales up one after another,
+    # which moves some rates by a last bit from base * multiplier: ResNet-110's.)
     return lambda step: jnp.asarray(values)[jnp.searchsorted(boundaries, step, side='right')]
   if s.name == 'step':
     every = max(1, round(s.step_epochs * steps_per_epoch))
-    return lambda step: base * s.factor ** (step // every)
+    return optax.exponential_decay(base, every, s.factor, staircase=True)
   if s.name == 'triangle':  # airbench94: 0.2 -> 1 at 23% of the run -> 0.07 at its end
     start, peak, end = s.triangle
     corners = np.array([0, int(peak * total_steps), total_steps], np.float32)
     heights = np.array([start, 1.0, end], np.float32)
     return lambda step: base * jnp.interp(jnp.asarray(step, jnp.float32), corners, heights)
   if s.name == 'cosine':
+    # A linear warm-up whose first step already moves (base / warmup at step 0, base at
+    # step warmup - 1: Goyal et al. 2017, as PyTorch's LinearLR), where optax's
+    # warmup_cosine_decay_schedule starts from a rate of its own at step 0; then optax's
+    # cosine from base down to the floor over the rest of the run.
     warmup = s.warmup_steps
+    ramp = lambda step: base * (step + 1) / max(warmup, 1)
     decay = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1),
                                         alpha=s.min_learning_rate / base if base else 0.)
-    return lambda step: jnp.where(step < warmup, base * (step + 1) / max(warmup, 1),
-                                  decay(step - warmup))
-  return lambda step: jnp.asarray(base, jnp.float32)  # constant, plateau
+    return optax.join_schedules([ramp, decay], [warmup])
+  return optax.constant_schedule(base)  # constant, plateau (its drops: lr_scale)
 
 
 def plateau_update(config, lr_scale: float, best: float, bad: int, top1: float):

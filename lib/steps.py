@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lib import optim
 from lib import recipes
 from models import layers
 
@@ -79,6 +80,7 @@ def make_train_step(config, model, tx, schedule, num_classes: int, model_input,
   good step either way.
   """
   dtype = PRECISIONS[config.precision]
+  plateau = config.schedule.name == 'plateau'  # (its drops: state.lr_scale)
 
   def train_step(state, inputs):
     # Dropout and mixup depend on seed and step (the key is a constant of the program).
@@ -94,10 +96,12 @@ def make_train_step(config, model, tx, schedule, num_classes: int, model_input,
 
     (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
-    lr = schedule(state.step) * state.lr_scale
-    opt_state = state.opt_state
-    opt_state.hyperparams['learning_rate'] = lr
-    updates, opt_state = tx.update(grads, opt_state, state.params)
+    # optax calls the schedule with its count of applied updates (optim.create_optimizer);
+    # the rate is logged from the same count.
+    lr = schedule(optim.updates_applied(state.opt_state)) * state.lr_scale
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    if plateau:  # (every transformation after the rate is linear: masks, freezing)
+      updates = jax.tree.map(lambda u: state.lr_scale * u, updates)
     params = optax.apply_updates(state.params, updates)
 
     finite = jnp.isfinite(value) & jax.tree.reduce(

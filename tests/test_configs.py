@@ -4,7 +4,10 @@ schedule, and the `:arg` settings reach the fields they name; the key table
 lists its keys."""
 
 import glob
+import hashlib
 import importlib
+import json
+import math
 import os
 import re
 
@@ -15,6 +18,7 @@ import pytest
 
 from configs import default
 from configs import keys
+from data import sources
 from lib import experiment
 from lib import optim
 
@@ -175,3 +179,53 @@ def test_config_sets_only_declared_keys_that_act(name, arg):
   c = load(name, arg)
   keys.check_declared(c)
   experiment.refuse_idle(c, default.changed_keys(c))
+
+
+# ------------------------------------------------------------- the learning-rate schedules
+
+def _run_length(c) -> tuple[int, int]:
+  """(steps per epoch, steps) of a config's run on its dataset's published training size."""
+  per_epoch = sources.PUBLISHED_TRAIN_SIZES[c.dataset.name] // c.batch_size
+  return per_epoch, c.num_train_steps or math.ceil(c.num_epochs * per_epoch)
+
+
+def _rates(c) -> np.ndarray:
+  per_epoch, total = _run_length(c)
+  rates = optim.create_schedule(c, per_epoch, total)(jnp.arange(total))
+  return np.broadcast_to(np.asarray(rates, np.float32), (total,))
+
+
+with open(os.path.join(ROOT, 'tests', 'data', 'learning_rates.json')) as _f:
+  # Each shipped config's rate at every step of its run, as hand-written schedules gave
+  # it before optax's took their place (a sha256 of the float32 rates, and a few of them
+  # to read): recorded once, at commit 44a5663.
+  RECORDED_RATES = json.load(_f)
+
+
+@pytest.mark.parametrize('name,arg', CONFIGS + [('nin', None), ('nin', 'augment')])
+def test_every_shipped_schedule_gives_the_rates_it_always_gave(name, arg):
+  c = load(name, arg)
+  recorded, rates = RECORDED_RATES[f'{name}:{arg or ""}'], _rates(c)
+  assert (len(rates), _run_length(c)[0]) == (recorded['total_steps'],
+                                             recorded['steps_per_epoch'])
+  assert {s: float(rates[int(s)]) for s in recorded['some']} == recorded['some']
+  assert hashlib.sha256(rates.tobytes()).hexdigest() == recorded['sha256']
+
+
+@pytest.mark.parametrize('name,arg', [('resnet', 'depth=110'), ('lenet', None),
+                                      ('resnet', 'imagenet,depth=50'), ('airbench', None)])
+def test_the_optimizer_steps_at_the_schedules_rate(name, arg):
+  """optax calls the schedule with its count of applied updates: plain SGD's n-th update
+  is -schedule(n) * gradient (piecewise, cosine with warm-up, step, triangle)."""
+  c = load(name, arg)
+  c.optimizer.update(name='sgd', momentum=0.0, weight_decay=0.0, norm_bias_lr_scale=1.0)
+  c.optimizer.grad_clip_norm = 0.0
+  per_epoch, total = _run_length(c)
+  schedule = optim.create_schedule(c, per_epoch, total)
+  tx = optim.create_optimizer(c, schedule)
+  params = {'kernel': jnp.ones((2,))}
+  state = tx.init(params)
+  for n in range(3):
+    assert int(optim.updates_applied(state)) == n
+    updates, state = tx.update({'kernel': jnp.full((2,), 2.0)}, state, params)
+    np.testing.assert_array_equal(updates['kernel'], -2.0 * schedule(jnp.int32(n)))
