@@ -8,7 +8,7 @@
       --input_only --start_step=100000   # time to the first batch of a run resumed there
   python benchmark.py --suite=gpu --json=gpu.json   # beside PyTorch on this GPU (8 min)
   python benchmark.py --suite=gpu --smoke           # the same at toy sizes, on a CPU
-  python benchmark.py --against=../linen    # beside another checkout (20 min on 2 cores)
+  python benchmark.py --against=../before   # beside another checkout (20 min on 2 cores)
   python benchmark.py --compare=torch       # beside PyTorch on this CPU (3 min on 2 cores)
   python benchmark.py --profile --model=resnet20 --batch_size=128   # the step's time by kind
 
@@ -24,10 +24,10 @@ same per-image work in a loop (`pillow_images_per_sec`): the pipeline's parallel
 channels_last, torch.compile) on the same device: ResNet-50's train step, a resident
 CIFAR ResNet-20 epoch, and the JPEG pipeline against what the ResNet-50 step consumes.
 `--against=DIR` (benchmarking/compare_commits.py) times this checkout beside another
-one, such as the last Linen commit checked out with `git worktree add ../linen 52aaa4a`:
-the bare train step (images/s) and a one-step train.py launch (wall seconds) of each
---model, every measurement a fresh process of the same Python, the two alternating, best
-of --repeats; then nnx.jit and nnx.cached_partial against the functional step.
+one, such as the commit before a change (`git worktree add ../before HEAD~1`): the bare
+train step (images/s) and a one-step train.py launch (wall seconds) of each --model,
+every measurement a fresh process of the same Python, the two alternating, best of
+--repeats.
 `--compare=torch` (benchmarking/torch_cpu.py) times the train step beside the same
 network's PyTorch step, eager, on the same CPU threads, alternating, best of 3.
 `--profile` (benchmarking/xla_profile.py) traces the step and sums its XLA operations'
@@ -76,7 +76,7 @@ flags.DEFINE_enum('suite', None, ['gpu'], 'gpu: ResNet-50, ResNet-20 and the JPE
                   'beside PyTorch on this device (benchmarking/gpu_suite.py); --model and '
                   'the modes do not apply')
 flags.DEFINE_bool('smoke', False, '--suite=gpu at toy sizes, minutes on a CPU')
-flags.DEFINE_string('against', None, 'another checkout (the last Linen commit): its train '
+flags.DEFINE_string('against', None, 'another checkout (a commit before a change): its train '
                     'step and one-step train.py launch beside ours, alternating, on the CPU '
                     '(benchmarking/compare_commits.py; --model default lenet5,resnet20, '
                     '--batch_size 128, --steps 200 and 20)')
@@ -89,8 +89,6 @@ flags.DEFINE_bool('profile', False, 'trace the train step and sum its operations
                   'the optimizer...; benchmarking/xla_profile.py)')
 flags.DEFINE_integer('repeats', 5, '--against and --compare (there 3): rounds; each '
                      'figure is the best of them')
-flags.DEFINE_bool('nnx_jit', True, '--against: also time nnx.jit and nnx.cached_partial '
-                  'against the functional step, in this checkout')
 
 
 def peak_memory(compiled) -> tuple[int | None, str]:
@@ -288,7 +286,7 @@ def check_flags(argv):
                'drop --suite, --input_only and --end_to_end')
     if not os.path.isfile(os.path.join(FLAGS.against, 'train.py')):
       cli.fail('benchmark.py', f'--against={FLAGS.against}: no train.py there; give a '
-               'checkout of this project (git worktree add ../linen 52aaa4a)')
+               'checkout of this project (git worktree add ../before HEAD~1)')
     unknown = sorted(set(FLAGS.model) - set(compare_commits.MODELS))
     if unknown:
       cli.fail('benchmark.py', f'--against times {", ".join(compare_commits.MODELS)}; '
@@ -366,7 +364,7 @@ def compare_against(other: str):
       here, other, model_names=tuple(FLAGS.model) or tuple(compare_commits.MODELS),
       batch=FLAGS.batch_size or 128, repeats=FLAGS.repeats,
       steps=FLAGS.steps if FLAGS['steps'].present else None, warmup=FLAGS.warmup,
-      nnx_jit=FLAGS.nnx_jit, log=lambda line: print(line, flush=True))
+      log=lambda line: print(line, flush=True))
   print()
   print(f"ours: {report['ours']} ({report['revisions']['ours']}); theirs: "
         f"{report['theirs']} ({report['revisions']['theirs']}); best of "

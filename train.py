@@ -45,7 +45,6 @@ from lib import events
 from lib.experiment import SetupError
 from lib import experiment
 from lib import formatting
-from lib import legacy_workdirs
 from lib import optim
 from lib import parallel
 from lib import pictures
@@ -77,12 +76,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     run_contract.resolve_paths(config)
     experiment.check(config, given=given)  # everything that needs no data
     resuming = bool(checkpoints.saved_steps(workdir))
-    if resuming:
-      legacy_workdirs.check_workdir(workdir)  # (the Linen version's: refused, converted)
+    if resuming:  # (checkpoints of an earlier format: refused, naming the way on)
+      run_contract.check_format(workdir, '--workdir', resuming=True)
     else:  # (a resumed fine-tune run reads its own checkpoints, not its source)
       experiment.check_init_from(config)
       if config.init_from:
-        legacy_workdirs.check_workdir(config.init_from, '--config.init_from')
+        run_contract.check_format(config.init_from, '--config.init_from', resuming=False)
     info = input_pipeline.dataset_info(config)
     input_pipeline.check_config(config, info)
     experiment.refuse_idle(config, given, info)  # (again, the run's length now known)

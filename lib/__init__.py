@@ -5,7 +5,6 @@
   recipes       what a model or config adds to the plain step (frozen and data-set
                 parameters, mixup, the lookahead average)
   trained       a trained model for evaluate/predict/visualize: config, weights, posteriors
-  legacy_workdirs  a Linen-version workdir: refused, or converted to this one
   run_contract  a workdir's saved config and run facts, and what a resume may change
   parallel      jax.distributed, the device mesh, explicit host-to-device copies,
                 one step at a time on a multi-device CPU mesh

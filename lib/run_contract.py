@@ -137,17 +137,57 @@ def read_saved(workdir: str) -> ml_collections.ConfigDict | None:
 # uninterrupted one (train.py says so; README, "When things go wrong").
 LAYOUT = {'devices': 'device', 'processes': 'process'}
 
-# run.json's mark of a workdir the NNX version wrote (one without it, holding
-# checkpoints, is the Linen version's: lib/legacy_workdirs.py)
-MODEL_API = ('model_api', 'nnx')
+# run.json's marks of the format its checkpoints are in: {mark: (value today, the
+# commit that made it so, what changed)}. `model_api` covers the weights (the names and
+# shapes of params and batch_stats: what evaluating or starting from a run reads),
+# `state_format` the rest of the train state (what a resume restores).
+FORMAT = {
+    'model_api': ('nnx', '52aaa4a', 'the models became Flax NNX modules, their parameters '
+                  'named as PyTorch names them'),
+    'state_format': (2, '46c6e26', "the learning rate became a schedule optax calls, "
+                     "changing the optimizer state's layout"),
+}
+# A commit with the tools that convert checkpoints of model_api before "nnx".
+CONVERTER_COMMIT = 'e499db3'
+
+
+def format_marks() -> dict:
+  return {mark: value for mark, (value, *_) in FORMAT.items()}
+
+
+def check_format(workdir: str, flag: str, resuming: bool):
+  """ContractError (one line: which change, and the way on) when the checkpoints in
+  `workdir` (given as `flag`) are in a format this code cannot read: weights of another
+  model API for anything, another train-state layout for a resume. A workdir without
+  checkpoints passes."""
+  from lib import checkpoints  # pylint: disable=import-outside-toplevel  (orbax, JAX)
+  if not any(checkpoints.saved_steps(workdir, kind)
+             for kind in (checkpoints.LATEST, checkpoints.BEST)):
+    return
+  facts = read_facts(workdir) or {}
+  for mark in ('model_api', 'state_format') if resuming else ('model_api',):
+    value, commit, change = FORMAT[mark]
+    if facts.get(mark) == value:
+      continue
+    if mark == 'model_api':
+      raise ContractError(
+          f'{flag}={workdir} was written before commit {commit}, when {change}: its '
+          'checkpoints do not fit today\'s models. Train again, or convert a copy with '
+          f'that version\'s tools (`git worktree add ../convert {CONVERTER_COMMIT}`, then '
+          f'in it `python -m lib.legacy_workdirs convert {workdir} NEW`) and start from '
+          'it with --config.init_from=NEW')
+    raise ContractError(
+        f'{flag}={workdir} was written before commit {commit}, when {change}: it cannot '
+        'be resumed. Train again in a new workdir, or start there from its weights with '
+        f'--config.init_from={workdir}')
 
 
 def run_facts(info, length, devices: int, processes: int) -> dict:
-  """What run.json keeps: the dataset's split sizes and classes (the names evaluate.py,
-  predict.py and visualize.py label with), the length in steps, which version of the
-  models wrote the checkpoints (MODEL_API), and how many devices and processes this
-  launch computes on (LAYOUT)."""
-  return {MODEL_API[0]: MODEL_API[1], 'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
+  """What run.json keeps: the format of its checkpoints (FORMAT), the dataset's split
+  sizes and classes (the names evaluate.py, predict.py and visualize.py label with), the
+  length in steps, and how many devices and processes this launch computes on
+  (LAYOUT)."""
+  return {**format_marks(), 'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
                       'num_classes': info.num_classes, 'classes': list(info.label_names)},
           'steps_per_epoch': length.steps_per_epoch, 'total_steps': length.total_steps,
           'devices': devices, 'processes': processes}

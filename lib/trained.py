@@ -23,7 +23,6 @@ import input_pipeline
 from lib import checkpoints
 from lib import cli
 from lib import experiment
-from lib import legacy_workdirs
 from lib import parallel
 from lib import run_contract
 import models
@@ -100,7 +99,10 @@ def check_source(workdir: str | None, checkpoint: str = 'best',
     raise LoadError('give --workdir=DIR (a training run), or --torchvision=NAME '
                     '--weights=FILE.pth')
   else:
-    legacy_workdirs.check_workdir(workdir)
+    try:
+      run_contract.check_format(workdir, '--workdir', resuming=False)
+    except run_contract.ContractError as e:
+      raise LoadError(str(e)) from None
     checkpoint_to_load(workdir, checkpoint)
 
 

@@ -157,8 +157,8 @@ def test_gpu_suite_smoke(tmp_path):
 
 def test_against_another_checkout_alternates_and_takes_the_best(tmp_path):
   """--against: this checkout beside another (here itself, so the harness is tested
-  without the Linen commit at hand): both sides each round, the first one swapped each
-  round, the best of the rounds, ratio ours / theirs; then nnx.jit's three ways."""
+  without another commit at hand): both sides each round, the first one swapped each
+  round, the best of the rounds, ratio ours / theirs."""
   result, report = run(tmp_path, f'--against={ROOT}', '--model=lenet5', '--batch_size=16',
                        '--steps=3', '--warmup=1', '--repeats=2')
   assert result.returncode == 0, result.stderr[-3000:]
@@ -173,11 +173,7 @@ def test_against_another_checkout_alternates_and_takes_the_best(tmp_path):
   assert launch['measure'] == 'launch s' and launch['ours'] == min(launch['ours_samples'])
   assert launch['theirs'] == min(launch['theirs_samples']) and 0 < launch['theirs'] < 600
   assert launch['within'] == (launch['ratio'] <= 1.1)
-  (jit,) = report['nnx_jit']
-  assert list(jit['images_per_sec']) == ['functional (jax.jit)', 'nnx.jit',
-                                         'nnx.jit + cached_partial']
-  assert all(v > 0 for v in jit['images_per_sec'].values())
-  assert 'launch s' in result.stdout and 'nnx.jit + cached_partial' in result.stdout
+  assert 'launch s' in result.stdout and 'step images/s' in result.stdout
 
 
 def test_against_bad_flags_are_one_line(tmp_path):

@@ -187,6 +187,53 @@ def test_init_from_starts_a_new_run_from_the_weights(finished, tmp_path):
   assert not os.path.exists(tmp_path / 'never')
 
 
+def _with_marks(finished, tmp_path, **marks):
+  """A copy of the finished run whose run.json carries these format marks (None: none)."""
+  workdir = str(tmp_path / 'old')
+  shutil.copytree(finished, workdir)
+  path = os.path.join(workdir, run_contract.RUN)
+  facts = json.load(open(path))
+  for mark, value in marks.items():
+    facts.pop(mark) if value is None else facts.update({mark: value})
+  json.dump(facts, open(path, 'w'))
+  return workdir
+
+
+def test_checkpoints_of_an_earlier_state_format_start_runs_but_do_not_resume(finished,
+                                                                             tmp_path):
+  """Before the learning rate was a schedule optax calls, the optimizer state had another
+  layout: such a run cannot resume (named, with the way on), but its weights are what
+  they were, so evaluation and --config.init_from read them."""
+  old = _with_marks(finished, tmp_path, state_format=None)
+  before = snapshot(old)
+  with pytest.raises(train.SetupError, match=rf'--workdir={old} was written before commit '
+                     rf'{run_contract.FORMAT["state_format"][1]}, when the learning rate '
+                     rf'became .*: it cannot be resumed.*--config.init_from={old}'):
+    train.train_and_evaluate(lenet(12, **{'schedule.name': 'constant'}), old)
+  assert snapshot(old) == before
+  assert evaluate.evaluate(run_contract.read_saved(old), old)['num_examples'] == 1000
+  config = lenet(1, **{'schedule.name': 'constant', 'init_from': old})
+  assert train.train_and_evaluate(config, str(tmp_path / 'new'))['step'] == 1
+
+
+@pytest.mark.parametrize('marks', [{'model_api': None}, {'model_api': 'linen'}])
+def test_weights_of_the_linen_version_are_refused_with_the_way_on(finished, tmp_path, marks):
+  """A workdir without today's model mark (the Linen version's, before commit 52aaa4a)
+  is refused by a resume, by --config.init_from and by the tools, naming the commit whose
+  tools convert it."""
+  old = _with_marks(finished, tmp_path, **marks)
+  way_on = (rf'was written before commit 52aaa4a, when the models became Flax NNX modules'
+            rf'.*git worktree add ../convert {run_contract.CONVERTER_COMMIT}.*'
+            r'--config.init_from=NEW')
+  with pytest.raises(train.SetupError, match=f'--workdir={old} {way_on}'):
+    train.train_and_evaluate(lenet(12, **{'schedule.name': 'constant'}), old)
+  with pytest.raises(train.SetupError, match=f'--config.init_from={old} {way_on}'):
+    train.train_and_evaluate(lenet(1, init_from=old), str(tmp_path / 'new'))
+  assert not os.path.exists(tmp_path / 'new')
+  with pytest.raises(trained.LoadError, match=f'--workdir={old} {way_on}'):
+    trained.check_source(old)
+
+
 def test_evaluation_refuses_a_config_of_another_model(finished):
   saved = run_contract.read_saved(finished)
   saved.model.activation = 'tanh'
@@ -285,7 +332,7 @@ def copy_of(folder_run, tmp_path):
 def test_the_run_keeps_its_dataset_and_length(folder_run):
   base, _ = folder_run
   facts = json.load(open(base / 'w' / run_contract.RUN))
-  assert facts == {'model_api': 'nnx',  # (none: the Linen version's workdir)
+  assert facts == {'model_api': 'nnx', 'state_format': 2,  # (run_contract.FORMAT)
                    'dataset': {'num_train': 36, 'num_eval': 12, 'num_classes': 3,
                                'classes': ['c0', 'c1', 'c2']},
                    'steps_per_epoch': 4, 'total_steps': 8,  # 36 // 8, 2 epochs of 4
