@@ -109,9 +109,7 @@ def train_step_timer(config, end_to_end: bool):
   """train.py's step for `config`, compiled and warmed up: (timer, facts). timer(steps)
   runs that many more steps and returns their seconds, waiting for the devices at the
   end; facts: what the row reports beside the speed (model, batch, compile_s, ...)."""
-  experiment.check(config)
-  info = input_pipeline.dataset_info(config)  # ('synthetic' unless --end_to_end)
-  input_pipeline.check_config(config, info)
+  info = experiment.validate(config)  # (the dataset 'synthetic' unless --end_to_end)
   if not end_to_end:
     config.dataset.device_resident = False  # one uint8 batch, as the host pipeline gives
   mesh = parallel.data_mesh()
@@ -119,7 +117,7 @@ def train_step_timer(config, end_to_end: bool):
   state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
 
   if end_to_end:
-    batches = input_pipeline.train_batches(config, info, mesh)
+    batches = input_pipeline.train_inputs(config, info, mesh)
   else:
     local = config.batch_size // jax.process_count()
     size, channels = config.dataset.image_size, config.dataset.channels

@@ -173,7 +173,7 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     trained.check_classes(workdir, info)
   input_pipeline.check_config(config, info, splits=('eval',))  # (the train split unread)
   loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
-  model, variables, step = loaded.model, loaded.variables, loaded.step
+  model, variables, step = loaded.net, loaded.variables, loaded.step
   start = time.time()
   probs, labels = predict(config, model, variables, mode, scales)
   record = {'split': f'{config.dataset.eval_split}', 'mode': mode, 'checkpoint': which,

@@ -361,7 +361,7 @@ def batch_spec(config, mesh: Mesh, with_mask: bool = False) -> dict:
           for k, shape in shapes.items()}
 
 
-def train_batches(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) -> Iterator:
+def train_inputs(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) -> Iterator:
   """The train step's second argument for each step from `start_step` on: global uint8
   batches prefetched to the devices, or the resident dataset (the same arrays each step,
   put on the devices once)."""

@@ -103,7 +103,7 @@ def main(argv):
     cli.fail('predict.py', str(e))
   for line in errors:
     print(f'predict.py: {line}', file=sys.stderr, flush=True)
-  probs = trained.posteriors_in_batches(model.model, config, model.variables, views,
+  probs = trained.posteriors_in_batches(model.net, config, model.variables, views,
                                          config.batch_size)
   results = [{'path': path, 'predictions': top_k(p, names, FLAGS.top_k)}
              for path, p in zip(read, probs)]

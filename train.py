@@ -74,7 +74,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
   try:
     # --- set-up and validation, all before anything compiles or is written
     run_contract.resolve_paths(config)
-    experiment.check(config, given=given)  # everything that needs no data
     resuming = bool(checkpoints.saved_steps(workdir))
     if resuming:  # (checkpoints of an earlier format: refused, naming the way on)
       run_contract.check_format(workdir, '--workdir', resuming=True)
@@ -82,9 +81,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
       experiment.check_init_from(config)
       if config.init_from:
         run_contract.check_format(config.init_from, '--config.init_from', resuming=False)
-    info = input_pipeline.dataset_info(config)
-    input_pipeline.check_config(config, info)
-    experiment.refuse_idle(config, given, info)  # (again, the run's length now known)
+    info = experiment.validate(config, given)  # every check of the config, in order
     exp = experiment.setup(config, info, parallel.data_mesh())
     recipes.check_length(config, exp.length.total_steps)
     weights = None if resuming else initial_weights(exp)
@@ -135,8 +132,8 @@ def check_contract(exp: experiment.Experiment, workdir: str,
   config, another dataset (run.json's sizes and classes), a change of anything that
   depends on the run's length without `allow_schedule_change`."""
   config, info = exp.config, exp.info
-  steps = checkpoints.saved_steps(workdir)
-  if not steps:  # nothing trained yet: the config (re)starts the run
+  saved_steps = checkpoints.saved_steps(workdir)
+  if not saved_steps:  # nothing trained yet: the config (re)starts the run
     return {}
   saved = run_contract.read_saved(workdir)
   if saved is None:
@@ -155,7 +152,7 @@ def check_contract(exp: experiment.Experiment, workdir: str,
   diff = run_contract.check_resume(saved, config, workdir, saved_classes, info.num_classes)
   if not diff:
     return diff
-  latest, total = steps[-1], exp.length.total_steps
+  latest, total = saved_steps[-1], exp.length.total_steps
   if latest > total:
     raise run_contract.ContractError(
         f'--workdir={workdir} is at step {latest}, past the {total} steps this config asks '
@@ -167,8 +164,8 @@ def check_contract(exp: experiment.Experiment, workdir: str,
     old = dataclasses.replace(old, steps_per_epoch=facts['steps_per_epoch'],
                               total_steps=facts['total_steps'])
   moved = run_contract.length_change(
-      experiment.length_dependent(saved, exp.model, old),
-      experiment.length_dependent(config, exp.model, exp.length), latest, total)
+      experiment.length_dependent(saved, exp.net, old),
+      experiment.length_dependent(config, exp.net, exp.length), latest, total)
   if moved and not allow_schedule_change:
     what, where = moved
     why = config.schedule.name if what == 'the learning rate' else 'it'
@@ -200,7 +197,7 @@ def train_loop(exp: experiment.Experiment, workdir: str, stop_signal, weights,
   state, start = restore_or_init(exp, ckpts, weights)
   record_start(exp, workdir, changed, start)
   log = MetricsLog(workdir, resume_step=start)
-  batches = input_pipeline.train_batches(config, exp.info, exp.mesh, start_step=start)
+  batches = input_pipeline.train_inputs(config, exp.info, exp.mesh, start_step=start)
   evaluator = Evaluator(exp, log)
   announce(exp, start, log)
   speed = Throughput(start, config.batch_size)
@@ -344,7 +341,7 @@ def start_from_weights(exp: experiment.Experiment, state, weights: dict):
   state = state.replace(**jax.device_put(variables, {
       'params': exp.state_sharding.params, 'batch_stats': exp.state_sharding.batch_stats}))
   if exp.recipe.lookahead:
-    state = state.replace(ema=jax.jit(exp.recipe.average_of)(
+    state = state.replace(lookahead=jax.jit(exp.recipe.average_of)(
         {'params': state.params, 'batch_stats': state.batch_stats}))
   return state
 
@@ -472,7 +469,7 @@ class Evaluator:
     """The first conv layer's name (the model traced once, at the first evaluation)."""
     d = self.exp.config.dataset
     return next((r['name'] for r in layer_stats.layer_table(
-        self.exp.model.module, d.image_size, d.channels) if r['type'] == 'Conv'), None)
+        self.exp.net.module, d.image_size, d.channels) if r['type'] == 'Conv'), None)
 
   def show_first_filters(self, state, step: int):
     """The first layer's kernels as a picture in TensorBoard at each evaluation, to watch
@@ -599,7 +596,7 @@ def final_metrics(records, eval_split) -> dict:
 
 def write_final_metrics(workdir, final, exp):
   """The finished run's metrics with the model's size beside them (one atomic write)."""
-  d, module = exp.config.dataset, exp.model.module
+  d, module = exp.config.dataset, exp.net.module
   size = {'params': layer_stats.count_params(module),
           'mult_adds': layer_stats.count_macs(module, d.image_size, d.channels),
           'num_classes': exp.info.num_classes}

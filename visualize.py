@@ -116,7 +116,7 @@ def model_input(view, config):
 
 
 def filters(config, model):
-  rows = layer_rows(model.model, config)
+  rows = layer_rows(model.net, config)
   names = conv_names(rows)
   if not names:
     raise ValueError(f'{config.model.name} has no convolution')
@@ -164,14 +164,14 @@ def layer_outputs(net, variables, images, names) -> dict:
 
 
 def features(config, model):
-  rows = layer_rows(model.model, config, train=False)  # (an image is evaluated)
+  rows = layer_rows(model.net, config, train=False)  # (an image is evaluated)
   chosen = FLAGS.layers or stage_ends(rows)
   known = {r['name']: r for r in rows}
   for name in chosen:
     if name not in known:
       raise ValueError(f'--layers: {name!r} is not a layer of {config.model.name}; its '
                        f'layers are {", ".join(known)}')
-  outputs = jax.jit(lambda v, x: layer_outputs(model.model, v, x, chosen))
+  outputs = jax.jit(lambda v, x: layer_outputs(model.net, v, x, chosen))
   outputs = jax.device_get(outputs(model.variables, model_input(image_view(config), config)))
   maps, panels = {}, []
   for name in chosen:
@@ -203,7 +203,7 @@ def class_title(explained: dict) -> str:
 def saliency(config, model):
   view = image_view(config)
   x = model_input(view, config)
-  logits = lambda v, x: model.model.apply(v, x)[0]
+  logits = lambda v, x: model.net.apply(v, x)[0]
   probs = jax.device_get(jax.jit(lambda v, x: jax.nn.softmax(logits(v, x)))(model.variables, x))
   explained = target_class(probs, model)
   label = explained['label']
@@ -228,7 +228,7 @@ def occlusion(config, model):
   images = np.repeat(view[None], 1 + len(corners), axis=0)  # the view, then occluded
   for i, (t, l) in enumerate(corners, start=1):
     images[i, t:t + patch, l:l + patch] = grey
-  posteriors = trained.posteriors_in_batches(model.model, config, model.variables, images,
+  posteriors = trained.posteriors_in_batches(model.net, config, model.variables, images,
                                              batch_size=64)
   base = posteriors[0]
   explained = target_class(base, model)
@@ -302,8 +302,8 @@ def conv_geometry(n: int, kernel: int, stride: int, padding, dilation: int):
 def model_layer_geometry():
   """(kernel, stride, (pad_lo, pad_hi), dilation, input size, title) of --layer."""
   config, model = load_model()
-  rows = {r['name']: r for r in layer_rows(model.model, config)}
-  modules = {layer_stats.name_of(path): m for path, m in nnx.iter_modules(model.model.module)}
+  rows = {r['name']: r for r in layer_rows(model.net, config)}
+  modules = {layer_stats.name_of(path): m for path, m in nnx.iter_modules(model.net.module)}
   module = modules.get(FLAGS.layer)
   if FLAGS.layer not in rows or not isinstance(module, layer_stats.SPATIAL):
     names = conv_names(rows.values())

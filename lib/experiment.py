@@ -1,9 +1,8 @@
-"""One set-up for train.py, evaluate.py and benchmark.py: the checks that need no data,
-then the model, its recipe, optimizer, schedule, abstract state, shardings and the
-jitted steps (lib/steps.py).
+"""One set-up for train.py, evaluate.py and benchmark.py: every check of a config, in
+order, then the model, its recipe, optimizer, schedule, abstract state, shardings and
+the jitted steps (lib/steps.py).
 
-  experiment.check(config)                    # before any dataset is opened
-  info = input_pipeline.dataset_info(config)
+  info = experiment.validate(config, given)   # every check, the dataset opened once
   exp = experiment.setup(config, info, mesh)  # exp.train_step, exp.eval_step, exp.init ...
 """
 
@@ -42,13 +41,33 @@ class SetupError(ValueError):
 
 def _one_of(config, steps_key: str, epochs_key: str):
   """(key, value) of the one of the two that is set; ValueError naming both otherwise."""
-  steps, epochs = config.get(steps_key), config.get(epochs_key)
-  if (steps is None) == (epochs is None):
-    got = f'both ({steps} and {epochs})' if steps is not None else 'neither'
+  in_steps, in_epochs = config.get(steps_key), config.get(epochs_key)
+  if (in_steps is None) == (in_epochs is None):
+    got = f'both ({in_steps} and {in_epochs})' if in_steps is not None else 'neither'
     raise ValueError(f'set one of config.{steps_key} and config.{epochs_key}, the other '
                      f'None; got {got} (e.g. --config.{steps_key}=None '
                      f'--config.{epochs_key}=1)')
-  return (steps_key, steps) if steps is not None else (epochs_key, epochs)
+  return (steps_key, in_steps) if in_steps is not None else (epochs_key, in_epochs)
+
+
+def validate(config, given=()) -> input_pipeline.DatasetInfo:
+  """Every check of a training config, in the order a run meets them, before anything
+  compiles or is written; returns the dataset's info. Each failure is a ValueError
+  naming the field and the fix.
+
+  1. what needs no data (check): the keys declared, the model built on shapes, every
+     range, the durations, the optimizer and schedule, and the keys `given` (command
+     line, sweep) that this run would never read;
+  2. the dataset opened (its classes, sizes and splits; a missing one named with the way
+     to get it);
+  3. the config against the data (input_pipeline.check_config: the splits, a folder's
+     files, the resident split decoded);
+  4. the keys `given` again, now that the length of a run in epochs is known."""
+  check(config, given=given)
+  info = input_pipeline.dataset_info(config)
+  input_pipeline.check_config(config, info)
+  refuse_idle(config, given, info)
+  return info
 
 
 def check(config, training: bool = True, given=()):
@@ -68,7 +87,7 @@ def check_model(config):
   """The model's name and arguments (building it with shapes only checks them,
   computing nothing), the keys it and evaluation read, with a stand-in for the dataset's
   classes."""
-  check_ranges(config, MODEL_KEYS)
+  check_ranges(config, EVALUATION_KEYS)
   input_pipeline.check_augment(config)  # (before READ_ONLY_WHEN reads its preset)
   nnx.eval_shape(lambda: _build(config, config.num_classes or 10, nnx.Rngs(0)))
 
@@ -79,7 +98,7 @@ def _build(config, num_classes: int, rngs: nnx.Rngs):
       image_size=config.dataset.image_size, in_channels=config.dataset.channels, rngs=rngs)
 
 
-def create_model(config, num_classes: int) -> models.Functional:
+def create_net(config, num_classes: int) -> models.Functional:
   """The config's model for `num_classes`, computing in the config's precision, split
   into functions of its variables (nothing computed)."""
   return models.functional(functools.partial(_build, config, num_classes))
@@ -92,7 +111,7 @@ def create_model(config, num_classes: int) -> models.Functional:
 RANGES = keys.RANGES
 READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.
-MODEL_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
+EVALUATION_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
               'num_classes')
 # The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has).
 PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask, 'non_kernels': optim.not_a_kernel}
@@ -111,7 +130,7 @@ class RunView:
 
   @functools.cached_property
   def params(self):
-    net = create_model(self.config, self.config.num_classes or 10)
+    net = create_net(self.config, self.config.num_classes or 10)
     return jax.eval_shape(lambda: net.init(jax.random.key(0)))['params']  # (key traced)
 
   def has(self, kind: str) -> bool:
@@ -148,7 +167,7 @@ class RunView:
 def _check_training(config):
   for pair in default.DURATIONS:
     _one_of(config, *pair)  # (their values: RANGES)
-  check_ranges(config, [key for key in RANGES if key not in MODEL_KEYS])  # (check_model's)
+  check_ranges(config, [key for key in RANGES if key not in EVALUATION_KEYS])  # (check_model's)
   d = config.dataset
   if d.scale_min > d.scale_max:
     raise ValueError(f'config.dataset.scale_min={d.scale_min} is above scale_max='
@@ -219,12 +238,13 @@ def run_length(config, info) -> RunLength:
                      'one batch would repeat examples and no epoch could be counted; give '
                      f'a batch of at most {info.num_train}, or a larger split')
   steps_per_epoch = info.num_train // config.batch_size
-  steps = {}
+  in_steps = {}
   for steps_key, epochs_key in default.DURATIONS:
     key, value = _one_of(config, steps_key, epochs_key)
-    steps[steps_key] = value if key == steps_key else max(1, math.ceil(value * steps_per_epoch))
-  return RunLength(steps_per_epoch, steps['num_train_steps'], steps['log_every_steps'],
-                   steps['eval_every_steps'], steps['checkpoint_every_steps'])
+    in_steps[steps_key] = (value if key == steps_key
+                           else max(1, math.ceil(value * steps_per_epoch)))
+  return RunLength(steps_per_epoch, in_steps['num_train_steps'], in_steps['log_every_steps'],
+                   in_steps['eval_every_steps'], in_steps['checkpoint_every_steps'])
 
 
 def check_init_from(config):
@@ -235,7 +255,7 @@ def check_init_from(config):
                      'workdir of a training run')
 
 
-def length_dependent(config, model, length: RunLength) -> dict:
+def length_dependent(config, net, length: RunLength) -> dict:
   """{what: vectorised step -> value} of everything in a run that depends on its length
   (`step`: the state's step counter as a step starts, as the schedule reads it): the
   learning rate, and what the recipe adds (recipes.Recipe.length_dependent). A resume
@@ -243,7 +263,7 @@ def length_dependent(config, model, length: RunLength) -> dict:
   (run_contract.length_change)."""
   return {'the learning rate': optim.create_schedule(config, length.steps_per_epoch,
                                                      length.total_steps),
-          **recipes.of(config, model.module, length).length_dependent()}
+          **recipes.of(config, net.module, length).length_dependent()}
 
 
 # ------------------------------------------------------------------------------ set-up
@@ -255,7 +275,7 @@ class Experiment:
   config: Any
   info: input_pipeline.DatasetInfo
   mesh: Mesh
-  model: models.Functional
+  net: models.Functional   # the model split into functions (net.module: the nnx.Module)
   recipe: recipes.Recipe    # what the model and the config add to the plain step
   tx: optax.GradientTransformation
   schedule: Callable
@@ -275,39 +295,39 @@ class Experiment:
 def setup(config, info, mesh: Mesh) -> Experiment:
   """Model, recipe, optimizer, schedule, the state's abstract shape and sharding, the
   steps. Traces (eval_shape) but compiles nothing: shape errors surface here."""
-  model = create_model(config, info.num_classes)
+  net = create_net(config, info.num_classes)
   length = run_length(config, info)
-  recipe = recipes.of(config, model.module, length)
+  recipe = recipes.of(config, net.module, length)
   schedule = optim.create_schedule(config, length.steps_per_epoch, length.total_steps)
   tx = optim.create_optimizer(config, schedule, recipe.additions.frozen,
                               recipe.frozen_after_steps)
 
   def init(rng):
-    variables = model.init(rng)
+    variables = net.init(rng)
     params = variables['params']
     return steps.TrainState(
         step=jnp.array(0, jnp.int32), params=params, batch_stats=variables['batch_stats'],
         opt_state=tx.init(params), lr_scale=jnp.array(1.0, jnp.float32),
         best_top1=jnp.array(-1.0, jnp.float32), bad_evals=jnp.array(0, jnp.int32),
         nonfinite=jnp.array(0, jnp.int32), first_nonfinite=jnp.array(-1, jnp.int32),
-        metrics=steps.zero_metrics(), ema=recipe.average_of(variables))
+        metrics=steps.zero_metrics(), lookahead=recipe.average_of(variables))
 
   abstract = jax.eval_shape(lambda: init(jax.random.key(0)))  # (traced: nothing on a device)
   size = config.dataset.image_size  # the forward pass, traced: shape errors surface here
-  jax.eval_shape(model.apply, {'params': abstract.params, 'batch_stats': abstract.batch_stats},
+  jax.eval_shape(net.apply, {'params': abstract.params, 'batch_stats': abstract.batch_stats},
                  jax.ShapeDtypeStruct((1, size, size, config.dataset.channels), jnp.float32))
   replicated = NamedSharding(mesh, P())
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   model_input, input_sharding = input_pipeline.train_model_input(config, info, mesh)
-  train_step = jax.jit(steps.make_train_step(config, model, tx, schedule, info.num_classes,
+  train_step = jax.jit(steps.make_train_step(config, net, tx, schedule, info.num_classes,
                                              model_input, recipe),
                        in_shardings=(state_sharding, input_sharding),
                        out_shardings=state_sharding, donate_argnums=0,
                        compiler_options=compile_options.train_step(
                            mesh.devices.flat[0].platform))
   eval_input = lambda batch, dtype: input_pipeline.eval_model_input(batch, config, dtype)
-  eval_step = jax.jit(steps.make_eval_step(config, model, info.num_classes, eval_input),
+  eval_step = jax.jit(steps.make_eval_step(config, net, info.num_classes, eval_input),
                       in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),
                       out_shardings=replicated)
-  return Experiment(config, info, mesh, model, recipe, tx, schedule, length, init, abstract,
+  return Experiment(config, info, mesh, net, recipe, tx, schedule, length, init, abstract,
                     state_sharding, train_step, eval_step)

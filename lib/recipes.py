@@ -139,8 +139,8 @@ def lookahead(la, state, total_steps: int):
   live = {'params': state.params, 'batch_stats': state.batch_stats}
   # (as torch.lerp: e + (1 - weight)(p - e), exactly e where p is e, so a frozen
   # parameter stays bitwise frozen whatever the compiler fuses)
-  ema = jax.tree.map(lambda e, p: jnp.where(regular, e + (1 - weight) * (p - e), e),
-                     state.ema, live)
+  average = jax.tree.map(lambda e, p: jnp.where(regular, e + (1 - weight) * (p - e), e),
+                         state.lookahead, live)
   copy = regular | lookahead_final(la, t, total_steps)
-  live = jax.tree.map(lambda e, p: jnp.where(copy, e, p), ema, live)
-  return state.replace(ema=ema, **live)
+  live = jax.tree.map(lambda e, p: jnp.where(copy, e, p), average, live)
+  return state.replace(lookahead=average, **live)

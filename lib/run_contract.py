@@ -28,7 +28,7 @@ resume on other counts goes on, saying that from there the run is no longer bit-
 to an uninterrupted one, and the history records it.
 
 A refused launch writes nothing. evaluate.py, predict.py and visualize.py read the saved
-config and refuse overrides of the keys that shape the model (MODEL_KEYS); they name the
+config and refuse overrides of the keys that shape the model (TRAINED_AS_KEYS); they name the
 classes as run.json does (those the run was trained with), and evaluate.py refuses data
 whose classes differ (class_change).
 """
@@ -56,7 +56,7 @@ RESUMABLE = frozenset({k for pair in default.DURATIONS for k in pair}
 # What changes how a launch works, not the run it continues: never compared.
 OPERATIONS = frozenset({'dataset.rescan'})
 # What shapes the model a checkpoint was trained as (evaluate, predict, visualize).
-MODEL_KEYS = ('model', 'num_classes', 'dataset.channels')
+TRAINED_AS_KEYS = ('model', 'num_classes', 'dataset.channels')
 
 
 class ContractError(ValueError):
@@ -144,8 +144,9 @@ LAYOUT = {'devices': 'device', 'processes': 'process'}
 FORMAT = {
     'model_api': ('nnx', '52aaa4a', 'the models became Flax NNX modules, their parameters '
                   'named as PyTorch names them'),
-    'state_format': (2, '46c6e26', "the learning rate became a schedule optax calls, "
-                     "changing the optimizer state's layout"),
+    'state_format': (3, '46c6e26', "the learning rate became a schedule optax calls "
+                     "(the optimizer state's layout) and the lookahead average was named so "
+                     "(TrainState.lookahead)"),
 }
 # A commit with the tools that convert checkpoints of model_api before "nnx".
 CONVERTER_COMMIT = 'e499db3'
@@ -252,7 +253,7 @@ def describe(diff: dict) -> str:
 def model_changes(diff: dict) -> dict:
   """The part of `diff` that changes the model a checkpoint holds."""
   return {k: v for k, v in diff.items()
-          if any(k == m or k.startswith(m + '.') for m in MODEL_KEYS)}
+          if any(k == m or k.startswith(m + '.') for m in TRAINED_AS_KEYS)}
 
 
 def resolved(config, num_classes: int):

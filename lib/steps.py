@@ -39,7 +39,7 @@ class TrainState:
   first_nonfinite: jax.Array  # the first such step, -1 if none
   metrics: Any             # sums since the last log line (checkpointed with the state,
                            # so a resumed run logs what an uninterrupted one would)
-  ema: Any = None          # config.lookahead: the average of params and batch_stats
+  lookahead: Any = None    # config.lookahead: the average of params and batch_stats
                            # (None, no leaves, without it)
 
 
@@ -67,7 +67,7 @@ def loss(logits, auxiliary, batch, num_classes: int, smoothing: float):
   return term(logits) + sum(weight * term(aux) for weight, aux in auxiliary)
 
 
-def make_train_step(config, model, tx, schedule, num_classes: int, model_input,
+def make_train_step(config, net, tx, schedule, num_classes: int, model_input,
                     recipe: 'recipes.Recipe'):
   """One SGD step on a global batch; metrics summed into the state's accumulator.
 
@@ -88,7 +88,7 @@ def make_train_step(config, model, tx, schedule, num_classes: int, model_input,
     batch = recipe.mix(model_input(state.step, inputs, dtype), rng, num_classes)
 
     def loss_fn(params):
-      network = model.merge({'params': params, 'batch_stats': state.batch_stats},
+      network = net.merge({'params': params, 'batch_stats': state.batch_stats},
                             train=True, rng=rng)
       logits, auxiliary = layers.with_auxiliary(network, batch['image'])
       value = loss(logits, auxiliary, batch, num_classes, config.label_smoothing)
@@ -124,7 +124,7 @@ def make_train_step(config, model, tx, schedule, num_classes: int, model_input,
   return train_step
 
 
-def make_eval_step(config, model, num_classes: int, model_input):
+def make_eval_step(config, net, num_classes: int, model_input):
   """Sums of loss, top-1 and top-5 hits over the unmasked examples of a global batch;
   `model_input(batch, dtype)`: input_pipeline.eval_model_input."""
   dtype = PRECISIONS[config.precision]
@@ -132,7 +132,7 @@ def make_eval_step(config, model, num_classes: int, model_input):
   def eval_step(state, batch):
     batch = model_input(batch, dtype)
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    logits = model.apply(variables, batch['image']).astype(jnp.float32)
+    logits = net.apply(variables, batch['image']).astype(jnp.float32)
     mask = batch['mask'].astype(jnp.float32)
     losses = cross_entropy(logits, batch['label'], num_classes, 0.0)
     hits = topk_hits(logits, batch['label'])

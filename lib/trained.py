@@ -35,7 +35,7 @@ class LoadError(ValueError):
 
 @dataclasses.dataclass
 class Trained:
-  model: Any
+  net: Any       # the model split into functions (models.functional)
   variables: dict
   step: int
   which: str     # 'best', 'latest', 'step<N>' or 'torchvision_<name>'
@@ -207,9 +207,9 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
     what = f'--weights={weights}'
   else:
     variables, step, which = variables_from_checkpoint(workdir, checkpoint)
-    trained = Trained(experiment.create_model(config, num_classes), variables, step, which)
+    trained = Trained(experiment.create_net(config, num_classes), variables, step, which)
     what = f'the {which} checkpoint of {workdir}'
-  expected = jax.eval_shape(lambda: trained.model.init(jax.random.key(0)))  # (key traced)
+  expected = jax.eval_shape(lambda: trained.net.init(jax.random.key(0)))  # (key traced)
   wrong = checkpoints.mismatch({k: expected.get(k, {}) for k in variables}, variables, what)
   if wrong:
     raise LoadError(f'{wrong}: it was trained as another model than this config '

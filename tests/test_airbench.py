@@ -221,7 +221,7 @@ def test_six_training_steps_give_the_references_parameters_and_average(reference
   assert exp.length.steps_per_epoch == 1
   state = exp.init(jax.random.key(0))
   state = state.replace(params=start['params'], batch_stats=start['batch_stats'],
-                        ema=jax.tree.map(np.copy, start))
+                        lookahead=jax.tree.map(np.copy, start))
   batch = input_pipeline.to_global({'image': images, 'label': labels.astype(np.int32)},
                                    exp.mesh)
   for _ in range(6):
@@ -229,12 +229,12 @@ def test_six_training_steps_give_the_references_parameters_and_average(reference
   got = jax.device_get({'params': state.params, 'batch_stats': state.batch_stats})
   flat = lambda tree: {jax.tree_util.keystr(p): v
                        for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
-  for ours, theirs in ((got, want), (jax.device_get(state.ema), want_ema)):
+  for ours, theirs in ((got, want), (jax.device_get(state.lookahead), want_ema)):
     ours, theirs = flat(ours), flat(theirs)
     assert ours.keys() == theirs.keys()
     errors = {key: float(relative(ours[key], theirs[key])) for key in theirs}
     assert max(errors.values()) <= 1e-4, errors
-  got, start, ema = flat(got), flat(start), flat(jax.device_get(state.ema))
+  got, start, ema = flat(got), flat(start), flat(jax.device_get(state.lookahead))
   moved = [k for k in got if not np.array_equal(got[k], start[k])]
   assert "['params']['whiten']['kernel']" not in moved  # frozen
   assert "['params']['whiten']['bias']" in moved and len(moved) == len(got) - 1

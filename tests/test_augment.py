@@ -25,14 +25,14 @@ def training_batches(config, steps=STEPS):
   model_input = jax.jit(prepare, static_argnums=2)
   images, inputs = [], []
   if input_pipeline.resident(config, info):
-    data = next(input_pipeline.train_batches(config, info, mesh))
+    data = next(input_pipeline.train_inputs(config, info, mesh))
     gather = jax.jit(lambda data, step: device.gather_batch(data, step, config, mesh))
     for step in steps:
       images.append(np.asarray(jax.device_get(gather(data, jnp.int32(step))['image'])))
       inputs.append(np.asarray(model_input(jnp.int32(step), data, jnp.float32)['image']))
   else:
     for step in steps:
-      batch = next(input_pipeline.train_batches(config, info, mesh, step))
+      batch = next(input_pipeline.train_inputs(config, info, mesh, step))
       images.append(np.asarray(jax.device_get(batch['image'])))
       inputs.append(np.asarray(model_input(jnp.int32(step), batch, jnp.float32)['image']))
   return np.stack(images), np.stack(inputs)

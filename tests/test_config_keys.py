@@ -116,8 +116,8 @@ def model_output(config, key):
   exp = experiment.setup(config, info, parallel.data_mesh())
   size, channels = config.dataset.image_size, config.dataset.channels
   x = jnp.linspace(0, 1, size * size * channels).reshape(1, size, size, channels)
-  variables = exp.model.init(jax.random.key(0))
-  return np.asarray(exp.model.apply(variables, x), np.float64)
+  variables = exp.net.init(jax.random.key(0))
+  return np.asarray(exp.net.apply(variables, x), np.float64)
 
 
 def train_loss(config, key):
@@ -125,7 +125,7 @@ def train_loss(config, key):
   info = checked_info(config, key)
   exp = experiment.setup(config, info, parallel.data_mesh())
   state = exp.init(jax.random.key(config.seed))
-  batches = input_pipeline.train_batches(config, info, exp.mesh)
+  batches = input_pipeline.train_inputs(config, info, exp.mesh)
   state = exp.train_step(state, next(batches))
   return float(state.metrics['loss'])
 
@@ -138,11 +138,11 @@ def averaged(config, key):
   state = steps.TrainState(
       step=jnp.int32(5), params=toy['params'], batch_stats=toy['batch_stats'],
       opt_state=None, lr_scale=None, best_top1=None, bad_evals=None, nonfinite=None,
-      first_nonfinite=None, metrics=None, ema=jax.tree.map(jnp.zeros_like, toy))
+      first_nonfinite=None, metrics=None, lookahead=jax.tree.map(jnp.zeros_like, toy))
   if config.lookahead.every:  # (as make_train_step: no average without it)
     state = recipes.lookahead(config.lookahead, state, 10)
   return np.concatenate([np.ravel(x) for x in jax.tree.leaves(
-      (state.params, state.batch_stats, state.ema))])
+      (state.params, state.batch_stats, state.lookahead))])
 
 
 def first_batch(config, key):
@@ -150,7 +150,7 @@ def first_batch(config, key):
   info = checked_info(config, key)
   mesh = parallel.data_mesh()
   prepare, _ = input_pipeline.train_model_input(config, info, mesh)
-  inputs = next(input_pipeline.train_batches(config, info, mesh))
+  inputs = next(input_pipeline.train_inputs(config, info, mesh))
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
   return {'resident': input_pipeline.resident(config, info),
           'image': np.asarray(batch['image']), 'label': np.asarray(batch['label'])}
@@ -402,7 +402,7 @@ def model_updates(config, key):
   """Three optimizer steps on the parameters of the config's own model (LeNet-5's
   kernels and biases), from fixed gradients."""
   checked_info(config, key)
-  model = experiment.create_model(config, 10)
+  model = experiment.create_net(config, 10)
   params = model.init(jax.random.key(0))['params']
   grads = jax.tree.map(lambda p: jnp.linspace(-3.0, 5.0, p.size).reshape(p.shape), params)
   tx = optim.create_optimizer(config)

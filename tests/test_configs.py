@@ -55,7 +55,7 @@ def documented_configs() -> set:
 def test_config_builds_its_model_and_schedule(name, arg):
   c = load(name, arg)
   num_classes = NUM_CLASSES[c.dataset.name]
-  model = experiment.create_model(c, num_classes)
+  model = experiment.create_net(c, num_classes)
   size, channels = c.dataset.image_size, c.dataset.channels
   out = jax.eval_shape(model.apply, jax.eval_shape(model.init, jax.random.key(0)),
                        jax.ShapeDtypeStruct((2, size, size, channels), jnp.float32))
@@ -92,7 +92,7 @@ def test_every_config_argument_the_docs_name_builds():
   assert ('resnet', 'imagenet,depth=50') in named
   for name, arg in sorted(named):
     c = load(name, arg)
-    experiment.create_model(c, NUM_CLASSES.get(c.dataset.name, 10))
+    experiment.create_net(c, NUM_CLASSES.get(c.dataset.name, 10))
     optim.create_optimizer(c)
 
 
@@ -122,7 +122,7 @@ DOCUMENTED = {('resnet', 'depth=56'): ('millions', 0.85),
 def test_documented_configs_initialise_with_the_papers_parameter_counts(name, arg):
   c = load(name, arg)
   num_classes = NUM_CLASSES[c.dataset.name]
-  model = experiment.create_model(c, num_classes)
+  model = experiment.create_net(c, num_classes)
   size, channels = c.dataset.image_size, c.dataset.channels
   variables = jax.eval_shape(model.init, jax.random.key(0))
   logits = jax.eval_shape(model.apply, variables,

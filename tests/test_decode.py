@@ -237,7 +237,7 @@ def test_a_folder_of_every_mode_trains_on_the_rule_resident_and_streamed(mode_fo
   input_pipeline.check_config(config, info)  # (decodes the resident splits)
   assert input_pipeline.resident(config, info)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
-  resident = jax.device_get(next(input_pipeline.train_batches(config, info, mesh)))
+  resident = jax.device_get(next(input_pipeline.train_inputs(config, info, mesh)))
   by_label(resident['image'], resident['label'], values, channels)
   config.dataset.device_resident = False
   info = input_pipeline.dataset_info(config)

@@ -63,7 +63,7 @@ def mock_imagenet():
                               decoders={'image': tfds.decode.SkipDecoding()})
     raw = [{'image': np.asarray(Image.open(io.BytesIO(ex['image'])).convert('RGB')),
             'label': ex['label']} for ex in (source[i] for i in range(len(source)))]
-    model = experiment.create_model(config, 1000)
+    model = experiment.create_net(config, 1000)
     variables = model.init(jax.random.key(0))
     ten = evaluate.predict(config, model, variables, '10crop', examples_per_batch=4)
     multi = evaluate.predict(config, model, variables, 'multiscale', scales=(64, 96),
@@ -279,7 +279,7 @@ def test_evaluate_a_step_other_scales_and_another_split(declining_run):
   dense = []
   for q in (28, 36):
     config.dataset.eval_resize = q
-    dense.append(evaluate.predict(config, loaded.model, loaded.variables, 'dense'))
+    dense.append(evaluate.predict(config, loaded.net, loaded.variables, 'dense'))
   probs, labels = (dense[0][0] + dense[1][0]) / 2, dense[0][1]
   want = evaluate.metrics(probs, labels)
   assert record['top1'] == want['top1'] and record['loss'] == pytest.approx(want['loss'])
@@ -298,17 +298,17 @@ def test_flip_and_tta_modes_average_the_logits_of_their_views(declining_run):
   workdir, _ = declining_run
   config = run_contract.read_saved(str(workdir))
   loaded = trained_lib.load(config, 10, str(workdir), 'best')
-  probs, labels = evaluate.predict(config, loaded.model, loaded.variables, 'flip')
+  probs, labels = evaluate.predict(config, loaded.net, loaded.variables, 'flip')
   views = np.stack([v[0] for _, v, _ in input_pipeline.eval_views(config, 'center')])
   x = ((views / 255 - 0.1307) / 0.3081).astype(np.float32)  # MNIST's statistics
-  logits = lambda x: np.asarray(loaded.model.apply(loaded.variables, x))
+  logits = lambda x: np.asarray(loaded.net.apply(loaded.variables, x))
   mirrored = lambda x: 0.5 * logits(x) + 0.5 * logits(x[:, :, ::-1])
   want = np.asarray(jax.nn.softmax(mirrored(x)))
   np.testing.assert_allclose(probs, want, rtol=1e-4, atol=1e-6)
   # tta, airbench's level 2 written out: half the mirrored logits, half their mean over
   # the two 1-pixel translations of the image reflect-padded by 1 (its crops at offsets
   # (0, 0) and (2, 2)).
-  tta, _ = evaluate.predict(config, loaded.model, loaded.variables, 'tta')
+  tta, _ = evaluate.predict(config, loaded.net, loaded.variables, 'tta')
   padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
   h, w = x.shape[1:3]
   shifted = [mirrored(padded[:, t:t + h, t:t + w]) for t in (0, 2)]
@@ -348,7 +348,7 @@ def test_torchvision_weights_evaluate_as_torch_predicts(tmp_path):
                              weights=str(tmp_path / 'r18.pth'))
   loaded = trained_lib.load(config, 7, str(tmp_path), torchvision='resnet18',
                             weights=str(tmp_path / 'r18.pth'))
-  probs, labels = evaluate.predict(config, loaded.model, loaded.variables, 'center')
+  probs, labels = evaluate.predict(config, loaded.net, loaded.variables, 'center')
   views = list(input_pipeline.eval_views(config, 'center'))
   images = np.concatenate([v for _, v, _ in views])  # (32, 64, 64, 3) uint8
   # torchvision's ImageNet normalisation, written out.

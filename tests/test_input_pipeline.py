@@ -139,7 +139,7 @@ def test_a_run_opens_each_tfds_split_once(device_resident, monkeypatch):
       monkeypatch.setattr(tfds, name, counting(name, getattr(tfds, name)))
     info = input_pipeline.dataset_info(config)
     mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
-    batches = input_pipeline.train_batches(config, info, mesh)
+    batches = input_pipeline.train_inputs(config, info, mesh)
     next(batches)
     assert sum(1 for _ in input_pipeline.eval_dataset(config, info)) == 2  # 12 / 8, padded
   assert input_pipeline.resident(config, info) == device_resident
@@ -229,7 +229,7 @@ def test_resident_batches_equal_the_definition():
   info = input_pipeline.dataset_info(config)
   assert input_pipeline.resident(config, info)
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
-  (data,) = first_batches(input_pipeline.train_batches(config, info, mesh), 1)
+  (data,) = first_batches(input_pipeline.train_inputs(config, info, mesh), 1)
   gather = jax.jit(lambda data, step: device.gather_batch(data, step, config))
   digits = sources._mnist5k_open(config, 'train')
   images, labels = digits.images, digits.labels
@@ -261,7 +261,7 @@ c.batch_size = 16
 info = input_pipeline.dataset_info(c)
 mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
 prepare, sharding = input_pipeline.train_model_input(c, info, mesh)
-data = next(input_pipeline.train_batches(c, info, mesh))
+data = next(input_pipeline.train_inputs(c, info, mesh))
 out = jax.jit(lambda d: prepare(7, d, np.float32), in_shardings=(sharding,))(data)
 np.save({path!r}, np.asarray(out['image']))
 """
@@ -287,7 +287,7 @@ def test_compiled_ahead_shapes_are_those_of_the_real_arguments(kind):
   info = input_pipeline.dataset_info(config)
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
   describe = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype, a.sharding), tree)
-  real_train = next(input_pipeline.train_batches(config, info, mesh))
+  real_train = next(input_pipeline.train_inputs(config, info, mesh))
   assert describe(input_pipeline.train_spec(config, info, mesh)) == describe(real_train)
   real_eval = next(input_pipeline.device_iterator(
       input_pipeline.eval_dataset(config, info), mesh))
@@ -313,7 +313,7 @@ def test_a_new_preset_is_one_table_entry(monkeypatch):
     np.testing.assert_array_equal(host, padded[top:top + 28, left:left + 28])
   assert input_pipeline.resident(config, info)
   mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
-  data = next(input_pipeline.train_batches(config, info, mesh))
+  data = next(input_pipeline.train_inputs(config, info, mesh))
   got = jax.device_get(device.gather_batch(data, 0, config))
   images = sources._mnist5k_open(config, 'train').images
   index = sampler.example_index(np.arange(8), 4000, config.seed, np)
@@ -355,7 +355,7 @@ def test_alternating_flip_inverts_each_examples_choice_every_other_epoch(path):
         input_pipeline.train_dataset(config, info=info), steps)])
   else:
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
-    data = next(input_pipeline.train_batches(config, info, mesh))
+    data = next(input_pipeline.train_inputs(config, info, mesh))
     gather = jax.jit(lambda data, step: device.gather_batch(data, step, config)['image'])
     images = np.concatenate([jax.device_get(gather(data, step)) for step in range(steps)])
   q = np.arange(steps * 8)
@@ -636,7 +636,7 @@ def test_channel_conversion_keeps_the_pixels():
   digits = sources._mnist5k_open(config, 'train').images
   info = input_pipeline.dataset_info(config)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]), ('data',))
-  resident = jax.device_get(next(input_pipeline.train_batches(config, info, mesh))['image'])
+  resident = jax.device_get(next(input_pipeline.train_inputs(config, info, mesh))['image'])
   np.testing.assert_array_equal(resident, np.repeat(digits, 3, -1))
   eval_digit = sources._mnist5k_open(config, 'eval').images[0]
   for kind in ('center', '10crop', 'full'):

@@ -27,7 +27,7 @@ def toy_state(step, params, ema):
   return steps.TrainState(
       step=jnp.int32(step), params={'w': jnp.asarray(params)}, batch_stats={},
       opt_state=None, lr_scale=None, best_top1=None, bad_evals=None, nonfinite=None,
-      first_nonfinite=None, metrics=None, ema={'params': {'w': jnp.asarray(ema)},
+      first_nonfinite=None, metrics=None, lookahead={'params': {'w': jnp.asarray(ema)},
                                                'batch_stats': {}})
 
 
@@ -61,7 +61,7 @@ def test_a_run_ends_on_the_average_as_airbenchs_loop_does(total):
   for t in range(1, total + 1):
     live = params + moves[t - 1]  # (the optimizer's step, then the lookahead)
     state = recipes.lookahead(config.lookahead, toy_state(t, live, ema), total)
-    params, ema = np.asarray(state.params['w']), np.asarray(state.ema['params']['w'])
+    params, ema = np.asarray(state.params['w']), np.asarray(state.lookahead['params']['w'])
   np.testing.assert_allclose(params, reference_run(moves, every, total), rtol=1e-5,
                              atol=1e-6)
   # It ends on the last update's average, not on the weights it trained last.

@@ -246,7 +246,7 @@ def test_layer_table_counts_grouped_convs(groups):
   channels), stages 2 and 3's kxk convs have k*k*(in/groups)*out weights and
   H*W*out*k*k*in/groups multiply-adds (each output sees its group's inputs only), as
   summary.py counts them."""
-  net = experiment.create_model(convnet_config.get_config(f'groups={groups}'), 10)
+  net = experiment.create_net(convnet_config.get_config(f'groups={groups}'), 10)
   rows = {r['name']: r for r in layer_stats.layer_table(net, 32)}
   want = {'stage1.conv1': (32, 3, 32, 1), 'stage1.conv2': (32, 32, 32, 1),
           'stage2.conv1': (16, 32, 64, groups), 'stage2.conv2': (16, 64, 64, groups),
@@ -264,7 +264,7 @@ def test_groups_sweep_varies_the_grouped_stages(tmp_path):
   assert sorted({t['groups'] for t in trials}) == [1, 2, 4, 8, 16, 32]
   for trial in trials:
     arg = ','.join(f'{k}={v}' for k, v in trial.items())
-    variables = jax.eval_shape(experiment.create_model(
+    variables = jax.eval_shape(experiment.create_net(
         groups_sweep.get_config(arg), 10).init, jax.random.key(0))
     kernels = {f'{s}.{c}': variables['params'][s][c]['kernel'].shape
                for s in ('stage1', 'stage2', 'stage3') for c in ('conv1', 'conv2')}

@@ -109,8 +109,8 @@ def test_lookahead_run_ends_on_the_average(tmp_path):
   train.train_and_evaluate(c, workdir)
   final = checkpoints.read_state(workdir)
   assert int(final['step']) == 22
-  assert_trees_equal(final['params'], final['ema']['params'])
-  assert_trees_equal(final['batch_stats'], final['ema']['batch_stats'])
+  assert_trees_equal(final['params'], final['lookahead']['params'])
+  assert_trees_equal(final['batch_stats'], final['lookahead']['batch_stats'])
   first = jax.tree.leaves(final['params'])[0]
   exp = experiment.setup(c, input_pipeline.dataset_info(c), parallel.data_mesh())
   init = jax.tree.leaves(jax.device_get(exp.init(jax.random.key(c.seed)).params))[0]
@@ -179,14 +179,14 @@ def mixup_step(alpha, step=0):
   info = input_pipeline.dataset_info(c)
   exp = experiment.setup(c, info, parallel.data_mesh())
   state = exp.init(jax.random.key(c.seed)).replace(step=jnp.int32(step))
-  inputs = next(input_pipeline.train_batches(c, info, exp.mesh, start_step=step))
+  inputs = next(input_pipeline.train_inputs(c, info, exp.mesh, start_step=step))
   prepare, _ = input_pipeline.train_model_input(c, info, exp.mesh)
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(step), inputs, jnp.float32)
   rng = jax.random.fold_in(jax.random.key(c.seed), step)  # the step's key
   lam = float(recipes.mixup_weight(rng, alpha))
   assert 0 < lam < 1
   x = lam * batch['image'] + (1 - lam) * batch['image'][::-1]
-  logits, _, _ = exp.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+  logits, _, _ = exp.net.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                  x, train=True, rng=rng)
   logits = torch.from_numpy(np.asarray(logits, np.float64))
   labels = torch.from_numpy(np.asarray(batch['label'], np.int64))

@@ -332,7 +332,7 @@ def copy_of(folder_run, tmp_path):
 def test_the_run_keeps_its_dataset_and_length(folder_run):
   base, _ = folder_run
   facts = json.load(open(base / 'w' / run_contract.RUN))
-  assert facts == {'model_api': 'nnx', 'state_format': 2,  # (run_contract.FORMAT)
+  assert facts == {'model_api': 'nnx', 'state_format': 3,  # (run_contract.FORMAT)
                    'dataset': {'num_train': 36, 'num_eval': 12, 'num_classes': 3,
                                'classes': ['c0', 'c1', 'c2']},
                    'steps_per_epoch': 4, 'total_steps': 8,  # 36 // 8, 2 epochs of 4

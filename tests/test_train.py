@@ -133,10 +133,10 @@ def test_label_smoothing_is_the_smoothed_cross_entropy_of_torch():
   info = input_pipeline.dataset_info(config)
   exp = experiment.setup(config, info, parallel.data_mesh())
   state = exp.init(jax.random.key(config.seed))
-  inputs = next(input_pipeline.train_batches(config, info, exp.mesh))
+  inputs = next(input_pipeline.train_inputs(config, info, exp.mesh))
   prepare, _ = input_pipeline.train_model_input(config, info, exp.mesh)
   batch = jax.jit(prepare, static_argnums=2)(jnp.int32(0), inputs, jnp.float32)
-  logits, _, _ = exp.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+  logits, _, _ = exp.net.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                   batch['image'], train=True)
   want = torch.nn.functional.cross_entropy(
       torch.from_numpy(np.asarray(logits, np.float64)),
@@ -282,7 +282,7 @@ loops = set(re.findall(r'(?:condition|body)=(%[\\w.-]+)', hlo))
 blocks = {{b.split(' ', 1)[0]: b for b in hlo.split('\\n\\n')}}
 in_loops = sum(blocks.get(name, '').count('all-reduce(') for name in loops)
 # Every global batch of the 40 steps, as the mesh's program gathers and augments it.
-data = next(input_pipeline.train_batches(c, info, exp.mesh))
+data = next(input_pipeline.train_inputs(c, info, exp.mesh))
 gather = jax.jit(lambda data, step: device.gather_batch(data, step, c, exp.mesh))
 digest = hashlib.sha256()
 for step in range(40):
