@@ -1,0 +1,1 @@
+"""The lectures' lessons as notebooks that run on this codebase (README, "Tutorials")."""
