@@ -127,7 +127,7 @@ print({name: fmap.shape for name, fmap in features.items()})
 saved = run_contract.read_saved(workdir)
 best = trained.load(saved, 10, workdir)
 views = np.stack([transforms.eval_example(image, saved) for image in test.images])
-probs = trained.posteriors_in_batches(best.model, saved, best.variables, views,
+probs = trained.posteriors_in_batches(best.net, saved, best.variables, views,
                                       batch_size=250)
 predicted = probs.argmax(axis=1)
 accuracy = float(np.mean(predicted == test.labels))
