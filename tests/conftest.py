@@ -1,6 +1,7 @@
 """Test set-up shared by every test module."""
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import tempfile
 import types
 
+import filelock
 import pytest
 
 # The repository root on the path, so tests import `models`, `train`, ... as users do.
@@ -34,9 +36,18 @@ def trained_lenet(tmp_path_factory):
   """`python train.py --config=configs/lenet.py` run once for the whole session (about a
   minute; under GUARDED, so tests/test_device_programs.py reads its transfers and
   compilations): its workdir and the completed process. The trainer's accuracy test and
-  evaluate.py's tests read it; none may change it."""
-  workdir = tmp_path_factory.mktemp('lenet')
-  result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',
-                           f'--workdir={workdir}'], cwd=ROOT, text=True,
-                          capture_output=True, timeout=900, env={**os.environ, **GUARDED})
-  return workdir, result
+  evaluate.py's tests read it; none may change it. With pytest-xdist's workers (-n), the
+  first to ask trains and the others read its run (a lock beside their temporary
+  directories, which share a parent)."""
+  shared = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):  # (a worker's: the session's, under it)
+    shared = shared.parent
+  workdir, record = shared / 'trained_lenet', shared / 'trained_lenet.json'
+  with filelock.FileLock(str(shared / 'trained_lenet.lock')):
+    if not record.exists():
+      result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',
+                               f'--workdir={workdir}'], cwd=ROOT, text=True,
+                              capture_output=True, timeout=900, env={**os.environ, **GUARDED})
+      record.write_text(json.dumps([result.args, result.returncode, result.stdout,
+                                    result.stderr]))
+  return workdir, subprocess.CompletedProcess(*json.loads(record.read_text()))
