@@ -19,7 +19,9 @@ config's real input pipeline with the device prefetch train.py uses; the gap bet
 two is the pipeline's cost. `--input_only` times the host pipeline (read, decode,
 augment, batch) without a model, the time to its first batch from `--start_step`
 (`first_batch_s`), and, for datasets of image files, one plain Pillow process doing the
-same per-image work in a loop (`pillow_images_per_sec`): the pipeline's parallel speed-up.
+same per-image work in a loop, in Pillow calls alone (`pillow_images_per_sec`,
+benchmarking/pillow_baseline.py; for a decode-time crop and a flip): `speedup`, ours over
+it, counts both the workers and any cost of our per-image code.
 `--suite=gpu` (benchmarking/gpu_suite.py) puts ours beside PyTorch (torchvision, AMP,
 channels_last, torch.compile) on the same device: ResNet-50's train step, a resident
 CIFAR ResNet-20 epoch, and the JPEG pipeline against what the ResNet-50 step consumes.
@@ -44,9 +46,9 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from benchmarking import compare_commits, gpu_suite, torch_cpu, xla_profile
+from benchmarking import compare_commits, gpu_suite, pillow_baseline, torch_cpu, xla_profile
 from configs import default
-from data import sources, transforms
+from data import sources
 import input_pipeline
 from lib import cli
 from lib import experiment
@@ -175,7 +177,8 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
 
 def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) -> dict:
   """Host-side images/s of this process's training pipeline (no devices involved), the
-  time to its first batch from `start_step`, and one plain Pillow process's images/s."""
+  time to its first batch from `start_step`, and one plain Pillow process's images/s
+  doing the same images' work (where Pillow alone can: benchmarking/pillow_baseline.py)."""
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
   t = time.perf_counter()
@@ -187,6 +190,8 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
   t = time.perf_counter()
   images = sum(len(next(iterator)['label']) for _ in range(steps))
   elapsed = time.perf_counter() - t
+  if hasattr(iterator, 'close'):  # its workers would go on filling their buffers (some
+    iterator.close()              # 20 batches) on the cores the Pillow process is timed on
   row = {'mode': 'input_only', 'dataset': info.name, 'augment': config.dataset.augment,
          'image_size': config.dataset.image_size, 'batch_size': config.batch_size,
          'start_step': start_step, 'host_cpus': input_pipeline.host_cpus(),
@@ -194,20 +199,11 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
          'batch_ms': 1000 * elapsed / steps, 'images_per_sec': images / elapsed,
          'steps': steps}
   if sources.is_encoded(config):
-    row['pillow_images_per_sec'] = plain_pillow_rate(config, info, images)
-    row['speedup'] = row['images_per_sec'] / row['pillow_images_per_sec']
+    pillow = pillow_baseline.rate(config, sources.open_split(config, 'train', info), images)
+    if pillow is not None:
+      row['pillow_images_per_sec'] = pillow
+      row['speedup'] = row['images_per_sec'] / pillow
   return row
-
-
-def plain_pillow_rate(config, info, count: int) -> float:
-  """Images/s of one process reading, decoding and augmenting `count` training images
-  one after another: the same per-image code as the pipeline, without Grain."""
-  source = sources.open_split(config, 'train', info)
-  t = time.perf_counter()
-  for q in range(count):
-    item = source[q % len(source)]
-    transforms.train_example(item['image'], config, q, q % len(source), len(source))
-  return count / (time.perf_counter() - t)
 
 
 def show(key, value) -> str:

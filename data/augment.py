@@ -8,14 +8,23 @@ mode='reflect'). Its randomness is a counter-based hash of (seed, the example's 
 in the training stream, the op's own salt), uint32 arithmetic that wraps alike in numpy
 and jax.numpy (the sampler's murmur3 finaliser, data/sampler.py): no generator, no key,
 no state, so both paths draw the same numbers and a resumed run draws what it would
-have. Crops are index arithmetic (take_along_axis) and masks `where`, which both modules
-do alike; nothing slices at a traced offset.
+have.
+
+What moves or blanks pixels (a crop's window, a mirror image, Cutout's square) is written
+twice, in one helper each (`_window`, `_mirror`, `_zero_square`), which asks the array
+module: inside jit a gather (take_along_axis) or a `where` over a mask, since nothing may
+slice at a traced offset and a `where` between two images lets XLA fuse the draws of the
+ops before into every pixel; on numpy slices and copies, since there a gather reads an
+index per pixel (8-45x slower per host example at 224x224; docs/DESIGN.md). Both give the
+same pixels (tests/test_augment.py).
 
 Adding an op: one function here and one entry in OPS (docs/DESIGN.md, "Adding an
 augmentation").
 """
 
 from typing import Any, Literal, NamedTuple
+
+import numpy as np
 
 from data import sampler
 
@@ -69,15 +78,30 @@ def pad_crop(images, examples: Examples, pad: int, mode: PadMode = 'zeros'):
   crop_h, crop_w = min(examples.size, h + 2 * pad), min(examples.size, w + 2 * pad)
   top = examples.below(PAD_CROP_TOP, h + 2 * pad - crop_h + 1)
   left = examples.below(PAD_CROP_LEFT, w + 2 * pad - crop_w + 1)
-  rows = (top[:, None] + xp.arange(crop_h, dtype=xp.int32))[:, :, None, None]
-  columns = (left[:, None] + xp.arange(crop_w, dtype=xp.int32))[:, None, :, None]
-  return xp.take_along_axis(xp.take_along_axis(padded, rows, axis=1), columns, axis=2)
+  return _window(padded, top, left, crop_h, crop_w, xp)
+
+
+def _window(images, top, left, height: int, width: int, xp):
+  """Each image's height x width window at its own (top, left)."""
+  if xp is np:  # a slice each: one strided copy, where the gather reads an index a pixel
+    return np.stack([image[t:t + height, l:l + width]
+                     for image, t, l in zip(images, top, left)])
+  rows = (top[:, None] + xp.arange(height, dtype=xp.int32))[:, :, None, None]
+  columns = (left[:, None] + xp.arange(width, dtype=xp.int32))[:, None, :, None]
+  return xp.take_along_axis(xp.take_along_axis(images, rows, axis=1), columns, axis=2)
 
 
 def _mirror(images, where, xp):
-  """Each image for which `where` holds, left to right: its columns gathered in reverse.
-  (Not a `where` between the image and its mirror image: XLA fuses both into one loop,
-  and every pixel redoes the draws of the ops before: 15x slower on a CPU.)"""
+  """Each image for which `where` holds, left to right."""
+  if xp is np:
+    out = images.copy()
+    for k in np.flatnonzero(where):
+      for c in range(images.shape[3]):  # (a channel at a time, numpy's copy runs along a
+        out[k, :, :, c] = images[k, :, ::-1, c]  # row, not 3 bytes a pixel: 4x faster)
+    return out
+  # Inside jit its columns gathered in reverse. Not a `where` between the image and its
+  # mirror image: XLA fuses both into one loop and every pixel redoes the draws of the
+  # ops before (15x slower on a CPU).
   w = images.shape[2]
   columns = xp.arange(w, dtype=xp.int32)
   columns = xp.where(where[:, None], w - 1 - columns, columns)  # (N, W)
@@ -105,13 +129,24 @@ def cutout(images, examples: Examples, size: int):
   """One size x size square of zeros per image, its centre uniform over the image and
   the square clipped at the borders (DeVries & Taylor 2017, section 3: 16x16 on
   CIFAR-10)."""
-  xp = examples.xp
   _, h, w, _ = images.shape
-  top = examples.below(CUTOUT_ROW, h)[:, None] - size // 2  # (a centre, less half)
-  left = examples.below(CUTOUT_COLUMN, w)[:, None] - size // 2
+  top = examples.below(CUTOUT_ROW, h) - size // 2  # (a centre, less half)
+  left = examples.below(CUTOUT_COLUMN, w) - size // 2
+  return _zero_square(images, top, left, size, examples.xp)
+
+
+def _zero_square(images, top, left, size: int, xp):
+  """Each image with zeros in its size x size square at (top, left), clipped at the
+  borders (top and left may be negative)."""
+  if xp is np:  # a copy and a slice each, not a where over every pixel
+    out = images.copy()
+    for image, t, l in zip(out, top, left):
+      image[max(t, 0):max(t + size, 0), max(l, 0):max(l + size, 0)] = 0
+    return out
+  _, h, w, _ = images.shape
   rows, columns = xp.arange(h, dtype=xp.int32), xp.arange(w, dtype=xp.int32)
-  in_rows = (rows >= top) & (rows < top + size)  # (N, H)
-  in_columns = (columns >= left) & (columns < left + size)  # (N, W)
+  in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size)  # (N, H)
+  in_columns = (columns >= left[:, None]) & (columns < left[:, None] + size)  # (N, W)
   square = in_rows[:, :, None, None] & in_columns[:, None, :, None]
   return xp.where(square, xp.zeros((), images.dtype), images)
 

@@ -82,6 +82,57 @@ def test_the_same_op_on_numpy_and_jax_numpy_draws_the_same():
     assert host.dtype == np.uint8
 
 
+def test_the_host_and_jit_formulations_of_window_mirror_and_square_give_the_same_pixels(
+    monkeypatch):
+  """What moves or blanks pixels is written for each array module (augment._window,
+  _mirror, _zero_square): slices and copies on numpy, gathers and `where` inside jit. The
+  same pixels either way, for the host's batch of one and for a batch, grey or colour,
+  at every border and with every or no image mirrored; the host's never writes into its
+  input (read-only here, as a memory-mapped source's) and never gathers (an index per
+  pixel: what made the JPEG pipeline a third slower)."""
+  def no_gather(*args, **kwargs):
+    raise AssertionError('numpy gathered pixels: slice or copy them on the host')
+
+  rng = np.random.default_rng(1)
+  cases = []
+  for n, h, w, c in ((1, 7, 9, 3), (1, 6, 5, 1), (17, 12, 11, 3)):
+    images = rng.integers(0, 256, (n, h, w, c), np.uint8)
+    images.flags.writeable = False
+    top = rng.integers(0, 3, n, dtype=np.int32)  # windows of (h - 2) x (w - 3)
+    left = rng.integers(0, 4, n, dtype=np.int32)
+    top[0], left[0] = 2, 3  # (the first at the bottom-right corner)
+    # Squares of 4 from wholly off the top (left) border to wholly off the bottom (right).
+    square_top = rng.integers(-6, h + 1, n, dtype=np.int32)
+    square_left = rng.integers(-6, w + 1, n, dtype=np.int32)
+    for where in (rng.random(n) < 0.5, np.ones(n, bool), np.zeros(n, bool)):
+      cases.append((images, top, left, where, square_top, square_left))
+
+  def each(xp, images, top, left, where, square_top, square_left):
+    _, h, w, _ = images.shape
+    return (augment._window(images, top, left, h - 2, w - 3, xp),
+            augment._mirror(images, where, xp),
+            augment._zero_square(images, square_top, square_left, 4, xp))
+
+  with monkeypatch.context() as patch:
+    patch.setattr(np, 'take_along_axis', no_gather)
+    host = [each(np, *case) for case in cases]
+  for case, outputs in zip(cases, host):
+    images, top, left, where, square_top, square_left = case
+    on_device = jax.jit(lambda *a: each(jnp, *a))(*case)
+    for name, out, jitted in zip(('window', 'mirror', 'square'), outputs, on_device):
+      assert isinstance(out, np.ndarray) and out.dtype == np.uint8
+      np.testing.assert_array_equal(out, np.asarray(jitted), err_msg=name)
+    window, mirror, square = outputs
+    np.testing.assert_array_equal(window[0], images[0, 2:, 3:])  # (the corner window)
+    np.testing.assert_array_equal(
+        mirror, np.where(where[:, None, None, None], images[:, :, ::-1], images))
+    rows, columns = np.arange(images.shape[1]), np.arange(images.shape[2])
+    inside = (((rows >= square_top[:, None]) & (rows < square_top[:, None] + 4))[:, :, None]
+              & ((columns >= square_left[:, None]) & (columns < square_left[:, None] + 4))
+              [:, None, :])
+    np.testing.assert_array_equal(square, np.where(inside[..., None], 0, images))
+
+
 def test_the_draws_are_uniform_and_independent():
   """Offsets cover their range about evenly; flips are about half; an op's draws do not
   repeat another's or another seed's."""

@@ -1,15 +1,21 @@
 """benchmark.py as users run it: the three modes, its table and its JSON."""
 
+import io
 import json
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
+from PIL import Image
 import pytest
 
+from benchmarking import pillow_baseline
+from data import transforms
 import models
 from models import layer_stats
+from tests.test_input_pipeline import make_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,20 +53,106 @@ def test_bfloat16_train_step(tmp_path):
   assert rows[0]['precision'] == 'bfloat16' and rows[0]['model'] == 'simple_cnn'
 
 
+# benchmark.py --input_only, its pipeline's iterators recorded: the Pillow yardstick
+# fails unless each is closed (its workers or threads stopped) before it is timed.
+PIPELINE_CLOSED_FOR_PILLOW = """
+import runpy, sys
+import input_pipeline
+from benchmarking import pillow_baseline
+
+iterators = []
+
+class Recorded:
+  def __init__(self, iterator):
+    self.iterator, self.closed = iterator, False
+  def __iter__(self):
+    return self
+  def __next__(self):
+    return next(self.iterator)
+  def close(self):
+    self.closed = True
+    self.iterator.close()
+
+class Dataset:
+  def __init__(self, dataset):
+    self.dataset = dataset
+  def __iter__(self):
+    iterators.append(Recorded(iter(self.dataset)))
+    return iterators[-1]
+
+make, rate = input_pipeline.train_dataset, pillow_baseline.rate
+input_pipeline.train_dataset = lambda *a, **k: Dataset(make(*a, **k))
+
+def rate_alone(*args):
+  assert iterators and all(i.closed for i in iterators), 'the pipeline still runs'
+  return rate(*args)
+
+pillow_baseline.rate = rate_alone
+sys.argv = ['benchmark.py', *sys.argv[1:]]
+runpy.run_path('benchmark.py', run_name='__main__')
+"""
+
+
 def test_input_only_on_a_folder_of_jpegs_times_the_first_batch_and_pillow(tmp_path):
+  """The pipeline's images/s, its first batch, and one plain Pillow process's images/s
+  timed after the pipeline has stopped (its workers would otherwise go on decoding
+  ahead on the same cores, slowing the yardstick and inflating the speed-up)."""
   from data import synthetic_folder  # pylint: disable=import-outside-toplevel
   synthetic_folder.write(str(tmp_path / 'jpegs'), classes=4, train=40, val=2, size=48)
-  result, rows = run(tmp_path, '--config=configs/resnet.py:imagenet,depth=18',
-                     f'--config.dataset.name=folder:{tmp_path}/jpegs', '--input_only',
-                     '--config.batch_size=16', '--config.dataset.image_size=32',
-                     '--config.dataset.workers=0', '--steps=4', '--warmup=1',
-                     '--start_step=1000')
+  out = tmp_path / 'bench.json'
+  result = subprocess.run(
+      [sys.executable, '-c', PIPELINE_CLOSED_FOR_PILLOW,
+       '--config=configs/resnet.py:imagenet,depth=18',
+       f'--config.dataset.name=folder:{tmp_path}/jpegs', '--input_only',
+       '--config.batch_size=16', '--config.dataset.image_size=32',
+       '--config.dataset.workers=0', '--steps=4', '--warmup=1', '--start_step=1000',
+       f'--json={out}'], cwd=ROOT, text=True, capture_output=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
-  (row,) = rows
+  (row,) = json.loads(out.read_text())
   assert row['mode'] == 'input_only' and row['start_step'] == 1000
   assert 0 < row['first_batch_s'] < 60
   assert row['images_per_sec'] == pytest.approx(16 / (row['batch_ms'] / 1000), rel=1e-9)
+  assert row['pillow_images_per_sec'] > 0
   assert row['speedup'] == pytest.approx(row['images_per_sec'] / row['pillow_images_per_sec'])
+  assert 'pillow_images_per_sec' in result.stdout and 'speedup' in result.stdout
+
+
+def jpeg(width, height, mode='RGB', seed=0):
+  """A JPEG's bytes: smooth colour fields with some noise, as photographs compress."""
+  rng = np.random.default_rng(seed)
+  y, x = np.mgrid[0:height, 0:width] / max(width, height)
+  pixels = np.stack([128 + 90 * np.sin(x * rng.uniform(1, 6) + y * rng.uniform(1, 6))
+                     for _ in range(3)], -1) + rng.normal(0, 8, (height, width, 3))
+  out = io.BytesIO()
+  Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).convert(mode).save(out, 'JPEG')
+  return out.getvalue()
+
+
+@pytest.mark.parametrize('channels', [3, 1])
+def test_the_pillow_yardstick_crops_the_images_as_the_pipeline_does(channels):
+  """--input_only's speed-up is over one plain Pillow process (benchmarking/
+  pillow_baseline.py) doing the same work: each decode-time op's crop from the same
+  draws is the pipeline's, pixel for pixel (the same DCT-scaled decode, box and resize);
+  a list with more than Pillow does (Cutout) gets no figure, not one of other work."""
+  config = make_config(scale_min=300, scale_max=600, image_size=224, channels=channels)
+  mode = transforms.image_mode(channels)
+  items = [jpeg(400, 350, seed=0), jpeg(350, 400, seed=1), jpeg(1200, 900, seed=2),
+           jpeg(500, 375, 'L', seed=3)]  # (the third decoded at a reduced DCT scale)
+  for name, crop in pillow_baseline.CROPS.items():
+    for k, item in enumerate(items):
+      for draw in range(3):
+        ours = transforms.DECODE_OPS[name].train_crop(item, config, np.random.default_rng(draw))
+        plain = crop(Image.open(io.BytesIO(item)), config.dataset, mode,
+                     np.random.default_rng(draw))
+        np.testing.assert_array_equal(np.asarray(plain).reshape(ours.shape), ours,
+                                      err_msg=f'{name}, image {k}, draw {draw}')
+  source = [{'image': item, 'label': 0} for item in items]
+  for spec, timed in [('imagenet', True), ('vgg', True), ('alexnet', True),
+                      ('random_resized_crop', True), ('imagenet,cutout(16)', False),
+                      ('cifar', False), ('none', False)]:
+    config.dataset.augment = spec
+    rate = pillow_baseline.rate(config, source, 6)
+    assert (rate is not None and rate > 0) if timed else rate is None, spec
 
 
 def test_end_to_end_and_input_only_on_mnist5k(tmp_path):
