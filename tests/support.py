@@ -1,5 +1,5 @@
-"""What several test modules share: the environment of a guarded run, and loopback ports
-for the multi-process tests' coordinators."""
+"""What several test modules share: the environment of a guarded run, loopback ports
+for the multi-process tests' coordinators, and an optimizer's first updates."""
 
 import random
 import socket
@@ -33,3 +33,19 @@ def slurm_job_id() -> int:
   """A SLURM_JOB_ID whose coordinator port is free: JAX's SLURM detection listens on
   61440 + job id % 4096 (jax/_src/clusters/slurm_cluster.py), above the ephemeral range."""
   return free_port(61440, 65536) - 61440
+
+
+def optimizer_updates(tx, steps: int = 4) -> list:
+  """The updates of the optax transformation `tx` over a few steps of a small
+  kernel-and-bias tree, each step's gradient a fixed function of the parameters."""
+  import jax  # pylint: disable=import-outside-toplevel  (the other helpers need none)
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  params = {'conv': {'kernel': jnp.full((3, 3), 0.5), 'bias': jnp.full((3,), 0.1)}}
+  state, out = tx.init(params), []
+  for i in range(steps):
+    grads = jax.tree.map(lambda p, i=i: jnp.sin(p * (i + 1)) + 0.01 * i, params)
+    updates, state = tx.update(grads, state, params)
+    params = optax.apply_updates(params, updates)
+    out.append(updates)
+  return out

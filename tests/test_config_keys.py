@@ -34,6 +34,7 @@ from lib import parallel
 from lib import recipes
 from lib import steps
 import train
+from tests import support
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -568,18 +569,6 @@ def test_a_model_argument_the_file_left_out_is_set_from_the_command_line():
       4.1e9, rel=0.01)
 
 
-def _updates(tx, steps=4):
-  """The updates of `tx` over a few steps of a small kernel-and-bias tree."""
-  params = {'conv': {'kernel': jnp.full((3, 3), 0.5), 'bias': jnp.full((3,), 0.1)}}
-  state, out = tx.init(params), []
-  for i in range(steps):
-    grads = jax.tree.map(lambda p: jnp.sin(p * (i + 1)) + 0.01 * i, params)
-    updates, state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-    out.append(updates)
-  return out
-
-
 @pytest.mark.parametrize('config_file', ['lenet', 'simple_cnn'])
 def test_adamw_is_decoupled_weight_decay_and_adam_the_l2_penalty(config_file):
   """optimizer.name means what PyTorch's and optax's names mean (Loshchilov & Hutter
@@ -590,11 +579,12 @@ def test_adamw_is_decoupled_weight_decay_and_adam_the_l2_penalty(config_file):
   o, lr = c.optimizer, c.schedule.learning_rate
   assert o.name == 'adamw' and o.weight_decay > 0
   want = optax.adamw(lr, o.b1, o.b2, weight_decay=o.weight_decay, mask=optim.kernel_mask)
-  for got, expected in zip(_updates(optim.create_optimizer(c)), _updates(want)):
+  updates = support.optimizer_updates
+  for got, expected in zip(updates(optim.create_optimizer(c)), updates(want)):
     np.testing.assert_allclose(got['conv']['kernel'], expected['conv']['kernel'], rtol=1e-6)
     np.testing.assert_allclose(got['conv']['bias'], expected['conv']['bias'], rtol=1e-6)
   c.optimizer.name = 'adam'
   l2 = optax.chain(optax.add_decayed_weights(o.weight_decay, optim.kernel_mask),
                    optax.adam(lr, o.b1, o.b2))
-  for got, expected in zip(_updates(optim.create_optimizer(c)), _updates(l2)):
+  for got, expected in zip(updates(optim.create_optimizer(c)), updates(l2)):
     np.testing.assert_allclose(got['conv']['kernel'], expected['conv']['kernel'], rtol=1e-6)

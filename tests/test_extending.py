@@ -6,8 +6,6 @@ a config key: tests/test_config_keys.py.)"""
 
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -16,6 +14,7 @@ from configs import lenet
 from data import sources
 from lib import optim
 import train
+from tests import support
 
 
 def _npz_open(config, split):
@@ -55,17 +54,6 @@ def test_adding_a_dataset_source(tmp_path, monkeypatch):
   assert sources.kind('npz:/x.npz') == 'npz' and not sources.is_encoded(c)
 
 
-def _updates(tx, steps=4):
-  params = {'conv': {'kernel': jnp.full((3, 3), 0.5), 'bias': jnp.full((3,), 0.1)}}
-  state, out = tx.init(params), []
-  for i in range(steps):
-    grads = jax.tree.map(lambda p: jnp.sin(p * (i + 1)) + 0.01 * i, params)
-    updates, state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-    out.append(updates)
-  return out
-
-
 def test_adding_an_optimizer(monkeypatch):
   """One entry in lib/optim.OPTIMIZERS: Lion (Chen et al. 2023) from optax's scale_by_lion,
   its decay decoupled, reading the Adam keys b1 and b2; the optimizer the config makes is
@@ -76,6 +64,7 @@ def test_adding_an_optimizer(monkeypatch):
   common.adamw_cosine_recipe(c, learning_rate=1e-4, warmup_steps=0)
   c.optimizer.name, c.optimizer.b2, c.optimizer.weight_decay = 'lion', 0.99, 0.1
   want = optax.lion(1e-4, b1=0.9, b2=0.99, weight_decay=0.1, mask=optim.kernel_mask)
-  for got, expected in zip(_updates(optim.create_optimizer(c)), _updates(want)):
+  updates = support.optimizer_updates
+  for got, expected in zip(updates(optim.create_optimizer(c)), updates(want)):
     for leaf in ('kernel', 'bias'):
       np.testing.assert_allclose(got['conv'][leaf], expected['conv'][leaf], rtol=1e-6)
