@@ -18,7 +18,6 @@ import dataclasses
 import difflib
 import math
 import sys
-import typing
 from typing import Any, Callable
 
 Test = tuple[Callable[..., bool], str]  # (the test, in words)
@@ -425,8 +424,7 @@ def add_model_arguments(config, given, name: str | None = None):
     arg = key.removeprefix('model.')
     if key.startswith('model.') and arg in arguments and arg not in config.model:
       param = arguments[arg]
-      kind = typing.get_args(param.annotation)[0] if typing.get_origin(
-          param.annotation) is typing.Annotated else param.annotation
+      kind = models.argument_type(param)[0]
       with config.unlocked():
         config.model[arg] = (ml_collections.FieldReference(
             None, field_type=kind if isinstance(kind, type) else object)

@@ -4,7 +4,8 @@ Weight decay: as an L2 penalty it is wd * w added to the gradient before momentu
 is PyTorch's `weight_decay` and the papers' (AlexNet section 5, VGG section 3.1, ResNet
 section 3.4); decoupled, it is applied beside the update (Loshchilov & Hutter 2019). The
 optimizer's name says which for Adam, as PyTorch's do: 'adam' takes the L2 penalty,
-'adamw' the decoupled decay; SGD's optimizer.decay_style picks ('decoupled': SGDW). Which parameters it touches is each recipe's own (optimizer.decay_params):
+'adamw' the decoupled decay; SGD's optimizer.decay_style picks ('decoupled': SGDW).
+Which parameters it touches is each recipe's own (optimizer.decay_params):
 the Caffe-era recipes (AlexNet, VGG, GoogLeNet) decay the conv and dense kernels and
 leave the biases out (their prototxts' decay_mult: 0); the ResNet recipes this codebase
 cites (fb.resnet.torch, torchvision's reference training) decay every parameter,

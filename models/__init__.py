@@ -123,6 +123,14 @@ def arguments(name: str) -> dict[str, inspect.Parameter]:
   return {p.name: p for p in free if p.name not in SET_BY_TRAINER}
 
 
+def argument_type(param: inspect.Parameter) -> tuple:
+  """(the type an argument's annotation gives, its range or None): an Annotated[type,
+  (test, in words)] (models.base.Rate) is both."""
+  if typing.get_origin(param.annotation) is typing.Annotated:
+    return typing.get_args(param.annotation)
+  return param.annotation, None
+
+
 def check_argument(name: str, arg: str, value) -> str | None:
   """Why `value` is not one model `name`'s argument `arg` takes (None: it is one): an
   unknown argument, or a value outside its annotation (a type, or a Literal's values).
@@ -133,9 +141,7 @@ def check_argument(name: str, arg: str, value) -> str | None:
     known = ', '.join(params) or 'none'
     return (f'model {name!r} takes no argument {arg!r}' +
             (f'; did you mean {close[0]!r}?' if close else f' (its arguments: {known})'))
-  kind, limits = params[arg].annotation, None
-  if typing.get_origin(kind) is typing.Annotated:  # (models.base.Rate)
-    kind, limits = typing.get_args(kind)
+  kind, limits = argument_type(params[arg])
   if typing.get_origin(kind) is typing.Literal:
     choices = typing.get_args(kind)
     return None if value in choices else f'must be one of {list(choices)}; got {value!r}'
