@@ -5,15 +5,12 @@
       --launcher=slurm --gpus_per_task=1
   python reproduce.py resnet_cifar10 report --workdir=tables/resnet_cifar10
 
-Tables (reproduction/paper_tables.py): resnet_cifar10, resnet_imagenet, vgg_imagenet,
-alexnet_imagenet, lenet_mnist, ilsvrc_history. `run` goes through the sweep machinery (sweep.py): one
-train.py process per row and seed in DIR/<row>[,seed=K]/, locally or as a SLURM job
-array, finished rows skipped (`--allow_schedule_change` is passed on to train.py).
-`report` fills params and multiply-adds from our models (no training needed) and the
-error columns from the runs that have finished, using the
-evaluation the paper used (DIR/<row>/eval/best_<mode>.json from evaluate.py, the
-training's own centre-crop evaluation for `center`); writes DIR/report.md and
-report.csv, and for resnet_cifar10 the paper's Figure 6-style plot of error against depth.
+Tables: reproduction/paper_tables.py. `run` runs the missing rows as a sweep (sweep.py's
+flags), a train.py process per row and seed in DIR/<row>[,seed=K]/. `report` writes
+DIR/report.md and report.csv: our params and multiply-adds (traced, never trained) and
+errors under the paper's evaluation (DIR/<row>/eval/best_<mode>.json from evaluate.py;
+the training's own for `center`) beside the paper's; for resnet_cifar10 also the error
+against depth. See README.md, "Reproducing the papers' tables".
 """
 
 import functools
@@ -34,7 +31,8 @@ from sweeping import sweep_report
 from sweeping import sweeps as sweep
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer('seeds', 1, 'run: runs per row, seeds 0..N-1 (mean ± std in the report)')
+flags.DEFINE_integer('seeds', 1, 'run: runs per row, seeds 0..N-1 (mean ± std in the report)',
+                     lower_bound=1)
 flags.DEFINE_string('benchmark', None, 'plan: a benchmark.py --json file; its images/s per '
                     'model turn images to process into hours')
 
@@ -145,14 +143,9 @@ def run_result(sweep_dir: str, trial: dict, mode: str) -> dict | None:
 
 def _status(results: list, statuses: list[dict]) -> str:
   """A row's status from its runs' results and trial.json files."""
-  states = []
-  for result, status in zip(results, statuses):
-    if result is not None and 'pending_eval' in result:
-      states.append('needs evaluate.py')
-    elif result is not None:
-      states.append('done')
-    else:
-      states.append(status.get('state', 'not run'))
+  states = [status.get('state', 'not run') if result is None else
+            'needs evaluate.py' if 'pending_eval' in result else 'done'
+            for result, status in zip(results, statuses)]
   unique = list(dict.fromkeys(states))
   return unique[0] if len(unique) == 1 else ', '.join(f'{states.count(s)} {s}'
                                                        for s in unique)
@@ -192,8 +185,7 @@ def report(table: str, sweep_dir: str) -> str:
     params, macs = model_size(config, row['num_classes'])
     paper = row['paper']
     diff = (statistics.mean(ours) - paper[metric]) if ours and paper[metric] else None
-    statuses = [workdir_lib.read_json(
-        os.path.join(sweep_dir, t['name'], workdir_lib.TRIAL_STATUS), {}) for t in row_trials]
+    statuses = [sweep.read_status(os.path.join(sweep_dir, t['name'])) for t in row_trials]
     walls = [s['wall_time'] for s in statuses if s.get('wall_time')]
     epochs, _ = epochs_and_images(config)
     cells = [row['name'], formatting.si(params), formatting.si(paper['params']),
@@ -272,8 +264,6 @@ def usage_error(argv: list[str]) -> str | None:
     return f'unexpected arguments {words[2:]}; {USAGE}'
   if FLAGS.workdir is None:
     return 'give --workdir=DIR (the directory of the table\'s runs)'
-  if FLAGS.seeds < 1:
-    return f'--seeds must be at least 1; got {FLAGS.seeds}'
   return None
 
 
@@ -292,12 +282,8 @@ def main(argv):
       spec = f'{os.path.join(sweep.REPO, "reproduction", "paper_tables.py")}:{table}'
       slurm = sweep.slurm_options() if FLAGS.launcher == 'slurm' else None
       no_failures = sweep.launch(FLAGS.workdir, spec, table_trials, FLAGS.parallel,
-                                 FLAGS.dry_run, slurm, ('reproduce.py', table, 'report'),
-                                 FLAGS.allow_schedule_change)
-      if slurm is not None:
-        return
-      if not FLAGS.dry_run:
-        print(report(table, FLAGS.workdir), end='')
+                                 FLAGS.dry_run, slurm, lambda: report(table, FLAGS.workdir),
+                                 ('reproduce.py', table, 'report'), FLAGS.allow_schedule_change)
       sys.exit(0 if no_failures else 1)
   except (sweep.SweepError, workdir_lib.WorkdirError, OSError) as e:
     cli.fail('reproduce.py', str(e))

@@ -9,14 +9,10 @@
   python sweep.py --config=... --workdir=... --dry_run    # the plan or the sbatch script
   python sweep.py report --workdir=sweeps/lenet          # results.csv, results.md, plots/
 
-A sweep file defines `get_config(arg)` and `get_sweep(arg)` (see configs/hyper.py). Each
-trial is its own `train.py` process with its own workdir, DIR/<its overrides>, so a crash
-or an out-of-memory ends that trial only. DIR/<trial>/trial.json records its state (done,
-failed and why, stopped) and wall time; DIR/<trial>/train.log its output. Running the same
-command again skips finished trials and resumes the others from their checkpoints; a
-trial is done only when its train.py succeeded for its config of now (a base config made
-longer that moves the learning rate ahead is refused by train.py: a failed trial, until
-the command is run with --allow_schedule_change, which it passes on to train.py).
+A sweep file defines `get_config(arg)` and `get_sweep(arg)` (configs/hyper.py). Each trial
+is its own train.py process in DIR/<its overrides>/, with its state in trial.json and its
+output in train.log; the same command again skips finished trials and resumes the
+others. See README.md, "Sweeps".
 """
 
 import sys
@@ -46,7 +42,7 @@ def main(argv):
     cli.fail('sweep.py', 'give --workdir=DIR (the sweep directory)')
   try:
     if action == 'report':
-      print(sweep_report.report(FLAGS.workdir, load_plan(FLAGS.workdir)), end='')
+      print(sweep_report.report(FLAGS.workdir), end='')
       return
     if action == 'trial':  # one SLURM array task
       trials = load_plan(FLAGS.workdir)['trials']
@@ -67,9 +63,8 @@ def main(argv):
       module, _, arg = load_sweep_file(FLAGS.config)
       slurm = slurm_options(module, arg)
     no_failures = launch(FLAGS.workdir, FLAGS.config, trials, FLAGS.parallel, FLAGS.dry_run,
-                         slurm, allow_schedule_change=FLAGS.allow_schedule_change)
-    if slurm is None and not FLAGS.dry_run:
-      print(sweep_report.report(FLAGS.workdir, load_plan(FLAGS.workdir)), end='')
+                         slurm, lambda: sweep_report.report(FLAGS.workdir),
+                         allow_schedule_change=FLAGS.allow_schedule_change)
     sys.exit(0 if no_failures else 1)  # stopped trials are not failures: rerun resumes
   except (SweepError, workdir_lib.WorkdirError) as e:
     cli.fail('sweep.py', str(e))

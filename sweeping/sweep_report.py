@@ -33,7 +33,7 @@ def collect(sweep_dir: str, trials: list[dict]) -> list[dict]:
   for trial in trials:
     trial_dir = os.path.join(sweep_dir, trial['name'])
     final = sweeps.final_result(trial_dir) or {}  # (not a failed rerun's old metrics)
-    status = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.TRIAL_STATUS), {})
+    status = sweeps.read_status(trial_dir)
     row = {'trial': trial['name'], **trial['overrides']}
     row['status'] = 'done' if final else status.get('state', 'not run')
     wall_time = status.get('wall_time')
@@ -76,8 +76,9 @@ def _cell(key: str, value) -> str:
   return str(value)
 
 
-def report(sweep_dir: str, plan: dict) -> str:
+def report(sweep_dir: str) -> str:
   """Write results.csv, results.md and plots/*.png; return the markdown."""
+  plan = sweeps.load_plan(sweep_dir)
   trials = plan['trials']
   rows = collect(sweep_dir, trials)
   swept, fixed = hyper.swept_and_fixed([t['overrides'] for t in trials])

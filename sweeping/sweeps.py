@@ -43,7 +43,7 @@ def define_launch_flags():
   flags.DEFINE_enum('launcher', 'local', ['local', 'slurm'], 'where the trials run')
   flags.DEFINE_integer('parallel', None, 'local: trials at once (default 1), each on its '
                        'share of the GPUs (more than the GPUs: k to a GPU, 1/k of its memory '
-                       'each); slurm: most array tasks running at once')
+                       'each); slurm: most array tasks running at once', lower_bound=1)
   flags.DEFINE_bool('dry_run', False,
                     'print the plan (local) or the sbatch script; run nothing')
   flags.DEFINE_string('partition', None, 'slurm: partition')
@@ -56,9 +56,6 @@ def define_launch_flags():
   flags.DEFINE_bool('allow_schedule_change', False, "passed on to each trial's train.py: "
                     'resume a trial whose new run length changes the learning rate of '
                     'the steps ahead (its base config was made longer)')
-
-
-SLURM_OPTIONS = ('partition', 'gpus_per_task', 'cpus_per_task', 'mem', 'time')
 
 
 class SweepError(ValueError):
@@ -132,11 +129,16 @@ def trial_name(overrides: dict, first: list[str] = ()) -> str:
   return name
 
 
+def config_keys(overrides: dict) -> dict:
+  """The overrides of config keys, by their dotted path: {'model.depth': 20}."""
+  return {k[len(CONFIG_PREFIX):]: v for k, v in overrides.items()
+          if k.startswith(CONFIG_PREFIX)}
+
+
 def make_trial(config_path: str, overrides: dict, swept: list[str],
                cwd: str | None = None) -> dict:
-  """A trial as the runner needs it: its name (every override, the swept ones first),
-  train.py's --config and its overrides, and the directory it runs in (the caller's,
-  so that relative paths mean what they meant there)."""
+  """A trial as the runner needs it, run in the caller's directory (so that relative
+  paths mean what they meant there)."""
   args = {k: v for k, v in overrides.items() if not k.startswith(CONFIG_PREFIX)}
   for key, value in args.items():
     if re.search(r'[,=:]', format_value(value)):
@@ -146,31 +148,26 @@ def make_trial(config_path: str, overrides: dict, swept: list[str],
   return {'name': trial_name(overrides, swept), 'cwd': cwd or os.getcwd(),
           'overrides': overrides,
           'config': config_path + (f':{arg}' if arg else ''),
-          'config_overrides': {k[len(CONFIG_PREFIX):]: format_value(v)
-                               for k, v in overrides.items() if k.startswith(CONFIG_PREFIX)}}
+          'config_overrides': {k: format_value(v) for k, v in config_keys(overrides).items()}}
 
 
 def build_config(module, trial: dict):
   """The trial's config, built as train.py will build it (catches bad keys up front)."""
-  arg = trial['config'].partition(':')[2] or None
-  config = module.get_config(arg)
+  config = module.get_config(trial['config'].partition(':')[2] or None)
   keys.check_declared(config, origin=f"config file {trial['config']}")
-  given = {k[len(CONFIG_PREFIX):] for k in trial['overrides'] if k.startswith(CONFIG_PREFIX)}
-  keys.add_model_arguments(config, given, trial['overrides'].get(CONFIG_PREFIX + 'model.name'))
-  for key, value in trial['overrides'].items():
-    if not key.startswith(CONFIG_PREFIX):
-      continue
-    *parents, leaf = key[len(CONFIG_PREFIX):].split('.')
+  overrides = config_keys(trial['overrides'])
+  keys.add_model_arguments(config, set(overrides), overrides.get('model.name'))
+  for path, value in overrides.items():
+    *parents, leaf = path.split('.')
     node = config
     for part in parents:
       node = node.get(part, {})
     if leaf not in node:
-      path = key[len(CONFIG_PREFIX):]
       close = keys.closest_key(path, keys.declared(config))
       raise ValueError(f'unknown config key {path!r}' +
                        (f'; did you mean {close!r}?' if close else ''))
     node[leaf] = value
-  default.clear_duration_partners(config, given)
+  default.clear_duration_partners(config, set(overrides))
   keys.check_declared(config)  # (a model argument's value, a sweep's new model name)
   run_contract.resolve_paths(config, trial.get('cwd'))  # as train.py will, where it runs
   return config
@@ -216,8 +213,8 @@ def _plan_config(spec: str) -> str:
 
 
 def check_plan(sweep_dir: str, spec: str):
-  """Refuse a --workdir that holds something else than this sweep: another sweep
-  file's trials, or a train.py run (its config.json), before anything is written."""
+  """Refuse a --workdir that cannot be used or holds something else than this sweep:
+  another sweep file's trials, or a train.py run (its config.json)."""
   plan_path = os.path.join(sweep_dir, PLAN)
   if os.path.exists(plan_path):
     old = load_plan(sweep_dir)['config']
@@ -228,12 +225,12 @@ def check_plan(sweep_dir: str, spec: str):
     raise SweepError(f'--workdir={sweep_dir} is the workdir of a train.py run (it holds '
                      f'{run_contract.CONFIG}), not a sweep directory; choose another '
                      '--workdir for the sweep')
+  workdir_lib.check_usable(sweep_dir)
 
 
 def save_plan(sweep_dir: str, spec: str, trials: list[dict]):
   """DIR/sweep.json; a sweep directory holds one sweep file's trials."""
   check_plan(sweep_dir, spec)
-  workdir_lib.check_usable(sweep_dir)
   workdir_lib.write_json(os.path.join(sweep_dir, PLAN),
                          {'config': _plan_config(spec), 'trials': trials})
 
@@ -271,10 +268,8 @@ def is_done(trial_dir: str) -> bool:
 
 
 def final_result(trial_dir: str) -> dict | None:
-  """A trial's final metrics if it finished, else None. Where trial.json records the
-  trial's last attempt, that attempt must have finished: a rerun that failed (train.py
-  refused the trial's new config) or is still queued or running leaves the previous
-  run's final_metrics.json behind, which is no result of the trial's config of now. A
+  """A trial's final metrics if its last attempt finished, else None: a rerun that failed
+  or is queued or running leaves the previous config's final_metrics.json behind. A
   workdir without trial.json (a train.py run copied in) has finished if the file is there."""
   final = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.FINAL_METRICS))
   state = read_status(trial_dir).get('state', 'done')
@@ -318,16 +313,15 @@ class Children:
   def stop(self, signum, frame):
     del frame
     if self.stopping.is_set():  # a second Ctrl-C: do not wait for the checkpoints
-      with self.lock:
-        for proc in self.procs:
-          proc.kill()
-      return
-    print(f'sweep.py: {signal.Signals(signum).name}: stopping the running trials (they '
-          'save a checkpoint); run the same command to resume', flush=True)
+      sig = signal.SIGKILL
+    else:
+      sig = signal.SIGTERM  # train.py saves and exits
+      print(f'sweep.py: {signal.Signals(signum).name}: stopping the running trials (they '
+            'save a checkpoint); run the same command to resume', flush=True)
     with self.lock:
       self.stopping.set()
       for proc in self.procs:
-        proc.send_signal(signal.SIGTERM)  # train.py saves and exits
+        proc.send_signal(sig)
 
   def install(self):
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -420,14 +414,10 @@ def visible_gpus() -> list[str]:
 
 
 def assign_slots(count: int, gpus: list[str]) -> list[dict]:
-  """The environment of each of `count` trials that run at once on `gpus`: its share.
-
-  Up to one trial per GPU, the GPUs are split among the trials, every one used (3 GPUs,
-  2 trials: GPU 0 and GPUs 1,2). More trials than GPUs share them: trial i runs on GPU
-  i mod n, and the k trials on a GPU each allocate as they need (no preallocation) up to
-  1/k of its memory; a LeNet or ResNet-20 uses a sliver of an H100, so a grid of small
-  CNNs runs k at a time on each. Without GPUs the trials share the CPU's cores.
-  """
+  """The environment of each of `count` trials that run at once on `gpus`. Up to one
+  trial per GPU, every GPU is used (3 GPUs, 2 trials: GPU 0 and GPUs 1,2). More share
+  them, trial i on GPU i mod n, each without preallocation and up to 1/k of its memory
+  with k on that GPU: a LeNet or ResNet-20 uses a sliver of an H100."""
   if not gpus:
     return [{} for _ in range(count)]
   if count <= len(gpus):
@@ -435,13 +425,11 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
     return [{'CUDA_VISIBLE_DEVICES': ','.join(gpus[bounds[i]:bounds[i + 1]])}
             for i in range(count)]
   sharing = [len(range(g, count, len(gpus))) for g in range(len(gpus))]  # trials per GPU
-  envs = []
-  for i in range(count):
-    fraction = math.floor(1000 / sharing[i % len(gpus)]) / 1000  # rounded down: all fit
-    envs.append({'CUDA_VISIBLE_DEVICES': gpus[i % len(gpus)],
-                 'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
-                 'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fraction:g}'})
-  return envs
+  fractions = [math.floor(1000 / k) / 1000 for k in sharing]  # rounded down: all fit
+  return [{'CUDA_VISIBLE_DEVICES': gpus[i % len(gpus)],
+           'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
+           'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fractions[i % len(gpus)]:g}'}
+          for i in range(count)]
 
 
 def local_slots(count: int) -> list[dict]:
@@ -543,17 +531,14 @@ def say(line: str):
 
 
 def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
-           dry_run: bool, slurm: dict | None = None,
+           dry_run: bool, slurm: dict | None = None, report=None,
            report_args: tuple = ('sweep.py', 'report'),
            allow_schedule_change: bool = False) -> bool:
   """Save the plan (DIR/sweep.json) and run its unfinished trials here, `parallel` at a
-  time, or submit them as a SLURM job array when `slurm` gives its options; False if a
-  local trial failed. One runner per sweep directory at a time: a second one would
-  start the same trials. Bad flags and a --workdir that holds something else are
-  refused before anything is written; a dry run prints the plan and writes nothing.
-  `allow_schedule_change` is passed on to each trial's train.py."""
-  if parallel is not None and parallel < 1:
-    raise SweepError(f'--parallel={parallel}: give at least 1 (trials at once)')
+  time, and print `report()`; or submit them as a SLURM job array, and `report_args`
+  after it, when `slurm` gives its options. False if a local trial failed. One runner
+  per sweep directory at a time (a second would start the same trials); nothing is
+  written before the flags and the --workdir are checked, nor by a dry run."""
   if slurm is not None and not dry_run and not shutil.which('sbatch'):
     raise SweepError('--launcher=slurm: sbatch is not on PATH (is this a SLURM login '
                      'node?); use --launcher=local to run here')
@@ -569,10 +554,12 @@ def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
   if dry_run:
     return start([trial_state(sweep_dir, t) for t in trials])
   check_plan(sweep_dir, spec)
-  workdir_lib.check_usable(sweep_dir)
   with workdir_lib.Lock(sweep_dir):
     save_plan(sweep_dir, spec, trials)
-    return start(trial_states(sweep_dir, trials))
+    no_failures = start(trial_states(sweep_dir, trials))
+  if slurm is None and report:
+    print(report(), end='')
+  return no_failures
 
 
 def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: int,
@@ -606,21 +593,19 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
       status = run_trial(sweep_dir, trial, children, env, allow_schedule_change)
     finally:
       slots.put(env)
-    detail = {'done': lambda: 'top-1 {:.2%}'.format(read_final(sweep_dir, trial)
-                                                     .get('top1', float('nan'))),
-              'failed': lambda: status['error'], 'stopped': lambda: 'checkpoint saved'}
-    say(f"[{n}/{len(todo)}] {trial['name']}: {status['state']} after "
-        f"{formatting.duration(status['wall_time'])} ({detail[status['state']]()})")
-    return status['state']
+    state = status['state']
+    if state == 'done':
+      final = final_result(os.path.join(sweep_dir, trial['name'])) or {}
+      detail = f"top-1 {final.get('top1', float('nan')):.2%}"
+    else:
+      detail = status['error'] if state == 'failed' else 'checkpoint saved'
+    say(f"[{n}/{len(todo)}] {trial['name']}: {state} after "
+        f"{formatting.duration(status['wall_time'])} ({detail})")
+    return state
 
   with concurrent.futures.ThreadPoolExecutor(at_once) as pool:
     outcomes = list(pool.map(work, todo))
   return 'failed' not in outcomes
-
-
-def read_final(sweep_dir: str, trial: dict) -> dict:
-  return workdir_lib.read_json(
-      os.path.join(sweep_dir, trial['name'], workdir_lib.FINAL_METRICS), {})
 
 
 def array_spec(indices: list[int]) -> str:
@@ -653,9 +638,9 @@ def slurm_options(module=None, arg=None) -> dict:
       raise SweepError(f'get_slurm() returned unknown keys {sorted(unknown)}; it may set '
                        f'{sorted(options)}')
     options.update(from_file)
-  for name in SLURM_OPTIONS:
-    if FLAGS[name].present:
-      options[name] = getattr(FLAGS, name)
+  for name in options:
+    if name != 'directives' and FLAGS[name].present:
+      options[name] = FLAGS[name].value
   for name, least in (('gpus_per_task', 0), ('cpus_per_task', 1)):
     if options[name] is not None and options[name] < least:
       raise SweepError(f'--{name}={options[name]}: give at least {least}')
@@ -671,13 +656,11 @@ def slurm_script(sweep_dir: str, name: str, indices: list[int], options: dict,
            f'#SBATCH --output={sweep_dir}/slurm/%A_%a.out', '#SBATCH --ntasks=1',
            # time to save a checkpoint before the time limit's SIGKILL
            '#SBATCH --signal=TERM@120']
-  if options['partition']:
-    lines.append(f"#SBATCH --partition={options['partition']}")
-  if options['gpus_per_task']:
-    lines.append(f"#SBATCH --gres=gpu:{options['gpus_per_task']}")
-  for key in ('cpus_per_task', 'mem', 'time'):
-    if options[key]:
-      lines.append(f"#SBATCH --{key.replace('_', '-')}={options[key]}")
+  gres = options['gpus_per_task'] and f"gpu:{options['gpus_per_task']}"
+  for key, value in (('partition', options['partition']), ('gres', gres),
+                     ('cpus-per-task', options['cpus_per_task']), ('mem', options['mem']),
+                     ('time', options['time'])):
+    lines += [f'#SBATCH --{key}={value}'] if value else []
   lines += [f"#SBATCH {d if d.startswith('-') else '--' + d}" for d in options['directives']]
   lines += ['', '# Task i runs trial i of sweep.json: python train.py, logged in the '
             "trial's train.log", f'cd {REPO}',
