@@ -23,8 +23,6 @@ from lib import cli
 from lib import workdir as workdir_lib
 from sweeping import sweep_report
 from sweeping import sweeps
-from sweeping.sweeps import (Children, SweepError, expand, launch, load_plan,
-                             load_sweep_file, run_trial, slurm_options)
 
 FLAGS = flags.FLAGS
 
@@ -45,28 +43,29 @@ def main(argv):
       print(sweep_report.report(FLAGS.workdir), end='')
       return
     if action == 'trial':  # one SLURM array task
-      trials = load_plan(FLAGS.workdir)['trials']
+      trials = sweeps.load_plan(FLAGS.workdir)['trials']
       if FLAGS.index is None or not 0 <= FLAGS.index < len(trials):
-        raise SweepError(f'--index={FLAGS.index}: give a trial index in [0, {len(trials)})')
-      children = Children()
+        raise sweeps.SweepError(f'--index={FLAGS.index}: give a trial index in '
+                                f'[0, {len(trials)})')
+      children = sweeps.Children()
       children.install()
-      status = run_trial(FLAGS.workdir, trials[FLAGS.index], children,
-                         allow_schedule_change=FLAGS.allow_schedule_change)
+      status = sweeps.run_trial(FLAGS.workdir, trials[FLAGS.index], children,
+                                allow_schedule_change=FLAGS.allow_schedule_change)
       print(f"{trials[FLAGS.index]['name']}: {status['state']}"
             + (f": {status['error']}" if status.get('error') else ''), flush=True)
       sys.exit(0 if status['state'] in ('done', 'stopped') else 1)
     if FLAGS.config is None:
       cli.fail('sweep.py', 'give --config=configs/sweeps/FILE.py[:arg] (the sweep file)')
-    trials = expand(FLAGS.config)
+    trials = sweeps.expand(FLAGS.config)
     slurm = None
     if FLAGS.launcher == 'slurm':
-      module, _, arg = load_sweep_file(FLAGS.config)
-      slurm = slurm_options(module, arg)
-    no_failures = launch(FLAGS.workdir, FLAGS.config, trials, FLAGS.parallel, FLAGS.dry_run,
-                         slurm, lambda: sweep_report.report(FLAGS.workdir),
-                         allow_schedule_change=FLAGS.allow_schedule_change)
+      module, _, arg = sweeps.load_sweep_file(FLAGS.config)
+      slurm = sweeps.slurm_options(module, arg)
+    no_failures = sweeps.launch(FLAGS.workdir, FLAGS.config, trials, FLAGS.parallel,
+                                FLAGS.dry_run, slurm, lambda: sweep_report.report(FLAGS.workdir),
+                                allow_schedule_change=FLAGS.allow_schedule_change)
     sys.exit(0 if no_failures else 1)  # stopped trials are not failures: rerun resumes
-  except (SweepError, workdir_lib.WorkdirError) as e:
+  except (sweeps.SweepError, workdir_lib.WorkdirError) as e:
     cli.fail('sweep.py', str(e))
 
 

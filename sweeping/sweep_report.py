@@ -7,6 +7,7 @@ parameter, one line per value of the next swept parameter (averaged over any oth
 and every trial's learning curves overlaid.
 """
 
+import collections
 import math
 import os
 import time
@@ -86,8 +87,7 @@ def report(sweep_dir: str) -> str:
   formatting.write_csv(os.path.join(sweep_dir, 'results.csv'),
             ['trial'] + [label(k) for k in swept] + list(METRIC_COLUMNS),
             [[r['trial']] + [r.get(k) for k in swept + list(METRIC_COLUMNS)] for r in rows])
-  counts = {s: sum(r['status'] == s for r in rows) for s in dict.fromkeys(
-      r['status'] for r in rows)}
+  counts = collections.Counter(r['status'] for r in rows)  # (in the rows' order)
   header = {'top1': 'top-1 %', 'best_top1': 'best top-1 %', 'top5': 'top-5 %',
             'mult_adds': 'mult-adds', 'wall_time': 'wall time'}
   md = [f"# Sweep {plan['config']}\n",
@@ -155,12 +155,6 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
   return paths
 
 
-def curve_label(trial: dict, swept: list[str]) -> str:
-  """A trial as a legend names it: its swept settings (what all trials share left out)."""
-  return ', '.join(f"{label(k)}={trial['overrides'][k]}" for k in swept
-                   if k in trial['overrides']) or trial['name']
-
-
 LEGEND_MAX = 12  # trials whose names a legend lists; more would hide the plot
 
 
@@ -188,8 +182,10 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
       loss_ax.plot(*zip(*train), color=colour)
     if evals:
       acc_ax.plot(*zip(*evals), marker='.', color=colour)
-    lines.append(Line2D([], [], color=colour, marker='.',
-                        label=curve_label(trial, swept)))
+    # A trial as the legend names it: its swept settings (what all trials share left out).
+    name = ', '.join(f"{label(k)}={trial['overrides'][k]}" for k in swept
+                     if k in trial['overrides']) or trial['name']
+    lines.append(Line2D([], [], color=colour, marker='.', label=name))
   loss_ax.set(xlabel='step', ylabel='train loss', yscale='log')
   acc_ax.set(xlabel='step', ylabel='eval top-1 (%)')
   for ax in (loss_ax, acc_ax):
