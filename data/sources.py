@@ -139,9 +139,8 @@ def undecodable(source, index: int, error: Exception) -> DatasetError:
 
 def _mapped_file_source(origin, root) -> FileSource:
   directory, split, start, stop = origin
-  labels = np.load(os.path.join(directory, f'{split}.labels.npy'), mmap_mode='r')
   return FileSource(folder_index.Paths.mapped(directory, split, root, start, stop),
-                    labels[start:stop])
+                    folder_index.mapped(directory, split, 'labels')[start:stop])
 
 
 class TfdsSource:
