@@ -159,11 +159,8 @@ class TfdsSource:
     example = self._source[index]
     return {'image': example['image'], 'label': int(example['label'])}
 
-  def __getstate__(self):  # to a worker process: it opens its own files
-    return {'args': self.args}
-
-  def __setstate__(self, state):
-    self.__init__(*state['args'])
+  def __reduce__(self):  # to a worker process: it opens its own files
+    return TfdsSource, self.args
 
   def __deepcopy__(self, memo):  # read-only: a copy in this process shares the files
     return self
@@ -457,38 +454,31 @@ def _tfds_builder(config):
   return builder
 
 
-def _tfds_split(config, builder, split: str) -> str:
-  """'train' / 'eval' -> the TFDS split (or slice) that config.dataset names."""
-  if split == 'train':
-    return config.dataset.train_split
+def _tfds_open(config, split, builder=None):
+  """The TFDS split (or slice) that config.dataset names for 'train' or 'eval'."""
+  builder = builder or _tfds_builder(config)
   # (Under tfds.testing.mock_data info.splits is empty: the configured name is used.)
-  return eval_split_name(config.dataset.eval_split, builder.info.splits)
+  name = (config.dataset.train_split if split == 'train'
+          else eval_split_name(config.dataset.eval_split, builder.info.splits))
+  try:
+    source = TfdsSource(config.dataset.name, name, config.dataset.data_dir or None)
+  except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
+    raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
+                       f'this dataset has splits {sorted(builder.info.splits)}') from None
+  if not len(source):
+    raise DatasetError(f'config.dataset.{split}_split={name!r} of {config.dataset.name} '
+                       'holds no examples; choose a non-empty split')
+  return source
 
 
 def _tfds_info(config):
   builder = _tfds_builder(config)
   info = builder.info
-  opened = {}
-  for split in ('train', 'eval'):
-    name = _tfds_split(config, builder, split)
-    try:
-      opened[split] = TfdsSource(config.dataset.name, name, config.dataset.data_dir or None)
-    except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
-      raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
-                         f'this dataset has splits {sorted(info.splits)}') from None
-    if not len(opened[split]):
-      raise DatasetError(f'config.dataset.{split}_split={name!r} of {config.dataset.name} '
-                         'holds no examples; choose a non-empty split')
+  opened = {split: _tfds_open(config, split, builder) for split in ('train', 'eval')}
   return DatasetInfo(config.dataset.name, info.features['label'].num_classes,
                      tuple(info.features['image'].shape), len(opened['train']),
                      len(opened['eval']), label_names=tuple(info.features['label'].names),
                      opened=opened)
-
-
-def _tfds_open(config, split):
-  builder = _tfds_builder(config)
-  return TfdsSource(config.dataset.name, _tfds_split(config, builder, split),
-                    config.dataset.data_dir or None)
 
 
 # ------------------------------------------------------------------------------- table
