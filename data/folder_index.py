@@ -381,11 +381,9 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
         shapes[i] = seen[3]
       else:
         todo.append((split, i, rel))
-    splits[split] = Split(Paths.of([r[0] for r in rows], root),
-                          np.array([r[4] for r in rows], np.int32),
-                          np.array([r[1] for r in rows], np.int64),
-                          np.array([r[2] for r in rows], np.int64),
-                          np.array([r[3] for r in rows], np.int64), shapes)
+    names, sizes, mtimes, ctimes, labels = zip(*rows) if rows else ((),) * 5
+    splits[split] = Split(Paths.of(names, root), np.array(labels, np.int32),
+                          *(np.array(c, np.int64) for c in (sizes, mtimes, ctimes)), shapes)
   corrupt = dict(cached[0]['corrupt']) if cached else {}
   results = _inspect_all([os.path.join(root, rel) for _, _, rel in todo], decode)
   for (split, i, rel), (why, size, channels) in zip(todo, results):
@@ -414,8 +412,7 @@ def _same_listing(cached: Split, rows: list) -> bool:
   """Whether a cached split lists exactly these (path, size, mtime, ctime, label) rows."""
   if len(cached.paths) != len(rows):
     return False
-  return (np.array_equal(cached.sizes, [r[1] for r in rows])
-          and np.array_equal(cached.mtimes, [r[2] for r in rows])
-          and np.array_equal(cached.ctimes, [r[3] for r in rows])
-          and np.array_equal(cached.labels, [r[4] for r in rows])
-          and bytes(cached.paths.blob) == b''.join(r[0].encode() for r in rows))
+  names, *columns = zip(*rows) if rows else ((),) * 5
+  kept_columns = (cached.sizes, cached.mtimes, cached.ctimes, cached.labels)
+  return (all(map(np.array_equal, kept_columns, columns))
+          and bytes(cached.paths.blob) == b''.join(n.encode() for n in names))
