@@ -1,23 +1,14 @@
 """Input pipeline: random-access sources -> one sampler -> Grain -> uint8 global batches.
 
-Every source (data/sources.py) is a sequence of examples read by index, and one sampler
-(data/sampler.py) says which example each position of the global training stream holds:
-step s's global batch is positions [s*B, (s+1)*B), of which process p takes its slice,
-and epoch e is a permutation seeded by (seed, e). The data position is therefore a
-function of the step: a run resumed at step k reads only what it trains on (no skipping),
-and the global batches are the same for any number of processes.
-
-Two ways to feed the step, chosen by `train_input`:
-  host      Grain maps each sampled position to its decoded, augmented uint8 image in
-            worker processes (data/transforms.py), batches and prefetches; the device
-            normalises (data/device.py).
-  resident  a fixed-size split that fits (MNIST, CIFAR, SVHN; config.dataset.
-            device_resident) sits on every device as uint8, and each step gathers and
-            augments its batch inside jit: no host work per step.
-Both run the same array augmentations (data/augment.py), keyed by the stream position:
-the same pixels either way.
-Evaluation visits every example exactly once: each process reads its own part of the
-split, and the last batches are padded and masked. Nothing here imports TensorFlow.
+Step s's global batch is stream positions [s*B, (s+1)*B), each mapped to an example by
+the sampler (data/sampler.py), of which process p takes its slice: a run resumed at step
+k reads only what it trains on, and the batches are the same for any number of processes.
+Two ways to feed the step (`resident`): Grain workers decode and augment on the host
+(data/transforms.py), or a fixed-size split that fits sits on every device as uint8 and
+each step gathers and augments its batch inside jit (data/device.py); both run the same
+array ops, keyed by the stream position. Evaluation visits every example exactly once:
+each process reads its own part, the last batches padded and masked. Nothing here
+imports TensorFlow.
 """
 
 import functools
@@ -46,6 +37,7 @@ from lib import parallel
 
 dataset_info = sources.dataset_info
 EVAL_VIEWS = ('center', '10crop', 'full')
+RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
 
 
 def check_augment(config):
@@ -73,8 +65,7 @@ def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
                      f'{info.num_classes}')
   if sources.is_encoded(config) and resident(config, info):
     for split in splits:
-      info.decoded[split] = to_arrays(sources.open_split(config, split, info),
-                                      d.channels, info.image_shape[:2])
+      info.decoded[split] = _split_source(config, info, split)
 
 
 def _local_batch(config, process_count: int) -> int:
@@ -157,25 +148,16 @@ def _iterate(dataset: grain.MapDataset, config) -> grain.IterDataset:
     from absl import flags  # pylint: disable=import-outside-toplevel
     if not flags.FLAGS.is_parsed():  # Grain's workers read absl flags (app.run parses
       flags.FLAGS(sys.argv[:1])      # them; a bare script or a test has not)
-    _quiet_resource_tracker()
+    # Python's resource tracker (the process that unlinks what worker processes leave in
+    # shared memory) warns of every segment it cleans up at exit; Grain leaves the batches
+    # in flight there whenever a run ends, and the warnings would bury the run's last line.
+    # The tracker copies its warning filters from sys.warnoptions when it starts.
+    if RESOURCE_TRACKER_QUIET not in sys.warnoptions:
+      sys.warnoptions.append(RESOURCE_TRACKER_QUIET)
+    resource_tracker.ensure_running()
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
                                                      per_worker_buffer_size=2))
   return ds
-
-
-# Python's resource tracker (the process that unlinks what worker processes leave in
-# shared memory) warns of every segment it cleans up at exit; Grain leaves the batches in
-# flight there whenever a run ends (finished, or stopped by a file it cannot decode),
-# and the warnings would bury the run's last line. The tracker takes its warning filters
-# from the command line it is started with, which it copies from sys.warnoptions.
-RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
-
-
-def _quiet_resource_tracker():
-  """Start the resource tracker (if it is not yet running) without its leak warnings."""
-  if RESOURCE_TRACKER_QUIET not in sys.warnoptions:
-    sys.warnoptions.append(RESOURCE_TRACKER_QUIET)
-  resource_tracker.ensure_running()
 
 
 def train_dataset(config, start_step: int = 0, process_index=None, process_count=None,

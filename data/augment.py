@@ -10,13 +10,11 @@ and jax.numpy (the sampler's murmur3 finaliser, data/sampler.py): no generator, 
 no state, so both paths draw the same numbers and a resumed run draws what it would
 have.
 
-What moves or blanks pixels (a crop's window, a mirror image, Cutout's square) is written
-twice, in one helper each (`_window`, `_mirror`, `_zero_square`), which asks the array
-module: inside jit a gather (take_along_axis) or a `where` over a mask, since nothing may
-slice at a traced offset and a `where` between two images lets XLA fuse the draws of the
-ops before into every pixel; on numpy slices and copies, since there a gather reads an
-index per pixel (8-45x slower per host example at 224x224; docs/DESIGN.md). Both give the
-same pixels (tests/test_augment.py).
+What moves or blanks pixels is written twice, in one helper each (`_window`, `_mirror`,
+`_zero_square`): inside jit a gather or a `where` over a mask (nothing may slice at a
+traced offset); on numpy slices and copies (a gather reads an index per pixel: 8-45x
+slower per host example at 224x224; docs/DESIGN.md). Both give the same pixels
+(tests/test_augment.py).
 
 Adding an op: one function here and one entry in OPS (docs/DESIGN.md, "Adding an
 augmentation").

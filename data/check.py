@@ -5,11 +5,9 @@
 
 One line per corrupt file, `path: why`, then a summary; exit status 1 if any is corrupt,
 2 if the folder cannot be read as a dataset. The default reads each file's ends and
-header (as a training launch does); --decode decodes every image too, which finds damage
-inside a file whose ends look whole (a few times slower). The folder's cached index
-(data/folder_index.py) is rebuilt on the way and keeps what was found, so the next
-training launch on it opens no file, and with config.dataset.on_corrupt='skip' leaves
-out the files --decode found.
+header (as a training launch does); --decode decodes every image too (a few times
+slower). The folder's cached index (data/folder_index.py) keeps what was found, so the
+next training launch opens no file and, with on_corrupt='skip', leaves those out.
 """
 
 import sys

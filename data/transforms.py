@@ -1,31 +1,18 @@
 """Host-side decoding, the decode-time augmentations, the augmentation specs and the
 test-time views: one example in, uint8 HWC out.
 
-config.dataset.augment is a list of operations, written as a preset's name or as the
-ops and presets themselves, comma-separated (`'cifar,cutout(16)'`,
+config.dataset.augment is a list of operations, written as a preset's name (PRESETS) or
+as the ops and presets themselves, comma-separated (`'cifar,cutout(16)'`,
 `'pad_crop(4, reflect), flip'`; `parse`). Three kinds of op, applied in this order:
-  decode-time  random_resized_crop, scale_jitter, resize256_crop: they need the whole
-               source image (Pillow), so they run here, on the host only, first, with a
-               numpy generator seeded by (config.seed, the stream position)
-  array        pad_crop, flip, alternating_flip, cutout (data/augment.py): written once
-               over an array module, run here with numpy and, for a dataset resident on
-               the devices, inside jit with jax.numpy: the same pixels either way
+  decode-time  random_resized_crop, scale_jitter, resize256_crop (DECODE_OPS): they need
+               the whole source image (Pillow), so they run here, on the host only, first,
+               with a numpy generator seeded by (config.seed, the stream position)
+  array        pad_crop, flip, alternating_flip, cutout (data/augment.py): run here with
+               numpy and, for a dataset resident on the devices, inside jit with jax.numpy
   float        colour_noise, AlexNet's PCA colour noise, on the device (data/device.py)
 Then every image is fitted to image_size (a smaller one padded, centred: LeNet's 28 ->
 32; a larger one resized, on the host). At test time the decode-time op's resize
 (DecodeOp.test_resize) and a centre crop; arrays as they are.
-
-The presets (PRESETS), in training / at test time:
-  cifar     pad 4 and a random image_size crop, flip (ResNet section 4.2) / as is
-  imagenet  random-resized crop: 8-100% of the area, aspect 3/4-4/3, flip (Szegedy et al.
-            2015, section 6) / shorter side to image_size / 0.875, centre crop
-  vgg       shorter side to S in [scale_min, scale_max], random crop, flip (VGG section
-            3.1) / shorter side to Q = eval_resize, centre crop
-  alexnet   256x256, random crop, flip, PCA colour noise on the device (AlexNet section
-            4.1) / 256x256, centre crop
-  airbench  pad 2 (reflect) and a random crop, alternating flip (airbench94: Jordan 2024,
-            section 3.6) / as is
-  none      / as is
 
 Images are decoded with Pillow, to 8-bit grey or RGB by one rule for every image mode
 (`eight_bit`; README, "Image modes"); a JPEG is decoded at reduced size (libjpeg's DCT
@@ -49,11 +36,6 @@ DENSE_SIZE_MULTIPLE = 32  # whole-image views: the longer side exceeds Q by a mu
 GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert('L')
 
 
-def rng_for(seed: int, position: int) -> np.random.Generator:
-  """The generator of the example at `position` of the global training stream."""
-  return np.random.default_rng((seed, position))
-
-
 # ------------------------------------------------------------------------ decode, resize
 
 
@@ -70,18 +52,13 @@ def open_image(item) -> Image.Image:
   return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
-# The rule by which an image of each Pillow mode becomes 8-bit grey ('L') or RGB: the one
-# place that knows it (README, "Image modes"). Modes Pillow converts by it: 1-bit as 0 or
-# 255; alpha (and RGBX's padding) dropped, as torchvision's and Keras's loaders drop it,
-# so a folder trains on the pixels they would read; a palette's colours, its transparency
-# dropped too; CMYK as (255 - C)(255 - K) / 255; YCbCr by JPEG's equations. Grey from
-# colour is the ITU-R 601 luma (Pillow's convert('L')); from YCbCr, its own Y, as libjpeg
-# gives a colour JPEG read in grey.
+# The rule by which an image of each Pillow mode becomes 8-bit grey ('L') or RGB, in full
+# in README, "Image modes". These modes Pillow converts by it (alpha dropped, as
+# torchvision's and Keras's loaders drop it, so a folder trains on the pixels they read).
 CONVERTED_MODES = ('1', 'L', 'LA', 'P', 'PA', 'RGB', 'RGBA', 'RGBX', 'CMYK', 'YCbCr')
-# Grey of more than 8 bits, which Pillow's convert would clip at 255: 16-bit values (and
-# 32-bit integers holding them, as an older Pillow read 16-bit PNGs) keep their high byte,
-# v >> 8, as Pillow reads a 16-bit colour PNG and libpng strips 16 bits to 8; floats are
-# read as [0, 1], times 255, rounded. Values outside these ranges are refused, not clipped.
+# Grey of more than 8 bits, which convert would clip at 255: 16-bit values (and 32-bit
+# integers holding them, as an older Pillow read 16-bit PNGs) keep their high byte, as
+# libpng strips 16 bits to 8; floats are read as [0, 1]. Values outside are refused.
 SIXTEEN_BIT_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
 FLOAT_MODE = 'F'
 
@@ -171,9 +148,8 @@ def fit(array: np.ndarray, size: int) -> np.ndarray:
   larger), a smaller one padded, centred (augment.fit, as on the device)."""
   h, w = array.shape[:2]
   if h > size or w > size:
-    image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
-    array = np.asarray(image.resize((size, size), Image.BILINEAR))
-    return array[..., None] if array.ndim == 2 else array
+    image = open_image(array)
+    return to_array(image.resize((size, size), Image.BILINEAR), image.mode)
   return augment.fit(array[None], size, np)[0]
 
 
@@ -284,9 +260,8 @@ class Op(NamedTuple):
 
 def _signature(name: str) -> list[inspect.Parameter]:
   """An op's arguments as written in a spec (the array ops' after (images, examples))."""
-  if name in augment.OPS:
-    return list(inspect.signature(augment.OPS[name]).parameters.values())[2:]
-  return []
+  return (list(inspect.signature(augment.OPS[name]).parameters.values())[2:]
+          if name in augment.OPS else [])
 
 
 def _usage(name: str) -> str:
@@ -416,7 +391,7 @@ def train_example(item, config, position: int, index: int, num_examples: int) ->
   array ops run on it as a batch of one, with numpy: the code the device runs."""
   d = config.dataset
   op = decode_op(config)
-  array = (op.train_crop(item, config, rng_for(config.seed, position)) if op
+  array = (op.train_crop(item, config, np.random.default_rng((config.seed, position))) if op
            else _as_array(item, d.channels))
   examples = augment.Examples(config.seed, np.array([position], np.uint32),
                               np.array([index], np.int32),
@@ -459,12 +434,9 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
   center: the training's evaluation view (V=1). 10crop: after the preset's test-time
   resize, the four corners and the centre at image_size, and their mirror images (V=10;
   ResNet section 3.4 / Table 3, AlexNet section 4.1). full: the whole image with its
-  shorter side at `scale` exactly (VGG's Q, section 3.2), and its mirror image (V=2); only
-  the longer side is rounded: it exceeds Q by a multiple of 32 pixels, the nearest to the
-  image's aspect (at most 16 pixels off), so that an ImageNet-sized split compiles for a
-  few shapes instead of hundreds, and each step of it is one more column of VGG's pool5
-  map (stride 32). At a Q that is not a multiple of 32, the network's own 2x2 poolings
-  leave the last Q mod 32 rows and columns out of pool5, on both sides alike.
+  shorter side at `scale` exactly (VGG's Q, section 3.2), and its mirror image (V=2); the
+  longer side exceeds Q by the multiple of 32 nearest the image's aspect, so that a split
+  compiles for a few shapes instead of hundreds, each step one more column of VGG's pool5.
   """
   d = config.dataset
   size, mode = d.image_size, image_mode(d.channels)
