@@ -19,21 +19,9 @@ config's real input pipeline with the device prefetch train.py uses; the gap bet
 two is the pipeline's cost. `--input_only` times the host pipeline (read, decode,
 augment, batch) without a model, the time to its first batch from `--start_step`
 (`first_batch_s`), and, for datasets of image files, one plain Pillow process doing the
-same per-image work in a loop, in Pillow calls alone (`pillow_images_per_sec`,
-benchmarking/pillow_baseline.py; for a decode-time crop and a flip): `speedup`, ours over
-it, counts both the workers and any cost of our per-image code.
-`--suite=gpu` (benchmarking/gpu_suite.py) puts ours beside PyTorch (torchvision, AMP,
-channels_last, torch.compile) on the same device: ResNet-50's train step, a resident
-CIFAR ResNet-20 epoch, and the JPEG pipeline against what the ResNet-50 step consumes.
-`--against=DIR` (benchmarking/compare_commits.py) times this checkout beside another
-one, such as the commit before a change (`git worktree add ../before HEAD~1`): the bare
-train step (images/s) and a one-step train.py launch (wall seconds) of each --model,
-every measurement a fresh process of the same Python, the two alternating, best of
---repeats.
-`--compare=torch` (benchmarking/torch_cpu.py) times the train step beside the same
-network's PyTorch step, eager, on the same CPU threads, alternating, best of 3.
-`--profile` (benchmarking/xla_profile.py) traces the step and sums its XLA operations'
-time by kind: convolutions and their two gradients, layout copies, BatchNorm, optimizer.
+same per-image work in Pillow calls alone (`pillow_images_per_sec`): `speedup`, ours over
+it, counts both the workers and any cost of our per-image code. `--suite`, `--against`,
+`--compare` and `--profile` run the module of benchmarking/ that their flag names.
 Each mode prints a table and writes JSON (--json).
 """
 
@@ -249,6 +237,18 @@ def configs_to_run(base) -> list:
   return configs
 
 
+# The modes that exclude others: (flag, as the message names it, what it times, the
+# flags it excludes, the models it can time or None for any).
+EXCLUSIVE = (
+    ('profile', '--profile', 'traces the bare or --end_to_end train step',
+     ('suite', 'against', 'compare', 'input_only'), None),
+    ('compare', '--compare=torch', 'times the bare train step',
+     ('suite', 'against', 'input_only', 'end_to_end'), torch_cpu.MODELS),
+    ('against', '--against', 'times the train step and train.py launches',
+     ('suite', 'input_only', 'end_to_end'), compare_commits.MODELS),
+)
+
+
 def check_flags(argv):
   """The command line's own consistency, in one line (exit 2) before anything runs."""
   if len(argv) > 1:
@@ -256,35 +256,24 @@ def check_flags(argv):
              'e.g. --model=resnet20)')
   if FLAGS.input_only and FLAGS.end_to_end:
     cli.fail('benchmark.py', '--input_only and --end_to_end exclude each other: give one')
-  for name, low in (('steps', 1), ('warmup', 0), ('start_step', 0)):
+  for name, low in (('steps', 1), ('warmup', 0), ('start_step', 0), ('repeats', 1)):
     if FLAGS[name].value < low:
       cli.fail('benchmark.py', f'--{name}={FLAGS[name].value}: give {low} or more')
   if FLAGS.smoke and FLAGS.suite != 'gpu':
     cli.fail('benchmark.py', '--smoke goes with --suite=gpu')
-  if FLAGS.profile and (FLAGS.suite or FLAGS.input_only or FLAGS.against or FLAGS.compare):
-    cli.fail('benchmark.py', '--profile traces the bare or --end_to_end train step: drop '
-             '--suite, --against, --compare and --input_only')
-  if FLAGS.compare is not None:
-    if FLAGS.suite or FLAGS.input_only or FLAGS.end_to_end or FLAGS.against:
-      cli.fail('benchmark.py', '--compare=torch times the bare train step: drop --suite, '
-               '--against, --input_only and --end_to_end')
-    unknown = sorted(set(FLAGS.model) - set(torch_cpu.MODELS))
+  if FLAGS.against is not None and not os.path.isfile(os.path.join(FLAGS.against,
+                                                                      'train.py')):
+    cli.fail('benchmark.py', f'--against={FLAGS.against}: no train.py there; give a '
+             'checkout of this project (git worktree add ../before HEAD~1)')
+  for flag, mode, what, excluded, models in EXCLUSIVE:
+    if FLAGS[flag].value in (None, False):
+      continue
+    if any(FLAGS[f].value for f in excluded):
+      drop = [f'--{f}' for f in excluded]
+      cli.fail('benchmark.py', f'{mode} {what}: drop {", ".join(drop[:-1])} and {drop[-1]}')
+    unknown = sorted(set(FLAGS.model) - set(models or FLAGS.model))
     if unknown:
-      cli.fail('benchmark.py', f'--compare=torch times {", ".join(torch_cpu.MODELS)}; '
-               f'not {", ".join(unknown)}')
-  if FLAGS.repeats < 1:
-    cli.fail('benchmark.py', f'--repeats={FLAGS.repeats}: give 1 or more')
-  if FLAGS.against is not None:
-    if FLAGS.suite or FLAGS.input_only or FLAGS.end_to_end:
-      cli.fail('benchmark.py', '--against times the train step and train.py launches: '
-               'drop --suite, --input_only and --end_to_end')
-    if not os.path.isfile(os.path.join(FLAGS.against, 'train.py')):
-      cli.fail('benchmark.py', f'--against={FLAGS.against}: no train.py there; give a '
-               'checkout of this project (git worktree add ../before HEAD~1)')
-    unknown = sorted(set(FLAGS.model) - set(compare_commits.MODELS))
-    if unknown:
-      cli.fail('benchmark.py', f'--against times {", ".join(compare_commits.MODELS)}; '
-               f'not {", ".join(unknown)}')
+      cli.fail('benchmark.py', f'{mode} times {", ".join(models)}; not {", ".join(unknown)}')
 
 
 def main(argv):
@@ -296,35 +285,39 @@ def main(argv):
       gpu_suite.check_device(FLAGS.smoke)
     except ValueError as e:
       cli.fail('benchmark.py', str(e))
+  if FLAGS.against is None:  # (--against's processes each have a cache of their own)
     cli.use_compilation_cache()
-    rows = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
-    print()
-    print(formatting.table([*gpu_suite.ROW_KEYS, 'epoch_s'],
-                           [[show(k, r.get(k)) for k in (*gpu_suite.ROW_KEYS, 'epoch_s')]
-                            for r in rows]))
-    write_json(rows)
-    return
-  if FLAGS.against is not None:
-    compare_against(FLAGS.against)
-    return
-  cli.use_compilation_cache()
-  if FLAGS.compare == 'torch':
+  if FLAGS.suite == 'gpu':
+    report = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
+    keys = [*gpu_suite.ROW_KEYS, 'epoch_s']
+    table = formatting.table(keys, [[show(k, r.get(k)) for k in keys] for r in report])
+  elif FLAGS.against is not None:
+    report, table = compare_against(FLAGS.against)
+  elif FLAGS.compare == 'torch':
     report = torch_cpu.compare(
         train_step_timer, tuple(FLAGS.model) or tuple(torch_cpu.MODELS),
         batch=FLAGS.batch_size or 128,
         repeats=FLAGS.repeats if FLAGS['repeats'].present else 3,
         steps=FLAGS.steps if FLAGS['steps'].present else None,
         log=lambda line: print(line, flush=True))
+    table = torch_cpu.format_table(report)
+  else:
+    report, table = time_models()
+  if table:
     print()
-    print(torch_cpu.format_table(report))
-    write_json(report)
-    return
-  rows, profiles = [], []
+    print(table)
+  write_json(report)
+
+
+def time_models() -> tuple[list[dict], str | None]:
+  """The default mode, --end_to_end, --input_only and --profile: (their rows, the table;
+  None for --profile, which prints each model's profile as it comes)."""
+  rows = []
   try:
     for config in configs_to_run(FLAGS.config or default.get_config()):
       if FLAGS.profile:
-        profiles.append(profile_train_step(config))
-        print(xla_profile.format_profile(config.model.name, profiles[-1]), flush=True)
+        rows.append(profile_train_step(config))
+        print(xla_profile.format_profile(config.model.name, rows[-1]), flush=True)
         continue
       if FLAGS.input_only:
         rows.append(time_input_pipeline(config, FLAGS.steps, FLAGS.warmup, FLAGS.start_step))
@@ -333,12 +326,7 @@ def main(argv):
       print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s", flush=True)
   except ValueError as e:  # a bad model, size or dataset: one line, as train.py does
     cli.fail('benchmark.py', str(e))
-  if FLAGS.profile:
-    write_json(profiles)
-    return
-  print()
-  print(format_table(rows))
-  write_json(rows)
+  return rows, None if FLAGS.profile else format_table(rows)
 
 
 def profile_train_step(config) -> dict:
@@ -351,20 +339,18 @@ def profile_train_step(config) -> dict:
           'devices': facts['devices'], **report}
 
 
-def compare_against(other: str):
-  """--against: this checkout beside `other`, the table and the JSON."""
+def compare_against(other: str) -> tuple[dict, str]:
+  """--against: this checkout beside `other`; (the report, its table)."""
   here = os.path.dirname(os.path.abspath(__file__))
   report = compare_commits.compare(
       here, other, model_names=tuple(FLAGS.model) or tuple(compare_commits.MODELS),
       batch=FLAGS.batch_size or 128, repeats=FLAGS.repeats,
       steps=FLAGS.steps if FLAGS['steps'].present else None, warmup=FLAGS.warmup,
       log=lambda line: print(line, flush=True))
-  print()
-  print(f"ours: {report['ours']} ({report['revisions']['ours']}); theirs: "
-        f"{report['theirs']} ({report['revisions']['theirs']}); best of "
-        f"{report['repeats']}, alternating; ratio = ours / theirs")
-  print(compare_commits.format_table(report))
-  write_json(report)
+  return report, (f"ours: {report['ours']} ({report['revisions']['ours']}); theirs: "
+                  f"{report['theirs']} ({report['revisions']['theirs']}); best of "
+                  f"{report['repeats']}, alternating; ratio = ours / theirs\n"
+                  + compare_commits.format_table(report))
 
 
 def write_json(rows):

@@ -191,8 +191,9 @@ def train_loop(exp: experiment.Experiment, workdir: str, stop_signal, weights,
   step (lib/steps.py), with the periodic actions between steps."""
   config, length = exp.config, exp.length
   ckpts = RunCheckpoints(workdir, config.keep_checkpoints)
-  if ckpts.latest_step() is not None and ckpts.latest_step() >= length.total_steps:
-    return already_finished(exp, workdir, ckpts.latest_step())
+  latest = ckpts.latest.latest_step()
+  if latest is not None and latest >= length.total_steps:
+    return already_finished(exp, workdir, latest)
   compile_in_background(exp)
   state, start = restore_or_init(exp, ckpts, weights)
   record_start(exp, workdir, changed, start)
@@ -220,7 +221,7 @@ def train_loop(exp: experiment.Experiment, workdir: str, stop_signal, weights,
       signalled = stop_requested(stop_signal, step)
       if step % length.checkpoint_every == 0 or last or signalled:
         stop_if_nonfinite(config, state, step, ckpts)
-        ckpts.save_latest(step, state, force=bool(signalled))
+        ckpts.save(ckpts.latest, step, state, force=bool(signalled))
       if signalled and not last:
         ckpts.finish()
         log.flush()
@@ -228,7 +229,8 @@ def train_loop(exp: experiment.Experiment, workdir: str, stop_signal, weights,
               f'{ckpts.latest.directory}; run the same command to resume', flush=True)
         return {'step': step, 'preempted': True}
   except (TrainingStopped, input_pipeline.DatasetError):
-    ckpts.finish_quietly()  # the saves in flight are good states: let them complete
+    with contextlib.suppress(TrainingStopped):  # (a failed write: what is reported)
+      ckpts.finish()  # the saves in flight are good states: let them complete
     raise
   ckpts.finish()
   log.flush()
@@ -247,18 +249,10 @@ class RunCheckpoints:
     self.latest = checkpoints.manager(workdir, checkpoints.LATEST, keep)
     self.best = checkpoints.manager(workdir, checkpoints.BEST, keep=1)
 
-  def latest_step(self) -> int | None:
-    return self.latest.latest_step()
-
-  def save_latest(self, step: int, state, force: bool = False):
-    self._save(self.latest, step, state, force)
-
-  def save_best(self, step: int, state):
-    self._save(self.best, step, state, force=True)
-
-  def _save(self, manager, step: int, state, force: bool):
-    """An asynchronous save; a failed write (full disk) stops the run, the previous
-    checkpoint intact (orbax commits a step only once it is complete)."""
+  def save(self, manager, step: int, state, force: bool):
+    """An asynchronous save into `manager` (latest or best); a failed write (full disk)
+    stops the run, the previous checkpoint intact (orbax commits a step only once it is
+    complete)."""
     try:
       manager.save(step, args=ocp.args.StandardSave(state), force=force)
     except Exception as e:  # pylint: disable=broad-except
@@ -274,14 +268,6 @@ class RunCheckpoints:
       except Exception as e:  # pylint: disable=broad-except
         raise TrainingStopped(checkpoints.write_failure(self.workdir, manager, None, e)) \
             from None
-
-  def finish_quietly(self):
-    """Wait for the writes in flight while another error is being reported."""
-    try:
-      self.latest.wait_until_finished()
-      self.best.wait_until_finished()
-    except Exception:  # pylint: disable=broad-except
-      pass  # the failed write is what is being reported
 
 
 def already_finished(exp, workdir: str, latest: int) -> dict:
@@ -492,14 +478,13 @@ def track_best(exp: experiment.Experiment, state, step: int, record: dict,
     scale, best, bad = optim.plateau_update(config, scale, best, bad, top1)
   else:
     best = max(best, top1)
-  replicated = NamedSharding(exp.mesh, P())
-  state = state.replace(lr_scale=jax.device_put(np.float32(scale), replicated),
-                        best_top1=jax.device_put(np.float32(best), replicated),
-                        bad_evals=jax.device_put(np.int32(bad), replicated))
+  scale, best, bad = jax.device_put((np.float32(scale), np.float32(best), np.int32(bad)),
+                                    NamedSharding(exp.mesh, P()))
+  state = state.replace(lr_scale=scale, best_top1=best, bad_evals=bad)
   # A run resumed from before this step may find its best checkpoint already there,
   # saved by the interrupted attempt from this same state.
   if improved and step not in ckpts.best.all_steps():
-    ckpts.save_best(step, state)
+    ckpts.save(ckpts.best, step, state, force=True)
   return state
 
 
@@ -508,7 +493,7 @@ def stop_if_nonfinite(config, state, step: int, ckpts: RunCheckpoints):
   log, eval and checkpoint points)."""
   nonfinite, first = jax.device_get((state.nonfinite, state.first_nonfinite))
   if config.on_nonfinite == 'stop' and nonfinite > 0:
-    last = ckpts.latest_step()
+    last = ckpts.latest.latest_step()
     where = (f'the last good checkpoint is step {last} in {ckpts.latest.directory}'
              if last is not None else 'there is no checkpoint yet')
     raise TrainingStopped(

@@ -3,22 +3,15 @@
   git worktree add ../before HEAD~1
   python benchmark.py --against=../before                 # LeNet-5, ResNet-20, batch 128
 
-For each model it measures, on both checkouts, with the same Python and flags:
-
-  step      the bare train step's images/s: each checkout's own `benchmark.py` (its
-            train.py step, compiled, on one synthetic batch left on the device);
-  launch    the wall time of one `train.py` run of one step, from process start to exit
-            (imports, dataset, model, compilation with an empty compilation cache, the
-            step, the final evaluation and checkpoint): what a user waits for.
-
-Every measurement is a fresh process. The two checkouts alternate, and each round
-swaps which goes first (ABBA...), so that a machine getting busier or cooler, or caches
+For each model, on both checkouts, with the same Python and flags: `step`, the bare
+train step's images/s (each checkout's own benchmark.py: its train.py step on one
+synthetic batch left on the device); `launch`, the wall time of one `train.py` run of one
+step, process start to exit, with an empty compilation cache: what a user waits for.
+Every measurement is a fresh process. The two checkouts alternate, each round swapping
+which goes first (ABBA...), so that a machine getting busier or cooler, or caches
 warming, favours neither; each figure is the best of `repeats` (the least disturbed
-run). The ratios are ours / theirs: step images/s and launch seconds, each against the
-bar of a change that must not slow them (within 3% and 10%: a step is timed more
-steadily than a launch).
-
-The timings are only as quiet as the machine: run it with nothing else running.
+run). The ratios, ours / theirs, are held to the bars below. The timings are only as
+quiet as the machine: run it with nothing else running.
 """
 
 import json

@@ -1,30 +1,23 @@
 """`benchmark.py --suite=gpu`: this codebase beside what a user would otherwise pick
 (PyTorch: torchvision, AMP, channels_last, torch.compile), on the same device, in one
 command of at most 8 minutes on one H100. Each row: {name, framework, device, batch,
-images_per_sec, step_ms}, with what else it measured.
-
-  resnet50_train_bf16   ImageNet ResNet-50, bfloat16, batch 256 at 224 px, one train
-                        step (SGD with momentum, weight decay): ours against
-                        torchvision's resnet50 under AMP (bf16), channels_last and
-                        torch.compile.
-  resnet20_cifar_epoch  CIFAR ResNet-20, batch 128, the 50,000 training images resident
-                        on the device, each batch gathered, padded, cropped and flipped
-                        there: seconds per epoch, ours against PyTorch eager and compiled.
-  airbench94_epoch      configs/airbench.py's step (batch 1024, resident data) against
-                        the `airbench` package's own (float16, as it trains): seconds
-                        per epoch of 48 steps.
-  jpeg_pipeline         the host pipeline (Grain, a worker per core) on a generated
-                        folder of ImageNet-sized JPEGs, against the images/s the
-                        ResNet-50 step consumes: whether the input keeps up.
+images_per_sec, step_ms}, with what else it measured; the rows (README.md's table):
+resnet50_train_bf16 (torchvision's under AMP, channels_last and torch.compile),
+resnet20_cifar_epoch (data resident on the device, PyTorch eager and compiled),
+airbench94_epoch (the `airbench` package's own step) and jpeg_pipeline (the host
+pipeline against what the ResNet-50 step consumes), each described where it is measured.
 
 `--smoke` runs the same code at toy sizes (ResNet-18 at 64 px for the ResNet-50 row) on a
 CPU in a few minutes; there torch.compile traces with TorchDynamo but runs its graphs
 eagerly (backend 'eager'), since Inductor would spend minutes compiling C++ for a CPU.
 """
 
+import contextlib
 import dataclasses
+import functools
 import tempfile
 import time
+from unittest import mock
 
 import jax
 
@@ -213,14 +206,9 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
     return skipped('airbench94_epoch', 'airbench (PyTorch)',
                    'the airbench package is not installed (pip install airbench==0.1.8)')
   device, name = torch_device(torch)
-  if device == 'cpu':  # its make_net94 calls .half().cuda()
-    cuda, half = torch.nn.Module.cuda, torch.nn.Module.half
-    torch.nn.Module.cuda = torch.nn.Module.half = lambda self, *a, **k: self
-    try:
-      net = airbench.make_net94()
-    finally:
-      torch.nn.Module.cuda, torch.nn.Module.half = cuda, half
-  else:
+  same = lambda self, *a, **k: self  # on a CPU: its make_net94 calls .half().cuda()
+  with (mock.patch.multiple(torch.nn.Module, cuda=same, half=same) if device == 'cpu'
+        else contextlib.nullcontext()):
     net = airbench.make_net94()
   dtype = next(net.parameters()).dtype
   momentum, b = 0.85, sizes.airbench_batch
@@ -298,11 +286,8 @@ def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline
   ]
 
 
-def say_now(line: str):
-  print(line, flush=True)
-
-
-def run(smoke: bool, time_train_step, time_input_pipeline, say=say_now) -> list[dict]:
+def run(smoke: bool, time_train_step, time_input_pipeline,
+        say=functools.partial(print, flush=True)) -> list[dict]:
   """Every row of the suite, in order; `say` reports each measurement as it starts (a
   full one takes a minute or more) and as it ends, with its time."""
   sizes = SMOKE if smoke else FULL

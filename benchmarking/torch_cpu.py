@@ -3,21 +3,14 @@ PyTorch step on the same CPU threads, in one process, in one run.
 
   python benchmark.py --compare=torch        # LeNet-5, ResNet-20, VGG-A; batch 128 (5 min)
 
-For each model:
-
-  ours      train.py's step as benchmark.py's default mode times it (compiled, with its
-            shardings and donation, on one synthetic batch left on the devices);
-  PyTorch   the same network (benchmarking/torch_nets.py) and optimizer (SGD, momentum
-            0.9, weight decay 1e-4 on the kernels, cross-entropy), eager, on as many
-            threads as this process has cores (torch.set_num_threads), in PyTorch's
-            default NCHW layout and in channels_last (NHWC, the layout ours computes in).
-
-The frameworks alternate round by round, each round swapping which goes first, so that
-neither is favoured by a machine warming up or getting busier; each figure is the best
-of `repeats` rounds (the least disturbed). ratio = ours / PyTorch's (NCHW, its default);
-ratio_nhwc the same against channels_last. The timings are only as quiet as the machine:
-run it with nothing else running. Without PyTorch, ours alone is timed, and the table
-says why PyTorch's columns are empty.
+For each model, ours is train.py's step as benchmark.py's default mode times it; PyTorch's
+the same network (benchmarking/torch_nets.py) and optimizer (SGD, momentum 0.9, weight
+decay 1e-4 on the kernels), eager, on as many threads as this process has cores, in its
+default NCHW layout and in channels_last (NHWC, the layout ours computes in). They
+alternate round by round, each round swapping which goes first, so that neither is
+favoured by a machine warming up or getting busier; each figure is the best of `repeats`
+rounds. ratio = ours / PyTorch's NCHW; ratio_nhwc against channels_last. Without
+PyTorch, ours alone is timed, and the table says why PyTorch's columns are empty.
 """
 
 import time

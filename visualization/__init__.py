@@ -1,4 +1,1 @@
-"""What visualize.py draws.
-
-  plots  its matplotlib figures, written as PNG files
-"""
+"""What visualize.py draws: `plots`, its matplotlib figures written as PNG files."""
