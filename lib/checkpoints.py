@@ -164,11 +164,9 @@ def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int)
 
 def write_failure(workdir: str, mngr: ocp.CheckpointManager, step: int | None,
                   error: Exception) -> str:
-  """What to tell the user when a checkpoint could not be written (a full disk): the
-  step that failed (orbax reports an asynchronous write's failure at the next save), the
-  last complete one in workdir/checkpoints/, which a rerun resumes from, and where the
-  details are (workdir/errors.log, or the temporary directory if the workdir's disk
-  cannot take them either)."""
+  """The line for a checkpoint that could not be written (a full disk): the step that
+  failed (orbax reports an asynchronous write's failure at the next save), the intact
+  one a rerun resumes from, and where the details are (see _Details.save)."""
   _details.add(_traceback_text(error))
   try:
     unfinished = sorted(int(m.group(1)) for m in map(UNFINISHED.fullmatch,

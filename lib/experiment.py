@@ -98,10 +98,8 @@ def create_net(config, num_classes: int) -> models.Functional:
   return models.functional(functools.partial(_build, config, num_classes))
 
 
-# Each key's range and the conditions under which it is read: declared with the key in
-# configs/keys.py. A key that only some settings read, or that acts only on some models
-# or runs, set on the command line (or by a sweep) where it would change nothing, would
-# be ignored without a word: the run refuses it (refuse_idle).
+# Each key's range and the conditions under which it is read (refuse_idle), declared
+# with the key in configs/keys.py.
 RANGES = keys.RANGES
 READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.
