@@ -149,7 +149,8 @@ def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int)
         print(f'WARNING: checkpoint {bad} in {mngr.directory} cannot be read '
               f'({reason(error)}); moved it to {aside}/ and resumed from step {step} '
               f'(details: {log})', flush=True)
-      multihost_sync('corrupt_checkpoints_moved')
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('corrupt_checkpoints_moved')
       mngr = manager(workdir, LATEST, keep)
     return state, step, mngr
   if failures:
@@ -163,11 +164,9 @@ def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int)
 
 def write_failure(workdir: str, mngr: ocp.CheckpointManager, step: int | None,
                   error: Exception) -> str:
-  """What to tell the user when a checkpoint could not be written (a full disk): the
-  step that failed (orbax reports an asynchronous write's failure at the next save), the
-  last complete one in workdir/checkpoints/, which a rerun resumes from, and where the
-  details are (workdir/errors.log, or the temporary directory if the workdir's disk
-  cannot take them either)."""
+  """The line for a checkpoint that could not be written (a full disk): the step that
+  failed (orbax reports an asynchronous write's failure at the next save), the intact
+  one a rerun resumes from, and where the details are (see _Details.save)."""
   _details.add(_traceback_text(error))
   try:
     unfinished = sorted(int(m.group(1)) for m in map(UNFINISHED.fullmatch,
@@ -243,7 +242,9 @@ class _Details:
     with self.lock:
       text = f'--- {time.strftime("%Y-%m-%d %H:%M:%S")} {" ".join(sys.argv)}\n' + ''.join(
           self.held)
-      candidates = [os.path.join(workdir, _log_name())] if workdir else []
+      index = jax.process_index()
+      name = workdir_lib.ERRORS_LOG if index == 0 else f'errors.process{index}.log'
+      candidates = [os.path.join(workdir, name)] if workdir else []
       for path in candidates + [None]:
         try:
           if path is None:
@@ -256,11 +257,6 @@ class _Details:
         self.held, self.path = [], path
         return path
       return 'none saved: no writable file'
-
-
-def _log_name() -> str:
-  index = jax.process_index()
-  return workdir_lib.ERRORS_LOG if index == 0 else f'errors.process{index}.log'
 
 
 _details = _Details()
@@ -300,16 +296,13 @@ class _OrbaxErrors(pylogging.Filter):
     return False
 
 
-def _late_callback(exc_type, exc, tb) -> bool:
-  """Whether an unraisable exception is a tensorstore callback that found orbax's event
-  loop closed: RuntimeError('Event loop is closed') raised in
-  asyncio's `call_soon_threadsafe`, called from C (the traceback's first frame)."""
-  return (exc_type is RuntimeError and str(exc) == 'Event loop is closed'
-          and tb is not None and tb.tb_frame.f_code.co_name == 'call_soon_threadsafe')
-
-
 def _unraisablehook(previous, unraisable):
-  if _late_callback(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback):
+  """A tensorstore callback that found orbax's event loop closed (RuntimeError('Event
+  loop is closed') raised in asyncio's `call_soon_threadsafe`, called from C: the
+  traceback's first frame) to the details; anything else to `previous`."""
+  error, tb = unraisable.exc_value, unraisable.exc_traceback
+  if (type(error) is RuntimeError and str(error) == 'Event loop is closed'
+      and tb is not None and tb.tb_frame.f_code.co_name == 'call_soon_threadsafe'):
     _details.add('late tensorstore callback: RuntimeError: Event loop is closed\n')
   else:
     previous(unraisable)
@@ -331,8 +324,3 @@ def _divert_reports():
   pylogging.getLogger('asyncio').addFilter(orbax_errors)
   sys.unraisablehook = functools.partial(_unraisablehook, sys.unraisablehook)
   atexit.register(_unexplained_reports)
-
-
-def multihost_sync(name: str):
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)

@@ -112,17 +112,12 @@ def set_nones(program: str, nones: list[str], config_flag: str):
 
 def kind_of(value) -> str:
   """What a key whose value is `value` admits, in words."""
-  if isinstance(value, bool):
-    return 'True or False'
-  if isinstance(value, int):
-    return 'an integer'
-  if isinstance(value, float):
-    return 'a number'
   if isinstance(value, str):
     return 'a string' + (" ('' for none)" if value == '' else '')
   if isinstance(value, (tuple, list)):
     return 'a tuple of values, e.g. ' + ','.join(map(str, value))
-  return f'a {type(value).__name__}'
+  words = {bool: 'True or False', int: 'an integer', float: 'a number'}
+  return words.get(type(value), f'a {type(value).__name__}')
 
 
 class ConfigFileError(Exception):

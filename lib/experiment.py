@@ -53,16 +53,10 @@ def _one_of(config, steps_key: str, epochs_key: str):
 def validate(config, given=()) -> input_pipeline.DatasetInfo:
   """Every check of a training config, in the order a run meets them, before anything
   compiles or is written; returns the dataset's info. Each failure is a ValueError
-  naming the field and the fix.
-
-  1. what needs no data (check): the keys declared, the model built on shapes, every
-     range, the durations, the optimizer and schedule, and the keys `given` (command
-     line, sweep) that this run would never read;
-  2. the dataset opened (its classes, sizes and splits; a missing one named with the way
-     to get it);
-  3. the config against the data (input_pipeline.check_config: the splits, a folder's
-     files, the resident split decoded);
-  4. the keys `given` again, now that the length of a run in epochs is known."""
+  naming the field and the fix: `check` (what needs no data), the dataset opened (a
+  missing one named with the way to get it), the config against the data
+  (input_pipeline.check_config), then the keys `given` again, now that the length of a
+  run in epochs is known."""
   check(config, given=given)
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
@@ -104,10 +98,8 @@ def create_net(config, num_classes: int) -> models.Functional:
   return models.functional(functools.partial(_build, config, num_classes))
 
 
-# Each key's range and the conditions under which it is read: declared with the key in
-# configs/keys.py. A key that only some settings read, or that acts only on some models
-# or runs, set on the command line (or by a sweep) where it would change nothing, would
-# be ignored without a word: the run refuses it (refuse_idle).
+# Each key's range and the conditions under which it is read (refuse_idle), declared
+# with the key in configs/keys.py.
 RANGES = keys.RANGES
 READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.

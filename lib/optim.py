@@ -59,11 +59,6 @@ def frozen_mask(frozen: tuple):
   return mask
 
 
-def decay_mask(decay_params: str):
-  """The parameters weight decay applies to: a mask function, or None for all."""
-  return kernel_mask if decay_params == 'kernels' else None
-
-
 def frozen_after(steps: int, mask) -> optax.GradientTransformation:
   """Zero updates for the masked parameters from step `steps` on: they stop as a torch
   parameter stops whose requires_grad is turned off (airbench's whitening bias)."""
@@ -116,7 +111,7 @@ def create_optimizer(config, schedule: Callable | None = None, frozen: tuple = (
   _check_name('config.optimizer.name', o.name, tuple(OPTIMIZERS))
   _check_name('config.optimizer.decay_style', o.decay_style, DECAY_STYLES)
   _check_name('config.optimizer.decay_params', o.decay_params, DECAY_PARAMS)
-  mask = decay_mask(o.decay_params)
+  mask = kernel_mask if o.decay_params == 'kernels' else None  # (None: every parameter)
   scale, decoupled = OPTIMIZERS[o.name](o)
   chain = []
   if o.grad_clip_norm:

@@ -14,23 +14,13 @@ made absolute). A later launch on the same workdir compares its own, key by key:
                                 new value, and the ways out: a new --workdir, started
                                 from this run's weights with --config.init_from=DIR.
 
-Keys are compared as resolved (num_classes None is the dataset's count), and so is the
-run they resolve to: run.json, beside config.json, keeps the dataset's split sizes and
-classes and the run's length in steps as the first launch found them. A resume on a
-dataset that has changed (images added, a class folder added) is refused naming the
-change, before anything compiles; the length a resume extends is the saved one, not one
-rebuilt from today's dataset. Everything that depends on the run's length (the learning
-rate, the lookahead average's weight, a recipe's epoch-based freezing: see
-experiment.length_dependent) goes through one check, `length_change`.
-
-run.json also records how many devices and processes the last launch computed on: a
-resume on other counts goes on, saying that from there the run is no longer bit-identical
-to an uninterrupted one, and the history records it.
-
-A refused launch writes nothing. evaluate.py, predict.py and visualize.py read the saved
-config and refuse overrides of the keys that shape the model (TRAINED_AS_KEYS); they name the
-classes as run.json does (those the run was trained with), and evaluate.py refuses data
-whose classes differ (class_change).
+Keys compare as resolved (num_classes None is the dataset's count). run.json keeps what
+they resolved to as the first launch found it: the dataset's split sizes and classes,
+the run's length in steps (a resume extends that, and refuses a changed dataset by
+name), the devices and processes (a resume on other counts goes on, no longer
+bit-identical), the checkpoints' format (FORMAT). Everything that depends on the run's
+length goes through one check, `length_change`. A refused launch writes nothing.
+docs/DESIGN.md ("Decisions": the run contract) has it whole, evaluate.py's side too.
 """
 
 import json
@@ -152,10 +142,6 @@ FORMAT = {
 CONVERTER_COMMIT = 'e499db3'
 
 
-def format_marks() -> dict:
-  return {mark: value for mark, (value, *_) in FORMAT.items()}
-
-
 def check_format(workdir: str, flag: str, resuming: bool):
   """ContractError (one line: which change, and the way on) when the checkpoints in
   `workdir` (given as `flag`) are in a format this code cannot read: weights of another
@@ -188,7 +174,8 @@ def run_facts(info, length, devices: int, processes: int) -> dict:
   sizes and classes (the names evaluate.py, predict.py and visualize.py label with), the
   length in steps, and how many devices and processes this launch computes on
   (LAYOUT)."""
-  return {**format_marks(), 'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
+  return {**{mark: value for mark, (value, *_) in FORMAT.items()},
+          'dataset': {'num_train': info.num_train, 'num_eval': info.num_eval,
                       'num_classes': info.num_classes, 'classes': list(info.label_names)},
           'steps_per_epoch': length.steps_per_epoch, 'total_steps': length.total_steps,
           'devices': devices, 'processes': processes}

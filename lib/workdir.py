@@ -63,12 +63,8 @@ class Lock:
     try:
       fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      self.file.seek(0)
-      try:
-        holder = json.loads(self.file.read() or '{}')
-      except json.JSONDecodeError:
-        holder = {}
       self.file.close()
+      holder = read_json(self.path, {})
       since = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('since', 0)))
       who = (f"pid {holder.get('pid')} on {holder.get('host')} since {since}" if holder
              else 'another process')

@@ -7,19 +7,10 @@ parameters stay float32). `model.eval()` / `model.train()` switch BatchNorm and 
 as in PyTorch. The trainer and tools work on the model split once into pure functions
 (models.functional).
 
-What the trainer and evaluator need from a model, the model declares (models/base.py):
-  its class               a subclass of `Model` (an nnx.Module).
-  what it adds            `additions()` -> Additions: parameters never trained, or
-                          trained for the first epochs only; parameters set from the
-                          first training images (airbench's whitening). lib/recipes.py
-                          applies each part.
-  auxiliary classifiers   sown with their loss weights (layers.sow_auxiliary); the
-                          loss adds sum(weight * loss) of whatever was sown.
-  dense evaluation        `dense_evaluation = True` on the class: __call__ takes
-                          `dense=True` to run its classifier as convolutions over a
-                          whole image (VGG section 3.2).
-  its input's size        `image_size` among its arguments, where a layer's shape depends
-                          on it (LeNet-5's F6): create_model passes it.
+What the trainer and evaluator need from a model beyond that, the model declares by
+subclassing `Model` (models/base.py: its additions to training, dense evaluation) or
+sows as it runs (auxiliary classifiers: layers.sow_auxiliary); `image_size` among its
+arguments, where a layer's shape depends on it (LeNet-5's F6), create_model passes.
 """
 
 import difflib

@@ -113,18 +113,13 @@ class AirBench(Model):
     whiten_width = 2 * in_channels * WHITEN_KERNEL ** 2
     self.whiten = layers.Conv(in_channels, whiten_width, WHITEN_KERNEL, padding='VALID',
                               kernel_init=torch_default_init, dtype=dtype, rngs=rngs)
-    groups, channels = [], whiten_width
-    for width in widths:
-      groups.append(ConvGroup(channels, width, residual=variant == 'airbench96', dtype=dtype,
-                              rngs=rngs))
-      channels = width
-    self.block1, self.block2, self.block3 = groups
+    self.block1, self.block2, self.block3 = (
+        ConvGroup(cin, width, residual=variant == 'airbench96', dtype=dtype, rngs=rngs)
+        for cin, width in zip((whiten_width, *widths), widths))
     self.pool = layers.MaxPool(3, 3)
-    size = image_size - WHITEN_KERNEL + 1  # 32 -> 31 -> 15 -> 7 -> 3 -> 1
-    for _ in widths:
-      size //= 2
-    size //= 3
-    self.head = layers.Linear(size * size * channels, num_classes, use_bias=False,
+    # 32 -> 31 (whiten) -> 15 -> 7 -> 3 (the groups' 2x2 pools) -> 1 (the 3x3 pool)
+    size = (image_size - WHITEN_KERNEL + 1) // 2 ** len(widths) // 3
+    self.head = layers.Linear(size * size * widths[-1], num_classes, use_bias=False,
                               kernel_init=torch_default_init, dtype=dtype, rngs=rngs)
     self.scaling_factor = scaling_factor
     self.whiten_bias_epochs = whiten_bias_epochs

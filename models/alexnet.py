@@ -84,7 +84,13 @@ class AlexNetV1(Model):
   def __init__(self, num_classes: int = 1000, *, dropout: Rate = 0.5,
                in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     c = dict(dtype=dtype, rngs=rngs)
-    self.features = layers.Sequential(
+    self.features = self.make_features(in_channels, c)
+    self.classifier = classifier(256 * 6 * 6, num_classes, dropout, dropout_first=True,
+                                 **c)
+
+  @staticmethod
+  def make_features(in_channels: int, c: dict) -> layers.Sequential:
+    return layers.Sequential(
         conv(in_channels, 96, 11, 4, 0, **c), relu,                 # 227 -> 55
         layers.LocalResponseNorm(**PAPER_LRN),
         layers.MaxPool(3, 2),                                       # 55 -> 27
@@ -95,8 +101,6 @@ class AlexNetV1(Model):
         conv(384, 384, 3, 1, 1, **c), relu,
         conv(384, 256, 3, 1, 1, **c), relu,
         layers.MaxPool(3, 2))                                       # 13 -> 6
-    self.classifier = classifier(256 * 6 * 6, num_classes, dropout, dropout_first=True,
-                                 **c)
 
   def __call__(self, x):
     x = self.features(x)
@@ -104,15 +108,14 @@ class AlexNetV1(Model):
     return self.classifier(layers.flatten(x))
 
 
-class ZFNet(Model):
+class ZFNet(AlexNetV1):  # Fig. 3's features, AlexNetV1's head
   image_size = 224  # the only input size its head takes
 
-  def __init__(self, num_classes: int = 1000, *, dropout: Rate = 0.5,
-               in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-    c = dict(dtype=dtype, rngs=rngs)
+  @staticmethod
+  def make_features(in_channels: int, c: dict) -> layers.Sequential:
     # Fig. 3's map sizes 110-55-26-13-13-13-6 need ceil-mode pooling (Caffe's rounding).
     pool = lambda: layers.MaxPool(3, 2, ceil_mode=True)
-    self.features = layers.Sequential(
+    return layers.Sequential(
         conv(in_channels, 96, 7, 2, 1, **c), relu,                  # 224 -> 110
         pool(),                                                     # 110 -> 55
         layers.LocalResponseNorm(**PAPER_LRN),                      # "contrast normalised"
@@ -123,10 +126,3 @@ class ZFNet(Model):
         conv(384, 384, 3, 1, 1, **c), relu,
         conv(384, 256, 3, 1, 1, **c), relu,
         pool())                                                     # 13 -> 6
-    self.classifier = classifier(256 * 6 * 6, num_classes, dropout, dropout_first=True,
-                                 **c)
-
-  def __call__(self, x):
-    x = self.features(x)
-    layers.check_head_input(self, x, 6, native=self.image_size)
-    return self.classifier(layers.flatten(x))

@@ -61,12 +61,6 @@ class BasicConv2d(nnx.Module):
     return jax.nn.relu(x)
 
 
-def sequential(modules, x):
-  for module in modules:
-    x = module(x)
-  return x
-
-
 class Inception(nnx.Module):
   """Fig. 2(b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3/1 max pool -> 1x1, concatenated."""
 
@@ -76,14 +70,14 @@ class Inception(nnx.Module):
     conv = lambda cin, cout, k: BasicConv2d(cin, cout, k, batch_norm=batch_norm, dtype=dtype,
                                             rngs=rngs)
     self.branch1 = conv(in_channels, n1, 1)
-    self.branch2 = nnx.List([conv(in_channels, r3, 1), conv(r3, n3, 3)])
-    self.branch3 = nnx.List([conv(in_channels, r5, 1), conv(r5, n5, 5)])
-    self.branch4 = nnx.List([layers.MaxPool(3, 1, padding=1), conv(in_channels, proj, 1)])
+    self.branch2 = layers.Sequential(conv(in_channels, r3, 1), conv(r3, n3, 3))
+    self.branch3 = layers.Sequential(conv(in_channels, r5, 1), conv(r5, n5, 5))
+    self.branch4 = layers.Sequential(layers.MaxPool(3, 1, padding=1),
+                                     conv(in_channels, proj, 1))
 
   def __call__(self, x):
-    branches = (self.branch1(x), sequential(self.branch2, x), sequential(self.branch3, x),
-                sequential(self.branch4, x))
-    return jnp.concatenate(branches, axis=-1)
+    branches = (self.branch1, self.branch2, self.branch3, self.branch4)
+    return jnp.concatenate([branch(x) for branch in branches], axis=-1)
 
 
 class InceptionAux(nnx.Module):

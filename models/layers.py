@@ -310,22 +310,22 @@ def _pool_geometry(x, kernel, stride, padding, ceil_mode):
   return kernel, stride, pads, tuple(extra)
 
 
-def max_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False):
-  """Max pooling; padded positions never win (PyTorch's -inf padding)."""
+def max_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False, *,
+             name: str = 'max_pool'):
+  """Max pooling; padded positions never win (PyTorch's -inf padding). `name`: the
+  layer a window that does not fit is reported as."""
   kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode)
-  _check_fits('max_pool', x.shape[1:3], kernel, (1, 1), pads)
+  _check_fits(name, x.shape[1:3], kernel, (1, 1), pads)
   return _pool(x, -jnp.inf, jax.lax.max, kernel, stride, pads, extra)
 
 
 def avg_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False,
-             count_include_pad=True):
-  """Average pooling with PyTorch's divisor rules.
-
-  With count_include_pad the explicit padding counts in the divisor, but the ceil_mode
-  overhang past it never does (as in torch.nn.AvgPool2d).
-  """
+             count_include_pad=True, *, name: str = 'avg_pool'):
+  """Average pooling with PyTorch's divisor rules: with count_include_pad the explicit
+  padding counts in the divisor, but the ceil_mode overhang past it never does (as in
+  torch.nn.AvgPool2d). `name`: as max_pool's."""
   kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode)
-  _check_fits('avg_pool', x.shape[1:3], kernel, (1, 1), pads)
+  _check_fits(name, x.shape[1:3], kernel, (1, 1), pads)
   total = _pool(x, 0., jax.lax.add, kernel, stride, pads, extra)
   ones = jnp.ones((1, *x.shape[1:3], 1), jnp.float32)
   if count_include_pad:
@@ -381,10 +381,8 @@ class MaxPool(nnx.Module):
                                                                     padding, ceil_mode)
 
   def __call__(self, x):
-    try:
-      return max_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode)
-    except ValueError as e:
-      raise ValueError(str(e).replace('max_pool', layer_name(self), 1)) from None
+    return max_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                    name=layer_name(self))
 
 
 class AvgPool(nnx.Module):
@@ -394,11 +392,8 @@ class AvgPool(nnx.Module):
     self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
   def __call__(self, x):
-    try:
-      return avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                      self.count_include_pad)
-    except ValueError as e:
-      raise ValueError(str(e).replace('avg_pool', layer_name(self), 1)) from None
+    return avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                    self.count_include_pad, name=layer_name(self))
 
 
 class AdaptiveAvgPool(nnx.Module):

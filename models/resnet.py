@@ -41,16 +41,6 @@ class SqueezeExcite(nnx.Module):
     return x * jax.nn.sigmoid(self.fc2(jax.nn.relu(self.fc1(s))))
 
 
-def downsample(in_channels: int, out_channels: int, stride: int, *, dtype: Any,
-               rngs: nnx.Rngs) -> layers.Sequential:
-  """The projection shortcut (option B): a strided 1x1 conv and BN, torchvision's
-  `downsample` Sequential (children 0 and 1)."""
-  return layers.Sequential(
-      layers.Conv(in_channels, out_channels, 1, stride, padding=0, use_bias=False,
-                  dtype=dtype, rngs=rngs),
-      layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs))
-
-
 class PadShortcut(nnx.Module):
   """Option A (section 4.2): the identity, subsampled by `stride` and zero-padded in
   channels, equally on both sides; no parameters."""
@@ -67,12 +57,16 @@ class PadShortcut(nnx.Module):
 def shortcut(in_channels: int, out_channels: int, stride: int, kind: str, *, dtype: Any,
              rngs: nnx.Rngs):
   """A block's `downsample`: None (the identity) where the shapes agree, else option A's
-  PadShortcut or option B's projection."""
+  PadShortcut or option B's projection, a strided 1x1 conv and BN (torchvision's
+  `downsample` Sequential, children 0 and 1)."""
   if stride == 1 and in_channels == out_channels:
     return None
   if kind == 'A':
     return PadShortcut(stride, out_channels)
-  return downsample(in_channels, out_channels, stride, dtype=dtype, rngs=rngs)
+  return layers.Sequential(
+      layers.Conv(in_channels, out_channels, 1, stride, padding=0, use_bias=False,
+                  dtype=dtype, rngs=rngs),
+      layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs))
 
 
 def last_bn_init(zero_init_residual: bool):

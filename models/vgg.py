@@ -70,9 +70,7 @@ class VGG(Model):
       raise ValueError(f"VGG head must be 'fc' or 'linear'; got {head!r}")
     self.features = make_features(config, batch_norm, in_channels, dtype=dtype, rngs=rngs)
     if head == 'linear':  # on the final map: five 2x2/2 pools, 1x1 at 32x32
-      self.side = image_size
-      for _ in range(CONFIGS[config].count('M')):
-        self.side = layers.conv_output_size(self.side, 2, 2)
+      self.side = image_size // 2 ** CONFIGS[config].count('M')
       self.fc = layers.Linear(512 * self.side ** 2, num_classes, dtype=dtype, rngs=rngs)
     else:
       self.avgpool = layers.AdaptiveAvgPool((7, 7))
