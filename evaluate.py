@@ -228,16 +228,6 @@ def result_path(workdir: str, which: str, mode: str, split: str) -> str:
   return os.path.join(workdir, 'eval', f'{which}_{mode}{suffix}.json')
 
 
-def define_flags(argv):
-  flags.DEFINE_string('workdir', None, 'a training workdir (or where torchvision results go)')
-  flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
-  flags.DEFINE_enum('mode', 'center', MODES, 'test-time views')
-  flags.DEFINE_list('scales', ['256', '384', '512'], 'multiscale: test scales Q')
-  flags.DEFINE_string('torchvision', None, 'evaluate torchvision weights of this model')
-  flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
-  trained.define_config_flag(argv, 'evaluate.py')
-
-
 def main(argv):
   if len(argv) > 1:
     cli.fail('evaluate.py', f'unexpected arguments: {" ".join(argv[1:])} (flags only: '
@@ -279,5 +269,8 @@ def summary_line(record: dict) -> str:
 
 
 if __name__ == '__main__':
-  define_flags(sys.argv)
+  trained.define_flags(sys.argv, 'evaluate.py',
+                       'a training workdir (or where torchvision results go)')
+  flags.DEFINE_enum('mode', 'center', MODES, 'test-time views')
+  flags.DEFINE_list('scales', ['256', '384', '512'], 'multiscale: test scales Q')
   cli.run(main, 'evaluate.py')

@@ -118,11 +118,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'a training workdir')
-  flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
+  trained.define_flags(sys.argv, 'predict.py')
   flags.DEFINE_integer('top_k', 5, 'classes to show per image')
   flags.DEFINE_bool('json', False, 'print a JSON list instead of lines')
-  flags.DEFINE_string('torchvision', None, 'predict with torchvision weights of this model')
-  flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
-  trained.define_config_flag(sys.argv, 'predict.py')
   cli.run(main, 'predict.py')

@@ -358,10 +358,8 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'a training workdir (curves: several, comma-separated)')
-  flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
-  flags.DEFINE_string('torchvision', None, 'use torchvision weights of this model')
-  flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
+  trained.define_flags(sys.argv, 'visualize.py',
+                       'a training workdir (curves: several, comma-separated)')
   flags.DEFINE_string('image', None, 'features, saliency, occlusion: the image')
   flags.DEFINE_string('out', None, 'the figure: FILE.png')
   flags.DEFINE_string('save_array', None, 'the numbers behind the figure: FILE.npy (.npz)')
@@ -376,5 +374,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('padding', '0', 'conv-arithmetic: pixels, or SAME or VALID')
   flags.DEFINE_integer('dilation', 1, 'conv-arithmetic: dilation')
   flags.DEFINE_integer('input_size', 7, 'conv-arithmetic: input height and width')
-  trained.define_config_flag(sys.argv, 'visualize.py')
   cli.run(main, 'visualize.py')

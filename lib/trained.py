@@ -10,6 +10,7 @@ import functools
 import os
 from typing import Any
 
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,6 +29,8 @@ from lib import run_contract
 import models
 from models import torchvision_import
 
+flags.disclaim_key_flags()  # define_flags's flags are its caller's, whose --help lists them
+
 
 class LoadError(ValueError):
   """A checkpoint or weights file that cannot be used: one line naming the flag and fix."""
@@ -42,9 +45,14 @@ class Trained:
   classes: list = dataclasses.field(default_factory=list)  # names by label (class_names)
 
 
-def define_config_flag(argv: list[str], program: str):
-  """--config is a config file when given, else the workdir's config.json (a config
-  flag must exist before parsing, so the workdir is read from argv first)."""
+def define_flags(argv: list[str], program: str, workdir_help: str = 'a training workdir'):
+  """The flags naming the trained model to use. --config is a config file when given,
+  else the workdir's config.json (a config flag must exist before parsing, so the workdir
+  is read from argv first)."""
+  flags.DEFINE_string('workdir', None, workdir_help)
+  flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
+  flags.DEFINE_string('torchvision', None, 'use torchvision weights of this model')
+  flags.DEFINE_string('weights', None, 'with --torchvision: the .pth state dict')
   if any(a == '--config' or a.startswith('--config=') for a in argv):
     config_flags.DEFINE_config_file('config', None, 'config file (file.py[:arg])',
                                     lock_config=True)
