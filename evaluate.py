@@ -235,10 +235,8 @@ def main(argv):
   if FLAGS.workdir is None:
     cli.fail('evaluate.py', 'give --workdir=DIR (a training run, or where torchvision '
              'results go)')
-  config = FLAGS.config
   try:
-    trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
-                                 FLAGS.checkpoint)
+    config, _ = trained.check_from_flags(FLAGS, classes=False)
   except ValueError as e:
     cli.fail('evaluate.py', str(e))
   try:

@@ -84,11 +84,8 @@ def main(argv):
   if not files:
     cli.fail('predict.py', f'no PNG or JPEG image in {", ".join(paths)}; name image files '
              'or folders that hold them')
-  config = FLAGS.config
   try:
-    trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
-                                 FLAGS.checkpoint)
-    names = trained.class_names(config, FLAGS.workdir, FLAGS.torchvision)
+    config, names = trained.check_from_flags(FLAGS)
   except ValueError as e:  # LoadError, DatasetError, a bad config
     cli.fail('predict.py', str(e))
   read, views, errors = eval_views(files, config)  # (decoded before the model compiles)
@@ -97,8 +94,7 @@ def main(argv):
     cli.fail('predict.py', errors[0] if len(errors) == 1 else
              f'none of the {len(files)} images can be read ({errors[0]}; ...)')
   try:
-    model = trained.load(config, len(names), FLAGS.workdir, FLAGS.checkpoint,
-                         FLAGS.torchvision, FLAGS.weights)
+    model = trained.load_from_flags(FLAGS, config, names)
   except ValueError as e:  # a checkpoint of another model
     cli.fail('predict.py', str(e))
   for line in errors:

@@ -36,7 +36,6 @@ mode, the figure and the array, and for saliency and occlusion the class shown, 
 name, prob}, named as the run was trained (its run.json), as in the figure's title.
 """
 
-import dataclasses
 import difflib
 import json
 import os
@@ -66,14 +65,9 @@ MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithme
 def load_model():
   """(config, Trained, with the names of the classes it was trained on) from the flags;
   --label checked against the model's classes before anything compiles."""
-  config = FLAGS.config
-  trained.check_before_loading(config, FLAGS.workdir, FLAGS.torchvision, FLAGS.weights,
-                               FLAGS.checkpoint)
-  names = trained.class_names(config, FLAGS.workdir, FLAGS.torchvision)
+  config, names = trained.check_from_flags(FLAGS)
   check_label(FLAGS.label, len(names))
-  model = trained.load(config, len(names), FLAGS.workdir, FLAGS.checkpoint,
-                       FLAGS.torchvision, FLAGS.weights)
-  return config, dataclasses.replace(model, classes=names)
+  return config, trained.load_from_flags(FLAGS, config, names)
 
 
 def check_label(label: int | None, num_classes: int):

@@ -46,9 +46,9 @@ class Trained:
 
 
 def define_flags(argv: list[str], program: str, workdir_help: str = 'a training workdir'):
-  """The flags naming the trained model to use. --config is a config file when given,
-  else the workdir's config.json (a config flag must exist before parsing, so the workdir
-  is read from argv first)."""
+  """The flags naming the trained model, which check_from_flags and load_from_flags read.
+  --config is a config file when given, else the workdir's config.json (a config flag
+  must exist before parsing, so the workdir is read from argv first)."""
   flags.DEFINE_string('workdir', None, workdir_help)
   flags.DEFINE_string('checkpoint', 'best', 'best | latest | a step number')
   flags.DEFINE_string('torchvision', None, 'use torchvision weights of this model')
@@ -88,6 +88,21 @@ def check_before_loading(config, workdir: str | None, torchvision: str | None = 
   parallel.maybe_initialize_distributed(config)
   if not torchvision:
     experiment.check(config, training=False)
+
+
+def check_from_flags(values, classes: bool = True) -> tuple[Any, list[str] | None]:
+  """check_before_loading on define_flags's flags: (config, class_names or None)."""
+  config = values.config
+  check_before_loading(config, values.workdir, values.torchvision, values.weights,
+                       values.checkpoint)
+  return config, class_names(config, values.workdir, values.torchvision) if classes else None
+
+
+def load_from_flags(values, config, names: list[str]) -> Trained:
+  """load on define_flags's flags: the model of the classes `names`, named."""
+  model = load(config, len(names), values.workdir, values.checkpoint, values.torchvision,
+               values.weights)
+  return dataclasses.replace(model, classes=names)
 
 
 def check_source(workdir: str | None, checkpoint: str = 'best',
