@@ -1,8 +1,9 @@
 """Bad input, as a user gives it: one line on stderr naming the field or file and the fix,
 exit status 2, and every file under the user's folders unchanged.
 
-Each case is a command line run as a user runs it (a fresh process, the repository as the
-working directory) against a fresh copy of three things: `{run}`, a finished 8-step LeNet
+Each case is a command line run as a user runs it (a process of its own, forked from one
+that has imported the libraries: tests/prewarmed.py; the repository as the working
+directory) against a fresh copy of three things: `{run}`, a finished 8-step LeNet
 workdir; `{folder}`, a small folder dataset (PNG digits from mnist5k, 3 classes); and
 `{new}`, a workdir that does not exist yet. A case's `setup(tmp)` breaks the copy first
 (a corrupt file, a changed config.json, a read-only folder). The whole temporary tree is
@@ -20,6 +21,8 @@ import typing
 
 import numpy as np
 import pytest
+
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ['train.py', '--config=configs/lenet.py']
@@ -717,15 +720,15 @@ def _run_case(case, originals, tmp):
   # its details in a log there).
   scratch = tmp.parent / f'{tmp.name}_tmpdir'
   scratch.mkdir()
-  result = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL,
-                          env={**os.environ, 'TMPDIR': str(scratch)})
+  result = prewarmed.run([sys.executable, *argv], cwd=ROOT, text=True, timeout=300,
+                         env={**os.environ, 'TMPDIR': str(scratch)})
   after = checksums(tmp)
   return result, before, after
 
 
 def test_every_bad_input_is_one_line_exit_2_and_writes_nothing(originals, tmp_path):
-  """All cases, two at a time (each is a process that mostly imports)."""
+  """All cases, two at a time, each a process of its own forked from one that has
+  imported JAX and the rest already (tests/prewarmed.py): most of a case is the import."""
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
     futures = {}
     for i, case in enumerate(CASES):

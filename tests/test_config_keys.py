@@ -11,7 +11,6 @@ key declared without one fails `test_every_key_has_a_probe`.
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 
 import jax
@@ -35,6 +34,7 @@ from lib import recipes
 from lib import steps
 import train
 from tests import support
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -552,8 +552,8 @@ def test_a_sweep_sets_a_model_argument_the_file_left_out(tmp_path):
 
 
 def _total_macs(*args) -> int:
-  out = subprocess.run([sys.executable, 'summary.py', '--num_classes=1000', *args],
-                       cwd=ROOT, capture_output=True, text=True, check=True).stdout
+  out = prewarmed.run([sys.executable, 'summary.py', '--num_classes=1000', *args],
+                      cwd=ROOT, capture_output=True, text=True, check=True).stdout
   return int(next(l for l in out.splitlines() if l.startswith('total')).split()[-1]
              .replace(',', ''))
 

@@ -3,7 +3,6 @@ honoured by every source (or refused); hidden files are skipped, nested ones rea
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -13,6 +12,7 @@ from PIL import Image
 from configs import default
 from data import sources
 import input_pipeline
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNG = np.random.RandomState(0)
@@ -87,10 +87,10 @@ def test_an_eval_split_lacking_a_class_is_a_warning_and_keeps_train_labels(tmp_p
 
 def test_an_unusable_folder_stops_train_py_before_any_file_is_written(tmp_path):
   root = folder(tmp_path / 'gif', {'train': {'a': 1}, 'test': {'a': 1}}, 'GIF', 'gif')
-  result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',
-                           f'--config.dataset.name=folder:{root}',
-                           f'--workdir={tmp_path / "run"}'], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+  result = prewarmed.run([sys.executable, 'train.py', '--config=configs/lenet.py',
+                          f'--config.dataset.name=folder:{root}',
+                          f'--workdir={tmp_path / "run"}'], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
   assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
   assert 'hold no PNG or JPEG image' in result.stderr
   assert not (tmp_path / 'run').exists()
@@ -226,7 +226,7 @@ def test_a_file_damaged_mid_run_stops_train_py_in_one_line_keeping_the_checkpoin
   longer; it stops at the file with exit status 2, its checkpoint as it was."""
   root = folder(tmp_path / 'ds', {'train': {'a': 4, 'b': 4}, 'test': {'a': 2, 'b': 2}})
   workdir = tmp_path / 'run'
-  run = lambda steps, *more: subprocess.run(
+  run = lambda steps, *more: prewarmed.run(
       [sys.executable, 'train.py', '--config=configs/lenet.py', f'--workdir={workdir}',
        f'--config.dataset.name=folder:{root}', '--config.dataset.device_resident=False',
        '--config.dataset.workers=1', '--config.batch_size=8', '--config.schedule.name=constant',
@@ -248,9 +248,9 @@ def test_a_file_damaged_mid_run_stops_train_py_in_one_line_keeping_the_checkpoin
 
 
 def test_synthetic_folder_says_what_it_wrote(tmp_path):
-  result = subprocess.run([sys.executable, '-m', 'data.synthetic_folder', str(tmp_path / 's'),
-                           '--classes=3', '--train=4', '--val=2', '--size=8'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+  result = prewarmed.run([sys.executable, '-m', 'data.synthetic_folder', str(tmp_path / 's'),
+                          '--classes=3', '--train=4', '--val=2', '--size=8'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr
   on_disk = sum(len(files) for _, _, files in os.walk(tmp_path / 's'))
   assert on_disk == 18  # 3 classes x (4 + 2)

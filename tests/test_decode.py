@@ -6,7 +6,6 @@ resident and streamed, in `python -m data.check --decode`, and in predict.py."""
 import io
 import os
 import struct
-import subprocess
 import sys
 import zlib
 
@@ -19,6 +18,7 @@ from configs import default
 from data import sources, transforms
 import input_pipeline
 import predict
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 6, 8
@@ -249,8 +249,8 @@ def test_a_folder_of_every_mode_trains_on_the_rule_resident_and_streamed(mode_fo
 
 def test_data_check_decodes_every_mode(mode_folder):
   root, values = mode_folder
-  result = subprocess.run([sys.executable, '-m', 'data.check', '--decode', f'folder:{root}'],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  result = prewarmed.run([sys.executable, '-m', 'data.check', '--decode', f'folder:{root}'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stdout + result.stderr
   assert result.stdout == ''  # no file refused
   assert f'{2 * len(values)} image files in {len(values)} classes' in result.stderr

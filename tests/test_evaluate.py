@@ -6,7 +6,6 @@ import json
 import os
 import pwd
 import shutil
-import subprocess
 import sys
 import tempfile
 
@@ -25,6 +24,7 @@ from lib import experiment
 from lib import run_contract
 from lib import trained as trained_lib
 import models
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64  # crops; the imagenet preset resizes the shorter side to 73 (64 / 0.875)
@@ -187,8 +187,8 @@ def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
 
 
 def run_cli(*args):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                        timeout=600)
+  return prewarmed.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
 
 
 def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
@@ -398,8 +398,8 @@ def test_a_read_only_workdir_is_refused_before_evaluating(trained_lenet):
     os.chmod(root, 0o555)
   try:
     before = tree_state(workdir)
-    result = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)
+    result = prewarmed.run([sys.executable, *command], cwd=ROOT, capture_output=True,
+                           text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.splitlines() == [
         f'evaluate.py: error: --workdir: cannot save the result to {workdir}/eval/'

@@ -19,6 +19,7 @@ import pytest
 
 from lib import checkpoints
 from tests.support import free_port
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 60 steps of a small convnet on mnist5k; checkpoints every 7 steps (not aligned with
@@ -246,8 +247,8 @@ LONGER = [*LENET, '--config.num_train_steps=12', '--allow_schedule_change']  # a
 @pytest.fixture(scope='module')
 def lenet_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('lenet') / 'run'
-  subprocess.run([sys.executable, 'train.py', *LENET, f'--workdir={workdir}'], cwd=ROOT,
-                 check=True, capture_output=True, timeout=600)
+  prewarmed.run([sys.executable, 'train.py', *LENET, f'--workdir={workdir}'], cwd=ROOT,
+                check=True, capture_output=True, timeout=600)
   return workdir
 
 
@@ -266,8 +267,8 @@ def program(tmp_path, *argv):
   """A program's run, stdout and stderr apart; its temporary directory in tmp_path."""
   temporary = tmp_path / 'tmp'
   temporary.mkdir(exist_ok=True)
-  return subprocess.run([sys.executable, *argv], cwd=ROOT, text=True, capture_output=True,
-                        env={**os.environ, 'TMPDIR': str(temporary)}, timeout=600)
+  return prewarmed.run([sys.executable, *argv], cwd=ROOT, text=True, capture_output=True,
+                       env={**os.environ, 'TMPDIR': str(temporary)}, timeout=600)
 
 
 def details_of(line: str) -> str:
@@ -387,16 +388,16 @@ def test_bad_inputs_are_one_line_exit_2_and_touch_nothing(tmp_path):
       config, extra = f'--config={extra[0]}', extra[1:]
     else:
       config = CONFIG
-    result = subprocess.run([sys.executable, 'train.py', config, *ARGS, *extra,
-                             f'--workdir={workdir}'], cwd=ROOT, text=True,
-                            capture_output=True, timeout=300)
+    result = prewarmed.run([sys.executable, 'train.py', config, *ARGS, *extra,
+                            f'--workdir={workdir}'], cwd=ROOT, text=True,
+                           capture_output=True, timeout=300)
     return name, expected, result
 
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
     results = list(pool.map(attempt, BAD_INPUTS.items()))
   a_file = tmp_path / 'a_file'
   a_file.write_text('')
-  results.append(('workdir is a file', 'is a file, not a directory', subprocess.run(
+  results.append(('workdir is a file', 'is a file, not a directory', prewarmed.run(
       [sys.executable, 'train.py', CONFIG, *ARGS, f'--workdir={a_file}'], cwd=ROOT, text=True,
       capture_output=True, timeout=300)))
   for name, expected, result in results:

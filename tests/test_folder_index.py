@@ -5,7 +5,6 @@ import builtins
 import io
 import os
 import pickle
-import subprocess
 import sys
 import threading
 
@@ -17,6 +16,7 @@ from configs import default
 from data import folder_index
 from data import sources
 import input_pipeline
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -159,9 +159,9 @@ def test_data_check_prints_the_corrupt_files(tmp_path):
   root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
   with open(os.path.join(root, 'train', 'a', '00002.png'), 'r+b') as f:
     f.truncate(30)
-  result = subprocess.run([sys.executable, '-m', 'data.check', f'folder:{root}'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')})
+  result = prewarmed.run([sys.executable, '-m', 'data.check', f'folder:{root}'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')})
   assert result.returncode == 1, result.stderr
   assert result.stdout == f'{root}/train/a/00002.png: truncated PNG (no IEND chunk)\n'
   assert '8 image files in 2 classes' in result.stderr and '1 corrupt' in result.stderr
@@ -287,9 +287,9 @@ def test_data_check_decode_finds_damage_that_the_header_check_cannot(tmp_path):
   with pytest.raises(OSError, match='broken data stream'):  # the reference: Pillow itself
     Image.open(damaged).load()
   env = {**os.environ, 'XDG_CACHE_HOME': str(tmp_path / 'cache')}
-  check = lambda *flags: subprocess.run([sys.executable, '-m', 'data.check', *flags, root],
-                                        cwd=ROOT, capture_output=True, text=True,
-                                        timeout=120, env=env)
+  check = lambda *flags: prewarmed.run([sys.executable, '-m', 'data.check', *flags, root],
+                                       cwd=ROOT, capture_output=True, text=True,
+                                       timeout=120, env=env)
   quick = check()
   assert quick.returncode == 0 and '0 corrupt' in quick.stderr and '--decode' in quick.stderr
   full = check('--decode')

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import subprocess
 import sys
 
 from flax import nnx
@@ -23,6 +22,7 @@ from lib import optim
 import models
 from models import layer_stats
 import train
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,8 +68,8 @@ def test_summary_table_has_the_released_models_layers_and_sizes():
   first mlpconv layer, Caffe's rounded-up pooling sizes (16, then 8), one 8x8 map per
   class averaged into the logits; the formula's parameters and the multiply-adds of each
   conv (output pixels x out x k*k*in)."""
-  result = subprocess.run([sys.executable, 'summary.py', '--model=nin', '--format=csv'],
-                          cwd=ROOT, text=True, capture_output=True, timeout=300)
+  result = prewarmed.run([sys.executable, 'summary.py', '--model=nin', '--format=csv'],
+                         cwd=ROOT, text=True, capture_output=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   rows = list(csv.DictReader(io.StringIO(result.stdout)))
   assert [r['layer'] for r in rows] == [

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -15,6 +14,7 @@ import reproduce
 from reproduction import paper_tables
 from sweeping import sweeps as sweep
 import train
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,9 +39,9 @@ def test_plan_reads_benchmarks_of_every_mode_or_names_the_one_it_needs(tmp_path)
   with pytest.raises(sweep.SweepError, match=r'holds no model timings \(modes: input_only\); '
                                              r'the plan needs a training rate'):
     reproduce.plan('lenet_mnist', str(tmp_path / 'dir'), 1, str(bench))
-  result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'plan',
-                           f'--workdir={tmp_path}/dir', f'--benchmark={bench}'], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+  result = prewarmed.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'plan',
+                          f'--workdir={tmp_path}/dir', f'--benchmark={bench}'], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
   assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
   # Every mode together: end_to_end (data included) wins over the train step alone.
   bench.write_text(json.dumps([
@@ -112,21 +112,21 @@ def test_report_over_real_short_runs(tmp_path):
 
 
 def test_cli_run_dry_run_and_report(tmp_path):
-  result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
-                           f'--workdir={tmp_path}', '--dry_run', '--allow_schedule_change'],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  result = prewarmed.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
+                          f'--workdir={tmp_path}', '--dry_run', '--allow_schedule_change'],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert '2 trials in' in result.stdout and 'configs/lenet.py:mnist=true' in result.stdout
   commands = [l for l in result.stdout.splitlines() if 'train.py' in l]
   assert len(commands) == 2 and all(c.endswith(' --allow_schedule_change') for c in commands)
-  result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'report',
-                           f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+  result = prewarmed.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'report',
+                          f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   assert '| lenet5_mnist5k | 61.7K | 60K | 417K |' in result.stdout
-  result = subprocess.run([sys.executable, 'reproduce.py', 'resnet_cifar100', 'plan',
-                           f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+  result = prewarmed.run([sys.executable, 'reproduce.py', 'resnet_cifar100', 'plan',
+                          f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
   assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
   assert result.stderr.startswith("reproduce.py: error: no table 'resnet_cifar100' (did you "
                                   'mean resnet_cifar10?)'), result.stderr
@@ -158,9 +158,9 @@ def test_cli_run_trains_the_missing_rows_and_reports(trained_lenet, tmp_path):
   shutil.copytree(trained, row)
   shutil.rmtree(row / 'checkpoints' / '1240')
   os.remove(row / 'final_metrics.json')
-  result = subprocess.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
-                           f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, 'TFDS_DATA_DIR': str(tmp_path / 'tfds')})
+  result = prewarmed.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
+                          f'--workdir={tmp_path}'], cwd=ROOT, capture_output=True, text=True,
+                         timeout=900, env={**os.environ, 'TFDS_DATA_DIR': str(tmp_path / 'tfds')})
   assert result.returncode == 1, result.stderr[-2000:]  # not every row finished
   assert 'from step 1000' in (row / 'train.log').read_text()
   final = json.load(open(row / 'final_metrics.json'))

@@ -9,7 +9,6 @@ and predict.py refuse configs whose model differs from the checkpoint's.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import jax
@@ -23,6 +22,7 @@ from lib import run_contract
 from lib import trained
 from lib import workdir as workdir_lib
 import train
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,10 +82,10 @@ def test_a_changed_config_is_refused_and_nothing_is_written(finished, changes, n
 
 def test_the_command_line_refusal_is_one_line_with_exit_2(finished):
   before = snapshot(finished)
-  result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',
-                           '--config.num_train_steps=12', '--config.batch_size=128',
-                           f'--workdir={finished}'], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+  result = prewarmed.run([sys.executable, 'train.py', '--config=configs/lenet.py',
+                          '--config.num_train_steps=12', '--config.batch_size=128',
+                          f'--workdir={finished}'], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
   assert result.returncode == 2, result.stderr
   assert result.stderr.count('\n') == 1 and 'Traceback' not in result.stderr, result.stderr
   assert result.stderr.startswith(f'train.py: error: --workdir={finished} holds a run with '
@@ -129,8 +129,8 @@ def resume_on(devices, workdir):
           'from tests.test_run_contract import lenet; '
           f'train.train_and_evaluate(lenet(), {workdir!r})')
   env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=600)
+  result = prewarmed.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
+                         capture_output=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
   return result.stdout
 
@@ -255,8 +255,8 @@ def test_evaluation_refuses_a_config_of_another_model(finished):
     ('predict.py', ['--config=configs/simple_cnn.py:mnist5k', 'docs/digits']),
 ])
 def test_entry_points_refuse_a_model_override_in_one_line(finished, program, args):
-  result = subprocess.run([sys.executable, program, f'--workdir={finished}', *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+  result = prewarmed.run([sys.executable, program, f'--workdir={finished}', *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert result.returncode == 2, result.stderr
   assert result.stderr.count('\n') == 1, result.stderr
   assert 'was trained with another model than this config asks for' in result.stderr
@@ -378,8 +378,8 @@ def renamed_first_class(folder_run, tmp_path):
 
 
 def run_program(*argv):
-  return subprocess.run([sys.executable, *map(str, argv)], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
+  return prewarmed.run([sys.executable, *map(str, argv)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
 
 
 def test_predict_names_the_classes_the_run_was_trained_on(folder_run, tmp_path):

@@ -4,15 +4,16 @@ import csv
 import io
 import os
 import re
-import subprocess
 import sys
+
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_summary(*args):
-  return subprocess.run([sys.executable, 'summary.py', *args], cwd=ROOT, text=True,
-                        capture_output=True, timeout=300)
+  return prewarmed.run([sys.executable, 'summary.py', *args], cwd=ROOT, text=True,
+                       capture_output=True, timeout=300)
 
 
 def test_csv_rows_and_totals_for_alexnet():

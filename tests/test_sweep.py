@@ -18,15 +18,16 @@ from configs import hyper
 from lib import workdir as workdir_lib
 from sweeping import sweep_report
 from sweeping import sweeps as sweep
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b'\x89PNG\r\n\x1a\n'
 
 
 def run_sweep(*args, timeout=600, env=None):
-  result = subprocess.run([sys.executable, 'sweep.py', *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+  result = prewarmed.run([sys.executable, 'sweep.py', *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, **(env or {})})
   return result.returncode, result.stdout, result.stderr
 
 

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import subprocess
 import sys
 
 import jax
@@ -23,6 +22,7 @@ from lib import optim
 from lib import parallel
 from lib import steps
 import train
+from tests import prewarmed
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,8 +88,8 @@ def test_mock_imagenet_end_to_end(tmp_path):
 
 
 def run_cli(*args, env=None, timeout=600):
-  return subprocess.run([sys.executable, 'train.py', *args], cwd=ROOT, text=True,
-                        capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+  return prewarmed.run([sys.executable, 'train.py', *args], cwd=ROOT, text=True,
+                       capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def compiled(log: str, kind: str) -> list[str]:
@@ -249,8 +249,8 @@ c.log_every_steps = 1
 train.train_and_evaluate(c, {str(workdir)!r})
 """
   env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=600)
+  result = prewarmed.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
+                         capture_output=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
   return [r['loss'] for r in map(json.loads, open(workdir / 'metrics.jsonl'))
           if r['split'] == 'train']
@@ -302,9 +302,9 @@ print(json.dumps({{'resident': input_pipeline.resident(c, info), 'first': first,
 
 def resident_run(devices, workdir, dataset='mnist5k'):
   env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  result = subprocess.run([sys.executable, '-c', RESIDENT_RUN.format(
+  result = prewarmed.run([sys.executable, '-c', RESIDENT_RUN.format(
       root=ROOT, workdir=str(workdir), dataset=dataset)],
-                          cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+                         cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
 

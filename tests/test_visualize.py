@@ -5,7 +5,6 @@ import io
 import json
 import os
 import struct
-import subprocess
 import sys
 
 from flax import nnx
@@ -20,13 +19,14 @@ from lib import run_contract
 from lib import trained as trained_lib
 import models
 from models import layers
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(program, *args):
-  result = subprocess.run([sys.executable, program, *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+  result = prewarmed.run([sys.executable, program, *map(str, args)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
   return result
 
 

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-import subprocess
 import sys
 
 from flax import nnx
@@ -21,6 +20,7 @@ from lib import checkpoints
 import models
 from models import layer_stats
 import train
+from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -135,8 +135,8 @@ def test_summary_layer_table():
   """summary.py on wrn16_4: every block pre-activated (its BN runs before its first
   conv), the groups' maps 32, 16 and 8 pixels wide with 64, 128, 256 channels (Table 1),
   projections where the width changes, and the formula's total."""
-  result = subprocess.run([sys.executable, 'summary.py', '--model=wrn16_4', '--format=csv'],
-                          cwd=ROOT, text=True, capture_output=True, timeout=300)
+  result = prewarmed.run([sys.executable, 'summary.py', '--model=wrn16_4', '--format=csv'],
+                         cwd=ROOT, text=True, capture_output=True, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   rows = list(csv.DictReader(io.StringIO(result.stdout)))
   names = [r['layer'] for r in rows]
