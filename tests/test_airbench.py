@@ -241,6 +241,7 @@ def test_six_training_steps_give_the_references_parameters_and_average(reference
   assert any(not np.array_equal(ema[k], start[k]) for k in ema)  # the step-5 update
 
 
+@pytest.mark.fast
 def test_the_config_is_the_recipe_these_tests_check():
   """configs/airbench.py holds the constants the step-by-step test above runs against the
   package, at batch 1024, and the package's 476 steps of 48 an epoch."""

@@ -12,6 +12,8 @@ import input_pipeline
 from lib import parallel
 from tests.test_input_pipeline import make_config
 
+pytestmark = pytest.mark.fast  # (the fast lane: README)
+
 STEPS = (0, 3, 500)  # mnist5k's epoch is 500 steps of 8: step 500 starts epoch 1
 
 

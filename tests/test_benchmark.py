@@ -11,19 +11,24 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from benchmarking import compare_commits
 from benchmarking import pillow_baseline
+from benchmarking import torch_cpu
+from benchmarking import torch_nets
 from data import transforms
 import models
 from models import layer_stats
+from tests import prewarmed
 from tests.test_input_pipeline import make_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(tmp_path, *args):
+  """benchmark.py's run (forked with its imports made: the timings start after them)."""
   out = tmp_path / 'bench.json'
-  result = subprocess.run([sys.executable, 'benchmark.py', *args, f'--json={out}'],
-                          cwd=ROOT, text=True, capture_output=True, timeout=600)
+  result = prewarmed.run([sys.executable, 'benchmark.py', *args, f'--json={out}'],
+                         cwd=ROOT, text=True, capture_output=True, timeout=600)
   return result, (json.loads(out.read_text()) if out.exists() else None)
 
 
@@ -58,7 +63,10 @@ def test_bfloat16_train_step(tmp_path):
 PIPELINE_CLOSED_FOR_PILLOW = """
 import runpy, sys
 import input_pipeline
+from benchmarking import compare_commits
 from benchmarking import pillow_baseline
+from benchmarking import torch_cpu
+from benchmarking import torch_nets
 
 iterators = []
 
@@ -129,6 +137,7 @@ def jpeg(width, height, mode='RGB', seed=0):
 
 
 @pytest.mark.parametrize('channels', [3, 1])
+@pytest.mark.fast
 def test_the_pillow_yardstick_crops_the_images_as_the_pipeline_does(channels):
   """--input_only's speed-up is over one plain Pillow process (benchmarking/
   pillow_baseline.py) doing the same work: each decode-time op's crop from the same
@@ -188,14 +197,15 @@ def test_the_step_time_includes_waiting_for_the_devices(tmp_path):
   assert 2 * row['step_ms'] >= 1000, row
 
 
+@pytest.mark.fast
 def test_the_gpu_suite_without_a_gpu_says_so_at_once(tmp_path):
   """The full suite's sizes on a CPU would run for hours without a word: one line
   pointing to --smoke, exit 2, within seconds (here JAX is held to the CPU)."""
   out = tmp_path / 'bench.json'
   start = time.time()
-  result = subprocess.run([sys.executable, 'benchmark.py', '--suite=gpu', f'--json={out}'],
-                          cwd=ROOT, text=True, capture_output=True, timeout=120,
-                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  result = prewarmed.run([sys.executable, 'benchmark.py', '--suite=gpu', f'--json={out}'],
+                         cwd=ROOT, text=True, capture_output=True, timeout=120,
+                         env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
   assert result.returncode == 2 and not out.exists() and result.stdout == ''
   (line,) = result.stderr.splitlines()
   assert line.startswith('benchmark.py: error: --suite=gpu: JAX sees no GPU here') and \
@@ -203,6 +213,7 @@ def test_the_gpu_suite_without_a_gpu_says_so_at_once(tmp_path):
   assert time.time() - start < 60
 
 
+@pytest.mark.fast
 def test_bad_model_is_one_line(tmp_path):
   result, rows = run(tmp_path, '--model=resnet21')
   assert result.returncode == 2 and rows is None
@@ -268,6 +279,7 @@ def test_against_another_checkout_alternates_and_takes_the_best(tmp_path):
   assert 'launch s' in result.stdout and 'step images/s' in result.stdout
 
 
+@pytest.mark.fast
 def test_against_bad_flags_are_one_line(tmp_path):
   for args, expected in [
       ([f'--against={tmp_path}'], f'--against={tmp_path}: no train.py there'),
@@ -319,6 +331,7 @@ def test_compare_torch_without_torch_times_ours_and_says_so(tmp_path):
   assert 'PyTorch is not installed (pip install torch==2.13.0)' in result.stdout
 
 
+@pytest.mark.fast
 def test_compare_torch_bad_flags_are_one_line(tmp_path):
   for args, expected in [
       (['--compare=torch', '--model=resnet50'],
@@ -331,6 +344,7 @@ def test_compare_torch_bad_flags_are_one_line(tmp_path):
     assert line.startswith('benchmark.py: error: ') and expected in line, line
 
 
+@pytest.mark.fast
 def test_profile_names_where_the_step_spends_its_time(tmp_path):
   """--profile: the traced step's operations summed by kind. LeNet-5 has convolutions
   forward and back (both gradients), tanh and pooling, and an optimizer update: each
@@ -348,3 +362,27 @@ def test_profile_names_where_the_step_spends_its_time(tmp_path):
   assert 0 < report['overlap'] <= report['cores'] and report['wall_ms'] > 0
   assert sum(ms for _, _, ms in report['top']) <= sum(kinds.values()) + 1e-6
   assert 'conv weight grad' in result.stdout and 'longest operations' in result.stdout
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize('name', sorted(torch_cpu.MODELS))
+def test_the_pytorch_networks_timed_beside_ours_have_our_parameters(name):
+  """--compare=torch and the GPU suite time PyTorch's copy of each network: the same
+  parameter count as ours built from the same config."""
+  torch, _ = torch_nets.import_torch()
+  theirs = torch_nets.NETS[name](torch)
+  config = torch_cpu.config_for(name, batch=8)
+  ours = models.create_model_from_config(config.model, config.num_classes, image_size=32)
+  assert layer_stats.count_params(ours) == sum(p.numel() for p in theirs.parameters())
+
+
+@pytest.mark.fast
+def test_against_names_each_checkouts_commit_and_tables_the_ratio(tmp_path):
+  head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, text=True,
+                        capture_output=True, check=True).stdout.strip()
+  assert compare_commits.revision(ROOT) == head
+  assert compare_commits.revision(str(tmp_path)) is None  # (not a git checkout)
+  table = compare_commits.format_table({'rows': [{
+      'model': 'lenet5', 'measure': 'step images/s', 'batch': 16, 'steps': 3,
+      'theirs': 1000.0, 'ours': 1250.0, 'ratio': 1.25, 'bound': 0.97, 'within': True}]})
+  assert ' 1,250.00 ' in table and ' 1.250 ' in table and ' 1,000.00 ' in table, table

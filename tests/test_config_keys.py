@@ -218,6 +218,7 @@ PROBES = {k.name: (globals()[k.affects[0]], k.affects[2], k.affects[1])
           for k in keys.KEYS.values() if k.affects}
 
 
+@pytest.mark.fast
 def test_every_key_has_a_probe():
   assert sorted(PROBES) == sorted(cli.config_paths(default.get_config()))
 
@@ -474,6 +475,7 @@ def test_weight_decay_covers_batchnorm_in_the_resnet_recipes_only():
     np.testing.assert_allclose(step['conv']['kernel'], -0.01 * 0.5 * np.ones(2), rtol=1e-6)
 
 
+@pytest.mark.fast
 def test_config_arguments_take_only_real_booleans_and_numbers():
   from configs import common, lenet  # pylint: disable=import-outside-toplevel
   with pytest.raises(ValueError, match=r"mnist='maybe': give true or false"):
@@ -493,6 +495,7 @@ def test_an_unknown_preset_is_named_before_the_keys_it_would_read():
 
 # --------------------------------------------------- keys a config file sets (issue 36)
 
+@pytest.mark.fast
 def test_a_config_file_is_held_to_the_declared_keys():
   """What a file sets goes through the same table as the command line: a misspelt or
   misplaced key, a model argument the model does not take or a value outside its
@@ -519,6 +522,7 @@ def test_a_config_file_is_held_to_the_declared_keys():
   keys.check_declared(default.get_config())
 
 
+@pytest.mark.fast
 def test_a_model_declares_its_keys_in_its_signature():
   """A registered model's keys are its constructor's arguments, less those its registry
   entry binds and those the trainer sets (classes, channels, input size, precision)."""

@@ -22,6 +22,8 @@ from data import sources
 from lib import experiment
 from lib import optim
 
+pytestmark = pytest.mark.fast  # (the fast lane: README)
+
 CONFIGS = [
     ('resnet', None), ('resnet', 'depth=110'), ('resnet', 'imagenet,depth=50'),
     ('lenet', None), ('lenet', 'mnist,activation=tanh,pooling=avg'),

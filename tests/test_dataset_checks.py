@@ -54,6 +54,7 @@ def info(name, **dataset):
                       r'be labelled: B \(train/ has b that val/ lacks\)'),
     ('empty_eval', r"config.dataset.eval_split='test' selects no examples \(test has 0\)"),
 ])
+@pytest.mark.fast
 def test_unusable_folders_are_refused_naming_what_is_wrong(tmp_path, case, message):
   root = tmp_path / case
   if case == 'gif':
@@ -112,6 +113,7 @@ def test_hidden_files_are_skipped_and_subfolders_read(tmp_path):
   assert sum('deeper' in p for p in paths) == 2 and not any('/.' in p for p in paths)
 
 
+@pytest.mark.fast
 def test_folder_splits_take_slices(tmp_path):
   root = folder(tmp_path / 'ds', {'train': {'a': 5, 'b': 5}, 'val': {'a': 2, 'b': 2}})
   whole = info(f'folder:{root}')
@@ -125,6 +127,7 @@ def test_folder_splits_take_slices(tmp_path):
     info(f'folder:{root}', train_split='trian')
 
 
+@pytest.mark.fast
 def test_mnist5k_honours_its_split_keys():
   whole = info('mnist5k')
   assert (whole.num_train, whole.num_eval) == (4000, 1000)
@@ -247,6 +250,7 @@ def test_a_file_damaged_mid_run_stops_train_py_in_one_line_keeping_the_checkpoin
   assert {p: p.read_bytes() for p in checkpoint.rglob('*') if p.is_file()} == before
 
 
+@pytest.mark.fast
 def test_synthetic_folder_says_what_it_wrote(tmp_path):
   result = prewarmed.run([sys.executable, '-m', 'data.synthetic_folder', str(tmp_path / 's'),
                           '--classes=3', '--train=4', '--val=2', '--size=8'], cwd=ROOT,

@@ -20,6 +20,8 @@ import input_pipeline
 import predict
 from tests import prewarmed
 
+pytestmark = pytest.mark.fast  # (the fast lane: README)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 6, 8
 RNG = np.random.default_rng(0)

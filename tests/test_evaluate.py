@@ -95,6 +95,7 @@ def whole_image_longer_side(h, w, q):
   return q + 32 * round((max(h, w) * q / min(h, w) - q) / 32)
 
 
+@pytest.mark.fast
 def test_whole_image_views_keep_the_shorter_side_at_q_exactly():
   """VGG section 3.2's test scale Q is the shorter side: a square image at Q=300 is
   300x300 (it was rounded to 288x300), at Q=240 240x240; only the longer side moves to a
@@ -189,6 +190,14 @@ def test_vgg_dense_mode_of_evaluate_averages_the_image_and_its_mirror(vgg_a):
 def run_cli(*args):
   return prewarmed.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
+
+
+@pytest.mark.fast
+def test_evaluate_without_a_run_says_what_to_give(tmp_path):
+  result = run_cli('evaluate.py', f'--workdir={tmp_path}')
+  assert result.returncode == 2, result.stderr[-2000:]
+  (line,) = result.stderr.splitlines()
+  assert 'no config.json' in line and '--config=configs/FILE.py' in line, line
 
 
 def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):

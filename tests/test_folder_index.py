@@ -18,6 +18,8 @@ from data import sources
 import input_pipeline
 from tests import prewarmed
 
+pytestmark = pytest.mark.fast  # (the fast lane: README)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

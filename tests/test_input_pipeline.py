@@ -67,6 +67,7 @@ def write_image_folder(root, splits, formats=('png',), mode='L', size=None):
 
 
 @pytest.mark.parametrize('n', [1, 5, 24, 1000, 4000, 50000])
+@pytest.mark.fast
 def test_sampler_epochs_are_permutations_and_jit_agrees(n):
   q = np.arange(3 * n)
   host = sampler.example_index(q, n, 7, np)
@@ -222,6 +223,7 @@ def test_presets_on_mock_data(name, augment, size):
     assert np.allclose(shift, shift[:, :1], atol=1e-5)  # one RGB offset per image
 
 
+@pytest.mark.fast
 def test_resident_batches_equal_the_definition():
   """Step s of a resident dataset: the sampler's examples for positions [sB, (s+1)B),
   each padded by 4, cropped at offsets and flipped as its position's draws say."""
@@ -422,6 +424,7 @@ def test_views_of_arrays_take_the_config_channels(channels):
 # ------------------------------------------------------------------------------ folders
 
 
+@pytest.mark.fast
 def test_folder_dataset_of_real_pngs(tmp_path):
   labels = write_image_folder(tmp_path, {'train': slice(0, 40), 'test': slice(40, 60)})
   config = make_config(name=f'folder:{tmp_path}', augment='none', image_size=32)
@@ -473,6 +476,7 @@ def test_corrupt_images_stop_naming_the_file_or_are_skipped_and_counted(tmp_path
 # --------------------------------------------------------------------------------- TFDS
 
 
+@pytest.mark.fast
 def test_real_array_record_dataset_reads_without_tensorflow(tmp_path):
   """A TFDS dataset prepared as ArrayRecord (here TFDS's own dummy MNIST) is read by
   index in a process that never imports TensorFlow."""
@@ -491,6 +495,7 @@ def test_real_array_record_dataset_reads_without_tensorflow(tmp_path):
   np.testing.assert_array_equal(batch['image'][0, ..., 0], decoded)
 
 
+@pytest.mark.fast
 def test_tfrecord_copy_names_the_command_that_converts_it(tmp_path):
   tfds.testing.DummyMnist(data_dir=str(tmp_path)).download_and_prepare(file_format='tfrecord')
   config = make_config(name='dummy_mnist', data_dir=str(tmp_path))
@@ -500,6 +505,7 @@ def test_tfrecord_copy_names_the_command_that_converts_it(tmp_path):
   assert 'python -m data.prepare dummy_mnist' in str(e.value)
 
 
+@pytest.mark.fast
 def test_missing_dataset_says_where_and_how(tmp_path):
   config = make_config(name='cifar10', data_dir=str(tmp_path))
   with pytest.raises(input_pipeline.DatasetError) as e:
@@ -509,6 +515,7 @@ def test_missing_dataset_says_where_and_how(tmp_path):
   assert 'python -m data.prepare cifar10' in message
 
 
+@pytest.mark.fast
 def test_num_classes_disagreement_names_both():
   config = make_config(name='mnist5k')
   config.num_classes = 100
@@ -584,6 +591,7 @@ def preset_crops(augment, size, count=64, **dataset):
   return np.stack([transforms.train_example(png, config, q, 0, 1) for q in range(count)])
 
 
+@pytest.mark.fast
 def test_imagenet_preset_crops_8_to_100_percent_at_aspect_3_4_to_4_3():
   """Szegedy et al. 2015, section 6: a box of 8-100% of the area at aspect 3/4-4/3,
   anywhere in the image, resized to image_size, mirrored half the time."""
@@ -629,6 +637,7 @@ def luma(rgb):
   return np.round(0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2])
 
 
+@pytest.mark.fast
 def test_channel_conversion_keeps_the_pixels():
   """Grey digits for an RGB model are the digit in each channel; RGB images for a grey
   model are their luma: in the resident data, in every test-time view, and in training."""

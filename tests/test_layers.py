@@ -92,6 +92,7 @@ def test_random_stacks_sizes_and_receptive_fields():
   assert checked > 30
 
 
+@pytest.mark.fast
 def test_local_response_norm_matches_pytorch():
   x = np.random.default_rng(0).normal(size=(2, 5, 5, 16)).astype(np.float32) * 3
   for size, alpha, beta, k in ((5, 1e-4, 0.75, 2.0), (4, 0.5, 0.9, 1.0), (3, 2.0, 0.5, 0.5)):
@@ -102,6 +103,7 @@ def test_local_response_norm_matches_pytorch():
 
 @pytest.mark.parametrize('in_hw,out', [((13, 13), 6), ((7, 9), 7), ((3, 2), 7),
                                        ((1, 1), 6), ((10, 15), (4, 5))])
+@pytest.mark.fast
 def test_adaptive_avg_pool_matches_pytorch(in_hw, out):
   x = np.random.default_rng(1).normal(size=(2, *in_hw, 3)).astype(np.float32)
   ref = torch.nn.AdaptiveAvgPool2d(out)(to_torch(x))
@@ -111,6 +113,7 @@ def test_adaptive_avg_pool_matches_pytorch(in_hw, out):
 
 @pytest.mark.parametrize('k,s,p,ceil', [(3, 2, 0, True), (3, 2, 1, True), (2, 2, 1, False),
                                         (3, 3, 1, True), (5, 3, 2, False)])
+@pytest.mark.fast
 def test_pooling_matches_pytorch(k, s, p, ceil):
   x = np.random.default_rng(2).normal(size=(2, 14, 11, 3)).astype(np.float32)
   ref = torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)(to_torch(x))
@@ -125,6 +128,7 @@ def test_pooling_matches_pytorch(k, s, p, ceil):
 @pytest.mark.parametrize('mode,torch_mode', [('zeros', 'zeros'), ('reflect', 'reflect'),
                                              ('edge', 'replicate'),
                                              ('circular', 'circular')])
+@pytest.mark.fast
 def test_conv_padding_modes_dilation_groups_match_pytorch(mode, torch_mode):
   x = np.random.default_rng(3).normal(size=(2, 12, 10, 4)).astype(np.float32)
   ref = torch.nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2,
@@ -176,6 +180,7 @@ def test_small_map_conv_matches_pytorch_values_and_gradients(n, k, s, d, p, grou
 
 
 @pytest.mark.parametrize('groups', [2, 3, 6])
+@pytest.mark.fast
 def test_grouped_conv_matches_pytorch_values_and_gradients(groups):
   """A grouped and a depthwise conv on a map larger than its window (XLA's own grouped
   convolution, feature_group_count) against nn.Conv2d(groups=...)."""
@@ -183,6 +188,7 @@ def test_grouped_conv_matches_pytorch_values_and_gradients(groups):
   conv_against_pytorch(9, 3, 2, 1, 1, groups)
 
 
+@pytest.mark.fast
 def test_conv_refuses_groups_that_do_not_divide_its_channels():
   for groups in (4, 0):
     with pytest.raises(ValueError, match=f'groups={groups} must be a positive divisor of '
@@ -190,6 +196,7 @@ def test_conv_refuses_groups_that_do_not_divide_its_channels():
       layers.Conv(6, 12, 3, groups=groups, rngs=nnx.Rngs(0))
 
 
+@pytest.mark.fast
 def test_only_maps_smaller_than_the_window_take_the_matrix_product():
   """ResNet's and VGG's larger maps keep XLA's convolution (no window copy)."""
   for n, k, s in ((32, 3, 1), (8, 3, 1), (4, 3, 1), (16, 3, 2), (224, 7, 2)):
@@ -197,12 +204,14 @@ def test_only_maps_smaller_than_the_window_take_the_matrix_product():
     assert not layers.xla_cpu_loops_over((n, n), (k, k), (s, s), (1, 1), pads), (n, k, s)
 
 
+@pytest.mark.fast
 def test_same_padding_gives_ceil_of_size_over_stride():
   for n, k, s in ((32, 3, 2), (31, 5, 2), (7, 7, 3), (224, 7, 2)):
     pads = layers.resolve_padding('SAME', (n, n), k, s)
     assert layers.conv_output_size(n, k, s, pads[0]) == -(-n // s)
 
 
+@pytest.mark.fast
 def test_batchnorm_matches_pytorch_in_training_and_in_its_running_statistics():
   """Normalised with the biased batch variance, averaged with the unbiased one, as
   torch.nn.BatchNorm2d (momentum 0.1 there is 0.9 here), over three training steps."""
@@ -223,6 +232,7 @@ def test_batchnorm_matches_pytorch_in_training_and_in_its_running_statistics():
   np.testing.assert_allclose(evaluated, from_torch(theirs.eval()(to_torch(x))), atol=1e-5)
 
 
+@pytest.mark.fast
 def test_batchnorm_module_switches_with_train_and_eval_as_pytorch():
   """The eager module: model.train() normalises with the batch and updates the running
   statistics in place, model.eval() uses them and changes nothing (PyTorch's
@@ -240,6 +250,7 @@ def test_batchnorm_module_switches_with_train_and_eval_as_pytorch():
   np.testing.assert_allclose(bn.mean[...], theirs.running_mean, rtol=1e-6)
 
 
+@pytest.mark.fast
 def test_layer_table_has_every_layer_of_lenet5_with_the_papers_figures():
   """One row per layer, in call order, LeNet-5 on a 32x32 grey image (LeCun et al. 1998,
   section II.B): parameters as the paper counts them (C1 156, C3 2,416 with the full C3,

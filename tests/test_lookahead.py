@@ -68,6 +68,7 @@ def test_a_run_ends_on_the_average_as_airbenchs_loop_does(total):
   assert not np.allclose(params, live)
 
 
+@pytest.mark.fast
 def test_lookahead_every_longer_than_the_run_is_refused(tmp_path):
   workdir = str(tmp_path / 'never')
   with pytest.raises(train.SetupError, match=r'config.lookahead.every=100 is longer than '

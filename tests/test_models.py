@@ -44,12 +44,14 @@ def test_parameter_count_equals_torchvision(name):
 
 
 @pytest.mark.parametrize('name', sorted(PAPER_MILLIONS))
+@pytest.mark.fast
 def test_parameter_count_rounds_to_paper(name):
   millions = params_of(name) / 1e6
   digits = 2 if PAPER_MILLIONS[name] < 1 else (1 if PAPER_MILLIONS[name] < 100 else 0)
   assert round(millions, digits) == PAPER_MILLIONS[name]
 
 
+@pytest.mark.fast
 def test_lenet5_parameters_with_full_c3():
   # C1 156 + C3 2,416 + C5 48,120 + F6 10,164 + output 850, on one input channel.
   assert params_of('lenet5', in_channels=1) == 61_706
@@ -109,16 +111,19 @@ def test_vgg_cifar_head_is_one_linear_layer_on_the_final_map():
       14_714_688 + 2 * 4_224 + 512 * 10 + 10)
 
 
+@pytest.mark.fast
 def test_unknown_model_names_closest():
   with pytest.raises(ValueError, match='resnet50'):
     models.create_model('resnet5O')
 
 
+@pytest.mark.fast
 def test_list_models_pattern():
   assert models.list_models('resnet1*') == ['resnet101', 'resnet110', 'resnet1202',
                                             'resnet152', 'resnet18']
 
 
+@pytest.mark.fast
 def test_collapse_names_stage_layer_and_sizes():
   """32 -> 14 -> 5 -> 1 through 5x5/2 convs: the fourth stage's conv cannot fit, and the
   model says so when it is built, on shapes only."""
@@ -127,6 +132,7 @@ def test_collapse_names_stage_layer_and_sizes():
     models.functional(lambda rngs: models.create_model('convnet', stages=stages, rngs=rngs))
 
 
+@pytest.mark.fast
 def test_convnet_rejects_unknown_stage_key():
   with pytest.raises(ValueError, match="unknown key.*'widht'"):
     models.create_model('convnet', stages=[dict(widht=8)])
@@ -223,6 +229,7 @@ def test_grouped_convnet_matches_pytorch_values_and_gradients(monkeypatch):
     np.testing.assert_allclose(g['bias'][...], t.bias.grad.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.fast
 def test_convnet_refuses_groups_that_do_not_divide_a_stages_widths():
   """One line naming the stage, the widths and the groups that would do."""
   stages = [dict(width=32), dict(width=64, groups=3)]
@@ -321,6 +328,7 @@ def test_bfloat16_compute_keeps_float32_params():
   assert jax.eval_shape(net.apply, variables, x).dtype == jnp.bfloat16
 
 
+@pytest.mark.fast
 def test_option_b_cifar_resnet_projects():
   """ResNet section 4.2 (option A: zero-padded identity shortcuts) against option B:
   a 1x1 projection and its BatchNorm where the width doubles, 16 -> 32 and 32 -> 64."""
@@ -328,6 +336,7 @@ def test_option_b_cifar_resnet_projects():
   assert params_of('resnet20', shortcut='B') - params_of('resnet20') == projections
 
 
+@pytest.mark.fast
 def test_cifar_resnet_option_a_shortcut_matches_numpy():
   """ResNet section 4.2's option A, through a whole ResNet-20: with every block's residual
   branch silenced (its last BatchNorm's scale and bias 0), each block is relu(shortcut(x)),

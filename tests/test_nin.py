@@ -51,6 +51,7 @@ def nin_params(num_classes=10, in_channels=3) -> int:
                                                                           in_channels))
 
 
+@pytest.mark.fast
 def test_parameter_count_from_the_papers_widths_and_kernels():
   count = layer_stats.count_params(models.create_functional('nin'))
   assert count == nin_params() == 966_986

@@ -206,6 +206,7 @@ def test_mixup_loss_is_lambda_weighted_cross_entropy_of_the_two_labels(step):
   assert abs(loss - plain) > 1e-3  # (the second label counts)
 
 
+@pytest.mark.fast
 def test_mixup_weights_follow_beta_alpha_alpha():
   """lam ~ Beta(alpha, alpha), one per step: over 2,000 steps' keys, alpha=0.2 puts
   about two thirds of the draws below 0.1 or above 0.9, and the quartiles are numpy's

@@ -20,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('table', list(paper_tables.TABLES))
+@pytest.mark.fast
 def test_plan_lists_every_row_with_its_command(table, tmp_path):
   bench = tmp_path / 'benchmark.json'
   bench.write_text(json.dumps([{'model': 'resnet20', 'images_per_sec': 5000.0},
@@ -111,6 +112,7 @@ def test_report_over_real_short_runs(tmp_path):
   assert (tmp_path / 'report.md').read_text() == text
 
 
+@pytest.mark.fast
 def test_cli_run_dry_run_and_report(tmp_path):
   result = prewarmed.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'run',
                           f'--workdir={tmp_path}', '--dry_run', '--allow_schedule_change'],

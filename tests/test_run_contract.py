@@ -458,6 +458,7 @@ def test_a_fine_tune_run_resumes_once_its_source_has_moved(finished, tmp_path, c
     ('{"schedule": {"learning_rate": [1]}}', '"schedule.learning_rate" is [1]'),
     ('[1, 2]', 'config.json holds a list, not a config'),
 ])
+@pytest.mark.fast
 def test_a_broken_config_json_is_named_with_the_fix(tmp_path, content, named):
   (tmp_path / 'config.json').write_text(content)
   with pytest.raises(run_contract.ContractError) as e:

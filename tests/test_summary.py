@@ -6,7 +6,11 @@ import os
 import re
 import sys
 
+import pytest
+
 from tests import prewarmed
+
+pytestmark = pytest.mark.fast  # (the fast lane: README)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

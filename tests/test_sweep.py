@@ -34,6 +34,7 @@ def run_sweep(*args, timeout=600, env=None):
 # ------------------------------------------------------------------ expansion, naming
 
 
+@pytest.mark.fast
 def test_axis_helpers():
   grid = hyper.product(hyper.sweep('a', [1, 2]), hyper.sweep('b', ['x', 'y']),
                        hyper.fixed('config.seed', 0))
@@ -58,6 +59,7 @@ def test_axis_helpers():
     ('vgg_configs.py', 5, 'config=A,cifar=true,bn=true'),
     ('lenet_pooling.py', 4, 'pooling=max,activation=relu'),
 ])
+@pytest.mark.fast
 def test_example_sweeps_expand(spec, count, first):
   trials = sweep.expand(os.path.join(ROOT, 'configs/sweeps', spec))  # builds every config
   assert len(trials) == count
@@ -65,6 +67,7 @@ def test_example_sweeps_expand(spec, count, first):
   assert len({t['name'] for t in trials}) == count
 
 
+@pytest.mark.fast
 def test_trial_command_carries_args_and_config_keys():
   trial = sweep.make_trial('/c/s.py', {'kernel': 5, 'bn': True, 'config.seed': 3,
                                        'config.dataset.name': 'folder:/data/x'},
@@ -77,6 +80,7 @@ def test_trial_command_carries_args_and_config_keys():
                      '--workdir=/sweeps/s/kernel=5,dataset.name=folder__data_x,bn=true,seed=3']
 
 
+@pytest.mark.fast
 def test_array_spec():
   assert sweep.array_spec([0, 1, 2, 5, 7, 8]) == '0-2,5,7-8'
   assert sweep.array_spec([3]) == '3'
@@ -105,6 +109,7 @@ def shared(gpu, fraction):
                      shared('1', '0.5'), shared('0', '0.333')]),
     (['7'], 4, [shared('7', '0.25')] * 4),
 ])
+@pytest.mark.fast
 def test_each_trial_gets_its_gpus_and_share(gpus, count, want):
   """Every GPU is used; more trials than GPUs share them: no preallocation, each up to
   1/k of its GPU's memory with k trials on that GPU."""
@@ -125,6 +130,7 @@ def test_the_gpu_share_comes_from_the_trials_that_run(monkeypatch, tmp_path):
           'memory)') in out, out
 
 
+@pytest.mark.fast
 def test_bad_sweeps_fail_before_anything_runs(tmp_path):
   bad_key = write_sweep_file(tmp_path / 'bad_key.py',
                              "hyper.product(hyper.sweep('pooling', ['max', 'avg']), "
@@ -165,6 +171,7 @@ def test_a_failure_is_told_by_the_last_attempt_of_its_log(tmp_path):
   assert sweep.failure(str(log), 1) == 'exit 1: MemoryError: out of host memory'
 
 
+@pytest.mark.fast
 def test_slurm_script_from_file_and_flags(tmp_path):
   code, out, err = run_sweep('--config=configs/sweeps/resnet_depth.py', '--launcher=slurm',
                              f'--workdir={tmp_path}/rd', '--dry_run', '--partition=gpu',
@@ -334,6 +341,7 @@ def named_variants():
   return sorted(s.replace('=N', '=2') for s in specs)
 
 
+@pytest.mark.fast
 def test_every_named_sweep_variant_builds():
   specs = named_variants()
   assert 'resnet_depth.py:1202' in specs and 'lenet_pooling.py:quick' in specs  # found
@@ -519,6 +527,7 @@ def test_a_trial_train_py_refuses_is_failed_not_done_with_old_results(tmp_path):
   assert (row['status'], row['step']) == ('done', '12'), row
 
 
+@pytest.mark.fast
 def test_the_plots_legends_cover_no_data(tmp_path, monkeypatch):
   """learning_curves.png and top1_vs_<p>.png of a 2x2 sweep: each legend lies outside
   every plot's axes (the :quick sweep's legend covered its curves)."""

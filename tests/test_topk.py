@@ -7,6 +7,8 @@ import pytest
 
 from lib import steps
 
+pytestmark = pytest.mark.fast  # (the fast lane: README)
+
 
 def hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
   """Whether fewer than k classes rank above the label: a higher score, or the same

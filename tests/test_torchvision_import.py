@@ -99,6 +99,7 @@ def test_training_updates_batchnorm_statistics_as_pytorch():
                                err_msg=jax.tree_util.keystr(path))
 
 
+@pytest.mark.fast
 def test_load_pth_round_trip(tmp_path):
   """A .pth file reads back as the state dict that was saved, every tensor exact."""
   net = torchvision.models.resnet18(weights=None, num_classes=7)
@@ -116,6 +117,7 @@ def test_load_pth_round_trip(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.fast
 def test_wrong_architecture_is_refused():
   state_dict = {k: v.numpy() for k, v in torchvision.models.resnet18().state_dict().items()}
   with pytest.raises(ValueError, match='do not fit'):

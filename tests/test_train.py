@@ -53,6 +53,7 @@ def printed_steps(text, kind):
   return [int(m) for m in re.findall(rf'^{kind} +step +(\d+)', text, re.MULTILINE)]
 
 
+@pytest.mark.fast
 def test_mock_cifar10_end_to_end_and_resume(tmp_path, capsys):
   with tfds.testing.mock_data(num_examples=40, policy=MOCK):
     final = train.train_and_evaluate(tiny_config(6), str(tmp_path / 'full'))
@@ -165,6 +166,7 @@ def test_lenet5_offline_reaches_97_percent(trained_lenet):
 @pytest.mark.parametrize('key, value', [('batch_size', 0), ('num_epochs', -1.0),
                                         ('schedule.learning_rate', -0.1),
                                         ('eval_every_steps', 0)])
+@pytest.mark.fast
 def test_non_positive_sizes_name_the_field(key, value):
   c = tiny_config()
   *parents, leaf = key.split('.')
@@ -174,6 +176,7 @@ def test_non_positive_sizes_name_the_field(key, value):
     experiment.check(c)
 
 
+@pytest.mark.fast
 def test_durations_in_epochs_or_steps():
   c = tiny_config()
   info = input_pipeline.DatasetInfo('x', 10, (32, 32, 3), 100, 10)  # 12 steps an epoch
@@ -188,6 +191,7 @@ def test_durations_in_epochs_or_steps():
     experiment.check(c)
 
 
+@pytest.mark.fast
 def test_a_batch_larger_than_the_training_split_is_refused():
   """Issue 36: a batch of 5,000 over mnist5k's 4,000 training digits was called one epoch
   and drew a thousand digits twice; a batch of 64 from 10 images was '1 per epoch'."""
@@ -341,6 +345,7 @@ def test_resident_data_on_more_devices_than_cores_matches_one_device(tmp_path, d
     np.testing.assert_allclose(many['first'], one['first'], rtol=1e-5)
 
 
+@pytest.mark.fast
 def test_piecewise_schedule_boundaries():
   c = resnet.get_config('depth=110')
   schedule = optim.create_schedule(c, 390, 64000)
@@ -348,6 +353,7 @@ def test_piecewise_schedule_boundaries():
   np.testing.assert_allclose(got, [0.01, 0.01, 0.1, 0.1, 0.01, 0.01, 0.001], rtol=1e-6)
 
 
+@pytest.mark.fast
 def test_step_and_cosine_schedules():
   c = resnet.get_config('imagenet,depth=18')
   step = optim.create_schedule(c, 100, 9000)
@@ -359,6 +365,7 @@ def test_step_and_cosine_schedules():
                              [0.01, 0.1, 0.1, 0.0], atol=1e-7)
 
 
+@pytest.mark.fast
 def test_weight_decay_only_on_kernels():
   params = {'conv': {'kernel': jnp.ones(3), 'bias': jnp.ones(3)},
             'bn': {'scale': jnp.ones(3), 'bias': jnp.ones(3)}}
@@ -371,6 +378,7 @@ def test_weight_decay_only_on_kernels():
   assert float(updates['conv']['bias'][0]) == 0 and float(updates['bn']['scale'][0]) == 0
 
 
+@pytest.mark.fast
 def test_parse_arg():
   assert common.parse_arg('imagenet,depth=50', depth=0, imagenet=False) == {
       'depth': 50, 'imagenet': True}
@@ -379,6 +387,7 @@ def test_parse_arg():
     common.parse_arg('dpeth=5', depth=0)
 
 
+@pytest.mark.fast
 def test_unknown_optimizer_names_the_closest():
   c = tiny_config()
   c.optimizer.name = 'adamww'

@@ -289,6 +289,7 @@ def test_occlusion_and_saliency_fall_on_the_digit(lenet_run, digit_png, tmp_path
 
 
 @pytest.mark.parametrize('n', [1, 5, 7, 28, 32])
+@pytest.mark.fast
 def test_conv_arithmetic_output_size_is_the_convolutions(n):
   import visualize  # pylint: disable=import-outside-toplevel
   for k in (1, 2, 3, 5):
@@ -304,12 +305,16 @@ def test_conv_arithmetic_output_size_is_the_convolutions(n):
           assert out == real.shape[-1], (n, k, s, d, padding)
 
 
-def test_conv_arithmetic_and_curves_cli(lenet_run, tmp_path):
+@pytest.mark.fast
+def test_conv_arithmetic_cli(tmp_path):
   result = run('visualize.py', 'conv-arithmetic', '--kernel=3', '--stride=2', '--padding=1',
                '--input_size=7', f'--out={tmp_path}/c.png', f'--save_array={tmp_path}/c.npy')
   assert result.returncode == 0, result.stderr[-2000:]
   coverage = np.load(tmp_path / 'c.npy')  # how many outputs read each padded input cell
   assert coverage.shape == (9, 9) and coverage.sum() == 4 * 4 * 9
+
+
+def test_conv_arithmetic_of_a_runs_layer_and_curves_cli(lenet_run, tmp_path):
   result = run('visualize.py', 'conv-arithmetic', f'--workdir={lenet_run}', '--layer=C1',
                f'--out={tmp_path}/c1.png', f'--save_array={tmp_path}/c1.npy')
   assert result.returncode == 0, result.stderr[-2000:]

@@ -48,6 +48,7 @@ def params_of(name, **kw):
 
 
 @pytest.mark.parametrize('name,depth,k', [('wrn16_4', 16, 4), ('wrn28_10', 28, 10)])
+@pytest.mark.fast
 def test_registered_parameter_counts_equal_the_formula(name, depth, k):
   assert params_of(name) == wrn_params(depth, k)
   assert params_of(name, num_classes=100) == wrn_params(depth, k, num_classes=100)
@@ -71,6 +72,7 @@ def test_wrn16_4_is_the_papers_2_7_million():
   assert count == 2_748_890 and round(count / 1e6, 1) == 2.7
 
 
+@pytest.mark.fast
 def test_depth_must_be_6n_plus_4():
   with pytest.raises(ValueError, match='6N\\+4'):
     models.create_model('wrn16_4', depth=20)
