@@ -51,10 +51,3 @@ def trained_lenet(tmp_path_factory):
       record.write_text(json.dumps([result.args, result.returncode, result.stdout,
                                     result.stderr]))
   return workdir, subprocess.CompletedProcess(*json.loads(record.read_text()))
-
-
-def pytest_xdist_auto_num_workers(config):  # pylint: disable=unused-argument
-  """`-n auto` (pytest.ini): one worker more than the cores, at most 4. A worker spends
-  much of its time waiting on the processes it starts (a sweep's trials, a signalled
-  run, a SLURM job): on 2 cores, two workers kept them busy 63% of the suite's time."""
-  return min(4, (os.cpu_count() or 1) + 1)
