@@ -137,11 +137,9 @@ def run(args, *, cwd, env=None, timeout=600, text=False, check=False, capture_ou
     idle = _IDLE.setdefault(key, [])
     server = idle.pop() if idle else None
   server = server or Server(env)
-  try:
-    code, out, err = server.run([str(a) for a in args[1:]], cwd, env, timeout)
-  finally:
-    with _LOCK:
-      _IDLE[key].append(server)
+  code, out, err = server.run([str(a) for a in args[1:]], cwd, env, timeout)
+  with _LOCK:
+    _IDLE[key].append(server)  # (a server that failed is not used again)
   if text:
     out, err = out.decode(), err.decode()
   result = subprocess.CompletedProcess(args, code, out, err)
