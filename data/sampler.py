@@ -37,11 +37,12 @@ def permute(i, n: int, seed, epoch, xp):
   seed = xp.asarray(seed).astype(xp.uint32).reshape(-1)
   key = _mix(_mix(seed ^ xp.uint32(0x9E3779B9), xp) + xp.asarray(epoch).astype(xp.uint32), xp)
 
+  round_keys = [_mix(key + xp.uint32(r), xp) for r in range(ROUNDS)]
+
   def feistel(x):
     left, right = x >> half, x & mask
-    for r in range(ROUNDS):
-      f = _mix(right ^ _mix(key + xp.uint32(r), xp), xp) & mask
-      left, right = right, left ^ f
+    for round_key in round_keys:
+      left, right = right, left ^ (_mix(right ^ round_key, xp) & mask)
     return (left << half) | right
 
   return _walk(feistel(xp.asarray(i).astype(xp.uint32)), n, feistel, xp)

@@ -385,20 +385,39 @@ def eval_resize(image: Image.Image, config) -> Image.Image:
   return op.test_resize(image, config) if op else image
 
 
-def train_example(item, config, position: int, index: int, num_examples: int) -> np.ndarray:
-  """The training image at stream `position` (example `index` of `num_examples`),
-  augmented by config.dataset.augment's ops: uint8 (image_size, image_size, C). The
-  array ops run on it as a batch of one, with numpy: the code the device runs."""
-  d = config.dataset
+def train_crop(item, config, position: int) -> np.ndarray:
+  """The training image at stream `position` as the array ops receive it: the
+  decode-time op's crop (its generator seeded by (seed, position)), or the image as it
+  is; uint8 HWC."""
   op = decode_op(config)
-  array = (op.train_crop(item, config, np.random.default_rng((config.seed, position))) if op
-           else _as_array(item, d.channels))
-  examples = augment.Examples(config.seed, np.array([position], np.uint32),
-                              np.array([index], np.int32),
-                              np.array([position // num_examples], np.uint32),
-                              d.image_size, np)
-  return np.ascontiguousarray(fit(augment.apply(array[None], array_ops(config), examples)[0],
-                                  d.image_size))
+  if op:
+    return op.train_crop(item, config, np.random.default_rng((config.seed, position)))
+  return _as_array(item, config.dataset.channels)
+
+
+def train_batch(crops, config, positions, indices, num_examples: int) -> np.ndarray:
+  """config.dataset.augment's array ops on the train_crops at stream `positions`
+  (examples `indices` of `num_examples`), each fitted to image_size: uint8 (N, image_size,
+  image_size, C). With numpy, the code the device runs; once over the batch where the
+  crops share a shape (a decode-time op's, an array source's), else one at a time (a
+  folder of mixed sizes without one)."""
+  d, ops = config.dataset, array_ops(config)
+  positions = np.asarray(positions, np.uint32)
+  examples = augment.Examples(config.seed, positions, np.asarray(indices, np.int32),
+                              positions // np.uint32(num_examples), d.image_size, np)
+  if len({crop.shape for crop in crops}) > 1:
+    return np.concatenate([train_batch([crop], config, positions[k:k + 1], indices[k:k + 1],
+                                       num_examples) for k, crop in enumerate(crops)])
+  images = augment.apply(np.stack(crops), ops, examples)
+  if images.shape[1:3] != (d.image_size, d.image_size):
+    images = np.stack([fit(image, d.image_size) for image in images])
+  return np.ascontiguousarray(images)
+
+
+def train_example(item, config, position: int, index: int, num_examples: int) -> np.ndarray:
+  """train_batch of one: the training image at stream `position`, augmented."""
+  return train_batch([train_crop(item, config, position)], config, [position], [index],
+                     num_examples)[0]
 
 
 def eval_example(item, config) -> np.ndarray:

@@ -438,6 +438,33 @@ def test_folder_dataset_of_real_pngs(tmp_path):
   assert np.array_equal(batch['image'][..., 0], batch['image'][..., 2])
 
 
+@pytest.mark.parametrize('augment', ['cifar,cutout(4)', 'imagenet', 'none'])
+@pytest.mark.fast
+def test_each_image_of_a_host_batch_is_its_example_alone(augment):
+  """The host pipeline augments a batch at once (transforms.train_batch) where its crops
+  share a shape, one image at a time where they do not: either way each image is what
+  its stream position gives alone (a batch of one), whatever its batch-mates."""
+  config = make_config(augment=augment, image_size=24, channels=3)
+  rng = np.random.default_rng(0)
+  same = [rng.integers(0, 256, (24, 24, 3), np.uint8) for _ in range(6)]
+  mixed = [rng.integers(0, 256, (h, w, 3), np.uint8) for h, w in ((20, 24), (24, 17), (9, 9))]
+  items = same if augment != 'none' else same + mixed
+  encoded = []
+  for image in items:  # (the decode-time op of imagenet reads encoded files)
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, 'PNG')
+    encoded.append(out.getvalue())
+  positions, indices = np.arange(40, 40 + len(items)), np.arange(len(items))[::-1]
+  crops = [transforms.train_crop(item, config, q) for item, q in zip(encoded, positions)]
+  batch = transforms.train_batch(crops, config, positions, indices, 100)
+  assert batch.shape == (len(items), 24, 24, 3) and batch.flags.c_contiguous
+  for k, (item, q, index) in enumerate(zip(encoded, positions, indices)):
+    np.testing.assert_array_equal(batch[k], transforms.train_example(item, config, q, index,
+                                                                     100), err_msg=str(k))
+  if augment == 'cifar,cutout(4)':  # (the draws differ per position: not all alike)
+    assert len({batch[k].tobytes() for k in range(len(items))}) == len(items)
+
+
 def test_rgb_folder_for_a_grey_model_and_sizes_that_vary(tmp_path):
   write_image_folder(tmp_path, {'train': slice(0, 16), 'val': slice(16, 24)}, mode='RGB')
   Image.new('RGB', (50, 20), (200, 10, 10)).save(tmp_path / 'train' / 'digit0' / 'wide.png')
