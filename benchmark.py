@@ -39,6 +39,7 @@ from configs import default
 from data import sources
 import input_pipeline
 from lib import cli
+from lib import compile_options
 from lib import experiment
 from lib import formatting
 from lib import parallel
@@ -95,10 +96,12 @@ def peak_memory(compiled) -> tuple[int | None, str]:
   return int(planned), 'planned'
 
 
-def train_step_timer(config, end_to_end: bool):
+def train_step_timer(config, end_to_end: bool, fusion: bool | None = None):
   """train.py's step for `config`, compiled and warmed up: (timer, facts). timer(steps)
   runs that many more steps and returns their seconds, waiting for the devices at the
-  end; facts: what the row reports beside the speed (model, batch, compile_s, ...)."""
+  end; facts: what the row reports beside the speed (model, batch, compile_s, ...).
+  fusion: compiled with (True) or without XLA's fusion pass instead of as train.py does
+  (lib/compile_options); timer.fusion says which it was."""
   info = experiment.validate(config)  # (the dataset 'synthetic' unless --end_to_end)
   if not end_to_end:
     config.dataset.device_resident = False  # one uint8 batch, as the host pipeline gives
@@ -119,7 +122,9 @@ def train_step_timer(config, end_to_end: bool):
 
   first = next(batches)
   t = time.perf_counter()
-  compiled = exp.train_step.lower(state, first).compile()
+  rule = compile_options.fuses(mesh.devices.flat[0].platform, exp.net.module.residual)
+  compiled = exp.train_step.lower(state, first).compile(
+      compiler_options=None if fusion is None else compile_options.fusion(fusion))
   compile_s = time.perf_counter() - t
   box = [compiled(state, first)]  # the state, donated at each step
   wait_each_step = parallel.one_step_at_a_time(mesh)  # (as train.py: XLA:CPU meshes)
@@ -133,6 +138,7 @@ def train_step_timer(config, end_to_end: bool):
     jax.block_until_ready(box[0])
     return time.perf_counter() - t
   timer.compiled = compiled  # (for --profile: its HLO names what the trace shows)
+  timer.fusion = rule if fusion is None else fusion
 
   def loss() -> float:
     metrics = box[0].metrics

@@ -3,7 +3,9 @@ PyTorch step on the same CPU threads, in one process, in one run.
 
   python benchmark.py --compare=torch        # LeNet-5, ResNet-20, VGG-A; batch 128 (5 min)
 
-For each model, ours is train.py's step as benchmark.py's default mode times it; PyTorch's
+For each model, ours is train.py's step as benchmark.py's default mode times it, compiled
+with XLA's fusion pass or without it by lib/compile_options' rule (`fusion`), and
+other_fusion the same step compiled the other way: the rule's check. PyTorch's
 the same network (benchmarking/torch_nets.py) and optimizer (SGD, momentum 0.9, weight
 decay 1e-4 on the kernels), eager, on as many threads as this process has cores, in its
 default NCHW layout and in channels_last (NHWC, the layout ours computes in). They
@@ -27,7 +29,8 @@ MODELS = {
     'vgg_a': ({'name': 'vgg_a', 'head': 'linear'}, 3),  # configs/vgg.py:config=A,cifar
 }
 WARMUP = 2  # untimed steps after compilation (PyTorch: its allocator's first steps)
-COLUMNS = ('model', 'batch', 'threads', 'ours', 'torch', 'ratio', 'torch_nhwc', 'ratio_nhwc')
+COLUMNS = ('model', 'batch', 'threads', 'ours', 'fusion', 'other_fusion', 'torch', 'ratio',
+           'torch_nhwc', 'ratio_nhwc')
 NO_TORCH = 'PyTorch is not installed (pip install torch==2.13.0): its columns are empty'
 
 
@@ -73,8 +76,11 @@ def compare(train_step_timer, model_names, batch: int, repeats: int,
   for name in model_names:
     n = steps or MODELS[name][1]
     ours, facts = train_step_timer(config_for(name, batch), end_to_end=False)
+    other, _ = train_step_timer(config_for(name, batch), end_to_end=False,
+                                fusion=not ours.fusion)
     ours(WARMUP)
-    timers = {'ours': ours}
+    other(WARMUP)
+    timers = {'ours': ours, 'other_fusion': other}
     if torch is not None:
       timers['torch'] = torch_timer(torch, name, batch, channels_last=False)
       timers['torch_nhwc'] = torch_timer(torch, name, batch, channels_last=True)
@@ -87,10 +93,14 @@ def compare(train_step_timer, model_names, batch: int, repeats: int,
     facts['loss']()  # (a non-finite loss raises)
     row = {'model': name, 'batch': batch, 'threads': threads, 'steps': n,
            'devices': facts['devices'], 'compile_s': facts['compile_s'],
+           'fusion': 'on' if ours.fusion else 'off',
            **{k: max(v) for k, v in samples.items()}, 'samples': samples}
     if torch is not None:
       row['ratio'] = row['ours'] / row['torch']
       row['ratio_nhwc'] = row['ours'] / row['torch_nhwc']
+    if row['other_fusion'] > row['ours']:
+      log(f"{name}: its step was faster with XLA's fusion pass "
+          f"{'off' if ours.fusion else 'on'}, against lib/compile_options' rule")
     rows.append(row)
   return {'threads': threads, 'torch': torch.__version__ if torch else None,
           'repeats': repeats, 'rows': rows}

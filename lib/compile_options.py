@@ -16,14 +16,30 @@ def run_once(platform: str) -> dict:
   return options
 
 
-def train_step(platform: str) -> dict:
-  """The train step. On CPU, without XLA's producer-consumer fusion: XLA:CPU's
-  weight-gradient convolution reads its input channels-major, and the fusion pass folds
-  the whole elementwise residual chain before each such transpose into it (block k's
-  copy recomputes every earlier block's BatchNorm and ReLU, reading their outputs
-  strided: 40-70 ms where a plain transpose takes 2-4). Unfused, each elementwise op
-  runs once into its own buffer and YNNPACK takes each transpose into its convolution:
-  ResNet-20's layout copies fell from 311 ms of operation time per step to none, its
-  step 164.8 -> 192.6 images/s, VGG-A/CIFAR 96.8 -> 106.5 (batch 128, 2 cores;
-  docs/CPU_SPEED.md). GPUs and TPUs keep their fusion."""
-  return {'xla_disable_hlo_passes': 'fusion'} if platform == 'cpu' else {}
+def fuses(platform: str, residual: bool) -> bool:
+  """Whether a network's train step keeps XLA's fusion pass on `platform`: everywhere but
+  for a residual network on a CPU (train_step)."""
+  return platform != 'cpu' or not residual
+
+
+def train_step(platform: str, residual: bool) -> dict:
+  """The train step. On CPU, for a residual network (models.base.Model.residual), without
+  XLA's producer-consumer fusion: XLA:CPU's weight-gradient convolution reads its input
+  channels-major, and the fusion pass folds the whole elementwise chain before each such
+  transpose into it; along ResNet's shortcuts that chain runs back through every earlier
+  block of the stage (block k's copy recomputes their BatchNorm and ReLU, reading their
+  outputs strided: 40-70 ms where a plain transpose takes 2-4). Unfused, each
+  elementwise op runs once into its own buffer and YNNPACK takes each transpose into its
+  convolution: ResNet-20's layout copies fell from 311 ms of operation time per step to
+  none, its step 164.8 -> 192.6 images/s (batch 128, 2 cores). Without shortcuts the
+  chain is one layer's, and its fusion pays: unfused, LeNet-5, airbench94 and the
+  tutorial's SimpleCNN lost 9%, 19% and 33% (docs/CPU_SPEED.md, "The fusion pass, per
+  network"; `benchmark.py --compare=torch` times both choices). GPUs and TPUs keep
+  their fusion."""
+  return {} if fuses(platform, residual) else fusion(False)
+
+
+def fusion(on: bool) -> dict:
+  """XLA's options for a program with or without its fusion pass (an empty list of
+  disabled passes overrides a jit's 'fusion' when a compile asks for it back)."""
+  return {'xla_disable_hlo_passes': '' if on else 'fusion'}

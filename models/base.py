@@ -38,6 +38,9 @@ class Model(nnx.Module):
   # Whether __call__ takes dense=True to run the classifier as convolutions over a
   # whole image (VGG section 3.2; evaluate.py --mode=dense).
   dense_evaluation: ClassVar[bool] = False
+  # Whether blocks add their input to their output (ResNet's shortcuts): on a CPU its
+  # train step is then compiled without XLA's fusion pass (lib/compile_options).
+  residual: ClassVar[bool] = False
 
   def additions(self) -> Additions:
     """What this model adds to training (nothing, unless a model says otherwise)."""

@@ -196,6 +196,7 @@ class ConvNet(Model):
       setattr(self, f'stage{i}', stage)
       channels, size = stage.out_channels, stage.out_size
     self.num_stages = len(specs)
+    self.residual = any(spec['residual'] for spec in specs)  # (Model.residual)
     # The features' shape, as PyTorch tutorials find it (a dummy image through them),
     # on shapes only. A stack that collapses the image fails here, in the layer that
     # does not fit, named by its path ('stage4.conv1').

@@ -20,7 +20,7 @@ Module names are torchvision's (conv1, bn1, layer2[0].conv1, layer2[0].downsampl
 a reader can hold the two side by side and the weight importer maps names one to one.
 """
 
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 from flax import nnx
 import jax
@@ -142,6 +142,8 @@ def make_stage(block, in_channels: int, width: int, n_blocks: int, stride: int,
 class ResNet(Model):
   """ImageNet ResNet: 7x7/2 stem, 3x3/2 max pool, stages of 64-128-256-512 widths."""
 
+  residual: ClassVar[bool] = True
+
   def __init__(self, stage_sizes: Sequence[int], bottleneck: bool = False,
                num_classes: int = 1000, *, in_channels: int = 3, stride_in_1x1: bool = False,
                se_reduction: int = 0, zero_init_residual: bool = False,
@@ -172,6 +174,8 @@ class ResNet(Model):
 
 class CifarResNet(Model):
   """CIFAR ResNet of 6n+2 layers (section 4.2): `depth` = 20, 32, 44, 56, 110, 1202."""
+
+  residual: ClassVar[bool] = True
 
   def __init__(self, depth: int = 20, num_classes: int = 10, *, in_channels: int = 3,
                shortcut: Literal['A', 'B'] = 'A', dtype: Any = jnp.float32, rngs: nnx.Rngs):

@@ -1,6 +1,6 @@
 """The tutorial networks of the seed notebooks: a two-conv CNN and a small ResNet."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 from flax import nnx
 import jax
@@ -50,6 +50,8 @@ class ResidualBlock(nnx.Module):
 class TutorialResNet(Model):
   """5x5/2 stem + BN + ReLU + dropout, `num_res_blocks` residual blocks where every second
   block is followed by a 3x3/2 conv that doubles the filters, then flatten + linear."""
+
+  residual: ClassVar[bool] = True
 
   def __init__(self, num_classes: int = 10, *, filt: int = 16, num_res_blocks: int = 4,
                drop_p: Rate = 0.1, image_size: int = 32, in_channels: int = 3,

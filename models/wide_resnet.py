@@ -21,7 +21,7 @@ Module names are PyTorch's for a pre-activation block (bn1, conv1, bn2, conv2,
 shortcut), in torchvision's stage layout (conv1, layer1..layer3, bn, fc).
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 from flax import nnx
 import jax
@@ -59,6 +59,8 @@ class WideBasic(nnx.Module):
 class WideResNet(Model):
   """WRN-`depth`-`widen_factor` (Table 1): depth 6N + 4 (16, 22, 28, 40, ...), widths 16,
   16k, 32k, 64k; `dropout` between each block's convs (the paper's 0.3, or 0)."""
+
+  residual: ClassVar[bool] = True
 
   def __init__(self, depth: int = 16, widen_factor: int = 4, num_classes: int = 10, *,
                in_channels: int = 3, dropout: Rate = 0.0, dtype: Any = jnp.float32,

@@ -293,8 +293,10 @@ def test_against_bad_flags_are_one_line(tmp_path):
 
 
 def test_compare_torch_alternates_and_takes_the_best(tmp_path):
-  """--compare=torch: ours and PyTorch's same network (NCHW and channels_last) each
-  round, the first one swapped each round, the best of the rounds, ratio ours / torch."""
+  """--compare=torch: ours, ours compiled with the other choice of XLA's fusion pass
+  (lib/compile_options: off for ResNet-20's shortcuts, on for LeNet-5) and PyTorch's
+  same network (NCHW and channels_last) each round, the first one swapped each round,
+  the best of the rounds, ratio ours / torch."""
   result, report = run(tmp_path, '--compare=torch', '--model=lenet5,resnet20',
                        '--batch_size=8', '--steps=2', '--repeats=2')
   assert result.returncode == 0, result.stderr[-3000:]
@@ -302,8 +304,9 @@ def test_compare_torch_alternates_and_takes_the_best(tmp_path):
   assert [r['model'] for r in report['rows']] == ['lenet5', 'resnet20']
   for r in report['rows']:
     assert (r['batch'], r['steps'], r['threads']) == (8, 2, report['threads'])
-    for key in ('ours', 'torch', 'torch_nhwc'):
+    for key in ('ours', 'other_fusion', 'torch', 'torch_nhwc'):
       assert len(r['samples'][key]) == 2 and r[key] == max(r['samples'][key]) > 0
+    assert r['fusion'] == {'lenet5': 'on', 'resnet20': 'off'}[r['model']]
     assert r['ratio'] == pytest.approx(r['ours'] / r['torch'])
     assert r['ratio_nhwc'] == pytest.approx(r['ours'] / r['torch_nhwc'])
   lines = result.stdout.splitlines()

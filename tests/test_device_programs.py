@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from configs import resnet
+from configs import default, resnet
 import input_pipeline
 from lib import experiment
 from lib import parallel
@@ -102,3 +102,23 @@ def test_every_convolution_and_matmul_of_the_train_step_has_the_precision(precis
     signature = op.rsplit(' : ', 1)[1]  # (tensor<AxBxdtype>, tensor<...>) -> tensor<...>
     types = re.findall(r'tensor<[\dx]*x(\w+)>', signature)
     assert types and set(types) == {dtype}, op
+
+
+@pytest.mark.parametrize('residual', [False, True])
+@pytest.mark.fast
+def test_the_cpu_train_step_drops_xla_fusion_for_residual_networks_only(residual):
+  """lib/compile_options: on a CPU the train step of a network with shortcuts compiles
+  without XLA's fusion pass (each elementwise op its own loop, `wrapped_`), any other
+  with it (loops of several ops: `add_select_fusion`...)."""
+  config = default.get_config()
+  config.model = {'name': 'convnet', 'stages': tuple(
+      {'width': 8, 'residual': residual} for _ in range(2))}
+  config.batch_size, config.num_classes = 4, 10
+  config.dataset.name, config.dataset.image_size = 'synthetic', 8
+  info = experiment.validate(config)
+  exp = experiment.setup(config, info, parallel.data_mesh())
+  assert exp.net.module.residual == residual
+  text = exp.train_step.lower(exp.state_target(), input_pipeline.train_spec(
+      config, info, exp.mesh)).compile().as_text()
+  loops = re.findall(r'%(\S+) = \S+ fusion\(.*kind=kLoop', text)
+  assert loops and all(name.startswith('wrapped_') for name in loops) == residual
