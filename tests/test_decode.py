@@ -20,7 +20,9 @@ import input_pipeline
 import predict
 from tests import prewarmed
 
-pytestmark = pytest.mark.fast  # (the fast lane: README)
+# The fast lane (README); one worker runs this file, so that its module-scoped runs are
+# made once (pytest.ini).
+pytestmark = [pytest.mark.fast, pytest.mark.xdist_group('test_decode')]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 6, 8
