@@ -6,8 +6,10 @@ Receptive field arithmetic (Dumoulin & Visin 2016; the seeds' notes), per spatia
   r_out = r_in + (k - 1) * d * j_in      the field grows by the dilated kernel extent,
   j_out = j_in * s                       in steps of the input's jump (pixel distance
                                          between neighbouring outputs).
-For branching networks (residual, inception) a layer's input field is the largest of
-the fields that reach it, as a merge of branches sees the union of their inputs.
+An array no recorded layer made (an activation's, a residual add's, a concatenation's)
+has the field of the last recorded output of its shape, the op it applies elementwise;
+failing that (a concatenation's channels), the largest field at its spatial size, as a
+merge of branches sees the union of their inputs.
 Multiply-adds count convolutions and fully connected layers, as the papers' tables do.
 
 Layers are named by their path in the model, as PyTorch prints them: 'conv1',
@@ -117,14 +119,18 @@ def layer_table(model, image_size, channels: int = 3, *, train: bool = True) -> 
   """One dict per layer call, in call order: name, type, input and output shape (of one
   image), params, macs, rf, jump (None for layers that have no spatial window). The
   model in train mode: every layer; train=False: the layers evaluation runs."""
-  rows, fields, keep = [], {}, []  # keep: the arrays alive, so their ids stay unique
+  # fields: (rf, jump, shape) of each layer's output, in the order made; derived: of the
+  # other arrays a layer took; keep: the arrays alive, so their ids stay unique.
+  rows, fields, derived, keep = [], {}, {}, []
 
   def field_of(arr):
-    if id(arr) in fields:
-      return fields[id(arr)]
-    # After an activation, add or concat: the largest field at this spatial size.
-    same = [f for f in fields.values() if f[2] == tuple(arr.shape[1:3])]
-    return max(same, default=(1, 1, tuple(arr.shape[1:3])))
+    if id(arr) not in fields and id(arr) not in derived:  # (once: branches share inputs)
+      shape = tuple(arr.shape[1:])
+      same_shape = [f for f in fields.values() if f[2] == shape]  # (in the order made)
+      same_size = [f for f in fields.values() if f[2][:2] == shape[:2]]  # (concatenated)
+      derived[id(arr)] = same_shape[-1] if same_shape else max(same_size,
+                                                               default=(1, 1, shape))
+    return fields.get(id(arr)) or derived[id(arr)]
 
   def record(name, module, inp, out):
     keep.extend([inp, out])
@@ -135,7 +141,7 @@ def layer_table(model, image_size, channels: int = 3, *, train: bool = True) -> 
       r, j = r + (k - 1) * d * j, j * s
       rf = (r, j)
     if out.ndim == 4:
-      fields[id(out)] = (r, j, tuple(out.shape[1:3]))
+      fields[id(out)] = (r, j, tuple(out.shape[1:]))
     if isinstance(module, layers.Conv):  # each output: a kernel's taps over its group
       kh, kw = module.kernel_size
       macs = math.prod(out.shape[1:]) * kh * kw * inp.shape[-1] // module.groups

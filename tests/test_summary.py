@@ -33,6 +33,26 @@ def test_csv_rows_and_totals_for_alexnet():
       int(r['mult-adds']) for r in rows if r['layer'] != 'total')
 
 
+def test_receptive_fields_through_branches_and_shortcuts():
+  """A branch's field grows from the block's input, not from a sibling branch's output;
+  a concatenation has its widest branch's; a residual add its longer path's. GoogLeNet
+  (Table 1) by the arithmetic of the module docstring: maxpool2 27 px at a jump of 8,
+  then in inception (3a) 1x1 27, 3x3 27 + 2 * 8 = 43, 5x5 59, the pool branch's 3x3
+  max pool 43; (3b) on 3a's 59 px, to maxpool3's 91 + 2 * 8 = 107. ResNet-18's last
+  convolution sees 435 px."""
+  result = run_summary('--model=googlenet', '--image_size=224', '--format=csv')
+  assert result.returncode == 0, result.stderr
+  rf = {r['layer']: r['rf'] for r in csv.DictReader(io.StringIO(result.stdout))}
+  assert (rf['maxpool2'], rf['inception3a.branch1.conv'], rf['inception3a.branch2.1.conv'],
+          rf['inception3a.branch3.0.conv'], rf['inception3a.branch3.1.conv'],
+          rf['inception3a.branch4.0']) == ('27', '27', '43', '27', '59', '43')
+  assert (rf['inception3b.branch3.0.conv'], rf['inception3b.branch3.1.conv'],
+          rf['inception3b.branch4.0'], rf['maxpool3']) == ('59', '91', '75', '107')
+  result = run_summary('--model=resnet18', '--image_size=224', '--format=csv')
+  rf = {r['layer']: r['rf'] for r in csv.DictReader(io.StringIO(result.stdout))}
+  assert (rf['layer4.0.downsample.0'], rf['layer4.1.conv2']) == ('211', '435')
+
+
 def test_collapse_is_one_line_error():
   result = run_summary('--model=alexnet', '--image_size=32')
   assert result.returncode == 2
