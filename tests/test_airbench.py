@@ -12,9 +12,6 @@ import models
 from models import airbench as ours
 from models import torchvision_import
 
-# One worker runs this file, so that its module-scoped runs are made once (pytest.ini).
-pytestmark = pytest.mark.xdist_group('test_airbench')
-
 
 @pytest.fixture(scope='module')
 def reference():

@@ -24,9 +24,6 @@ import pytest
 
 from tests import prewarmed
 
-# One worker runs this file, so that its module-scoped runs are made once (pytest.ini).
-pytestmark = pytest.mark.xdist_group('test_bad_inputs')
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = ['train.py', '--config=configs/lenet.py']
 SHORT = ['--config.num_train_steps=8', '--config.log_every_steps=4',

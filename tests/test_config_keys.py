@@ -36,9 +36,6 @@ import train
 from tests import support
 from tests import prewarmed
 
-# One worker runs this file, so that its module-scoped runs are made once (pytest.ini).
-pytestmark = pytest.mark.xdist_group('test_config_keys')
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -20,9 +20,7 @@ import input_pipeline
 import predict
 from tests import prewarmed
 
-# The fast lane (README); one worker runs this file, so that its module-scoped runs are
-# made once (pytest.ini).
-pytestmark = [pytest.mark.fast, pytest.mark.xdist_group('test_decode')]
+pytestmark = pytest.mark.fast  # (the fast lane: README)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 6, 8

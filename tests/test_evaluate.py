@@ -26,9 +26,6 @@ from lib import trained as trained_lib
 import models
 from tests import prewarmed
 
-# One worker runs this file, so that its module-scoped runs are made once (pytest.ini).
-pytestmark = pytest.mark.xdist_group('test_evaluate')
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64  # crops; the imagenet preset resizes the shorter side to 73 (64 / 0.875)
 

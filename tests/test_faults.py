@@ -21,9 +21,6 @@ from lib import checkpoints
 from tests.support import free_port
 from tests import prewarmed
 
-# One worker runs this file, so that its module-scoped runs are made once (pytest.ini).
-pytestmark = pytest.mark.xdist_group('test_faults')
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 60 steps of a small convnet on mnist5k; checkpoints every 7 steps (not aligned with
 # the logs every 3), evaluations every 20.

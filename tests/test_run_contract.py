@@ -24,9 +24,6 @@ from lib import workdir as workdir_lib
 import train
 from tests import prewarmed
 
-# One worker runs this file, so that its module-scoped runs are made once (pytest.ini).
-pytestmark = pytest.mark.xdist_group('test_run_contract')
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

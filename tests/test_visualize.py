@@ -21,9 +21,6 @@ import models
 from models import layers
 from tests import prewarmed
 
-# One worker runs this file, so that its module-scoped runs are made once (pytest.ini).
-pytestmark = pytest.mark.xdist_group('test_visualize')
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
