@@ -122,7 +122,7 @@ def train_step_timer(config, end_to_end: bool, fusion: bool | None = None):
 
   first = next(batches)
   t = time.perf_counter()
-  rule = compile_options.fuses(mesh.devices.flat[0].platform, exp.net.module.residual)
+  rule = compile_options.fuses(mesh.devices.flat[0].platform, exp.net.module)
   compiled = exp.train_step.lower(state, first).compile(
       compiler_options=None if fusion is None else compile_options.fusion(fusion))
   compile_s = time.perf_counter() - t

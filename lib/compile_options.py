@@ -16,13 +16,14 @@ def run_once(platform: str) -> dict:
   return options
 
 
-def fuses(platform: str, residual: bool) -> bool:
+def fuses(platform: str, module) -> bool:
   """Whether a network's train step keeps XLA's fusion pass on `platform`: everywhere but
-  for a residual network on a CPU (train_step)."""
-  return platform != 'cpu' or not residual
+  for a residual network on a CPU (train_step; a registered nnx.Module that is not a
+  models.base.Model has no shortcuts to say)."""
+  return platform != 'cpu' or not getattr(module, 'residual', False)
 
 
-def train_step(platform: str, residual: bool) -> dict:
+def train_step(platform: str, module) -> dict:
   """The train step. On CPU, for a residual network (models.base.Model.residual), without
   XLA's producer-consumer fusion: XLA:CPU's weight-gradient convolution reads its input
   channels-major, and the fusion pass folds the whole elementwise chain before each such
@@ -36,7 +37,7 @@ def train_step(platform: str, residual: bool) -> dict:
   tutorial's SimpleCNN lost 9%, 19% and 33% (docs/CPU_SPEED.md, "The fusion pass, per
   network"; `benchmark.py --compare=torch` times both choices). GPUs and TPUs keep
   their fusion."""
-  return {} if fuses(platform, residual) else fusion(False)
+  return {} if fuses(platform, module) else fusion(False)
 
 
 def fusion(on: bool) -> dict:

@@ -316,7 +316,7 @@ def setup(config, info, mesh: Mesh) -> Experiment:
                        in_shardings=(state_sharding, input_sharding),
                        out_shardings=state_sharding, donate_argnums=0,
                        compiler_options=compile_options.train_step(
-                           mesh.devices.flat[0].platform, net.module.residual))
+                           mesh.devices.flat[0].platform, net.module))
   eval_input = lambda batch, dtype: input_pipeline.eval_model_input(batch, config, dtype)
   eval_step = jax.jit(steps.make_eval_step(config, net, info.num_classes, eval_input),
                       in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),
