@@ -161,7 +161,6 @@ def _keep_freed_memory(worker_index: int, worker_count: int):  # pylint: disable
     pass
 
 
-
 def _iterate(dataset: grain.MapDataset, config) -> grain.IterDataset:
   """The batches (or eval_views' examples) of `dataset` computed ahead: by threads in
   this process, one per core (Pillow releases the GIL), or by worker processes, one per

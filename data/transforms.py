@@ -401,14 +401,14 @@ def train_batch(crops, config, positions, indices, num_examples: int) -> np.ndar
   image_size, C). With numpy, the code the device runs; once over the batch where the
   crops share a shape (a decode-time op's, an array source's), else one at a time (a
   folder of mixed sizes without one)."""
-  d, ops = config.dataset, array_ops(config)
-  positions = np.asarray(positions, np.uint32)
-  examples = augment.Examples(config.seed, positions, np.asarray(indices, np.int32),
-                              positions // np.uint32(num_examples), d.image_size, np)
   if len({crop.shape for crop in crops}) > 1:
     return np.concatenate([train_batch([crop], config, positions[k:k + 1], indices[k:k + 1],
                                        num_examples) for k, crop in enumerate(crops)])
-  images = augment.apply(np.stack(crops), ops, examples)
+  d = config.dataset
+  positions = np.asarray(positions, np.uint32)
+  examples = augment.Examples(config.seed, positions, np.asarray(indices, np.int32),
+                              positions // np.uint32(num_examples), d.image_size, np)
+  images = augment.apply(np.stack(crops), array_ops(config), examples)
   if images.shape[1:3] != (d.image_size, d.image_size):
     images = np.stack([fit(image, d.image_size) for image in images])
   return np.ascontiguousarray(images)
