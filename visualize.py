@@ -64,28 +64,20 @@ MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithme
 
 def load_model():
   """(config, Trained, with the names of the classes it was trained on) from the flags;
-  --label checked against the model's classes before anything compiles."""
+  --label checked against the model's classes before anything compiles (no Python
+  negative indexing: -1 is not the last class)."""
   config, names = trained.check_from_flags(FLAGS)
-  check_label(FLAGS.label, len(names))
+  if FLAGS.label is not None and not 0 <= FLAGS.label < len(names):
+    raise ValueError(f'--label={FLAGS.label}: the model has {len(names)} classes; give a '
+                     f'class index from 0 to {len(names) - 1} (or leave --label out for '
+                     'the top class)')
   return config, trained.load_from_flags(FLAGS, config, names)
-
-
-def check_label(label: int | None, num_classes: int):
-  """A class index of the model (no Python negative indexing: -1 is not the last class)."""
-  if label is not None and not 0 <= label < num_classes:
-    raise ValueError(f'--label={label}: the model has {num_classes} classes; give a class '
-                     f'index from 0 to {num_classes - 1} (or leave --label out for the '
-                     'top class)')
 
 
 def layer_rows(model, config, train: bool = True) -> list[dict]:
   """The layer table of the model (train=False: of the layers evaluation runs)."""
   return layer_stats.layer_table(model, config.dataset.image_size, config.dataset.channels,
                                  train=train)
-
-
-def conv_names(rows) -> list[str]:
-  return [r['name'] for r in rows if r['type'] == 'Conv']
 
 
 def image_view(config) -> np.ndarray:
@@ -111,7 +103,7 @@ def model_input(view, config):
 
 def filters(config, model):
   rows = layer_rows(model.net, config)
-  names = conv_names(rows)
+  names = [r['name'] for r in rows if r['type'] == 'Conv']
   if not names:
     raise ValueError(f'{config.model.name} has no convolution')
   layer = FLAGS.layer or names[0]
@@ -246,7 +238,7 @@ def run_labels(workdirs: list[str]) -> dict:
   for depth in range(1, max(map(len, parts.values())) + 1):
     labels = {w: '/'.join(p[-depth:]) for w, p in parts.items()}
     if len(set(labels.values())) == len(labels):
-      return labels
+      break
   return labels
 
 
@@ -272,13 +264,12 @@ def curves(config, model):  # pylint: disable=unused-argument
 
 def conv_arithmetic(config, model):  # pylint: disable=unused-argument
   if FLAGS.layer and ('model' in FLAGS.config or FLAGS.workdir):
-    kernel, stride, pads, dilation, n, title = model_layer_geometry()
+    kernel, stride, padding, dilation, n, title = model_layer_geometry()
   else:
     kernel, stride, dilation, n = FLAGS.kernel, FLAGS.stride, FLAGS.dilation, FLAGS.input_size
     padding = int(FLAGS.padding) if FLAGS.padding.isdigit() else FLAGS.padding
-    pads, _ = conv_geometry(n, kernel, stride, padding, dilation)
     title = ''
-  out = layers.conv_output_size(n, kernel, stride, pads, dilation)
+  pads, out = conv_geometry(n, kernel, stride, padding, dilation)
   if out < 1:
     raise ValueError(f'a kernel of extent {layers.effective_kernel(kernel, dilation)} does '
                      f'not fit an input of {n} padded by {pads}')
@@ -294,19 +285,19 @@ def conv_geometry(n: int, kernel: int, stride: int, padding, dilation: int):
 
 
 def model_layer_geometry():
-  """(kernel, stride, (pad_lo, pad_hi), dilation, input size, title) of --layer."""
+  """(kernel, stride, padding, dilation, input size, title) of --layer."""
   config, model = load_model()
   rows = {r['name']: r for r in layer_rows(model.net, config)}
   modules = {layer_stats.name_of(path): m for path, m in nnx.iter_modules(model.net.module)}
   module = modules.get(FLAGS.layer)
   if FLAGS.layer not in rows or not isinstance(module, layer_stats.SPATIAL):
-    names = conv_names(rows.values())
+    names = [r['name'] for r in rows.values() if r['type'] == 'Conv']
     raise ValueError(f'--layer={FLAGS.layer}: not a conv or pooling layer of '
                      f'{config.model.name}; its conv layers are {", ".join(names)}')
   (k, _), (s, _), (d, _) = layer_stats.geometry(module)
   n = rows[FLAGS.layer]['input_shape'][0]
-  pads = layers.resolve_padding(module.padding, (n, n), k, s, d)[0]
-  return k, s, pads, d, n, f'{config.model.name} {FLAGS.layer} ({type(module).__name__})'
+  return (k, s, module.padding, d, n,
+          f'{config.model.name} {FLAGS.layer} ({type(module).__name__})')
 
 
 def check_mode(args: list[str]) -> str:
@@ -328,13 +319,6 @@ DRAW = {'filters': filters, 'features': features, 'saliency': saliency,
         'occlusion': occlusion, 'curves': curves, 'conv-arithmetic': conv_arithmetic}
 
 
-def save_array(value, path: str):
-  if isinstance(value, dict):
-    np.savez(path, **{k.replace('/', '.'): v for k, v in value.items()})
-  else:
-    np.save(path, value)
-
-
 def main(argv):
   mode = check_mode(argv[1:])
   if not FLAGS.out:
@@ -345,8 +329,10 @@ def main(argv):
     value, shown = DRAW[mode](config, model)  # (the numbers; what the figure is of)
   except ValueError as e:  # LoadError, DatasetError, a bad flag
     cli.fail('visualize.py', str(e))
-  if FLAGS.save_array:
-    save_array(value, FLAGS.save_array)
+  if isinstance(value, dict) and FLAGS.save_array:
+    np.savez(FLAGS.save_array, **{k.replace('/', '.'): v for k, v in value.items()})
+  elif FLAGS.save_array:
+    np.save(FLAGS.save_array, value)
   print(json.dumps({'mode': mode, 'out': FLAGS.out, **shown,
                     **({'array': FLAGS.save_array} if FLAGS.save_array else {})}))
 
