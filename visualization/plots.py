@@ -95,13 +95,10 @@ def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, 
   input cell."""
   lo, hi = pads
   size = n + lo + hi
-  coverage = np.zeros((size, size), int)
   taps = [i * dilation for i in range(kernel)]
-  for r in range(out):
-    for c in range(out):
-      for dy in taps:
-        for dx in taps:
-          coverage[r * stride + dy, c * stride + dx] += 1
+  # The outputs that read a cell: those along its row times those along its column.
+  reads = np.bincount([r * stride + t for r in range(out) for t in taps], minlength=size)
+  coverage = np.outer(reads, reads)
   fig, axes = plt.subplots(1, 2, figsize=(10, 5),
                            gridspec_kw={'width_ratios': [size, max(out, 1)]})
   ax = axes[0]
@@ -110,10 +107,8 @@ def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, 
       inside = lo <= y < lo + n and lo <= x < lo + n
       ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor='white' if inside else '#dddddd',
                                  edgecolor='#999999', linewidth=0.5))
-  second = (0, stride) if out > 1 else None
-  for (top, left), colour in [((0, 0), '#1f77b4'), (second, '#ff7f0e')]:
-    if top is None:
-      continue
+  firsts = [((0, 0), '#1f77b4'), ((0, stride), '#ff7f0e')][:min(out, 2)]
+  for (top, left), colour in firsts:
     for dy in taps:
       for dx in taps:
         ax.add_patch(plt.Rectangle((left + dx + 0.1, top + dy + 0.1), 0.8, 0.8,
