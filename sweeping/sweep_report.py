@@ -12,16 +12,13 @@ import math
 import os
 import time
 
-import matplotlib
+from configs import hyper
+from lib import formatting
+from lib import workdir as workdir_lib
+from sweeping import sweeps
+from visualization import plots
 
-matplotlib.use('Agg')  # files only: no display on clusters and CI
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-from matplotlib.lines import Line2D  # pylint: disable=wrong-import-position
-
-from configs import hyper  # pylint: disable=wrong-import-position
-from lib import formatting  # pylint: disable=wrong-import-position
-from lib import workdir as workdir_lib  # pylint: disable=wrong-import-position
-from sweeping import sweeps  # pylint: disable=wrong-import-position
+plt = plots.plt  # (pyplot on the Agg backend: files only)
 
 METRIC_COLUMNS = ('status', 'top1', 'best_top1', 'top5', 'loss', 'step', 'params',
                   'mult_adds', 'wall_time', 'error')
@@ -125,7 +122,6 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
   done = [r for r in rows if r['status'] == 'done' and r['top1'] is not None]
   if not done or not swept:
     return []
-  os.makedirs(out_dir, exist_ok=True)
   paths = []
   for i, p in enumerate(swept):
     q = swept[(i + 1) % len(swept)] if len(swept) > 1 else None
@@ -148,10 +144,8 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
     legend = [ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1.0), fontsize=8,
                         frameon=False)] if q else []  # right of the plot: covers no line
     fig.tight_layout()
-    path = os.path.join(out_dir, f'top1_vs_{label(p)}.png')
-    fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=legend)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(os.path.join(out_dir, f'top1_vs_{label(p)}.png'))
+    plots.save(fig, paths[-1], legend)
   return paths
 
 
@@ -167,7 +161,6 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
   if not ran:
     return []
   swept, _ = hyper.swept_and_fixed([t['overrides'] for t in trials])
-  os.makedirs(out_dir, exist_ok=True)
   fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
   colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
   lines = []
@@ -185,7 +178,7 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
     # A trial as the legend names it: its swept settings (what all trials share left out).
     name = ', '.join(f"{label(k)}={trial['overrides'][k]}" for k in swept
                      if k in trial['overrides']) or trial['name']
-    lines.append(Line2D([], [], color=colour, marker='.', label=name))
+    lines.append(plt.Line2D([], [], color=colour, marker='.', label=name))
   loss_ax.set(xlabel='step', ylabel='train loss', yscale='log')
   acc_ax.set(xlabel='step', ylabel='eval top-1 (%)')
   for ax in (loss_ax, acc_ax):
@@ -196,6 +189,5 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
     legend = [fig.legend(handles=lines, loc='upper center', bbox_to_anchor=(0.5, 0.0),
                          ncol=min(len(lines), 4), fontsize=8, frameon=False)]
   path = os.path.join(out_dir, 'learning_curves.png')
-  fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=legend)
-  plt.close(fig)
+  plots.save(fig, path, legend)
   return [path]

@@ -1,4 +1,5 @@
-"""visualize.py's figures, drawn with matplotlib into PNG files (no display needed)."""
+"""visualize.py's figures, drawn with matplotlib into PNG files (no display needed); the
+sweep and table reports draw theirs with its `plt` and `save`."""
 
 import os
 
@@ -9,9 +10,11 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 
-def _save(fig, path: str):
+def save(fig, path: str, extra_artists=None):
+  """The figure as a PNG file, cropped to what it draws (`extra_artists`: the legends
+  outside its axes), then closed."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100, bbox_inches='tight')
+  fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=extra_artists)
   plt.close(fig)
 
 
@@ -22,7 +25,7 @@ def show_image(image: np.ndarray, title: str, path: str):
   ax.imshow(image, interpolation='nearest')
   ax.set_title(title, fontsize=9)
   ax.axis('off')
-  _save(fig, path)
+  save(fig, path)
 
 
 def show_images(panels: list[tuple[np.ndarray, str]], title: str, path: str):
@@ -33,7 +36,7 @@ def show_images(panels: list[tuple[np.ndarray, str]], title: str, path: str):
     ax.set_title(caption, fontsize=9)
     ax.axis('off')
   fig.suptitle(title, fontsize=10)
-  _save(fig, path)
+  save(fig, path)
 
 
 def _as_rgb(view: np.ndarray) -> np.ndarray:
@@ -58,7 +61,7 @@ def show_heat(view: np.ndarray, heat: np.ndarray, title: str, path: str,
   for ax in axes:
     ax.axis('off')
   fig.suptitle(title, fontsize=10)
-  _save(fig, path)
+  save(fig, path)
 
 
 def show_curves(series: dict, path: str):
@@ -85,7 +88,7 @@ def show_curves(series: dict, path: str):
     ax.legend(fontsize=7)
   axes[0].set_yscale('log')
   fig.tight_layout()
-  _save(fig, path)
+  save(fig, path)
 
 
 def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, out: int,
@@ -130,5 +133,5 @@ def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, 
     ax.axis('off')
   if title:
     fig.suptitle(title, fontsize=10)
-  _save(fig, path)
+  save(fig, path)
   return coverage
