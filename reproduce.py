@@ -71,8 +71,7 @@ def _model_size(model_json: str, num_classes: int, size: int, channels: int):
   from models import layer_stats  # pylint: disable=import-outside-toplevel
   model = nnx.eval_shape(lambda: models.create_model_from_config(  # shapes only
       json.loads(model_json), num_classes, image_size=size, in_channels=channels))
-  return (layer_stats.count_params(model),
-          layer_stats.count_macs(model, size, channels))
+  return layer_stats.count_params(model), layer_stats.count_macs(model, size, channels)
 
 
 def epochs_and_images(config) -> tuple[float, int | None]:

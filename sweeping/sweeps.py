@@ -402,9 +402,7 @@ def visible_gpus() -> list[str]:
   """This machine's GPUs, without initialising JAX here (it would claim their memory)."""
   if 'CUDA_VISIBLE_DEVICES' in os.environ:
     return [d for d in os.environ['CUDA_VISIBLE_DEVICES'].split(',') if d.strip()]
-  if not shutil.which('nvidia-smi'):
-    return []
-  try:
+  try:  # (no nvidia-smi: FileNotFoundError, an OSError)
     out = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=30,
                          check=True).stdout
   except (OSError, subprocess.SubprocessError):
