@@ -56,7 +56,6 @@ from models import layer_stats, layers
 from visualization import plots
 
 FLAGS = flags.FLAGS
-MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithmetic')
 
 
 # --------------------------------------------------------------------------- the model
@@ -302,17 +301,17 @@ def model_layer_geometry():
 
 def check_mode(args: list[str]) -> str:
   """The one mode given (before the flags or after them), else one line and exit 2."""
-  if len(args) == 1 and args[0] in MODES:
+  if len(args) == 1 and args[0] in DRAW:
     return args[0]
   if not args:
     cli.fail('visualize.py', f'give a mode: visualize.py MODE --workdir=DIR --out=FILE.png, '
-             f'MODE one of {", ".join(MODES)}')
+             f'MODE one of {", ".join(DRAW)}')
   if len(args) > 1:
-    cli.fail('visualize.py', f'give one mode, not {" ".join(args)}: one of {", ".join(MODES)}')
-  close = difflib.get_close_matches(args[0], MODES, n=1)
+    cli.fail('visualize.py', f'give one mode, not {" ".join(args)}: one of {", ".join(DRAW)}')
+  close = difflib.get_close_matches(args[0], DRAW, n=1)
   cli.fail('visualize.py', f'unknown mode {args[0]!r}' + (f'; did you mean {close[0]!r}?'
                                                          if close else '')
-           + f' (one of {", ".join(MODES)})')
+           + f' (one of {", ".join(DRAW)})')
 
 
 DRAW = {'filters': filters, 'features': features, 'saliency': saliency,

@@ -97,23 +97,14 @@ def report(sweep_dir: str) -> str:
   if failed:
     md.append('\nFailed trials:\n\n' + ''.join(f"- {r['trial']}: {r['error']}\n"
                                              for r in failed))
-  plots = plot_accuracy(rows, swept, os.path.join(sweep_dir, 'plots'))
-  plots += plot_learning_curves(sweep_dir, trials, os.path.join(sweep_dir, 'plots'))
-  if plots:
-    md.append('\nPlots: ' + ', '.join(os.path.relpath(p, sweep_dir) for p in plots) + '\n')
+  figures = plot_accuracy(rows, swept, os.path.join(sweep_dir, 'plots'))
+  figures += plot_learning_curves(sweep_dir, trials, os.path.join(sweep_dir, 'plots'))
+  if figures:
+    md.append('\nPlots: ' + ', '.join(os.path.relpath(p, sweep_dir) for p in figures) + '\n')
   text = '\n'.join(md)
   with open(os.path.join(sweep_dir, 'results.md'), 'w') as f:
     f.write(text)
   return text
-
-
-def _positions(values):
-  """Numbers stand at their value, anything else in order of appearance."""
-  if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-    ordered = sorted(set(values))
-    return ordered, ordered, False
-  ordered = list(dict.fromkeys(values))
-  return list(range(len(ordered))), ordered, True
 
 
 def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]:
@@ -125,7 +116,11 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
   paths = []
   for i, p in enumerate(swept):
     q = swept[(i + 1) % len(swept)] if len(swept) > 1 else None
-    xs, labels, categorical = _positions([r[p] for r in done])
+    # Numbers stand at their value, anything else (strings, booleans) in order of appearance.
+    labels = list(dict.fromkeys(r[p] for r in done))
+    categorical = any(isinstance(v, (str, bool)) for v in labels)
+    labels = labels if categorical else sorted(labels)
+    xs = list(range(len(labels))) if categorical else labels
     fig, ax = plt.subplots(figsize=(6, 4))
     for q_value in (list(dict.fromkeys(r[q] for r in done)) if q else [None]):
       points = []
