@@ -309,9 +309,8 @@ def check_mode(args: list[str]) -> str:
   if len(args) > 1:
     cli.fail('visualize.py', f'give one mode, not {" ".join(args)}: one of {", ".join(DRAW)}')
   close = difflib.get_close_matches(args[0], DRAW, n=1)
-  cli.fail('visualize.py', f'unknown mode {args[0]!r}' + (f'; did you mean {close[0]!r}?'
-                                                         if close else '')
-           + f' (one of {", ".join(DRAW)})')
+  hint = f'; did you mean {close[0]!r}?' if close else ''
+  cli.fail('visualize.py', f'unknown mode {args[0]!r}{hint} (one of {", ".join(DRAW)})')
 
 
 DRAW = {'filters': filters, 'features': features, 'saliency': saliency,
