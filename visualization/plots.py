@@ -1,6 +1,7 @@
 """visualize.py's figures, drawn with matplotlib into PNG files (no display needed); the
 sweep and table reports draw theirs with its `plt` and `save`."""
 
+import itertools
 import os
 
 import matplotlib
@@ -105,25 +106,22 @@ def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, 
   fig, axes = plt.subplots(1, 2, figsize=(10, 5),
                            gridspec_kw={'width_ratios': [size, max(out, 1)]})
   ax = axes[0]
-  for y in range(size):
-    for x in range(size):
-      inside = lo <= y < lo + n and lo <= x < lo + n
-      ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor='white' if inside else '#dddddd',
-                                 edgecolor='#999999', linewidth=0.5))
+  for y, x in itertools.product(range(size), repeat=2):
+    inside = lo <= y < lo + n and lo <= x < lo + n
+    ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor='white' if inside else '#dddddd',
+                               edgecolor='#999999', linewidth=0.5))
   firsts = [((0, 0), '#1f77b4'), ((0, stride), '#ff7f0e')][:min(out, 2)]
   for (top, left), colour in firsts:
-    for dy in taps:
-      for dx in taps:
-        ax.add_patch(plt.Rectangle((left + dx + 0.1, top + dy + 0.1), 0.8, 0.8,
-                                   facecolor=colour, alpha=0.45, edgecolor=colour))
+    for dy, dx in itertools.product(taps, repeat=2):
+      ax.add_patch(plt.Rectangle((left + dx + 0.1, top + dy + 0.1), 0.8, 0.8,
+                                 facecolor=colour, alpha=0.45, edgecolor=colour))
   ax.set_title(f'input {n}x{n}, padding {lo}+{hi} (grey), kernel {kernel}, stride {stride}'
                f', dilation {dilation}', fontsize=9)
   ax = axes[1]
-  for y in range(out):
-    for x in range(out):
-      colour = '#1f77b4' if (y, x) == (0, 0) else '#ff7f0e' if (y, x) == (0, 1) else 'white'
-      ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor=colour,
-                                 alpha=0.6 if colour != 'white' else 1, edgecolor='#999999'))
+  for y, x in itertools.product(range(out), repeat=2):
+    colour = '#1f77b4' if (y, x) == (0, 0) else '#ff7f0e' if (y, x) == (0, 1) else 'white'
+    ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor=colour,
+                               alpha=0.6 if colour != 'white' else 1, edgecolor='#999999'))
   ax.set_title(f'output {out}x{out} = floor(({n} + {lo} + {hi} - {dilation}*({kernel}-1) - 1)'
                f' / {stride}) + 1', fontsize=9)
   for ax, extent in zip(axes, (size, max(out, 1))):
