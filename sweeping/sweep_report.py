@@ -1,11 +1,6 @@
-"""A sweep's results: one row per trial in results.csv and results.md, and PNG plots.
-
-Rows are sorted by final eval top-1; each carries the trial's overrides, final and best
-eval metrics, parameters, multiply-adds and wall time (from the trial's
-final_metrics.json and trial.json). Plots (DIR/plots/): final top-1 against each swept
-parameter, one line per value of the next swept parameter (averaged over any others);
-and every trial's learning curves overlaid.
-"""
+"""A sweep's results: a row per trial in results.csv and results.md (its overrides, final
+and best eval metrics, size and wall time, from its final_metrics.json and trial.json),
+and the plots of DIR/plots/ (what each shows: plot_accuracy, plot_learning_curves)."""
 
 import collections
 import math
