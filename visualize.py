@@ -124,10 +124,7 @@ def filters(config, model):
 
 def stage_ends(rows) -> list[str]:
   """The last conv layer at each spatial size: one per stage."""
-  ends = {}
-  for r in rows:
-    if r['type'] == 'Conv':
-      ends[tuple(r['output_shape'][:2])] = r['name']
+  ends = {tuple(r['output_shape'][:2]): r['name'] for r in rows if r['type'] == 'Conv'}
   return list(ends.values())
 
 
