@@ -122,12 +122,6 @@ def filters(config, model):
   return tiles, {}
 
 
-def stage_ends(rows) -> list[str]:
-  """The last conv layer at each spatial size: one per stage."""
-  ends = {tuple(r['output_shape'][:2]): r['name'] for r in rows if r['type'] == 'Conv'}
-  return list(ends.values())
-
-
 def layer_outputs(net, variables, images, names) -> dict:
   """{name: its output} of the layers `names` of the model (a models.Functional) in
   eval mode on `images`; a layer called twice gives its first call's output. (The
@@ -147,7 +141,9 @@ def layer_outputs(net, variables, images, names) -> dict:
 
 def features(config, model):
   rows = layer_rows(model.net, config, train=False)  # (an image is evaluated)
-  chosen = FLAGS.layers or stage_ends(rows)
+  # By default the last conv layer at each spatial size: one per stage.
+  ends = {tuple(r['output_shape'][:2]): r['name'] for r in rows if r['type'] == 'Conv'}
+  chosen = FLAGS.layers or list(ends.values())
   known = {r['name']: r for r in rows}
   for name in chosen:
     if name not in known:
