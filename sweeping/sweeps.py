@@ -145,8 +145,7 @@ def make_trial(config_path: str, overrides: dict, swept: list[str]) -> dict:
       raise SweepError(f'sweep value {key}={value!r} contains one of , = : which the '
                        '`file.py:arg` syntax cannot carry; set it through a config. key')
   arg = ','.join(f'{k}={format_value(v)}' for k, v in args.items())
-  return {'name': trial_name(overrides, swept), 'cwd': os.getcwd(),
-          'overrides': overrides,
+  return {'name': trial_name(overrides, swept), 'cwd': os.getcwd(), 'overrides': overrides,
           'config': config_path + (f':{arg}' if arg else ''),
           'config_overrides': {k: format_value(v) for k, v in config_keys(overrides).items()}}
 
