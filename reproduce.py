@@ -27,8 +27,8 @@ from lib import cli
 from lib import formatting
 from lib import workdir as workdir_lib
 from reproduction import paper_tables
-from sweeping import sweep_report
 from sweeping import sweeps as sweep
+from visualization import plots
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('seeds', 1, 'run: runs per row, seeds 0..N-1 (mean ± std in the report)',
@@ -71,8 +71,7 @@ def _model_size(model_json: str, num_classes: int, size: int, channels: int):
   from models import layer_stats  # pylint: disable=import-outside-toplevel
   model = nnx.eval_shape(lambda: models.create_model_from_config(  # shapes only
       json.loads(model_json), num_classes, image_size=size, in_channels=channels))
-  return (layer_stats.count_params(model),
-          layer_stats.count_macs(model, size, channels))
+  return layer_stats.count_params(model), layer_stats.count_macs(model, size, channels)
 
 
 def epochs_and_images(config) -> tuple[float, int | None]:
@@ -224,7 +223,7 @@ def report(table: str, sweep_dir: str) -> str:
 
 def plot_error_vs_depth(figure, metric: str, path: str) -> str:
   """Test error against depth, the paper's and ours (mean and each seed)."""
-  plt = sweep_report.plt
+  plt = plots.plt
   depths = [int(''.join(c for c in row['name'] if c.isdigit())) for row, _ in figure]
   fig, ax = plt.subplots(figsize=(6, 4))
   ax.plot(depths, [row['paper'][metric] for row, _ in figure], 'o-', label='paper')

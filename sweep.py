@@ -25,8 +25,6 @@ from sweeping import sweep_report
 from sweeping import sweeps
 
 FLAGS = flags.FLAGS
-
-
 ACTIONS = ('run', 'report', 'trial')
 
 

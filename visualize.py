@@ -56,7 +56,6 @@ from models import layer_stats, layers
 from visualization import plots
 
 FLAGS = flags.FLAGS
-MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithmetic')
 
 
 # --------------------------------------------------------------------------- the model
@@ -64,28 +63,20 @@ MODES = ('filters', 'features', 'saliency', 'occlusion', 'curves', 'conv-arithme
 
 def load_model():
   """(config, Trained, with the names of the classes it was trained on) from the flags;
-  --label checked against the model's classes before anything compiles."""
+  --label checked against the model's classes before anything compiles (no Python
+  negative indexing: -1 is not the last class)."""
   config, names = trained.check_from_flags(FLAGS)
-  check_label(FLAGS.label, len(names))
+  if FLAGS.label is not None and not 0 <= FLAGS.label < len(names):
+    raise ValueError(f'--label={FLAGS.label}: the model has {len(names)} classes; give a '
+                     f'class index from 0 to {len(names) - 1} (or leave --label out for '
+                     'the top class)')
   return config, trained.load_from_flags(FLAGS, config, names)
-
-
-def check_label(label: int | None, num_classes: int):
-  """A class index of the model (no Python negative indexing: -1 is not the last class)."""
-  if label is not None and not 0 <= label < num_classes:
-    raise ValueError(f'--label={label}: the model has {num_classes} classes; give a class '
-                     f'index from 0 to {num_classes - 1} (or leave --label out for the '
-                     'top class)')
 
 
 def layer_rows(model, config, train: bool = True) -> list[dict]:
   """The layer table of the model (train=False: of the layers evaluation runs)."""
   return layer_stats.layer_table(model, config.dataset.image_size, config.dataset.channels,
                                  train=train)
-
-
-def conv_names(rows) -> list[str]:
-  return [r['name'] for r in rows if r['type'] == 'Conv']
 
 
 def image_view(config) -> np.ndarray:
@@ -111,7 +102,7 @@ def model_input(view, config):
 
 def filters(config, model):
   rows = layer_rows(model.net, config)
-  names = conv_names(rows)
+  names = [r['name'] for r in rows if r['type'] == 'Conv']
   if not names:
     raise ValueError(f'{config.model.name} has no convolution')
   layer = FLAGS.layer or names[0]
@@ -129,15 +120,6 @@ def filters(config, model):
   plots.show_image(image, f'{config.model.name} {layer}: {what}, {kh}x{kw} '
                    f'({model.which}, step {model.step})', FLAGS.out)
   return tiles, {}
-
-
-def stage_ends(rows) -> list[str]:
-  """The last conv layer at each spatial size: one per stage."""
-  ends = {}
-  for r in rows:
-    if r['type'] == 'Conv':
-      ends[tuple(r['output_shape'][:2])] = r['name']
-  return list(ends.values())
 
 
 def layer_outputs(net, variables, images, names) -> dict:
@@ -159,7 +141,9 @@ def layer_outputs(net, variables, images, names) -> dict:
 
 def features(config, model):
   rows = layer_rows(model.net, config, train=False)  # (an image is evaluated)
-  chosen = FLAGS.layers or stage_ends(rows)
+  # By default the last conv layer at each spatial size: one per stage.
+  ends = {tuple(r['output_shape'][:2]): r['name'] for r in rows if r['type'] == 'Conv'}
+  chosen = FLAGS.layers or list(ends.values())
   known = {r['name']: r for r in rows}
   for name in chosen:
     if name not in known:
@@ -246,7 +230,7 @@ def run_labels(workdirs: list[str]) -> dict:
   for depth in range(1, max(map(len, parts.values())) + 1):
     labels = {w: '/'.join(p[-depth:]) for w, p in parts.items()}
     if len(set(labels.values())) == len(labels):
-      return labels
+      break
   return labels
 
 
@@ -272,13 +256,12 @@ def curves(config, model):  # pylint: disable=unused-argument
 
 def conv_arithmetic(config, model):  # pylint: disable=unused-argument
   if FLAGS.layer and ('model' in FLAGS.config or FLAGS.workdir):
-    kernel, stride, pads, dilation, n, title = model_layer_geometry()
+    kernel, stride, padding, dilation, n, title = model_layer_geometry()
   else:
     kernel, stride, dilation, n = FLAGS.kernel, FLAGS.stride, FLAGS.dilation, FLAGS.input_size
     padding = int(FLAGS.padding) if FLAGS.padding.isdigit() else FLAGS.padding
-    pads, _ = conv_geometry(n, kernel, stride, padding, dilation)
     title = ''
-  out = layers.conv_output_size(n, kernel, stride, pads, dilation)
+  pads, out = conv_geometry(n, kernel, stride, padding, dilation)
   if out < 1:
     raise ValueError(f'a kernel of extent {layers.effective_kernel(kernel, dilation)} does '
                      f'not fit an input of {n} padded by {pads}')
@@ -294,45 +277,37 @@ def conv_geometry(n: int, kernel: int, stride: int, padding, dilation: int):
 
 
 def model_layer_geometry():
-  """(kernel, stride, (pad_lo, pad_hi), dilation, input size, title) of --layer."""
+  """(kernel, stride, padding, dilation, input size, title) of --layer."""
   config, model = load_model()
   rows = {r['name']: r for r in layer_rows(model.net, config)}
   modules = {layer_stats.name_of(path): m for path, m in nnx.iter_modules(model.net.module)}
   module = modules.get(FLAGS.layer)
   if FLAGS.layer not in rows or not isinstance(module, layer_stats.SPATIAL):
-    names = conv_names(rows.values())
+    names = [r['name'] for r in rows.values() if r['type'] == 'Conv']
     raise ValueError(f'--layer={FLAGS.layer}: not a conv or pooling layer of '
                      f'{config.model.name}; its conv layers are {", ".join(names)}')
   (k, _), (s, _), (d, _) = layer_stats.geometry(module)
   n = rows[FLAGS.layer]['input_shape'][0]
-  pads = layers.resolve_padding(module.padding, (n, n), k, s, d)[0]
-  return k, s, pads, d, n, f'{config.model.name} {FLAGS.layer} ({type(module).__name__})'
+  return (k, s, module.padding, d, n,
+          f'{config.model.name} {FLAGS.layer} ({type(module).__name__})')
 
 
 def check_mode(args: list[str]) -> str:
   """The one mode given (before the flags or after them), else one line and exit 2."""
-  if len(args) == 1 and args[0] in MODES:
+  if len(args) == 1 and args[0] in DRAW:
     return args[0]
   if not args:
     cli.fail('visualize.py', f'give a mode: visualize.py MODE --workdir=DIR --out=FILE.png, '
-             f'MODE one of {", ".join(MODES)}')
+             f'MODE one of {", ".join(DRAW)}')
   if len(args) > 1:
-    cli.fail('visualize.py', f'give one mode, not {" ".join(args)}: one of {", ".join(MODES)}')
-  close = difflib.get_close_matches(args[0], MODES, n=1)
-  cli.fail('visualize.py', f'unknown mode {args[0]!r}' + (f'; did you mean {close[0]!r}?'
-                                                         if close else '')
-           + f' (one of {", ".join(MODES)})')
+    cli.fail('visualize.py', f'give one mode, not {" ".join(args)}: one of {", ".join(DRAW)}')
+  close = difflib.get_close_matches(args[0], DRAW, n=1)
+  hint = f'; did you mean {close[0]!r}?' if close else ''
+  cli.fail('visualize.py', f'unknown mode {args[0]!r}{hint} (one of {", ".join(DRAW)})')
 
 
 DRAW = {'filters': filters, 'features': features, 'saliency': saliency,
         'occlusion': occlusion, 'curves': curves, 'conv-arithmetic': conv_arithmetic}
-
-
-def save_array(value, path: str):
-  if isinstance(value, dict):
-    np.savez(path, **{k.replace('/', '.'): v for k, v in value.items()})
-  else:
-    np.save(path, value)
 
 
 def main(argv):
@@ -345,8 +320,10 @@ def main(argv):
     value, shown = DRAW[mode](config, model)  # (the numbers; what the figure is of)
   except ValueError as e:  # LoadError, DatasetError, a bad flag
     cli.fail('visualize.py', str(e))
-  if FLAGS.save_array:
-    save_array(value, FLAGS.save_array)
+  if isinstance(value, dict) and FLAGS.save_array:
+    np.savez(FLAGS.save_array, **{k.replace('/', '.'): v for k, v in value.items()})
+  elif FLAGS.save_array:
+    np.save(FLAGS.save_array, value)
   print(json.dumps({'mode': mode, 'out': FLAGS.out, **shown,
                     **({'array': FLAGS.save_array} if FLAGS.save_array else {})}))
 

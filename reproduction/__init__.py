@@ -1,4 +1,1 @@
-"""What reproduce.py reproduces.
-
-  paper_tables  the papers' published numbers, row by row, each with our config
-"""
+"""What reproduce.py reproduces: `paper_tables`, the papers' numbers, each row with our config."""

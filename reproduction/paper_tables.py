@@ -2,8 +2,9 @@
 
 A row: `name` (also its run's directory), `config` (a config file) and `overrides` (its
 `get_config` arguments and `config.` keys, as in a sweep), whose model at the config's
-image size and `num_classes` gives the parameters and multiply-adds, and `paper`: {params, mult_adds, top1_err, top5_err} as published
-(None where the source gives none), with `source`. `eval_mode` is how the paper
+image size and `num_classes` gives the parameters and multiply-adds, and `paper`: {params,
+mult_adds, top1_err, top5_err} as published (None where the source gives none), with
+`source`. `eval_mode` is how the paper
 evaluated (evaluate.py's modes; a row's own `eval_mode` overrides its table's).
 """
 
@@ -12,10 +13,9 @@ M, G = 1e6, 1e9
 
 def _row(name, config, overrides, num_classes, source, params=None, mult_adds=None,
          top1_err=None, top5_err=None, note='', eval_mode=None):
-  return {'name': name, 'config': config, 'overrides': overrides,
-          'num_classes': num_classes, 'source': source,
-          'note': note, 'eval_mode': eval_mode, 'paper': {'params': params, 'mult_adds': mult_adds,
-                                  'top1_err': top1_err, 'top5_err': top5_err}}
+  paper = {'params': params, 'mult_adds': mult_adds, 'top1_err': top1_err, 'top5_err': top5_err}
+  return {'name': name, 'config': config, 'overrides': overrides, 'num_classes': num_classes,
+          'source': source, 'note': note, 'eval_mode': eval_mode, 'paper': paper}
 
 
 # He et al. 2016, Table 6: CIFAR-10 test error (%), "best (mean±std)" for 110; params.

@@ -1,27 +1,19 @@
-"""A sweep's results: one row per trial in results.csv and results.md, and PNG plots.
-
-Rows are sorted by final eval top-1; each carries the trial's overrides, final and best
-eval metrics, parameters, multiply-adds and wall time (from the trial's
-final_metrics.json and trial.json). Plots (DIR/plots/): final top-1 against each swept
-parameter, one line per value of the next swept parameter (averaged over any others);
-and every trial's learning curves overlaid.
-"""
+"""A sweep's results: a row per trial in results.csv and results.md (its overrides, final
+and best eval metrics, size and wall time, from its final_metrics.json and trial.json),
+and the plots of DIR/plots/ (what each shows: plot_accuracy, plot_learning_curves)."""
 
 import collections
 import math
 import os
 import time
 
-import matplotlib
+from configs import hyper
+from lib import formatting
+from lib import workdir as workdir_lib
+from sweeping import sweeps
+from visualization import plots
 
-matplotlib.use('Agg')  # files only: no display on clusters and CI
-import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
-from matplotlib.lines import Line2D  # pylint: disable=wrong-import-position
-
-from configs import hyper  # pylint: disable=wrong-import-position
-from lib import formatting  # pylint: disable=wrong-import-position
-from lib import workdir as workdir_lib  # pylint: disable=wrong-import-position
-from sweeping import sweeps  # pylint: disable=wrong-import-position
+plt = plots.plt  # (pyplot on the Agg backend: files only)
 
 METRIC_COLUMNS = ('status', 'top1', 'best_top1', 'top5', 'loss', 'step', 'params',
                   'mult_adds', 'wall_time', 'error')
@@ -100,23 +92,14 @@ def report(sweep_dir: str) -> str:
   if failed:
     md.append('\nFailed trials:\n\n' + ''.join(f"- {r['trial']}: {r['error']}\n"
                                              for r in failed))
-  plots = plot_accuracy(rows, swept, os.path.join(sweep_dir, 'plots'))
-  plots += plot_learning_curves(sweep_dir, trials, os.path.join(sweep_dir, 'plots'))
-  if plots:
-    md.append('\nPlots: ' + ', '.join(os.path.relpath(p, sweep_dir) for p in plots) + '\n')
+  figures = plot_accuracy(rows, swept, os.path.join(sweep_dir, 'plots'))
+  figures += plot_learning_curves(sweep_dir, trials, os.path.join(sweep_dir, 'plots'))
+  if figures:
+    md.append('\nPlots: ' + ', '.join(os.path.relpath(p, sweep_dir) for p in figures) + '\n')
   text = '\n'.join(md)
   with open(os.path.join(sweep_dir, 'results.md'), 'w') as f:
     f.write(text)
   return text
-
-
-def _positions(values):
-  """Numbers stand at their value, anything else in order of appearance."""
-  if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-    ordered = sorted(set(values))
-    return ordered, ordered, False
-  ordered = list(dict.fromkeys(values))
-  return list(range(len(ordered))), ordered, True
 
 
 def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]:
@@ -125,11 +108,14 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
   done = [r for r in rows if r['status'] == 'done' and r['top1'] is not None]
   if not done or not swept:
     return []
-  os.makedirs(out_dir, exist_ok=True)
   paths = []
   for i, p in enumerate(swept):
     q = swept[(i + 1) % len(swept)] if len(swept) > 1 else None
-    xs, labels, categorical = _positions([r[p] for r in done])
+    # Numbers stand at their value, anything else (strings, booleans) in order of appearance.
+    labels = list(dict.fromkeys(r[p] for r in done))
+    categorical = any(isinstance(v, (str, bool)) for v in labels)
+    labels = labels if categorical else sorted(labels)
+    xs = list(range(len(labels))) if categorical else labels
     fig, ax = plt.subplots(figsize=(6, 4))
     for q_value in (list(dict.fromkeys(r[q] for r in done)) if q else [None]):
       points = []
@@ -148,10 +134,8 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
     legend = [ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1.0), fontsize=8,
                         frameon=False)] if q else []  # right of the plot: covers no line
     fig.tight_layout()
-    path = os.path.join(out_dir, f'top1_vs_{label(p)}.png')
-    fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=legend)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(os.path.join(out_dir, f'top1_vs_{label(p)}.png'))
+    plots.save(fig, paths[-1], legend)
   return paths
 
 
@@ -167,7 +151,6 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
   if not ran:
     return []
   swept, _ = hyper.swept_and_fixed([t['overrides'] for t in trials])
-  os.makedirs(out_dir, exist_ok=True)
   fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
   colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
   lines = []
@@ -185,7 +168,7 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
     # A trial as the legend names it: its swept settings (what all trials share left out).
     name = ', '.join(f"{label(k)}={trial['overrides'][k]}" for k in swept
                      if k in trial['overrides']) or trial['name']
-    lines.append(Line2D([], [], color=colour, marker='.', label=name))
+    lines.append(plt.Line2D([], [], color=colour, marker='.', label=name))
   loss_ax.set(xlabel='step', ylabel='train loss', yscale='log')
   acc_ax.set(xlabel='step', ylabel='eval top-1 (%)')
   for ax in (loss_ax, acc_ax):
@@ -196,6 +179,5 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
     legend = [fig.legend(handles=lines, loc='upper center', bbox_to_anchor=(0.5, 0.0),
                          ncol=min(len(lines), 4), fontsize=8, frameon=False)]
   path = os.path.join(out_dir, 'learning_curves.png')
-  fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=legend)
-  plt.close(fig)
+  plots.save(fig, path, legend)
   return [path]

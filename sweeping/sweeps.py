@@ -8,6 +8,7 @@ import ctypes
 import difflib
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -135,8 +136,7 @@ def config_keys(overrides: dict) -> dict:
           if k.startswith(CONFIG_PREFIX)}
 
 
-def make_trial(config_path: str, overrides: dict, swept: list[str],
-               cwd: str | None = None) -> dict:
+def make_trial(config_path: str, overrides: dict, swept: list[str]) -> dict:
   """A trial as the runner needs it, run in the caller's directory (so that relative
   paths mean what they meant there)."""
   args = {k: v for k, v in overrides.items() if not k.startswith(CONFIG_PREFIX)}
@@ -145,8 +145,7 @@ def make_trial(config_path: str, overrides: dict, swept: list[str],
       raise SweepError(f'sweep value {key}={value!r} contains one of , = : which the '
                        '`file.py:arg` syntax cannot carry; set it through a config. key')
   arg = ','.join(f'{k}={format_value(v)}' for k, v in args.items())
-  return {'name': trial_name(overrides, swept), 'cwd': cwd or os.getcwd(),
-          'overrides': overrides,
+  return {'name': trial_name(overrides, swept), 'cwd': os.getcwd(), 'overrides': overrides,
           'config': config_path + (f':{arg}' if arg else ''),
           'config_overrides': {k: format_value(v) for k, v in config_keys(overrides).items()}}
 
@@ -338,8 +337,7 @@ def _parent_death_signal():
     prctl = ctypes.CDLL(None, use_errno=True).prctl
   except (OSError, AttributeError):
     return None
-  pr_set_pdeathsig = 1
-  return lambda: prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+  return lambda: prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
 
 
 _end_with_parent = _parent_death_signal()
@@ -403,9 +401,7 @@ def visible_gpus() -> list[str]:
   """This machine's GPUs, without initialising JAX here (it would claim their memory)."""
   if 'CUDA_VISIBLE_DEVICES' in os.environ:
     return [d for d in os.environ['CUDA_VISIBLE_DEVICES'].split(',') if d.strip()]
-  if not shutil.which('nvidia-smi'):
-    return []
-  try:
+  try:  # (no nvidia-smi: FileNotFoundError, an OSError)
     out = subprocess.run(['nvidia-smi', '-L'], capture_output=True, text=True, timeout=30,
                          check=True).stdout
   except (OSError, subprocess.SubprocessError):
@@ -430,11 +426,6 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
            'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
            'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fractions[i % len(gpus)]:g}'}
           for i in range(count)]
-
-
-def local_slots(count: int) -> list[dict]:
-  """assign_slots over this machine's GPUs."""
-  return assign_slots(count, visible_gpus())
 
 
 def slot_record(env: dict) -> dict:
@@ -568,7 +559,7 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
   to run: the GPUs are shared among those); False if one failed."""
   todo = [t for t, s in zip(trials, states) if s != 'done']
   at_once = max(1, min(parallel, len(todo)))
-  envs = local_slots(at_once)
+  envs = assign_slots(at_once, visible_gpus())
   print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(todo)} done, '
         f'{len(todo)} to run, {at_once} at a time{describe_slots(envs)}', flush=True)
   if dry_run:
@@ -610,13 +601,10 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
 
 def array_spec(indices: list[int]) -> str:
   """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (sbatch --array)."""
-  parts, start = [], None
-  for i, n in enumerate(indices):
-    if start is None:
-      start = n
-    if i + 1 == len(indices) or indices[i + 1] != n + 1:
-      parts.append(f'{start}-{n}' if n > start else f'{n}')
-      start = None
+  parts = []
+  for _, run in itertools.groupby(enumerate(indices), lambda pair: pair[1] - pair[0]):
+    run = [n for _, n in run]  # consecutive indices: n - i is the same along a run
+    parts.append(f'{run[0]}-{run[-1]}' if len(run) > 1 else f'{run[0]}')
   return ','.join(parts)
 
 
@@ -679,7 +667,7 @@ def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options:
   print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(indices)} done, '
         f'{len(indices)} to submit', flush=True)
   if not indices:
-    return None
+    return
   script = slurm_script(sweep_dir, name, indices, options, parallel, allow_schedule_change)
   report = ['sbatch', '--parsable', '--dependency=afterany:{job}', f'--job-name={name}-report',
             f'--output={os.path.abspath(sweep_dir)}/slurm/report-%j.out', '--ntasks=1']
@@ -689,7 +677,7 @@ def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options:
   if dry_run:
     print(script)
     print('then: ' + ' '.join(report[:-1]) + f" '{report[-1]}'")
-    return None
+    return
   os.makedirs(os.path.join(sweep_dir, 'slurm'), exist_ok=True)
   path = os.path.join(sweep_dir, 'slurm', 'sweep.sbatch')
   with open(path, 'w') as f:
@@ -705,7 +693,6 @@ def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options:
   print(f'Submitted job array {job} ({len(indices)} tasks: {path}) and the report as job '
         f'{report_job}.\n  squeue -j {job}          # the trials\n'
         f'  python {" ".join(report_args)} --workdir={sweep_dir}   # results so far', flush=True)
-  return job
 
 
 def _sbatch(cmd: list[str]) -> str:

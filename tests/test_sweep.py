@@ -120,8 +120,8 @@ def test_the_gpu_share_comes_from_the_trials_that_run(monkeypatch, tmp_path):
   """--parallel=1000 for 4 trials on one GPU: 4 at a time, a quarter of it each (not
   1/1000); the machine's GPUs come from CUDA_VISIBLE_DEVICES."""
   monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '4,6')
-  assert sweep.local_slots(2) == [{'CUDA_VISIBLE_DEVICES': '4'},
-                                  {'CUDA_VISIBLE_DEVICES': '6'}]
+  assert sweep.assign_slots(2, sweep.visible_gpus()) == [{'CUDA_VISIBLE_DEVICES': '4'},
+                                                         {'CUDA_VISIBLE_DEVICES': '6'}]
   code, out, err = run_sweep('--config=configs/sweeps/lenet_pooling.py:quick',
                              f'--workdir={tmp_path}/s', '--parallel=1000', '--dry_run',
                              env={'CUDA_VISIBLE_DEVICES': '7'})

@@ -1,5 +1,7 @@
-"""visualize.py's figures, drawn with matplotlib into PNG files (no display needed)."""
+"""visualize.py's figures, drawn with matplotlib into PNG files (no display needed); the
+sweep and table reports draw theirs with its `plt` and `save`."""
 
+import itertools
 import os
 
 import matplotlib
@@ -9,9 +11,11 @@ import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
 
-def _save(fig, path: str):
+def save(fig, path: str, extra_artists=None):
+  """The figure as a PNG file, cropped to what it draws (`extra_artists`: the legends
+  outside its axes), then closed."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100, bbox_inches='tight')
+  fig.savefig(path, dpi=100, bbox_inches='tight', bbox_extra_artists=extra_artists)
   plt.close(fig)
 
 
@@ -22,7 +26,7 @@ def show_image(image: np.ndarray, title: str, path: str):
   ax.imshow(image, interpolation='nearest')
   ax.set_title(title, fontsize=9)
   ax.axis('off')
-  _save(fig, path)
+  save(fig, path)
 
 
 def show_images(panels: list[tuple[np.ndarray, str]], title: str, path: str):
@@ -33,7 +37,7 @@ def show_images(panels: list[tuple[np.ndarray, str]], title: str, path: str):
     ax.set_title(caption, fontsize=9)
     ax.axis('off')
   fig.suptitle(title, fontsize=10)
-  _save(fig, path)
+  save(fig, path)
 
 
 def _as_rgb(view: np.ndarray) -> np.ndarray:
@@ -58,7 +62,7 @@ def show_heat(view: np.ndarray, heat: np.ndarray, title: str, path: str,
   for ax in axes:
     ax.axis('off')
   fig.suptitle(title, fontsize=10)
-  _save(fig, path)
+  save(fig, path)
 
 
 def show_curves(series: dict, path: str):
@@ -85,7 +89,7 @@ def show_curves(series: dict, path: str):
     ax.legend(fontsize=7)
   axes[0].set_yscale('log')
   fig.tight_layout()
-  _save(fig, path)
+  save(fig, path)
 
 
 def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, out: int,
@@ -95,37 +99,29 @@ def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, 
   input cell."""
   lo, hi = pads
   size = n + lo + hi
-  coverage = np.zeros((size, size), int)
   taps = [i * dilation for i in range(kernel)]
-  for r in range(out):
-    for c in range(out):
-      for dy in taps:
-        for dx in taps:
-          coverage[r * stride + dy, c * stride + dx] += 1
+  # The outputs that read a cell: those along its row times those along its column.
+  reads = np.bincount([r * stride + t for r in range(out) for t in taps], minlength=size)
+  coverage = np.outer(reads, reads)
   fig, axes = plt.subplots(1, 2, figsize=(10, 5),
                            gridspec_kw={'width_ratios': [size, max(out, 1)]})
   ax = axes[0]
-  for y in range(size):
-    for x in range(size):
-      inside = lo <= y < lo + n and lo <= x < lo + n
-      ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor='white' if inside else '#dddddd',
-                                 edgecolor='#999999', linewidth=0.5))
-  second = (0, stride) if out > 1 else None
-  for (top, left), colour in [((0, 0), '#1f77b4'), (second, '#ff7f0e')]:
-    if top is None:
-      continue
-    for dy in taps:
-      for dx in taps:
-        ax.add_patch(plt.Rectangle((left + dx + 0.1, top + dy + 0.1), 0.8, 0.8,
-                                   facecolor=colour, alpha=0.45, edgecolor=colour))
+  for y, x in itertools.product(range(size), repeat=2):
+    inside = lo <= y < lo + n and lo <= x < lo + n
+    ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor='white' if inside else '#dddddd',
+                               edgecolor='#999999', linewidth=0.5))
+  firsts = [((0, 0), '#1f77b4'), ((0, stride), '#ff7f0e')][:min(out, 2)]
+  for (top, left), colour in firsts:
+    for dy, dx in itertools.product(taps, repeat=2):
+      ax.add_patch(plt.Rectangle((left + dx + 0.1, top + dy + 0.1), 0.8, 0.8,
+                                 facecolor=colour, alpha=0.45, edgecolor=colour))
   ax.set_title(f'input {n}x{n}, padding {lo}+{hi} (grey), kernel {kernel}, stride {stride}'
                f', dilation {dilation}', fontsize=9)
   ax = axes[1]
-  for y in range(out):
-    for x in range(out):
-      colour = '#1f77b4' if (y, x) == (0, 0) else '#ff7f0e' if (y, x) == (0, 1) else 'white'
-      ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor=colour,
-                                 alpha=0.6 if colour != 'white' else 1, edgecolor='#999999'))
+  for y, x in itertools.product(range(out), repeat=2):
+    colour = '#1f77b4' if (y, x) == (0, 0) else '#ff7f0e' if (y, x) == (0, 1) else 'white'
+    ax.add_patch(plt.Rectangle((x, y), 1, 1, facecolor=colour,
+                               alpha=0.6 if colour != 'white' else 1, edgecolor='#999999'))
   ax.set_title(f'output {out}x{out} = floor(({n} + {lo} + {hi} - {dilation}*({kernel}-1) - 1)'
                f' / {stride}) + 1', fontsize=9)
   for ax, extent in zip(axes, (size, max(out, 1))):
@@ -135,5 +131,5 @@ def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, 
     ax.axis('off')
   if title:
     fig.suptitle(title, fontsize=10)
-  _save(fig, path)
+  save(fig, path)
   return coverage
