@@ -53,6 +53,15 @@ def in_epochs(c, num_epochs, eval_every=None, checkpoint_every=None):
     c.checkpoint_every_epochs, c.checkpoint_every_steps = checkpoint_every, None
 
 
+def imagenet(c, augment: str, batch_size: int, image_size: int = 224):
+  """ImageNet (ILSVRC-2012): trained on its training set, evaluated on its validation set."""
+  c.dataset.name = 'imagenet2012'
+  c.dataset.eval_split = 'validation'
+  c.dataset.image_size = image_size
+  c.dataset.augment = augment
+  c.batch_size = batch_size
+
+
 def plateau_recipe(c):
   """The Caffe-era ImageNet recipe of AlexNet (section 5) and VGG (section 3.1): SGD with
   momentum 0.9 (the default), weight decay 5e-4, learning rate 0.01 divided by 10 each

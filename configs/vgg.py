@@ -28,13 +28,9 @@ def get_config(arg=None):
     c.schedule.learning_rate = 0.1 if a['bn'] else 0.01
     return c
   c.model = {'name': name + ('_bn' if a['bn'] else '')}
-  c.dataset.name = 'imagenet2012'
-  c.dataset.eval_split = 'validation'
-  c.dataset.image_size = 224
-  c.dataset.augment = 'vgg'
+  common.imagenet(c, 'vgg', 256)
   c.dataset.scale_min, c.dataset.scale_max = (256, 512) if a['jitter'] else (256, 256)
   c.dataset.eval_resize = 384 if a['jitter'] else 256
-  c.batch_size = 256
   common.in_epochs(c, 74, eval_every=1, checkpoint_every=1)
   common.plateau_recipe(c)
   return c
