@@ -19,7 +19,7 @@ def parse_arg(arg: str | None, **defaults):
       raise ValueError(f'this config file takes no argument; got {arg!r}: drop the :{arg}')
     if key not in defaults:
       raise ValueError(f'config argument {key!r} is not one of {sorted(defaults)}')
-    kind = type(defaults[key])
+    kind = str if defaults[key] is None else type(defaults[key])
     if not eq:
       if kind is not bool:
         raise ValueError(f'config argument {key} needs a value: {key}=VALUE, like its '
@@ -31,8 +31,6 @@ def parse_arg(arg: str | None, **defaults):
         raise ValueError(f'config argument {key}={value!r}: give true or false (or 1/0, '
                          'yes/no), or the bare word for true')
       result[key] = BOOLEANS[value.lower()]
-    elif defaults[key] is None:
-      result[key] = value
     else:
       try:
         result[key] = kind(value)
