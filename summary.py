@@ -39,14 +39,13 @@ COLUMNS = ('layer', 'type', 'output shape', 'params', 'mult-adds', 'rf', 'jump')
 
 def format_rows(rows: list[dict], fmt: str) -> str:
   """Layer rows and a totals line as an aligned table, markdown or CSV."""
-  cells = [[r['name'], r['type'], 'x'.join(map(str, r['output_shape'])), f"{r['params']:,}",
-            f"{r['macs']:,}", '' if r['rf'] is None else str(r['rf']),
+  number = '{}' if fmt == 'csv' else '{:,}'  # (plain numbers for a spreadsheet)
+  cells = [[r['name'], r['type'], 'x'.join(map(str, r['output_shape'])),
+            number.format(r['params']), number.format(r['macs']),
+            '' if r['rf'] is None else str(r['rf']),
             '' if r['jump'] is None else str(r['jump'])] for r in rows]
-  total = ['total', '', '', f"{sum(r['params'] for r in rows):,}",
-           f"{sum(r['macs'] for r in rows):,}", '', '']
-  if fmt == 'csv':  # plain numbers for a spreadsheet
-    cells = [[c.replace(',', '') for c in row] for row in cells]
-    total = [c.replace(',', '') for c in total]
+  total = ['total', '', '', number.format(sum(r['params'] for r in rows)),
+           number.format(sum(r['macs'] for r in rows)), '', '']
   return formatting.table(list(COLUMNS), cells, 'text' if fmt == 'table' else fmt,
                           right_from=3, footer=total)
 

@@ -17,11 +17,7 @@ def get_config(arg=None):
   a = common.parse_arg(arg, v1=False, zfnet=False)
   c = base_config()
   c.model = {'name': 'zfnet' if a['zfnet'] else 'alexnet_v1' if a['v1'] else 'alexnet'}
-  c.dataset.name = 'imagenet2012'
-  c.dataset.eval_split = 'validation'
-  c.dataset.image_size = 227 if a['v1'] else 224
-  c.dataset.augment = 'alexnet'
-  c.batch_size = 128
+  common.imagenet(c, 'alexnet', 128, image_size=227 if a['v1'] else 224)
   common.in_epochs(c, 70 if a['zfnet'] else 90, eval_every=1, checkpoint_every=1)
   common.plateau_recipe(c)
   return c

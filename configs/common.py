@@ -19,7 +19,7 @@ def parse_arg(arg: str | None, **defaults):
       raise ValueError(f'this config file takes no argument; got {arg!r}: drop the :{arg}')
     if key not in defaults:
       raise ValueError(f'config argument {key!r} is not one of {sorted(defaults)}')
-    kind = type(defaults[key])
+    kind = str if defaults[key] is None else type(defaults[key])
     if not eq:
       if kind is not bool:
         raise ValueError(f'config argument {key} needs a value: {key}=VALUE, like its '
@@ -31,8 +31,6 @@ def parse_arg(arg: str | None, **defaults):
         raise ValueError(f'config argument {key}={value!r}: give true or false (or 1/0, '
                          'yes/no), or the bare word for true')
       result[key] = BOOLEANS[value.lower()]
-    elif defaults[key] is None:
-      result[key] = value
     else:
       try:
         result[key] = kind(value)
@@ -51,6 +49,15 @@ def in_epochs(c, num_epochs, eval_every=None, checkpoint_every=None):
     c.eval_every_epochs, c.eval_every_steps = eval_every, None
   if checkpoint_every is not None:
     c.checkpoint_every_epochs, c.checkpoint_every_steps = checkpoint_every, None
+
+
+def imagenet(c, augment: str, batch_size: int, image_size: int = 224):
+  """ImageNet (ILSVRC-2012): trained on its training set, evaluated on its validation set."""
+  c.dataset.name = 'imagenet2012'
+  c.dataset.eval_split = 'validation'
+  c.dataset.image_size = image_size
+  c.dataset.augment = augment
+  c.batch_size = batch_size
 
 
 def plateau_recipe(c):

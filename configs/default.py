@@ -14,11 +14,6 @@ from configs import keys
 DURATIONS = keys.DURATIONS  # (each a pair: steps, epochs)
 
 
-def _maybe(value, kind):
-  """A key that may be None and takes `kind` from the command line."""
-  return ml_collections.FieldReference(value, field_type=kind)
-
-
 def clear_duration_partners(config, given):
   """For each duration key in `given` (dotted keys set on the command line or by a
   sweep), set its partner to None unless it was given too: `--config.num_train_steps=500`
@@ -39,7 +34,9 @@ def get_config(arg=None):
       if group not in node:
         node[group] = ml_collections.ConfigDict()
       node = node[group]
-    node[leaf] = _maybe(key.default, key.type) if key.admits_none else key.default
+    # (a key that admits None takes its type from the command line as a FieldReference)
+    node[leaf] = (ml_collections.FieldReference(key.default, field_type=key.type)
+                  if key.admits_none else key.default)
   return c
 
 
@@ -62,9 +59,7 @@ def admits_none(config, key: str) -> bool:
 def _value(config, key: str):
   """The value of a dotted key, or _MISSING."""
   for part in key.split('.'):
-    if not hasattr(config, 'items') or part not in config:
-      return _MISSING
-    config = config[part]
+    config = config.get(part, _MISSING) if hasattr(config, 'items') else _MISSING
   return config
 
 

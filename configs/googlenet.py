@@ -16,11 +16,7 @@ def get_config(arg=None):
   a = common.parse_arg(arg, bn=False)
   c = base_config()
   c.model = {'name': 'googlenet', 'batch_norm': a['bn']}
-  c.dataset.name = 'imagenet2012'
-  c.dataset.eval_split = 'validation'
-  c.dataset.image_size = 224
-  c.dataset.augment = 'imagenet'
-  c.batch_size = 256
+  common.imagenet(c, 'imagenet', 256)
   common.in_epochs(c, 120, eval_every=1, checkpoint_every=1)
   c.optimizer.weight_decay = 2e-4
   c.schedule.name = 'step'

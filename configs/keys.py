@@ -77,10 +77,6 @@ def finite(value) -> bool:
   return all(math.isfinite(v) for v in values if isinstance(v, (int, float)))
 
 
-def one_of(*names: str) -> Test:
-  return (lambda v: v in names), f'one of {list(names)}'
-
-
 # ------------------------------------------------------------------ read-when conditions
 
 def schedule_is(*names: str) -> Test:
@@ -313,7 +309,8 @@ KEYS = {k.name: k for k in [
 
     # ---- the run
     Key('precision', 'float32', 'float32 | bfloat16: the compute; params stay float32',
-        range=one_of('float32', 'bfloat16'), affects=('model_output', 'bfloat16', {})),
+        range=(lambda v: v in ('float32', 'bfloat16'), "one of ['float32', 'bfloat16']"),
+        affects=('model_output', 'bfloat16', {})),
     Key('log_every_steps', 100, 'steps between progress lines and metrics.jsonl records '
         '(or log_every_epochs)', none=True, range=COUNT, affects=('length', 1, {})),
     Key('log_every_epochs', None, 'epochs between them (or log_every_steps)', kind=float,

@@ -26,11 +26,7 @@ def get_config(arg=None):
     c.model.name = f'resnet{depth}'
     if a['stride_in_1x1']:  # the paper's bottleneck (Table 1's FLOPs), not torchvision's
       c.model.stride_in_1x1 = True
-    c.dataset.name = 'imagenet2012'
-    c.dataset.eval_split = 'validation'
-    c.dataset.image_size = 224
-    c.dataset.augment = 'imagenet'
-    c.batch_size = 256
+    common.imagenet(c, 'imagenet', 256)
     common.in_epochs(c, 90)
     c.schedule.name = 'step'
     c.schedule.learning_rate = 0.1

@@ -17,24 +17,20 @@ from configs.default import get_config as base_config
 def get_config(arg=None):
   a = common.parse_arg(arg, config='D', bn=False, cifar=False, jitter=False)
   c = base_config()
-  name = 'vgg_' + a['config'].lower().replace('-', '_')
+  name = 'vgg_' + a['config'].lower().replace('-', '_') + ('_bn' if a['bn'] else '')
   c.optimizer.weight_decay = 5e-4
   if a['cifar']:
-    c.model = {'name': name + ('_bn' if a['bn'] else ''), 'head': 'linear'}
+    c.model = {'name': name, 'head': 'linear'}
     c.dataset.name = 'cifar10'
     c.dataset.augment = 'cifar'
     common.in_epochs(c, 200, eval_every=5, checkpoint_every=5)
     c.schedule.name = 'cosine'
     c.schedule.learning_rate = 0.1 if a['bn'] else 0.01
     return c
-  c.model = {'name': name + ('_bn' if a['bn'] else '')}
-  c.dataset.name = 'imagenet2012'
-  c.dataset.eval_split = 'validation'
-  c.dataset.image_size = 224
-  c.dataset.augment = 'vgg'
+  c.model = {'name': name}
+  common.imagenet(c, 'vgg', 256)
   c.dataset.scale_min, c.dataset.scale_max = (256, 512) if a['jitter'] else (256, 256)
   c.dataset.eval_resize = 384 if a['jitter'] else 256
-  c.batch_size = 256
   common.in_epochs(c, 74, eval_every=1, checkpoint_every=1)
   common.plateau_recipe(c)
   return c

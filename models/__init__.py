@@ -87,10 +87,9 @@ def _lookup(name: str):
 SET_BY_TRAINER = ('num_classes', 'in_channels', 'image_size', 'dtype', 'rngs')
 
 
-def _signature(constructor) -> tuple[list[inspect.Parameter], set[str]]:
-  """The constructor's parameters, less those its registry partial binds, and the names
-  of all it takes. (An nnx.Module class's own signature is its metaclass's
-  (*args, **kwargs): __init__'s is read.)"""
+def _signature(constructor) -> list[inspect.Parameter]:
+  """The constructor's parameters, less those its registry partial binds. (An nnx.Module
+  class's own signature is its metaclass's (*args, **kwargs): __init__'s is read.)"""
   positional, bound = 0, set()
   while isinstance(constructor, partial):
     positional += len(constructor.args)
@@ -99,10 +98,8 @@ def _signature(constructor) -> tuple[list[inspect.Parameter], set[str]]:
   init = constructor.__init__ if isinstance(constructor, type) else constructor
   params = list(inspect.signature(init).parameters.values())
   params = params[1:] if isinstance(constructor, type) else params  # (self)
-  names = {p.name for p in params}
-  free = [p for p in params[positional:] if p.name not in bound
+  return [p for p in params[positional:] if p.name not in bound
           and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
-  return free, names
 
 
 def arguments(name: str) -> dict[str, inspect.Parameter]:
@@ -110,8 +107,7 @@ def arguments(name: str) -> dict[str, inspect.Parameter]:
   their defaults and annotated types (a Literal's values are its range), less those its
   registry entry binds (`resnet50`'s stages) and those the trainer sets
   (SET_BY_TRAINER). Declared once, in the model's signature."""
-  free, _ = _signature(_lookup(name)[0])
-  return {p.name: p for p in free if p.name not in SET_BY_TRAINER}
+  return {p.name: p for p in _signature(_lookup(name)[0]) if p.name not in SET_BY_TRAINER}
 
 
 def argument_type(param: inspect.Parameter) -> tuple:
@@ -157,7 +153,7 @@ def create_model(name: str, *, rngs: nnx.Rngs | None = None, image_size: int | N
   with constructor arguments overridden; `image_size` (default: the model's native one)
   reaches the models whose layers depend on it."""
   constructor, native = _lookup(name)
-  if 'image_size' in _signature(constructor)[1]:
+  if any(p.name == 'image_size' for p in _signature(constructor)):
     overrides['image_size'] = image_size or native
   try:
     model = constructor(**overrides, rngs=rngs or nnx.Rngs(0))

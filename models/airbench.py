@@ -29,12 +29,9 @@ WHITEN_KERNEL = 2
 WHITEN_EPS = 5e-4
 
 
-def torch_default_init(key, shape, dtype=jnp.float32):
-  """PyTorch's default for Conv2d and Linear weights: kaiming_uniform(a=sqrt(5)), that is
-  U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (HWIO or (in, out) shapes)."""
-  fan_in = int(np.prod(shape[:-1]))
-  bound = 1 / np.sqrt(fan_in)
-  return jax.random.uniform(key, shape, dtype, -bound, bound)
+# PyTorch's default for Conv2d and Linear weights: kaiming_uniform(a=sqrt(5)), that is
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)): a variance of 1/(3 fan_in).
+torch_default_init = nnx.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform')
 
 
 def dirac_init(key, shape, dtype=jnp.float32):
@@ -65,16 +62,13 @@ def whitening_weights(images, eps: float = WHITEN_EPS) -> np.ndarray:
 
 
 class ConvGroup(nnx.Module):
-  """conv 3x3 -> max pool 2 -> BN -> GELU -> conv 3x3 -> BN -> GELU (the package's
-  ConvGroup); airbench96's `residual` adds a third conv -> BN -> GELU and the pooled
-  input."""
+  """The package's ConvGroup (the module docstring); airbench96's `residual` adds a third
+  conv -> BN -> GELU and the pooled input."""
 
   def __init__(self, in_channels: int, width: int, residual: bool = False, *,
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     conv = lambda cin: layers.Conv(cin, width, 3, padding='SAME', use_bias=False,
                                    kernel_init=dirac_init, dtype=dtype, rngs=rngs)
-    # the package's BatchNorm: momentum 0.4 (0.6 on the old average), eps 1e-12, the
-    # weight frozen at 1
     norm = lambda: layers.BatchNorm(width, momentum=0.6, epsilon=1e-12, use_scale=False,
                                     dtype=dtype, rngs=rngs)
     self.conv1 = conv(in_channels)
@@ -98,9 +92,7 @@ def gelu(x):
 
 
 class AirBench(Model):
-  """airbench's network (see the module docstring); `whiten.kernel` comes from
-  `whitening_weights` of the training images, set once before training (init_from_data)
-  and never trained."""
+  """airbench's network (the module docstring)."""
 
   def __init__(self, variant: str = 'airbench94', num_classes: int = 10, *,
                in_channels: int = 3, image_size: int = 32, scaling_factor: float = 1 / 9,
@@ -125,18 +117,16 @@ class AirBench(Model):
     self.whiten_bias_epochs = whiten_bias_epochs
 
   def additions(self) -> Additions:
-    # airbench94: the whitening kernel is set from the first 5,000 training images and
-    # never trained; its bias trains for the first `whiten_bias_epochs` epochs only.
+    # The whitening kernel is set from the first 5,000 training images (whitening_weights)
+    # and never trained; its bias trains for the first `whiten_bias_epochs` epochs only.
     return Additions(frozen=('whiten/kernel',),
                      trained_for_epochs={'whiten/bias': self.whiten_bias_epochs},
                      init_from_data=self.init_from_data, init_images=5000)
 
   def init_from_data(self, params: dict, images) -> dict:
-    """`params` (a pure dict, as models.functional's) with the whitening kernel of
-    `images` (the first 5,000 training images, normalised, as airbench's train() takes
-    them)."""
-    kernel = whitening_weights(images)
-    return {**params, 'whiten': {**params['whiten'], 'kernel': kernel}}
+    """`params` (a pure dict) with the whitening kernel of `images` (normalised, as
+    airbench's train() takes them)."""
+    return {**params, 'whiten': {**params['whiten'], 'kernel': whitening_weights(images)}}
 
   def __call__(self, x):
     x = gelu(self.whiten(x))

@@ -48,11 +48,6 @@ def classifier(in_features: int, num_classes: int, dropout: float, *, dropout_fi
                            fc(4096, num_classes))
 
 
-def conv(in_channels, out_channels, kernel_size, stride, padding, dtype, rngs):
-  return layers.Conv(in_channels, out_channels, kernel_size, stride, padding=padding,
-                     dtype=dtype, rngs=rngs)
-
-
 class AlexNet(Model):
   """torchvision's alexnet: `features`, `avgpool` (to 6x6: any input size) and
   `classifier`, numbered as there."""
@@ -61,13 +56,13 @@ class AlexNet(Model):
                in_channels: int = 3, dtype: Any = jnp.float32, rngs: nnx.Rngs):
     c = dict(dtype=dtype, rngs=rngs)
     self.features = layers.Sequential(
-        conv(in_channels, 64, 11, 4, 2, **c), relu,                 # 224 -> 55
+        layers.Conv(in_channels, 64, 11, 4, 2, **c), relu,          # 224 -> 55
         layers.MaxPool(3, 2),                                       # 55 -> 27
-        conv(64, 192, 5, 1, 2, **c), relu,
+        layers.Conv(64, 192, 5, 1, 2, **c), relu,
         layers.MaxPool(3, 2),                                       # 27 -> 13
-        conv(192, 384, 3, 1, 1, **c), relu,
-        conv(384, 256, 3, 1, 1, **c), relu,
-        conv(256, 256, 3, 1, 1, **c), relu,
+        layers.Conv(192, 384, 3, 1, 1, **c), relu,
+        layers.Conv(384, 256, 3, 1, 1, **c), relu,
+        layers.Conv(256, 256, 3, 1, 1, **c), relu,
         layers.MaxPool(3, 2))                                       # 13 -> 6
     self.avgpool = layers.AdaptiveAvgPool((6, 6))
     self.classifier = classifier(256 * 6 * 6, num_classes, dropout, dropout_first=True,
@@ -91,15 +86,15 @@ class AlexNetV1(Model):
   @staticmethod
   def make_features(in_channels: int, c: dict) -> layers.Sequential:
     return layers.Sequential(
-        conv(in_channels, 96, 11, 4, 0, **c), relu,                 # 227 -> 55
+        layers.Conv(in_channels, 96, 11, 4, 0, **c), relu,          # 227 -> 55
         layers.LocalResponseNorm(**PAPER_LRN),
         layers.MaxPool(3, 2),                                       # 55 -> 27
-        conv(96, 256, 5, 1, 2, **c), relu,
+        layers.Conv(96, 256, 5, 1, 2, **c), relu,
         layers.LocalResponseNorm(**PAPER_LRN),
         layers.MaxPool(3, 2),                                       # 27 -> 13
-        conv(256, 384, 3, 1, 1, **c), relu,
-        conv(384, 384, 3, 1, 1, **c), relu,
-        conv(384, 256, 3, 1, 1, **c), relu,
+        layers.Conv(256, 384, 3, 1, 1, **c), relu,
+        layers.Conv(384, 384, 3, 1, 1, **c), relu,
+        layers.Conv(384, 256, 3, 1, 1, **c), relu,
         layers.MaxPool(3, 2))                                       # 13 -> 6
 
   def __call__(self, x):
@@ -116,13 +111,13 @@ class ZFNet(AlexNetV1):  # Fig. 3's features, AlexNetV1's head
     # Fig. 3's map sizes 110-55-26-13-13-13-6 need ceil-mode pooling (Caffe's rounding).
     pool = lambda: layers.MaxPool(3, 2, ceil_mode=True)
     return layers.Sequential(
-        conv(in_channels, 96, 7, 2, 1, **c), relu,                  # 224 -> 110
+        layers.Conv(in_channels, 96, 7, 2, 1, **c), relu,           # 224 -> 110
         pool(),                                                     # 110 -> 55
         layers.LocalResponseNorm(**PAPER_LRN),                      # "contrast normalised"
-        conv(96, 256, 5, 2, 0, **c), relu,                          # 55 -> 26
+        layers.Conv(96, 256, 5, 2, 0, **c), relu,                   # 55 -> 26
         pool(),                                                     # 26 -> 13
         layers.LocalResponseNorm(**PAPER_LRN),
-        conv(256, 384, 3, 1, 1, **c), relu,
-        conv(384, 384, 3, 1, 1, **c), relu,
-        conv(384, 256, 3, 1, 1, **c), relu,
+        layers.Conv(256, 384, 3, 1, 1, **c), relu,
+        layers.Conv(384, 384, 3, 1, 1, **c), relu,
+        layers.Conv(384, 256, 3, 1, 1, **c), relu,
         pool())                                                     # 13 -> 6

@@ -36,12 +36,6 @@ INCEPTION = {
 AUX_LOSS_WEIGHT = 0.3  # section 5
 
 
-def out_channels(widths) -> int:
-  """An inception module's output channels: its four branches concatenated."""
-  n1, _, n3, _, n5, proj = widths
-  return n1 + n3 + n5 + proj
-
-
 class BasicConv2d(nnx.Module):
   """Conv (padding k//2: sizes kept at stride 1) -> [BN] -> ReLU, torchvision's
   BasicConv2d; with the paper's biases where there is no BN."""

@@ -105,7 +105,6 @@ class BatchNorm(nnx.Module):
 
 
 def pair(v) -> tuple[int, int]:
-  """An int or a pair as a pair."""
   return (v, v) if isinstance(v, int) else tuple(v)
 
 
@@ -232,8 +231,7 @@ class Conv(nnx.Module):
                dilation: Any = 1, groups: int = 1, use_bias: bool = True,
                dtype: Any = jnp.float32,
                # He et al. 2015 (ResNet section 3.4 uses it): N(0, 2/fan_out), as torchvision
-               kernel_init: Callable = he_normal,
-               bias_init: Callable = nnx.initializers.zeros, rngs: nnx.Rngs):
+               kernel_init: Callable = he_normal, rngs: nnx.Rngs):
     if padding_mode not in PADDING_MODES:
       raise ValueError(f'Conv: padding_mode must be one of {sorted(PADDING_MODES)}; got '
                        f'{padding_mode!r}')
@@ -245,8 +243,8 @@ class Conv(nnx.Module):
     self.kernel = nnx.Param(kernel_init(
         param_key(rngs), (*self.kernel_size, in_channels // groups, out_channels),
         jnp.float32))
-    self.bias = (nnx.Param(bias_init(param_key(rngs), (out_channels,), jnp.float32))
-                 if use_bias else None)
+    self.bias = (nnx.Param(nnx.initializers.zeros(param_key(rngs), (out_channels,),
+                                                  jnp.float32)) if use_bias else None)
 
   def __call__(self, x):
     pads = resolve_padding(self.padding, x.shape[1:3], self.kernel_size, self.stride,
@@ -298,13 +296,15 @@ def _pool(x, init, op, kernel, stride, pads, extra):
   return jax.lax.reduce_window(x, init, op, (1, *kernel, 1), (1, *stride, 1), padding)
 
 
-def _pool_geometry(x, kernel, stride, padding, ceil_mode):
+def _pool_geometry(x, kernel, stride, padding, ceil_mode, name):
+  """(kernel, stride, pads, the right-padding ceil_mode adds) of a pooling window that
+  fits its padded input (else a ValueError naming the layer `name`)."""
   kernel = pair(kernel)
   stride = pair(kernel if stride is None else stride)
   pads = resolve_padding(padding, x.shape[1:3], kernel, stride)
-  sizes = x.shape[1:3]
+  _check_fits(name, x.shape[1:3], kernel, (1, 1), pads)
   extra = []
-  for n, k, s, pad in zip(sizes, kernel, stride, pads):
+  for n, k, s, pad in zip(x.shape[1:3], kernel, stride, pads):
     out = conv_output_size(n, k, s, pad, ceil_mode=ceil_mode)
     extra.append(max((out - 1) * s + k - (n + pad[0] + pad[1]), 0))
   return kernel, stride, pads, tuple(extra)
@@ -314,8 +314,7 @@ def max_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False, *,
              name: str = 'max_pool'):
   """Max pooling; padded positions never win (PyTorch's -inf padding). `name`: the
   layer a window that does not fit is reported as."""
-  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode)
-  _check_fits(name, x.shape[1:3], kernel, (1, 1), pads)
+  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode, name)
   return _pool(x, -jnp.inf, jax.lax.max, kernel, stride, pads, extra)
 
 
@@ -324,15 +323,13 @@ def avg_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False,
   """Average pooling with PyTorch's divisor rules: with count_include_pad the explicit
   padding counts in the divisor, but the ceil_mode overhang past it never does (as in
   torch.nn.AvgPool2d). `name`: as max_pool's."""
-  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode)
-  _check_fits(name, x.shape[1:3], kernel, (1, 1), pads)
+  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode, name)
   total = _pool(x, 0., jax.lax.add, kernel, stride, pads, extra)
   ones = jnp.ones((1, *x.shape[1:3], 1), jnp.float32)
-  if count_include_pad:
+  if count_include_pad:  # the padding counted as ones, the ceil_mode overhang not
     ones = jnp.pad(ones, ((0, 0), *pads, (0, 0)), constant_values=1)
-    count = _pool(ones, 0., jax.lax.add, kernel, stride, ((0, 0), (0, 0)), extra)
-  else:
-    count = _pool(ones, 0., jax.lax.add, kernel, stride, pads, extra)
+    pads = ((0, 0), (0, 0))
+  count = _pool(ones, 0., jax.lax.add, kernel, stride, pads, extra)
   return total / count.astype(x.dtype)
 
 
@@ -460,7 +457,6 @@ ACTIVATIONS = {'relu': jax.nn.relu, 'tanh': jnp.tanh, 'gelu': jax.nn.gelu,
 
 
 def activation(name: str):
-  """An activation function by name."""
   if name not in ACTIVATIONS:
     raise ValueError(f'unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}')
   return ACTIVATIONS[name]

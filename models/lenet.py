@@ -18,15 +18,6 @@ from models import layers
 from models.base import Model
 
 
-def s4_size(image_size: int) -> int:
-  """The side of S4's maps, C5's input: 5 at the paper's 32x32 input (C5's maps are then
-  1x1), larger for larger images."""
-  size = image_size
-  for kernel, stride in ((5, 1), (2, 2), (5, 1), (2, 2)):  # C1 S2 C3 S4
-    size = layers.conv_output_size(size, kernel, stride)
-  return size
-
-
 class LeNet5(Model):
   """pooling: 'avg' as the paper's S-layers (which then scale), or 'max' as is common.
   activation: 'tanh', the paper's squashing function, or e.g. 'relu' (trains faster)."""
@@ -36,7 +27,9 @@ class LeNet5(Model):
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     if pooling not in ('avg', 'max'):
       raise ValueError(f"lenet5 pooling must be 'avg' or 'max'; got {pooling!r}")
-    s4 = s4_size(image_size)
+    s4 = image_size  # the side of S4's maps, C5's input: 5 at the paper's 32x32 input
+    for kernel, stride in ((5, 1), (2, 2), (5, 1), (2, 2)):  # C1 S2 C3 S4
+      s4 = layers.conv_output_size(s4, kernel, stride)
     if s4 < 5:
       raise ValueError(f'lenet5: image_size={image_size} leaves C5 (5x5) a {s4}x{s4} input; '
                        'use image_size >= 32 (section II.B: the 28x28 digits are centred '

@@ -52,18 +52,6 @@ def _airbench_module(torch_module: str) -> str:
   return f'{group}.{rest}' if rest else group
 
 
-def state_path(torch_module: str) -> tuple:
-  """'layer2.0.downsample.1' -> ('layer2', 0, 'downsample', 1): our modules' names are
-  torchvision's, numbered children int keys."""
-  return tuple(int(part) if part.isdigit() else part for part in torch_module.split('.'))
-
-
-def _flatten_permutation(weight: np.ndarray, chw: tuple) -> np.ndarray:
-  """Reorder a first-FC weight (out, C*H*W) to take (H, W, C)-flattened input."""
-  c, h, w = chw
-  return weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(weight.shape[0], -1)
-
-
 def num_classes_of(name: str, state_dict: dict) -> int:
   """The classes of the weights' last layer (1000 for torchvision's ImageNet models)."""
   head = f'{HEAD[name]}.weight'
@@ -83,8 +71,8 @@ def convert(name: str, state_dict: dict) -> dict:
 
   def put(collection, module, leaf, value):
     node = variables[collection]
-    for part in state_path(module_of(module)):
-      node = node.setdefault(part, {})
+    for part in module_of(module).split('.'):  # numbered children: int keys
+      node = node.setdefault(int(part) if part.isdigit() else part, {})
     node[leaf] = np.array(value, np.float32)  # a copy on the host: the caller places it
 
   for key, value in state_dict.items():
@@ -101,8 +89,9 @@ def convert(name: str, state_dict: dict) -> dict:
     if leaf == 'weight' and value.ndim == 4:
       put('params', module, 'kernel', value.transpose(2, 3, 1, 0))
     elif leaf == 'weight' and value.ndim == 2:
-      if module == first_fc:
-        value = _flatten_permutation(value, flattened)
+      if module == first_fc:  # (out, C*H*W) to take (H, W, C)-flattened input
+        c, h, w = flattened
+        value = value.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(len(value), -1)
       put('params', module, 'kernel', value.T)
     elif leaf == 'weight' and is_bn:
       put('params', module, 'scale', value)

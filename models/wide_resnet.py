@@ -57,8 +57,7 @@ class WideBasic(nnx.Module):
 
 
 class WideResNet(Model):
-  """WRN-`depth`-`widen_factor` (Table 1): depth 6N + 4 (16, 22, 28, 40, ...), widths 16,
-  16k, 32k, 64k; `dropout` between each block's convs (the paper's 0.3, or 0)."""
+  """WRN-`depth`-`widen_factor` (Table 1; the module docstring)."""
 
   residual: ClassVar[bool] = True
 
