@@ -75,9 +75,8 @@ def launch_seconds(directory: str, model: str, batch: int, scratch: str) -> floa
   return elapsed
 
 
-def compare(ours: str, theirs: str, model_names=('lenet5', 'resnet20'), batch: int = 128,
-            repeats: int = 5, steps: int | None = None, warmup: int = 5,
-            log=print) -> dict:
+def compare(ours: str, theirs: str, model_names, batch: int, repeats: int,
+            steps: int | None, warmup: int) -> dict:
   """{'rows': [per model and measure: both checkouts' best and every sample, the
   ratio], ...}. `ours` and `theirs` are checkout directories; `steps` timed per
   measurement (None: each model's own, MODELS)."""
@@ -98,7 +97,7 @@ def compare(ours: str, theirs: str, model_names=('lenet5', 'resnet20'), batch: i
             samples[(m, kind, side)].append(value)
             order.append(side)
             unit = 'images/s' if kind == 'step' else 's'
-            log(f'[round {r + 1}/{repeats}] {m} {kind} {side}: {value:,.2f} {unit}')
+            print(f'[round {r + 1}/{repeats}] {m} {kind} {side}: {value:,.2f} {unit}')
   rows = []
   for m in model_names:
     for kind in ('step', 'launch'):
@@ -125,9 +124,6 @@ def revision(directory: str) -> str | None:
                           text=True, capture_output=True, check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return None
-
-
-# ---------------------------------------------------------------------------- reports
 
 
 def format_table(report: dict) -> str:

@@ -14,7 +14,6 @@ eagerly (backend 'eager'), since Inductor would spend minutes compiling C++ for 
 
 import contextlib
 import dataclasses
-import functools
 import tempfile
 import time
 from unittest import mock
@@ -65,10 +64,6 @@ def skipped(name, framework, why) -> dict:
 # ------------------------------------------------------------------------------- JAX
 
 
-def jax_device() -> str:
-  return jax.devices()[0].device_kind
-
-
 def jax_imagenet(sizes: Sizes, time_train_step) -> dict:
   """Our ImageNet ResNet train step (train.py's: sharding, donation), bfloat16."""
   depth = sizes.imagenet_model.removeprefix('resnet')
@@ -77,7 +72,7 @@ def jax_imagenet(sizes: Sizes, time_train_step) -> dict:
   config.dataset.name, config.dataset.image_size = 'synthetic', sizes.imagenet_size
   config.num_classes = 1000
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=False)
-  return row('resnet50_train_bf16', 'jax', jax_device(), r['batch_size'],
+  return row('resnet50_train_bf16', 'jax', r['device_kind'], r['batch_size'],
              r['images_per_sec'], model=sizes.imagenet_model, compile_s=r['compile_s'])
 
 
@@ -88,7 +83,7 @@ def jax_cifar(sizes: Sizes, time_train_step) -> dict:
   config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples,
                         device_resident=True)
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=True)
-  return row('resnet20_cifar_epoch', 'jax', jax_device(), r['batch_size'],
+  return row('resnet20_cifar_epoch', 'jax', r['device_kind'], r['batch_size'],
              r['images_per_sec'], epoch_s=CIFAR_TRAIN / r['images_per_sec'],
              compile_s=r['compile_s'])
 
@@ -100,7 +95,7 @@ def jax_airbench(sizes: Sizes, time_train_step) -> dict:
   config.batch_size, config.num_classes = sizes.airbench_batch, 10
   config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples)
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=True)
-  return row('airbench94_epoch', 'jax', jax_device(), r['batch_size'], r['images_per_sec'],
+  return row('airbench94_epoch', 'jax', r['device_kind'], r['batch_size'], r['images_per_sec'],
              epoch_s=48 * 1024 / r['images_per_sec'], compile_s=r['compile_s'])
 
 
@@ -133,10 +128,6 @@ def torch_device(torch) -> tuple[str, str]:
   return 'cpu', 'cpu'
 
 
-def compile_fn(torch, fn, smoke: bool):
-  return torch.compile(fn, backend='eager') if smoke else torch.compile(fn)
-
-
 def time_torch(torch, step, batches, sizes: Sizes, device: str) -> float:
   """Images/s of `step` over `sizes.steps` calls after the warm-up (and compilation)."""
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
@@ -154,7 +145,8 @@ def torch_imagenet(torch, torchvision, sizes: Sizes, smoke: bool) -> dict:
   device, name = torch_device(torch)
   net = getattr(torchvision.models, sizes.imagenet_model)().to(
       device, memory_format=torch.channels_last)
-  step = compile_fn(torch, torch_nets.sgd_step(torch, net, amp=True, device=device), smoke)
+  step = torch.compile(torch_nets.sgd_step(torch, net, amp=True, device=device),
+                       backend='eager' if smoke else 'inductor')
   b, s = sizes.imagenet_batch, sizes.imagenet_size
   x = torch.randn(b, 3, s, s, device=device).to(memory_format=torch.channels_last)
   y = torch.randint(0, 1000, (b,), device=device)
@@ -187,7 +179,8 @@ def torch_cifar(torch, sizes: Sizes, compiled: bool, smoke: bool) -> dict:
     x = ((x.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
     return train(x, labels[index])
 
-  step = compile_fn(torch, step, smoke) if compiled else step
+  if compiled:
+    step = torch.compile(step, backend='eager' if smoke else 'inductor')
   batches = iter(lambda: (torch.randint(0, n, (b,), device=device),), None)
   rate = b * time_torch(torch, step, batches, sizes, device)
   mode = 'torch.compile' if compiled else 'eager'
@@ -242,16 +235,6 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
 # ------------------------------------------------------------------------------- suite
 
 
-def check_device(smoke: bool):
-  """The full suite's sizes are an H100's (minutes there, hours on a CPU): a ValueError
-  at once, before PyTorch is imported or anything compiled, when JAX sees no GPU."""
-  platform = jax.default_backend()
-  if not smoke and platform != 'gpu':
-    raise ValueError(f'--suite=gpu: JAX sees no GPU here (its devices: {platform}), and '
-                     'the full sizes would run for hours; add --smoke for the same suite '
-                     'at toy sizes on this machine, or run it on a GPU machine')
-
-
 def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline,
                  rows: list[dict]) -> list[tuple[str, str, str, object]]:
   """(name, framework, what it runs, a function giving its row), in the suite's order;
@@ -260,8 +243,9 @@ def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline
   torch, torchvision = torch_nets.import_torch()
   steps = f'compile, {sizes.warmup} warm-up and {sizes.steps} timed steps'
 
-  def torch_row(name, framework, measure):
-    return measure if torch else lambda: skipped(name, framework, 'PyTorch is not installed')
+  def torch_row(name, framework, what, measure):
+    return (name, framework, what, measure if torch else
+            lambda: skipped(name, framework, 'PyTorch is not installed'))
 
   model, batch = sizes.imagenet_model, sizes.imagenet_batch
   imagenet = f'{model}, batch {batch} at {sizes.imagenet_size} px: {steps}'
@@ -269,37 +253,35 @@ def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline
   airbench = f'airbench94, batch {sizes.airbench_batch}, resident data: {steps}'
   return [
       ('resnet50_train_bf16', 'jax', imagenet, lambda: jax_imagenet(sizes, time_train_step)),
-      ('resnet50_train_bf16', 'torch', imagenet, torch_row(
-          'resnet50_train_bf16', 'torch', lambda: torch_imagenet(torch, torchvision, sizes,
-                                                                  smoke))),
+      torch_row('resnet50_train_bf16', 'torch', imagenet,
+                lambda: torch_imagenet(torch, torchvision, sizes, smoke)),
       ('resnet20_cifar_epoch', 'jax', cifar, lambda: jax_cifar(sizes, time_train_step)),
-      *[('resnet20_cifar_epoch', f'torch ({mode})', cifar, torch_row(
-          'resnet20_cifar_epoch', 'torch', lambda compiled=compiled: torch_cifar(
-              torch, sizes, compiled, smoke)))
-        for compiled, mode in ((False, 'eager'), (True, 'torch.compile'))],
+      torch_row('resnet20_cifar_epoch', 'torch (eager)', cifar,
+                lambda: torch_cifar(torch, sizes, False, smoke)),
+      torch_row('resnet20_cifar_epoch', 'torch (torch.compile)', cifar,
+                lambda: torch_cifar(torch, sizes, True, smoke)),
       ('airbench94_epoch', 'jax', airbench, lambda: jax_airbench(sizes, time_train_step)),
-      ('airbench94_epoch', 'airbench (PyTorch)', airbench, torch_row(
-          'airbench94_epoch', 'airbench (PyTorch)', lambda: reference_airbench(torch, sizes))),
+      torch_row('airbench94_epoch', 'airbench (PyTorch)', airbench,
+                lambda: reference_airbench(torch, sizes)),
       ('jpeg_pipeline', 'grain', f'{sizes.jpegs} JPEGs of {sizes.jpeg_side} px written, '
        f'{sizes.pipeline_batches} batches of {batch} timed',
        lambda: jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec'])),
   ]
 
 
-def run(smoke: bool, time_train_step, time_input_pipeline,
-        say=functools.partial(print, flush=True)) -> list[dict]:
-  """Every row of the suite, in order; `say` reports each measurement as it starts (a
-  full one takes a minute or more) and as it ends, with its time."""
+def run(smoke: bool, time_train_step, time_input_pipeline) -> list[dict]:
+  """Every row of the suite, in order, each measurement said as it starts (a full one
+  takes a minute or more) and as it ends, with its time."""
   sizes = SMOKE if smoke else FULL
   rows = []
-  say(f"gpu suite ({'toy sizes' if smoke else 'full sizes'}): importing PyTorch")
+  print(f"gpu suite ({'toy sizes' if smoke else 'full sizes'}): importing PyTorch")
   todo = measurements(sizes, smoke, time_train_step, time_input_pipeline, rows)
   for i, (name, framework, what, measure) in enumerate(todo, start=1):
     head = f'[{i}/{len(todo)}] {name:<22}'
-    say(f'{head} {framework}: {what} ...')
+    print(f'{head} {framework}: {what} ...')
     start = time.perf_counter()
     r = measure()
     rows.append(r)
     shown = f"{r['images_per_sec']:,.0f} images/s" if r['images_per_sec'] else r['skipped']
-    say(f"{head} {r['framework']:<48} {shown} ({time.perf_counter() - start:.0f} s)")
+    print(f"{head} {r['framework']:<48} {shown} ({time.perf_counter() - start:.0f} s)")
   return rows
