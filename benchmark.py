@@ -148,17 +148,15 @@ def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None 
                                'benchmark')
     return value
 
-  timer.compiled = compiled  # (for --profile: its HLO names what the trace shows)
+  timer.compiled = compiled  # (its memory plan; for --profile, its HLO names the trace's ops)
   timer.fusion = rule if fusion is None else fusion
   timer.loss = loss
-  memory, memory_kind = peak_memory(compiled)
   timer(warmup)
   facts = {'mode': 'end_to_end' if end_to_end else 'train_step',
            'model': config.model.name, 'dataset': info.name,
            'batch_size': config.batch_size, 'image_size': config.dataset.image_size,
            'precision': config.precision, 'devices': jax.device_count(),
-           'device_kind': jax.devices()[0].device_kind, 'compile_s': compile_s,
-           'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind}
+           'device_kind': jax.devices()[0].device_kind, 'compile_s': compile_s}
   return timer, facts
 
 
@@ -167,9 +165,10 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
   timer, facts = train_step_timer(config, end_to_end, warmup)
   elapsed = timer(steps)
   timer.loss()  # (a non-finite loss raises)
-  memory = {k: facts.pop(k) for k in ('peak_memory_bytes', 'peak_memory_kind')}
+  memory, memory_kind = peak_memory(timer.compiled)
   return {**facts, 'step_ms': 1000 * elapsed / steps,
-          'images_per_sec': steps * config.batch_size / elapsed, **memory, 'steps': steps}
+          'images_per_sec': steps * config.batch_size / elapsed,
+          'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind, 'steps': steps}
 
 
 def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) -> dict:
