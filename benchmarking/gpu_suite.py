@@ -1,11 +1,7 @@
 """`benchmark.py --suite=gpu`: this codebase beside what a user would otherwise pick
 (PyTorch: torchvision, AMP, channels_last, torch.compile), on the same device, in one
-command of at most 8 minutes on one H100. Each row: {name, framework, device, batch,
-images_per_sec, step_ms}, with what else it measured; the rows (README.md's table):
-resnet50_train_bf16 (torchvision's under AMP, channels_last and torch.compile),
-resnet20_cifar_epoch (data resident on the device, PyTorch eager and compiled),
-airbench94_epoch (the `airbench` package's own step) and jpeg_pipeline (the host
-pipeline against what the ResNet-50 step consumes), each described where it is measured.
+command of at most 8 minutes on one H100. Each row has ROW_KEYS and what else it
+measured; README.md's table lists the rows, and `measurements` runs them.
 
 `--smoke` runs the same code at toy sizes (ResNet-18 at 64 px for the ResNet-50 row) on a
 CPU in a few minutes; there torch.compile traces with TorchDynamo but runs its graphs
@@ -17,8 +13,6 @@ import dataclasses
 import tempfile
 import time
 from unittest import mock
-
-import jax
 
 from benchmarking import torch_nets
 from configs import airbench as airbench_config
@@ -57,8 +51,7 @@ def row(name, framework, device, batch, images_per_sec, **more) -> dict:
 
 
 def skipped(name, framework, why) -> dict:
-  return {'name': name, 'framework': framework, 'device': None, 'batch': None,
-          'images_per_sec': None, 'step_ms': None, 'skipped': why}
+  return {**dict.fromkeys(ROW_KEYS), 'name': name, 'framework': framework, 'skipped': why}
 
 
 # ------------------------------------------------------------------------------- JAX
@@ -68,9 +61,8 @@ def jax_imagenet(sizes: Sizes, time_train_step) -> dict:
   """Our ImageNet ResNet train step (train.py's: sharding, donation), bfloat16."""
   depth = sizes.imagenet_model.removeprefix('resnet')
   config = resnet_config.get_config(f'imagenet,depth={depth}')
-  config.precision, config.batch_size = 'bfloat16', sizes.imagenet_batch
-  config.dataset.name, config.dataset.image_size = 'synthetic', sizes.imagenet_size
-  config.num_classes = 1000
+  config.update(precision='bfloat16', batch_size=sizes.imagenet_batch, num_classes=1000)
+  config.dataset.update(name='synthetic', image_size=sizes.imagenet_size)
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=False)
   return row('resnet50_train_bf16', 'jax', r['device_kind'], r['batch_size'],
              r['images_per_sec'], model=sizes.imagenet_model, compile_s=r['compile_s'])
@@ -105,10 +97,9 @@ def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> 
     synthetic_folder.write(root, classes=10, train=sizes.jpegs // 10, val=1,
                            size=sizes.jpeg_side)
     config = resnet_config.get_config('imagenet,depth=50')
-    config.dataset.name = f'folder:{root}'
-    config.dataset.image_size = sizes.imagenet_size
     config.batch_size = sizes.imagenet_batch
-    config.dataset.workers = -1  # one per core
+    config.dataset.update(name=f'folder:{root}', image_size=sizes.imagenet_size,
+                          workers=-1)  # -1: one per core
     r = time_input_pipeline(config, sizes.pipeline_batches, 1)
   out = row('jpeg_pipeline', f"grain, {r['workers']} workers", f"{r['host_cpus']} CPUs",
             r['batch_size'], r['images_per_sec'], first_batch_s=r['first_batch_s'],
