@@ -100,7 +100,7 @@ def peak_memory(compiled) -> tuple[int | None, str]:
 def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None = None):
   """train.py's step for `config`, compiled and run 1 + `warmup` steps: (timer, facts).
   timer(steps) runs that many more steps and returns their seconds, waiting for the
-  devices at the end; timer.loss() the loss so far, raising where it is not finite;
+  devices at the end; timer.check_loss() raises where the loss so far is not finite;
   facts: what the row reports beside the speed (model, batch, compile_s, ...).
   fusion: compiled with (True) or without XLA's fusion pass instead of as train.py does
   (lib/compile_options); timer.fusion says which it was."""
@@ -140,17 +140,14 @@ def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None 
     jax.block_until_ready(box[0])
     return time.perf_counter() - t
 
-  def loss() -> float:
-    metrics = box[0].metrics
-    value = float(metrics['loss'] / metrics['steps'])
+  def check_loss():
+    value = float(box[0].metrics['loss'] / box[0].metrics['steps'])
     if not np.isfinite(value):
-      raise FloatingPointError(f'{config.model.name}: the loss is {value} during the '
-                               'benchmark')
-    return value
+      raise FloatingPointError(f'{config.model.name}: the loss is {value} during the benchmark')
 
   timer.compiled = compiled  # (its memory plan; for --profile, its HLO names the trace's ops)
   timer.fusion = rule if fusion is None else fusion
-  timer.loss = loss
+  timer.check_loss = check_loss
   timer(warmup)
   facts = {'mode': 'end_to_end' if end_to_end else 'train_step',
            'model': config.model.name, 'dataset': info.name,
@@ -164,7 +161,7 @@ def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
   """Compile time, step time and images/s of train.py's step for `config`."""
   timer, facts = train_step_timer(config, end_to_end, warmup)
   elapsed = timer(steps)
-  timer.loss()  # (a non-finite loss raises)
+  timer.check_loss()
   memory, memory_kind = peak_memory(timer.compiled)
   return {**facts, 'step_ms': 1000 * elapsed / steps,
           'images_per_sec': steps * config.batch_size / elapsed,
@@ -212,8 +209,8 @@ def show(key, value) -> str:
   return str(value)
 
 
-def format_table(rows: list[dict]) -> str:
-  keys = [k for k in rows[0] if k not in ('peak_memory_kind', 'steps')]
+def format_table(rows: list[dict], keys=None) -> str:
+  keys = keys or [k for k in rows[0] if k not in ('peak_memory_kind', 'steps')]
   cells = [[show(k, r.get(k)) for k in keys] for r in rows]
   out = formatting.table(keys, cells).splitlines()
   kinds = {r.get('peak_memory_kind') for r in rows} - {None}
@@ -292,8 +289,7 @@ def main(argv):
     cli.use_compilation_cache()
   if FLAGS.suite == 'gpu':
     report = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
-    keys = [*gpu_suite.ROW_KEYS, 'epoch_s']
-    table = formatting.table(keys, [[show(k, r.get(k)) for k in keys] for r in report])
+    table = format_table(report, [*gpu_suite.ROW_KEYS, 'epoch_s'])
   elif FLAGS.against is not None:
     report = compare_commits.compare(
         os.path.dirname(os.path.abspath(__file__)), FLAGS.against,
@@ -331,7 +327,7 @@ def time_models() -> tuple[list[dict], str | None]:
       if FLAGS.profile:
         timer, facts = train_step_timer(config, FLAGS.end_to_end, FLAGS.warmup)
         report = xla_profile.profile(timer.compiled, timer, FLAGS.steps, config.batch_size)
-        timer.loss()
+        timer.check_loss()
         rows.append({k: facts[k] for k in ('model', 'batch_size', 'devices')} | report)
         print(xla_profile.format_profile(config.model.name, rows[-1]))
         continue

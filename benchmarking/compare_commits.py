@@ -55,9 +55,8 @@ def _python(directory: str, args: list, cache: str, timeout: float = 1800) -> fl
 def step_rate(directory: str, model: str, batch: int, steps: int, warmup: int,
               scratch: str) -> float:
   """images/s of `directory`'s own benchmark.py train step."""
-  config = MODELS[model][0]
   out = tempfile.mktemp(suffix='.json', dir=scratch)
-  _python(directory, ['benchmark.py', f'--config={config}', f'--batch_size={batch}',
+  _python(directory, ['benchmark.py', f'--config={MODELS[model][0]}', f'--batch_size={batch}',
                       f'--steps={steps}', f'--warmup={warmup}', f'--json={out}'],
           tempfile.mkdtemp(dir=scratch))
   with open(out) as f:

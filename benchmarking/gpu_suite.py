@@ -1,7 +1,7 @@
 """`benchmark.py --suite=gpu`: this codebase beside what a user would otherwise pick
 (PyTorch: torchvision, AMP, channels_last, torch.compile), on the same device, in one
 command of at most 8 minutes on one H100. Each row has ROW_KEYS and what else it
-measured; README.md's table lists the rows, and `measurements` runs them.
+measured; README.md's table lists the rows, and `run` measures them in order.
 
 `--smoke` runs the same code at toy sizes (ResNet-18 at 64 px for the ResNet-50 row) on a
 CPU in a few minutes; there torch.compile traces with TorchDynamo but runs its graphs
@@ -91,8 +91,9 @@ def jax_airbench(sizes: Sizes, time_train_step) -> dict:
              epoch_s=48 * 1024 / r['images_per_sec'], compile_s=r['compile_s'])
 
 
-def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> dict:
-  """The host pipeline with a worker per core on a folder of generated JPEGs."""
+def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float) -> dict:
+  """The host pipeline with a worker per core on a folder of generated JPEGs, beside the
+  images/s the ResNet-50 step `consumed`."""
   with tempfile.TemporaryDirectory(prefix='jpegs-') as root:
     synthetic_folder.write(root, classes=10, train=sizes.jpegs // 10, val=1,
                            size=sizes.jpeg_side)
@@ -101,13 +102,10 @@ def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> 
     config.dataset.update(name=f'folder:{root}', image_size=sizes.imagenet_size,
                           workers=-1)  # -1: one per core
     r = time_input_pipeline(config, sizes.pipeline_batches, 1)
-  out = row('jpeg_pipeline', f"grain, {r['workers']} workers", f"{r['host_cpus']} CPUs",
-            r['batch_size'], r['images_per_sec'], first_batch_s=r['first_batch_s'],
-            pillow_images_per_sec=r.get('pillow_images_per_sec'))
-  if consumed:
-    out['resnet50_images_per_sec'] = consumed
-    out['keeps_up'] = r['images_per_sec'] >= consumed
-  return out
+  return row('jpeg_pipeline', f"grain, {r['workers']} workers", f"{r['host_cpus']} CPUs",
+             r['batch_size'], r['images_per_sec'], first_batch_s=r['first_batch_s'],
+             pillow_images_per_sec=r.get('pillow_images_per_sec'),
+             resnet50_images_per_sec=consumed, keeps_up=r['images_per_sec'] >= consumed)
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -223,14 +221,12 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
              epoch_s=48 * 1024 / rate)
 
 
-# ------------------------------------------------------------------------------- suite
-
-
-def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline,
-                 rows: list[dict]) -> list[tuple[str, str, str, object]]:
-  """(name, framework, what it runs, a function giving its row), in the suite's order;
-  the PyTorch rows are skipped rows where PyTorch is not installed. `rows`: the rows
-  measured so far (the pipeline's row compares with ResNet-50's)."""
+def run(smoke: bool, time_train_step, time_input_pipeline) -> list[dict]:
+  """Every row of the suite, in order, each measurement said as it starts (a full one
+  takes a minute or more) and as it ends, with its time; the PyTorch rows are skipped
+  rows where PyTorch is not installed."""
+  sizes = SMOKE if smoke else FULL
+  print(f"gpu suite ({'toy sizes' if smoke else 'full sizes'}): importing PyTorch")
   torch, torchvision = torch_nets.import_torch()
   steps = f'compile, {sizes.warmup} warm-up and {sizes.steps} timed steps'
 
@@ -242,7 +238,8 @@ def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline
   imagenet = f'{model}, batch {batch} at {sizes.imagenet_size} px: {steps}'
   cifar = f'resnet20, batch {sizes.cifar_batch}, resident data: {steps}'
   airbench = f'airbench94, batch {sizes.airbench_batch}, resident data: {steps}'
-  return [
+  rows = []
+  todo = [  # (name, framework, what it runs, a function giving its row)
       ('resnet50_train_bf16', 'jax', imagenet, lambda: jax_imagenet(sizes, time_train_step)),
       torch_row('resnet50_train_bf16', 'torch', imagenet,
                 lambda: torch_imagenet(torch, torchvision, sizes, smoke)),
@@ -258,15 +255,6 @@ def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline
        f'{sizes.pipeline_batches} batches of {batch} timed',
        lambda: jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec'])),
   ]
-
-
-def run(smoke: bool, time_train_step, time_input_pipeline) -> list[dict]:
-  """Every row of the suite, in order, each measurement said as it starts (a full one
-  takes a minute or more) and as it ends, with its time."""
-  sizes = SMOKE if smoke else FULL
-  rows = []
-  print(f"gpu suite ({'toy sizes' if smoke else 'full sizes'}): importing PyTorch")
-  todo = measurements(sizes, smoke, time_train_step, time_input_pipeline, rows)
   for i, (name, framework, what, measure) in enumerate(todo, start=1):
     head = f'[{i}/{len(todo)}] {name:<22}'
     print(f'{head} {framework}: {what} ...')

@@ -87,7 +87,7 @@ def compare(train_step_timer, model_names, batch: int, repeats: int, steps: int 
         samples[key].append(n * batch / timers[key](n))
       print(f'{name} round {r + 1}/{repeats}: ' + ', '.join(
           f'{k} {v[-1]:,.1f}' for k, v in samples.items()) + ' images/s')
-    ours.loss()  # (a non-finite loss raises)
+    ours.check_loss()
     row = {'model': name, 'batch': batch, 'threads': threads, 'steps': n,
            'devices': facts['devices'], 'compile_s': facts['compile_s'],
            'fusion': 'on' if ours.fusion else 'off',
