@@ -27,6 +27,7 @@ Each mode prints a table and writes JSON (--json).
 
 import json
 import os
+import sys
 import time
 
 from absl import flags
@@ -96,10 +97,11 @@ def peak_memory(compiled) -> tuple[int | None, str]:
   return int(planned), 'planned'
 
 
-def train_step_timer(config, end_to_end: bool, fusion: bool | None = None):
-  """train.py's step for `config`, compiled and warmed up: (timer, facts). timer(steps)
-  runs that many more steps and returns their seconds, waiting for the devices at the
-  end; facts: what the row reports beside the speed (model, batch, compile_s, ...).
+def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None = None):
+  """train.py's step for `config`, compiled and run 1 + `warmup` steps: (timer, facts).
+  timer(steps) runs that many more steps and returns their seconds, waiting for the
+  devices at the end; timer.check_loss() raises where the loss so far is not finite;
+  facts: what the row reports beside the speed (model, batch, compile_s, ...).
   fusion: compiled with (True) or without XLA's fusion pass instead of as train.py does
   (lib/compile_options); timer.fusion says which it was."""
   info = experiment.validate(config)  # (the dataset 'synthetic' unless --end_to_end)
@@ -137,36 +139,33 @@ def train_step_timer(config, end_to_end: bool, fusion: bool | None = None):
         jax.block_until_ready(box[0])
     jax.block_until_ready(box[0])
     return time.perf_counter() - t
-  timer.compiled = compiled  # (for --profile: its HLO names what the trace shows)
-  timer.fusion = rule if fusion is None else fusion
 
-  def loss() -> float:
-    metrics = box[0].metrics
-    value = float(metrics['loss'] / metrics['steps'])
+  def check_loss():
+    value = float(box[0].metrics['loss'] / box[0].metrics['steps'])
     if not np.isfinite(value):
-      raise FloatingPointError(f'{config.model.name}: the loss is {value} during the '
-                               'benchmark')
-    return value
+      raise FloatingPointError(f'{config.model.name}: the loss is {value} during the benchmark')
 
-  memory, memory_kind = peak_memory(compiled)
+  timer.compiled = compiled  # (its memory plan; for --profile, its HLO names the trace's ops)
+  timer.fusion = rule if fusion is None else fusion
+  timer.check_loss = check_loss
+  timer(warmup)
   facts = {'mode': 'end_to_end' if end_to_end else 'train_step',
            'model': config.model.name, 'dataset': info.name,
            'batch_size': config.batch_size, 'image_size': config.dataset.image_size,
            'precision': config.precision, 'devices': jax.device_count(),
-           'device_kind': jax.devices()[0].device_kind, 'compile_s': compile_s,
-           'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind, 'loss': loss}
+           'device_kind': jax.devices()[0].device_kind, 'compile_s': compile_s}
   return timer, facts
 
 
 def time_train_step(config, steps: int, warmup: int, end_to_end: bool) -> dict:
   """Compile time, step time and images/s of train.py's step for `config`."""
-  timer, facts = train_step_timer(config, end_to_end)
-  timer(warmup)
+  timer, facts = train_step_timer(config, end_to_end, warmup)
   elapsed = timer(steps)
-  facts.pop('loss')()  # (a non-finite loss raises)
-  memory = {k: facts.pop(k) for k in ('peak_memory_bytes', 'peak_memory_kind')}
+  timer.check_loss()
+  memory, memory_kind = peak_memory(timer.compiled)
   return {**facts, 'step_ms': 1000 * elapsed / steps,
-          'images_per_sec': steps * config.batch_size / elapsed, **memory, 'steps': steps}
+          'images_per_sec': steps * config.batch_size / elapsed,
+          'peak_memory_bytes': memory, 'peak_memory_kind': memory_kind, 'steps': steps}
 
 
 def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) -> dict:
@@ -201,7 +200,6 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
 
 
 def show(key, value) -> str:
-  """A table cell."""
   if value is None:
     return '-'
   if key == 'peak_memory_bytes':
@@ -211,8 +209,8 @@ def show(key, value) -> str:
   return str(value)
 
 
-def format_table(rows: list[dict]) -> str:
-  keys = [k for k in rows[0] if k not in ('peak_memory_kind', 'steps')]
+def format_table(rows: list[dict], keys=None) -> str:
+  keys = keys or [k for k in rows[0] if k not in ('peak_memory_kind', 'steps')]
   cells = [[show(k, r.get(k)) for k in keys] for r in rows]
   out = formatting.table(keys, cells).splitlines()
   kinds = {r.get('peak_memory_kind') for r in rows} - {None}
@@ -222,25 +220,19 @@ def format_table(rows: list[dict]) -> str:
   return '\n'.join(out)
 
 
-def configs_to_run(base) -> list:
+def configs_to_run(base):
   """One config per --model (or the config's model), with the flag overrides applied."""
-  configs = []
   for name in FLAGS.model or [base.model.name]:
     c = base.copy_and_resolve_references()
     if FLAGS.model:
       c.model = {'name': name}
-    if FLAGS.batch_size:
-      c.batch_size = FLAGS.batch_size
-    if FLAGS.precision:
-      c.precision = FLAGS.precision
-    if FLAGS.image_size:
-      c.dataset.image_size = FLAGS.image_size
-    if FLAGS.num_classes:
-      c.num_classes = FLAGS.num_classes
+    c.batch_size = FLAGS.batch_size or c.batch_size
+    c.precision = FLAGS.precision or c.precision
+    c.dataset.image_size = FLAGS.image_size or c.dataset.image_size
+    c.num_classes = FLAGS.num_classes or c.num_classes
     if not (FLAGS.input_only or FLAGS.end_to_end):
       c.dataset.name = 'synthetic'  # the other modes read the config's dataset
-    configs.append(c)
-  return configs
+    yield c
 
 
 # The modes that exclude others: (flag, as the message names it, what it times, the
@@ -256,7 +248,8 @@ EXCLUSIVE = (
 
 
 def check_flags(argv):
-  """The command line's own consistency, in one line (exit 2) before anything runs."""
+  """The command line's own consistency, and a device for --suite=gpu, in one line (exit 2)
+  before anything runs."""
   if len(argv) > 1:
     cli.fail('benchmark.py', f'unexpected arguments: {" ".join(argv[1:])} (flags only, '
              'e.g. --model=resnet20)')
@@ -267,8 +260,7 @@ def check_flags(argv):
       cli.fail('benchmark.py', f'--{name}={FLAGS[name].value}: give {low} or more')
   if FLAGS.smoke and FLAGS.suite != 'gpu':
     cli.fail('benchmark.py', '--smoke goes with --suite=gpu')
-  if FLAGS.against is not None and not os.path.isfile(os.path.join(FLAGS.against,
-                                                                      'train.py')):
+  if FLAGS.against is not None and not os.path.isfile(os.path.join(FLAGS.against, 'train.py')):
     cli.fail('benchmark.py', f'--against={FLAGS.against}: no train.py there; give a '
              'checkout of this project (git worktree add ../before HEAD~1)')
   for flag, mode, what, excluded, models in EXCLUSIVE:
@@ -280,39 +272,50 @@ def check_flags(argv):
     unknown = sorted(set(FLAGS.model) - set(models or FLAGS.model))
     if unknown:
       cli.fail('benchmark.py', f'{mode} times {", ".join(models)}; not {", ".join(unknown)}')
+  # The full suite's sizes are an H100's (minutes there, hours on a CPU): said at once,
+  # before PyTorch is imported or anything compiled.
+  if FLAGS.suite == 'gpu' and not FLAGS.smoke and jax.default_backend() != 'gpu':
+    cli.fail('benchmark.py', f'--suite=gpu: JAX sees no GPU here (its devices: '
+             f'{jax.default_backend()}), and the full sizes would run for hours; add --smoke '
+             'for the same suite at toy sizes on this machine, or run it on a GPU machine')
 
 
 def main(argv):
   check_flags(argv)
+  sys.stdout.reconfigure(line_buffering=True)  # (progress lines show as they come)
   if FLAGS.profile:  # (before anything starts XLA, which reads its flags once)
     os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {xla_profile.TRACE_FLAG}"
-  if FLAGS.suite == 'gpu':
-    try:
-      gpu_suite.check_device(FLAGS.smoke)
-    except ValueError as e:
-      cli.fail('benchmark.py', str(e))
   if FLAGS.against is None:  # (--against's processes each have a cache of their own)
     cli.use_compilation_cache()
   if FLAGS.suite == 'gpu':
     report = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
-    keys = [*gpu_suite.ROW_KEYS, 'epoch_s']
-    table = formatting.table(keys, [[show(k, r.get(k)) for k in keys] for r in report])
+    table = format_table(report, [*gpu_suite.ROW_KEYS, 'epoch_s'])
   elif FLAGS.against is not None:
-    report, table = compare_against(FLAGS.against)
+    report = compare_commits.compare(
+        os.path.dirname(os.path.abspath(__file__)), FLAGS.against,
+        tuple(FLAGS.model) or tuple(compare_commits.MODELS), batch=FLAGS.batch_size or 128,
+        repeats=FLAGS.repeats, steps=FLAGS.steps if FLAGS['steps'].present else None,
+        warmup=FLAGS.warmup)
+    table = (f"ours: {report['ours']} ({report['revisions']['ours']}); theirs: "
+             f"{report['theirs']} ({report['revisions']['theirs']}); best of "
+             f"{report['repeats']}, alternating; ratio = ours / theirs\n"
+             + compare_commits.format_table(report))
   elif FLAGS.compare == 'torch':
     report = torch_cpu.compare(
         train_step_timer, tuple(FLAGS.model) or tuple(torch_cpu.MODELS),
         batch=FLAGS.batch_size or 128,
         repeats=FLAGS.repeats if FLAGS['repeats'].present else 3,
-        steps=FLAGS.steps if FLAGS['steps'].present else None,
-        log=lambda line: print(line, flush=True))
+        steps=FLAGS.steps if FLAGS['steps'].present else None)
     table = torch_cpu.format_table(report)
   else:
     report, table = time_models()
   if table:
     print()
     print(table)
-  write_json(report)
+  if FLAGS.json:
+    with open(FLAGS.json, 'w') as f:
+      json.dump(report, f, indent=2)
+    print(f'wrote {FLAGS.json}')
 
 
 def time_models() -> tuple[list[dict], str | None]:
@@ -322,48 +325,20 @@ def time_models() -> tuple[list[dict], str | None]:
   try:
     for config in configs_to_run(FLAGS.config or default.get_config()):
       if FLAGS.profile:
-        rows.append(profile_train_step(config))
-        print(xla_profile.format_profile(config.model.name, rows[-1]), flush=True)
+        timer, facts = train_step_timer(config, FLAGS.end_to_end, FLAGS.warmup)
+        report = xla_profile.profile(timer.compiled, timer, FLAGS.steps, config.batch_size)
+        timer.check_loss()
+        rows.append({k: facts[k] for k in ('model', 'batch_size', 'devices')} | report)
+        print(xla_profile.format_profile(config.model.name, rows[-1]))
         continue
       if FLAGS.input_only:
         rows.append(time_input_pipeline(config, FLAGS.steps, FLAGS.warmup, FLAGS.start_step))
         break  # the pipeline does not depend on the model
       rows.append(time_train_step(config, FLAGS.steps, FLAGS.warmup, FLAGS.end_to_end))
-      print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s", flush=True)
+      print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s")
   except ValueError as e:  # a bad model, size or dataset: one line, as train.py does
     cli.fail('benchmark.py', str(e))
   return rows, None if FLAGS.profile else format_table(rows)
-
-
-def profile_train_step(config) -> dict:
-  """--profile: the step's time by kind of operation (benchmarking/xla_profile.py)."""
-  timer, facts = train_step_timer(config, FLAGS.end_to_end)
-  timer(FLAGS.warmup)
-  report = xla_profile.profile(timer.compiled, timer, FLAGS.steps, config.batch_size)
-  facts.pop('loss')()
-  return {'model': facts['model'], 'batch_size': facts['batch_size'],
-          'devices': facts['devices'], **report}
-
-
-def compare_against(other: str) -> tuple[dict, str]:
-  """--against: this checkout beside `other`; (the report, its table)."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  report = compare_commits.compare(
-      here, other, model_names=tuple(FLAGS.model) or tuple(compare_commits.MODELS),
-      batch=FLAGS.batch_size or 128, repeats=FLAGS.repeats,
-      steps=FLAGS.steps if FLAGS['steps'].present else None, warmup=FLAGS.warmup,
-      log=lambda line: print(line, flush=True))
-  return report, (f"ours: {report['ours']} ({report['revisions']['ours']}); theirs: "
-                  f"{report['theirs']} ({report['revisions']['theirs']}); best of "
-                  f"{report['repeats']}, alternating; ratio = ours / theirs\n"
-                  + compare_commits.format_table(report))
-
-
-def write_json(rows):
-  if FLAGS.json:
-    with open(FLAGS.json, 'w') as f:
-      json.dump(rows, f, indent=2)
-    print(f'wrote {FLAGS.json}')
 
 
 if __name__ == '__main__':

@@ -37,9 +37,9 @@ MODELS = {
 STEP_AT_LEAST, LAUNCH_AT_MOST = 0.97, 1.1
 
 
-def _python(directory: str, args: list, cache: str, timeout: float = 1800):
-  """A fresh process of the venv's Python in `directory`, with its own compilation
-  cache; (completed process, wall seconds)."""
+def _python(directory: str, args: list, cache: str, timeout: float = 1800) -> float:
+  """Wall seconds of a fresh process of the venv's Python in `directory`, with its own
+  compilation cache."""
   env = {**os.environ, 'JAX_COMPILATION_CACHE_DIR': cache, 'JAX_PLATFORMS': 'cpu'}
   env.pop('PYTHONPATH', None)  # each checkout imports its own code
   start = time.perf_counter()
@@ -49,15 +49,14 @@ def _python(directory: str, args: list, cache: str, timeout: float = 1800):
   if result.returncode != 0:
     raise RuntimeError(f'{" ".join(args)} in {directory} failed (exit '
                        f'{result.returncode}): {result.stderr.strip()[-1500:]}')
-  return result, elapsed
+  return elapsed
 
 
 def step_rate(directory: str, model: str, batch: int, steps: int, warmup: int,
               scratch: str) -> float:
   """images/s of `directory`'s own benchmark.py train step."""
-  config = MODELS[model][0]
   out = tempfile.mktemp(suffix='.json', dir=scratch)
-  _python(directory, ['benchmark.py', f'--config={config}', f'--batch_size={batch}',
+  _python(directory, ['benchmark.py', f'--config={MODELS[model][0]}', f'--batch_size={batch}',
                       f'--steps={steps}', f'--warmup={warmup}', f'--json={out}'],
           tempfile.mkdtemp(dir=scratch))
   with open(out) as f:
@@ -68,16 +67,14 @@ def step_rate(directory: str, model: str, batch: int, steps: int, warmup: int,
 def launch_seconds(directory: str, model: str, batch: int, scratch: str) -> float:
   """Wall seconds of one `train.py` of one step in a new workdir, an empty cache."""
   config, flags, _ = MODELS[model]
-  _, elapsed = _python(directory, [
+  return _python(directory, [
       'train.py', f'--config={config}', f'--workdir={tempfile.mkdtemp(dir=scratch)}',
       '--config.num_epochs=None', '--config.num_train_steps=1',
       f'--config.batch_size={batch}', *flags], tempfile.mkdtemp(dir=scratch))
-  return elapsed
 
 
-def compare(ours: str, theirs: str, model_names=('lenet5', 'resnet20'), batch: int = 128,
-            repeats: int = 5, steps: int | None = None, warmup: int = 5,
-            log=print) -> dict:
+def compare(ours: str, theirs: str, model_names, batch: int, repeats: int,
+            steps: int | None, warmup: int) -> dict:
   """{'rows': [per model and measure: both checkouts' best and every sample, the
   ratio], ...}. `ours` and `theirs` are checkout directories; `steps` timed per
   measurement (None: each model's own, MODELS)."""
@@ -98,20 +95,20 @@ def compare(ours: str, theirs: str, model_names=('lenet5', 'resnet20'), batch: i
             samples[(m, kind, side)].append(value)
             order.append(side)
             unit = 'images/s' if kind == 'step' else 's'
-            log(f'[round {r + 1}/{repeats}] {m} {kind} {side}: {value:,.2f} {unit}')
+            print(f'[round {r + 1}/{repeats}] {m} {kind} {side}: {value:,.2f} {unit}')
   rows = []
   for m in model_names:
     for kind in ('step', 'launch'):
-      best = max if kind == 'step' else min
+      step = kind == 'step'
+      best = max if step else min  # (the most images/s, the fewest seconds)
       a, b = samples[(m, kind, 'ours')], samples[(m, kind, 'theirs')]
       ratio = best(a) / best(b)
-      bound = STEP_AT_LEAST if kind == 'step' else LAUNCH_AT_MOST
-      rows.append({'model': m, 'measure': 'step images/s' if kind == 'step'
-                   else 'launch s', 'batch': batch,
-                   'steps': timed[m] if kind == 'step' else 1,
-                   'ours': best(a), 'theirs': best(b),
-                   'ratio': ratio, 'bound': f'>= {bound}' if kind == 'step' else f'<= {bound}',
-                   'within': ratio >= bound if kind == 'step' else ratio <= bound,
+      bound = STEP_AT_LEAST if step else LAUNCH_AT_MOST
+      rows.append({'model': m, 'measure': 'step images/s' if step else 'launch s',
+                   'batch': batch, 'steps': timed[m] if step else 1, 'ours': best(a),
+                   'theirs': best(b), 'ratio': ratio,
+                   'bound': f"{'>=' if step else '<='} {bound}",
+                   'within': ratio >= bound if step else ratio <= bound,
                    'ours_samples': a, 'theirs_samples': b})
   return {'rows': rows, 'order': order, 'repeats': repeats,
           'ours': os.path.abspath(ours), 'theirs': os.path.abspath(theirs),
@@ -125,9 +122,6 @@ def revision(directory: str) -> str | None:
                           text=True, capture_output=True, check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return None
-
-
-# ---------------------------------------------------------------------------- reports
 
 
 def format_table(report: dict) -> str:

@@ -1,11 +1,7 @@
 """`benchmark.py --suite=gpu`: this codebase beside what a user would otherwise pick
 (PyTorch: torchvision, AMP, channels_last, torch.compile), on the same device, in one
-command of at most 8 minutes on one H100. Each row: {name, framework, device, batch,
-images_per_sec, step_ms}, with what else it measured; the rows (README.md's table):
-resnet50_train_bf16 (torchvision's under AMP, channels_last and torch.compile),
-resnet20_cifar_epoch (data resident on the device, PyTorch eager and compiled),
-airbench94_epoch (the `airbench` package's own step) and jpeg_pipeline (the host
-pipeline against what the ResNet-50 step consumes), each described where it is measured.
+command of at most 8 minutes on one H100. Each row has ROW_KEYS and what else it
+measured; README.md's table lists the rows, and `run` measures them in order.
 
 `--smoke` runs the same code at toy sizes (ResNet-18 at 64 px for the ResNet-50 row) on a
 CPU in a few minutes; there torch.compile traces with TorchDynamo but runs its graphs
@@ -14,12 +10,9 @@ eagerly (backend 'eager'), since Inductor would spend minutes compiling C++ for 
 
 import contextlib
 import dataclasses
-import functools
 import tempfile
 import time
 from unittest import mock
-
-import jax
 
 from benchmarking import torch_nets
 from configs import airbench as airbench_config
@@ -58,26 +51,20 @@ def row(name, framework, device, batch, images_per_sec, **more) -> dict:
 
 
 def skipped(name, framework, why) -> dict:
-  return {'name': name, 'framework': framework, 'device': None, 'batch': None,
-          'images_per_sec': None, 'step_ms': None, 'skipped': why}
+  return {**dict.fromkeys(ROW_KEYS), 'name': name, 'framework': framework, 'skipped': why}
 
 
 # ------------------------------------------------------------------------------- JAX
-
-
-def jax_device() -> str:
-  return jax.devices()[0].device_kind
 
 
 def jax_imagenet(sizes: Sizes, time_train_step) -> dict:
   """Our ImageNet ResNet train step (train.py's: sharding, donation), bfloat16."""
   depth = sizes.imagenet_model.removeprefix('resnet')
   config = resnet_config.get_config(f'imagenet,depth={depth}')
-  config.precision, config.batch_size = 'bfloat16', sizes.imagenet_batch
-  config.dataset.name, config.dataset.image_size = 'synthetic', sizes.imagenet_size
-  config.num_classes = 1000
+  config.update(precision='bfloat16', batch_size=sizes.imagenet_batch, num_classes=1000)
+  config.dataset.update(name='synthetic', image_size=sizes.imagenet_size)
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=False)
-  return row('resnet50_train_bf16', 'jax', jax_device(), r['batch_size'],
+  return row('resnet50_train_bf16', 'jax', r['device_kind'], r['batch_size'],
              r['images_per_sec'], model=sizes.imagenet_model, compile_s=r['compile_s'])
 
 
@@ -88,7 +75,7 @@ def jax_cifar(sizes: Sizes, time_train_step) -> dict:
   config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples,
                         device_resident=True)
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=True)
-  return row('resnet20_cifar_epoch', 'jax', jax_device(), r['batch_size'],
+  return row('resnet20_cifar_epoch', 'jax', r['device_kind'], r['batch_size'],
              r['images_per_sec'], epoch_s=CIFAR_TRAIN / r['images_per_sec'],
              compile_s=r['compile_s'])
 
@@ -100,28 +87,25 @@ def jax_airbench(sizes: Sizes, time_train_step) -> dict:
   config.batch_size, config.num_classes = sizes.airbench_batch, 10
   config.dataset.update(name='synthetic', synthetic_size=sizes.cifar_examples)
   r = time_train_step(config, sizes.steps, sizes.warmup, end_to_end=True)
-  return row('airbench94_epoch', 'jax', jax_device(), r['batch_size'], r['images_per_sec'],
+  return row('airbench94_epoch', 'jax', r['device_kind'], r['batch_size'], r['images_per_sec'],
              epoch_s=48 * 1024 / r['images_per_sec'], compile_s=r['compile_s'])
 
 
-def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float | None) -> dict:
-  """The host pipeline with a worker per core on a folder of generated JPEGs."""
+def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float) -> dict:
+  """The host pipeline with a worker per core on a folder of generated JPEGs, beside the
+  images/s the ResNet-50 step `consumed`."""
   with tempfile.TemporaryDirectory(prefix='jpegs-') as root:
     synthetic_folder.write(root, classes=10, train=sizes.jpegs // 10, val=1,
                            size=sizes.jpeg_side)
     config = resnet_config.get_config('imagenet,depth=50')
-    config.dataset.name = f'folder:{root}'
-    config.dataset.image_size = sizes.imagenet_size
     config.batch_size = sizes.imagenet_batch
-    config.dataset.workers = -1  # one per core
+    config.dataset.update(name=f'folder:{root}', image_size=sizes.imagenet_size,
+                          workers=-1)  # -1: one per core
     r = time_input_pipeline(config, sizes.pipeline_batches, 1)
-  out = row('jpeg_pipeline', f"grain, {r['workers']} workers", f"{r['host_cpus']} CPUs",
-            r['batch_size'], r['images_per_sec'], first_batch_s=r['first_batch_s'],
-            pillow_images_per_sec=r.get('pillow_images_per_sec'))
-  if consumed:
-    out['resnet50_images_per_sec'] = consumed
-    out['keeps_up'] = r['images_per_sec'] >= consumed
-  return out
+  return row('jpeg_pipeline', f"grain, {r['workers']} workers", f"{r['host_cpus']} CPUs",
+             r['batch_size'], r['images_per_sec'], first_batch_s=r['first_batch_s'],
+             pillow_images_per_sec=r.get('pillow_images_per_sec'),
+             resnet50_images_per_sec=consumed, keeps_up=r['images_per_sec'] >= consumed)
 
 
 # ----------------------------------------------------------------------------- PyTorch
@@ -131,10 +115,6 @@ def torch_device(torch) -> tuple[str, str]:
   if torch.cuda.is_available():
     return 'cuda', torch.cuda.get_device_name()
   return 'cpu', 'cpu'
-
-
-def compile_fn(torch, fn, smoke: bool):
-  return torch.compile(fn, backend='eager') if smoke else torch.compile(fn)
 
 
 def time_torch(torch, step, batches, sizes: Sizes, device: str) -> float:
@@ -154,7 +134,8 @@ def torch_imagenet(torch, torchvision, sizes: Sizes, smoke: bool) -> dict:
   device, name = torch_device(torch)
   net = getattr(torchvision.models, sizes.imagenet_model)().to(
       device, memory_format=torch.channels_last)
-  step = compile_fn(torch, torch_nets.sgd_step(torch, net, amp=True, device=device), smoke)
+  step = torch.compile(torch_nets.sgd_step(torch, net, amp=True, device=device),
+                       backend='eager' if smoke else 'inductor')
   b, s = sizes.imagenet_batch, sizes.imagenet_size
   x = torch.randn(b, 3, s, s, device=device).to(memory_format=torch.channels_last)
   y = torch.randint(0, 1000, (b,), device=device)
@@ -187,7 +168,8 @@ def torch_cifar(torch, sizes: Sizes, compiled: bool, smoke: bool) -> dict:
     x = ((x.float() / 255 - mean) / std).contiguous(memory_format=torch.channels_last)
     return train(x, labels[index])
 
-  step = compile_fn(torch, step, smoke) if compiled else step
+  if compiled:
+    step = torch.compile(step, backend='eager' if smoke else 'inductor')
   batches = iter(lambda: (torch.randint(0, n, (b,), device=device),), None)
   rate = b * time_torch(torch, step, batches, sizes, device)
   mode = 'torch.compile' if compiled else 'eager'
@@ -239,67 +221,46 @@ def reference_airbench(torch, sizes: Sizes) -> dict:
              epoch_s=48 * 1024 / rate)
 
 
-# ------------------------------------------------------------------------------- suite
-
-
-def check_device(smoke: bool):
-  """The full suite's sizes are an H100's (minutes there, hours on a CPU): a ValueError
-  at once, before PyTorch is imported or anything compiled, when JAX sees no GPU."""
-  platform = jax.default_backend()
-  if not smoke and platform != 'gpu':
-    raise ValueError(f'--suite=gpu: JAX sees no GPU here (its devices: {platform}), and '
-                     'the full sizes would run for hours; add --smoke for the same suite '
-                     'at toy sizes on this machine, or run it on a GPU machine')
-
-
-def measurements(sizes: Sizes, smoke: bool, time_train_step, time_input_pipeline,
-                 rows: list[dict]) -> list[tuple[str, str, str, object]]:
-  """(name, framework, what it runs, a function giving its row), in the suite's order;
-  the PyTorch rows are skipped rows where PyTorch is not installed. `rows`: the rows
-  measured so far (the pipeline's row compares with ResNet-50's)."""
+def run(smoke: bool, time_train_step, time_input_pipeline) -> list[dict]:
+  """Every row of the suite, in order, each measurement said as it starts (a full one
+  takes a minute or more) and as it ends, with its time; the PyTorch rows are skipped
+  rows where PyTorch is not installed."""
+  sizes = SMOKE if smoke else FULL
+  print(f"gpu suite ({'toy sizes' if smoke else 'full sizes'}): importing PyTorch")
   torch, torchvision = torch_nets.import_torch()
   steps = f'compile, {sizes.warmup} warm-up and {sizes.steps} timed steps'
 
-  def torch_row(name, framework, measure):
-    return measure if torch else lambda: skipped(name, framework, 'PyTorch is not installed')
+  def torch_row(name, framework, what, measure):
+    return (name, framework, what, measure if torch else
+            lambda: skipped(name, framework, 'PyTorch is not installed'))
 
   model, batch = sizes.imagenet_model, sizes.imagenet_batch
   imagenet = f'{model}, batch {batch} at {sizes.imagenet_size} px: {steps}'
   cifar = f'resnet20, batch {sizes.cifar_batch}, resident data: {steps}'
   airbench = f'airbench94, batch {sizes.airbench_batch}, resident data: {steps}'
-  return [
+  rows = []
+  todo = [  # (name, framework, what it runs, a function giving its row)
       ('resnet50_train_bf16', 'jax', imagenet, lambda: jax_imagenet(sizes, time_train_step)),
-      ('resnet50_train_bf16', 'torch', imagenet, torch_row(
-          'resnet50_train_bf16', 'torch', lambda: torch_imagenet(torch, torchvision, sizes,
-                                                                  smoke))),
+      torch_row('resnet50_train_bf16', 'torch', imagenet,
+                lambda: torch_imagenet(torch, torchvision, sizes, smoke)),
       ('resnet20_cifar_epoch', 'jax', cifar, lambda: jax_cifar(sizes, time_train_step)),
-      *[('resnet20_cifar_epoch', f'torch ({mode})', cifar, torch_row(
-          'resnet20_cifar_epoch', 'torch', lambda compiled=compiled: torch_cifar(
-              torch, sizes, compiled, smoke)))
-        for compiled, mode in ((False, 'eager'), (True, 'torch.compile'))],
+      torch_row('resnet20_cifar_epoch', 'torch (eager)', cifar,
+                lambda: torch_cifar(torch, sizes, False, smoke)),
+      torch_row('resnet20_cifar_epoch', 'torch (torch.compile)', cifar,
+                lambda: torch_cifar(torch, sizes, True, smoke)),
       ('airbench94_epoch', 'jax', airbench, lambda: jax_airbench(sizes, time_train_step)),
-      ('airbench94_epoch', 'airbench (PyTorch)', airbench, torch_row(
-          'airbench94_epoch', 'airbench (PyTorch)', lambda: reference_airbench(torch, sizes))),
+      torch_row('airbench94_epoch', 'airbench (PyTorch)', airbench,
+                lambda: reference_airbench(torch, sizes)),
       ('jpeg_pipeline', 'grain', f'{sizes.jpegs} JPEGs of {sizes.jpeg_side} px written, '
        f'{sizes.pipeline_batches} batches of {batch} timed',
        lambda: jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec'])),
   ]
-
-
-def run(smoke: bool, time_train_step, time_input_pipeline,
-        say=functools.partial(print, flush=True)) -> list[dict]:
-  """Every row of the suite, in order; `say` reports each measurement as it starts (a
-  full one takes a minute or more) and as it ends, with its time."""
-  sizes = SMOKE if smoke else FULL
-  rows = []
-  say(f"gpu suite ({'toy sizes' if smoke else 'full sizes'}): importing PyTorch")
-  todo = measurements(sizes, smoke, time_train_step, time_input_pipeline, rows)
   for i, (name, framework, what, measure) in enumerate(todo, start=1):
     head = f'[{i}/{len(todo)}] {name:<22}'
-    say(f'{head} {framework}: {what} ...')
+    print(f'{head} {framework}: {what} ...')
     start = time.perf_counter()
     r = measure()
     rows.append(r)
     shown = f"{r['images_per_sec']:,.0f} images/s" if r['images_per_sec'] else r['skipped']
-    say(f"{head} {r['framework']:<48} {shown} ({time.perf_counter() - start:.0f} s)")
+    print(f"{head} {r['framework']:<48} {shown} ({time.perf_counter() - start:.0f} s)")
   return rows

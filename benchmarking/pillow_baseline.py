@@ -31,13 +31,6 @@ def _scaled(image, box, width, height, mode):
                       box=(box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy))
 
 
-def _shorter_to(image, side, mode):
-  w, h = image.size
-  scale = side / min(w, h)
-  return _scaled(image, (0, 0, w, h), max(side, round(w * scale)) if w > h else side,
-                 max(side, round(h * scale)) if h > w else side, mode)
-
-
 def _random_crop(image, size, rng):
   w, h = image.size
   top, left = rng.integers(0, max(h - size, 0) + 1), rng.integers(0, max(w - size, 0) + 1)
@@ -52,8 +45,12 @@ def _inception(image, d, mode, rng):
 
 
 def _vgg(image, d, mode, rng):
-  scale = int(rng.integers(d.scale_min, d.scale_max + 1))
-  return _random_crop(_shorter_to(image, scale, mode), d.image_size, rng)
+  side = int(rng.integers(d.scale_min, d.scale_max + 1))  # the shorter side's new length
+  w, h = image.size
+  scale = side / min(w, h)
+  image = _scaled(image, (0, 0, w, h), max(side, round(w * scale)) if w > h else side,
+                  max(side, round(h * scale)) if h > w else side, mode)
+  return _random_crop(image, d.image_size, rng)
 
 
 def _alexnet(image, d, mode, rng):

@@ -61,8 +61,7 @@ def torch_timer(torch, name: str, batch: int, channels_last: bool):
   return timer
 
 
-def compare(train_step_timer, model_names, batch: int, repeats: int,
-            steps: int | None = None, log=print) -> dict:
+def compare(train_step_timer, model_names, batch: int, repeats: int, steps: int | None) -> dict:
   """{'threads', 'torch' (version or None), 'rows': [...]}: each row the best images/s
   of ours and PyTorch's (NCHW and channels_last) over `repeats` alternating rounds,
   every sample kept."""
@@ -71,15 +70,13 @@ def compare(train_step_timer, model_names, batch: int, repeats: int,
   if torch is not None:
     torch.set_num_threads(threads)
   else:
-    log(NO_TORCH)
+    print(NO_TORCH)
   rows = []
   for name in model_names:
     n = steps or MODELS[name][1]
-    ours, facts = train_step_timer(config_for(name, batch), end_to_end=False)
-    other, _ = train_step_timer(config_for(name, batch), end_to_end=False,
+    ours, facts = train_step_timer(config_for(name, batch), False, WARMUP)
+    other, _ = train_step_timer(config_for(name, batch), False, WARMUP,
                                 fusion=not ours.fusion)
-    ours(WARMUP)
-    other(WARMUP)
     timers = {'ours': ours, 'other_fusion': other}
     if torch is not None:
       timers['torch'] = torch_timer(torch, name, batch, channels_last=False)
@@ -88,9 +85,9 @@ def compare(train_step_timer, model_names, batch: int, repeats: int,
     for r in range(repeats):
       for key in (list(timers) if r % 2 == 0 else list(timers)[::-1]):
         samples[key].append(n * batch / timers[key](n))
-      log(f'{name} round {r + 1}/{repeats}: ' + ', '.join(
+      print(f'{name} round {r + 1}/{repeats}: ' + ', '.join(
           f'{k} {v[-1]:,.1f}' for k, v in samples.items()) + ' images/s')
-    facts['loss']()  # (a non-finite loss raises)
+    ours.check_loss()
     row = {'model': name, 'batch': batch, 'threads': threads, 'steps': n,
            'devices': facts['devices'], 'compile_s': facts['compile_s'],
            'fusion': 'on' if ours.fusion else 'off',
@@ -99,8 +96,8 @@ def compare(train_step_timer, model_names, batch: int, repeats: int,
       row['ratio'] = row['ours'] / row['torch']
       row['ratio_nhwc'] = row['ours'] / row['torch_nhwc']
     if row['other_fusion'] > row['ours']:
-      log(f"{name}: its step was faster with XLA's fusion pass "
-          f"{'off' if ours.fusion else 'on'}, against lib/compile_options' rule")
+      print(f"{name}: its step was faster with XLA's fusion pass "
+            f"{'off' if ours.fusion else 'on'}, against lib/compile_options' rule")
     rows.append(row)
   return {'threads': threads, 'torch': torch.__version__ if torch else None,
           'repeats': repeats, 'rows': rows}

@@ -1,10 +1,5 @@
 """The networks the benchmarks time in PyTorch, written as this codebase builds them, and
-the one way PyTorch is imported for them (optional: only the PyTorch rows need it).
-
-  torch, torchvision = torch_nets.import_torch()   # (None, None) without PyTorch
-  net = torch_nets.NETS['resnet20'](torch)          # an nn.Module, random weights
-  step = torch_nets.sgd_step(torch, net)            # step(x, y) -> loss
-"""
+the one way PyTorch is imported for them (optional: only the PyTorch rows need it)."""
 
 import sys
 import types
@@ -90,16 +85,15 @@ def vgg_a_cifar(torch, num_classes: int = 10):
 NETS = {'lenet5': lenet5, 'resnet20': resnet20, 'vgg_a': vgg_a_cifar}
 
 
-def sgd_step(torch, net, lr=0.1, amp=False, device='cpu', decay_kernels_only=False):
-  """One SGD step with momentum 0.9 and weight decay 1e-4 (the papers' recipe);
-  `decay_kernels_only`: biases and BatchNorm parameters undecayed, as this codebase's
-  default optimizer.decay_params='kernels'."""
+def sgd_step(torch, net, amp=False, device='cpu', decay_kernels_only=False):
+  """One SGD step with learning rate 0.1, momentum 0.9 and weight decay 1e-4 (the papers'
+  recipe); `decay_kernels_only`: biases and BatchNorm parameters undecayed, as this
+  codebase's default optimizer.decay_params='kernels'."""
   params = list(net.parameters())
   if decay_kernels_only:
-    kernels = [p for p in params if p.ndim > 1]
-    others = [p for p in params if p.ndim <= 1]
-    params = [{'params': kernels}, {'params': others, 'weight_decay': 0.0}]
-  opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
+    params = [{'params': [p for p in params if p.ndim > 1]},
+              {'params': [p for p in params if p.ndim <= 1], 'weight_decay': 0.0}]
+  opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-4)
 
   def step(x, y):
     with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
