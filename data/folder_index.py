@@ -44,13 +44,10 @@ PROCESS_POOL_FROM = 5_000  # files: fewer are inspected by threads in this proce
 SPLIT_ARRAYS = ('labels', 'sizes', 'mtimes', 'ctimes', 'shapes')  # a Split's, besides its paths
 
 
-def cache_root() -> str:
-  return os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
-                      'classic-convnets', 'folders')
-
-
 def manifest_dir(root: str) -> str:
-  return os.path.join(cache_root(), hashlib.sha1(os.path.abspath(root).encode()).hexdigest())
+  return os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+                      'classic-convnets', 'folders',
+                      hashlib.sha1(os.path.abspath(root).encode()).hexdigest())
 
 
 def mapped(directory: str, split: str, name: str) -> np.ndarray:
