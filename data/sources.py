@@ -46,7 +46,6 @@ MNIST5K_TRAIN = 4000
 PUBLISHED_TRAIN_SIZES = {'cifar10': 50_000, 'cifar100': 50_000, 'mnist': 60_000,
                          'imagenet2012': 1_281_167, 'mnist5k': MNIST5K_TRAIN}
 EVAL_SPLIT_NAMES = ('test', 'validation', 'val')  # stand in for each other
-IMAGE_EXTENSIONS = folder_index.IMAGE_EXTENSIONS
 
 
 DatasetError = errors.DatasetError  # (defined below folder_index, which raises it too)
@@ -292,9 +291,6 @@ class Folder:
   @property
   def sizes(self) -> dict:
     return {split: len(paths) for split, (paths, _) in self.files.items()}
-
-
-visible = folder_index.visible
 
 
 @functools.cache
