@@ -414,12 +414,6 @@ def train_batch(crops, config, positions, indices, num_examples: int) -> np.ndar
   return np.ascontiguousarray(images)
 
 
-def train_example(item, config, position: int, index: int, num_examples: int) -> np.ndarray:
-  """train_batch of one: the training image at stream `position`, augmented."""
-  return train_batch([train_crop(item, config, position)], config, [position], [index],
-                     num_examples)[0]
-
-
 def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
   d = config.dataset
@@ -439,12 +433,6 @@ def _as_array(item, channels: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------- test-time views
-
-
-def ten_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
-  """(top, left) of the four corner crops and the centre crop (AlexNet section 4.1)."""
-  return [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-          ((height - size) // 2, (width - size) // 2)]
 
 
 def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
@@ -468,7 +456,10 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
     if h < size or w < size:
       array = fit(array, max(size, h, w))
       h, w = array.shape[:2]
-    crops = np.stack([array[t:t + size, l:l + size] for t, l in ten_crop_offsets(h, w, size)])
+    # The four corner crops and the centre crop (AlexNet section 4.1).
+    offsets = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
+               ((h - size) // 2, (w - size) // 2)]
+    crops = np.stack([array[t:t + size, l:l + size] for t, l in offsets])
     return np.concatenate([crops, crops[:, :, ::-1]])
   w, h = image.size
   excess = max(w, h) * scale / min(w, h) - scale  # of the longer side over Q, at its aspect
