@@ -199,11 +199,6 @@ def train_dataset(config, start_step: int = 0, process_index=None, process_count
       _train_batch, source=source, config=config, process_index=pi, local=local)), config)
 
 
-def eval_parts(num_examples: int, process_count: int) -> list[np.ndarray]:
-  """Each process's contiguous part of an eval split's indices."""
-  return np.array_split(np.arange(num_examples), process_count)
-
-
 def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
                  process_count=None, source=None) -> grain.IterDataset:
   """This process's part of the eval split in uint8 batches, padded with mask=False.
@@ -213,7 +208,7 @@ def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(config, pc)
   source = source if source is not None else eval_source(config, info)
-  parts = eval_parts(len(source), pc)
+  parts = np.array_split(np.arange(len(source)), pc)  # each process's contiguous part
   num_batches = -(-len(parts[0]) // local)
   indices = np.full(num_batches * local, -1)
   indices[:len(parts[pi])] = parts[pi]
@@ -258,15 +253,11 @@ def _split_source(config, info: DatasetInfo, split: str):
 
 def first_train_images(config, info: DatasetInfo, count: int) -> np.ndarray:
   """The training split's first `count` images in its own order, as the model sees them
-  at test time but before normalisation: uint8 (N, H, W, C)."""
+  at test time: float32 (N, H, W, C), (x/255 - mean)/std with the dataset's statistics
+  (as data/device.normalize does on the device)."""
   source = sources.open_split(config, 'train', info)
-  return np.stack([_decoded(source, i, lambda image: transforms.eval_example(image, config))[0]
-                   for i in range(min(count, len(source)))])
-
-
-def normalize_on_host(images: np.ndarray, config) -> np.ndarray:
-  """uint8 images -> float32, (x/255 - mean)/std with the dataset's statistics (as
-  data/device.normalize does on the device)."""
+  images = np.stack([_decoded(source, i, lambda image: transforms.eval_example(image, config))[0]
+                     for i in range(min(count, len(source)))])
   mean, std = sources.channel_stats(config.dataset.name, images.shape[-1])
   return ((images / 255. - np.array(mean)) / np.array(std)).astype(np.float32)
 
@@ -394,7 +385,7 @@ def eval_views(config, kind: str, scale: int | None = None, process_index=None,
     raise ValueError(f'views must be one of {EVAL_VIEWS}; got {kind!r}')
   pi, pc = _processes(process_index, process_count)
   source = eval_source(config, info)
-  part = eval_parts(len(source), pc)[pi]
+  part = np.array_split(np.arange(len(source)), pc)[pi]
 
   examples = grain.MapDataset.source(part).map(functools.partial(
       _views_example, source=source, config=config, kind=kind, scale=scale))
