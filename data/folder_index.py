@@ -267,11 +267,6 @@ def inspect_image(path: str, decode: bool = False):
     return f'unreadable header ({type(e).__name__})', None, None
 
 
-def kept(why: str) -> bool:
-  """Whether a corrupt verdict is the file's bytes' (kept) or a passing failure to read."""
-  return not why.startswith(UNREAD)
-
-
 def _inspect_all(paths: list[str], decode: bool = False) -> list:
   """inspect_image of each path: threads for a few files (small reads, I/O bound),
   every core's process for many, with a progress line."""
@@ -389,7 +384,7 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
       splits[split].shapes[i] = (*size, channels)
       continue
     corrupt[rel] = why
-    if not kept(why):
+    if why.startswith(UNREAD):  # a passing failure to read, not the bytes' verdict
       splits[split].shapes[i] = NOT_INSPECTED
   listed_names = {r[0] for rows in listed.values() for r in rows}
   corrupt = {rel: why for rel, why in corrupt.items() if rel in listed_names}
