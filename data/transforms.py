@@ -40,7 +40,6 @@ GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert('L')
 
 
 def image_mode(channels: int) -> str:
-  """The Pillow mode of images with `channels` channels."""
   return 'L' if channels == 1 else 'RGB'
 
 
@@ -191,8 +190,7 @@ def _random_resized_crop(item, config, rng):
 
 def _scale_jitter_crop(item, config, rng):
   """VGG section 3.1: shorter side to S drawn from [scale_min, scale_max], random crop."""
-  d = config.dataset
-  mode = image_mode(d.channels)
+  d, mode = config.dataset, image_mode(config.dataset.channels)
   scale = int(rng.integers(d.scale_min, d.scale_max + 1))
   return random_crop(to_array(resize_shorter(open_image(item), scale, mode), mode),
                      d.image_size, rng)
@@ -237,6 +235,7 @@ DECODE_OPS = {
 # AlexNet's PCA colour noise (section 4.1): per image, on the device's float pixels
 # (data/device.py colour_noise), so the list's last op.
 COLOUR_NOISE = 'colour_noise'
+OP_NAMES = (*DECODE_OPS, *augment.OPS, COLOUR_NOISE)
 
 
 # ------------------------------------------------------------------------------ presets
@@ -275,9 +274,8 @@ def _usage(name: str) -> str:
 
 
 def _valid() -> str:
-  names = [*DECODE_OPS, *augment.OPS, COLOUR_NOISE]
   return (f'give a preset ({", ".join(PRESETS)}) or a list of presets and operations '
-          f'({", ".join(map(_usage, names))}), e.g. \'cifar,cutout(16)\'')
+          f'({", ".join(map(_usage, OP_NAMES))}), e.g. \'cifar,cutout(16)\'')
 
 
 def _argument(op: str, param: inspect.Parameter, text: str):
@@ -323,10 +321,9 @@ def parse(spec: str) -> tuple[Op, ...]:
     if name in PRESETS and match[2] is None:
       ops += parse(PRESETS[name]) if PRESETS[name] else ()
       continue
-    if name not in (*DECODE_OPS, *augment.OPS, COLOUR_NOISE):
+    if name not in OP_NAMES:
       what = 'unknown preset' if item == spec.strip() else 'unknown operation'
-      close = difflib.get_close_matches(name or item, [*PRESETS, *DECODE_OPS, *augment.OPS,
-                                                       COLOUR_NOISE])
+      close = difflib.get_close_matches(name or item, [*PRESETS, *OP_NAMES])
       raise ValueError(f'config.dataset.augment: {what} {item!r}'
                        + (f' in {spec!r}' if item != spec.strip() else '') + f'; {_valid()}'
                        + (f' (did you mean {close[0]!r}?)' if close else ''))
@@ -336,12 +333,11 @@ def parse(spec: str) -> tuple[Op, ...]:
     if not len(required) <= len(texts) <= len(params):
       raise ValueError(f'config.dataset.augment: {item!r}: write {_usage(name)}')
     ops.append(Op(name, tuple(_argument(item, p, t) for p, t in zip(params, texts))))
-  names = [op.name for op in ops]
-  for i, name in enumerate(names):
+  for i, (name, _) in enumerate(ops):
     if name in DECODE_OPS and i:
       raise ValueError(f'config.dataset.augment: {spec!r}: {name} crops the decoded source '
                        'image, so it comes first, and once')
-    if name == COLOUR_NOISE and i != len(names) - 1:
+    if name == COLOUR_NOISE and i != len(ops) - 1:
       raise ValueError(f'config.dataset.augment: {spec!r}: {COLOUR_NOISE} is added to the '
                        "device's float pixels, after the other ops: write it last")
   return tuple(ops)
@@ -445,8 +441,7 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
   longer side exceeds Q by the multiple of 32 nearest the image's aspect, so that a split
   compiles for a few shapes instead of hundreds, each step one more column of VGG's pool5.
   """
-  d = config.dataset
-  size, mode = d.image_size, image_mode(d.channels)
+  size, mode = config.dataset.image_size, image_mode(config.dataset.channels)
   if kind == 'center':
     return eval_example(item, config)[None]
   image = open_image(item)
