@@ -201,13 +201,11 @@ def train_dataset(config, start_step: int = 0, process_index=None, process_count
 
 def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
                  process_count=None, source=None) -> grain.IterDataset:
-  """This process's part of the eval split in uint8 batches, padded with mask=False.
-
-  Every process yields the same number of batches, ceil(largest part / local batch).
-  """
+  """This process's part of the eval split in uint8 batches, padded with mask=False;
+  every process yields the same number of batches, ceil(largest part / local batch)."""
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(config, pc)
-  source = source if source is not None else eval_source(config, info)
+  source = source if source is not None else _split_source(config, info, 'eval')
   parts = np.array_split(np.arange(len(source)), pc)  # each process's contiguous part
   num_batches = -(-len(parts[0]) // local)
   indices = np.full(num_batches * local, -1)
@@ -216,19 +214,17 @@ def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
       _eval_batch, source=source, config=config, indices=indices, local=local)), config)
 
 
-def to_arrays(source, channels: int, shape=None) -> sources.ArraySource:
-  """Any source as uint8 arrays (decoding files with threads); images of one size, the
-  (height, width) `shape` where given: a file that cannot be decoded, or that decodes
-  to another size than its index recorded, is a DatasetError naming it."""
-  if isinstance(source, sources.ArraySource):
-    return source
+def to_arrays(source, channels: int, shape) -> sources.ArraySource:
+  """A source of image files as uint8 arrays (decoded with threads), each of the (height,
+  width) `shape`: a file that cannot be decoded, or that decodes to another size than
+  its index recorded, is a DatasetError naming it."""
   import concurrent.futures  # pylint: disable=import-outside-toplevel
   mode = transforms.image_mode(channels)
 
   def load(i):
     array, label = _decoded(source, i, lambda image: transforms.to_array(
         transforms.open_image(image), mode))
-    if shape and array.shape[:2] != tuple(shape):
+    if array.shape[:2] != tuple(shape):
       raise DatasetError(
           f'{sources.example_name(source, i)} '
           f'decodes to {array.shape[1]}x{array.shape[0]} pixels, but {shape[1]}x{shape[0]} '
@@ -240,9 +236,10 @@ def to_arrays(source, channels: int, shape=None) -> sources.ArraySource:
   return sources.ArraySource(np.stack(images), np.array(labels, np.int32))
 
 
-def _split_source(config, info: DatasetInfo, split: str):
+def _split_source(config, info: DatasetInfo | None, split: str):
   """A split as a source; image files are decoded into memory when the data is resident
   (by check_config, which keeps them in info.decoded; else by each call here)."""
+  info = info or dataset_info(config)
   if split in info.decoded:
     return info.decoded[split]
   source = sources.open_split(config, split, info)
@@ -262,16 +259,10 @@ def first_train_images(config, info: DatasetInfo, count: int) -> np.ndarray:
   return ((images / 255. - np.array(mean)) / np.array(std)).astype(np.float32)
 
 
-def eval_source(config, info: DatasetInfo | None = None):
-  """The eval split as a source: in memory when the training split is resident."""
-  return _split_source(config, info or dataset_info(config), 'eval')
-
-
 # ---------------------------------------------------------------------- to the devices
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Batches are split over the mesh's 'data' axis."""
   return NamedSharding(mesh, P('data'))
 
 
@@ -350,11 +341,10 @@ def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
 def batch_spec(config, mesh: Mesh, with_mask: bool = False) -> dict:
   """The shapes of a global uint8 batch (with the eval mask), to compile before data."""
   size, channels, n = config.dataset.image_size, config.dataset.channels, config.batch_size
-  sharding = batch_sharding(mesh)
   shapes = {'image': (n, size, size, channels), 'label': (n,)}
   if with_mask:
     shapes['mask'] = (n,)
-  return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=sharding)
+  return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=batch_sharding(mesh))
           for k, shape in shapes.items()}
 
 
@@ -384,7 +374,7 @@ def eval_views(config, kind: str, scale: int | None = None, process_index=None,
   if kind not in EVAL_VIEWS:
     raise ValueError(f'views must be one of {EVAL_VIEWS}; got {kind!r}')
   pi, pc = _processes(process_index, process_count)
-  source = eval_source(config, info)
+  source = _split_source(config, info, 'eval')
   part = np.array_split(np.arange(len(source)), pc)[pi]
 
   examples = grain.MapDataset.source(part).map(functools.partial(
