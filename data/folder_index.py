@@ -199,7 +199,6 @@ def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
   reached = {(top.st_dev, top.st_ino): folder}
   while stack:
     for entry, st in _entries(stack.pop()):
-      name = entry.name
       if stat.S_ISDIR(st.st_mode):
         first = reached.setdefault((st.st_dev, st.st_ino), entry.path)
         if first != entry.path:
@@ -209,8 +208,7 @@ def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
               'the link')
         stack.append(_utf8(entry.path))
         continue
-      dot = name.rfind('.')
-      ext = name[dot:].lower() if dot > 0 else '(none)'
+      ext = os.path.splitext(entry.name)[1].lower() or '(none)'
       if ext not in IMAGE_EXTENSIONS:
         other[ext] = other.get(ext, 0) + 1
       elif not stat.S_ISREG(st.st_mode):
