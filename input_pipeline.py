@@ -219,11 +219,9 @@ def to_arrays(source, channels: int, shape) -> sources.ArraySource:
   width) `shape`: a file that cannot be decoded, or that decodes to another size than
   its index recorded, is a DatasetError naming it."""
   import concurrent.futures  # pylint: disable=import-outside-toplevel
-  mode = transforms.image_mode(channels)
 
   def load(i):
-    array, label = _decoded(source, i, lambda image: transforms.to_array(
-        transforms.open_image(image), mode))
+    array, label = _decoded(source, i, lambda image: transforms.as_array(image, channels))
     if array.shape[:2] != tuple(shape):
       raise DatasetError(
           f'{sources.example_name(source, i)} '

@@ -291,20 +291,9 @@ def _argument(op: str, param: inspect.Parameter, text: str):
                    f'got {text!r} (write {_usage(op.split("(")[0])})')
 
 
-def _items(spec: str) -> list[str]:
-  """The spec's comma-separated items; commas inside parentheses belong to an item."""
-  items, depth, current = [], 0, ''
-  for char in spec:
-    depth += (char == '(') - (char == ')')
-    if char == ',' and depth == 0:
-      items.append(current.strip())
-      current = ''
-    else:
-      current += char
-  return items + [current.strip()]
-
-
 ITEM = re.compile(r'(\w+)\s*(?:\((.*)\))?')
+# The commas between items; one inside an op's parentheses has a ')' ahead of any '('.
+COMMA = re.compile(r',(?![^(]*\))')
 
 
 @functools.lru_cache(maxsize=256)  # (every training example asks)
@@ -315,7 +304,7 @@ def parse(spec: str) -> tuple[Op, ...]:
     raise ValueError(f'config.dataset.augment: got {spec!r}; ' + _valid()
                      + ", or 'none' for no augmentation")
   ops = []
-  for item in _items(spec):
+  for item in map(str.strip, COMMA.split(spec)):
     match = ITEM.fullmatch(item)
     name = match and match[1]
     if name in PRESETS and match[2] is None:
@@ -388,7 +377,7 @@ def train_crop(item, config, position: int) -> np.ndarray:
   op = decode_op(config)
   if op:
     return op.train_crop(item, config, np.random.default_rng((config.seed, position)))
-  return _as_array(item, config.dataset.channels)
+  return as_array(item, config.dataset.channels)
 
 
 def train_batch(crops, config, positions, indices, num_examples: int) -> np.ndarray:
@@ -417,11 +406,11 @@ def eval_example(item, config) -> np.ndarray:
     array = to_array(eval_resize(open_image(item), config), image_mode(d.channels))
     array = center_crop(array, d.image_size)
   else:
-    array = _as_array(item, d.channels)
+    array = as_array(item, d.channels)
   return np.ascontiguousarray(fit(array, d.image_size))
 
 
-def _as_array(item, channels: int) -> np.ndarray:
+def as_array(item, channels: int) -> np.ndarray:
   """uint8 HWC with `channels` channels, from an array or an encoded file."""
   if isinstance(item, (bytes, bytearray)):
     return to_array(open_image(item), image_mode(channels))
