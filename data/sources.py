@@ -226,12 +226,10 @@ MNIST5K_SPLITS = {'train': slice(0, MNIST5K_TRAIN), 'test': slice(MNIST5K_TRAIN,
 
 
 def _mnist5k_open(config, split):
-  """The split that config.dataset names (`train`, `test`, or a slice of either);
-  without a config, the whole train or test part."""
+  """The split that config.dataset names (`train`, `test`, or a slice of either)."""
   images, labels = _mnist5k_all()
   sizes = {name: len(labels[part]) for name, part in MNIST5K_SPLITS.items()}
-  name, part = (select_split(config, split, sizes) if config is not None
-                else ('train' if split == 'train' else 'test', slice(None)))
+  name, part = select_split(config, split, sizes)
   whole = MNIST5K_SPLITS[name]
   return ArraySource(images[whole][part], labels[whole][part])
 

@@ -52,7 +52,7 @@ def assert_same(batches_a, batches_b):
 def write_image_folder(root, splits, formats=('png',), mode='L', size=None):
   """mnist5k test digits as root/SPLIT/digitL/I.FORMAT; splits: {name: slice}. mode RGB
   tints them; size (w, h) resizes them."""
-  digits = sources._mnist5k_open(None, 'eval')
+  digits = sources._mnist5k_open(make_config(), 'eval')
   images, labels = digits.images, digits.labels
   for split, part in splits.items():
     for i, (image, label) in enumerate(zip(images[part], labels[part])):
@@ -481,7 +481,7 @@ def test_rgb_folder_for_a_grey_model_and_sizes_that_vary(tmp_path):
   assert batch['image'].shape == (8, 32, 32, 1)
   # Pillow's luma of the tint (v, v // 2, 255 - v): the digit's strokes are dark.
   eval_batch = next(iter(input_pipeline.eval_dataset(config)))
-  v = sources._mnist5k_open(None, 'eval').images[16][..., 0].astype(int)
+  v = sources._mnist5k_open(make_config(), 'eval').images[16][..., 0].astype(int)
   luma = np.round((299 * v + 587 * (v // 2) + 114 * (255 - v)) / 1000)
   np.testing.assert_allclose(eval_batch['image'][0, 2:30, 2:30, 0], luma, atol=1)
 
