@@ -32,11 +32,10 @@ from data import device
 from data import sampler
 from data import sources
 from data import transforms
-from data.sources import DatasetError, DatasetInfo, STATS  # noqa: F401  (the interface)
+from data.sources import DatasetError, DatasetInfo, STATS, dataset_info  # noqa: F401  (API)
 from data.transforms import DENSE_SIZE_MULTIPLE  # noqa: F401
 from lib import parallel
 
-dataset_info = sources.dataset_info
 EVAL_VIEWS = ('center', '10crop', 'full')
 RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
 
@@ -200,12 +199,12 @@ def train_dataset(config, start_step: int = 0, process_index=None, process_count
 
 
 def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
-                 process_count=None, source=None) -> grain.IterDataset:
+                 process_count=None) -> grain.IterDataset:
   """This process's part of the eval split in uint8 batches, padded with mask=False;
   every process yields the same number of batches, ceil(largest part / local batch)."""
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(config, pc)
-  source = source if source is not None else _split_source(config, info, 'eval')
+  source = _split_source(config, info, 'eval')
   parts = np.array_split(np.arange(len(source)), pc)  # each process's contiguous part
   num_batches = -(-len(parts[0]) // local)
   indices = np.full(num_batches * local, -1)
