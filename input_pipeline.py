@@ -32,11 +32,10 @@ from data import device
 from data import sampler
 from data import sources
 from data import transforms
-from data.sources import DatasetError, DatasetInfo, STATS  # noqa: F401  (the interface)
+from data.sources import DatasetError, DatasetInfo, STATS, dataset_info  # noqa: F401  (API)
 from data.transforms import DENSE_SIZE_MULTIPLE  # noqa: F401
 from lib import parallel
 
-dataset_info = sources.dataset_info
 EVAL_VIEWS = ('center', '10crop', 'full')
 RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
 
@@ -199,21 +198,14 @@ def train_dataset(config, start_step: int = 0, process_index=None, process_count
       _train_batch, source=source, config=config, process_index=pi, local=local)), config)
 
 
-def eval_parts(num_examples: int, process_count: int) -> list[np.ndarray]:
-  """Each process's contiguous part of an eval split's indices."""
-  return np.array_split(np.arange(num_examples), process_count)
-
-
 def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
-                 process_count=None, source=None) -> grain.IterDataset:
-  """This process's part of the eval split in uint8 batches, padded with mask=False.
-
-  Every process yields the same number of batches, ceil(largest part / local batch).
-  """
+                 process_count=None) -> grain.IterDataset:
+  """This process's part of the eval split in uint8 batches, padded with mask=False;
+  every process yields the same number of batches, ceil(largest part / local batch)."""
   pi, pc = _processes(process_index, process_count)
   local = _local_batch(config, pc)
-  source = source if source is not None else eval_source(config, info)
-  parts = eval_parts(len(source), pc)
+  source = _split_source(config, info, 'eval')
+  parts = np.array_split(np.arange(len(source)), pc)  # each process's contiguous part
   num_batches = -(-len(parts[0]) // local)
   indices = np.full(num_batches * local, -1)
   indices[:len(parts[pi])] = parts[pi]
@@ -221,19 +213,15 @@ def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
       _eval_batch, source=source, config=config, indices=indices, local=local)), config)
 
 
-def to_arrays(source, channels: int, shape=None) -> sources.ArraySource:
-  """Any source as uint8 arrays (decoding files with threads); images of one size, the
-  (height, width) `shape` where given: a file that cannot be decoded, or that decodes
-  to another size than its index recorded, is a DatasetError naming it."""
-  if isinstance(source, sources.ArraySource):
-    return source
+def to_arrays(source, channels: int, shape) -> sources.ArraySource:
+  """A source of image files as uint8 arrays (decoded with threads), each of the (height,
+  width) `shape`: a file that cannot be decoded, or that decodes to another size than
+  its index recorded, is a DatasetError naming it."""
   import concurrent.futures  # pylint: disable=import-outside-toplevel
-  mode = transforms.image_mode(channels)
 
   def load(i):
-    array, label = _decoded(source, i, lambda image: transforms.to_array(
-        transforms.open_image(image), mode))
-    if shape and array.shape[:2] != tuple(shape):
+    array, label = _decoded(source, i, lambda image: transforms.as_array(image, channels))
+    if array.shape[:2] != tuple(shape):
       raise DatasetError(
           f'{sources.example_name(source, i)} '
           f'decodes to {array.shape[1]}x{array.shape[0]} pixels, but {shape[1]}x{shape[0]} '
@@ -245,9 +233,10 @@ def to_arrays(source, channels: int, shape=None) -> sources.ArraySource:
   return sources.ArraySource(np.stack(images), np.array(labels, np.int32))
 
 
-def _split_source(config, info: DatasetInfo, split: str):
+def _split_source(config, info: DatasetInfo | None, split: str):
   """A split as a source; image files are decoded into memory when the data is resident
   (by check_config, which keeps them in info.decoded; else by each call here)."""
+  info = info or dataset_info(config)
   if split in info.decoded:
     return info.decoded[split]
   source = sources.open_split(config, split, info)
@@ -258,29 +247,19 @@ def _split_source(config, info: DatasetInfo, split: str):
 
 def first_train_images(config, info: DatasetInfo, count: int) -> np.ndarray:
   """The training split's first `count` images in its own order, as the model sees them
-  at test time but before normalisation: uint8 (N, H, W, C)."""
+  at test time: float32 (N, H, W, C), (x/255 - mean)/std with the dataset's statistics
+  (as data/device.normalize does on the device)."""
   source = sources.open_split(config, 'train', info)
-  return np.stack([_decoded(source, i, lambda image: transforms.eval_example(image, config))[0]
-                   for i in range(min(count, len(source)))])
-
-
-def normalize_on_host(images: np.ndarray, config) -> np.ndarray:
-  """uint8 images -> float32, (x/255 - mean)/std with the dataset's statistics (as
-  data/device.normalize does on the device)."""
+  images = np.stack([_decoded(source, i, lambda image: transforms.eval_example(image, config))[0]
+                     for i in range(min(count, len(source)))])
   mean, std = sources.channel_stats(config.dataset.name, images.shape[-1])
   return ((images / 255. - np.array(mean)) / np.array(std)).astype(np.float32)
-
-
-def eval_source(config, info: DatasetInfo | None = None):
-  """The eval split as a source: in memory when the training split is resident."""
-  return _split_source(config, info or dataset_info(config), 'eval')
 
 
 # ---------------------------------------------------------------------- to the devices
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Batches are split over the mesh's 'data' axis."""
   return NamedSharding(mesh, P('data'))
 
 
@@ -359,11 +338,10 @@ def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
 def batch_spec(config, mesh: Mesh, with_mask: bool = False) -> dict:
   """The shapes of a global uint8 batch (with the eval mask), to compile before data."""
   size, channels, n = config.dataset.image_size, config.dataset.channels, config.batch_size
-  sharding = batch_sharding(mesh)
   shapes = {'image': (n, size, size, channels), 'label': (n,)}
   if with_mask:
     shapes['mask'] = (n,)
-  return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=sharding)
+  return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=batch_sharding(mesh))
           for k, shape in shapes.items()}
 
 
@@ -393,8 +371,8 @@ def eval_views(config, kind: str, scale: int | None = None, process_index=None,
   if kind not in EVAL_VIEWS:
     raise ValueError(f'views must be one of {EVAL_VIEWS}; got {kind!r}')
   pi, pc = _processes(process_index, process_count)
-  source = eval_source(config, info)
-  part = eval_parts(len(source), pc)[pi]
+  source = _split_source(config, info, 'eval')
+  part = np.array_split(np.arange(len(source)), pc)[pi]
 
   examples = grain.MapDataset.source(part).map(functools.partial(
       _views_example, source=source, config=config, kind=kind, scale=scale))

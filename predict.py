@@ -23,7 +23,7 @@ import sys
 from absl import flags
 import numpy as np
 
-from data import sources
+from data import folder_index
 from lib import cli
 from lib import trained
 
@@ -38,9 +38,9 @@ def image_files(paths: list[str]) -> tuple[list[str], list[str]]:
     if os.path.isdir(path):
       found = []
       for root, dirs, names in os.walk(path):
-        dirs[:] = sources.visible(dirs)
-        found += [os.path.join(root, f) for f in sources.visible(names)
-                  if f.lower().endswith(sources.IMAGE_EXTENSIONS)]
+        dirs[:] = folder_index.visible(dirs)
+        found += [os.path.join(root, f) for f in folder_index.visible(names)
+                  if f.lower().endswith(folder_index.IMAGE_EXTENSIONS)]
       files += sorted(found)
       empty += [] if found else [path]
     else:

@@ -336,8 +336,7 @@ def init_from_data(exp: experiment.Experiment, state):
   """The parameters the model sets from the first training images (airbench: its
   whitening kernel), on the host, once."""
   additions = exp.recipe.additions
-  images = input_pipeline.normalize_on_host(input_pipeline.first_train_images(
-      exp.config, exp.info, additions.init_images), exp.config)
+  images = input_pipeline.first_train_images(exp.config, exp.info, additions.init_images)
   params = additions.init_from_data(jax.device_get(state.params), images)
   return state.replace(params=jax.device_put(params, exp.state_sharding.params))
 

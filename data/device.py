@@ -30,18 +30,13 @@ def positions(step, batch_size: int):
       batch_size, dtype=jnp.uint32)
 
 
-def example_keys(seed: int, q):
-  """One jax.random key per position: the randomness of its colour noise."""
-  base = jax.random.key(seed)
-  return jax.vmap(lambda p: jax.random.fold_in(base, p))(q)
-
-
 def colour_noise(images, config, step):
   """AlexNet section 4.1's PCA colour noise on a training batch: uint8 NHWC -> float32
   pixels on the same 0-255 scale, each image with its own RGB offset sum_i alpha_i *
   lambda_i * p_i added to every pixel, alpha ~ N(0, 0.1) drawn per stream position."""
-  keys = example_keys(config.seed, positions(step, images.shape[0]))
-  alpha = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), (3,)))(keys) * 0.1
+  base = jax.random.key(config.seed)  # a key per position, folded in
+  draw = lambda q: jax.random.normal(jax.random.fold_in(jax.random.fold_in(base, q), 1), (3,))
+  alpha = jax.vmap(draw)(positions(step, images.shape[0])) * 0.1
   offset = jnp.einsum('ij,nj->ni', PCA_EIGVEC, alpha * PCA_EIGVAL) * 255.
   return images.astype(jnp.float32) + offset[:, None, None, :]
 

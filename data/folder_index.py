@@ -44,13 +44,10 @@ PROCESS_POOL_FROM = 5_000  # files: fewer are inspected by threads in this proce
 SPLIT_ARRAYS = ('labels', 'sizes', 'mtimes', 'ctimes', 'shapes')  # a Split's, besides its paths
 
 
-def cache_root() -> str:
-  return os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
-                      'classic-convnets', 'folders')
-
-
 def manifest_dir(root: str) -> str:
-  return os.path.join(cache_root(), hashlib.sha1(os.path.abspath(root).encode()).hexdigest())
+  return os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+                      'classic-convnets', 'folders',
+                      hashlib.sha1(os.path.abspath(root).encode()).hexdigest())
 
 
 def mapped(directory: str, split: str, name: str) -> np.ndarray:
@@ -202,7 +199,6 @@ def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
   reached = {(top.st_dev, top.st_ino): folder}
   while stack:
     for entry, st in _entries(stack.pop()):
-      name = entry.name
       if stat.S_ISDIR(st.st_mode):
         first = reached.setdefault((st.st_dev, st.st_ino), entry.path)
         if first != entry.path:
@@ -212,8 +208,7 @@ def _list_class(root: str, folder: str, other: dict) -> list[tuple]:
               'the link')
         stack.append(_utf8(entry.path))
         continue
-      dot = name.rfind('.')
-      ext = name[dot:].lower() if dot > 0 else '(none)'
+      ext = os.path.splitext(entry.name)[1].lower() or '(none)'
       if ext not in IMAGE_EXTENSIONS:
         other[ext] = other.get(ext, 0) + 1
       elif not stat.S_ISREG(st.st_mode):
@@ -268,11 +263,6 @@ def inspect_image(path: str, decode: bool = False):
     if isinstance(e, OSError) and e.errno is not None:  # the file failed, not its bytes
       return f'{UNREAD}: {e.strerror}', None, None
     return f'unreadable header ({type(e).__name__})', None, None
-
-
-def kept(why: str) -> bool:
-  """Whether a corrupt verdict is the file's bytes' (kept) or a passing failure to read."""
-  return not why.startswith(UNREAD)
 
 
 def _inspect_all(paths: list[str], decode: bool = False) -> list:
@@ -392,7 +382,7 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
       splits[split].shapes[i] = (*size, channels)
       continue
     corrupt[rel] = why
-    if not kept(why):
+    if why.startswith(UNREAD):  # a passing failure to read, not the bytes' verdict
       splits[split].shapes[i] = NOT_INSPECTED
   listed_names = {r[0] for rows in listed.values() for r in rows}
   corrupt = {rel: why for rel, why in corrupt.items() if rel in listed_names}

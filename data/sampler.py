@@ -21,17 +21,9 @@ def _mix(x, xp):
   return x ^ (x >> 16)
 
 
-def _half_bits(n: int) -> int:
-  """Bits of each Feistel half: the domain 4**half is the smallest power of 4 >= n."""
-  half = 1
-  while 4 ** half < n:
-    half += 1
-  return half
-
-
 def permute(i, n: int, seed, epoch, xp):
   """Element i (array, values in [0, n)) of the permutation keyed by (seed, epoch)."""
-  half = _half_bits(n)
+  half = max(1, ((n - 1).bit_length() + 1) // 2)  # the domain 4**half: smallest 4**k >= n
   mask = xp.uint32((1 << half) - 1)
   # (Shape (1,) or more, never 0-d: numpy warns when 0-d uint32 products wrap.)
   seed = xp.asarray(seed).astype(xp.uint32).reshape(-1)

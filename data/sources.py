@@ -46,7 +46,6 @@ MNIST5K_TRAIN = 4000
 PUBLISHED_TRAIN_SIZES = {'cifar10': 50_000, 'cifar100': 50_000, 'mnist': 60_000,
                          'imagenet2012': 1_281_167, 'mnist5k': MNIST5K_TRAIN}
 EVAL_SPLIT_NAMES = ('test', 'validation', 'val')  # stand in for each other
-IMAGE_EXTENSIONS = folder_index.IMAGE_EXTENSIONS
 
 
 DatasetError = errors.DatasetError  # (defined below folder_index, which raises it too)
@@ -121,19 +120,17 @@ def undecodable(source, index: int, error: Exception) -> DatasetError:
   """The error for example `index` of `source` that Pillow could not decode: the file
   and the fix."""
   why = f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else "-"}'
+  what = f'{example_name(source, index)} cannot be decoded ({why})'
   if isinstance(source, FileSource):
-    root = source.paths.root
     return DatasetError(
-        f'{example_name(source, index)} cannot be decoded ({why}), though its '
-        'ends look whole; delete or replace it. `python -m data.check --decode '
-        f"folder:{root}` finds every such file (config.dataset.on_corrupt='skip' then "
-        f'leaves them out); if it changed after it was indexed, {RESCAN}')
+        f'{what}, though its ends look whole; delete or replace it. `python -m data.check '
+        f"--decode folder:{source.paths.root}` finds every such file "
+        "(config.dataset.on_corrupt='skip' then leaves them out); if it changed after it "
+        f'was indexed, {RESCAN}')
   if isinstance(source, TfdsSource):
-    name = source.args[0]
-    return DatasetError(f'{example_name(source, index)} cannot be decoded ({why}): the '
-                        f'prepared dataset is damaged; prepare it again with `python -m '
-                        f'data.prepare {name}`')
-  return DatasetError(f'{example_name(source, index)} cannot be decoded ({why})')
+    return DatasetError(f'{what}: the prepared dataset is damaged; prepare it again with '
+                        f'`python -m data.prepare {source.args[0]}`')
+  return DatasetError(what)
 
 
 def _mapped_file_source(origin, root) -> FileSource:
@@ -168,17 +165,9 @@ class TfdsSource:
 # ------------------------------------------------------------------------------- splits
 
 
-SPLIT_FORM = 'NAME or NAME[START:STOP] (counts, or percentages such as train[:90%])'
-
-
-def parse_split(value: str) -> tuple[str, str, str] | None:
-  """'train[:100]' -> ('train', '', '100'); 'test' -> ('test', '', ''); the TFDS slice
-  syntax (counts or percentages) for the sources that are not TFDS. None: not of that
-  form (a bracket, but not a slice)."""
-  match = re.fullmatch(r'\s*([\w-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*', value)
-  if not match:
-    return None
-  return match.group(1), match.group(2) or '', match.group(3) or ''
+# A split in TFDS's slice syntax, for the sources that are not TFDS: NAME[START:STOP],
+# counts or percentages ('train[:100]': train, '', 100; 'test': test, '', '').
+SPLIT = re.compile(r'\s*([\w-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*')
 
 
 def _bound(text: str, n: int) -> int | None:
@@ -197,12 +186,12 @@ def select_split(config, which: str, available: dict) -> tuple[str, slice]:
   ({name: size}), or a DatasetError naming the key, the splits there are, and the fix."""
   key = f'config.dataset.{which}_split'
   value = config.dataset.train_split if which == 'train' else config.dataset.eval_split
-  parsed = parse_split(value)
-  if parsed is None:
-    raise DatasetError(f'{key}={value!r} is not a split: write {SPLIT_FORM}; '
+  match = SPLIT.fullmatch(value)
+  if not match:
+    raise DatasetError(f'{key}={value!r} is not a split: write NAME or NAME[START:STOP] '
+                       '(counts, or percentages such as train[:90%]); '
                        f'{config.dataset.name} has splits {sorted(available)}')
-  name, start, stop = parsed
-  name = eval_split_name(name, available)
+  name, start, stop = eval_split_name(match[1], available), match[2] or '', match[3] or ''
   if name not in available:
     raise DatasetError(f'{key}={value!r}: {config.dataset.name} has splits '
                        f'{sorted(available)} (a slice such as {sorted(available)[0]}[:100] '
@@ -237,12 +226,10 @@ MNIST5K_SPLITS = {'train': slice(0, MNIST5K_TRAIN), 'test': slice(MNIST5K_TRAIN,
 
 
 def _mnist5k_open(config, split):
-  """The split that config.dataset names (`train`, `test`, or a slice of either);
-  without a config, the whole train or test part."""
+  """The split that config.dataset names (`train`, `test`, or a slice of either)."""
   images, labels = _mnist5k_all()
   sizes = {name: len(labels[part]) for name, part in MNIST5K_SPLITS.items()}
-  name, part = (select_split(config, split, sizes) if config is not None
-                else ('train' if split == 'train' else 'test', slice(None)))
+  name, part = select_split(config, split, sizes)
   whole = MNIST5K_SPLITS[name]
   return ArraySource(images[whole][part], labels[whole][part])
 
@@ -267,11 +254,9 @@ def _synthetic_open(config, split):
 
 
 def _synthetic_info(config):
-  d = config.dataset
   opened = {split: _synthetic_open(config, split) for split in ('train', 'eval')}
-  return DatasetInfo('synthetic', config.num_classes or 1000,
-                     (d.image_size, d.image_size, 3), len(opened['train']),
-                     len(opened['eval']), opened=opened)
+  return DatasetInfo('synthetic', config.num_classes or 1000, opened['train'].images.shape[1:],
+                     len(opened['train']), len(opened['eval']), opened=opened)
 
 
 # ------------------------------------------------------------------------------ folders
@@ -292,9 +277,6 @@ class Folder:
   @property
   def sizes(self) -> dict:
     return {split: len(paths) for split, (paths, _) in self.files.items()}
-
-
-visible = folder_index.visible
 
 
 @functools.cache
@@ -331,9 +313,9 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False, decode: bool = Fal
           [os.path.relpath(s.paths[i], index.root) for i in keep], index.root),
                       np.asarray(s.labels)[keep])
   shapes = np.concatenate(shapes)
-  sizes = {tuple(x) for x in np.unique(shapes[:, :2], axis=0).tolist()}
+  sizes = np.unique(shapes[:, :2], axis=0)
+  width, height = sizes[0].tolist() if len(sizes) == 1 else (None, None)
   channels = int(shapes[:, 2].max()) if len(shapes) else 3
-  (width, height), = sizes if len(sizes) == 1 else [(None, None)]
   return Folder(classes, files, index.split_classes, corrupt, index.other_files,
                 (height, width, channels), index.inspected, recalled)
 
@@ -341,23 +323,21 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False, decode: bool = Fal
 def _refuse_empty_classes(root, classes, labels, whole, other):
   """A class folder of train/ with no image to train on (none there, or every one
   corrupt and left out) is an error: the model would have a class it never sees."""
-  present = set(np.unique(labels[whole]).tolist())
-  empty = [c for label, c in enumerate(classes) if label not in present]
-  if not empty:
-    return
-  listed = set(np.unique(labels).tolist())
-  emptied = [c for label, c in enumerate(classes) if label in listed and label not in present]
+  listed, kept = (np.bincount(x, minlength=len(classes)) for x in (labels, labels[whole]))
+  emptied = [c for c, n, k in zip(classes, listed, kept) if n and not k]
+  empty = [c for c, n in zip(classes, listed) if not n]
   train = os.path.join(root, 'train')
   if emptied:
     raise DatasetError(
         f'folder dataset: {len(emptied)} class folder(s) of {train} hold only corrupt image '
         f'files, all left out (config.dataset.on_corrupt=\'skip\'): {_first(emptied)}; fix '
         'or replace those files, or remove those folders')
-  raise DatasetError(
-      f'folder dataset: {len(empty)} class folder(s) of {train} hold no PNG or JPEG '
-      f'image: {_first(empty)}'
-      + (f' (other files, not read: {_extensions(other)})' if other else '')
-      + '; add images or remove those folders')
+  if empty:
+    raise DatasetError(
+        f'folder dataset: {len(empty)} class folder(s) of {train} hold no PNG or JPEG '
+        f'image: {_first(empty)}'
+        + (f' (other files, not read: {_extensions(other)})' if other else '')
+        + '; add images or remove those folders')
 
 
 def _first(names, shown: int = 5) -> str:

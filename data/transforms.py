@@ -40,7 +40,6 @@ GREY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert('L')
 
 
 def image_mode(channels: int) -> str:
-  """The Pillow mode of images with `channels` channels."""
   return 'L' if channels == 1 else 'RGB'
 
 
@@ -191,8 +190,7 @@ def _random_resized_crop(item, config, rng):
 
 def _scale_jitter_crop(item, config, rng):
   """VGG section 3.1: shorter side to S drawn from [scale_min, scale_max], random crop."""
-  d = config.dataset
-  mode = image_mode(d.channels)
+  d, mode = config.dataset, image_mode(config.dataset.channels)
   scale = int(rng.integers(d.scale_min, d.scale_max + 1))
   return random_crop(to_array(resize_shorter(open_image(item), scale, mode), mode),
                      d.image_size, rng)
@@ -237,6 +235,7 @@ DECODE_OPS = {
 # AlexNet's PCA colour noise (section 4.1): per image, on the device's float pixels
 # (data/device.py colour_noise), so the list's last op.
 COLOUR_NOISE = 'colour_noise'
+OP_NAMES = (*DECODE_OPS, *augment.OPS, COLOUR_NOISE)
 
 
 # ------------------------------------------------------------------------------ presets
@@ -275,9 +274,8 @@ def _usage(name: str) -> str:
 
 
 def _valid() -> str:
-  names = [*DECODE_OPS, *augment.OPS, COLOUR_NOISE]
   return (f'give a preset ({", ".join(PRESETS)}) or a list of presets and operations '
-          f'({", ".join(map(_usage, names))}), e.g. \'cifar,cutout(16)\'')
+          f'({", ".join(map(_usage, OP_NAMES))}), e.g. \'cifar,cutout(16)\'')
 
 
 def _argument(op: str, param: inspect.Parameter, text: str):
@@ -293,20 +291,9 @@ def _argument(op: str, param: inspect.Parameter, text: str):
                    f'got {text!r} (write {_usage(op.split("(")[0])})')
 
 
-def _items(spec: str) -> list[str]:
-  """The spec's comma-separated items; commas inside parentheses belong to an item."""
-  items, depth, current = [], 0, ''
-  for char in spec:
-    depth += (char == '(') - (char == ')')
-    if char == ',' and depth == 0:
-      items.append(current.strip())
-      current = ''
-    else:
-      current += char
-  return items + [current.strip()]
-
-
 ITEM = re.compile(r'(\w+)\s*(?:\((.*)\))?')
+# The commas between items; one inside an op's parentheses has a ')' ahead of any '('.
+COMMA = re.compile(r',(?![^(]*\))')
 
 
 @functools.lru_cache(maxsize=256)  # (every training example asks)
@@ -317,16 +304,15 @@ def parse(spec: str) -> tuple[Op, ...]:
     raise ValueError(f'config.dataset.augment: got {spec!r}; ' + _valid()
                      + ", or 'none' for no augmentation")
   ops = []
-  for item in _items(spec):
+  for item in map(str.strip, COMMA.split(spec)):
     match = ITEM.fullmatch(item)
     name = match and match[1]
     if name in PRESETS and match[2] is None:
       ops += parse(PRESETS[name]) if PRESETS[name] else ()
       continue
-    if name not in (*DECODE_OPS, *augment.OPS, COLOUR_NOISE):
+    if name not in OP_NAMES:
       what = 'unknown preset' if item == spec.strip() else 'unknown operation'
-      close = difflib.get_close_matches(name or item, [*PRESETS, *DECODE_OPS, *augment.OPS,
-                                                       COLOUR_NOISE])
+      close = difflib.get_close_matches(name or item, [*PRESETS, *OP_NAMES])
       raise ValueError(f'config.dataset.augment: {what} {item!r}'
                        + (f' in {spec!r}' if item != spec.strip() else '') + f'; {_valid()}'
                        + (f' (did you mean {close[0]!r}?)' if close else ''))
@@ -336,12 +322,11 @@ def parse(spec: str) -> tuple[Op, ...]:
     if not len(required) <= len(texts) <= len(params):
       raise ValueError(f'config.dataset.augment: {item!r}: write {_usage(name)}')
     ops.append(Op(name, tuple(_argument(item, p, t) for p, t in zip(params, texts))))
-  names = [op.name for op in ops]
-  for i, name in enumerate(names):
+  for i, (name, _) in enumerate(ops):
     if name in DECODE_OPS and i:
       raise ValueError(f'config.dataset.augment: {spec!r}: {name} crops the decoded source '
                        'image, so it comes first, and once')
-    if name == COLOUR_NOISE and i != len(names) - 1:
+    if name == COLOUR_NOISE and i != len(ops) - 1:
       raise ValueError(f'config.dataset.augment: {spec!r}: {COLOUR_NOISE} is added to the '
                        "device's float pixels, after the other ops: write it last")
   return tuple(ops)
@@ -392,7 +377,7 @@ def train_crop(item, config, position: int) -> np.ndarray:
   op = decode_op(config)
   if op:
     return op.train_crop(item, config, np.random.default_rng((config.seed, position)))
-  return _as_array(item, config.dataset.channels)
+  return as_array(item, config.dataset.channels)
 
 
 def train_batch(crops, config, positions, indices, num_examples: int) -> np.ndarray:
@@ -414,12 +399,6 @@ def train_batch(crops, config, positions, indices, num_examples: int) -> np.ndar
   return np.ascontiguousarray(images)
 
 
-def train_example(item, config, position: int, index: int, num_examples: int) -> np.ndarray:
-  """train_batch of one: the training image at stream `position`, augmented."""
-  return train_batch([train_crop(item, config, position)], config, [position], [index],
-                     num_examples)[0]
-
-
 def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
   d = config.dataset
@@ -427,11 +406,11 @@ def eval_example(item, config) -> np.ndarray:
     array = to_array(eval_resize(open_image(item), config), image_mode(d.channels))
     array = center_crop(array, d.image_size)
   else:
-    array = _as_array(item, d.channels)
+    array = as_array(item, d.channels)
   return np.ascontiguousarray(fit(array, d.image_size))
 
 
-def _as_array(item, channels: int) -> np.ndarray:
+def as_array(item, channels: int) -> np.ndarray:
   """uint8 HWC with `channels` channels, from an array or an encoded file."""
   if isinstance(item, (bytes, bytearray)):
     return to_array(open_image(item), image_mode(channels))
@@ -439,12 +418,6 @@ def _as_array(item, channels: int) -> np.ndarray:
 
 
 # -------------------------------------------------------------------- test-time views
-
-
-def ten_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
-  """(top, left) of the four corner crops and the centre crop (AlexNet section 4.1)."""
-  return [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-          ((height - size) // 2, (width - size) // 2)]
 
 
 def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
@@ -457,8 +430,7 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
   longer side exceeds Q by the multiple of 32 nearest the image's aspect, so that a split
   compiles for a few shapes instead of hundreds, each step one more column of VGG's pool5.
   """
-  d = config.dataset
-  size, mode = d.image_size, image_mode(d.channels)
+  size, mode = config.dataset.image_size, image_mode(config.dataset.channels)
   if kind == 'center':
     return eval_example(item, config)[None]
   image = open_image(item)
@@ -468,7 +440,10 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
     if h < size or w < size:
       array = fit(array, max(size, h, w))
       h, w = array.shape[:2]
-    crops = np.stack([array[t:t + size, l:l + size] for t, l in ten_crop_offsets(h, w, size)])
+    # The four corner crops and the centre crop (AlexNet section 4.1).
+    offsets = [(0, 0), (0, w - size), (h - size, 0), (h - size, w - size),
+               ((h - size) // 2, (w - size) // 2)]
+    crops = np.stack([array[t:t + size, l:l + size] for t, l in offsets])
     return np.concatenate([crops, crops[:, :, ::-1]])
   w, h = image.size
   excess = max(w, h) * scale / min(w, h) - scale  # of the longer side over Q, at its aspect

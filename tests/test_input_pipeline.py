@@ -32,6 +32,12 @@ def make_config(**dataset):
   return c
 
 
+def train_example(item, config, position, index, num_examples):
+  """transforms.train_batch of one: the training image at stream `position`, augmented."""
+  return transforms.train_batch([transforms.train_crop(item, config, position)], config,
+                                [position], [index], num_examples)[0]
+
+
 def first_batches(ds, n, skip=0):
   return [b for b in itertools.islice(iter(ds), skip, skip + n)]
 
@@ -46,7 +52,7 @@ def assert_same(batches_a, batches_b):
 def write_image_folder(root, splits, formats=('png',), mode='L', size=None):
   """mnist5k test digits as root/SPLIT/digitL/I.FORMAT; splits: {name: slice}. mode RGB
   tints them; size (w, h) resizes them."""
-  digits = sources._mnist5k_open(None, 'eval')
+  digits = sources._mnist5k_open(make_config(), 'eval')
   images, labels = digits.images, digits.labels
   for split, part in splits.items():
     for i, (image, label) in enumerate(zip(images[part], labels[part])):
@@ -306,7 +312,7 @@ def test_a_new_preset_is_one_table_entry(monkeypatch):
   input_pipeline.check_config(config, info)
   digit = sources._mnist5k_open(config, 'train').images[0]
   for position in range(4):  # the crop at the offsets its position draws, no mirror
-    host = transforms.train_example(digit, config, position, 0, 4000)
+    host = train_example(digit, config, position, 0, 4000)
     draws = augment.Examples(config.seed, np.array([position], np.uint32), np.array([0]),
                              np.array([0]), 28, np)
     top = draws.below(augment.PAD_CROP_TOP, 5)[0]
@@ -459,7 +465,7 @@ def test_each_image_of_a_host_batch_is_its_example_alone(augment):
   batch = transforms.train_batch(crops, config, positions, indices, 100)
   assert batch.shape == (len(items), 24, 24, 3) and batch.flags.c_contiguous
   for k, (item, q, index) in enumerate(zip(encoded, positions, indices)):
-    np.testing.assert_array_equal(batch[k], transforms.train_example(item, config, q, index,
+    np.testing.assert_array_equal(batch[k], train_example(item, config, q, index,
                                                                      100), err_msg=str(k))
   if augment == 'cifar,cutout(4)':  # (the draws differ per position: not all alike)
     assert len({batch[k].tobytes() for k in range(len(items))}) == len(items)
@@ -475,7 +481,7 @@ def test_rgb_folder_for_a_grey_model_and_sizes_that_vary(tmp_path):
   assert batch['image'].shape == (8, 32, 32, 1)
   # Pillow's luma of the tint (v, v // 2, 255 - v): the digit's strokes are dark.
   eval_batch = next(iter(input_pipeline.eval_dataset(config)))
-  v = sources._mnist5k_open(None, 'eval').images[16][..., 0].astype(int)
+  v = sources._mnist5k_open(make_config(), 'eval').images[16][..., 0].astype(int)
   luma = np.round((299 * v + 587 * (v // 2) + 114 * (255 - v)) / 1000)
   np.testing.assert_allclose(eval_batch['image'][0, 2:30, 2:30, 0], luma, atol=1)
 
@@ -615,7 +621,7 @@ def preset_crops(augment, size, count=64, **dataset):
   config = make_config(name='mnist5k', augment=augment, image_size=size, channels=3,
                        **dataset)
   png = gradient_png()
-  return np.stack([transforms.train_example(png, config, q, 0, 1) for q in range(count)])
+  return np.stack([train_example(png, config, q, 0, 1) for q in range(count)])
 
 
 @pytest.mark.fast
@@ -693,7 +699,7 @@ def test_channel_conversion_keeps_the_pixels():
     np.testing.assert_allclose(grey[..., 0], luma(rgb), atol=2)  # (resized after: 2)
     if kind != 'full':  # the image as it is, at 16 pixels
       np.testing.assert_allclose(grey[0, ..., 0], luma(colour[0]), atol=1)
-  train = transforms.train_example(colour[1], config, 0, 1, len(colour))
+  train = train_example(colour[1], config, 0, 1, len(colour))
   np.testing.assert_allclose(train[..., 0], luma(colour[1]), atol=1)
 
 
