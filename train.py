@@ -272,10 +272,8 @@ class RunCheckpoints:
 
 def already_finished(exp, workdir: str, latest: int) -> dict:
   """A run at its last step already: its final metrics, written if they are missing."""
-  final = final_metrics(workdir_lib.read_metrics(workdir), exp.config.dataset.eval_split)
-  if jax.process_index() == 0 and not os.path.exists(
-      os.path.join(workdir, workdir_lib.FINAL_METRICS)):
-    write_final_metrics(workdir, final, exp)
+  missing = not os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS))
+  final = final_metrics(exp, workdir, write=missing)
   print(f'{workdir} is already finished at step {latest}: {json.dumps(final)}')
   return final
 
@@ -306,9 +304,8 @@ def restore_or_init(exp: experiment.Experiment, ckpts: RunCheckpoints, weights):
   # The seed goes to the devices explicitly and the key is made in the program: no
   # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
   seed = jax.device_put(np.uint32(exp.config.seed), NamedSharding(exp.mesh, P()))
-  def init_from_seed(seed):
-    return exp.init(jax.random.key(seed))
-  init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
+  init = jax.jit(lambda seed: exp.init(jax.random.key(seed)),
+                 out_shardings=exp.state_sharding).lower(seed)
   state = init.compile(compiler_options=compile_options.run_once(
       exp.mesh.devices.flat[0].platform))(seed)
   if weights is not None:
@@ -462,8 +459,8 @@ class Evaluator:
     them form (AlexNet's Fig. 3); only that layer's kernel leaves the devices."""
     if self.log.writer and self.first_conv:
       kernel = pictures.conv_kernels(state.params, self.first_conv)
-      self.log.write_image(step, f'filters/{self.first_conv}',
-                           pictures.filters_image(kernel))
+      self.log.writer.write_image(step, f'filters/{self.first_conv}',
+                                  pictures.filters_image(kernel))
 
 
 def track_best(exp: experiment.Experiment, state, step: int, record: dict,
@@ -515,12 +512,8 @@ def stop_requested(stop_signal, step: int) -> str | None:
 def finish(exp: experiment.Experiment, workdir: str, record: dict | None,
            started: float) -> dict:
   """The finished run's final metrics, written beside the model's size (process 0)."""
-  primary = jax.process_index() == 0
-  final = (final_metrics(workdir_lib.read_metrics(workdir), exp.config.dataset.eval_split)
-           if primary else
-           {k: record[k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')})
-  if primary:
-    write_final_metrics(workdir, final, exp)
+  final = (final_metrics(exp, workdir, write=True) if jax.process_index() == 0 else
+           {k: record[k] for k in EVAL_FINAL})
   print(f'Done in {formatting.duration(time.time() - started)}: {json.dumps(final)}',
         flush=True)
   return final
@@ -556,37 +549,34 @@ class MetricsLog:
     if self.writer:
       self.writer.write_scalars(record['step'], scalars)
 
-  def write_image(self, step: int, tag: str, image):
-    """uint8 (H, W, 3) into TensorBoard (process 0)."""
-    if self.writer:
-      self.writer.write_image(step, tag, pictures.png_bytes(image), *image.shape[:2])
-
   def flush(self):
     if self.writer:
       self.writer.flush()
 
 
-def final_metrics(records, eval_split) -> dict:
-  """The last eval record and the last train record of a run, as one dict."""
-  evals = [r for r in records if r['split'] == eval_split]
+EVAL_FINAL = ('step', 'loss', 'top1', 'top5', 'num_examples')  # (of the last evaluation)
+
+
+def final_metrics(exp, workdir: str, write: bool) -> dict:
+  """The last eval record and the last train record of the run (metrics.jsonl), as one
+  dict; with `write` (process 0 only), also to final_metrics.json with the model's size
+  beside them (one atomic write)."""
+  d, records = exp.config.dataset, workdir_lib.read_metrics(workdir)
+  evals = [r for r in records if r['split'] == d.eval_split]
   trains = [r for r in records if r['split'] == 'train']
   out = {}
   if trains:
     out.update({'train_loss': trains[-1]['loss'], 'train_top1': trains[-1]['top1']})
   if evals:
-    out.update({k: evals[-1][k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')})
+    out.update({k: evals[-1][k] for k in EVAL_FINAL})
     out['best_top1'] = max(r['top1'] for r in evals)
+  if write and jax.process_index() == 0:
+    module = exp.net.module
+    size = {'params': layer_stats.count_params(module),
+            'mult_adds': layer_stats.count_macs(module, d.image_size, d.channels),
+            'num_classes': exp.info.num_classes}
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**out, **size})
   return out
-
-
-def write_final_metrics(workdir, final, exp):
-  """The finished run's metrics with the model's size beside them (one atomic write)."""
-  d, module = exp.config.dataset, exp.net.module
-  size = {'params': layer_stats.count_params(module),
-          'mult_adds': layer_stats.count_macs(module, d.image_size, d.channels),
-          'num_classes': exp.info.num_classes}
-  workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**final, **size})
-
 
 
 # ------------------------------------------------------------------------ stopping
