@@ -70,7 +70,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
   compiles or any file changes) and TrainingStopped for a divergence or a checkpoint
   that cannot be written.
   """
-  lock = None
+  lock = workdir_lib.Lock(workdir)  # (its release: a no-op where it was not acquired)
   try:
     # --- set-up and validation, all before anything compiles or is written
     run_contract.resolve_paths(config)
@@ -87,11 +87,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     weights = None if resuming else initial_weights(exp)
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
-      lock = workdir_lib.Lock(workdir).acquire()
+      lock.acquire()
     changed = check_contract(exp, workdir, allow_schedule_change)
   except ValueError as e:  # DatasetError, WorkdirError, ContractError too
-    if lock:
-      lock.release()
+    lock.release()
     raise SetupError(str(e)) from None
   stop_signal, restore_signals = _stop_signals()
   try:
@@ -100,8 +99,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     raise SetupError(str(e)) from None
   finally:
     restore_signals()
-    if lock:
-      lock.release()
+    lock.release()
 
 
 def initial_weights(exp: experiment.Experiment) -> dict | None:
@@ -140,16 +138,16 @@ def check_contract(exp: experiment.Experiment, workdir: str,
     raise run_contract.ContractError(
         f'--workdir={workdir} has checkpoints but no {run_contract.CONFIG} to say what '
         'they were trained with; restore that file, or choose a new --workdir')
-  facts = run_contract.read_facts(workdir)
-  data_changed = facts and run_contract.dataset_change(facts, info)
+  facts = run_contract.read_facts(workdir)  # (present: check_format required it)
+  data_changed = run_contract.dataset_change(facts, info)
   if data_changed:
     raise run_contract.ContractError(
         f'--workdir={workdir} was trained on another {info.name} than there is now: '
         f'{data_changed}. Its checkpoints are of that data, so it cannot resume on this; '
         f'put the data back as it was, or choose a new --workdir (with '
         f'--config.init_from={workdir} to start from its weights)')
-  saved_classes = facts['dataset']['num_classes'] if facts else info.num_classes
-  diff = run_contract.check_resume(saved, config, workdir, saved_classes, info.num_classes)
+  diff = run_contract.check_resume(saved, config, workdir, facts['dataset']['num_classes'],
+                                   info.num_classes)
   if not diff:
     return diff
   latest, total = saved_steps[-1], exp.length.total_steps
@@ -159,10 +157,9 @@ def check_contract(exp: experiment.Experiment, workdir: str,
         f'for ({run_contract.describe(diff)}); choose a new --workdir (with '
         f'--config.init_from={workdir} to start from its weights)')
   # The saved run's length as it was resolved (run.json), not rebuilt from today's data.
-  old = experiment.run_length(saved, info)
-  if facts:
-    old = dataclasses.replace(old, steps_per_epoch=facts['steps_per_epoch'],
-                              total_steps=facts['total_steps'])
+  old = dataclasses.replace(experiment.run_length(saved, info),
+                            steps_per_epoch=facts['steps_per_epoch'],
+                            total_steps=facts['total_steps'])
   moved = run_contract.length_change(
       experiment.length_dependent(saved, exp.net, old),
       experiment.length_dependent(config, exp.net, exp.length), latest, total)
@@ -304,8 +301,9 @@ def restore_or_init(exp: experiment.Experiment, ckpts: RunCheckpoints, weights):
   # The seed goes to the devices explicitly and the key is made in the program: no
   # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
   seed = jax.device_put(np.uint32(exp.config.seed), NamedSharding(exp.mesh, P()))
-  init = jax.jit(lambda seed: exp.init(jax.random.key(seed)),
-                 out_shardings=exp.state_sharding).lower(seed)
+  def init_from_seed(seed):
+    return exp.init(jax.random.key(seed))
+  init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
   state = init.compile(compiler_options=compile_options.run_once(
       exp.mesh.devices.flat[0].platform))(seed)
   if weights is not None:

@@ -277,11 +277,8 @@ class _OrbaxErrors(pylogging.Filter):
   failed beside another) to the details, not the console. Orbax's INFO and WARNING
   lines are left to --verbosity."""
   PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(ocp.__file__))) + os.sep
-  FORMAT = '%(asctime)s %(levelname)s %(threadName)s %(filename)s:%(lineno)d] %(message)s'
-
-  def __init__(self):
-    super().__init__()
-    self.format = pylogging.Formatter(self.FORMAT).format
+  format = pylogging.Formatter(
+      '%(asctime)s %(levelname)s %(threadName)s %(filename)s:%(lineno)d] %(message)s').format
 
   def filter(self, record):
     if record.levelno < pylogging.ERROR:

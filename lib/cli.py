@@ -80,7 +80,11 @@ def run(main, program: str, config_flag: str | None = 'config'):
     except app.UsageError as e:  # (absl would print its whole help, and exit 1)
       fail(program, str(e))
 
-  _name_config_file_errors(config_flag)
+  # --config's parser, where it reads a config file (not a workdir's config.json), names
+  # a file that fails to load (ConfigFileError).
+  flag = FLAGS[config_flag] if config_flag in FLAGS else None
+  if flag is not None and isinstance(flag.parser, config_flags.config_flags.ConfigFileFlagParser):
+    flag.parser = _NamingParser(flag.parser)
   app.run(quiet_main, flags_parser=parse)
 
 
@@ -96,10 +100,8 @@ def set_nones(program: str, nones: list[str], config_flag: str):
     fail(program, unknown)
   for arg in nones:
     key = arg.split('=', 1)[0].split('.', 1)[1]
-    *parents, leaf = key.split('.')
-    node = config
-    for part in parents:
-      node = node[part]
+    parent, _, leaf = key.rpartition('.')
+    node = config[parent] if parent else config  # (a ConfigDict reads a dotted key)
     value = node[leaf]
     if hasattr(value, 'items'):
       fail(program, f'config.{key} is a group of keys, not a value; set its keys '
@@ -184,16 +186,6 @@ class _NamingParser(flags.ArgumentParser):
 
   def __getattr__(self, name):  # flag_type(), the help's syntax ...: the inner parser's
     return getattr(self.inner, name)
-
-
-def _name_config_file_errors(config_flag: str | None):
-  """Make --config's parser, where it reads a config file (not a workdir's config.json),
-  report a file that fails to load as a ConfigFileError."""
-  if not config_flag or config_flag not in FLAGS:
-    return
-  flag = FLAGS[config_flag]
-  if isinstance(flag.parser, config_flags.config_flags.ConfigFileFlagParser):
-    flag.parser = _NamingParser(flag.parser)
 
 
 def check_loaded(spec: str, config):

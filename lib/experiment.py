@@ -104,7 +104,7 @@ RANGES = keys.RANGES
 READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.
 EVALUATION_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
-              'num_classes')
+                   'num_classes')
 # The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has).
 PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask, 'non_kernels': optim.not_a_kernel}
 
@@ -117,8 +117,7 @@ class RunView:
   steps."""
 
   def __init__(self, config, info=None):
-    self.config = config
-    self.info = info
+    self.config, self.info = config, info
 
   @functools.cached_property
   def params(self):
@@ -179,9 +178,7 @@ def check_ranges(config, fields):
   passes)."""
   for field in fields:
     ok, admits = RANGES[field]
-    value = config
-    for part in field.split('.'):
-      value = value[part]
+    value = config[field]  # (a ConfigDict reads a dotted key)
     if value is None and keys.KEYS[field].admits_none:
       continue
     if isinstance(value, (tuple, list)) and not all(
