@@ -528,24 +528,23 @@ class MetricsLog:
   """
 
   def __init__(self, workdir, resume_step: int = 0):
-    self.primary = jax.process_index() == 0
-    self.workdir, self.path = workdir, os.path.join(workdir, workdir_lib.METRICS)
-    if self.primary and os.path.exists(self.path):
+    self.workdir, path = workdir, os.path.join(workdir, workdir_lib.METRICS)
+    primary = jax.process_index() == 0
+    if primary and os.path.exists(path):
       kept = [r for r in workdir_lib.read_metrics(workdir) if r['step'] <= resume_step]
-      with open(self.path + '.tmp', 'w') as f:
+      with open(path + '.tmp', 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in kept)
-      os.replace(self.path + '.tmp', self.path)  # atomic: never a half-written file
-    # The console line is printed by the loop; process 0 writes the TensorBoard events.
-    self.writer = events.EventWriter(workdir) if self.primary else None
+      os.replace(path + '.tmp', path)  # atomic: never a half-written file
+    # The console line is printed by the loop; process 0 writes the files.
+    self.writer = events.EventWriter(workdir) if primary else None
 
   def write(self, record: dict):
-    record = {**record, 'wall_time': time.time()}
-    if self.primary:
-      workdir_lib.append_metrics(self.workdir, record)
-    scalars = {f"{record['split']}/{k}": v for k, v in record.items()
-               if isinstance(v, (int, float)) and k not in ('step', 'wall_time')}
     if self.writer:
-      self.writer.write_scalars(record['step'], scalars)
+      record = {**record, 'wall_time': time.time()}
+      workdir_lib.append_metrics(self.workdir, record)
+      self.writer.write_scalars(record['step'], {
+          f"{record['split']}/{k}": v for k, v in record.items()
+          if isinstance(v, (int, float)) and k not in ('step', 'wall_time')})
 
   def flush(self):
     if self.writer:

@@ -9,6 +9,7 @@ names (see `save_details`).
 """
 
 import atexit
+import contextlib
 import functools
 import logging as pylogging
 import os
@@ -127,9 +128,8 @@ def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int)
   checkpoints exist but none can be read, the run stops and changes nothing (the details
   then go to a file in the temporary directory).
   """
-  steps = sorted(mngr.all_steps(), reverse=True)
   failures = []
-  for step in steps:
+  for step in sorted(mngr.all_steps(), reverse=True):
     try:
       state = mngr.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:  # pylint: disable=broad-except
@@ -229,11 +229,8 @@ class _Details:
       if self.path is None:
         self.held.append(text)
         return
-      try:
-        with open(self.path, 'a') as f:
-          f.write(text)
-      except OSError:
-        pass  # (a full disk: the message has been given)
+      with contextlib.suppress(OSError), open(self.path, 'a') as f:  # (full: said already)
+        f.write(text)
 
   def save(self, workdir: str | None) -> str:
     """The file the reports go to: workdir/errors.log (appended to) for a run that

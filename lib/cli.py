@@ -62,7 +62,7 @@ def run(main, program: str, config_flag: str | None = 'config'):
       fail(program, str(e))
     except (flags.Error, OSError, AttributeError, KeyError, TypeError, ValueError) as e:
       fail(program, _override_without_file(argv, config_flag)
-           or _unknown_key(argv, config_flag) or one_line(e))
+           or unknown_key(argv, config_flag) or one_line(e))
     if nones:
       set_nones(program, nones, config_flag)
     if config_flag and FLAGS[config_flag].value is not None:
@@ -95,7 +95,7 @@ def set_nones(program: str, nones: list[str], config_flag: str):
   if config is None:
     fail(program, f'{nones[0]} overrides a key of --{config_flag}, which is not given; '
          f'give --{config_flag}=configs/FILE.py too')
-  unknown = _unknown_key(nones, config_flag)
+  unknown = unknown_key(nones, config_flag)
   if unknown:
     fail(program, unknown)
   for arg in nones:
@@ -212,14 +212,6 @@ def overridden_keys(argv: list[str], config_flag: str = 'config') -> set[str]:
           if m}
 
 
-def check_overrides(program: str, argv: list[str], config, config_flag: str = 'config'):
-  """For a config flag defined from a ConfigDict (a workdir's config.json), to which
-  ml_collections applies argv's overrides as it is defined: an unknown key, in one line."""
-  unknown = _unknown_key(argv, config_flag, config)
-  if unknown:
-    fail(program, unknown)
-
-
 def config_paths(config, prefix: str = '') -> list[str]:
   """Every leaf key of a ConfigDict as a dotted path ('schedule.learning_rate'), those
   within a model argument's own groups too ('model.head.pool')."""
@@ -251,7 +243,7 @@ def _override_without_file(argv, config_flag) -> str | None:
                         f'too, e.g. --{config_flag}=configs/default.py')
 
 
-def _unknown_key(argv, config_flag, config=None) -> str | None:
+def unknown_key(argv, config_flag, config=None) -> str | None:
   """'unknown config key X; did you mean Y?' for the first --config.X that is not a key
   of the loaded config (None when all are, or no config loaded)."""
   if not config_flag:

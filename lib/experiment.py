@@ -105,8 +105,10 @@ READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.
 EVALUATION_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
                    'num_classes')
-# The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has).
-PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask, 'non_kernels': optim.not_a_kernel}
+# The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has); the
+# non-kernels are what decay_params='all' adds.
+PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask,
+                   'non_kernels': lambda p: jax.tree.map(lambda k: not k, optim.kernel_mask(p))}
 
 
 class RunView:

@@ -38,11 +38,6 @@ def kernel_mask(params):
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
 
 
-def not_a_kernel(params):
-  """True for every parameter kernel_mask leaves out (what decay_params='all' adds)."""
-  return jax.tree.map(lambda kernel: not kernel, kernel_mask(params))
-
-
 def norm_bias_mask(params):
   """True for the biases of normalisation layers: a bias beside no kernel."""
   def mask(tree):

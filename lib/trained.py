@@ -62,7 +62,10 @@ def define_flags(argv: list[str], program: str, workdir_help: str = 'a training 
     config = (workdir and run_contract.read_saved(workdir)) or ml_collections.ConfigDict()
   except run_contract.ContractError as e:  # (before cli.run: a truncated, hand-edited file)
     cli.fail(program, str(e))
-  cli.check_overrides(program, argv, config)
+  # (ml_collections applies argv's overrides as the flag is defined: unknown keys first)
+  unknown = cli.unknown_key(argv, 'config', config)
+  if unknown:
+    cli.fail(program, unknown)
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 
@@ -279,10 +282,7 @@ def posteriors_in_batches(model, config, variables, views, batch_size: int):
   mesh = parallel.data_mesh(local=True)
   posteriors = posteriors_fn(model, config, mesh)
   batch = -(-max(1, batch_size) // mesh.size) * mesh.size  # whole batches per device
-  out = []
-  for start in range(0, len(views), batch):
-    chunk = views[start:start + batch]
-    padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
-                                             chunk.dtype)])
-    out.append(posteriors(variables, padded)[:len(chunk)])
-  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+  n = len(views)
+  views = np.pad(views, [(0, -n % batch)] + [(0, 0)] * (views.ndim - 1))
+  out = [posteriors(variables, views[i:i + batch]) for i in range(0, len(views), batch)]
+  return np.concatenate(out)[:n] if out else np.zeros((0, 0), np.float32)
