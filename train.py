@@ -587,8 +587,7 @@ class TrainingStopped(RuntimeError):
 def _stop_signals():
   """SIGTERM/SIGINT ask the loop to stop after the current step (a second SIGINT
   interrupts at once). Returns a function that says which signal came, and a restorer."""
-  received = []
-  previous = {}
+  received, previous = [], {}
 
   def handler(signum, frame):
     del frame
