@@ -77,10 +77,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     resuming = bool(checkpoints.saved_steps(workdir))
     if resuming:  # (checkpoints of an earlier format: refused, naming the way on)
       run_contract.check_format(workdir, '--workdir', resuming=True)
-    else:  # (a resumed fine-tune run reads its own checkpoints, not its source)
-      experiment.check_init_from(config)
-      if config.init_from:
-        run_contract.check_format(config.init_from, '--config.init_from', resuming=False)
+    elif config.init_from:  # (a resumed fine-tune run reads its own, wherever this went)
+      if not checkpoints.saved_steps(config.init_from):
+        raise ValueError(f'config.init_from={config.init_from}: no checkpoint there; give '
+                         'the workdir of a training run')
+      run_contract.check_format(config.init_from, '--config.init_from', resuming=False)
     info = experiment.validate(config, given)  # every check of the config, in order
     exp = experiment.setup(config, info, parallel.data_mesh())
     recipes.check_length(config, exp.length.total_steps)

@@ -22,7 +22,6 @@ from configs import keys
 from data import sources
 from data import transforms
 import input_pipeline
-from lib import checkpoints
 from lib import compile_options
 from lib import optim
 from lib import recipes
@@ -236,14 +235,6 @@ def run_length(config, info) -> RunLength:
                            else max(1, math.ceil(value * steps_per_epoch)))
   return RunLength(steps_per_epoch, in_steps['num_train_steps'], in_steps['log_every_steps'],
                    in_steps['eval_every_steps'], in_steps['checkpoint_every_steps'])
-
-
-def check_init_from(config):
-  """config.init_from names a workdir with a checkpoint. Only a new run reads its source:
-  a resumed fine-tune run goes on from its own checkpoints, wherever the source went."""
-  if config.init_from and not checkpoints.saved_steps(config.init_from):
-    raise ValueError(f'config.init_from={config.init_from}: no checkpoint there; give the '
-                     'workdir of a training run')
 
 
 def length_dependent(config, net, length: RunLength) -> dict:
