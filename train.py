@@ -70,7 +70,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
   compiles or any file changes) and TrainingStopped for a divergence or a checkpoint
   that cannot be written.
   """
-  lock = workdir_lib.Lock(workdir)  # (its release: a no-op where it was not acquired)
+  lock = None
   try:
     # --- set-up and validation, all before anything compiles or is written
     run_contract.resolve_paths(config)
@@ -88,10 +88,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     weights = None if resuming else initial_weights(exp)
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
-      lock.acquire()
+      lock = workdir_lib.Lock(workdir).acquire()
     changed = check_contract(exp, workdir, allow_schedule_change)
   except ValueError as e:  # DatasetError, WorkdirError, ContractError too
-    lock.release()
+    if lock:
+      lock.release()
     raise SetupError(str(e)) from None
   stop_signal, restore_signals = _stop_signals()
   try:
@@ -100,7 +101,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     raise SetupError(str(e)) from None
   finally:
     restore_signals()
-    lock.release()
+    if lock:
+      lock.release()
 
 
 def initial_weights(exp: experiment.Experiment) -> dict | None:

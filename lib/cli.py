@@ -93,7 +93,8 @@ def set_nones(program: str, nones: list[str], config_flag: str):
   (configs/default.admits_none); anything else fails in one line naming the key."""
   config = FLAGS[config_flag].value
   if config is None:
-    fail(program, _override_without_file(nones, config_flag))
+    fail(program, f'{nones[0]} overrides a key of --{config_flag}, which is not given; '
+         f'give --{config_flag}=configs/FILE.py too')
   unknown = unknown_key(nones, config_flag)
   if unknown:
     fail(program, unknown)
