@@ -43,10 +43,9 @@ from lib import trained
 from lib import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
-MODES = ('center', '10crop', 'dense', 'multiscale', 'flip', 'tta')
-# Forward passes per example (a batch holds config.batch_size of them).
-VIEWS_PER_EXAMPLE = {'center': 1, '10crop': 10, 'dense': 2, 'multiscale': 2, 'flip': 2,
-                     'tta': 6}
+# Each mode's forward passes per example (a batch holds config.batch_size of them).
+VIEWS_PER_EXAMPLE = {'center': 1, '10crop': 10, 'dense': 2, 'multiscale': 2, 'flip': 2, 'tta': 6}
+MODES = tuple(VIEWS_PER_EXAMPLE)
 TTA_LEVEL = {'flip': 1, 'tta': 2}  # airbench's test-time augmentation levels
 
 
@@ -173,11 +172,10 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     trained.check_classes(workdir, info)
   input_pipeline.check_config(config, info, splits=('eval',))  # (the train split unread)
   loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
-  model, variables, step = loaded.net, loaded.variables, loaded.step
   start = time.time()
-  probs, labels = predict(config, model, variables, mode, scales)
-  record = {'split': f'{config.dataset.eval_split}', 'mode': mode, 'checkpoint': which,
-            'step': step, **metrics(probs, labels), 'seconds': time.time() - start}
+  probs, labels = predict(config, loaded.net, loaded.variables, mode, scales)
+  record = {'split': config.dataset.eval_split, 'mode': mode, 'checkpoint': which,
+            'step': loaded.step, **metrics(probs, labels), 'seconds': time.time() - start}
   if mode == 'multiscale':
     record['scales'] = list(scales)
   if not parallel.is_primary():  # every process holds the whole result; one writes it

@@ -48,8 +48,8 @@ def image_files(paths: list[str]) -> tuple[list[str], list[str]]:
   return files, empty
 
 
-def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[str]]:
-  """(files read, their uint8 evaluation views (N, S, S, C), one line per unreadable file)."""
+def eval_views(files: list[str], config) -> tuple[list[str], list[np.ndarray], list[str]]:
+  """(files read, their uint8 evaluation views (S, S, C), one line per unreadable file)."""
   read, views, errors = [], [], []
   for path in files:
     try:
@@ -57,16 +57,13 @@ def eval_views(files: list[str], config) -> tuple[list[str], np.ndarray, list[st
       read.append(path)
     except ValueError as e:
       errors.append(str(e))
-  size, channels = config.dataset.image_size, config.dataset.channels
-  return read, np.stack(views) if views else np.zeros((0, size, size, channels),
-                                                       np.uint8), errors
+  return read, views, errors
 
 
 def top_k(probs: np.ndarray, names: list[str], k: int) -> list[dict]:
   """The k best classes of one posterior, best first."""
   order = np.argsort(-probs)[:k]
-  return [{'label': int(i), 'name': names[i] if i < len(names) else str(int(i)),
-           'prob': float(probs[i])} for i in order]
+  return [{'label': int(i), 'name': names[i], 'prob': float(probs[i])} for i in order]
 
 
 def main(argv):
@@ -99,7 +96,7 @@ def main(argv):
     cli.fail('predict.py', str(e))
   for line in errors:
     print(f'predict.py: {line}', file=sys.stderr, flush=True)
-  probs = trained.posteriors_in_batches(model.net, config, model.variables, views,
+  probs = trained.posteriors_in_batches(model.net, config, model.variables, np.stack(views),
                                          config.batch_size)
   results = [{'path': path, 'predictions': top_k(p, names, FLAGS.top_k)}
              for path, p in zip(read, probs)]

@@ -77,10 +77,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     resuming = bool(checkpoints.saved_steps(workdir))
     if resuming:  # (checkpoints of an earlier format: refused, naming the way on)
       run_contract.check_format(workdir, '--workdir', resuming=True)
-    else:  # (a resumed fine-tune run reads its own checkpoints, not its source)
-      experiment.check_init_from(config)
-      if config.init_from:
-        run_contract.check_format(config.init_from, '--config.init_from', resuming=False)
+    elif config.init_from:  # (a resumed fine-tune run reads its own, wherever this went)
+      if not checkpoints.saved_steps(config.init_from):
+        raise ValueError(f'config.init_from={config.init_from}: no checkpoint there; give '
+                         'the workdir of a training run')
+      run_contract.check_format(config.init_from, '--config.init_from', resuming=False)
     info = experiment.validate(config, given)  # every check of the config, in order
     exp = experiment.setup(config, info, parallel.data_mesh())
     recipes.check_length(config, exp.length.total_steps)
@@ -140,16 +141,16 @@ def check_contract(exp: experiment.Experiment, workdir: str,
     raise run_contract.ContractError(
         f'--workdir={workdir} has checkpoints but no {run_contract.CONFIG} to say what '
         'they were trained with; restore that file, or choose a new --workdir')
-  facts = run_contract.read_facts(workdir)
-  data_changed = facts and run_contract.dataset_change(facts, info)
+  facts = run_contract.read_facts(workdir)  # (present: check_format required it)
+  data_changed = run_contract.dataset_change(facts, info)
   if data_changed:
     raise run_contract.ContractError(
         f'--workdir={workdir} was trained on another {info.name} than there is now: '
         f'{data_changed}. Its checkpoints are of that data, so it cannot resume on this; '
         f'put the data back as it was, or choose a new --workdir (with '
         f'--config.init_from={workdir} to start from its weights)')
-  saved_classes = facts['dataset']['num_classes'] if facts else info.num_classes
-  diff = run_contract.check_resume(saved, config, workdir, saved_classes, info.num_classes)
+  diff = run_contract.check_resume(saved, config, workdir, facts['dataset']['num_classes'],
+                                   info.num_classes)
   if not diff:
     return diff
   latest, total = saved_steps[-1], exp.length.total_steps
@@ -159,10 +160,9 @@ def check_contract(exp: experiment.Experiment, workdir: str,
         f'for ({run_contract.describe(diff)}); choose a new --workdir (with '
         f'--config.init_from={workdir} to start from its weights)')
   # The saved run's length as it was resolved (run.json), not rebuilt from today's data.
-  old = experiment.run_length(saved, info)
-  if facts:
-    old = dataclasses.replace(old, steps_per_epoch=facts['steps_per_epoch'],
-                              total_steps=facts['total_steps'])
+  old = dataclasses.replace(experiment.run_length(saved, info),
+                            steps_per_epoch=facts['steps_per_epoch'],
+                            total_steps=facts['total_steps'])
   moved = run_contract.length_change(
       experiment.length_dependent(saved, exp.net, old),
       experiment.length_dependent(config, exp.net, exp.length), latest, total)
@@ -272,10 +272,8 @@ class RunCheckpoints:
 
 def already_finished(exp, workdir: str, latest: int) -> dict:
   """A run at its last step already: its final metrics, written if they are missing."""
-  final = final_metrics(workdir_lib.read_metrics(workdir), exp.config.dataset.eval_split)
-  if jax.process_index() == 0 and not os.path.exists(
-      os.path.join(workdir, workdir_lib.FINAL_METRICS)):
-    write_final_metrics(workdir, final, exp)
+  missing = not os.path.exists(os.path.join(workdir, workdir_lib.FINAL_METRICS))
+  final = final_metrics(exp, workdir, write=missing)
   print(f'{workdir} is already finished at step {latest}: {json.dumps(final)}')
   return final
 
@@ -461,8 +459,8 @@ class Evaluator:
     them form (AlexNet's Fig. 3); only that layer's kernel leaves the devices."""
     if self.log.writer and self.first_conv:
       kernel = pictures.conv_kernels(state.params, self.first_conv)
-      self.log.write_image(step, f'filters/{self.first_conv}',
-                           pictures.filters_image(kernel))
+      self.log.writer.write_image(step, f'filters/{self.first_conv}',
+                                  pictures.filters_image(kernel))
 
 
 def track_best(exp: experiment.Experiment, state, step: int, record: dict,
@@ -514,12 +512,8 @@ def stop_requested(stop_signal, step: int) -> str | None:
 def finish(exp: experiment.Experiment, workdir: str, record: dict | None,
            started: float) -> dict:
   """The finished run's final metrics, written beside the model's size (process 0)."""
-  primary = jax.process_index() == 0
-  final = (final_metrics(workdir_lib.read_metrics(workdir), exp.config.dataset.eval_split)
-           if primary else
-           {k: record[k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')})
-  if primary:
-    write_final_metrics(workdir, final, exp)
+  final = (final_metrics(exp, workdir, write=True) if jax.process_index() == 0 else
+           {k: record[k] for k in EVAL_FINAL})
   print(f'Done in {formatting.duration(time.time() - started)}: {json.dumps(final)}',
         flush=True)
   return final
@@ -536,56 +530,52 @@ class MetricsLog:
   """
 
   def __init__(self, workdir, resume_step: int = 0):
-    self.primary = jax.process_index() == 0
-    self.workdir, self.path = workdir, os.path.join(workdir, workdir_lib.METRICS)
-    if self.primary and os.path.exists(self.path):
+    self.workdir, path = workdir, os.path.join(workdir, workdir_lib.METRICS)
+    primary = jax.process_index() == 0
+    if primary and os.path.exists(path):
       kept = [r for r in workdir_lib.read_metrics(workdir) if r['step'] <= resume_step]
-      with open(self.path + '.tmp', 'w') as f:
+      with open(path + '.tmp', 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in kept)
-      os.replace(self.path + '.tmp', self.path)  # atomic: never a half-written file
-    # The console line is printed by the loop; process 0 writes the TensorBoard events.
-    self.writer = events.EventWriter(workdir) if self.primary else None
+      os.replace(path + '.tmp', path)  # atomic: never a half-written file
+    # The console line is printed by the loop; process 0 writes the files.
+    self.writer = events.EventWriter(workdir) if primary else None
 
   def write(self, record: dict):
-    record = {**record, 'wall_time': time.time()}
-    if self.primary:
+    if self.writer:
+      record = {**record, 'wall_time': time.time()}
       workdir_lib.append_metrics(self.workdir, record)
-    scalars = {f"{record['split']}/{k}": v for k, v in record.items()
-               if isinstance(v, (int, float)) and k not in ('step', 'wall_time')}
-    if self.writer:
-      self.writer.write_scalars(record['step'], scalars)
-
-  def write_image(self, step: int, tag: str, image):
-    """uint8 (H, W, 3) into TensorBoard (process 0)."""
-    if self.writer:
-      self.writer.write_image(step, tag, pictures.png_bytes(image), *image.shape[:2])
+      self.writer.write_scalars(record['step'], {
+          f"{record['split']}/{k}": v for k, v in record.items()
+          if isinstance(v, (int, float)) and k not in ('step', 'wall_time')})
 
   def flush(self):
     if self.writer:
       self.writer.flush()
 
 
-def final_metrics(records, eval_split) -> dict:
-  """The last eval record and the last train record of a run, as one dict."""
-  evals = [r for r in records if r['split'] == eval_split]
+EVAL_FINAL = ('step', 'loss', 'top1', 'top5', 'num_examples')  # (of the last evaluation)
+
+
+def final_metrics(exp, workdir: str, write: bool) -> dict:
+  """The last eval record and the last train record of the run (metrics.jsonl), as one
+  dict; with `write` (process 0 only), also to final_metrics.json with the model's size
+  beside them (one atomic write)."""
+  d, records = exp.config.dataset, workdir_lib.read_metrics(workdir)
+  evals = [r for r in records if r['split'] == d.eval_split]
   trains = [r for r in records if r['split'] == 'train']
   out = {}
   if trains:
     out.update({'train_loss': trains[-1]['loss'], 'train_top1': trains[-1]['top1']})
   if evals:
-    out.update({k: evals[-1][k] for k in ('step', 'loss', 'top1', 'top5', 'num_examples')})
+    out.update({k: evals[-1][k] for k in EVAL_FINAL})
     out['best_top1'] = max(r['top1'] for r in evals)
+  if write and jax.process_index() == 0:
+    module = exp.net.module
+    size = {'params': layer_stats.count_params(module),
+            'mult_adds': layer_stats.count_macs(module, d.image_size, d.channels),
+            'num_classes': exp.info.num_classes}
+    workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**out, **size})
   return out
-
-
-def write_final_metrics(workdir, final, exp):
-  """The finished run's metrics with the model's size beside them (one atomic write)."""
-  d, module = exp.config.dataset, exp.net.module
-  size = {'params': layer_stats.count_params(module),
-          'mult_adds': layer_stats.count_macs(module, d.image_size, d.channels),
-          'num_classes': exp.info.num_classes}
-  workdir_lib.write_json(os.path.join(workdir, workdir_lib.FINAL_METRICS), {**final, **size})
-
 
 
 # ------------------------------------------------------------------------ stopping
@@ -599,8 +589,7 @@ class TrainingStopped(RuntimeError):
 def _stop_signals():
   """SIGTERM/SIGINT ask the loop to stop after the current step (a second SIGINT
   interrupts at once). Returns a function that says which signal came, and a restorer."""
-  received = []
-  previous = {}
+  received, previous = [], {}
 
   def handler(signum, frame):
     del frame

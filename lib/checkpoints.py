@@ -9,6 +9,7 @@ names (see `save_details`).
 """
 
 import atexit
+import contextlib
 import functools
 import logging as pylogging
 import os
@@ -127,9 +128,8 @@ def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int)
   checkpoints exist but none can be read, the run stops and changes nothing (the details
   then go to a file in the temporary directory).
   """
-  steps = sorted(mngr.all_steps(), reverse=True)
   failures = []
-  for step in steps:
+  for step in sorted(mngr.all_steps(), reverse=True):
     try:
       state = mngr.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:  # pylint: disable=broad-except
@@ -229,11 +229,8 @@ class _Details:
       if self.path is None:
         self.held.append(text)
         return
-      try:
-        with open(self.path, 'a') as f:
-          f.write(text)
-      except OSError:
-        pass  # (a full disk: the message has been given)
+      with contextlib.suppress(OSError), open(self.path, 'a') as f:  # (full: said already)
+        f.write(text)
 
   def save(self, workdir: str | None) -> str:
     """The file the reports go to: workdir/errors.log (appended to) for a run that
@@ -277,11 +274,8 @@ class _OrbaxErrors(pylogging.Filter):
   failed beside another) to the details, not the console. Orbax's INFO and WARNING
   lines are left to --verbosity."""
   PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(ocp.__file__))) + os.sep
-  FORMAT = '%(asctime)s %(levelname)s %(threadName)s %(filename)s:%(lineno)d] %(message)s'
-
-  def __init__(self):
-    super().__init__()
-    self.format = pylogging.Formatter(self.FORMAT).format
+  format = pylogging.Formatter(
+      '%(asctime)s %(levelname)s %(threadName)s %(filename)s:%(lineno)d] %(message)s').format
 
   def filter(self, record):
     if record.levelno < pylogging.ERROR:

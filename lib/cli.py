@@ -62,7 +62,7 @@ def run(main, program: str, config_flag: str | None = 'config'):
       fail(program, str(e))
     except (flags.Error, OSError, AttributeError, KeyError, TypeError, ValueError) as e:
       fail(program, _override_without_file(argv, config_flag)
-           or _unknown_key(argv, config_flag) or one_line(e))
+           or unknown_key(argv, config_flag) or one_line(e))
     if nones:
       set_nones(program, nones, config_flag)
     if config_flag and FLAGS[config_flag].value is not None:
@@ -80,7 +80,11 @@ def run(main, program: str, config_flag: str | None = 'config'):
     except app.UsageError as e:  # (absl would print its whole help, and exit 1)
       fail(program, str(e))
 
-  _name_config_file_errors(config_flag)
+  # --config's parser, where it reads a config file (not a workdir's config.json), names
+  # a file that fails to load (ConfigFileError).
+  flag = FLAGS[config_flag] if config_flag in FLAGS else None
+  if flag is not None and isinstance(flag.parser, config_flags.config_flags.ConfigFileFlagParser):
+    flag.parser = _NamingParser(flag.parser)
   app.run(quiet_main, flags_parser=parse)
 
 
@@ -91,15 +95,13 @@ def set_nones(program: str, nones: list[str], config_flag: str):
   if config is None:
     fail(program, f'{nones[0]} overrides a key of --{config_flag}, which is not given; '
          f'give --{config_flag}=configs/FILE.py too')
-  unknown = _unknown_key(nones, config_flag)
+  unknown = unknown_key(nones, config_flag)
   if unknown:
     fail(program, unknown)
   for arg in nones:
     key = arg.split('=', 1)[0].split('.', 1)[1]
-    *parents, leaf = key.split('.')
-    node = config
-    for part in parents:
-      node = node[part]
+    parent, _, leaf = key.rpartition('.')
+    node = config[parent] if parent else config  # (a ConfigDict reads a dotted key)
     value = node[leaf]
     if hasattr(value, 'items'):
       fail(program, f'config.{key} is a group of keys, not a value; set its keys '
@@ -186,16 +188,6 @@ class _NamingParser(flags.ArgumentParser):
     return getattr(self.inner, name)
 
 
-def _name_config_file_errors(config_flag: str | None):
-  """Make --config's parser, where it reads a config file (not a workdir's config.json),
-  report a file that fails to load as a ConfigFileError."""
-  if not config_flag or config_flag not in FLAGS:
-    return
-  flag = FLAGS[config_flag]
-  if isinstance(flag.parser, config_flags.config_flags.ConfigFileFlagParser):
-    flag.parser = _NamingParser(flag.parser)
-
-
 def check_loaded(spec: str, config):
   """What loading `spec` gave is a config: ConfigFileError naming the file otherwise."""
   if type(config).__name__ == '_ErrorConfig':  # ml_collections' stand-in for an OSError
@@ -218,14 +210,6 @@ def overridden_keys(argv: list[str], config_flag: str = 'config') -> set[str]:
   """The dotted keys that `--config.KEY=VALUE` arguments set."""
   return {m.group(1) for a in argv for m in [re.match(rf'--{config_flag}\.([\w.]+)=', a)]
           if m}
-
-
-def check_overrides(program: str, argv: list[str], config, config_flag: str = 'config'):
-  """For a config flag defined from a ConfigDict (a workdir's config.json), to which
-  ml_collections applies argv's overrides as it is defined: an unknown key, in one line."""
-  unknown = _unknown_key(argv, config_flag, config)
-  if unknown:
-    fail(program, unknown)
 
 
 def config_paths(config, prefix: str = '') -> list[str]:
@@ -259,7 +243,7 @@ def _override_without_file(argv, config_flag) -> str | None:
                         f'too, e.g. --{config_flag}=configs/default.py')
 
 
-def _unknown_key(argv, config_flag, config=None) -> str | None:
+def unknown_key(argv, config_flag, config=None) -> str | None:
   """'unknown config key X; did you mean Y?' for the first --config.X that is not a key
   of the loaded config (None when all are, or no config loaded)."""
   if not config_flag:

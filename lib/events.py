@@ -13,6 +13,8 @@ import time
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
+from lib import pictures
+
 
 class EventWriter:
   """Scalars and images into `logdir/events.out.tfevents.*`."""
@@ -22,25 +24,22 @@ class EventWriter:
     name = f'events.out.tfevents.{time.time():.0f}.{socket.gethostname()}.{os.getpid()}'
     self._file = open(os.path.join(logdir, name), 'wb')  # pylint: disable=consider-using-with
     self._records = RecordWriter(self._file)
-    self._write(event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2'))
+    self._write(file_version='brain.Event:2')
 
-  def _write(self, event):
+  def _write(self, step: int = 0, **fields):
+    event = event_pb2.Event(wall_time=time.time(), step=int(step), **fields)
     self._records.write(event.SerializeToString())
 
   def write_scalars(self, step: int, scalars: dict):
-    values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
-    self._write(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                summary=summary_pb2.Summary(value=values)))
+    self._write(step, summary=summary_pb2.Summary(value=[
+        summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]))
 
-  def write_image(self, step: int, tag: str, png: bytes, height: int, width: int):
-    """A PNG (lib/pictures.png_bytes) under `tag`, shown in TensorBoard's Images tab."""
-    image = summary_pb2.Summary.Image(height=height, width=width, colorspace=3,
-                                      encoded_image_string=png)
-    self._write(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary_pb2.
-                                Summary(value=[summary_pb2.Summary.Value(tag=tag, image=image)])))
+  def write_image(self, step: int, tag: str, image):
+    """uint8 (H, W, 3) as a PNG under `tag`, shown in TensorBoard's Images tab."""
+    png = summary_pb2.Summary.Image(height=image.shape[0], width=image.shape[1], colorspace=3,
+                                    encoded_image_string=pictures.png_bytes(image))
+    self._write(step, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=tag, image=png)]))
 
   def flush(self):
     self._records.flush()
-
-  def close(self):
-    self._records.close()

@@ -22,7 +22,6 @@ from configs import keys
 from data import sources
 from data import transforms
 import input_pipeline
-from lib import checkpoints
 from lib import compile_options
 from lib import optim
 from lib import recipes
@@ -104,9 +103,11 @@ RANGES = keys.RANGES
 READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.
 EVALUATION_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
-              'num_classes')
-# The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has).
-PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask, 'non_kernels': optim.not_a_kernel}
+                   'num_classes')
+# The kinds of parameters a READ_ONLY_WHEN condition may ask a model for (run.has); the
+# non-kernels are what decay_params='all' adds.
+PARAMETER_KINDS = {'norm_biases': optim.norm_bias_mask,
+                   'non_kernels': lambda p: jax.tree.map(lambda k: not k, optim.kernel_mask(p))}
 
 
 class RunView:
@@ -117,8 +118,7 @@ class RunView:
   steps."""
 
   def __init__(self, config, info=None):
-    self.config = config
-    self.info = info
+    self.config, self.info = config, info
 
   @functools.cached_property
   def params(self):
@@ -179,9 +179,7 @@ def check_ranges(config, fields):
   passes)."""
   for field in fields:
     ok, admits = RANGES[field]
-    value = config
-    for part in field.split('.'):
-      value = value[part]
+    value = config[field]  # (a ConfigDict reads a dotted key)
     if value is None and keys.KEYS[field].admits_none:
       continue
     if isinstance(value, (tuple, list)) and not all(
@@ -237,14 +235,6 @@ def run_length(config, info) -> RunLength:
                            else max(1, math.ceil(value * steps_per_epoch)))
   return RunLength(steps_per_epoch, in_steps['num_train_steps'], in_steps['log_every_steps'],
                    in_steps['eval_every_steps'], in_steps['checkpoint_every_steps'])
-
-
-def check_init_from(config):
-  """config.init_from names a workdir with a checkpoint. Only a new run reads its source:
-  a resumed fine-tune run goes on from its own checkpoints, wherever the source went."""
-  if config.init_from and not checkpoints.saved_steps(config.init_from):
-    raise ValueError(f'config.init_from={config.init_from}: no checkpoint there; give the '
-                     'workdir of a training run')
 
 
 def length_dependent(config, net, length: RunLength) -> dict:

@@ -7,8 +7,6 @@ for a report or a README, CSV for a spreadsheet; and the number formats they sha
 import csv
 import io
 
-FORMATS = ('text', 'markdown', 'csv')
-
 
 def table(header: list[str], rows: list[list], fmt: str = 'text', right_from: int = 0,
           footer: list | None = None) -> str:

@@ -38,11 +38,6 @@ def kernel_mask(params):
       lambda path, _: getattr(path[-1], 'key', None) == 'kernel', params)
 
 
-def not_a_kernel(params):
-  """True for every parameter kernel_mask leaves out (what decay_params='all' adds)."""
-  return jax.tree.map(lambda kernel: not kernel, kernel_mask(params))
-
-
 def norm_bias_mask(params):
   """True for the biases of normalisation layers: a bias beside no kernel."""
   def mask(tree):
@@ -79,23 +74,15 @@ def frozen_after(steps: int, mask) -> optax.GradientTransformation:
 # transformation that turns a gradient (with an L2 penalty's decay already added) into a
 # step before the learning rate (None: the gradient itself), and whether the optimizer
 # decays the weights decoupled, beside that step, instead.
-def _sgd(o):
-  """SGD with momentum (Nesterov's if asked); its decay style is config's (SGDW)."""
-  return (optax.trace(decay=o.momentum, nesterov=o.nesterov) if o.momentum else None,
-          o.decay_style == 'decoupled')
-
-
-def _adam(o):
-  """Adam (Kingma & Ba 2015) with an L2 penalty, as PyTorch's Adam(weight_decay=)."""
-  return optax.scale_by_adam(b1=o.b1, b2=o.b2), False
-
-
-def _adamw(o):
-  """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
-  return optax.scale_by_adam(b1=o.b1, b2=o.b2), True
-
-
-OPTIMIZERS = {'sgd': _sgd, 'adam': _adam, 'adamw': _adamw}
+OPTIMIZERS = {
+    # SGD with momentum (Nesterov's if asked); its decay style is config's (SGDW).
+    'sgd': lambda o: (optax.trace(decay=o.momentum, nesterov=o.nesterov) if o.momentum
+                      else None, o.decay_style == 'decoupled'),
+    # Adam (Kingma & Ba 2015) with an L2 penalty, as PyTorch's Adam(weight_decay=).
+    'adam': lambda o: (optax.scale_by_adam(b1=o.b1, b2=o.b2), False),
+    # AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+    'adamw': lambda o: (optax.scale_by_adam(b1=o.b1, b2=o.b2), True),
+}
 
 
 def create_optimizer(config, schedule: Callable | None = None, frozen: tuple = (),

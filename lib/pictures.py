@@ -50,16 +50,15 @@ def grid(tiles: np.ndarray, columns: int | None = None, pad: int = 1,
   tiles = np.asarray(tiles, np.float32)
   if tiles.ndim == 3:
     tiles = np.repeat(tiles[..., None], 3, axis=-1)
+  tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
   n, h, w, _ = tiles.shape
   columns = columns or int(np.ceil(np.sqrt(n)))
   rows = -(-n // columns)
-  tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)
-  h, w = h * scale, w * scale
   out = np.ones((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), np.float32)
   for i, tile in enumerate(tiles):
     r, c = divmod(i, columns)
-    out[pad + r * (h + pad):pad + r * (h + pad) + h,
-        pad + c * (w + pad):pad + c * (w + pad) + w] = tile
+    y, x = pad + r * (h + pad), pad + c * (w + pad)
+    out[y:y + h, x:x + w] = tile
   return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 

@@ -109,10 +109,8 @@ def read_saved(workdir: str) -> ml_collections.ConfigDict | None:
         merge(node[key], value, f'{prefix}{key}.')
         continue
       try:
-        if isinstance(value, list) and isinstance(node.get(key), tuple):
-          node[key] = tuple(value)
-        else:
-          node[key] = value
+        node[key] = (tuple(value) if isinstance(value, list)
+                     and isinstance(node.get(key), tuple) else value)
       except (TypeError, ValueError):
         expected = type(node.get(key)).__name__
         raise ContractError(
@@ -184,11 +182,7 @@ def run_facts(info, length, devices: int, processes: int) -> dict:
 def read_facts(workdir: str) -> dict | None:
   """run.json, or None for a run saved before it existed (or where it cannot be read:
   the keys are then compared as before, and the length rebuilt from the dataset)."""
-  try:
-    with open(os.path.join(workdir, RUN)) as f:
-      facts = json.load(f)
-  except (OSError, ValueError):
-    return None
+  facts = workdir_lib.read_json(os.path.join(workdir, RUN))
   return facts if isinstance(facts, dict) and 'dataset' in facts else None
 
 

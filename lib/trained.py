@@ -62,7 +62,10 @@ def define_flags(argv: list[str], program: str, workdir_help: str = 'a training 
     config = (workdir and run_contract.read_saved(workdir)) or ml_collections.ConfigDict()
   except run_contract.ContractError as e:  # (before cli.run: a truncated, hand-edited file)
     cli.fail(program, str(e))
-  cli.check_overrides(program, argv, config)
+  # (ml_collections applies argv's overrides as the flag is defined: unknown keys first)
+  unknown = cli.unknown_key(argv, 'config', config)
+  if unknown:
+    cli.fail(program, unknown)
   config_flags.DEFINE_config_dict('config', config, 'overrides of the workdir config')
 
 
@@ -131,20 +134,18 @@ def check_source(workdir: str | None, checkpoint: str = 'best',
 
 def class_names(config, workdir: str | None, torchvision: str | None = None) -> list[str]:
   """The name of each class the model tells apart, by label: those the run was trained
-  with (run.json), not today's dataset's, where a renamed, added or removed class folder
-  moves the labels after it; for a run saved before run.json kept them, the dataset's;
-  numbers where there are no names. Torchvision weights without the dataset here:
-  ImageNet's 1000, by number. A DatasetError when the dataset is needed and missing."""
-  facts = workdir and not torchvision and run_contract.read_facts(workdir)
-  if facts:
-    names, count = facts['dataset'].get('classes') or [], facts['dataset']['num_classes']
+  with (run.json, which check_source required), not today's dataset's, where a renamed,
+  added or removed class folder moves the labels after it; numbers where there are no
+  names. Torchvision weights: the dataset's, or without the dataset here ImageNet's
+  1000, by number."""
+  if not torchvision:
+    dataset = run_contract.read_facts(workdir)['dataset']
+    names, count = dataset.get('classes') or [], dataset['num_classes']
   else:
     try:
       info = sources.dataset_info(config)
       names, count = list(info.label_names), info.num_classes
     except sources.DatasetError:
-      if not torchvision:
-        raise
       names, count = [], 1000
   count = config.num_classes or count
   return names if len(names) == count else [str(i) for i in range(count)]
@@ -153,8 +154,7 @@ def class_names(config, workdir: str | None, torchvision: str | None = None) -> 
 def check_classes(workdir: str, info):
   """A LoadError naming both lists when the dataset's classes are not those the run was
   trained with (run.json): its labels would be scored against other classes."""
-  facts = run_contract.read_facts(workdir)
-  changed = facts and run_contract.class_change(facts, info)
+  changed = run_contract.class_change(run_contract.read_facts(workdir), info)
   if changed:
     raise LoadError(f'--workdir={workdir} was trained on other classes than {info.name} '
                     f'has now: {changed}; its outputs are those classes, by label, so it '
@@ -210,19 +210,14 @@ def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]
   except checkpoints.CorruptCheckpointError as e:
     raise LoadError(f'--checkpoint={which}: {e}; give another (best, latest or a step of '
                     f'{checkpoints.saved_steps(workdir)})') from None
-  variables = {'params': state['params']}
-  if state.get('batch_stats'):
-    variables['batch_stats'] = state['batch_stats']
-  return variables, step, name
+  return {k: state[k] for k in ('params', 'batch_stats') if state.get(k)}, step, name
 
 
 def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best',
          torchvision: str | None = None, weights: str | None = None) -> Trained:
   """The model and variables of a checkpoint of `workdir`, or of torchvision weights."""
   if torchvision:
-    check_source(workdir, checkpoint, torchvision, weights)
-    variables = torchvision_import.convert(torchvision,
-                                           torchvision_import.load_pth(weights))
+    variables = torchvision_import.convert(torchvision, torchvision_import.load_pth(weights))
     net = models.functional(lambda rngs: models.create_model(
         torchvision, num_classes=num_classes, image_size=config.dataset.image_size,
         rngs=rngs))
@@ -287,10 +282,7 @@ def posteriors_in_batches(model, config, variables, views, batch_size: int):
   mesh = parallel.data_mesh(local=True)
   posteriors = posteriors_fn(model, config, mesh)
   batch = -(-max(1, batch_size) // mesh.size) * mesh.size  # whole batches per device
-  out = []
-  for start in range(0, len(views), batch):
-    chunk = views[start:start + batch]
-    padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]),
-                                             chunk.dtype)])
-    out.append(posteriors(variables, padded)[:len(chunk)])
-  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+  n = len(views)
+  views = np.pad(views, [(0, -n % batch)] + [(0, 0)] * (views.ndim - 1))
+  out = [posteriors(variables, views[i:i + batch]) for i in range(0, len(views), batch)]
+  return np.concatenate(out)[:n] if out else np.zeros((0, 0), np.float32)

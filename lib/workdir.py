@@ -108,7 +108,7 @@ def read_json(path: str, default=None):
   try:
     with open(path) as f:
       return json.load(f)
-  except (OSError, json.JSONDecodeError):
+  except (OSError, ValueError):  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
     return default
 
 
