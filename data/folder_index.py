@@ -382,7 +382,7 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
       splits[split].shapes[i] = (*size, channels)
       continue
     corrupt[rel] = why
-    if why.startswith(UNREAD):  # a passing failure to read, not the bytes' verdict
+    if why.startswith(f'{UNREAD}:'):  # a passing failure to read, not the bytes' verdict
       splits[split].shapes[i] = NOT_INSPECTED
   listed_names = {r[0] for rows in listed.values() for r in rows}
   corrupt = {rel: why for rel, why in corrupt.items() if rel in listed_names}

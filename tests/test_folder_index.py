@@ -200,6 +200,22 @@ def test_an_unreadable_file_is_read_again_once_it_can_be(tmp_path, monkeypatch):
   assert (info.num_train, info.num_corrupt, folder.inspected) == (6, 0, 1)
 
 
+def test_a_bad_header_is_a_verdict_kept_not_a_file_to_read_again(tmp_path):
+  """A file whose ends look whole but whose header Pillow cannot parse is corrupt by its
+  bytes: the next launch recalls the verdict and opens nothing (only a failed read, such
+  as a permission, is tried again)."""
+  root = write(tmp_path / 'ds', {'train': {'a': 3}, 'test': {'a': 1}})
+  bad = os.path.join(root, 'train', 'a', '00001.png')
+  with open(bad, 'r+b') as f:
+    f.seek(8)
+    f.write(b'\0' * 16)  # the IHDR chunk, after the signature
+  info, folder = launch(root)
+  assert (info.num_train, info.num_corrupt, folder.inspected) == (2, 1, 4)
+  assert dict(folder.corrupt)[bad].startswith('unreadable header')
+  info, folder = launch(root)
+  assert (info.num_train, info.num_corrupt, folder.inspected) == (2, 1, 0)
+
+
 def test_a_same_size_replacement_given_its_old_mtime_is_inspected_again(tmp_path):
   root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
   launch(root)
