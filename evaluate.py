@@ -73,10 +73,12 @@ def _stack(group, size):
 
 
 def predict(config, model, variables, mode: str, scales=(256, 384, 512),
-            examples_per_batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+            examples_per_batch: int | None = None,
+            info: input_pipeline.DatasetInfo | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(posteriors averaged over the mode's views, (N, classes); labels (N,)), in the
   eval split's order. By default a batch holds config.batch_size views. Each process
-  evaluates its own part of the split on its own devices; the parts are gathered."""
+  evaluates its own part of the split on its own devices; the parts are gathered. `info`,
+  when the caller has it, saves opening the dataset (and decoding it) a second time."""
   if mode not in MODES:
     raise EvalError(f'--mode={mode}: one of {", ".join(MODES)}')
   mesh = parallel.data_mesh(local=True)
@@ -96,7 +98,7 @@ def predict(config, model, variables, mode: str, scales=(256, 384, 512),
     posteriors = trained.posteriors_fn(model, config, mesh, dense, TTA_LEVEL.get(mode, 0))
     if dense:
       _check_any_size(posteriors, variables, model, config, mode, q)
-    examples = input_pipeline.eval_views(config, views_kind, q)
+    examples = input_pipeline.eval_views(config, views_kind, q, info=info)
     for indices, views, y in _batches(examples, per_batch):
       b, v = views.shape[:2]
       p = posteriors(variables, views.reshape(b * v, *views.shape[2:]))
@@ -173,7 +175,7 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
   input_pipeline.check_config(config, info, splits=('eval',))  # (the train split unread)
   loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
   start = time.time()
-  probs, labels = predict(config, loaded.net, loaded.variables, mode, scales)
+  probs, labels = predict(config, loaded.net, loaded.variables, mode, scales, info=info)
   record = {'split': config.dataset.eval_split, 'mode': mode, 'checkpoint': which,
             'step': loaded.step, **metrics(probs, labels), 'seconds': time.time() - start}
   if mode == 'multiscale':

@@ -200,7 +200,7 @@ def test_evaluate_without_a_run_says_what_to_give(tmp_path):
   assert 'no config.json' in line and '--config=configs/FILE.py' in line, line
 
 
-def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
+def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path, monkeypatch):
   trained, result = trained_lenet  # python train.py --config=configs/lenet.py
   assert result.returncode == 0, result.stderr[-2000:]
   workdir = str(tmp_path / 'lenet')  # a copy: the session's run stays as it was
@@ -225,9 +225,15 @@ def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path):
                          'test scale Q=256 (the shorter side 256 pixels'), line
   assert '256x288' not in line
   # The same workdir in-process: 10 crops (with mirrored digits) run; a missing step is
-  # named with the ones there are.
+  # named with the ones there are. The dataset is opened once (ImageNet's builder and its
+  # 64 validation files; a folder's files decoded once when resident).
   config = run_contract.read_saved(workdir)
+  opened = []
+  dataset_info = input_pipeline.dataset_info
+  monkeypatch.setattr(input_pipeline, 'dataset_info',
+                      lambda *a, **k: opened.append(a) or dataset_info(*a, **k))
   ten = evaluate.evaluate(config, workdir, '10crop', checkpoint='best')
+  assert len(opened) == 1
   assert ten['num_examples'] == 1000 and 0.5 < ten['top1'] <= 1
   assert os.path.exists(os.path.join(workdir, 'eval', 'best_10crop.json'))
   with pytest.raises(evaluate.EvalError, match=r'--checkpoint=5: no such step .* it has'):
