@@ -20,15 +20,9 @@ from tests.support import GUARDED  # pylint: disable=wrong-import-position
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # The suite's own caches (JAX's compiled programs, folder manifests; every process it
 # starts inherits them): a test neither reads what the user's runs left in ~/.cache nor
-# leaves anything there, and each session starts from nothing, as CI does. pytest-xdist's
-# workers inherit the controller's environment, so they share its caches: a program one
-# worker compiled (LeNet-5's step, in a dozen files' runs) the other loads, as concurrent
-# sweep trials share ~/.cache/jax. Only the process that made the caches removes them.
-CACHE = os.environ.get('CLASSIC_CONVNETS_TEST_CACHE')
-if not CACHE:
-  CACHE = os.environ['CLASSIC_CONVNETS_TEST_CACHE'] = tempfile.mkdtemp(
-      prefix='classic-convnets-tests-')
-  atexit.register(shutil.rmtree, CACHE, ignore_errors=True)
+# leaves anything there, and each session starts from nothing, as CI does.
+CACHE = tempfile.mkdtemp(prefix='classic-convnets-tests-')
+atexit.register(shutil.rmtree, CACHE, ignore_errors=True)
 os.environ['XDG_CACHE_HOME'] = CACHE
 os.environ['JAX_COMPILATION_CACHE_DIR'] = os.path.join(CACHE, 'jax')
 # PyPI's torchvision is a CUDA build whose compiled ops are missing on a CPU-only torch;
