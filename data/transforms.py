@@ -178,9 +178,6 @@ def _random_resized_crop_box(width, height, rng, area=(0.08, 1.0), ratio=(3 / 4,
   return 0, 0, width, height
 
 
-# Each decode-time op's training crop: (item, config, rng) -> uint8 HWC, from the whole
-# source image (so before any array op, and never on the device).
-
 def _random_resized_crop(item, config, rng):
   size, mode = config.dataset.image_size, image_mode(config.dataset.channels)
   image = open_image(item)
@@ -199,32 +196,28 @@ def _scale_jitter_crop(item, config, rng):
 def _fixed_resize_crop(item, config, rng):
   """AlexNet section 4.1: random crops of the 256x256 image."""
   mode = image_mode(config.dataset.channels)
-  return random_crop(to_array(_resize_256(open_image(item), config), mode),
+  return random_crop(to_array(_resize_256(open_image(item), config, mode), mode),
                      config.dataset.image_size, rng)
 
 
-# Each decode-time op's test-time resize (before the centre crop or the 10 crops).
-
-def _resize_inception(image, config):
+def _resize_inception(image, config, mode):
   """Shorter side to image_size / 0.875: 224 of 256, as Inception and torchvision."""
-  return resize_shorter(image, int(round(config.dataset.image_size / 0.875)),
-                        image_mode(config.dataset.channels))
+  return resize_shorter(image, int(round(config.dataset.image_size / 0.875)), mode)
 
 
-def _resize_vgg(image, config):
+def _resize_vgg(image, config, mode):
   """Shorter side to the test scale Q (VGG section 3.2)."""
-  return resize_shorter(image, config.dataset.eval_resize or 256,
-                        image_mode(config.dataset.channels))
+  return resize_shorter(image, config.dataset.eval_resize or 256, mode)
 
 
-def _resize_256(image, config):
+def _resize_256(image, config, mode):  # pylint: disable=unused-argument
   """"down-sampled the images to a fixed resolution of 256x256" (AlexNet section 2)."""
-  return resize(image, 256, 256, image_mode(config.dataset.channels))
+  return resize(image, 256, 256, mode)
 
 
 class DecodeOp(NamedTuple):
   train_crop: Callable   # (item, config, rng) -> uint8 HWC: the training crop
-  test_resize: Callable  # (Pillow image, config) -> image, before the test-time crops
+  test_resize: Callable  # (Pillow image, config, mode) -> image, before the test-time crops
 
 
 DECODE_OPS = {
@@ -232,8 +225,7 @@ DECODE_OPS = {
     'scale_jitter': DecodeOp(_scale_jitter_crop, _resize_vgg),
     'resize256_crop': DecodeOp(_fixed_resize_crop, _resize_256),
 }
-# AlexNet's PCA colour noise (section 4.1): per image, on the device's float pixels
-# (data/device.py colour_noise), so the list's last op.
+# AlexNet's PCA colour noise (section 4.1), on the device's float pixels: the list's last op.
 COLOUR_NOISE = 'colour_noise'
 OP_NAMES = (*DECODE_OPS, *augment.OPS, COLOUR_NOISE)
 
@@ -241,7 +233,6 @@ OP_NAMES = (*DECODE_OPS, *augment.OPS, COLOUR_NOISE)
 # ------------------------------------------------------------------------------ presets
 
 
-# config.dataset.augment: a preset's name or a list of ops and presets, written as these.
 PRESETS = {
     'cifar': 'pad_crop(4), flip',                          # ResNet section 4.2
     'imagenet': 'random_resized_crop, flip',               # Szegedy et al. 2015, section 6
@@ -364,10 +355,10 @@ def reads_pad_mode(config) -> bool:
              for op in parse(config.dataset.augment))
 
 
-def eval_resize(image: Image.Image, config) -> Image.Image:
+def eval_resize(image: Image.Image, config, mode: str) -> Image.Image:
   """The decode-time op's test-time resize, before the centre crop (or the 10 crops)."""
   op = decode_op(config)
-  return op.test_resize(image, config) if op else image
+  return op.test_resize(image, config, mode) if op else image
 
 
 def train_crop(item, config, position: int) -> np.ndarray:
@@ -403,8 +394,8 @@ def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
   d = config.dataset
   if decode_op(config):
-    array = to_array(eval_resize(open_image(item), config), image_mode(d.channels))
-    array = center_crop(array, d.image_size)
+    mode = image_mode(d.channels)
+    array = center_crop(to_array(eval_resize(open_image(item), config, mode), mode), d.image_size)
   else:
     array = as_array(item, d.channels)
   return np.ascontiguousarray(fit(array, d.image_size))
@@ -435,7 +426,7 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
     return eval_example(item, config)[None]
   image = open_image(item)
   if kind == '10crop':
-    array = to_array(eval_resize(image, config), mode)
+    array = to_array(eval_resize(image, config, mode), mode)
     h, w = array.shape[:2]
     if h < size or w < size:
       array = fit(array, max(size, h, w))
