@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
   print(f'{total:,} image files in {len(folder.classes)} classes '
         f'({", ".join(f"{s}: {n:,}" for s, n in folder.sizes.items())} whole'
         f'{", decoded" if decode else ""}); {len(folder.corrupt)} corrupt'
-        + (f'; not read: {", ".join(f"{n} {e}" for e, n in folder.other_files.items())}'
+        + (f'; not read: {sources.extension_counts(folder.other_files)}'
            if folder.other_files else '')
         + ('' if decode or folder.corrupt else
            '; --decode decodes every image too, to find damage inside the files'),

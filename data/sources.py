@@ -65,8 +65,7 @@ class DatasetInfo:
   # The sources opened to size the splits ('train', 'eval'), which open_split hands out
   # again: a TFDS split's ArrayRecord files (ImageNet's are 1,024) are opened once a run.
   opened: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
-  # Those splits decoded into memory ({split: ArraySource}) where the data is resident:
-  # input_pipeline.check_config decodes them before anything is written.
+  # Those splits as ArraySources where the data is resident (input_pipeline.check_config).
   decoded: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
   @property
@@ -336,7 +335,7 @@ def _refuse_empty_classes(root, classes, labels, whole, other):
     raise DatasetError(
         f'folder dataset: {len(empty)} class folder(s) of {train} hold no PNG or JPEG '
         f'image: {_first(empty)}'
-        + (f' (other files, not read: {_extensions(other)})' if other else '')
+        + (f' (other files, not read: {extension_counts(other)})' if other else '')
         + '; add images or remove those folders')
 
 
@@ -346,7 +345,7 @@ def _first(names, shown: int = 5) -> str:
   return ', '.join(names[:shown]) + (f' and {more} more' if more > 0 else '')
 
 
-def _extensions(counts: dict) -> str:
+def extension_counts(counts: dict) -> str:
   return ', '.join(f'{n} {ext}' for ext, n in sorted(counts.items(), key=lambda x: -x[1]))
 
 
@@ -386,7 +385,7 @@ def _folder_info(config):
           f'{len(folder.classes) - len(missing)}', flush=True)
   if folder.other_files:
     print(f'WARNING: left out the files of {config.dataset.name} that are not PNG or JPEG '
-          f'images ({_extensions(folder.other_files)})', flush=True)
+          f'images ({extension_counts(folder.other_files)})', flush=True)
   return DatasetInfo(config.dataset.name, len(folder.classes), folder.shape,
                      len(opened['train']), len(opened['eval']), len(folder.corrupt),
                      label_names=tuple(folder.classes), opened=opened)
@@ -471,9 +470,8 @@ class Source(NamedTuple):
   encoded: bool = False
 
 
-# The sources, by the name config.dataset.name gives, or by its KIND in 'KIND:PATH'
-# ('folder:/data/pets': a path, which the run contract makes absolute before config.json
-# records it); any other name is a TFDS dataset.
+# The sources, by config.dataset.name or its KIND in 'KIND:PATH' (a path, which the run
+# contract makes absolute before config.json records it); any other name is TFDS's.
 SOURCES = {
     'mnist5k': Source(_mnist5k_info, _mnist5k_open),
     'synthetic': Source(_synthetic_info, _synthetic_open),
@@ -484,9 +482,8 @@ SOURCES = {
 
 def kind(name: str) -> str:
   """Which entry of SOURCES reads dataset `name`."""
-  prefix, colon, _ = name.partition(':')
-  if colon and prefix in SOURCES:
-    return prefix
+  if path_of(name) is not None:
+    return name.partition(':')[0]
   return name if name in SOURCES else 'tfds'
 
 
@@ -520,7 +517,5 @@ def eval_split_name(split: str, available) -> str:
   datasets name their held-out split differently (imagenet2012: validation; folders:
   test or val)."""
   if split in EVAL_SPLIT_NAMES and split not in available:
-    for name in EVAL_SPLIT_NAMES:
-      if name in available:
-        return name
+    return next((name for name in EVAL_SPLIT_NAMES if name in available), split)
   return split
