@@ -6,9 +6,8 @@ k reads only what it trains on, and the batches are the same for any number of p
 Two ways to feed the step (`resident`): Grain workers decode and augment on the host
 (data/transforms.py), or a fixed-size split that fits sits on every device as uint8 and
 each step gathers and augments its batch inside jit (data/device.py); both run the same
-array ops, keyed by the stream position. Evaluation visits every example exactly once:
-each process reads its own part, the last batches padded and masked. Nothing here
-imports TensorFlow.
+array ops, keyed by the stream position. Evaluation visits every example once
+(eval_dataset). Nothing here imports TensorFlow.
 """
 
 import ctypes
@@ -41,8 +40,7 @@ RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
 
 
 def check_augment(config):
-  """config.dataset.augment is a preset or a list of ops and presets (needs no data;
-  transforms.parse names the bad part and what is valid)."""
+  """config.dataset.augment's errors, which need no data (transforms.parse names them)."""
   transforms.augmentation(config)
 
 
@@ -338,11 +336,9 @@ def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
 def batch_spec(config, mesh: Mesh, with_mask: bool = False) -> dict:
   """The shapes of a global uint8 batch (with the eval mask), to compile before data."""
   size, channels, n = config.dataset.image_size, config.dataset.channels, config.batch_size
-  shapes = {'image': (n, size, size, channels), 'label': (n,)}
-  if with_mask:
-    shapes['mask'] = (n,)
+  shapes = {'image': (n, size, size, channels), 'label': (n,), 'mask': (n,)}
   return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=batch_sharding(mesh))
-          for k, shape in shapes.items()}
+          for k, shape in shapes.items() if with_mask or k != 'mask'}
 
 
 def train_inputs(config, info: DatasetInfo, mesh: Mesh, start_step: int = 0) -> Iterator:
