@@ -10,11 +10,8 @@ and jax.numpy (the sampler's murmur3 finaliser, data/sampler.py): no generator, 
 no state, so both paths draw the same numbers and a resumed run draws what it would
 have.
 
-What moves or blanks pixels is written twice, in one helper each (`_window`, `_mirror`,
-`_zero_square`): inside jit a gather or a `where` over a mask (nothing may slice at a
-traced offset); on numpy slices and copies (a gather reads an index per pixel: 8-45x
-slower per host example at 224x224; docs/DESIGN.md). Both give the same pixels
-(tests/test_augment.py).
+What moves or blanks pixels is one helper each (`_window`, `_mirror`, `_zero_square`),
+written for jit and for numpy (docs/DESIGN.md), alike to the pixel (tests/test_augment.py).
 
 Adding an op: one function here and one entry in OPS (docs/DESIGN.md, "Adding an
 augmentation").
@@ -80,7 +77,8 @@ def pad_crop(images, examples: Examples, pad: int, mode: PadMode = 'zeros'):
 
 
 def _window(images, top, left, height: int, width: int, xp):
-  """Each image's height x width window at its own (top, left)."""
+  """Each image's height x width window at its own (top, left): inside jit a gather, since
+  nothing may slice at a traced offset."""
   if xp is np:  # a slice each: one strided copy, where the gather reads an index a pixel
     return np.stack([image[t:t + height, l:l + width]
                      for image, t, l in zip(images, top, left)])

@@ -11,15 +11,8 @@ files that are new or whose size, mtime or ctime changed. The ctime catches a sa
 replacement given its old mtime back (`touch -r`, `cp -p`, `rsync -t`): the kernel sets
 it on every write, chmod or rename, and no call sets it back. config.dataset.rescan
 inspects every file again; `python -m data.check --decode` decodes them too, and keeps
-what it finds.
-
-The listing refuses, naming the path and the fix, what would otherwise end in a
-traceback or a hang: an entry it cannot read, a name that is not UTF-8, a FIFO or
-device with an image's name, and a folder reached twice through links.
-
-Paths are kept as one byte array and offsets, not as Python strings, so 1.33M files cost
-tens of MB, and a split handed to a Grain worker travels as the manifest's file names: the
-worker maps the same arrays from the page cache instead of unpickling its own copy.
+what it finds. The listing refuses, naming the path and the fix, what would otherwise
+end in a traceback or a hang (`_entries`, `_utf8`, `_list_class`).
 """
 
 import concurrent.futures
@@ -56,9 +49,10 @@ def mapped(directory: str, split: str, name: str) -> np.ndarray:
 
 
 class Paths:
-  """A sequence of path strings held as one uint8 array and int64 offsets; slicing
-  shares the arrays. Pickled (to a Grain worker) as the manifest files it was read from,
-  when it was, so the worker maps them instead of receiving a copy."""
+  """A sequence of path strings held as one uint8 array and int64 offsets (1.33M files:
+  tens of MB, not Python strings); slicing shares the arrays. Pickled (to a Grain worker)
+  as the manifest files it was read from, when it was, so the worker maps them from the
+  page cache instead of unpickling its own copy."""
 
   def __init__(self, blob: np.ndarray, offsets: np.ndarray, root: str, origin=None):
     # (np.asarray: plain views of a mapped file, still shared, but indexed at ndarray speed)
