@@ -297,9 +297,6 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False, decode: bool = Fal
     raise DatasetError(f'{len(corrupt)} corrupt image file(s) in {root}, first {path} '
                        f"({why}); fix or delete them, or set config.dataset.on_corrupt='skip'"
                        f' to leave them out{recalled}')
-  train = index.splits['train']
-  _refuse_empty_classes(root, classes, np.asarray(train.labels),
-                        np.asarray(train.shapes[:, 0]) >= 0, index.other_files)
   files, shapes = {}, []
   for split, s in index.splits.items():
     whole = np.asarray(s.shapes[:, 0]) >= 0
@@ -311,6 +308,8 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False, decode: bool = Fal
       files[split] = (folder_index.Paths.of(
           [os.path.relpath(s.paths[i], index.root) for i in keep], index.root),
                       np.asarray(s.labels)[keep])
+  _refuse_empty_classes(root, classes, np.asarray(index.splits['train'].labels),
+                        files['train'][1], index.other_files)
   shapes = np.concatenate(shapes)
   sizes = np.unique(shapes[:, :2], axis=0)
   width, height = sizes[0].tolist() if len(sizes) == 1 else (None, None)
@@ -319,10 +318,10 @@ def _folder(root: str, on_corrupt: str, rescan: bool = False, decode: bool = Fal
                 (height, width, channels), index.inspected, recalled)
 
 
-def _refuse_empty_classes(root, classes, labels, whole, other):
+def _refuse_empty_classes(root, classes, labels, kept_labels, other):
   """A class folder of train/ with no image to train on (none there, or every one
   corrupt and left out) is an error: the model would have a class it never sees."""
-  listed, kept = (np.bincount(x, minlength=len(classes)) for x in (labels, labels[whole]))
+  listed, kept = (np.bincount(x, minlength=len(classes)) for x in (labels, kept_labels))
   emptied = [c for c, n, k in zip(classes, listed, kept) if n and not k]
   empty = [c for c, n in zip(classes, listed) if not n]
   train = os.path.join(root, 'train')
