@@ -346,18 +346,17 @@ READ_ONLY_WHEN = {k.name: k.read_when for k in KEYS.values() if k.read_when}
 
 # ----------------------------------------------------------------- declared keys only
 
-def leaf_paths(config, prefix: str = '') -> list[str]:
-  """Every leaf key of a ConfigDict as a dotted path ('schedule.learning_rate'); the
-  model's arguments are leaves, whatever their values (convnet's stages are dicts)."""
-  paths = []
-  for key, value in config.items():
-    if hasattr(value, 'items') and prefix + key != 'model':
-      paths += leaf_paths(value, f'{prefix}{key}.')
-    elif prefix + key == 'model':
-      paths += [f'model.{arg}' for arg in value]
+def flatten(tree, prefix: str = '', whole: tuple = ()) -> dict:
+  """{dotted path: value} of the leaves of a ConfigDict or of its JSON: {'schedule':
+  {'name': 'cosine'}} -> {'schedule.name': 'cosine'}. Lists, empty groups and the keys of
+  a group in `whole` ('model': its arguments, whatever their values) are leaves."""
+  out = {}
+  for key, value in tree.items():
+    if hasattr(value, 'items') and value and prefix.rstrip('.') not in whole:
+      out.update(flatten(value, f'{prefix}{key}.', whole))
     else:
-      paths.append(prefix + key)
-  return paths
+      out[prefix + key] = value
+  return out
 
 
 def closest_key(path: str, paths: list[str]) -> str | None:
@@ -391,7 +390,7 @@ def check_declared(config, origin: str = ''):
   where = f' (set in {origin})' if origin else ''
   known = declared(config)
   name = config.get('model', {}).get('name')
-  for path in leaf_paths(config):
+  for path in flatten(config, whole=('model',)):
     if path in known or (path.startswith('model.') and name not in models.MODELS):
       continue  # (an unknown model: check_model names it, and the registered ones)
     if path.startswith('model.') and name in models.MODELS:

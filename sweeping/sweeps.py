@@ -7,7 +7,6 @@ import concurrent.futures
 import ctypes
 import difflib
 import hashlib
-import importlib.util
 import itertools
 import json
 import math
@@ -27,6 +26,7 @@ from absl import flags
 
 from configs import default, hyper, keys
 from lib import formatting
+from lib.cli import load_module  # (a config or sweep file as a module)
 from lib import run_contract
 from lib import workdir as workdir_lib
 
@@ -76,16 +76,6 @@ def error_line(error: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------- the plan
-
-
-def load_module(path: str):
-  """A config or sweep file as a module."""
-  if REPO not in sys.path:  # config files import `configs.*`, as train.py's do
-    sys.path.insert(0, REPO)
-  module_spec = importlib.util.spec_from_file_location('config_file', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module
 
 
 def load_sweep_file(spec: str):
