@@ -257,8 +257,7 @@ def unknown_key(argv, config_flag, config=None) -> str | None:
     path = match.group(1)
     if path in paths or any(p.startswith(path + '.') for p in paths):
       continue
-    close = keys.closest_key(path, paths)
-    return f'unknown config key {path!r}' + (f'; did you mean {close!r}?' if close else '')
+    return keys.unknown_key(path, paths)
   return None
 
 

@@ -152,9 +152,7 @@ def build_config(module, trial: dict):
     for part in parents:
       node = node.get(part, {})
     if leaf not in node:
-      close = keys.closest_key(path, keys.declared(config))
-      raise ValueError(f'unknown config key {path!r}' +
-                       (f'; did you mean {close!r}?' if close else ''))
+      raise ValueError(keys.unknown_key(path, keys.declared(config)))
     node[leaf] = value
   default.clear_duration_partners(config, set(overrides))
   keys.check_declared(config)  # (a model argument's value, a sweep's new model name)
