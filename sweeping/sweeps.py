@@ -282,10 +282,12 @@ def failure(log_path: str, returncode: int) -> str:
 
 
 class Children:
-  """The trials' processes, so that a stop request reaches them all."""
+  """The trials' processes, so that a stop request (SIGINT, SIGTERM) reaches them all."""
 
   def __init__(self):
     self.procs, self.lock, self.stopping = set(), threading.Lock(), threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(sig, self.stop)
 
   def add(self, proc):
     with self.lock:
@@ -309,10 +311,6 @@ class Children:
       self.stopping.set()
       for proc in self.procs:
         proc.send_signal(sig)
-
-  def install(self):
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(sig, self.stop)
 
 
 def _parent_death_signal():
@@ -559,7 +557,6 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
   for env in envs:
     slots.put(env)
   children = Children()
-  children.install()
   counter = iter(range(1, len(todo) + 1))
 
   def work(trial):
