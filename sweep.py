@@ -45,9 +45,7 @@ def main(argv):
       if FLAGS.index is None or not 0 <= FLAGS.index < len(trials):
         raise sweeps.SweepError(f'--index={FLAGS.index}: give a trial index in '
                                 f'[0, {len(trials)})')
-      children = sweeps.Children()
-      children.install()
-      status = sweeps.run_trial(FLAGS.workdir, trials[FLAGS.index], children,
+      status = sweeps.run_trial(FLAGS.workdir, trials[FLAGS.index], sweeps.Children(),
                                 allow_schedule_change=FLAGS.allow_schedule_change)
       print(f"{trials[FLAGS.index]['name']}: {status['state']}"
             + (f": {status['error']}" if status.get('error') else ''), flush=True)

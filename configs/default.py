@@ -43,24 +43,14 @@ def get_config(arg=None):
 def changed_keys(config) -> set[str]:
   """The declared keys whose value in `config` is not the default's: those a config
   file (or its argument) set, as far as the config can tell."""
-  base = get_config()
-  return {k for k in keys.KEYS if _value(config, k) is not _MISSING
-          and _value(config, k) != _value(base, k)}
+  values, base = keys.flatten(config), keys.flatten(get_config())
+  return {k for k in keys.KEYS if k in values and values[k] != base[k]}
 
 
 def admits_none(config, key: str) -> bool:
   """Whether the dotted `key` may be set to None: one keys.py says admits it (a duration,
   one of each pair being None; num_classes, None for the dataset's), or a key that is
   None in `config` (a config file's own None, such as a model argument)."""
-  declared = keys.KEYS.get(key)
-  return (declared is not None and declared.admits_none) or _value(config, key) is None
-
-
-def _value(config, key: str):
-  """The value of a dotted key, or _MISSING."""
-  for part in key.split('.'):
-    config = config.get(part, _MISSING) if hasattr(config, 'items') else _MISSING
-  return config
-
-
-_MISSING = object()
+  declared, values = keys.KEYS.get(key), keys.flatten(config)
+  return ((declared is not None and declared.admits_none)
+          or (key in values and values[key] is None))

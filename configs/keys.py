@@ -79,14 +79,10 @@ def finite(value) -> bool:
 
 # ------------------------------------------------------------------ read-when conditions
 
-def schedule_is(*names: str) -> Test:
-  return (lambda c, _: c.schedule.name in names,
-          f"schedule.name is {' or '.join(map(repr, names))}")
-
-
-def optimizer_is(*names: str) -> Test:
-  return (lambda c, _: c.optimizer.name in names,
-          f"optimizer.name is {' or '.join(map(repr, names))}")
+def name_is(group: str, *names: str) -> Test:
+  """schedule.name (or optimizer.name, `group`'s) is one of `names`."""
+  return (lambda c, _: c[group].name in names,
+          f"{group}.name is {' or '.join(map(repr, names))}")
 
 
 def dataset_is(kind: str) -> Test:
@@ -193,7 +189,7 @@ KEYS = {k.name: k for k in [
         "the gradient (an L2 penalty, PyTorch's Adam(weight_decay=)), or decoupled from it "
         '(AdamW, Loshchilov & Hutter 2019)', affects=('updates', 'adamw', {})),
     Key('optimizer.momentum', 0.9, "SGD's momentum", range=FRACTION,
-        read_when=optimizer_is('sgd'), affects=('updates', 0.5, {})),
+        read_when=name_is('optimizer', 'sgd'), affects=('updates', 0.5, {})),
     # (SGD without momentum has no velocity for Nesterov's look-ahead to use)
     Key('optimizer.nesterov', False, "SGD's Nesterov momentum",
         read_when=(lambda c, _: c.optimizer.name == 'sgd' and c.optimizer.momentum > 0,
@@ -218,10 +214,10 @@ KEYS = {k.name: k for k in [
                    'kernels (biases, BatchNorm scales)'),
         affects=('updates', 'all', {'optimizer.weight_decay': 0.1})),
     Key('optimizer.b1', 0.9, "Adam's first-moment decay", range=FRACTION,
-        read_when=optimizer_is('adam', 'adamw'),
+        read_when=name_is('optimizer', 'adam', 'adamw'),
         affects=('updates', 0.5, {'optimizer.name': 'adamw'})),
     Key('optimizer.b2', 0.999, "Adam's second-moment decay", range=FRACTION,
-        read_when=optimizer_is('adam', 'adamw'),
+        read_when=name_is('optimizer', 'adam', 'adamw'),
         affects=('updates', 0.5, {'optimizer.name': 'adamw'})),
     Key('optimizer.grad_clip_norm', 0.0, "the gradient's global norm is clipped to this; "
         '0: no clipping', range=NON_NEGATIVE, affects=('updates', 1.0, {})),
@@ -247,7 +243,7 @@ KEYS = {k.name: k for k in [
         affects=('learning_rates', 0.5, {'schedule.name': 'piecewise'})),
     Key('schedule.boundaries', (32000, 48000), 'piecewise: in steps, or in epochs with '
         'boundaries_in_epochs', range=(lambda v: all(b >= 0 for b in v) and list(v) == sorted(
-            v), 'non-negative and increasing'), read_when=schedule_is('piecewise'),
+            v), 'non-negative and increasing'), read_when=name_is('schedule', 'piecewise'),
         affects=('learning_rates', (10, 100), {'schedule.name': 'piecewise'})),
     Key('schedule.boundaries_in_epochs', False, 'piecewise: the boundaries count epochs',
         read_when=(lambda c, _: c.schedule.name == 'piecewise' and c.schedule.boundaries,
@@ -256,7 +252,7 @@ KEYS = {k.name: k for k in [
                                           'schedule.boundaries': (1, 2)})),
     Key('schedule.multipliers', (1.0, 0.1, 0.01), 'piecewise: learning_rate times these, '
         'len(boundaries) + 1 of them', range=(lambda v: all(m > 0 for m in v), 'each > 0'),
-        read_when=schedule_is('piecewise'),
+        read_when=name_is('schedule', 'piecewise'),
         affects=('learning_rates', (1.0, 0.5, 0.2), {'schedule.name': 'piecewise'})),
     # (a factor of 1 keeps the rate: when it would drop, step_epochs or patience, is moot)
     Key('schedule.step_epochs', 30, 'step: divide by `factor` every step_epochs epochs',
@@ -265,10 +261,10 @@ KEYS = {k.name: k for k in [
                    "schedule.name is 'step' with schedule.factor < 1"),
         affects=('learning_rates', 2, {'schedule.name': 'step'})),
     Key('schedule.factor', 0.1, 'step and plateau: what each drop multiplies the rate by',
-        range=(lambda v: 0 < v <= 1, 'in (0, 1]'), read_when=schedule_is('step', 'plateau'),
+        range=(lambda v: 0 < v <= 1, 'in (0, 1]'), read_when=name_is('schedule', 'step', 'plateau'),
         affects=('learning_rates', 0.5, {'schedule.name': 'step'})),
     Key('schedule.warmup_steps', 0, 'cosine: steps of linear warm-up', range=NON_NEGATIVE,
-        read_when=schedule_is('cosine'),
+        read_when=name_is('schedule', 'cosine'),
         affects=('learning_rates', 100, {'schedule.name': 'cosine'})),
     Key('schedule.patience', 1, 'plateau: evaluations without improvement before a drop',
         range=(lambda v: v >= 1, '>= 1'),
@@ -290,7 +286,7 @@ KEYS = {k.name: k for k in [
         'step (airbench94)',
         range=(lambda v: len(v) == 3 and v[0] >= 0 and 0 <= v[1] <= 1 and v[2] >= 0,
                '(start >= 0, peak in [0, 1], end >= 0)'),
-        read_when=schedule_is('triangle'),
+        read_when=name_is('schedule', 'triangle'),
         affects=('learning_rates', (0.5, 0.5, 0.1), {'schedule.name': 'triangle'})),
 
     # ---- airbench94's parameter averaging
@@ -346,32 +342,29 @@ READ_ONLY_WHEN = {k.name: k.read_when for k in KEYS.values() if k.read_when}
 
 # ----------------------------------------------------------------- declared keys only
 
-def leaf_paths(config, prefix: str = '') -> list[str]:
-  """Every leaf key of a ConfigDict as a dotted path ('schedule.learning_rate'); the
-  model's arguments are leaves, whatever their values (convnet's stages are dicts)."""
-  paths = []
-  for key, value in config.items():
-    if hasattr(value, 'items') and prefix + key != 'model':
-      paths += leaf_paths(value, f'{prefix}{key}.')
-    elif prefix + key == 'model':
-      paths += [f'model.{arg}' for arg in value]
+def flatten(tree, prefix: str = '', whole: tuple = ()) -> dict:
+  """{dotted path: value} of the leaves of a ConfigDict or of its JSON: {'schedule':
+  {'name': 'cosine'}} -> {'schedule.name': 'cosine'}. Lists, empty groups and the keys of
+  a group in `whole` ('model': its arguments, whatever their values) are leaves."""
+  out = {}
+  for key, value in tree.items():
+    if hasattr(value, 'items') and value and prefix.rstrip('.') not in whole:
+      out.update(flatten(value, f'{prefix}{key}.', whole))
     else:
-      paths.append(prefix + key)
-  return paths
+      out[prefix + key] = value
+  return out
 
 
-def closest_key(path: str, paths: list[str]) -> str | None:
-  """The declared key a misspelt or misplaced one most likely meant: the same name in
-  another group first (optimizer.learning_rate -> schedule.learning_rate), else the
-  most similar path."""
+def unknown_key(path: str, paths: list[str], where: str = '') -> str:
+  """"unknown config key 'optimizer.learning_rate'; did you mean 'schedule.learning_rate'?"
+  (`where` after the key): the declared key a misspelt or misplaced one most likely meant
+  is the same name in another group first, else the most similar path."""
   leaf = path.rsplit('.', 1)[-1]
-  same_leaf = [p for p in paths if p.rsplit('.', 1)[-1] == leaf]
-  if same_leaf:
-    return same_leaf[0]
   similarity = lambda p: max(difflib.SequenceMatcher(None, path, p).ratio(), difflib.
                              SequenceMatcher(None, leaf, p.rsplit('.', 1)[-1]).ratio())
-  best = max(paths, key=similarity, default=None)
-  return best if best and similarity(best) >= 0.6 else None
+  close = next((p for p in paths if p.rsplit('.', 1)[-1] == leaf), None) or max(
+      (p for p in paths if similarity(p) >= 0.6), key=similarity, default=None)
+  return f'unknown config key {path!r}{where}' + (f'; did you mean {close!r}?' if close else '')
 
 
 def declared(config) -> list[str]:
@@ -391,15 +384,13 @@ def check_declared(config, origin: str = ''):
   where = f' (set in {origin})' if origin else ''
   known = declared(config)
   name = config.get('model', {}).get('name')
-  for path in leaf_paths(config):
+  for path in flatten(config, whole=('model',)):
     if path in known or (path.startswith('model.') and name not in models.MODELS):
       continue  # (an unknown model: check_model names it, and the registered ones)
     if path.startswith('model.') and name in models.MODELS:
       raise ValueError(f'config.{path}{where}: '
                        f"{models.check_argument(name, path[len('model.'):], None)}")
-    close = closest_key(path, known)
-    raise ValueError(f'unknown config key {path!r}{where}' +
-                     (f'; did you mean {close!r}?' if close else ''))
+    raise ValueError(unknown_key(path, known, where))
   for arg, value in config.get('model', {}).items():
     wrong = arg != 'name' and name in models.MODELS and models.check_argument(name, arg, value)
     if wrong:

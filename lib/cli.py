@@ -22,6 +22,7 @@ from configs import default
 from configs import keys
 
 FLAGS = flags.FLAGS
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
 def fail(program: str, message: str):
@@ -212,25 +213,14 @@ def overridden_keys(argv: list[str], config_flag: str = 'config') -> set[str]:
           if m}
 
 
-def config_paths(config, prefix: str = '') -> list[str]:
-  """Every leaf key of a ConfigDict as a dotted path ('schedule.learning_rate'), those
-  within a model argument's own groups too ('model.head.pool')."""
-  paths = []
-  for key, value in config.items():
-    if hasattr(value, 'items'):
-      paths += config_paths(value, f'{prefix}{key}.')
-    else:
-      paths.append(prefix + key)
-  return paths
-
-
-def _load_config_file(spec: str):
-  """'configs/FILE.py[:arg]' -> its get_config(arg), as ml_collections loads it."""
-  path, _, arg = spec.partition(':')
-  module_spec = importlib.util.spec_from_file_location('_config_file', path)
+def load_module(path: str):
+  """A config or sweep file as a module, as ml_collections loads a --config file."""
+  if REPO not in sys.path:  # config files import `configs.*`, as train.py's do
+    sys.path.insert(0, REPO)
+  module_spec = importlib.util.spec_from_file_location('config_file', path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  return module
 
 
 def _override_without_file(argv, config_flag) -> str | None:
@@ -252,8 +242,10 @@ def unknown_key(argv, config_flag, config=None) -> str | None:
     config = config if config is not None else FLAGS[config_flag].value
     if config is None:  # the overrides failed before absl stored the loaded file
       spec = next(a.split('=', 1)[1] for a in argv if a.startswith(f'--{config_flag}='))
-      config = _load_config_file(spec)
-    paths = sorted(set(config_paths(config)) | set(keys.declared(config)))
+      path, _, arg = spec.partition(':')
+      module = load_module(path)
+      config = module.get_config(arg) if arg else module.get_config()
+    paths = sorted(set(keys.flatten(config)) | set(keys.declared(config)))
   except Exception:  # pylint: disable=broad-except  (a config file that fails to load)
     return None
   if not paths:
@@ -265,8 +257,7 @@ def unknown_key(argv, config_flag, config=None) -> str | None:
     path = match.group(1)
     if path in paths or any(p.startswith(path + '.') for p in paths):
       continue
-    close = keys.closest_key(path, paths)
-    return f'unknown config key {path!r}' + (f'; did you mean {close!r}?' if close else '')
+    return keys.unknown_key(path, paths)
   return None
 
 

@@ -29,7 +29,7 @@ import time
 
 import ml_collections
 
-from configs import default
+from configs import default, keys
 from data import sources
 from lib import workdir as workdir_lib
 
@@ -70,18 +70,6 @@ def resolve_paths(config, base: str | None = None):
 def as_json(config) -> dict:
   """A config as config.json holds it (tuples as lists)."""
   return json.loads(config.to_json_best_effort())
-
-
-def flatten(tree: dict, prefix: str = '') -> dict:
-  """{'schedule': {'name': 'cosine'}} -> {'schedule.name': 'cosine'}; lists and the
-  dicts inside them stay whole."""
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict) and value:
-      out.update(flatten(value, f'{prefix}{key}.'))
-    else:
-      out[prefix + key] = value
-  return out
 
 
 def read_saved(workdir: str) -> ml_collections.ConfigDict | None:
@@ -221,7 +209,7 @@ def dataset_change(saved: dict, info) -> str | None:
 def changes(old, new) -> dict:
   """{dotted key: (old value, new value)} of every key whose value differs ('(absent)'
   where a key exists on one side only)."""
-  a, b = flatten(as_json(old)), flatten(as_json(new))
+  a, b = keys.flatten(as_json(old)), keys.flatten(as_json(new))
   return {k: (a.get(k, '(absent)'), b.get(k, '(absent)')) for k in sorted(set(a) | set(b))
           if a.get(k, '(absent)') != b.get(k, '(absent)') and k not in OPERATIONS}
 

@@ -55,18 +55,13 @@ def label(key: str) -> str:
   return key.removeprefix('config.')
 
 
+_PERCENT = lambda value: f'{100 * value:.2f}'
+CELLS = {'top1': _PERCENT, 'best_top1': _PERCENT, 'top5': _PERCENT, 'loss': '{:.4f}'.format,
+         'params': formatting.si, 'mult_adds': formatting.si, 'wall_time': formatting.duration}
+
+
 def _cell(key: str, value) -> str:
-  if value is None:
-    return ''
-  if key in ('top1', 'best_top1', 'top5'):
-    return f'{100 * value:.2f}'
-  if key == 'loss':
-    return f'{value:.4f}'
-  if key in ('params', 'mult_adds'):
-    return formatting.si(value)
-  if key == 'wall_time':
-    return formatting.duration(value)
-  return str(value)
+  return '' if value is None else CELLS.get(key, str)(value)
 
 
 def report(sweep_dir: str) -> str:

@@ -7,7 +7,6 @@ import concurrent.futures
 import ctypes
 import difflib
 import hashlib
-import importlib.util
 import itertools
 import json
 import math
@@ -27,6 +26,7 @@ from absl import flags
 
 from configs import default, hyper, keys
 from lib import formatting
+from lib.cli import load_module  # (a config or sweep file as a module)
 from lib import run_contract
 from lib import workdir as workdir_lib
 
@@ -76,16 +76,6 @@ def error_line(error: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------- the plan
-
-
-def load_module(path: str):
-  """A config or sweep file as a module."""
-  if REPO not in sys.path:  # config files import `configs.*`, as train.py's do
-    sys.path.insert(0, REPO)
-  module_spec = importlib.util.spec_from_file_location('config_file', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module
 
 
 def load_sweep_file(spec: str):
@@ -162,9 +152,7 @@ def build_config(module, trial: dict):
     for part in parents:
       node = node.get(part, {})
     if leaf not in node:
-      close = keys.closest_key(path, keys.declared(config))
-      raise ValueError(f'unknown config key {path!r}' +
-                       (f'; did you mean {close!r}?' if close else ''))
+      raise ValueError(keys.unknown_key(path, keys.declared(config)))
     node[leaf] = value
   default.clear_duration_partners(config, set(overrides))
   keys.check_declared(config)  # (a model argument's value, a sweep's new model name)
@@ -294,10 +282,12 @@ def failure(log_path: str, returncode: int) -> str:
 
 
 class Children:
-  """The trials' processes, so that a stop request reaches them all."""
+  """The trials' processes, so that a stop request (SIGINT, SIGTERM) reaches them all."""
 
   def __init__(self):
     self.procs, self.lock, self.stopping = set(), threading.Lock(), threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(sig, self.stop)
 
   def add(self, proc):
     with self.lock:
@@ -321,10 +311,6 @@ class Children:
       self.stopping.set()
       for proc in self.procs:
         proc.send_signal(sig)
-
-  def install(self):
-    for sig in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(sig, self.stop)
 
 
 def _parent_death_signal():
@@ -571,7 +557,6 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
   for env in envs:
     slots.put(env)
   children = Children()
-  children.install()
   counter = iter(range(1, len(todo) + 1))
 
   def work(trial):

@@ -26,7 +26,6 @@ from configs import keys
 from data import sources
 import input_pipeline
 from lib import checkpoints
-from lib import cli
 from lib import experiment
 from lib import optim
 from lib import parallel
@@ -220,7 +219,7 @@ PROBES = {k.name: (globals()[k.affects[0]], k.affects[2], k.affects[1])
 
 @pytest.mark.fast
 def test_every_key_has_a_probe():
-  assert sorted(PROBES) == sorted(cli.config_paths(default.get_config()))
+  assert sorted(PROBES) == sorted(keys.flatten(default.get_config()))
 
 
 @pytest.fixture(scope='module')
@@ -432,7 +431,7 @@ def test_only_durations_and_keys_none_by_default_admit_none():
   """--config.KEY=None: the eight duration keys (one of each pair is None) and
   num_classes (None: the dataset's), as default.py documents them; no other key."""
   config = default.get_config()
-  admitting = {k for k in cli.config_paths(config) if default.admits_none(config, k)}
+  admitting = {k for k in keys.flatten(config) if default.admits_none(config, k)}
   assert admitting == {'num_classes', 'num_train_steps', 'num_epochs', 'log_every_steps',
                        'log_every_epochs', 'eval_every_steps', 'eval_every_epochs',
                        'checkpoint_every_steps', 'checkpoint_every_epochs'}
