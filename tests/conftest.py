@@ -15,7 +15,8 @@ import pytest
 # The repository root on the path, so tests import `models`, `train`, ... as users do.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from tests.support import GUARDED  # pylint: disable=wrong-import-position
+from tests import prewarmed  # pylint: disable=wrong-import-position
+from tests.support import GUARDED, LENET_8_STEPS  # pylint: disable=wrong-import-position
 # TensorFlow (tf.data only) must never take an accelerator, nor flood the log.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # The suite's own caches (JAX's compiled programs, folder manifests; every process it
@@ -31,23 +32,36 @@ sys.modules.setdefault('torchvision._meta_registrations',
                        types.ModuleType('torchvision._meta_registrations'))
 
 
-@pytest.fixture(scope='session')
-def trained_lenet(tmp_path_factory):
-  """`python train.py --config=configs/lenet.py` run once for the whole session (about a
-  minute; under GUARDED, so tests/test_device_programs.py reads its transfers and
-  compilations): its workdir and the completed process. The trainer's accuracy test and
-  evaluate.py's tests read it; none may change it. With pytest-xdist's workers (-n), the
-  first to ask trains and the others read its run (a lock beside their temporary
-  directories, which share a parent)."""
+def shared_run(tmp_path_factory, name, args, env=None):
+  """`python train.py ARGS` run once for the whole session into the workdir `name`: its
+  workdir and the completed process. None of the tests that read it may change it. With
+  pytest-xdist's workers (-n), the first to ask trains and the others read its run (a
+  lock beside their temporary directories, which share a parent)."""
   shared = tmp_path_factory.getbasetemp()
   if os.environ.get('PYTEST_XDIST_WORKER'):  # (a worker's: the session's, under it)
     shared = shared.parent
-  workdir, record = shared / 'trained_lenet', shared / 'trained_lenet.json'
-  with filelock.FileLock(str(shared / 'trained_lenet.lock')):
+  workdir, record = shared / name, shared / f'{name}.json'
+  with filelock.FileLock(str(shared / f'{name}.lock')):
     if not record.exists():
-      result = subprocess.run([sys.executable, 'train.py', '--config=configs/lenet.py',
-                               f'--workdir={workdir}'], cwd=ROOT, text=True,
-                              capture_output=True, timeout=900, env={**os.environ, **GUARDED})
+      result = prewarmed.run([sys.executable, 'train.py', *args, f'--workdir={workdir}'],
+                             cwd=ROOT, text=True, timeout=900, env={**os.environ, **(env or {})})
       record.write_text(json.dumps([result.args, result.returncode, result.stdout,
                                     result.stderr]))
   return workdir, subprocess.CompletedProcess(*json.loads(record.read_text()))
+
+
+@pytest.fixture(scope='session')
+def trained_lenet(tmp_path_factory):
+  """`python train.py --config=configs/lenet.py` (about a minute; under GUARDED, so
+  tests/test_device_programs.py reads its transfers and compilations): the trainer's
+  accuracy test and evaluate.py's tests read it."""
+  return shared_run(tmp_path_factory, 'trained_lenet', ['--config=configs/lenet.py'], GUARDED)
+
+
+@pytest.fixture(scope='session')
+def lenet_8_steps(tmp_path_factory):
+  """An 8-step LeNet-5 run (checkpoints 4 and 8, best_checkpoint/8) that the tests of
+  corrupt checkpoints and of bad input copy, then break."""
+  workdir, result = shared_run(tmp_path_factory, 'lenet_8_steps', LENET_8_STEPS)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir

@@ -6,6 +6,11 @@ import socket
 
 # An implicit host-device transfer is an error, and every compilation is logged.
 GUARDED = {'JAX_TRANSFER_GUARD': 'disallow', 'JAX_LOG_COMPILES': '1'}
+# train.py's arguments for an 8-step LeNet-5 run: checkpoints at 4 and 8 (conftest.py).
+LENET_8_STEPS = ['--config=configs/lenet.py', '--config.num_train_steps=8',
+                 '--config.log_every_steps=4', '--config.eval_every_steps=4',
+                 '--config.checkpoint_every_steps=4', '--config.schedule.warmup_steps=2',
+                 '--config.batch_size=64']
 
 # Linux hands out ports for bind(0) and outgoing connections from 32768-60999
 # (net.ipv4.ip_local_port_range): a port probed and released there can be taken by any

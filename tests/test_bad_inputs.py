@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import typing
 
@@ -218,8 +217,8 @@ def _data_zeroed_idat(tmp):
 def _data_random_same_size_and_mtime(tmp):
   """Indexed first; then random bytes of the same size given the old mtime back."""
   _data_broken_copy(tmp, lambda data: data)
-  subprocess.run([sys.executable, *CHECK, str(tmp / 'folder')], cwd=ROOT, check=True,
-                 capture_output=True, timeout=120)
+  prewarmed.run([sys.executable, *CHECK, str(tmp / 'folder')], cwd=ROOT, check=True,
+                timeout=120)
   path = tmp / 'folder' / 'train' / 'c0' / 'broken.png'
   old = os.stat(path)
   path.write_bytes(np.random.default_rng(0).bytes(old.st_size))
@@ -683,13 +682,11 @@ def _write_folder(root, classes=3, per_class=12):
 
 
 @pytest.fixture(scope='module')
-def originals(tmp_path_factory):
-  """The finished run and the folder dataset every case copies."""
+def originals(tmp_path_factory, lenet_8_steps):
+  """The finished run (the session's: conftest.py) and the folder dataset every case
+  copies."""
   base = tmp_path_factory.mktemp('bad_inputs')
-  run = str(base / 'run')
-  subprocess.run([sys.executable, *TRAIN, *SHORT, f'--workdir={run}',
-                  '--config.batch_size=64'], cwd=ROOT, check=True, capture_output=True,
-                 timeout=600)
+  shutil.copytree(lenet_8_steps, base / 'run')
   _write_folder(str(base / 'folder'))
   return base
 

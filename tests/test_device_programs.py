@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -17,6 +16,7 @@ import input_pipeline
 from lib import experiment
 from lib import parallel
 
+from tests import prewarmed
 from tests.support import GUARDED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,8 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def run(*args, devices=1):
   env = {**os.environ, **GUARDED,
          'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
-  result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env=env)
+  result = prewarmed.run([sys.executable, *args], cwd=ROOT, text=True, timeout=600, env=env)
   assert 'Disallowed' not in result.stderr, result.stderr[-3000:]
   assert result.returncode == 0, result.stderr[-3000:]
   return result

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from lib import checkpoints
-from tests.support import free_port
+from tests.support import LENET_8_STEPS, free_port
 from tests import prewarmed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -52,10 +52,12 @@ def output(process):
     return f.read()
 
 
-def run(workdir, *extra, **kwargs):
-  process = launch(workdir, *extra, **kwargs)
-  process.wait(timeout=600)
-  return process.returncode, output(process)
+def run(workdir, *extra, config=CONFIG):
+  """A run to its end, no signal sent: forked from a process that has imported JAX and
+  the rest (tests/prewarmed.py); its exit status and its stdout, then its stderr."""
+  result = prewarmed.run([sys.executable, 'train.py', config, *ARGS, *extra,
+                          f'--workdir={workdir}'], cwd=ROOT, text=True, timeout=600)
+  return result.returncode, result.stdout + result.stderr
 
 
 def last_step(workdir, since):
@@ -233,28 +235,16 @@ def test_full_disk_stops_in_one_line_naming_the_step_lost_and_the_step_intact(tm
 
 
 # ------------------------------------------------- corrupt checkpoints: one line each
-# An 8-step LeNet run (checkpoints 4 and 8, best_checkpoint/8), copied and broken by
+# The session's 8-step LeNet run (conftest.py's lenet_8_steps), copied and broken by
 # each test. A checkpoint is broken as an interrupted copy leaves it: its array data cut
 # short, its metadata and commit markers intact, so orbax starts its reads and some
 # fail while others are in flight (what flooded stderr with tracebacks).
-LENET = ['--config=configs/lenet.py', '--config.num_train_steps=8',
-         '--config.log_every_steps=4', '--config.eval_every_steps=4',
-         '--config.checkpoint_every_steps=4', '--config.schedule.warmup_steps=2',
-         '--config.batch_size=64']
-LONGER = [*LENET, '--config.num_train_steps=12', '--allow_schedule_change']  # a resume
+LONGER = [*LENET_8_STEPS, '--config.num_train_steps=12', '--allow_schedule_change']  # a resume
 
 
-@pytest.fixture(scope='module')
-def lenet_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp('lenet') / 'run'
-  prewarmed.run([sys.executable, 'train.py', *LENET, f'--workdir={workdir}'], cwd=ROOT,
-                check=True, capture_output=True, timeout=600)
-  return workdir
-
-
-def broken_copy(lenet_run, tmp_path, *folders):
+def broken_copy(run_dir, tmp_path, *folders):
   workdir = tmp_path / 'run'
-  shutil.copytree(lenet_run, workdir)
+  shutil.copytree(run_dir, workdir)
   for folder in folders:
     for root, _, files in os.walk(workdir / folder):
       for name in files if os.path.basename(root) == 'd' else ():
@@ -282,8 +272,9 @@ def files_of(workdir):
           for d, _, fs in os.walk(workdir) for f in fs if f != '.lock'}
 
 
-def test_a_corrupt_checkpoint_falls_back_to_the_one_before_in_one_line(lenet_run, tmp_path):
-  workdir = broken_copy(lenet_run, tmp_path, 'checkpoints/8')
+def test_a_corrupt_checkpoint_falls_back_to_the_one_before_in_one_line(lenet_8_steps,
+                                                                       tmp_path):
+  workdir = broken_copy(lenet_8_steps, tmp_path, 'checkpoints/8')
   result = program(tmp_path, 'train.py', *LONGER, f'--workdir={workdir}')
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stderr == ''
@@ -300,9 +291,9 @@ def test_a_corrupt_checkpoint_falls_back_to_the_one_before_in_one_line(lenet_run
   assert f'{workdir}/checkpoints/8/default/' in details  # tensorstore's failed read
 
 
-def test_every_checkpoint_corrupt_refuses_in_one_line_and_changes_nothing(lenet_run,
+def test_every_checkpoint_corrupt_refuses_in_one_line_and_changes_nothing(lenet_8_steps,
                                                                           tmp_path):
-  workdir = broken_copy(lenet_run, tmp_path, 'checkpoints/4', 'checkpoints/8')
+  workdir = broken_copy(lenet_8_steps, tmp_path, 'checkpoints/4', 'checkpoints/8')
   before = files_of(workdir)
   result = program(tmp_path, 'train.py', *LONGER, f'--workdir={workdir}')
   assert result.returncode == 2, result.stderr[-3000:]
@@ -319,14 +310,16 @@ def test_every_checkpoint_corrupt_refuses_in_one_line_and_changes_nothing(lenet_
 
 
 @pytest.mark.parametrize('reader', ['evaluate', 'init_from'])
-def test_a_corrupt_checkpoint_read_is_one_line_naming_the_flag(lenet_run, tmp_path, reader):
+def test_a_corrupt_checkpoint_read_is_one_line_naming_the_flag(lenet_8_steps, tmp_path,
+                                                               reader):
   if reader == 'evaluate':  # its best checkpoint
-    workdir = broken_copy(lenet_run, tmp_path, 'best_checkpoint/8')
+    workdir = broken_copy(lenet_8_steps, tmp_path, 'best_checkpoint/8')
     argv, names = ['evaluate.py', f'--workdir={workdir}'], '--checkpoint=best: '
     broken = workdir / 'best_checkpoint'
   else:  # the latest checkpoint of the run a new one starts from
-    workdir = broken_copy(lenet_run, tmp_path, 'checkpoints/8')
-    argv = ['train.py', *LENET, f'--workdir={tmp_path / "new"}', f'--config.init_from={workdir}']
+    workdir = broken_copy(lenet_8_steps, tmp_path, 'checkpoints/8')
+    argv = ['train.py', *LENET_8_STEPS, f'--workdir={tmp_path / "new"}',
+            f'--config.init_from={workdir}']
     names, broken = f'config.init_from={workdir}: ', workdir / 'checkpoints'
   before = files_of(workdir)
   result = program(tmp_path, *argv)
