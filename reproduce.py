@@ -150,7 +150,9 @@ def _status(results: list, statuses: list[dict]) -> str:
                                                        for s in unique)
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float | None]) -> str:
+  """'', one value or 'mean ± std' (Nones, numbers the paper does not give, left out)."""
+  values = [v for v in values if v is not None]
   if not values:
     return ''
   if len(values) == 1:
@@ -158,18 +160,13 @@ def _mean_std(values: list[float]) -> str:
   return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
 
 
-def _percent(value):
-  return '' if value is None else f'{value:.2f}'
-
-
 def report(table: str, sweep_dir: str) -> str:
   spec = paper_tables.TABLES[table]
   plan_file = workdir_lib.read_json(os.path.join(sweep_dir, sweep.PLAN))
   all_trials = plan_file['trials'] if plan_file else trials(table)
   metric = 'top1_err' if any(r['paper']['top1_err'] for r in spec['rows']) else 'top5_err'
-  header = ['row', 'params (ours)', 'params (paper)', 'mult-adds (ours)',
-            'mult-adds (paper)', f"{'top-1' if metric == 'top1_err' else 'top-5'} err % (ours)",
-            '(paper)', 'diff',
+  header = ['row', 'params (ours)', 'params (paper)', 'mult-adds (ours)', 'mult-adds (paper)',
+            f"{'top-1' if metric == 'top1_err' else 'top-5'} err % (ours)", '(paper)', 'diff',
             'top-5 err % (ours)', '(paper)', 'epochs', 'wall time', 'status', 'source']
   rows, csv_rows, figure = [], [], []
   for row in spec['rows']:
@@ -189,8 +186,8 @@ def report(table: str, sweep_dir: str) -> str:
     epochs, _ = epochs_and_images(config)
     cells = [row['name'], formatting.si(params), formatting.si(paper['params']),
              formatting.si(macs), formatting.si(paper['mult_adds']), _mean_std(ours),
-             _percent(paper[metric]), '' if diff is None else f'{diff:+.2f}',
-             _mean_std(ours5), _percent(paper['top5_err']),  # (dropped if metric is top-5)
+             _mean_std([paper[metric]]), '' if diff is None else f'{diff:+.2f}',
+             _mean_std(ours5), _mean_std([paper['top5_err']]),  # (dropped if metric is top-5)
              '' if epochs is None else f'{epochs:g}',
              formatting.duration(sum(walls) / len(walls)) if walls else '',
              _status(results, statuses),
@@ -237,8 +234,7 @@ def plot_error_vs_depth(figure, metric: str, path: str) -> str:
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  plots.save(fig, path)
   return path
 
 

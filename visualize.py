@@ -58,9 +58,6 @@ from visualization import plots
 FLAGS = flags.FLAGS
 
 
-# --------------------------------------------------------------------------- the model
-
-
 def load_model():
   """(config, Trained, with the names of the classes it was trained on) from the flags;
   --label checked against the model's classes before anything compiles (no Python
@@ -95,9 +92,6 @@ def model_input(view, config):
   nothing crosses implicitly)."""
   normalize = jax.jit(lambda v: input_pipeline.eval_model_input({'image': v}, config)['image'])
   return normalize(jax.device_put(view[None]))
-
-
-# ------------------------------------------------------------------------------- modes
 
 
 def filters(config, model):

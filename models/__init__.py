@@ -69,8 +69,7 @@ for _depth in (20, 32, 44, 56, 110, 1202):
 
 def list_models(pattern: str | None = None) -> list[str]:
   """Registered names, sorted; `pattern` is a shell glob such as 'resnet*'."""
-  names = sorted(MODELS)
-  return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
+  return fnmatch.filter(sorted(MODELS), pattern) if pattern else sorted(MODELS)
 
 
 def _lookup(name: str):

@@ -79,9 +79,8 @@ class ConvGroup(nnx.Module):
     self.conv3, self.norm3 = (conv(width), norm()) if residual else (None, None)
 
   def __call__(self, x):
-    x = gelu(self.norm1(self.pool(self.conv1(x))))
-    pooled = x
-    x = gelu(self.norm2(self.conv2(x)))
+    pooled = gelu(self.norm1(self.pool(self.conv1(x))))
+    x = gelu(self.norm2(self.conv2(pooled)))
     if self.conv3 is not None:
       x = gelu(self.norm3(self.conv3(x))) + pooled
     return x

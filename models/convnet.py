@@ -117,21 +117,20 @@ class Stage(nnx.Module):
           dilation=s['dilation'], groups=groups, use_bias=not batch_norm, dtype=dtype,
           rngs=rngs))
       setattr(self, name.replace('conv', 'bn'),
-              layers.BatchNorm(cout, dtype=dtype, rngs=rngs) if batch_norm else None)
+              layers.BatchNorm(cout, dtype=dtype, rngs=rngs) if batch_norm
+              else layers.identity)
 
     channels = in_channels
     for j in range(1, s['depth'] + 1):
       stride = s['stride'] if j == 1 else 1
-      width_in = channels
       if s['bottleneck']:
         conv_bn(f'reduce_conv{j}', channels, s['bottleneck'], 1, 1, 0)
-        width_in = s['bottleneck']
       else:
         setattr(self, f'reduce_conv{j}', None)
-      conv_bn(f'conv{j}', width_in, s['width'], s['kernel'], stride, s['padding'],
-              s['groups'])
+      conv_bn(f'conv{j}', s['bottleneck'] or channels, s['width'], s['kernel'], stride,
+              s['padding'], s['groups'])
       out = output_size(size, s['kernel'], stride, s['padding'], s['dilation'])
-      shortcut = None
+      shortcut = layers.identity
       if s['residual'] and (s['width'] != channels or out != size):
         # where the conv changes the shape: a strided 1x1 projection, as ResNet's option B
         shortcut = layers.Conv(channels, s['width'], 1, stride, padding=0, use_bias=False,
@@ -140,7 +139,7 @@ class Stage(nnx.Module):
       channels, size = s['width'], out
     d = s['downsample']
     pool = {'max': layers.MaxPool, 'avg': layers.AvgPool}.get(d['type'])
-    self.pool = pool(d['kernel'], d['stride'], d['padding']) if pool else None
+    self.pool = pool(d['kernel'], d['stride'], d['padding']) if pool else layers.identity
     if d['type'] == 'conv':
       conv_bn('downconv', channels, s['width'], d['kernel'], d['stride'], d['padding'])
     else:
@@ -151,10 +150,7 @@ class Stage(nnx.Module):
     self.out_channels, self.out_size = channels, size
 
   def _conv_bn(self, name, x, activate=True):
-    x = getattr(self, name)(x)
-    bn = getattr(self, name.replace('conv', 'bn'))
-    if bn is not None:
-      x = bn(x)
+    x = getattr(self, name.replace('conv', 'bn'))(getattr(self, name)(x))
     return layers.activation(self.activation)(x) if activate else x
 
   def __call__(self, x):
@@ -164,9 +160,7 @@ class Stage(nnx.Module):
         y = self._conv_bn(f'reduce_conv{j}', y)
       y = self._conv_bn(f'conv{j}', y, activate=not self.residual)
       if self.residual:
-        shortcut = getattr(self, f'shortcut{j}')
-        if shortcut is not None:
-          x = shortcut(x)
+        x = getattr(self, f'shortcut{j}')(x)
         if y.shape[1:3] != x.shape[1:3]:
           raise ValueError(
               f'convnet {layers.layer_name(self)} conv {j}: a residual stage needs '
@@ -174,8 +168,7 @@ class Stage(nnx.Module):
               f'{y.shape[2]} and the shortcut {x.shape[1]}x{x.shape[2]}')
         y = layers.activation(self.activation)(y + x)
       x = y
-    if self.pool is not None:
-      x = self.pool(x)
+    x = self.pool(x)
     if self.downconv is not None:
       x = self._conv_bn('downconv', x)
     return x
@@ -207,24 +200,23 @@ class ConvNet(Model):
     if head['pool'] == 'gap':
       self.pool, width = layers.GlobalAvgPool(), c
     elif head['pool'] == 'flatten':
-      self.pool, width = None, h * w * c
+      self.pool, width = layers.identity, h * w * c
     else:
       self.pool = layers.AdaptiveAvgPool(tuple(head['pool']))
       width = int(np.prod(head['pool'])) * c
     rate = head['input_dropout']
     if not rate:
-      self.input_dropout = None
+      self.input_dropout = layers.identity
     elif head['channel_dropout'] and head['pool'] != 'gap':  # Dropout2d, on maps only
       self.input_dropout = layers.spatial_dropout(rate, rngs=rngs)
     else:
       self.input_dropout = nnx.Dropout(rate, rngs=rngs)
-    hidden = []
-    for out in head['hidden']:
-      hidden.append(layers.Linear(width, out, dtype=dtype, rngs=rngs))
-      width = out
-    self.hidden = nnx.List(hidden)
-    self.dropout = nnx.Dropout(head['dropout'], rngs=rngs) if head['dropout'] else None
-    self.fc = layers.Linear(width, num_classes, dtype=dtype, rngs=rngs)
+    widths = [width, *head['hidden']]
+    self.hidden = nnx.List([layers.Linear(n_in, n_out, dtype=dtype, rngs=rngs)
+                            for n_in, n_out in zip(widths, widths[1:])])
+    self.dropout = (nnx.Dropout(head['dropout'], rngs=rngs) if head['dropout']
+                    else layers.identity)
+    self.fc = layers.Linear(widths[-1], num_classes, dtype=dtype, rngs=rngs)
 
   def features(self, x):
     for i in range(1, self.num_stages + 1):
@@ -232,16 +224,9 @@ class ConvNet(Model):
     return x
 
   def __call__(self, x):
-    x = self.features(x)
-    if self.pool is not None:
-      x = self.pool(x)
-    if self.input_dropout is not None:
-      x = self.input_dropout(x)
-    x = layers.flatten(x)
+    x = layers.flatten(self.input_dropout(self.pool(self.features(x))))
     for fc in self.hidden:
-      x = jax.nn.relu(fc(x))
-      if self.dropout is not None:
-        x = self.dropout(x)
+      x = self.dropout(jax.nn.relu(fc(x)))
     return self.fc(x)
 
 

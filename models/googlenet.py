@@ -46,13 +46,11 @@ class BasicConv2d(nnx.Module):
     self.conv = layers.Conv(in_channels, out_channels, kernel_size, stride,
                             padding=kernel_size // 2, use_bias=not batch_norm, dtype=dtype,
                             rngs=rngs)
-    self.bn = layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs) if batch_norm else None
+    self.bn = (layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs) if batch_norm
+               else layers.identity)
 
   def __call__(self, x):
-    x = self.conv(x)
-    if self.bn is not None:
-      x = self.bn(x)
-    return jax.nn.relu(x)
+    return jax.nn.relu(self.bn(self.conv(x)))
 
 
 class Inception(nnx.Module):
@@ -105,7 +103,7 @@ class GoogLeNet(Model):
     kw = dict(batch_norm=batch_norm, dtype=dtype, rngs=rngs)
     # Table 1's sizes 112-56-28-14-7 from 224 need ceil-mode pooling.
     pool = lambda: layers.MaxPool(3, 2, ceil_mode=True)
-    lrn = lambda: None if batch_norm else layers.LocalResponseNorm(**PAPER_LRN)
+    lrn = lambda: layers.identity if batch_norm else layers.LocalResponseNorm(**PAPER_LRN)
     self.conv1 = BasicConv2d(in_channels, 64, 7, 2, **kw)       # 224 -> 112
     self.maxpool1 = pool()                                       # 112 -> 56
     self.lrn1 = lrn()
@@ -113,17 +111,12 @@ class GoogLeNet(Model):
     self.conv3 = BasicConv2d(64, 192, 3, **kw)
     self.lrn2 = lrn()
     self.maxpool2 = pool()                                       # 56 -> 28
-    self.inception3a = Inception(192, INCEPTION['3a'], **kw)
-    self.inception3b = Inception(256, INCEPTION['3b'], **kw)
-    self.maxpool3 = pool()                                       # 28 -> 14
-    self.inception4a = Inception(480, INCEPTION['4a'], **kw)
-    self.inception4b = Inception(512, INCEPTION['4b'], **kw)
-    self.inception4c = Inception(512, INCEPTION['4c'], **kw)
-    self.inception4d = Inception(512, INCEPTION['4d'], **kw)
-    self.inception4e = Inception(528, INCEPTION['4e'], **kw)
-    self.maxpool4 = pool()                                       # 14 -> 7
-    self.inception5a = Inception(832, INCEPTION['5a'], **kw)
-    self.inception5b = Inception(832, INCEPTION['5b'], **kw)
+    channels = 192  # each inception module reads the previous one's four branches
+    for name, widths in INCEPTION.items():
+      setattr(self, f'inception{name}', Inception(channels, widths, **kw))
+      channels = widths[0] + widths[2] + widths[4] + widths[5]
+    self.maxpool3 = pool()                                       # 28 -> 14, after 3b
+    self.maxpool4 = pool()                                       # 14 -> 7, after 4e
     if aux_logits:  # on 4a's and 4d's outputs (512 and 528 channels)
       size = layers.conv_output_size(image_size, 7, 2, (3, 3))  # conv1
       for _ in range(3):  # maxpool1 .. maxpool3: 14x14 at 224
@@ -140,13 +133,8 @@ class GoogLeNet(Model):
     self.deterministic = False
 
   def __call__(self, x):
-    x = self.maxpool1(self.conv1(x))
-    if self.lrn1 is not None:
-      x = self.lrn1(x)
-    x = self.conv3(self.conv2(x))
-    if self.lrn2 is not None:
-      x = self.lrn2(x)
-    x = self.maxpool2(x)
+    x = self.lrn1(self.maxpool1(self.conv1(x)))
+    x = self.maxpool2(self.lrn2(self.conv3(self.conv2(x))))
     x = self.maxpool3(self.inception3b(self.inception3a(x)))
     x = self.inception4a(x)
     training_aux = self.aux1 is not None and not self.deterministic

@@ -100,10 +100,7 @@ def trace(model, image_size, channels: int, record, train: bool = True):
 
   def forward(state, x):
     copy = layers.name_layers(nnx.merge(graphdef, state))  # (names in the shape errors)
-    if train:
-      copy.train()
-    else:
-      copy.eval()
+    (copy.train if train else copy.eval)()
     with calls_of(copy, record):
       copy(x)
 

@@ -296,41 +296,18 @@ def _pool(x, init, op, kernel, stride, pads, extra):
   return jax.lax.reduce_window(x, init, op, (1, *kernel, 1), (1, *stride, 1), padding)
 
 
-def _pool_geometry(x, kernel, stride, padding, ceil_mode, name):
-  """(kernel, stride, pads, the right-padding ceil_mode adds) of a pooling window that
-  fits its padded input (else a ValueError naming the layer `name`)."""
-  kernel = pair(kernel)
-  stride = pair(kernel if stride is None else stride)
-  pads = resolve_padding(padding, x.shape[1:3], kernel, stride)
-  _check_fits(name, x.shape[1:3], kernel, (1, 1), pads)
+def _pool_geometry(pool, x):
+  """(kernel, stride, pads, the right-padding ceil_mode adds) of a MaxPool's or AvgPool's
+  window over `x`, which must fit its padded input (else a ValueError naming the layer)."""
+  kernel = pair(pool.kernel_size)
+  stride = pair(kernel if pool.stride is None else pool.stride)
+  pads = resolve_padding(pool.padding, x.shape[1:3], kernel, stride)
+  _check_fits(layer_name(pool), x.shape[1:3], kernel, (1, 1), pads)
   extra = []
   for n, k, s, pad in zip(x.shape[1:3], kernel, stride, pads):
-    out = conv_output_size(n, k, s, pad, ceil_mode=ceil_mode)
+    out = conv_output_size(n, k, s, pad, ceil_mode=pool.ceil_mode)
     extra.append(max((out - 1) * s + k - (n + pad[0] + pad[1]), 0))
   return kernel, stride, pads, tuple(extra)
-
-
-def max_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False, *,
-             name: str = 'max_pool'):
-  """Max pooling; padded positions never win (PyTorch's -inf padding). `name`: the
-  layer a window that does not fit is reported as."""
-  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode, name)
-  return _pool(x, -jnp.inf, jax.lax.max, kernel, stride, pads, extra)
-
-
-def avg_pool(x, kernel, stride=None, padding: Padding = 0, ceil_mode=False,
-             count_include_pad=True, *, name: str = 'avg_pool'):
-  """Average pooling with PyTorch's divisor rules: with count_include_pad the explicit
-  padding counts in the divisor, but the ceil_mode overhang past it never does (as in
-  torch.nn.AvgPool2d). `name`: as max_pool's."""
-  kernel, stride, pads, extra = _pool_geometry(x, kernel, stride, padding, ceil_mode, name)
-  total = _pool(x, 0., jax.lax.add, kernel, stride, pads, extra)
-  ones = jnp.ones((1, *x.shape[1:3], 1), jnp.float32)
-  if count_include_pad:  # the padding counted as ones, the ceil_mode overhang not
-    ones = jnp.pad(ones, ((0, 0), *pads, (0, 0)), constant_values=1)
-    pads = ((0, 0), (0, 0))
-  count = _pool(ones, 0., jax.lax.add, kernel, stride, pads, extra)
-  return total / count.astype(x.dtype)
 
 
 def adaptive_bins(n: int, out: int) -> np.ndarray:
@@ -342,63 +319,58 @@ def adaptive_bins(n: int, out: int) -> np.ndarray:
   return m
 
 
-def adaptive_avg_pool(x, output_size):
-  """torch.nn.AdaptiveAvgPool2d: exact bins, also when the input is smaller."""
-  oh, ow = pair(output_size)
-  _, h, w, _ = x.shape
-  if (h, w) == (oh, ow):
-    return x
-  ph = jnp.asarray(adaptive_bins(h, oh), x.dtype)
-  pw = jnp.asarray(adaptive_bins(w, ow), x.dtype)
-  return jnp.einsum('oh,nhwc,pw->nopc', ph, x, pw)
-
-
-def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
-  """torch.nn.LocalResponseNorm across channels: x / (k + alpha/n * sum x^2)^beta.
-
-  Note PyTorch divides alpha by the window size n; the AlexNet paper's equation (section
-  3.3) does not, so the paper's alpha=1e-4 is alpha=5e-4 here (see alexnet.py).
-  """
-  sq = jnp.square(x.astype(jnp.float32))
-  # window of `size` channels centred on c: size//2 before, (size-1)//2 after
-  sq = jnp.pad(sq, ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
-  window_sum = jax.lax.reduce_window(sq, 0., jax.lax.add, (1, 1, 1, size), (1, 1, 1, 1),
-                                     'VALID')
-  return (x / jnp.power(k + alpha / size * window_sum, beta)).astype(x.dtype)
-
-
 # Pooling and LRN as parameter-free modules, so that summaries and error messages see
 # them as named layers.
 
 
 class MaxPool(nnx.Module):
+  """Max pooling, as torch.nn.MaxPool2d; padded positions never win (PyTorch's -inf
+  padding)."""
+
   def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Padding = 0,
                ceil_mode: bool = False):
-    self.kernel_size, self.stride, self.padding, self.ceil_mode = (kernel_size, stride,
-                                                                    padding, ceil_mode)
+    self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+    self.ceil_mode = ceil_mode
 
   def __call__(self, x):
-    return max_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                    name=layer_name(self))
+    kernel, stride, pads, extra = _pool_geometry(self, x)
+    return _pool(x, -jnp.inf, jax.lax.max, kernel, stride, pads, extra)
 
 
 class AvgPool(nnx.Module):
+  """Average pooling with PyTorch's divisor rules: with count_include_pad the explicit
+  padding counts in the divisor, but the ceil_mode overhang past it never does (as in
+  torch.nn.AvgPool2d)."""
+
   def __init__(self, kernel_size: Any = 2, stride: Any = None, padding: Padding = 0,
                ceil_mode: bool = False, count_include_pad: bool = True):
     self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
     self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
   def __call__(self, x):
-    return avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                    self.count_include_pad, name=layer_name(self))
+    kernel, stride, pads, extra = _pool_geometry(self, x)
+    total = _pool(x, 0., jax.lax.add, kernel, stride, pads, extra)
+    ones = jnp.ones((1, *x.shape[1:3], 1), jnp.float32)
+    if self.count_include_pad:  # the padding counted as ones, the ceil_mode overhang not
+      ones = jnp.pad(ones, ((0, 0), *pads, (0, 0)), constant_values=1)
+      pads = ((0, 0), (0, 0))
+    count = _pool(ones, 0., jax.lax.add, kernel, stride, pads, extra)
+    return total / count.astype(x.dtype)
 
 
 class AdaptiveAvgPool(nnx.Module):
+  """torch.nn.AdaptiveAvgPool2d: exact bins, also when the input is smaller."""
+
   def __init__(self, output_size: Any = 1):
     self.output_size = output_size
 
   def __call__(self, x):
-    return adaptive_avg_pool(x, self.output_size)
+    (oh, ow), (_, h, w, _) = pair(self.output_size), x.shape
+    if (h, w) == (oh, ow):
+      return x
+    ph = jnp.asarray(adaptive_bins(h, oh), x.dtype)
+    pw = jnp.asarray(adaptive_bins(w, ow), x.dtype)
+    return jnp.einsum('oh,nhwc,pw->nopc', ph, x, pw)
 
 
 class GlobalAvgPool(nnx.Module):
@@ -409,11 +381,23 @@ class GlobalAvgPool(nnx.Module):
 
 
 class LocalResponseNorm(nnx.Module):
+  """torch.nn.LocalResponseNorm across channels: x / (k + alpha/n * sum x^2)^beta.
+
+  Note PyTorch divides alpha by the window size n; the AlexNet paper's equation (section
+  3.3) does not, so the paper's alpha=1e-4 is alpha=5e-4 here (see alexnet.py).
+  """
+
   def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
     self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
   def __call__(self, x):
-    return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+    size = self.size
+    sq = jnp.square(x.astype(jnp.float32))
+    # window of `size` channels centred on c: size//2 before, (size-1)//2 after
+    sq = jnp.pad(sq, ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
+    window_sum = jax.lax.reduce_window(sq, 0., jax.lax.add, (1, 1, 1, size), (1, 1, 1, 1),
+                                       'VALID')
+    return (x / jnp.power(self.k + self.alpha / size * window_sum, self.beta)).astype(x.dtype)
 
 
 def flatten(x):
@@ -450,10 +434,14 @@ def spatial_dropout(rate: float, *, rngs: nnx.Rngs) -> nnx.Dropout:
   return nnx.Dropout(rate, broadcast_dims=(1, 2), rngs=rngs)
 
 
+def identity(x):
+  """PyTorch's nn.Identity: an optional layer (a BN, an LRN, a pool, a dropout) left out."""
+  return x
+
+
 ACTIVATIONS = {'relu': jax.nn.relu, 'tanh': jnp.tanh, 'gelu': jax.nn.gelu,
                'silu': jax.nn.silu, 'elu': jax.nn.elu, 'leaky_relu': jax.nn.leaky_relu,
-               'sigmoid': jax.nn.sigmoid,
-               'identity': lambda x: x}
+               'sigmoid': jax.nn.sigmoid, 'identity': identity}
 
 
 def activation(name: str):

@@ -24,7 +24,7 @@ max-pools after the second block too; the Caffe model averages, as here.)
 Pooling: Caffe rounds a pooling's output size up, ceil((n - 3) / 2) + 1, so the maps are
 32 -> 16 -> 8 and pool3's 8x8 average is global; the last window overhangs the map by
 one pixel and is averaged over the pixels it covers. PyTorch's ceil_mode computes the
-same sizes and divisors (layers.max_pool / avg_pool), so the pools take ceil_mode=True.
+same sizes and divisors (layers.MaxPool / AvgPool), so the pools take ceil_mode=True.
 Floor rounding would give 15 and 7 and drop the last row and column; padding 1 (as some
 PyTorch ports do) gives 16 and 8 but averages the zeros in. Pool3 is a global average
 (layers.GlobalAvgPool), which is Caffe's 8x8 window at 32x32 and stays global at any

@@ -20,7 +20,7 @@ Module names are torchvision's (conv1, bn1, layer2[0].conv1, layer2[0].downsampl
 a reader can hold the two side by side and the weight importer maps names one to one.
 """
 
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 from flax import nnx
 import jax
@@ -69,24 +69,18 @@ def shortcut(in_channels: int, out_channels: int, stride: int, kind: str, *, dty
       layers.BatchNorm(out_channels, dtype=dtype, rngs=rngs))
 
 
-def last_bn_init(zero_init_residual: bool):
-  # zeros: each residual branch starts as the identity (Goyal et al. 2017, section 5.1)
-  return nnx.initializers.zeros if zero_init_residual else nnx.initializers.ones
-
-
 class BasicBlock(nnx.Module):
   """Two 3x3 convs (Fig. 2 left)."""
   expansion = 1
 
   def __init__(self, in_channels: int, width: int, stride: int = 1, *,
-               shortcut_kind: str = 'B', zero_init_residual: bool = False,
+               shortcut_kind: str = 'B', last_bn_init: Callable = nnx.initializers.ones,
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     conv = dict(use_bias=False, dtype=dtype, rngs=rngs)
     self.conv1 = layers.Conv(in_channels, width, 3, stride, padding=1, **conv)
     self.bn1 = layers.BatchNorm(width, dtype=dtype, rngs=rngs)
     self.conv2 = layers.Conv(width, width, 3, 1, padding=1, **conv)
-    self.bn2 = layers.BatchNorm(width, scale_init=last_bn_init(zero_init_residual),
-                                dtype=dtype, rngs=rngs)
+    self.bn2 = layers.BatchNorm(width, scale_init=last_bn_init, dtype=dtype, rngs=rngs)
     self.downsample = shortcut(in_channels, width, stride, shortcut_kind, dtype=dtype,
                                rngs=rngs)
 
@@ -103,7 +97,7 @@ class Bottleneck(nnx.Module):
 
   def __init__(self, in_channels: int, width: int, stride: int = 1, *,
                stride_in_1x1: bool = False, se_reduction: int = 0,
-               shortcut_kind: str = 'B', zero_init_residual: bool = False,
+               shortcut_kind: str = 'B', last_bn_init: Callable = nnx.initializers.ones,
                dtype: Any = jnp.float32, rngs: nnx.Rngs):
     out = 4 * width
     s1, s3 = (stride, 1) if stride_in_1x1 else (1, stride)  # V1 or torchvision's V1.5
@@ -113,10 +107,9 @@ class Bottleneck(nnx.Module):
     self.conv2 = layers.Conv(width, width, 3, s3, padding=1, **conv)
     self.bn2 = layers.BatchNorm(width, dtype=dtype, rngs=rngs)
     self.conv3 = layers.Conv(width, out, 1, 1, padding=0, **conv)
-    self.bn3 = layers.BatchNorm(out, scale_init=last_bn_init(zero_init_residual),
-                                dtype=dtype, rngs=rngs)
+    self.bn3 = layers.BatchNorm(out, scale_init=last_bn_init, dtype=dtype, rngs=rngs)
     self.se = (SqueezeExcite(out, se_reduction, dtype=dtype, rngs=rngs)
-               if se_reduction else None)
+               if se_reduction else layers.identity)
     self.downsample = shortcut(in_channels, out, stride, shortcut_kind, dtype=dtype,
                                rngs=rngs)
 
@@ -124,9 +117,7 @@ class Bottleneck(nnx.Module):
     identity = x if self.downsample is None else self.downsample(x)
     out = jax.nn.relu(self.bn1(self.conv1(x)))
     out = jax.nn.relu(self.bn2(self.conv2(out)))
-    out = self.bn3(self.conv3(out))
-    if self.se is not None:
-      out = self.se(out)
+    out = self.se(self.bn3(self.conv3(out)))
     return jax.nn.relu(out + identity)
 
 
@@ -151,7 +142,9 @@ class ResNet(Model):
     if len(stage_sizes) != 4:
       raise ValueError(f'ResNet has four stages (Table 1); got stage_sizes={stage_sizes}')
     block = Bottleneck if bottleneck else BasicBlock
-    kw = dict(zero_init_residual=zero_init_residual, dtype=dtype, rngs=rngs)
+    # zeros: each residual branch starts as the identity (Goyal et al. 2017, section 5.1)
+    last_bn_init = nnx.initializers.zeros if zero_init_residual else nnx.initializers.ones
+    kw = dict(last_bn_init=last_bn_init, dtype=dtype, rngs=rngs)
     if bottleneck:  # (basic blocks have neither a 1x1 conv nor a squeeze-excite)
       kw.update(stride_in_1x1=stride_in_1x1, se_reduction=se_reduction)
     e = block.expansion

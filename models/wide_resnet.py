@@ -42,7 +42,7 @@ class WideBasic(nnx.Module):
     self.bn1 = layers.BatchNorm(in_channels, dtype=dtype, rngs=rngs)
     self.conv1 = layers.Conv(in_channels, width, 3, stride, padding=1, **conv)
     self.bn2 = layers.BatchNorm(width, dtype=dtype, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else None
+    self.dropout = nnx.Dropout(dropout, rngs=rngs) if dropout else layers.identity
     self.conv2 = layers.Conv(width, width, 3, 1, padding=1, **conv)
     self.shortcut = (layers.Conv(in_channels, width, 1, stride, padding=0, **conv)
                      if stride != 1 or in_channels != width else None)
@@ -50,9 +50,7 @@ class WideBasic(nnx.Module):
   def __call__(self, x):
     out = jax.nn.relu(self.bn1(x))
     identity = x if self.shortcut is None else self.shortcut(out)
-    out = jax.nn.relu(self.bn2(self.conv1(out)))
-    if self.dropout is not None:
-      out = self.dropout(out)
+    out = self.dropout(jax.nn.relu(self.bn2(self.conv1(out))))
     return self.conv2(out) + identity
 
 

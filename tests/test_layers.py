@@ -97,7 +97,7 @@ def test_local_response_norm_matches_pytorch():
   x = np.random.default_rng(0).normal(size=(2, 5, 5, 16)).astype(np.float32) * 3
   for size, alpha, beta, k in ((5, 1e-4, 0.75, 2.0), (4, 0.5, 0.9, 1.0), (3, 2.0, 0.5, 0.5)):
     ref = torch.nn.LocalResponseNorm(size, alpha, beta, k)(to_torch(x))
-    np.testing.assert_allclose(layers.local_response_norm(x, size, alpha, beta, k),
+    np.testing.assert_allclose(layers.LocalResponseNorm(size, alpha, beta, k)(x),
                                from_torch(ref), rtol=1e-5, atol=1e-6)
 
 
@@ -107,7 +107,7 @@ def test_local_response_norm_matches_pytorch():
 def test_adaptive_avg_pool_matches_pytorch(in_hw, out):
   x = np.random.default_rng(1).normal(size=(2, *in_hw, 3)).astype(np.float32)
   ref = torch.nn.AdaptiveAvgPool2d(out)(to_torch(x))
-  np.testing.assert_allclose(layers.adaptive_avg_pool(x, out), from_torch(ref),
+  np.testing.assert_allclose(layers.AdaptiveAvgPool(out)(x), from_torch(ref),
                              rtol=1e-6, atol=1e-6)
 
 
@@ -117,11 +117,11 @@ def test_adaptive_avg_pool_matches_pytorch(in_hw, out):
 def test_pooling_matches_pytorch(k, s, p, ceil):
   x = np.random.default_rng(2).normal(size=(2, 14, 11, 3)).astype(np.float32)
   ref = torch.nn.MaxPool2d(k, s, p, ceil_mode=ceil)(to_torch(x))
-  np.testing.assert_allclose(layers.max_pool(x, k, s, p, ceil), from_torch(ref))
+  np.testing.assert_allclose(layers.MaxPool(k, s, p, ceil)(x), from_torch(ref))
   for include_pad in (True, False):
     ref = torch.nn.AvgPool2d(k, s, p, ceil_mode=ceil, count_include_pad=include_pad)(
         to_torch(x))
-    np.testing.assert_allclose(layers.avg_pool(x, k, s, p, ceil, include_pad),
+    np.testing.assert_allclose(layers.AvgPool(k, s, p, ceil, include_pad)(x),
                                from_torch(ref), rtol=1e-6, atol=1e-6)
 
 

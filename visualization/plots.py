@@ -49,17 +49,15 @@ def show_heat(view: np.ndarray, heat: np.ndarray, title: str, path: str,
   """The image, the heat map (with its scale) and the heat over the image."""
   fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
   axes[0].imshow(_as_rgb(view), interpolation='nearest')
-  axes[0].set_title('input (evaluation view)', fontsize=9)
   limit = float(np.abs(heat).max()) or 1.0
   cmap, vmin = ('RdBu_r', -limit) if signed else ('inferno', 0.0)
   shown = axes[1].imshow(heat, cmap=cmap, vmin=vmin, vmax=limit, interpolation='nearest')
   fig.colorbar(shown, ax=axes[1], fraction=0.046)
-  axes[1].set_title('map', fontsize=9)
   axes[2].imshow(_as_rgb(view), interpolation='nearest')
   axes[2].imshow(np.clip(heat, 0, None) if signed else heat, cmap='inferno', alpha=0.6,
                  vmin=0, vmax=limit, interpolation='bilinear')
-  axes[2].set_title('over the input', fontsize=9)
-  for ax in axes:
+  for ax, caption in zip(axes, ('input (evaluation view)', 'map', 'over the input')):
+    ax.set_title(caption, fontsize=9)
     ax.axis('off')
   fig.suptitle(title, fontsize=10)
   save(fig, path)
@@ -83,8 +81,7 @@ def show_curves(series: dict, path: str):
                 marker='o' if key.startswith('eval') else None, markersize=3,
                 label=f"{run} {key.split('_')[0]}" if key != 'learning_rate' else run)
   for ax, label in zip(axes, ('loss', 'top-1 %', 'learning rate')):
-    ax.set_xlabel('step')
-    ax.set_ylabel(label)
+    ax.set(xlabel='step', ylabel=label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
   axes[0].set_yscale('log')
@@ -125,9 +122,7 @@ def show_conv_arithmetic(n: int, kernel: int, stride: int, pads, dilation: int, 
   ax.set_title(f'output {out}x{out} = floor(({n} + {lo} + {hi} - {dilation}*({kernel}-1) - 1)'
                f' / {stride}) + 1', fontsize=9)
   for ax, extent in zip(axes, (size, max(out, 1))):
-    ax.set_xlim(0, extent)
-    ax.set_ylim(extent, 0)
-    ax.set_aspect('equal')
+    ax.set(xlim=(0, extent), ylim=(extent, 0), aspect='equal')
     ax.axis('off')
   if title:
     fig.suptitle(title, fontsize=10)
