@@ -221,10 +221,6 @@ def run(smoke: bool, time_train_step, time_input_pipeline) -> list[dict]:
   torch, torchvision = torch_nets.import_torch()
   steps = f'compile, {sizes.warmup} warm-up and {sizes.steps} timed steps'
 
-  def torch_row(name, framework, what, measure):
-    return (name, framework, what, measure if torch else
-            lambda: skipped(name, framework, 'PyTorch is not installed'))
-
   model, batch = sizes.imagenet_model, sizes.imagenet_batch
   imagenet = f'{model}, batch {batch} at {sizes.imagenet_size} px: {steps}'
   cifar = f'resnet20, batch {sizes.cifar_batch}, resident data: {steps}'
@@ -232,21 +228,21 @@ def run(smoke: bool, time_train_step, time_input_pipeline) -> list[dict]:
   rows = []
   todo = [  # (name, framework, what it runs, a function giving its row)
       ('resnet50_train_bf16', 'jax', imagenet, lambda: jax_imagenet(sizes, time_train_step)),
-      torch_row('resnet50_train_bf16', 'torch', imagenet,
-                lambda: torch_imagenet(torch, torchvision, sizes, smoke)),
+      ('resnet50_train_bf16', 'torch', imagenet,
+       lambda: torch_imagenet(torch, torchvision, sizes, smoke)),
       ('resnet20_cifar_epoch', 'jax', cifar, lambda: jax_resident(
           'resnet20_cifar_epoch', resnet_config.get_config(), sizes.cifar_batch, CIFAR_TRAIN,
           sizes, time_train_step)),
-      torch_row('resnet20_cifar_epoch', 'torch (eager)', cifar,
-                lambda: torch_cifar(torch, sizes, False, smoke)),
-      torch_row('resnet20_cifar_epoch', 'torch (torch.compile)', cifar,
-                lambda: torch_cifar(torch, sizes, True, smoke)),
+      ('resnet20_cifar_epoch', 'torch (eager)', cifar,
+       lambda: torch_cifar(torch, sizes, False, smoke)),
+      ('resnet20_cifar_epoch', 'torch (torch.compile)', cifar,
+       lambda: torch_cifar(torch, sizes, True, smoke)),
       # configs/airbench.py: bfloat16, lookahead, the airbench preset
       ('airbench94_epoch', 'jax', airbench, lambda: jax_resident(
           'airbench94_epoch', airbench_config.get_config(), sizes.airbench_batch,
           AIRBENCH_EPOCH, sizes, time_train_step)),
-      torch_row('airbench94_epoch', 'airbench (PyTorch)', airbench,
-                lambda: reference_airbench(torch, sizes)),
+      ('airbench94_epoch', 'airbench (PyTorch)', airbench,
+       lambda: reference_airbench(torch, sizes)),
       ('jpeg_pipeline', 'grain', f'{sizes.jpegs} JPEGs of {sizes.jpeg_side} px written, '
        f'{sizes.pipeline_batches} batches of {batch} timed',
        lambda: jpeg_pipeline(sizes, time_input_pipeline, rows[0]['images_per_sec'])),
@@ -255,7 +251,8 @@ def run(smoke: bool, time_train_step, time_input_pipeline) -> list[dict]:
     head = f'[{i}/{len(todo)}] {name:<22}'
     print(f'{head} {framework}: {what} ...')
     start = time.perf_counter()
-    r = measure()
+    r = (measure() if torch or framework in ('jax', 'grain') else
+         skipped(name, framework, 'PyTorch is not installed'))
     rows.append(r)
     shown = f"{r['images_per_sec']:,.0f} images/s" if r['images_per_sec'] else r['skipped']
     print(f"{head} {r['framework']:<48} {shown} ({time.perf_counter() - start:.0f} s)")
