@@ -283,8 +283,12 @@ def check_flags(argv):
 def main(argv):
   check_flags(argv)
   sys.stdout.reconfigure(line_buffering=True)  # (progress lines show as they come)
-  if FLAGS.profile:  # (before anything starts XLA, which reads its flags once)
-    os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {xla_profile.TRACE_FLAG}"
+  # XLA's flags, set before anything starts XLA (it reads them once): --profile's trace;
+  # --smoke's quickest compile (compile_options.run_once), its toy steps each run twice.
+  if FLAGS.profile or FLAGS.smoke:
+    extra = [xla_profile.TRACE_FLAG] if FLAGS.profile else [
+        f'--{k}={str(v).lower()}' for k, v in compile_options.run_once('cpu').items()]
+    os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), *extra])
   if FLAGS.against is None:  # (--against's processes each have a cache of their own)
     cli.use_compilation_cache()
   if FLAGS.suite == 'gpu':
