@@ -59,17 +59,18 @@ class Lock:
     self.file = None
 
   def acquire(self):
-    self.file = open(self.path, 'a+')
+    f = open(self.path, 'a+')  # (self.file only once held: a failed acquire changes nothing)
     try:
-      fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      self.file.close()
+      f.close()
       holder = read_json(self.path, {})
       since = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('since', 0)))
       who = (f"pid {holder.get('pid')} on {holder.get('host')} since {since}" if holder
              else 'another process')
       raise WorkdirError(f'{os.path.dirname(self.path)} is in use by {who}; wait for that '
                          'run to finish or stop it, or choose another --workdir') from None
+    self.file = f
     self.file.seek(0)
     self.file.truncate()
     self.file.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
