@@ -241,8 +241,7 @@ class _Details:
           self.held)
       index = jax.process_index()
       name = workdir_lib.ERRORS_LOG if index == 0 else f'errors.process{index}.log'
-      candidates = [os.path.join(workdir, name)] if workdir else []
-      for path in candidates + [None]:
+      for path in ([os.path.join(workdir, name)] if workdir else []) + [None]:
         try:
           if path is None:
             fd, path = tempfile.mkstemp(prefix='checkpoint-errors-', suffix='.log')
