@@ -115,8 +115,7 @@ def initial_weights(exp: experiment.Experiment) -> dict | None:
     raise ValueError(f'config.init_from={source}: {e}; restore it, or give another '
                      "run's workdir") from None
   weights = {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}
-  expected = {'params': exp.abstract_state.params,
-              'batch_stats': exp.abstract_state.batch_stats}
+  expected = {k: getattr(exp.abstract_state, k) for k in weights}
   wrong = checkpoints.mismatch(expected, weights, f'the checkpoint of {source}')
   if wrong:
     raise ValueError(f'config.init_from={source}: {wrong}; its model differs from this '
@@ -317,12 +316,9 @@ def start_from_weights(exp: experiment.Experiment, state, weights: dict):
   if any, starts from them too, in buffers of its own)."""
   print(f"Starting from the weights of {exp.config.init_from} (its step {weights['step']})",
         flush=True)
-  state = state.replace(**{k: jax.device_put(weights[k], getattr(exp.state_sharding, k))
-                           for k in ('params', 'batch_stats')})
-  if exp.recipe.lookahead:
-    state = state.replace(lookahead=jax.jit(exp.recipe.average_of)(
-        {'params': state.params, 'batch_stats': state.batch_stats}))
-  return state
+  variables = {k: jax.device_put(weights[k], getattr(exp.state_sharding, k))
+               for k in ('params', 'batch_stats')}
+  return state.replace(**variables, lookahead=jax.jit(exp.recipe.average_of)(variables))
 
 
 def init_from_data(exp: experiment.Experiment, state):
@@ -398,9 +394,8 @@ def log_train(exp: experiment.Experiment, state, step: int, log: 'MetricsLog',
   rate = speed.rate(step)
   good_steps = max(int(m['steps']), 1)
   record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / good_steps),
-            'top1': float(m['top1'] / good_steps),
-            'learning_rate': float(m['learning_rate']), 'images_per_sec': rate,
-            'nonfinite_steps': int(nonfinite)}
+            'top1': float(m['top1'] / good_steps), 'learning_rate': float(m['learning_rate']),
+            'images_per_sec': rate, 'nonfinite_steps': int(nonfinite)}
   log.write(record)
   eta = (total - step) * config.batch_size / rate
   print(f"train step {step:>7}/{total} | epoch {step / exp.length.steps_per_epoch:6.2f} | "
@@ -431,9 +426,8 @@ class Evaluator:
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
     n = int(sums['count'])
-    record = {'split': split, 'step': step, 'loss': float(sums['loss'] / n),
-              'top1': float(sums['top1'] / n), 'top5': float(sums['top5'] / n),
-              'num_examples': n}
+    record = {'split': split, 'step': step,
+              **{k: float(sums[k] / n) for k in ('loss', 'top1', 'top5')}, 'num_examples': n}
     self.log.write(record)
     self.show_first_filters(state, step)
     print(f"eval  step {step:>7} | {split} loss {record['loss']:.4f} | "

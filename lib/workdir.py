@@ -71,12 +71,10 @@ class Lock:
              else 'another process')
       raise WorkdirError(f'{os.path.dirname(self.path)} is in use by {who}; wait for that '
                          'run to finish or stop it, or choose another --workdir') from None
+    f.truncate(0)  # (what follows is written at the end: 'a+')
+    f.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.time()}))
+    f.flush()
     self.file = f
-    self.file.seek(0)
-    self.file.truncate()
-    self.file.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
-                                'since': time.time()}))
-    self.file.flush()
     return self
 
   def release(self):
