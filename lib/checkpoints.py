@@ -98,9 +98,8 @@ def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dic
   path = os.path.join(mngr.directory, str(step), 'default')
   checkpointer = ocp.StandardCheckpointer()
   try:
-    # Orbax warns that the step's _CHECKPOINT_METADATA is not in the item's directory
-    # (it is one level up, and reading the item does not need it): keep that off the
-    # console.
+    # Orbax warns that the step's _CHECKPOINT_METADATA is not in the item's directory (it
+    # is one level up, and reading the item does not need it): kept off the console.
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)
     try:

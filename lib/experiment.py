@@ -122,8 +122,7 @@ class RunView:
     return jax.eval_shape(lambda: net.init(jax.random.key(0)))['params']  # (key traced)
 
   def has(self, kind: str) -> bool:
-    """Whether the model has any parameter of `kind`, a name of PARAMETER_KINDS
-    ('norm_biases', 'non_kernels')."""
+    """Whether the model has any parameter of `kind`, a key of PARAMETER_KINDS."""
     return any(jax.tree.leaves(PARAMETER_KINDS[kind](self.params)))
 
   @property
@@ -133,8 +132,7 @@ class RunView:
 
   @property
   def reads_pad_mode(self) -> bool:
-    """Whether the augmentation has a pad_crop without a mode of its own (so that
-    dataset.pad_mode acts)."""
+    """Whether a pad_crop of the augmentation has no mode of its own (pad_mode acts)."""
     return transforms.reads_pad_mode(self.config)
 
   def augments_with(self, op: str) -> bool:

@@ -127,13 +127,10 @@ def create_schedule(config, steps_per_epoch: int, total_steps: int):
   s = config.schedule
   _check_name('config.schedule.name', s.name, SCHEDULES)
   base = s.learning_rate
-  if s.name == 'piecewise':
+  if s.name == 'piecewise':  # (the boundaries' order: their range, checked before this)
     if len(s.multipliers) != len(s.boundaries) + 1:
       raise ValueError(f'config.schedule.multipliers needs len(boundaries) + 1 = '
                        f'{len(s.boundaries) + 1} values; got {len(s.multipliers)}')
-    if list(s.boundaries) != sorted(s.boundaries) or any(b < 0 for b in s.boundaries):
-      raise ValueError(f'config.schedule.boundaries must be non-negative and increasing; '
-                       f'got {tuple(s.boundaries)}')
     scale = steps_per_epoch if s.boundaries_in_epochs else 1
     # numpy: constants of the programs that call the schedule, never arrays to copy.
     boundaries = np.array([round(b * scale) for b in s.boundaries], np.int32)

@@ -79,13 +79,12 @@ def check_before_loading(config, workdir: str | None, torchvision: str | None = 
     raise LoadError(f'--workdir={workdir} has no config.json: give the workdir of a '
                     'training run, or --config=configs/FILE.py')
   saved = workdir and not torchvision and run_contract.read_saved(workdir)
-  if saved:
-    changed = run_contract.model_changes(run_contract.changes(saved, config))
-    if changed:
-      raise LoadError(f'--workdir={workdir} was trained with another model than this '
-                      f'config asks for: {run_contract.describe(changed)}; drop those '
-                      'settings (the workdir\'s config.json is used when --config is '
-                      'not given)')
+  changed = saved and run_contract.model_changes(run_contract.changes(saved, config))
+  if changed:
+    raise LoadError(f'--workdir={workdir} was trained with another model than this '
+                    f'config asks for: {run_contract.describe(changed)}; drop those '
+                    'settings (the workdir\'s config.json is used when --config is '
+                    'not given)')
   check_source(workdir, checkpoint, torchvision, weights)
   cli.use_compilation_cache()
   parallel.maybe_initialize_distributed(config)
