@@ -300,8 +300,9 @@ def restore_or_init(exp: experiment.Experiment, ckpts: RunCheckpoints, weights):
   # The seed goes to the devices explicitly and the key is made in the program: no
   # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
   seed = jax.device_put(np.uint32(exp.config.seed), NamedSharding(exp.mesh, P()))
-  init = jax.jit(lambda seed: exp.init(jax.random.key(seed)),
-                 out_shardings=exp.state_sharding).lower(seed)
+  def init_from_seed(seed):  # (named: JAX_LOG_COMPILES and the cache name it)
+    return exp.init(jax.random.key(seed))
+  init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
   state = init.compile(compiler_options=compile_options.run_once(
       exp.mesh.devices.flat[0].platform))(seed)
   if weights is not None:
@@ -625,8 +626,8 @@ def main(argv):
 def _exit_now(message: str, status: int):
   """The message, then an exit that runs nothing more: checkpoint writes are finished or
   failed by now, and a normal interpreter exit would let orbax's failed background
-  threads print pages of tracebacks after this line, wait on Grain's workers, or (a
-  multi-process job) wait in jax.distributed's shutdown barrier on a dead process."""
+  threads (and Grain's workers) print pages of tracebacks after this line, or, in a
+  multi-process job, wait in jax.distributed's shutdown barrier on a dead process."""
   print(f'train.py: {message}', file=sys.stderr, flush=True)
   sys.stdout.flush()
   os._exit(status)  # pylint: disable=protected-access
