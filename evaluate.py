@@ -119,11 +119,10 @@ def _gather_parts(probs: dict, labels: dict) -> tuple[np.ndarray, np.ndarray]:
   # Parts differ in size by at most one: pad to the largest with index -1.
   most = int(np.max(multihost_utils.process_allgather(np.array(len(order)))))
   pad = most - len(order)
-  index = np.concatenate([np.array(order), -np.ones(pad, int)])
-  p = np.concatenate([p, np.zeros((pad, p.shape[1]), p.dtype)])
-  y = np.concatenate([y, np.zeros(pad, y.dtype)])
-  index, p, y = (np.asarray(a).reshape(-1, *a.shape[1:]) for a in
-                 multihost_utils.process_allgather((index, p, y)))
+  index = np.array(order + [-1] * pad)
+  p, y = (np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in (p, y))
+  # (stacked, (processes, most, ...): the mask of the first two axes picks the examples)
+  index, p, y = multihost_utils.process_allgather((index, p, y))
   keep = index >= 0
   order = np.argsort(index[keep])
   return p[keep][order], y[keep][order]
@@ -201,8 +200,7 @@ class UnsavedError(OSError):
 def check_writable(path: str):
   """An EvalError naming `path` unless its folder exists and is writable, or can be made:
   refused before evaluating, not after (a read-only workdir, a file where a folder goes)."""
-  folder = os.path.dirname(path)
-  existing = folder
+  folder = existing = os.path.dirname(path)
   while existing and not os.path.exists(existing):
     existing = os.path.dirname(existing)
   existing = existing or '.'

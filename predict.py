@@ -6,14 +6,13 @@
       --config=configs/resnet.py:imagenet,depth=18 cat.jpg
 
 Each image (any size, grey or colour; a folder is read for its .png/.jpg files) goes
-through the config's evaluation view, as in training's evaluation: the preset's resize
-and centre crop, the config's channels, normalised on the device. Batches are split
-over all local devices. One line per image: `path: name (prob), ...`, best first, each
-name a class the run was trained with (its run.json: a class folder renamed since does not
-move the labels); with
---json, a list of {path, predictions: [{label, name, prob}]}. An image that cannot be
-read is named on stderr and the others are still predicted (exit status 1); when none
-can be read, that is bad input (one line, exit status 2, before the model compiles).
+through the config's evaluation view, as in training's evaluation: the preset's resize and
+centre crop, the config's channels, normalised on the device. Batches are split over all
+local devices. One line per image: `path: name (prob), ...`, best first, each name a class
+the run was trained with (its run.json: a class folder renamed since does not move the
+labels); with --json, a list of {path, predictions: [{label, name, prob}]}. An image that
+cannot be read is named on stderr and the others are still predicted (exit status 1); when
+none can be read, that is bad input (one line, exit status 2, before the model compiles).
 """
 
 import json

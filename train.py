@@ -70,7 +70,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
   compiles or any file changes) and TrainingStopped for a divergence or a checkpoint
   that cannot be written.
   """
-  lock = None
+  lock = workdir_lib.Lock(workdir)  # (releasing a lock not held does nothing)
   try:
     # --- set-up and validation, all before anything compiles or is written
     run_contract.resolve_paths(config)
@@ -88,11 +88,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     weights = None if resuming else initial_weights(exp)
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
-      lock = workdir_lib.Lock(workdir).acquire()
+      lock.acquire()
     changed = check_contract(exp, workdir, allow_schedule_change)
   except ValueError as e:  # DatasetError, WorkdirError, ContractError too
-    if lock:
-      lock.release()
+    lock.release()
     raise SetupError(str(e)) from None
   stop_signal, restore_signals = _stop_signals()
   try:
@@ -101,8 +100,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     raise SetupError(str(e)) from None
   finally:
     restore_signals()
-    if lock:
-      lock.release()
+    lock.release()
 
 
 def initial_weights(exp: experiment.Experiment) -> dict | None:
@@ -117,8 +115,7 @@ def initial_weights(exp: experiment.Experiment) -> dict | None:
     raise ValueError(f'config.init_from={source}: {e}; restore it, or give another '
                      "run's workdir") from None
   weights = {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}
-  expected = {'params': exp.abstract_state.params,
-              'batch_stats': exp.abstract_state.batch_stats}
+  expected = {k: getattr(exp.abstract_state, k) for k in weights}
   wrong = checkpoints.mismatch(expected, weights, f'the checkpoint of {source}')
   if wrong:
     raise ValueError(f'config.init_from={source}: {wrong}; its model differs from this '
@@ -187,8 +184,7 @@ def check_contract(exp: experiment.Experiment, workdir: str,
 
 def train_loop(exp: experiment.Experiment, workdir: str, stop_signal, weights,
                changed) -> dict:
-  """Restore or initialise the state, then train: each step one call of the jitted
-  step (lib/steps.py), with the periodic actions between steps."""
+  """Restore or initialise the state, then train (the module docstring says how)."""
   config, length = exp.config, exp.length
   ckpts = RunCheckpoints(workdir, config.keep_checkpoints)
   latest = ckpts.latest.latest_step()
@@ -304,7 +300,7 @@ def restore_or_init(exp: experiment.Experiment, ckpts: RunCheckpoints, weights):
   # The seed goes to the devices explicitly and the key is made in the program: no
   # transfer hides in a jit call (JAX_TRANSFER_GUARD=disallow holds).
   seed = jax.device_put(np.uint32(exp.config.seed), NamedSharding(exp.mesh, P()))
-  def init_from_seed(seed):
+  def init_from_seed(seed):  # (named: JAX_LOG_COMPILES and the cache name it)
     return exp.init(jax.random.key(seed))
   init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
   state = init.compile(compiler_options=compile_options.run_once(
@@ -321,13 +317,9 @@ def start_from_weights(exp: experiment.Experiment, state, weights: dict):
   if any, starts from them too, in buffers of its own)."""
   print(f"Starting from the weights of {exp.config.init_from} (its step {weights['step']})",
         flush=True)
-  variables = {'params': weights['params'], 'batch_stats': weights['batch_stats']}
-  state = state.replace(**jax.device_put(variables, {
-      'params': exp.state_sharding.params, 'batch_stats': exp.state_sharding.batch_stats}))
-  if exp.recipe.lookahead:
-    state = state.replace(lookahead=jax.jit(exp.recipe.average_of)(
-        {'params': state.params, 'batch_stats': state.batch_stats}))
-  return state
+  variables = {k: jax.device_put(weights[k], getattr(exp.state_sharding, k))
+               for k in ('params', 'batch_stats')}
+  return state.replace(**variables, lookahead=jax.jit(exp.recipe.average_of)(variables))
 
 
 def init_from_data(exp: experiment.Experiment, state):
@@ -383,8 +375,7 @@ class Throughput:
     yield
     self.evaluating += time.time() - began
 
-  def rate(self, step: int) -> float:
-    """images/s since the last call (or the start), and a new interval from here."""
+  def rate(self, step: int) -> float:  # (and a new interval from here)
     now = time.time()
     rate = ((step - self.since_step) * self.batch_size
             / max(now - self.since - self.evaluating, 1e-9))
@@ -404,9 +395,8 @@ def log_train(exp: experiment.Experiment, state, step: int, log: 'MetricsLog',
   rate = speed.rate(step)
   good_steps = max(int(m['steps']), 1)
   record = {'split': 'train', 'step': step, 'loss': float(m['loss'] / good_steps),
-            'top1': float(m['top1'] / good_steps),
-            'learning_rate': float(m['learning_rate']), 'images_per_sec': rate,
-            'nonfinite_steps': int(nonfinite)}
+            'top1': float(m['top1'] / good_steps), 'learning_rate': float(m['learning_rate']),
+            'images_per_sec': rate, 'nonfinite_steps': int(nonfinite)}
   log.write(record)
   eta = (total - step) * config.batch_size / rate
   print(f"train step {step:>7}/{total} | epoch {step / exp.length.steps_per_epoch:6.2f} | "
@@ -437,9 +427,8 @@ class Evaluator:
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
     sums = jax.device_get(sums)
     n = int(sums['count'])
-    record = {'split': split, 'step': step, 'loss': float(sums['loss'] / n),
-              'top1': float(sums['top1'] / n), 'top5': float(sums['top5'] / n),
-              'num_examples': n}
+    record = {'split': split, 'step': step,
+              **{k: float(sums[k] / n) for k in ('loss', 'top1', 'top5')}, 'num_examples': n}
     self.log.write(record)
     self.show_first_filters(state, step)
     print(f"eval  step {step:>7} | {split} loss {record['loss']:.4f} | "
@@ -459,8 +448,8 @@ class Evaluator:
     them form (AlexNet's Fig. 3); only that layer's kernel leaves the devices."""
     if self.log.writer and self.first_conv:
       kernel = pictures.conv_kernels(state.params, self.first_conv)
-      self.log.writer.write_image(step, f'filters/{self.first_conv}',
-                                  pictures.filters_image(kernel))
+      image = pictures.grid(pictures.filter_tiles(kernel), scale=max(1, 48 // kernel.shape[0]))
+      self.log.writer.write_image(step, f'filters/{self.first_conv}', image)
 
 
 def track_best(exp: experiment.Experiment, state, step: int, record: dict,
@@ -530,20 +519,20 @@ class MetricsLog:
   """
 
   def __init__(self, workdir, resume_step: int = 0):
-    self.workdir, path = workdir, os.path.join(workdir, workdir_lib.METRICS)
+    self.path = path = os.path.join(workdir, workdir_lib.METRICS)
     primary = jax.process_index() == 0
     if primary and os.path.exists(path):
       kept = [r for r in workdir_lib.read_metrics(workdir) if r['step'] <= resume_step]
       with open(path + '.tmp', 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in kept)
       os.replace(path + '.tmp', path)  # atomic: never a half-written file
-    # The console line is printed by the loop; process 0 writes the files.
     self.writer = events.EventWriter(workdir) if primary else None
 
   def write(self, record: dict):
     if self.writer:
       record = {**record, 'wall_time': time.time()}
-      workdir_lib.append_metrics(self.workdir, record)
+      with open(self.path, 'a') as f:
+        f.write(json.dumps(record) + '\n')
       self.writer.write_scalars(record['step'], {
           f"{record['split']}/{k}": v for k, v in record.items()
           if isinstance(v, (int, float)) and k not in ('step', 'wall_time')})
@@ -591,8 +580,7 @@ def _stop_signals():
   interrupts at once). Returns a function that says which signal came, and a restorer."""
   received, previous = [], {}
 
-  def handler(signum, frame):
-    del frame
+  def handler(signum, _):
     received.append(signal.Signals(signum).name)
     if signum == signal.SIGINT:
       signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -624,24 +612,25 @@ def main(argv):
   except SetupError as e:
     cli.fail('train.py', str(e))
   except input_pipeline.DatasetError as e:  # found by the stream mid-run (set-up's: above)
-    print(f'train.py: error: {e}', file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(2)  # pylint: disable=protected-access  (Grain's workers, as below)
+    _exit_now(f'error: {e}', 2)
   except TrainingStopped as e:
-    print(f'train.py: stopped: {e}', file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    # Checkpoint writes are finished or failed by now; a normal interpreter exit would
-    # let orbax's failed background threads print pages of tracebacks after this line.
-    os._exit(1)  # pylint: disable=protected-access
+    _exit_now(f'stopped: {e}', 1)
   except jax.errors.JaxRuntimeError as e:
     if jax.process_count() == 1:
       raise
-    first = str(e).splitlines()[0][:300]
-    print(f'train.py: stopped: process {jax.process_index()} lost contact with the other '
-          f'processes ({first}); one of them has probably died, see its log. The '
-          'checkpoints are intact: run the job again to resume', file=sys.stderr, flush=True)
-    # Exit now: jax.distributed's shutdown barrier would wait on the dead process.
-    os._exit(1)  # pylint: disable=protected-access
+    _exit_now(f'stopped: process {jax.process_index()} lost contact with the other '
+              f'processes ({str(e).splitlines()[0][:300]}); one of them has probably died, '
+              'see its log. The checkpoints are intact: run the job again to resume', 1)
+
+
+def _exit_now(message: str, status: int):
+  """The message, then an exit that runs nothing more: checkpoint writes are finished or
+  failed by now, and a normal interpreter exit would let orbax's failed background
+  threads (and Grain's workers) print pages of tracebacks after this line, or, in a
+  multi-process job, wait in jax.distributed's shutdown barrier on a dead process."""
+  print(f'train.py: {message}', file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(status)  # pylint: disable=protected-access
 
 
 def define_flags():

@@ -98,9 +98,8 @@ def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dic
   path = os.path.join(mngr.directory, str(step), 'default')
   checkpointer = ocp.StandardCheckpointer()
   try:
-    # Orbax warns that the step's _CHECKPOINT_METADATA is not in the item's directory
-    # (it is one level up, and reading the item does not need it): keep that off the
-    # console.
+    # Orbax warns that the step's _CHECKPOINT_METADATA is not in the item's directory (it
+    # is one level up, and reading the item does not need it): kept off the console.
     verbosity = logging.get_verbosity()
     logging.set_verbosity(logging.ERROR)
     try:
@@ -241,8 +240,7 @@ class _Details:
           self.held)
       index = jax.process_index()
       name = workdir_lib.ERRORS_LOG if index == 0 else f'errors.process{index}.log'
-      candidates = [os.path.join(workdir, name)] if workdir else []
-      for path in candidates + [None]:
+      for path in ([os.path.join(workdir, name)] if workdir else []) + [None]:
         try:
           if path is None:
             fd, path = tempfile.mkstemp(prefix='checkpoint-errors-', suffix='.log')

@@ -52,10 +52,7 @@ def _one_of(config, steps_key: str, epochs_key: str):
 def validate(config, given=()) -> input_pipeline.DatasetInfo:
   """Every check of a training config, in the order a run meets them, before anything
   compiles or is written; returns the dataset's info. Each failure is a ValueError
-  naming the field and the fix: `check` (what needs no data), the dataset opened (a
-  missing one named with the way to get it), the config against the data
-  (input_pipeline.check_config), then the keys `given` again, now that the length of a
-  run in epochs is known."""
+  naming the field and the fix (a missing dataset: the way to get it)."""
   check(config, given=given)
   info = input_pipeline.dataset_info(config)
   input_pipeline.check_config(config, info)
@@ -66,9 +63,8 @@ def validate(config, given=()) -> input_pipeline.DatasetInfo:
 def check(config, training: bool = True, given=()):
   """Every config error that needs no data, before any dataset is opened or downloaded:
   each names the field and the fix (unknown keys are caught by cli.run). Without
-  `training`, only what evaluating a trained model needs: model, precision, batch.
-  `given`: the keys set on the command line (or by a sweep), each of which must be read
-  by this run (READ_ONLY_WHEN)."""
+  `training`, only what evaluating a trained model needs: model, precision, batch;
+  with it, also that this run reads each key in `given` (refuse_idle)."""
   keys.check_declared(config)  # (a config file's keys were checked as it loaded)
   check_model(config)
   if training:
@@ -126,8 +122,7 @@ class RunView:
     return jax.eval_shape(lambda: net.init(jax.random.key(0)))['params']  # (key traced)
 
   def has(self, kind: str) -> bool:
-    """Whether the model has any parameter of `kind`, a name of PARAMETER_KINDS
-    ('norm_biases', 'non_kernels')."""
+    """Whether the model has any parameter of `kind`, a key of PARAMETER_KINDS."""
     return any(jax.tree.leaves(PARAMETER_KINDS[kind](self.params)))
 
   @property
@@ -137,8 +132,7 @@ class RunView:
 
   @property
   def reads_pad_mode(self) -> bool:
-    """Whether the augmentation has a pad_crop without a mode of its own (so that
-    dataset.pad_mode acts)."""
+    """Whether a pad_crop of the augmentation has no mode of its own (pad_mode acts)."""
     return transforms.reads_pad_mode(self.config)
 
   def augments_with(self, op: str) -> bool:
@@ -192,15 +186,14 @@ def check_ranges(config, fields):
 def refuse_idle(config, given, info=None):
   """Refuse a key in `given` (set on the command line, by a sweep, or by a config file)
   that would change nothing in this run: one that its settings do not read, or that
-  cannot act on its model or run (READ_ONLY_WHEN). check() runs it before the data; with
-  the dataset's `info`, it runs again knowing the length of a run in epochs."""
+  cannot act on its model or run (READ_ONLY_WHEN). check() runs it before the data;
+  validate(), with the dataset's `info`, again, knowing the length of a run in epochs."""
   run = RunView(config, info)  # (the model traced only if a condition asks)
-  for key in sorted(given):
-    if key in READ_ONLY_WHEN:
-      acts, when = READ_ONLY_WHEN[key]
-      if not acts(config, run):
-        raise ValueError(f'config.{key} is read only when {when}, which this run is not: '
-                         'the setting would change nothing; drop it, or change that too')
+  for key in sorted(k for k in given if k in READ_ONLY_WHEN):
+    acts, when = READ_ONLY_WHEN[key]
+    if not acts(config, run):
+      raise ValueError(f'config.{key} is read only when {when}, which this run is not: '
+                       'the setting would change nothing; drop it, or change that too')
 
 
 # ---------------------------------------------------------------------------- durations
@@ -228,13 +221,11 @@ def run_length(config, info) -> RunLength:
                      'one batch would repeat examples and no epoch could be counted; give '
                      f'a batch of at most {info.num_train}, or a larger split')
   steps_per_epoch = info.num_train // config.batch_size
-  in_steps = {}
+  in_steps = []  # (DURATIONS are in RunLength's order)
   for steps_key, epochs_key in default.DURATIONS:
     key, value = _one_of(config, steps_key, epochs_key)
-    in_steps[steps_key] = (value if key == steps_key
-                           else max(1, math.ceil(value * steps_per_epoch)))
-  return RunLength(steps_per_epoch, in_steps['num_train_steps'], in_steps['log_every_steps'],
-                   in_steps['eval_every_steps'], in_steps['checkpoint_every_steps'])
+    in_steps.append(value if key == steps_key else max(1, math.ceil(value * steps_per_epoch)))
+  return RunLength(steps_per_epoch, *in_steps)
 
 
 def length_dependent(config, net, length: RunLength) -> dict:
@@ -275,8 +266,7 @@ class Experiment:
 
 
 def setup(config, info, mesh: Mesh) -> Experiment:
-  """Model, recipe, optimizer, schedule, the state's abstract shape and sharding, the
-  steps. Traces (eval_shape) but compiles nothing: shape errors surface here."""
+  """The Experiment of a validated config: traced (eval_shape), nothing compiled."""
   net = create_net(config, info.num_classes)
   length = run_length(config, info)
   recipe = recipes.of(config, net.module, length)

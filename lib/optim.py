@@ -57,9 +57,7 @@ def frozen_mask(frozen: tuple):
 def frozen_after(steps: int, mask) -> optax.GradientTransformation:
   """Zero updates for the masked parameters from step `steps` on: they stop as a torch
   parameter stops whose requires_grad is turned off (airbench's whitening bias)."""
-  def init(params):
-    del params
-    return {'count': jnp.zeros([], jnp.int32)}
+  init = lambda params: {'count': jnp.zeros([], jnp.int32)}
 
   def update(updates, state, params=None):
     del params
@@ -105,12 +103,9 @@ def create_optimizer(config, schedule: Callable | None = None, frozen: tuple = (
     chain.append(optax.clip_by_global_norm(o.grad_clip_norm))
   if o.name == 'sgd' and o.norm_bias_lr_scale != 1:  # (momentum and the rate are linear)
     chain.append(optax.masked(optax.scale(o.norm_bias_lr_scale), norm_bias_mask))
-  if o.weight_decay and not decoupled:
-    chain.append(optax.add_decayed_weights(o.weight_decay, mask))
-  if scale is not None:
-    chain.append(scale)
-  if o.weight_decay and decoupled:
-    chain.append(optax.add_decayed_weights(o.weight_decay, mask))
+  decay = [optax.add_decayed_weights(o.weight_decay, mask)] if o.weight_decay else []
+  step = [scale] if scale is not None else []
+  chain += step + decay if decoupled else decay + step  # (L2: the decay goes into the step)
   chain.append(optax.scale_by_learning_rate(schedule or config.schedule.learning_rate))
   if frozen:
     chain.append(optax.masked(optax.set_to_zero(), frozen_mask(frozen)))
@@ -132,13 +127,10 @@ def create_schedule(config, steps_per_epoch: int, total_steps: int):
   s = config.schedule
   _check_name('config.schedule.name', s.name, SCHEDULES)
   base = s.learning_rate
-  if s.name == 'piecewise':
+  if s.name == 'piecewise':  # (the boundaries' order: their range, checked before this)
     if len(s.multipliers) != len(s.boundaries) + 1:
       raise ValueError(f'config.schedule.multipliers needs len(boundaries) + 1 = '
                        f'{len(s.boundaries) + 1} values; got {len(s.multipliers)}')
-    if list(s.boundaries) != sorted(s.boundaries) or any(b < 0 for b in s.boundaries):
-      raise ValueError(f'config.schedule.boundaries must be non-negative and increasing; '
-                       f'got {tuple(s.boundaries)}')
     scale = steps_per_epoch if s.boundaries_in_epochs else 1
     # numpy: constants of the programs that call the schedule, never arrays to copy.
     boundaries = np.array([round(b * scale) for b in s.boundaries], np.int32)

@@ -34,10 +34,9 @@ def filter_tiles(kernel: np.ndarray, per_channel: bool = False) -> np.ndarray:
   kh, kw, cin, cout = kernel.shape
   if cin == 3 and not per_channel:
     tiles = np.moveaxis(kernel, 3, 0)                                # (out, kh, kw, 3)
-    axes = (1, 2, 3)
   else:
     tiles = np.moveaxis(kernel, (3, 2), (0, 1)).reshape(cout * cin, kh, kw)
-    axes = (1, 2)
+  axes = tuple(range(1, tiles.ndim))  # (each tile's own)
   low = tiles.min(axis=axes, keepdims=True)
   span = tiles.max(axis=axes, keepdims=True) - low
   return (tiles - low) / np.where(span > 0, span, 1)
@@ -67,9 +66,3 @@ def png_bytes(image: np.ndarray) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(image).save(buffer, format='PNG')
   return buffer.getvalue()
-
-
-def filters_image(kernel: np.ndarray) -> np.ndarray:
-  """The picture of a first layer's filters that TensorBoard shows at each evaluation."""
-  tiles = filter_tiles(kernel)
-  return grid(tiles, scale=max(1, 48 // tiles.shape[1]))

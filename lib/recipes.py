@@ -53,8 +53,7 @@ class Recipe:
   def length_dependent(self) -> dict:
     """{what: vectorised step -> value} of what depends on the run's length here: the
     lookahead average's weight and final copy, the steps a parameter trains for."""
-    out = {}
-    la = self.lookahead
+    out, la = {}, self.lookahead
     if la:
       t = lambda step: step + 1  # (the lookahead acts after the step's update)
       out["the lookahead average's weight"] = lambda step: jnp.where(

@@ -6,8 +6,7 @@
 The state is everything a run carries from one step to the next, checkpointed whole.
 The model is split once (models.functional): the step rebuilds the NNX module from the
 state's variables at trace time (`net.merge`), so nothing walks the object graph per call.
-What a model or config adds to the plain step comes in through one interface
-(lib/recipes.py): auxiliary classifiers sown by the model, mixup, the lookahead average.
+What a model or config adds to the plain step comes in through lib/recipes.py.
 """
 
 from typing import Any

@@ -79,13 +79,12 @@ def check_before_loading(config, workdir: str | None, torchvision: str | None = 
     raise LoadError(f'--workdir={workdir} has no config.json: give the workdir of a '
                     'training run, or --config=configs/FILE.py')
   saved = workdir and not torchvision and run_contract.read_saved(workdir)
-  if saved:
-    changed = run_contract.model_changes(run_contract.changes(saved, config))
-    if changed:
-      raise LoadError(f'--workdir={workdir} was trained with another model than this '
-                      f'config asks for: {run_contract.describe(changed)}; drop those '
-                      'settings (the workdir\'s config.json is used when --config is '
-                      'not given)')
+  changed = saved and run_contract.model_changes(run_contract.changes(saved, config))
+  if changed:
+    raise LoadError(f'--workdir={workdir} was trained with another model than this '
+                    f'config asks for: {run_contract.describe(changed)}; drop those '
+                    'settings (the workdir\'s config.json is used when --config is '
+                    'not given)')
   check_source(workdir, checkpoint, torchvision, weights)
   cli.use_compilation_cache()
   parallel.maybe_initialize_distributed(config)
@@ -181,11 +180,10 @@ def checkpoint_to_load(workdir: str, which: str) -> tuple[str, int, str]:
   """(checkpoints.BEST or LATEST, step, 'best'|'latest'|'step<N>') of `which`: best,
   latest or a step number; a LoadError naming --checkpoint when there is none such."""
   if which in ('best', 'latest'):
-    kind = checkpoints.BEST if which == 'best' else checkpoints.LATEST
-    step = None
-  else:
-    if not which.isdigit():
-      raise LoadError(f"--checkpoint={which}: give best, latest or a step number")
+    kind, step = checkpoints.BEST if which == 'best' else checkpoints.LATEST, None
+  elif not which.isdigit():
+    raise LoadError(f"--checkpoint={which}: give best, latest or a step number")
+  else:  # (a step of the latest checkpoints, else of the best)
     step, kind = int(which), checkpoints.LATEST
     if not os.path.isdir(os.path.join(workdir, kind, which)):
       kind = checkpoints.BEST
@@ -218,9 +216,8 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
   """The model and variables of a checkpoint of `workdir`, or of torchvision weights."""
   if torchvision:
     variables = torchvision_import.convert(torchvision, torchvision_import.load_pth(weights))
-    net = models.functional(lambda rngs: models.create_model(
-        torchvision, num_classes=num_classes, image_size=config.dataset.image_size,
-        rngs=rngs))
+    net = models.create_functional(torchvision, num_classes=num_classes,
+                                   image_size=config.dataset.image_size)
     trained = Trained(net, variables, 0, f'torchvision_{torchvision}')
     what = f'--weights={weights}'
   else:

@@ -5,6 +5,7 @@ dies, even by SIGKILL, so a killed run never blocks the next one (no stale lock 
 clean). The file also records who holds it, for the message a second run prints.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -59,22 +60,21 @@ class Lock:
     self.file = None
 
   def acquire(self):
-    self.file = open(self.path, 'a+')
+    f = open(self.path, 'a+')  # (self.file only once held: a failed acquire changes nothing)
     try:
-      fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-      self.file.close()
+      f.close()
       holder = read_json(self.path, {})
       since = time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(holder.get('since', 0)))
       who = (f"pid {holder.get('pid')} on {holder.get('host')} since {since}" if holder
              else 'another process')
       raise WorkdirError(f'{os.path.dirname(self.path)} is in use by {who}; wait for that '
                          'run to finish or stop it, or choose another --workdir') from None
-    self.file.seek(0)
-    self.file.truncate()
-    self.file.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(),
-                                'since': time.time()}))
-    self.file.flush()
+    f.truncate(0)  # (what follows is written at the end: 'a+')
+    f.write(json.dumps({'pid': os.getpid(), 'host': socket.gethostname(), 'since': time.time()}))
+    f.flush()
+    self.file = f
     return self
 
   def release(self):
@@ -94,8 +94,7 @@ def is_locked(workdir: str) -> bool:
   """Whether a run holds the workdir now (its lock is taken)."""
   try:
     with open(os.path.join(workdir, '.lock'), 'a+') as f:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-      fcntl.flock(f, fcntl.LOCK_UN)
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (closing the file lets it go)
       return False
   except BlockingIOError:
     return True
@@ -119,22 +118,11 @@ def write_json(path: str, value):
   os.replace(path + '.tmp', path)
 
 
-def append_metrics(workdir: str, record: dict):
-  """One record at the end of DIR/metrics.jsonl (train.py's log lines and evaluations)."""
-  with open(os.path.join(workdir, METRICS), 'a') as f:
-    f.write(json.dumps(record) + '\n')
-
-
 def read_metrics(workdir: str) -> list[dict]:
   """The records of a run's metrics.jsonl ([] if it has none yet)."""
-  path = os.path.join(workdir, METRICS)
-  if not os.path.exists(path):
-    return []
   records = []
-  with open(path) as f:
+  with contextlib.suppress(FileNotFoundError), open(os.path.join(workdir, METRICS)) as f:
     for line in f:
-      try:
+      with contextlib.suppress(json.JSONDecodeError):  # a line cut short by a kill
         records.append(json.loads(line))
-      except json.JSONDecodeError:  # a line cut short by a kill
-        continue
   return records

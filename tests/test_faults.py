@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from lib import checkpoints
+from lib import workdir as workdir_lib
 from tests.support import LENET_8_STEPS, free_port
 from tests import prewarmed
 
@@ -347,6 +348,20 @@ def test_second_run_on_a_workdir_refuses_and_a_killed_run_does_not_block(tmp_pat
   code, out = run(workdir, f'--config.num_train_steps={steps}', '--allow_schedule_change',
                   config=CONFIG + ',epochs=40')
   assert code == 0 and 'in use' not in out and 'Done in' in out, out[-2000:]
+
+
+def test_a_failed_lock_acquire_leaves_the_lock_as_it_was(tmp_path):
+  held = workdir_lib.Lock(str(tmp_path)).acquire()
+  second = workdir_lib.Lock(str(tmp_path))
+  with pytest.raises(workdir_lib.WorkdirError, match='is in use by pid'):
+    second.acquire()
+  assert second.file is None  # (not a closed file that release would fail on)
+  second.release()  # a no-op: it holds nothing, and the holder keeps the lock
+  assert workdir_lib.is_locked(str(tmp_path))
+  held.release()
+  with second:  # the lock, free again, is taken by the same object
+    assert second.file is not None and workdir_lib.is_locked(str(tmp_path))
+  assert second.file is None and not workdir_lib.is_locked(str(tmp_path))
 
 
 BAD_INPUTS = {
