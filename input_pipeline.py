@@ -319,11 +319,10 @@ def train_model_input(config, info: DatasetInfo, mesh: Mesh):
 def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
   """The shapes of the train step's second argument, to compile it before any data."""
   if resident(config, info):
-    h, w, _ = info.image_shape
-    replicated = NamedSharding(mesh, P())
-    return {'image': jax.ShapeDtypeStruct((info.num_train, h, w, config.dataset.channels),
-                                          jnp.uint8, sharding=replicated),
-            'label': jax.ShapeDtypeStruct((info.num_train,), jnp.int32, sharding=replicated)}
+    n, (h, w, _) = info.num_train, info.image_shape
+    shapes = {'image': (n, h, w, config.dataset.channels), 'label': (n,)}
+    return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=NamedSharding(mesh, P()))
+            for k, shape in shapes.items()}
   return batch_spec(config, mesh)
 
 

@@ -494,8 +494,7 @@ def open_split(config, split: str, info: DatasetInfo | None = None):
   return SOURCES[kind(config.dataset.name)].open(config, split)
 
 
-def is_encoded(config) -> bool:
-  """Whether items are encoded files to decode (folders, TFDS), not arrays."""
+def is_encoded(config) -> bool:  # (Source.encoded)
   return SOURCES[kind(config.dataset.name)].encoded
 
 
