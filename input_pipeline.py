@@ -10,6 +10,7 @@ array ops, keyed by the stream position. Evaluation visits every example once
 (eval_dataset). Nothing here imports TensorFlow.
 """
 
+import concurrent.futures
 import ctypes
 import functools
 import itertools
@@ -211,11 +212,18 @@ def eval_dataset(config, info: DatasetInfo | None = None, process_index=None,
       _eval_batch, source=source, config=config, indices=indices, local=local)), config)
 
 
-def to_arrays(source, channels: int, shape) -> sources.ArraySource:
-  """A source of image files as uint8 arrays (decoded with threads), each of the (height,
-  width) `shape`: a file that cannot be decoded, or that decodes to another size than
-  its index recorded, is a DatasetError naming it."""
-  import concurrent.futures  # pylint: disable=import-outside-toplevel
+def _split_source(config, info: DatasetInfo | None, split: str):
+  """A split as a source. Where the data is resident, image files are decoded into memory
+  with threads (by check_config, which keeps them in info.decoded; else by each call
+  here): a file that cannot be decoded, or that decodes to another size than its index
+  recorded, is a DatasetError naming it."""
+  info = info or dataset_info(config)
+  if split in info.decoded:
+    return info.decoded[split]
+  source = sources.open_split(config, split, info)
+  if not (sources.is_encoded(config) and resident(config, info)):
+    return source
+  shape, channels = info.image_shape[:2], config.dataset.channels
 
   def load(i):
     array, label = _decoded(source, i, lambda image: transforms.as_array(image, channels))
@@ -229,18 +237,6 @@ def to_arrays(source, channels: int, shape) -> sources.ArraySource:
   with concurrent.futures.ThreadPoolExecutor(min(16, host_cpus())) as pool:
     images, labels = zip(*pool.map(load, range(len(source))))
   return sources.ArraySource(np.stack(images), np.array(labels, np.int32))
-
-
-def _split_source(config, info: DatasetInfo | None, split: str):
-  """A split as a source; image files are decoded into memory when the data is resident
-  (by check_config, which keeps them in info.decoded; else by each call here)."""
-  info = info or dataset_info(config)
-  if split in info.decoded:
-    return info.decoded[split]
-  source = sources.open_split(config, split, info)
-  if sources.is_encoded(config) and resident(config, info):
-    return to_arrays(source, config.dataset.channels, info.image_shape[:2])
-  return source
 
 
 def first_train_images(config, info: DatasetInfo, count: int) -> np.ndarray:
@@ -290,14 +286,12 @@ def device_iterator(batches, mesh: Mesh, prefetch: int = 2) -> Iterator[dict]:
 
 
 def resident(config, info: DatasetInfo) -> bool:
-  """Whether the training split goes on the devices: asked for, fixed-size images, an
-  augmentation without a decode-time op (every uint8 op an array op of data/augment.py,
-  which data/device.py runs inside jit as the host does), and at most
-  config.dataset.device_resident_max_mb."""
-  d = config.dataset
-  if not (d.device_resident and info.fixed_size and transforms.decode_op(config) is None):
+  """Whether the training split goes on the devices: asked for, fixed-size images, no
+  decode-time op (data/device.py runs the array ops inside jit as the host does), and at
+  most config.dataset.device_resident_max_mb."""
+  d, (h, w, _) = config.dataset, info.image_shape
+  if not (d.device_resident and None not in (h, w) and transforms.decode_op(config) is None):
     return False
-  h, w, _ = info.image_shape
   if h > d.image_size or w > d.image_size:  # would need a resize: the host does that
     return False
   return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
@@ -325,11 +319,10 @@ def train_model_input(config, info: DatasetInfo, mesh: Mesh):
 def train_spec(config, info: DatasetInfo, mesh: Mesh) -> dict:
   """The shapes of the train step's second argument, to compile it before any data."""
   if resident(config, info):
-    h, w, _ = info.image_shape
-    replicated = NamedSharding(mesh, P())
-    return {'image': jax.ShapeDtypeStruct((info.num_train, h, w, config.dataset.channels),
-                                          jnp.uint8, sharding=replicated),
-            'label': jax.ShapeDtypeStruct((info.num_train,), jnp.int32, sharding=replicated)}
+    n, (h, w, _) = info.num_train, info.image_shape
+    shapes = {'image': (n, h, w, config.dataset.channels), 'label': (n,)}
+    return {k: jax.ShapeDtypeStruct(shape, SPEC_DTYPES[k], sharding=NamedSharding(mesh, P()))
+            for k, shape in shapes.items()}
   return batch_spec(config, mesh)
 
 

@@ -18,9 +18,8 @@ USAGE = 'usage: python -m data.check [--decode] folder:/path'
 
 
 def main(argv: list[str]) -> int:
-  args = argv[1:]
-  decode = '--decode' in args
-  args = [a for a in args if a != '--decode']
+  decode = '--decode' in argv[1:]
+  args = [a for a in argv[1:] if a != '--decode']
   if len(args) != 1 or args[0].startswith('-'):
     print(f'data.check: error: {USAGE}', file=sys.stderr)
     return 2

@@ -108,8 +108,7 @@ class Split:
   sizes: np.ndarray    # int64 bytes, to notice a changed file
   mtimes: np.ndarray   # int64 ns
   ctimes: np.ndarray   # int64 ns: the inode's change time, which no tool sets back
-  shapes: np.ndarray   # int32 (n, 3): width, height, channels; -1 where corrupt,
-                       # NOT_INSPECTED where the file could not be read
+  shapes: np.ndarray   # int32 (n, 3): width, height, channels; -1 corrupt, NOT_INSPECTED unread
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,12 +331,9 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
   other, listed, split_classes = {}, {}, {}
   for split in split_names:
     split_classes[split] = tuple(_subfolders(os.path.join(root, split)))
-    rows = []
-    for label, name in enumerate(classes):
-      folder = os.path.join(root, split, name)
-      if os.path.isdir(folder):
-        rows += [(*row, label) for row in _list_class(root, folder, other)]
-    listed[split] = rows
+    listed[split] = [(*row, label) for label, name in enumerate(classes)
+                     if name in split_classes[split]
+                     for row in _list_class(root, os.path.join(root, split, name), other)]
   directory = manifest_dir(root)
   cached = None if rescan else _load(directory, root)
   cached_splits = cached[1] if cached else {}

@@ -68,10 +68,6 @@ class DatasetInfo:
   # Those splits as ArraySources where the data is resident (input_pipeline.check_config).
   decoded: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
-  @property
-  def fixed_size(self) -> bool:
-    return None not in self.image_shape[:2]
-
 
 @dataclasses.dataclass(frozen=True)
 class ArraySource:
@@ -88,8 +84,7 @@ class ArraySource:
 
 @dataclasses.dataclass(frozen=True)
 class FileSource:
-  """A split as image files on disk: item i is file i's bytes, decoded after sampling.
-  (paths: a folder_index.Paths, which a Grain worker maps rather than copies.)"""
+  """A split as image files on disk: item i is file i's bytes, decoded after sampling."""
   paths: folder_index.Paths
   labels: np.ndarray
 
@@ -169,17 +164,6 @@ class TfdsSource:
 SPLIT = re.compile(r'\s*([\w-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*')
 
 
-def _bound(text: str, n: int) -> int | None:
-  if not text:
-    return None
-  return round(int(text[:-1]) * n / 100) if text.endswith('%') else int(text)
-
-
-def _out_of_range(text: str, n: int) -> bool:
-  """TFDS's rule: a percentage in [-100%, 100%], a count in [-n, n]."""
-  return bool(text) and abs(int(text.rstrip('%'))) > (100 if text.endswith('%') else n)
-
-
 def select_split(config, which: str, available: dict) -> tuple[str, slice]:
   """(split name, slice) that config.dataset.{which}_split names among `available`
   ({name: size}), or a DatasetError naming the key, the splits there are, and the fix."""
@@ -196,12 +180,18 @@ def select_split(config, which: str, available: dict) -> tuple[str, slice]:
                        f'{sorted(available)} (a slice such as {sorted(available)[0]}[:100] '
                        'works too)')
   n = available[name]
-  wrong = [b for b in (start, stop) if _out_of_range(b, n)]
-  if wrong:
-    raise DatasetError(f'{key}={value!r}: {wrong[0]} is out of range ({name} has {n} '
-                       f'examples: a slice bound is a count in [-{n}, {n}] or a percentage '
-                       'in [-100%, 100%])')
-  part = slice(_bound(start, n), _bound(stop, n))
+
+  def bound(text):  # TFDS's rule: a percentage in [-100%, 100%], a count in [-n, n]
+    if not text:
+      return None
+    percent, number = text.endswith('%'), int(text.rstrip('%'))
+    if abs(number) > (100 if percent else n):
+      raise DatasetError(f'{key}={value!r}: {text} is out of range ({name} has {n} '
+                         f'examples: a slice bound is a count in [-{n}, {n}] or a percentage '
+                         'in [-100%, 100%])')
+    return round(number * n / 100) if percent else number
+
+  part = slice(bound(start), bound(stop))
   if not len(range(n)[part]):
     raise DatasetError(f'{key}={value!r} selects no examples ({name} has {n}); choose a '
                        'non-empty split')
@@ -225,7 +215,6 @@ MNIST5K_SPLITS = {'train': slice(0, MNIST5K_TRAIN), 'test': slice(MNIST5K_TRAIN,
 
 
 def _mnist5k_open(config, split):
-  """The split that config.dataset names (`train`, `test`, or a slice of either)."""
   images, labels = _mnist5k_all()
   sizes = {name: len(labels[part]) for name, part in MNIST5K_SPLITS.items()}
   name, part = select_split(config, split, sizes)
@@ -432,7 +421,6 @@ def _tfds_builder(config):
 
 
 def _tfds_open(config, split, builder=None):
-  """The TFDS split (or slice) that config.dataset names for 'train' or 'eval'."""
   builder = builder or _tfds_builder(config)
   # (Under tfds.testing.mock_data info.splits is empty: the configured name is used.)
   name = (config.dataset.train_split if split == 'train'
@@ -506,8 +494,7 @@ def open_split(config, split: str, info: DatasetInfo | None = None):
   return SOURCES[kind(config.dataset.name)].open(config, split)
 
 
-def is_encoded(config) -> bool:
-  """Whether items are encoded files to decode (folders, TFDS), not arrays."""
+def is_encoded(config) -> bool:  # (Source.encoded)
   return SOURCES[kind(config.dataset.name)].encoded
 
 

@@ -355,12 +355,6 @@ def reads_pad_mode(config) -> bool:
              for op in parse(config.dataset.augment))
 
 
-def eval_resize(image: Image.Image, config, mode: str) -> Image.Image:
-  """The decode-time op's test-time resize, before the centre crop (or the 10 crops)."""
-  op = decode_op(config)
-  return op.test_resize(image, config, mode) if op else image
-
-
 def train_crop(item, config, position: int) -> np.ndarray:
   """The training image at stream `position` as the array ops receive it: the
   decode-time op's crop (its generator seeded by (seed, position)), or the image as it
@@ -392,10 +386,11 @@ def train_batch(crops, config, positions, indices, num_examples: int) -> np.ndar
 
 def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
-  d = config.dataset
-  if decode_op(config):
+  d, op = config.dataset, decode_op(config)
+  if op:  # its test-time resize, then the centre crop
     mode = image_mode(d.channels)
-    array = center_crop(to_array(eval_resize(open_image(item), config, mode), mode), d.image_size)
+    array = center_crop(to_array(op.test_resize(open_image(item), config, mode), mode),
+                        d.image_size)
   else:
     array = as_array(item, d.channels)
   return np.ascontiguousarray(fit(array, d.image_size))
@@ -426,7 +421,8 @@ def views(item, config, kind: str, scale: int | None = None) -> np.ndarray:
     return eval_example(item, config)[None]
   image = open_image(item)
   if kind == '10crop':
-    array = to_array(eval_resize(image, config, mode), mode)
+    op = decode_op(config)
+    array = to_array(op.test_resize(image, config, mode) if op else image, mode)
     h, w = array.shape[:2]
     if h < size or w < size:
       array = fit(array, max(size, h, w))
