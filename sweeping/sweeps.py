@@ -313,20 +313,16 @@ class Children:
         proc.send_signal(sig)
 
 
-def _parent_death_signal():
-  """A function for a trial's process to run before train.py starts: SIGTERM it when
-  the runner's thread that started it dies, even by SIGKILL, so that no trial outlives
-  its runner (train.py then saves a checkpoint and exits). Linux's prctl; elsewhere
-  None, and sweep.py stops its trials on SIGINT/SIGTERM only. Resolved here, in the
-  runner: the child between fork and exec must not import or allocate."""
-  try:
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-  except (OSError, AttributeError):
-    return None
-  return lambda: prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
-
-
-_end_with_parent = _parent_death_signal()
+# What a trial's process runs before train.py starts: SIGTERM it when the runner's
+# thread that started it dies, even by SIGKILL, so that no trial outlives its runner
+# (train.py then saves a checkpoint and exits). Linux's prctl; elsewhere None, and
+# sweep.py stops its trials on SIGINT/SIGTERM only. Resolved here, in the runner: the
+# child between fork and exec must not import or allocate.
+try:
+  _prctl = ctypes.CDLL(None, use_errno=True).prctl
+  _end_with_parent = lambda: _prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+  _end_with_parent = None
 
 
 def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
@@ -342,9 +338,12 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
       write_status(trial_dir, status)
     status['state'] = 'done'
     return status
-  cmd = command(sweep_dir, trial, allow_schedule_change)
+  cmd, env = command(sweep_dir, trial, allow_schedule_change), env or {}
+  fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
+  # Where it ran: its GPUs (None: the CPU, or every GPU) and the share of their memory.
   status.update(name=trial['name'], overrides=trial['overrides'], command=cmd,
-                **slot_record(env or {}),
+                gpus=env.get('CUDA_VISIBLE_DEVICES'),
+                gpu_memory_fraction=float(fraction) if fraction else (1.0 if env else None),
                 state='running', host=socket.gethostname(), started=time.time(),
                 attempts=status.get('attempts', 0) + 1, error=None,
                 slurm_job=os.environ.get('SLURM_ARRAY_JOB_ID', '') and
@@ -359,7 +358,7 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
     # Its own session: a terminal's Ctrl-C reaches sweep.py only, which stops each trial
     # once, with SIGTERM (train.py saves a checkpoint and exits).
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=trial.get('cwd', REPO), env={**os.environ, **(env or {})},
+                            cwd=trial.get('cwd', REPO), env={**os.environ, **env},
                             start_new_session=True, preexec_fn=_end_with_parent)
     children.add(proc)
     try:
@@ -412,14 +411,6 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
            'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
            'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fractions[i % len(gpus)]:g}'}
           for i in range(count)]
-
-
-def slot_record(env: dict) -> dict:
-  """What a trial's trial.json says about where it ran: its GPUs (None: the CPU, or
-  every GPU) and the share of their memory it may use."""
-  fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
-  return {'gpus': env.get('CUDA_VISIBLE_DEVICES'),
-          'gpu_memory_fraction': float(fraction) if fraction else (1.0 if env else None)}
 
 
 def describe_slot(env: dict) -> str:
