@@ -147,10 +147,8 @@ def build_config(module, trial: dict):
   overrides = config_keys(trial['overrides'])
   keys.add_model_arguments(config, set(overrides), overrides.get('model.name'))
   for path, value in overrides.items():
-    *parents, leaf = path.split('.')
-    node = config
-    for part in parents:
-      node = node.get(part, {})
+    parent, _, leaf = path.rpartition('.')
+    node = config.get(parent, {}) if parent else config  # (a ConfigDict reads a dotted key)
     if leaf not in node:
       raise ValueError(keys.unknown_key(path, keys.declared(config)))
     node[leaf] = value
@@ -282,7 +280,8 @@ def failure(log_path: str, returncode: int) -> str:
 
 
 class Children:
-  """The trials' processes, so that a stop request (SIGINT, SIGTERM) reaches them all."""
+  """The trials' processes, so that a stop request (SIGINT, SIGTERM) reaches them all
+  (Popen.send_signal passes over those that have ended)."""
 
   def __init__(self):
     self.procs, self.lock, self.stopping = set(), threading.Lock(), threading.Event()
@@ -294,10 +293,6 @@ class Children:
       self.procs.add(proc)
       if self.stopping.is_set():
         proc.send_signal(signal.SIGTERM)
-
-  def remove(self, proc):
-    with self.lock:
-      self.procs.discard(proc)
 
   def stop(self, signum, frame):
     del frame
@@ -361,10 +356,7 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
                             cwd=trial.get('cwd', REPO), env={**os.environ, **env},
                             start_new_session=True, preexec_fn=_end_with_parent)
     children.add(proc)
-    try:
-      returncode = proc.wait()
-    finally:
-      children.remove(proc)
+    returncode = proc.wait()
   status['wall_time'] = status.get('wall_time', 0.0) + time.time() - start
   status['returncode'] = returncode
   if returncode == 0 and is_done(trial_dir):
@@ -441,27 +433,28 @@ def describe_slots(envs: list[dict]) -> str:
           'to 1/k of its memory with k on its GPU)')
 
 
-def _config_changes(trial_dir: str, trial: dict) -> dict | None:
-  """How the config saved in a trial's workdir differs from the trial's now (None: no
-  saved config)."""
+def trial_state(sweep_dir: str, trial: dict, move_stale: bool = False) -> str:
+  """done, resume, new, the state trial.json records, or stale: its workdir holds a
+  run of another config than the trial's now (its base config file was edited). With
+  `move_stale`, a stale trial's workdir is moved to DIR/stale/ (named in a line), so
+  that it runs again with its config of now: it is new."""
+  trial_dir = os.path.join(sweep_dir, trial['name'])
   try:
     saved = run_contract.read_saved(trial_dir)
   except run_contract.ContractError:
-    return {}  # unreadable: the trial's train.py says so in its one line, and it fails
-  if saved is None:
-    return None
-  module = load_module(trial['config'].partition(':')[0])
-  return run_contract.changes(saved, build_config(module, trial))
-
-
-def trial_state(sweep_dir: str, trial: dict) -> str:
-  """done, resume, new, the state trial.json records, or stale: its workdir holds a
-  run of another config than the trial's now (its base config file was edited)."""
-  trial_dir = os.path.join(sweep_dir, trial['name'])
-  diff = _config_changes(trial_dir, trial)
-  if diff is not None:
+    saved = None  # unreadable: the trial's train.py says so in its one line, and it fails
+  if saved is not None:
+    module = load_module(trial['config'].partition(':')[0])
+    diff = run_contract.changes(saved, build_config(module, trial))
     if set(diff) - run_contract.RESUMABLE:
-      return 'stale'
+      if not move_stale:
+        return 'stale'
+      aside = os.path.join(sweep_dir, 'stale', f"{trial['name']}.{int(time.time())}")
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      os.replace(trial_dir, aside)
+      print(f"{trial['name']}: ran with another config ({run_contract.describe(diff)}); "
+            f'moved it to {aside} to run it again', flush=True)
+      return 'new'
     if diff:
       return 'resume'  # a new length or period: train.py resumes (or says why not)
   if is_done(trial_dir):
@@ -469,23 +462,6 @@ def trial_state(sweep_dir: str, trial: dict) -> str:
   if os.path.isdir(os.path.join(trial_dir, 'checkpoints')):
     return 'resume'
   return read_status(trial_dir).get('state') or 'new'
-
-
-def trial_states(sweep_dir: str, trials: list[dict]) -> list[str]:
-  """Each trial's state; the workdirs of stale trials are moved to DIR/stale/ (named in
-  a line each), so that they run again with their config of now."""
-  states = [trial_state(sweep_dir, t) for t in trials]
-  for i, (trial, state) in enumerate(zip(trials, states)):
-    if state == 'stale':
-      trial_dir = os.path.join(sweep_dir, trial['name'])
-      diff = _config_changes(trial_dir, trial)
-      aside = os.path.join(sweep_dir, 'stale', f"{trial['name']}.{int(time.time())}")
-      os.makedirs(os.path.dirname(aside), exist_ok=True)
-      os.replace(trial_dir, aside)
-      print(f"{trial['name']}: ran with another config ({run_contract.describe(diff)}); "
-            f'moved it to {aside} to run it again', flush=True)
-      states[i] = 'new'
-  return states
 
 
 _print_lock = threading.Lock()
@@ -524,7 +500,7 @@ def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
   check_plan(sweep_dir, spec)
   with workdir_lib.Lock(sweep_dir):
     save_plan(sweep_dir, spec, trials)
-    no_failures = start(trial_states(sweep_dir, trials))
+    no_failures = start([trial_state(sweep_dir, t, move_stale=True) for t in trials])
   if slurm is None and report:
     print(report(), end='')
   return no_failures
@@ -584,11 +560,12 @@ def array_spec(indices: list[int]) -> str:
   return ','.join(parts)
 
 
-def slurm_options(module=None, arg=None) -> dict:
-  """Flags over the sweep file's get_slurm(arg) over the defaults."""
+def slurm_options(spec: str | None = None) -> dict:
+  """Flags over the get_slurm(arg) of the sweep file `spec` (file.py[:arg]), over defaults."""
   options = {'partition': None, 'gpus_per_task': 1, 'cpus_per_task': None, 'mem': None,
              'time': None, 'directives': []}
-  if module is not None and callable(getattr(module, 'get_slurm', None)):
+  module, _, arg = load_sweep_file(spec) if spec else (None, None, None)
+  if callable(getattr(module, 'get_slurm', None)):
     try:
       from_file = module.get_slurm(arg)
     except Exception as e:  # pylint: disable=broad-except  (the user's code)
@@ -663,9 +640,8 @@ def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options:
   for i in indices:
     trial_dir = os.path.join(sweep_dir, trials[i]['name'])
     os.makedirs(trial_dir, exist_ok=True)
-    status = read_status(trial_dir)
-    status.update(state='queued', slurm_job=f'{job}_{i}')
-    write_status(trial_dir, status)
+    write_status(trial_dir, {**read_status(trial_dir), 'state': 'queued',
+                             'slurm_job': f'{job}_{i}'})
   print(f'Submitted job array {job} ({len(indices)} tasks: {path}) and the report as job '
         f'{report_job}.\n  squeue -j {job}          # the trials\n'
         f'  python {" ".join(report_args)} --workdir={sweep_dir}   # results so far', flush=True)
