@@ -39,7 +39,6 @@ def zipped(*axes: list[dict]) -> list[dict]:
 
 
 def chain(*sweeps: list[dict]) -> list[dict]:
-  """The trials of each sweep in turn."""
   return [trial for s in sweeps for trial in s]
 
 

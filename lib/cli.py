@@ -93,10 +93,12 @@ def set_nones(program: str, nones: list[str], config_flag: str):
   """Apply `--config.KEY=None` arguments by hand, each to a key that admits None
   (configs/default.admits_none); anything else fails in one line naming the key."""
   config = FLAGS[config_flag].value
-  problem = (_override_without_file(nones, config_flag) if config is None
-             else unknown_key(nones, config_flag))
-  if problem:
-    fail(program, problem)
+  if config is None:
+    fail(program, f'{nones[0]} overrides a key of --{config_flag}, which is not given; '
+         f'give --{config_flag}=configs/FILE.py too')
+  unknown = unknown_key(nones, config_flag)
+  if unknown:
+    fail(program, unknown)
   for arg in nones:
     key = arg.split('=', 1)[0].split('.', 1)[1]
     parent, _, leaf = key.rpartition('.')

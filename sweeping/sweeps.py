@@ -233,7 +233,6 @@ def load_plan(sweep_dir: str) -> dict:
 
 
 def command(sweep_dir: str, trial: dict, allow_schedule_change: bool = False) -> list[str]:
-  """The trial's train.py command line."""
   return ([sys.executable, os.path.join(REPO, 'train.py'), f"--config={trial['config']}"]
           + [f'--config.{k}={v}' for k, v in trial['config_overrides'].items()]
           + [f"--workdir={os.path.join(os.path.abspath(sweep_dir), trial['name'])}"]
