@@ -53,10 +53,7 @@ def main(argv):
     if FLAGS.config is None:
       cli.fail('sweep.py', 'give --config=configs/sweeps/FILE.py[:arg] (the sweep file)')
     trials = sweeps.expand(FLAGS.config)
-    slurm = None
-    if FLAGS.launcher == 'slurm':
-      module, _, arg = sweeps.load_sweep_file(FLAGS.config)
-      slurm = sweeps.slurm_options(module, arg)
+    slurm = sweeps.slurm_options(FLAGS.config) if FLAGS.launcher == 'slurm' else None
     no_failures = sweeps.launch(FLAGS.workdir, FLAGS.config, trials, FLAGS.parallel,
                                 FLAGS.dry_run, slurm, lambda: sweep_report.report(FLAGS.workdir),
                                 allow_schedule_change=FLAGS.allow_schedule_change)

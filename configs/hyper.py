@@ -33,14 +33,12 @@ def product(*axes: list[dict]) -> list[dict]:
 
 def zipped(*axes: list[dict]) -> list[dict]:
   """The i-th trials of equally long axes, merged."""
-  lengths = {len(a) for a in axes}
-  if len(lengths) > 1:
+  if len({len(a) for a in axes}) > 1:
     raise ValueError(f'zipped axes must have equal lengths; got {[len(a) for a in axes]}')
   return [_merge(combo) for combo in zip(*axes)]
 
 
 def chain(*sweeps: list[dict]) -> list[dict]:
-  """The trials of each sweep in turn."""
   return [trial for s in sweeps for trial in s]
 
 

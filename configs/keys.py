@@ -97,8 +97,6 @@ def augments_with(op: str, preset: str, also: str = '') -> Test:
           f'dataset.augment has {op} (the {preset!r} preset){also}')
 
 
-LOOKING_AHEAD = (lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0')
-
 # -------------------------------------------------------------------------------- keys
 
 FOLDER = 'folder:{folder}'  # (affects: the coverage test's folder dataset)
@@ -295,7 +293,8 @@ KEYS = {k.name: k for k in [
         '0: none', range=NON_NEGATIVE,
         affects=('averaged', 5, {})),
     Key('lookahead.decay', 0.95, 'the average keeps decay**every * (t/T)**power of itself',
-        range=(lambda v: 0 <= v <= 1, 'in [0, 1]'), read_when=LOOKING_AHEAD,
+        range=(lambda v: 0 <= v <= 1, 'in [0, 1]'),
+        read_when=(lambda c, _: c.lookahead.every > 0, 'lookahead.every > 0'),
         affects=('averaged', 0.5, {'lookahead.every': 5})),
     # (the average's weight decay**every * (t/T)**power is 0 for any power when decay is)
     Key('lookahead.power', 3.0, 'see lookahead.decay', range=NON_NEGATIVE,

@@ -168,7 +168,20 @@ class _NamingParser(flags.ArgumentParser):
       config = self.inner.parse(argument)
     except Exception as e:  # pylint: disable=broad-except  (whatever the file's code raises)
       raise ConfigFileError.of(argument, e) from None
-    check_loaded(argument, config)
+    if type(config).__name__ == '_ErrorConfig':  # ml_collections' stand-in for an OSError
+      try:
+        config.keys()  # raises the OSError, `from` the one that loading raised
+      except OSError as e:
+        cause = e.__cause__ or e
+        missing = re.search(r'Attempted \[.*?\]:\s*(\S+)\s*\[Errno \d+\] ([^:\n]+)',
+                            str(cause), re.S)
+        if missing:
+          raise ConfigFileError(f'config file {missing.group(1)}: {missing.group(2)}; give '
+                                'the path of a config file, e.g. configs/lenet.py') from None
+        raise ConfigFileError.of(argument, cause) from None
+    if not hasattr(config, 'items'):
+      raise ConfigFileError(f'config file {argument}: get_config returned '
+                            f'{type(config).__name__}, not a ConfigDict; return the config')
     try:  # the file's keys, held to the command line's rules (before its overrides)
       keys.check_declared(config)
       # A key the file set where its other settings make it change nothing is refused,
@@ -187,24 +200,6 @@ class _NamingParser(flags.ArgumentParser):
 
   def __getattr__(self, name):  # flag_type(), the help's syntax ...: the inner parser's
     return getattr(self.inner, name)
-
-
-def check_loaded(spec: str, config):
-  """What loading `spec` gave is a config: ConfigFileError naming the file otherwise."""
-  if type(config).__name__ == '_ErrorConfig':  # ml_collections' stand-in for an OSError
-    try:
-      config.keys()  # raises the OSError, `from` the one that loading raised
-    except OSError as e:
-      cause = e.__cause__ or e
-      missing = re.search(r'Attempted \[.*?\]:\s*(\S+)\s*\[Errno \d+\] ([^:\n]+)',
-                          str(cause), re.S)
-      if missing:
-        raise ConfigFileError(f'config file {missing.group(1)}: {missing.group(2)}; give '
-                              'the path of a config file, e.g. configs/lenet.py') from None
-      raise ConfigFileError.of(spec, cause) from None
-  if not hasattr(config, 'items'):
-    raise ConfigFileError(f'config file {spec}: get_config returned '
-                          f'{type(config).__name__}, not a ConfigDict; return the config')
 
 
 def overridden_keys(argv: list[str], config_flag: str = 'config') -> set[str]:
@@ -247,8 +242,6 @@ def unknown_key(argv, config_flag, config=None) -> str | None:
       config = module.get_config(arg) if arg else module.get_config()
     paths = sorted(set(keys.flatten(config)) | set(keys.declared(config)))
   except Exception:  # pylint: disable=broad-except  (a config file that fails to load)
-    return None
-  if not paths:
     return None
   for arg in argv:
     match = re.match(rf'--{config_flag}\.([\w.]+)', arg)

@@ -60,10 +60,6 @@ CELLS = {'top1': _PERCENT, 'best_top1': _PERCENT, 'top5': _PERCENT, 'loss': '{:.
          'params': formatting.si, 'mult_adds': formatting.si, 'wall_time': formatting.duration}
 
 
-def _cell(key: str, value) -> str:
-  return '' if value is None else CELLS.get(key, str)(value)
-
-
 def report(sweep_dir: str) -> str:
   """Write results.csv, results.md and plots/*.png; return the markdown."""
   plan = sweeps.load_plan(sweep_dir)
@@ -77,12 +73,12 @@ def report(sweep_dir: str) -> str:
   counts = collections.Counter(r['status'] for r in rows)  # (in the rows' order)
   header = {'top1': 'top-1 %', 'best_top1': 'best top-1 %', 'top5': 'top-5 %',
             'mult_adds': 'mult-adds', 'wall_time': 'wall time'}
+  cells = [['' if r.get(c) is None else CELLS.get(c, str)(r[c]) for c in columns] for r in rows]
   md = [f"# Sweep {plan['config']}\n",
         f"{len(rows)} trials: " + ', '.join(f'{n} {s}' for s, n in counts.items()) + '.'
         + (' Fixed: ' + ', '.join(f'{label(k)}={v}' for k, v in fixed.items()) + '.' if fixed
            else '') + '\n',
-        formatting.table([header.get(c, label(c)) for c in columns],
-                         [[_cell(c, r.get(c)) for c in columns] for r in rows], 'markdown')]
+        formatting.table([header.get(c, label(c)) for c in columns], cells, 'markdown')]
   failed = [r for r in rows if r['status'] == 'failed']
   if failed:
     md.append('\nFailed trials:\n\n' + ''.join(f"- {r['trial']}: {r['error']}\n"

@@ -147,10 +147,8 @@ def build_config(module, trial: dict):
   overrides = config_keys(trial['overrides'])
   keys.add_model_arguments(config, set(overrides), overrides.get('model.name'))
   for path, value in overrides.items():
-    *parents, leaf = path.split('.')
-    node = config
-    for part in parents:
-      node = node.get(part, {})
+    parent, _, leaf = path.rpartition('.')
+    node = config.get(parent, {}) if parent else config  # (a ConfigDict reads a dotted key)
     if leaf not in node:
       raise ValueError(keys.unknown_key(path, keys.declared(config)))
     node[leaf] = value
@@ -235,7 +233,6 @@ def load_plan(sweep_dir: str) -> dict:
 
 
 def command(sweep_dir: str, trial: dict, allow_schedule_change: bool = False) -> list[str]:
-  """The trial's train.py command line."""
   return ([sys.executable, os.path.join(REPO, 'train.py'), f"--config={trial['config']}"]
           + [f'--config.{k}={v}' for k, v in trial['config_overrides'].items()]
           + [f"--workdir={os.path.join(os.path.abspath(sweep_dir), trial['name'])}"]
@@ -282,7 +279,8 @@ def failure(log_path: str, returncode: int) -> str:
 
 
 class Children:
-  """The trials' processes, so that a stop request (SIGINT, SIGTERM) reaches them all."""
+  """The trials' processes, so that a stop request (SIGINT, SIGTERM) reaches them all
+  (Popen.send_signal passes over those that have ended)."""
 
   def __init__(self):
     self.procs, self.lock, self.stopping = set(), threading.Lock(), threading.Event()
@@ -294,10 +292,6 @@ class Children:
       self.procs.add(proc)
       if self.stopping.is_set():
         proc.send_signal(signal.SIGTERM)
-
-  def remove(self, proc):
-    with self.lock:
-      self.procs.discard(proc)
 
   def stop(self, signum, frame):
     del frame
@@ -313,20 +307,16 @@ class Children:
         proc.send_signal(sig)
 
 
-def _parent_death_signal():
-  """A function for a trial's process to run before train.py starts: SIGTERM it when
-  the runner's thread that started it dies, even by SIGKILL, so that no trial outlives
-  its runner (train.py then saves a checkpoint and exits). Linux's prctl; elsewhere
-  None, and sweep.py stops its trials on SIGINT/SIGTERM only. Resolved here, in the
-  runner: the child between fork and exec must not import or allocate."""
-  try:
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-  except (OSError, AttributeError):
-    return None
-  return lambda: prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
-
-
-_end_with_parent = _parent_death_signal()
+# What a trial's process runs before train.py starts: SIGTERM it when the runner's
+# thread that started it dies, even by SIGKILL, so that no trial outlives its runner
+# (train.py then saves a checkpoint and exits). Linux's prctl; elsewhere None, and
+# sweep.py stops its trials on SIGINT/SIGTERM only. Resolved here, in the runner: the
+# child between fork and exec must not import or allocate.
+try:
+  _prctl = ctypes.CDLL(None, use_errno=True).prctl
+  _end_with_parent = lambda: _prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+  _end_with_parent = None
 
 
 def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
@@ -342,9 +332,12 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
       write_status(trial_dir, status)
     status['state'] = 'done'
     return status
-  cmd = command(sweep_dir, trial, allow_schedule_change)
+  cmd, env = command(sweep_dir, trial, allow_schedule_change), env or {}
+  fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
+  # Where it ran: its GPUs (None: the CPU, or every GPU) and the share of their memory.
   status.update(name=trial['name'], overrides=trial['overrides'], command=cmd,
-                **slot_record(env or {}),
+                gpus=env.get('CUDA_VISIBLE_DEVICES'),
+                gpu_memory_fraction=float(fraction) if fraction else (1.0 if env else None),
                 state='running', host=socket.gethostname(), started=time.time(),
                 attempts=status.get('attempts', 0) + 1, error=None,
                 slurm_job=os.environ.get('SLURM_ARRAY_JOB_ID', '') and
@@ -359,13 +352,10 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
     # Its own session: a terminal's Ctrl-C reaches sweep.py only, which stops each trial
     # once, with SIGTERM (train.py saves a checkpoint and exits).
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=trial.get('cwd', REPO), env={**os.environ, **(env or {})},
+                            cwd=trial.get('cwd', REPO), env={**os.environ, **env},
                             start_new_session=True, preexec_fn=_end_with_parent)
     children.add(proc)
-    try:
-      returncode = proc.wait()
-    finally:
-      children.remove(proc)
+    returncode = proc.wait()
   status['wall_time'] = status.get('wall_time', 0.0) + time.time() - start
   status['returncode'] = returncode
   if returncode == 0 and is_done(trial_dir):
@@ -414,14 +404,6 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
           for i in range(count)]
 
 
-def slot_record(env: dict) -> dict:
-  """What a trial's trial.json says about where it ran: its GPUs (None: the CPU, or
-  every GPU) and the share of their memory it may use."""
-  fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
-  return {'gpus': env.get('CUDA_VISIBLE_DEVICES'),
-          'gpu_memory_fraction': float(fraction) if fraction else (1.0 if env else None)}
-
-
 def describe_slot(env: dict) -> str:
   """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or '' (the CPU)."""
   if not env:
@@ -450,27 +432,28 @@ def describe_slots(envs: list[dict]) -> str:
           'to 1/k of its memory with k on its GPU)')
 
 
-def _config_changes(trial_dir: str, trial: dict) -> dict | None:
-  """How the config saved in a trial's workdir differs from the trial's now (None: no
-  saved config)."""
+def trial_state(sweep_dir: str, trial: dict, move_stale: bool = False) -> str:
+  """done, resume, new, the state trial.json records, or stale: its workdir holds a
+  run of another config than the trial's now (its base config file was edited). With
+  `move_stale`, a stale trial's workdir is moved to DIR/stale/ (named in a line), so
+  that it runs again with its config of now: it is new."""
+  trial_dir = os.path.join(sweep_dir, trial['name'])
   try:
     saved = run_contract.read_saved(trial_dir)
   except run_contract.ContractError:
-    return {}  # unreadable: the trial's train.py says so in its one line, and it fails
-  if saved is None:
-    return None
-  module = load_module(trial['config'].partition(':')[0])
-  return run_contract.changes(saved, build_config(module, trial))
-
-
-def trial_state(sweep_dir: str, trial: dict) -> str:
-  """done, resume, new, the state trial.json records, or stale: its workdir holds a
-  run of another config than the trial's now (its base config file was edited)."""
-  trial_dir = os.path.join(sweep_dir, trial['name'])
-  diff = _config_changes(trial_dir, trial)
-  if diff is not None:
+    saved = None  # unreadable: the trial's train.py says so in its one line, and it fails
+  if saved is not None:
+    module = load_module(trial['config'].partition(':')[0])
+    diff = run_contract.changes(saved, build_config(module, trial))
     if set(diff) - run_contract.RESUMABLE:
-      return 'stale'
+      if not move_stale:
+        return 'stale'
+      aside = os.path.join(sweep_dir, 'stale', f"{trial['name']}.{int(time.time())}")
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      os.replace(trial_dir, aside)
+      print(f"{trial['name']}: ran with another config ({run_contract.describe(diff)}); "
+            f'moved it to {aside} to run it again', flush=True)
+      return 'new'
     if diff:
       return 'resume'  # a new length or period: train.py resumes (or says why not)
   if is_done(trial_dir):
@@ -478,23 +461,6 @@ def trial_state(sweep_dir: str, trial: dict) -> str:
   if os.path.isdir(os.path.join(trial_dir, 'checkpoints')):
     return 'resume'
   return read_status(trial_dir).get('state') or 'new'
-
-
-def trial_states(sweep_dir: str, trials: list[dict]) -> list[str]:
-  """Each trial's state; the workdirs of stale trials are moved to DIR/stale/ (named in
-  a line each), so that they run again with their config of now."""
-  states = [trial_state(sweep_dir, t) for t in trials]
-  for i, (trial, state) in enumerate(zip(trials, states)):
-    if state == 'stale':
-      trial_dir = os.path.join(sweep_dir, trial['name'])
-      diff = _config_changes(trial_dir, trial)
-      aside = os.path.join(sweep_dir, 'stale', f"{trial['name']}.{int(time.time())}")
-      os.makedirs(os.path.dirname(aside), exist_ok=True)
-      os.replace(trial_dir, aside)
-      print(f"{trial['name']}: ran with another config ({run_contract.describe(diff)}); "
-            f'moved it to {aside} to run it again', flush=True)
-      states[i] = 'new'
-  return states
 
 
 _print_lock = threading.Lock()
@@ -533,7 +499,7 @@ def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
   check_plan(sweep_dir, spec)
   with workdir_lib.Lock(sweep_dir):
     save_plan(sweep_dir, spec, trials)
-    no_failures = start(trial_states(sweep_dir, trials))
+    no_failures = start([trial_state(sweep_dir, t, move_stale=True) for t in trials])
   if slurm is None and report:
     print(report(), end='')
   return no_failures
@@ -593,11 +559,12 @@ def array_spec(indices: list[int]) -> str:
   return ','.join(parts)
 
 
-def slurm_options(module=None, arg=None) -> dict:
-  """Flags over the sweep file's get_slurm(arg) over the defaults."""
+def slurm_options(spec: str | None = None) -> dict:
+  """Flags over the get_slurm(arg) of the sweep file `spec` (file.py[:arg]), over defaults."""
   options = {'partition': None, 'gpus_per_task': 1, 'cpus_per_task': None, 'mem': None,
              'time': None, 'directives': []}
-  if module is not None and callable(getattr(module, 'get_slurm', None)):
+  module, _, arg = load_sweep_file(spec) if spec else (None, None, None)
+  if callable(getattr(module, 'get_slurm', None)):
     try:
       from_file = module.get_slurm(arg)
     except Exception as e:  # pylint: disable=broad-except  (the user's code)
@@ -672,9 +639,8 @@ def submit_slurm(sweep_dir: str, trials: list[dict], states: list[str], options:
   for i in indices:
     trial_dir = os.path.join(sweep_dir, trials[i]['name'])
     os.makedirs(trial_dir, exist_ok=True)
-    status = read_status(trial_dir)
-    status.update(state='queued', slurm_job=f'{job}_{i}')
-    write_status(trial_dir, status)
+    write_status(trial_dir, {**read_status(trial_dir), 'state': 'queued',
+                             'slurm_job': f'{job}_{i}'})
   print(f'Submitted job array {job} ({len(indices)} tasks: {path}) and the report as job '
         f'{report_job}.\n  squeue -j {job}          # the trials\n'
         f'  python {" ".join(report_args)} --workdir={sweep_dir}   # results so far', flush=True)

@@ -384,7 +384,7 @@ def test_a_trial_run_with_another_config_is_stale(tmp_path):
   config.schedule.learning_rate = 0.5  # the base config file was edited
   run_contract.save(str(trial_dir), config)
   assert sweep.trial_state(str(sweep_dir), trial) == 'stale'
-  assert sweep.trial_states(str(sweep_dir), [trial]) == ['new']
+  assert sweep.trial_state(str(sweep_dir), trial, move_stale=True) == 'new'
   moved, = os.listdir(sweep_dir / 'stale')
   assert moved.startswith(trial['name'] + '.') and not trial_dir.exists()
 
