@@ -16,10 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tests import prewarmed  # pylint: disable=wrong-import-position
-from tests.support import (  # pylint: disable=wrong-import-position
-    GUARDED, LENET_8_STEPS, QUICK_XLA_FLAGS)
-# XLA's quickest compile for the suite (tests/support.py says why), before JAX imports.
-os.environ['XLA_FLAGS'] = f"{QUICK_XLA_FLAGS} {os.environ.get('XLA_FLAGS', '')}".strip()
+from tests.support import GUARDED, LENET_8_STEPS  # pylint: disable=wrong-import-position
 # TensorFlow (tf.data only) must never take an accelerator, nor flood the log.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # The suite's own caches (JAX's compiled programs, folder manifests; every process it

@@ -1,26 +1,8 @@
-"""What several test modules share: XLA's flags for the suite, the environment of a
-guarded run, loopback ports for the multi-process tests' coordinators, and an optimizer's
-first updates."""
+"""What several test modules share: the environment of a guarded run, loopback ports
+for the multi-process tests' coordinators, and an optimizer's first updates."""
 
 import random
 import socket
-
-# The suite compiles every program at XLA's quickest (conftest.py sets these for its own
-# process and every one it starts): LLVM at level 0 and, on CPU, the classic kernel
-# emitters, as lib/compile_options.run_once does for a run's init. A test checks what a
-# program computes, not how fast its code runs, and much of the suite's CPU time is XLA
-# compiling toy programs that then run a few steps: these flags halve it (user CPU
-# seconds of test_lookahead.py with test_recipes.py: 105 -> 51). The values differ from
-# level 2's by float rounding (20 LeNet-5 steps on mnist5k: train loss 2.1161530 at
-# level 2, 2.1161532 here), which grows over a run's steps like any change of summation
-# order, so runs that a test compares are made under the same flags. A compile's own
-# options (the train step's fusion choice, lib/compile_options.train_step) still apply.
-QUICK_XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
-
-
-def xla_flags(devices: int) -> str:
-  """XLA_FLAGS for a process with `devices` CPU devices, compiling as the suite does."""
-  return f'{QUICK_XLA_FLAGS} --xla_force_host_platform_device_count={devices}'
 
 # An implicit host-device transfer is an error, and every compilation is logged.
 GUARDED = {'JAX_TRANSFER_GUARD': 'disallow', 'JAX_LOG_COMPILES': '1'}

@@ -10,8 +10,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -206,41 +204,14 @@ with open(os.path.join(ROOT, 'tests', 'data', 'learning_rates.json')) as _f:
   RECORDED_RATES = json.load(_f)
 
 
-SCHEDULED = CONFIGS + [('nin', None), ('nin', 'augment')]
-
-
-@pytest.fixture(scope='module')
-def default_compile_rates():
-  """Each config's rates as a user's process computes them: in a process at XLA's default
-  compile, not the suite's quickest (tests/support.py), whose rounding differs in the last
-  bit. {config: (total steps, steps per epoch, {step: rate} for the recorded steps, sha256)}"""
-  code = f"""
-import hashlib, json, sys
-sys.path.insert(0, {ROOT!r})
-from tests.test_configs import RECORDED_RATES, SCHEDULED, _rates, _run_length, load
-out = {{}}
-for name, arg in SCHEDULED:
-  c, key = load(name, arg), f'{{name}}:{{arg or ""}}'
-  rates = _rates(c)
-  out[key] = (len(rates), _run_length(c)[0],
-              {{s: float(rates[int(s)]) for s in RECORDED_RATES[key]['some']}},
-              hashlib.sha256(rates.tobytes()).hexdigest())
-print(json.dumps(out))
-"""
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
-                          capture_output=True, timeout=600, check=True)
-  return json.loads(result.stdout.splitlines()[-1])
-
-
-@pytest.mark.parametrize('name,arg', SCHEDULED)
-def test_every_shipped_schedule_gives_the_rates_it_always_gave(name, arg,
-                                                               default_compile_rates):
-  recorded = RECORDED_RATES[f'{name}:{arg or ""}']
-  total, per_epoch, some, sha256 = default_compile_rates[f'{name}:{arg or ""}']
-  assert (total, per_epoch) == (recorded['total_steps'], recorded['steps_per_epoch'])
-  assert some == recorded['some']
-  assert sha256 == recorded['sha256']
+@pytest.mark.parametrize('name,arg', CONFIGS + [('nin', None), ('nin', 'augment')])
+def test_every_shipped_schedule_gives_the_rates_it_always_gave(name, arg):
+  c = load(name, arg)
+  recorded, rates = RECORDED_RATES[f'{name}:{arg or ""}'], _rates(c)
+  assert (len(rates), _run_length(c)[0]) == (recorded['total_steps'],
+                                             recorded['steps_per_epoch'])
+  assert {s: float(rates[int(s)]) for s in recorded['some']} == recorded['some']
+  assert hashlib.sha256(rates.tobytes()).hexdigest() == recorded['sha256']
 
 
 @pytest.mark.parametrize('name,arg', [('resnet', 'depth=110'), ('lenet', None),

@@ -17,14 +17,14 @@ from lib import experiment
 from lib import parallel
 
 from tests import prewarmed
-from tests.support import GUARDED, xla_flags
+from tests.support import GUARDED
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(*args, devices=1):
   env = {**os.environ, **GUARDED,
-         'XLA_FLAGS': xla_flags(devices)}
+         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
   result = prewarmed.run([sys.executable, *args], cwd=ROOT, text=True, timeout=600, env=env)
   assert 'Disallowed' not in result.stderr, result.stderr[-3000:]
   assert result.returncode == 0, result.stderr[-3000:]
@@ -117,9 +117,7 @@ def test_the_cpu_train_step_drops_xla_fusion_for_residual_networks_only(residual
   info = experiment.validate(config)
   exp = experiment.setup(config, info, parallel.data_mesh())
   assert exp.net.module.residual == residual
-  # (With the fusion emitters the suite's flags turn off, tests/support.py: the classic
-  # ones name their loops otherwise.)
   text = exp.train_step.lower(exp.state_target(), input_pipeline.train_spec(
-      config, info, exp.mesh)).compile({'xla_cpu_use_fusion_emitters': True}).as_text()
+      config, info, exp.mesh)).compile().as_text()
   loops = re.findall(r'%(\S+) = \S+ fusion\(.*kind=kLoop', text)
   assert loops and all(name.startswith('wrapped_') for name in loops) == residual

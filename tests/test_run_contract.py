@@ -23,7 +23,6 @@ from lib import trained
 from lib import workdir as workdir_lib
 import train
 from tests import prewarmed
-from tests.support import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,7 +128,7 @@ def resume_on(devices, workdir):
   code = (f'import sys; sys.path.insert(0, {ROOT!r}); import train; '
           'from tests.test_run_contract import lenet; '
           f'train.train_and_evaluate(lenet(), {workdir!r})')
-  env = {**os.environ, 'XLA_FLAGS': xla_flags(devices)}
+  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
   result = prewarmed.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
                          capture_output=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]

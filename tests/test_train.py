@@ -23,7 +23,6 @@ from lib import parallel
 from lib import steps
 import train
 from tests import prewarmed
-from tests.support import xla_flags
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -237,7 +236,7 @@ def test_a_config_in_epochs_switches_to_steps_from_the_command_line(tmp_path):
 def test_indivisible_batch_is_one_line_error(tmp_path):
   result = run_cli('--config=configs/lenet.py', f'--workdir={tmp_path}',
                    '--config.batch_size=30',
-                   env={'XLA_FLAGS': xla_flags(4)})
+                   env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
   assert result.returncode == 2
   assert 'config.batch_size=30 is not divisible by the 4 devices' in result.stderr
   assert 'Traceback' not in result.stderr
@@ -253,7 +252,7 @@ c = tiny_config(6, name='mnist5k', channels=1)
 c.log_every_steps = 1
 train.train_and_evaluate(c, {str(workdir)!r})
 """
-  env = {**os.environ, 'XLA_FLAGS': xla_flags(devices)}
+  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
   result = prewarmed.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
                          capture_output=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -306,7 +305,7 @@ print(json.dumps({{'resident': input_pipeline.resident(c, info), 'first': first,
 
 
 def resident_run(devices, workdir, dataset='mnist5k'):
-  env = {**os.environ, 'XLA_FLAGS': xla_flags(devices)}
+  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
   result = prewarmed.run([sys.executable, '-c', RESIDENT_RUN.format(
       root=ROOT, workdir=str(workdir), dataset=dataset)],
                          cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
