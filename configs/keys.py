@@ -359,8 +359,9 @@ def unknown_key(path: str, paths: list[str], where: str = '') -> str:
   (`where` after the key): the declared key a misspelt or misplaced one most likely meant
   is the same name in another group first, else the most similar path."""
   leaf = path.rsplit('.', 1)[-1]
-  similarity = lambda p: max(difflib.SequenceMatcher(None, path, p).ratio(), difflib.
-                             SequenceMatcher(None, leaf, p.rsplit('.', 1)[-1]).ratio())
+  def similarity(p):
+    return max(difflib.SequenceMatcher(None, path, p).ratio(),
+               difflib.SequenceMatcher(None, leaf, p.rsplit('.', 1)[-1]).ratio())
   close = next((p for p in paths if p.rsplit('.', 1)[-1] == leaf), None) or max(
       (p for p in paths if similarity(p) >= 0.6), key=similarity, default=None)
   return f'unknown config key {path!r}{where}' + (f'; did you mean {close!r}?' if close else '')
