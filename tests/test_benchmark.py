@@ -16,6 +16,7 @@ from benchmarking import pillow_baseline
 from benchmarking import torch_cpu
 from benchmarking import torch_nets
 from data import transforms
+from lib import compile_options
 import models
 from models import layer_stats
 from tests import prewarmed
@@ -24,11 +25,20 @@ from tests.test_input_pipeline import make_config
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run(tmp_path, *args):
+# XLA's quickest compile (compile_options.run_once), for the tests of the tools that time
+# many programs a few steps each (--compare=torch, --against): they check what the tool
+# reports, not how fast; compiling was most of their time (together 254-279 s, alternating
+# with 95-149 s at this compile, on 2 loaded cores).
+QUICK_COMPILE = {'XLA_FLAGS': ' '.join(
+    f'--{k}={str(v).lower()}' for k, v in compile_options.run_once('cpu').items())}
+
+
+def run(tmp_path, *args, env=None):
   """benchmark.py's run (forked with its imports made: the timings start after them)."""
   out = tmp_path / 'bench.json'
   result = prewarmed.run([sys.executable, 'benchmark.py', *args, f'--json={out}'],
-                         cwd=ROOT, text=True, capture_output=True, timeout=600)
+                         cwd=ROOT, text=True, capture_output=True, timeout=600,
+                         env={**os.environ, **(env or {})})
   return result, (json.loads(out.read_text()) if out.exists() else None)
 
 
@@ -271,7 +281,7 @@ def test_against_another_checkout_alternates_and_takes_the_best(tmp_path):
       'json.dump([{"images_per_sec": 1000.0}], open(out, "w"))\n')
   (theirs / 'train.py').write_text('')
   result, report = run(tmp_path, f'--against={theirs}', '--model=lenet5', '--batch_size=16',
-                       '--steps=3', '--warmup=1', '--repeats=2')
+                       '--steps=3', '--warmup=1', '--repeats=2', env=QUICK_COMPILE)
   assert result.returncode == 0, result.stderr[-3000:]
   assert report['order'] == ['ours', 'theirs', 'ours', 'theirs',
                              'theirs', 'ours', 'theirs', 'ours']
@@ -309,7 +319,7 @@ def test_compare_torch_alternates_and_takes_the_best(tmp_path):
   same network (NCHW and channels_last) each round, the first one swapped each round,
   the best of the rounds, ratio ours / torch."""
   result, report = run(tmp_path, '--compare=torch', '--model=lenet5,resnet20',
-                       '--batch_size=8', '--steps=2', '--repeats=2')
+                       '--batch_size=8', '--steps=2', '--repeats=2', env=QUICK_COMPILE)
   assert result.returncode == 0, result.stderr[-3000:]
   assert report['torch'].startswith('2.') and report['threads'] >= 1
   assert [r['model'] for r in report['rows']] == ['lenet5', 'resnet20']
