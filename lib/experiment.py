@@ -76,7 +76,7 @@ def check_model(config):
   computing nothing), the keys it and evaluation read, with a stand-in for the dataset's
   classes."""
   check_ranges(config, EVALUATION_KEYS)
-  input_pipeline.check_augment(config)  # (before READ_ONLY_WHEN reads its preset)
+  transforms.augmentation(config)  # (its errors, before READ_ONLY_WHEN reads its preset)
   nnx.eval_shape(lambda: _build(config, config.num_classes or 10, nnx.Rngs(0)))
 
 
