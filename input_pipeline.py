@@ -11,6 +11,7 @@ array ops, keyed by the stream position. Evaluation visits every example once
 """
 
 import concurrent.futures
+import contextlib
 import ctypes
 import functools
 import itertools
@@ -40,17 +41,12 @@ EVAL_VIEWS = ('center', '10crop', 'full')
 RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
 
 
-def check_augment(config):
-  """config.dataset.augment's errors, which need no data (transforms.parse names them)."""
-  transforms.augmentation(config)
-
-
 def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
   """Dataset-related config errors, each naming the field and the fix; then, where the
   data will be resident, `splits` decoded into memory now (kept in info.decoded), so that
   a file that cannot be decoded stops the run before anything is written."""
   d = config.dataset
-  check_augment(config)
+  transforms.augmentation(config)  # (its errors: transforms.parse names them)
   if d.on_corrupt not in ('stop', 'skip'):
     raise ValueError(f"config.dataset.on_corrupt must be 'stop' or 'skip'; got {d.on_corrupt!r}")
   if d.channels not in (1, 3):
@@ -151,12 +147,10 @@ def _keep_freed_memory(worker_index: int, worker_count: int):  # pylint: disable
   Otherwise each batch's arrays (4.8 MB at 224 px and batch 32) are mapped afresh and
   their pages faulted in one by one: transforms.train_batch took 161 us an image instead
   of 53. (Another libc, without mallopt, keeps its own ways.)"""
-  try:
+  with contextlib.suppress(OSError, AttributeError):
     libc = ctypes.CDLL(None)
     libc.mallopt(M_MMAP_THRESHOLD, 64 << 20)  # (arrays below it come from the heap,
     libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)  # which keeps up to this much free)
-  except (OSError, AttributeError):
-    pass
 
 
 def _iterate(dataset: grain.MapDataset, config) -> grain.IterDataset:

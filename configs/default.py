@@ -11,14 +11,12 @@ import ml_collections
 from configs import common
 from configs import keys
 
-DURATIONS = keys.DURATIONS  # (each a pair: steps, epochs)
-
 
 def clear_duration_partners(config, given):
   """For each duration key in `given` (dotted keys set on the command line or by a
   sweep), set its partner to None unless it was given too: `--config.num_train_steps=500`
   turns a config in epochs into one in steps."""
-  for pair in DURATIONS:
+  for pair in keys.DURATIONS:  # (each a pair: steps, epochs)
     for key, partner in (pair, pair[::-1]):
       if key in given and partner not in given and config.get(key) is not None:
         config[partner] = None

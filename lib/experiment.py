@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from configs import default
 from configs import keys
 from data import sources
 from data import transforms
@@ -77,7 +76,7 @@ def check_model(config):
   computing nothing), the keys it and evaluation read, with a stand-in for the dataset's
   classes."""
   check_ranges(config, EVALUATION_KEYS)
-  input_pipeline.check_augment(config)  # (before READ_ONLY_WHEN reads its preset)
+  transforms.augmentation(config)  # (its errors, before READ_ONLY_WHEN reads its preset)
   nnx.eval_shape(lambda: _build(config, config.num_classes or 10, nnx.Rngs(0)))
 
 
@@ -93,10 +92,6 @@ def create_net(config, num_classes: int) -> models.Functional:
   return models.functional(functools.partial(_build, config, num_classes))
 
 
-# Each key's range and the conditions under which it is read (refuse_idle), declared
-# with the key in configs/keys.py.
-RANGES = keys.RANGES
-READ_ONLY_WHEN = keys.READ_ONLY_WHEN
 # What building the model and evaluating read: check_model, for evaluate.py too.
 EVALUATION_KEYS = ('precision', 'dataset.image_size', 'dataset.channels', 'batch_size',
                    'num_classes')
@@ -151,9 +146,9 @@ class RunView:
 
 
 def _check_training(config):
-  for pair in default.DURATIONS:
+  for pair in keys.DURATIONS:
     _one_of(config, *pair)  # (their values: RANGES)
-  check_ranges(config, [key for key in RANGES if key not in EVALUATION_KEYS])  # (check_model's)
+  check_ranges(config, [k for k in keys.RANGES if k not in EVALUATION_KEYS])  # (check_model's)
   d = config.dataset
   if d.scale_min > d.scale_max:
     raise ValueError(f'config.dataset.scale_min={d.scale_min} is above scale_max='
@@ -167,12 +162,12 @@ def _check_training(config):
 
 
 def check_ranges(config, fields):
-  """Each of `fields` (dotted keys of RANGES) within its range, and finite (NaN and
+  """Each of `fields` (dotted keys of keys.RANGES) within its range, and finite (NaN and
   infinity pass a comparison with `inf`, and fail as the run's first loss): ValueError
   naming the first that is not, and the values it admits (a None the key admits
   passes)."""
   for field in fields:
-    ok, admits = RANGES[field]
+    ok, admits = keys.RANGES[field]
     value = config[field]  # (a ConfigDict reads a dotted key)
     if value is None and keys.KEYS[field].admits_none:
       continue
@@ -189,8 +184,8 @@ def refuse_idle(config, given, info=None):
   cannot act on its model or run (READ_ONLY_WHEN). check() runs it before the data;
   validate(), with the dataset's `info`, again, knowing the length of a run in epochs."""
   run = RunView(config, info)  # (the model traced only if a condition asks)
-  for key in sorted(k for k in given if k in READ_ONLY_WHEN):
-    acts, when = READ_ONLY_WHEN[key]
+  for key in sorted(k for k in given if k in keys.READ_ONLY_WHEN):
+    acts, when = keys.READ_ONLY_WHEN[key]
     if not acts(config, run):
       raise ValueError(f'config.{key} is read only when {when}, which this run is not: '
                        'the setting would change nothing; drop it, or change that too')
@@ -209,7 +204,7 @@ class RunLength:
 
 
 def run_length(config, info) -> RunLength:
-  """Every duration of configs/default.DURATIONS in steps, from its steps or epochs key
+  """Every duration of configs/keys.DURATIONS in steps, from its steps or epochs key
   (a fraction of an epoch rounds up to at least one step). An epoch is as many full
   batches as the training split holds; the stream walks one permutation of the split
   after another (data/sampler.py), so E epochs draw each example E times, give or take
@@ -222,7 +217,7 @@ def run_length(config, info) -> RunLength:
                      f'a batch of at most {info.num_train}, or a larger split')
   steps_per_epoch = info.num_train // config.batch_size
   in_steps = []  # (DURATIONS are in RunLength's order)
-  for steps_key, epochs_key in default.DURATIONS:
+  for steps_key, epochs_key in keys.DURATIONS:
     key, value = _one_of(config, steps_key, epochs_key)
     in_steps.append(value if key == steps_key else max(1, math.ceil(value * steps_per_epoch)))
   return RunLength(steps_per_epoch, *in_steps)

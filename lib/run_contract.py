@@ -40,7 +40,7 @@ HISTORY = 'config_history.jsonl'  # one line per launch that changed the saved c
 
 # What a resumed run may change: how long it runs, how often it logs, evaluates and
 # checkpoints, how many checkpoints it keeps, and where and how it reads the same data.
-RESUMABLE = frozenset({k for pair in default.DURATIONS for k in pair}
+RESUMABLE = frozenset({k for pair in keys.DURATIONS for k in pair}
                       | {'keep_checkpoints', 'dataset.workers', 'dataset.data_dir',
                          'distributed'})
 # What changes how a launch works, not the run it continues: never compared.

@@ -26,11 +26,10 @@ from absl import flags
 
 from configs import default, hyper, keys
 from lib import formatting
-from lib.cli import load_module  # (a config or sweep file as a module)
+from lib.cli import REPO, load_module  # (the repository; a config or sweep file as a module)
 from lib import run_contract
 from lib import workdir as workdir_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 PLAN = 'sweep.json'      # DIR/sweep.json: the sweep file and its trials
 LOG = 'train.log'        # DIR/<trial>/train.log
 CONFIG_PREFIX = 'config.'
@@ -469,8 +468,7 @@ _print_lock = threading.Lock()
 def say(line: str):
   """One whole line at a time from the runner threads."""
   with _print_lock:
-    sys.stdout.write(line + '\n')
-    sys.stdout.flush()
+    print(line, flush=True)
 
 
 def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,

@@ -253,7 +253,7 @@ VALID = r'.*give a preset \(cifar, .*none\) or a list of presets and operations 
 def test_a_bad_spec_is_refused_in_one_line_naming_the_key_and_the_part(spec, message):
   config = make_config(augment=spec)
   with pytest.raises(ValueError, match=message) as e:
-    input_pipeline.check_augment(config)
+    transforms.augmentation(config)
   assert '\n' not in str(e.value)
 
 
@@ -268,5 +268,5 @@ def test_an_unknown_pad_mode_is_named_where_it_is_read():
   config = make_config(augment='cifar', pad_mode='mirror')
   with pytest.raises(ValueError, match=r"config.dataset.pad_mode must be zeros or reflect; "
                      r"got 'mirror'"):
-    input_pipeline.check_augment(config)
-  input_pipeline.check_augment(make_config(augment='airbench', pad_mode='mirror'))  # unread
+    transforms.augmentation(config)
+  transforms.augmentation(make_config(augment='airbench', pad_mode='mirror'))  # unread

@@ -157,7 +157,7 @@ def test_the_readme_lists_every_key_as_the_table_declares_it():
 
 def test_every_default_is_within_its_declared_range_and_type():
   config = default.get_config()
-  experiment.check_ranges(config, experiment.RANGES)
+  experiment.check_ranges(config, keys.RANGES)
   for key in keys.KEYS.values():
     assert key.default is None or isinstance(key.default, key.type), key.name
   _, admits = keys.RANGES['precision']
