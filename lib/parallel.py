@@ -50,11 +50,10 @@ def use_cpu_cores():
   accelerator in JAX_PLATFORMS nor a JAX plugin installed). A device count already in
   XLA_FLAGS (--xla_force_host_platform_device_count) wins. docs/CPU_SPEED.md: two
   devices on two cores train LeNet-5 and ResNet-20 faster than one."""
-  platforms = jax.config.jax_platforms
+  platforms = jax.config.jax_platforms  # (JAX_PLATFORMS; else any plugin installed)
   accelerator = (set(platforms.split(',')) != {'cpu'} if platforms else
-                 bool(importlib.metadata.entry_points(group='jax_plugins'))
-                 or importlib.util.find_spec('jax_plugins') is not None
-                 or importlib.util.find_spec('libtpu') is not None)
+                 any(importlib.util.find_spec(m) for m in ('jax_plugins', 'libtpu'))
+                 or bool(importlib.metadata.entry_points(group='jax_plugins')))
   if (accelerator or xla_bridge.backends_are_initialized()  # (then its devices stay)
       or 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')):
     return
