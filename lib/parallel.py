@@ -25,9 +25,6 @@ def maybe_initialize_distributed(config):
   Raises ValueError (one line, the fix) for an incomplete set of variables.
   """
   env = os.environ
-  if not (config.get('distributed') or 'JAX_NUM_PROCESSES' in env
-          or int(env.get('SLURM_NTASKS', '1')) > 1 or env.get('TPU_WORKER_HOSTNAMES')):
-    use_cpu_cores()
   if 'JAX_NUM_PROCESSES' in env:
     missing = [k for k in ('JAX_COORDINATOR_ADDRESS', 'JAX_PROCESS_ID') if k not in env]
     if missing:
@@ -38,6 +35,8 @@ def maybe_initialize_distributed(config):
   elif (config.get('distributed') or int(env.get('SLURM_NTASKS', '1')) > 1
         or env.get('TPU_WORKER_HOSTNAMES')):
     jax.distributed.initialize()
+  else:  # one process (a multi-process job's keep one CPU device each)
+    use_cpu_cores()
 
 
 # The pin: this many XLA:CPU devices (1: today's single device), instead of one per core.
@@ -97,9 +96,10 @@ def host_to_devices():
 
 def one_step_at_a_time(mesh) -> bool:
   """Whether each step must wait for the one before: several of this process's XLA:CPU
-  devices in the mesh (one per core, use_cpu_cores, or XLA_FLAGS' count). XLA:CPU runs each device's part of a step on threads of a shared pool and meets
-  the others at every collective; with steps queued ahead (asynchronous dispatch), a
-  later step's collective can hold the threads an earlier one waits for, and the run
-  aborts ("Termination timeout for all reduce"; seen with 2 devices on 2 cores and 8 on
-  2). GPUs and TPUs, and a single CPU device, queue steps ahead as usual."""
+  devices in the mesh (one per core, use_cpu_cores, or XLA_FLAGS' count). XLA:CPU runs
+  each device's part of a step on threads of a shared pool and meets the others at
+  every collective; with steps queued ahead (asynchronous dispatch), a later step's
+  collective can hold the threads an earlier one waits for, and the run aborts
+  ("Termination timeout for all reduce"; seen with 2 devices on 2 cores and 8 on 2).
+  GPUs and TPUs, and a single CPU device, queue steps ahead as usual."""
   return mesh.devices.flat[0].platform == 'cpu' and len(mesh.local_devices) > 1

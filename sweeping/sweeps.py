@@ -410,7 +410,7 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
 
 
 def describe_slot(env: dict) -> str:
-  """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or ' on 2 CPU devices'."""
+  """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or ' on 2 CPU device(s)'."""
   if 'CUDA_VISIBLE_DEVICES' not in env:
     return f" on {env['CLASSIC_CPU_DEVICES']} CPU device(s)"
   gpus = env['CUDA_VISIBLE_DEVICES']
