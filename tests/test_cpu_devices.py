@@ -5,6 +5,8 @@ import json
 import os
 import sys
 
+import pytest
+
 from lib import parallel
 from tests import prewarmed
 from tests.conftest import ROOT
@@ -56,7 +58,8 @@ def test_a_bad_pin_is_one_line_error(tmp_path):
 
 def test_a_batch_trains_on_the_most_devices_that_divide_it(tmp_path):
   """Batch 6 on 4 CPU devices: 3 of them, said in the start line and kept in run.json;
-  batch 7: 1 device. Any batch is accepted on one process's CPU devices."""
+  batch 7: 1 device. Any batch is accepted on one process's CPU devices. evaluate.py,
+  on all 4 (its eval batches padded to them), gives what training's evaluation gave."""
   for batch, devices in ((6, 3), (7, 1)):
     workdir = tmp_path / str(batch)
     result = prewarmed.run([sys.executable, 'train.py', *LENET_8_STEPS,
@@ -66,3 +69,11 @@ def test_a_batch_trains_on_the_most_devices_that_divide_it(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f'global batch {batch} over {devices} devices' in result.stdout, result.stdout
     assert json.load(open(workdir / 'run.json'))['devices'] == devices
+  result = prewarmed.run([sys.executable, 'evaluate.py', f'--workdir={workdir}',
+                          '--checkpoint=latest'], cwd=ROOT, text=True, timeout=600,
+                         env={**os.environ, PIN: '4'})
+  assert result.returncode == 0, result.stderr[-2000:]
+  (record,) = [json.loads(f.read_text()) for f in (workdir / 'eval').iterdir()]
+  final = json.load(open(workdir / 'final_metrics.json'))
+  assert record['num_examples'] == final['num_examples']
+  assert record['top1'] == pytest.approx(final['top1']), (record, final)
