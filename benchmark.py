@@ -107,7 +107,7 @@ def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None 
   info = experiment.validate(config)  # (the dataset 'synthetic' unless --end_to_end)
   if not end_to_end:
     config.dataset.device_resident = False  # one uint8 batch, as the host pipeline gives
-  mesh = parallel.data_mesh()
+  mesh = parallel.data_mesh(config.batch_size)
   exp = experiment.setup(config, info, mesh)  # train.py's model, optimizer, steps
   state = jax.jit(exp.init, out_shardings=exp.state_sharding)(jax.random.key(config.seed))
 
@@ -152,7 +152,7 @@ def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None 
   facts = {'mode': 'end_to_end' if end_to_end else 'train_step',
            'model': config.model.name, 'dataset': info.name,
            'batch_size': config.batch_size, 'image_size': config.dataset.image_size,
-           'precision': config.precision, 'devices': jax.device_count(),
+           'precision': config.precision, 'devices': mesh.size,
            'device_kind': jax.devices()[0].device_kind, 'compile_s': compile_s}
   return timer, facts
 
@@ -291,6 +291,7 @@ def main(argv):
     os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), *extra])
   if FLAGS.against is None:  # (--against's processes each have a cache of their own)
     cli.use_compilation_cache()
+  parallel.use_cpu_cores()  # (as train.py: one XLA device per core on a CPU)
   if FLAGS.suite == 'gpu':
     report = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
     table = format_table(report, [*gpu_suite.ROW_KEYS, 'epoch_s'])

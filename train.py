@@ -83,7 +83,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
                          'the workdir of a training run')
       run_contract.check_format(config.init_from, '--config.init_from', resuming=False)
     info = experiment.validate(config, given)  # every check of the config, in order
-    exp = experiment.setup(config, info, parallel.data_mesh())
+    exp = experiment.setup(config, info, parallel.data_mesh(config.batch_size))
     recipes.check_length(config, exp.length.total_steps)
     weights = None if resuming else initial_weights(exp)
     workdir_lib.check_usable(workdir)
@@ -338,7 +338,7 @@ def record_start(exp: experiment.Experiment, workdir: str, changed: dict, start:
   again: its final metrics come at the end."""
   if jax.process_index() != 0:
     return
-  facts = run_contract.run_facts(exp.info, exp.length, jax.device_count(),
+  facts = run_contract.run_facts(exp.info, exp.length, exp.mesh.size,
                                  jax.process_count())
   moved = run_contract.layout_change(run_contract.read_facts(workdir), facts) if start else {}
   if moved:
@@ -356,7 +356,7 @@ def announce(exp: experiment.Experiment, start: int, log: 'MetricsLog'):
   where = ', data resident on the devices' if input_pipeline.resident(config, info) else ''
   print(f'Training {config.model.name} on {info.name}: {length.total_steps} steps '
         f'({length.steps_per_epoch} per epoch), global batch {config.batch_size} over '
-        f'{jax.device_count()} devices{where}', flush=True)
+        f'{exp.mesh.size} devices{where}', flush=True)
   if info.num_corrupt and start == 0:
     log.write({'split': 'data', 'step': 0, 'num_corrupt_files_skipped': info.num_corrupt})
 

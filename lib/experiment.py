@@ -23,6 +23,7 @@ from data import transforms
 import input_pipeline
 from lib import compile_options
 from lib import optim
+from lib import parallel
 from lib import recipes
 from lib import steps
 import models
@@ -153,7 +154,7 @@ def _check_training(config):
   if d.scale_min > d.scale_max:
     raise ValueError(f'config.dataset.scale_min={d.scale_min} is above scale_max='
                      f'{d.scale_max}; S is drawn from [scale_min, scale_max]')
-  if config.batch_size % jax.device_count():
+  if config.batch_size % parallel.mesh_size(config.batch_size):  # (any batch: one CPU)
     raise ValueError(f'config.batch_size={config.batch_size} is not divisible by the '
                      f'{jax.device_count()} devices; use a multiple of {jax.device_count()}')
   # The optimizer and the schedule, with stand-ins for the dataset's numbers.

@@ -336,7 +336,8 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
   # Where it ran: its GPUs (None: the CPU, or every GPU) and the share of their memory.
   status.update(name=trial['name'], overrides=trial['overrides'], command=cmd,
                 gpus=env.get('CUDA_VISIBLE_DEVICES'),
-                gpu_memory_fraction=float(fraction) if fraction else (1.0 if env else None),
+                gpu_memory_fraction=float(fraction) if fraction else (
+                    1.0 if 'CUDA_VISIBLE_DEVICES' in env else None),
                 state='running', host=socket.gethostname(), started=time.time(),
                 attempts=status.get('attempts', 0) + 1, error=None,
                 slurm_job=os.environ.get('SLURM_ARRAY_JOB_ID', '') and
@@ -388,9 +389,13 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
   """The environment of each of `count` trials that run at once on `gpus`. Up to one
   trial per GPU, every GPU is used (3 GPUs, 2 trials: GPU 0 and GPUs 1,2). More share
   them, trial i on GPU i mod n, each without preallocation and up to 1/k of its memory
-  with k on that GPU: a LeNet or ResNet-20 uses a sliver of an H100."""
+  with k on that GPU: a LeNet or ResNet-20 uses a sliver of an H100. On the CPU, each
+  trial trains on its share of the cores, an XLA device each, unless the user pinned the
+  count (lib/parallel.CPU_DEVICES)."""
   if not gpus:
-    return [{} for _ in range(count)]
+    share = max(1, len(os.sched_getaffinity(0)) // count)
+    return [{'CLASSIC_CPU_DEVICES': os.environ.get('CLASSIC_CPU_DEVICES') or str(share)}
+            for _ in range(count)]
   if count <= len(gpus):
     bounds = [len(gpus) * i // count for i in range(count + 1)]
     return [{'CUDA_VISIBLE_DEVICES': ','.join(gpus[bounds[i]:bounds[i + 1]])}
@@ -404,9 +409,9 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
 
 
 def describe_slot(env: dict) -> str:
-  """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or '' (the CPU)."""
-  if not env:
-    return ''
+  """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or ' on 2 CPU device(s)'."""
+  if 'CUDA_VISIBLE_DEVICES' not in env:
+    return f" on {env['CLASSIC_CPU_DEVICES']} CPU device(s)"
   gpus = env['CUDA_VISIBLE_DEVICES']
   where = f" on GPU{'s' if ',' in gpus else ''} {gpus}"
   fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
@@ -416,9 +421,9 @@ def describe_slot(env: dict) -> str:
 def describe_slots(envs: list[dict]) -> str:
   """The plan's GPUs: ' on GPUs 0,1 (2 trials per GPU, each up to 0.5 of its memory)',
   ' on GPUs 0,1 (3 trials on GPU 0, 2 on GPU 1, each up to 1/k of its memory with k on
-  its GPU)', ' on GPUs 0,1 | 2,3' (two GPUs each), or '' (the CPU)."""
-  if not envs or not envs[0]:
-    return ''
+  its GPU)', ' on GPUs 0,1 | 2,3' (two GPUs each), or ' on 1 CPU device(s) each'."""
+  if 'CUDA_VISIBLE_DEVICES' not in envs[0]:
+    return describe_slot(envs[0]) + ' each'
   gpus = list(dict.fromkeys(env['CUDA_VISIBLE_DEVICES'] for env in envs))
   if not envs[0].get('XLA_PYTHON_CLIENT_MEM_FRACTION'):
     return f" on GPU{'s' if len(envs) > 1 or ',' in gpus[0] else ''} {' | '.join(gpus)}"

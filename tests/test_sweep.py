@@ -98,7 +98,6 @@ def shared(gpu, fraction):
 
 
 @pytest.mark.parametrize('gpus, count, want', [
-    ([], 2, [{}, {}]),                                      # the CPU: the cores are shared
     (['0', '1', '2', '3'], 2, [{'CUDA_VISIBLE_DEVICES': '0,1'},
                                {'CUDA_VISIBLE_DEVICES': '2,3'}]),
     (['4', '5'], 2, [{'CUDA_VISIBLE_DEVICES': '4'}, {'CUDA_VISIBLE_DEVICES': '5'}]),
@@ -114,6 +113,20 @@ def test_each_trial_gets_its_gpus_and_share(gpus, count, want):
   """Every GPU is used; more trials than GPUs share them: no preallocation, each up to
   1/k of its GPU's memory with k trials on that GPU."""
   assert sweep.assign_slots(count, gpus) == want
+
+
+@pytest.mark.fast
+def test_cpu_trials_share_the_cores(monkeypatch):
+  """On the CPU, k trials at once each train on cores // k XLA devices (at least one),
+  so that they do not oversubscribe the cores; a pinned count is kept."""
+  monkeypatch.delenv('CLASSIC_CPU_DEVICES')
+  monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1, 2, 3})
+  assert sweep.assign_slots(2, []) == [{'CLASSIC_CPU_DEVICES': '2'}] * 2
+  assert sweep.assign_slots(3, []) == [{'CLASSIC_CPU_DEVICES': '1'}] * 3
+  assert sweep.assign_slots(8, []) == [{'CLASSIC_CPU_DEVICES': '1'}] * 8
+  assert sweep.describe_slots(sweep.assign_slots(2, [])) == ' on 2 CPU device(s) each'
+  monkeypatch.setenv('CLASSIC_CPU_DEVICES', '3')
+  assert sweep.assign_slots(2, []) == [{'CLASSIC_CPU_DEVICES': '3'}] * 2
 
 
 def test_the_gpu_share_comes_from_the_trials_that_run(monkeypatch, tmp_path):
