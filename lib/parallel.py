@@ -6,13 +6,13 @@ Every entry point that touches a device (train, evaluate, predict, benchmark) ca
 per GPU) sees every device of every host, and a CPU-only run every core.
 """
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
 
 import jax
 import numpy as np
-from jax._src import xla_bridge
 from jax.sharding import Mesh
 
 
@@ -53,14 +53,14 @@ def use_cpu_cores():
   accelerator = (set(platforms.split(',')) != {'cpu'} if platforms else
                  any(importlib.util.find_spec(m) for m in ('jax_plugins', 'libtpu'))
                  or bool(importlib.metadata.entry_points(group='jax_plugins')))
-  if (accelerator or xla_bridge.backends_are_initialized()  # (then its devices stay)
-      or 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')):
+  if accelerator or 'xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', ''):
     return
   pinned = os.environ.get(CPU_DEVICES, '').strip()
   if pinned and not (pinned.isdigit() and int(pinned) > 0):
     raise ValueError(f'{CPU_DEVICES}={pinned}: give a positive count of XLA CPU devices '
                      '(1: one device), or unset it for one per core')
-  jax.config.update('jax_num_cpu_devices', int(pinned or len(os.sched_getaffinity(0))))
+  with contextlib.suppress(RuntimeError):  # (JAX's backend has started: its devices stay)
+    jax.config.update('jax_num_cpu_devices', int(pinned or len(os.sched_getaffinity(0))))
 
 
 def mesh_size(batch_size: int | None = None) -> int:

@@ -409,9 +409,10 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
 
 
 def describe_slot(env: dict) -> str:
-  """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or ' on 2 CPU device(s)'."""
+  """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or ' on 2 CPU devices'."""
   if 'CUDA_VISIBLE_DEVICES' not in env:
-    return f" on {env['CLASSIC_CPU_DEVICES']} CPU device(s)"
+    count = env['CLASSIC_CPU_DEVICES']
+    return f" on {count} CPU device{'' if count == '1' else 's'}"
   gpus = env['CUDA_VISIBLE_DEVICES']
   where = f" on GPU{'s' if ',' in gpus else ''} {gpus}"
   fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
@@ -421,7 +422,7 @@ def describe_slot(env: dict) -> str:
 def describe_slots(envs: list[dict]) -> str:
   """The plan's GPUs: ' on GPUs 0,1 (2 trials per GPU, each up to 0.5 of its memory)',
   ' on GPUs 0,1 (3 trials on GPU 0, 2 on GPU 1, each up to 1/k of its memory with k on
-  its GPU)', ' on GPUs 0,1 | 2,3' (two GPUs each), or ' on 1 CPU device(s) each'."""
+  its GPU)', ' on GPUs 0,1 | 2,3' (two GPUs each), or ' on 1 CPU device each'."""
   if 'CUDA_VISIBLE_DEVICES' not in envs[0]:
     return describe_slot(envs[0]) + ' each'
   gpus = list(dict.fromkeys(env['CUDA_VISIBLE_DEVICES'] for env in envs))

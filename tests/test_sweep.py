@@ -124,7 +124,8 @@ def test_cpu_trials_share_the_cores(monkeypatch):
   assert sweep.assign_slots(2, []) == [{'CLASSIC_CPU_DEVICES': '2'}] * 2
   assert sweep.assign_slots(3, []) == [{'CLASSIC_CPU_DEVICES': '1'}] * 3
   assert sweep.assign_slots(8, []) == [{'CLASSIC_CPU_DEVICES': '1'}] * 8
-  assert sweep.describe_slots(sweep.assign_slots(2, [])) == ' on 2 CPU device(s) each'
+  assert sweep.describe_slots(sweep.assign_slots(2, [])) == ' on 2 CPU devices each'
+  assert sweep.describe_slots(sweep.assign_slots(4, [])) == ' on 1 CPU device each'
   monkeypatch.setenv('CLASSIC_CPU_DEVICES', '3')
   assert sweep.assign_slots(2, []) == [{'CLASSIC_CPU_DEVICES': '3'}] * 2
 
