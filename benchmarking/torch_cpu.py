@@ -114,7 +114,7 @@ def format_table(report: dict) -> str:
                                          for r in report['rows']])
   head = (f"train step images/s, best of {report['repeats']} alternating rounds, "
           f"{report['threads']} threads; ours: XLA:CPU ({report['rows'][0]['devices']} "
-          'device(s)); torch: PyTorch '
+          f"device{'' if report['rows'][0]['devices'] == 1 else 's'}); torch: PyTorch "
           f"{report['torch']} eager, NCHW; torch_nhwc: channels_last; ratio = ours / torch"
           if report['torch'] else NO_TORCH)
   return head + '\n' + out
