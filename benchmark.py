@@ -291,7 +291,10 @@ def main(argv):
     os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), *extra])
   if FLAGS.against is None:  # (--against's processes each have a cache of their own)
     cli.use_compilation_cache()
-  parallel.use_cpu_cores()  # (as train.py: one XLA device per core on a CPU)
+  try:
+    parallel.use_cpu_cores()  # (as train.py: one XLA device per core on a CPU)
+  except ValueError as e:  # (a bad CLASSIC_CPU_DEVICES)
+    cli.fail('benchmark.py', str(e))
   if FLAGS.suite == 'gpu':
     report = gpu_suite.run(FLAGS.smoke, time_train_step, time_input_pipeline)
     table = format_table(report, [*gpu_suite.ROW_KEYS, 'epoch_s'])

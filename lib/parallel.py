@@ -1,9 +1,10 @@
 """Processes and devices: jax.distributed for multi-host jobs, one XLA device per CPU
 core, and the one mesh axis.
 
-Every entry point that touches a device (train, evaluate, predict, benchmark) calls
+Every entry point that trains or evaluates (train, evaluate, predict) calls
 `maybe_initialize_distributed` first, so a job started with one process per host (or
-per GPU) sees every device of every host, and a CPU-only run every core.
+per GPU) sees every device of every host, and a CPU-only run every core; benchmark.py,
+always one process, calls `use_cpu_cores` alone.
 """
 
 import contextlib

@@ -47,10 +47,12 @@ def test_a_cpu_run_has_a_device_per_core_unless_pinned():
   assert cpu_devices(start=False, JAX_PLATFORMS='cuda') == ['-1', '-']
 
 
-def test_a_bad_pin_is_one_line_error(tmp_path):
-  result = prewarmed.run([sys.executable, 'train.py', *LENET_8_STEPS,
-                          f'--workdir={tmp_path}'], cwd=ROOT, text=True, timeout=300,
-                         env={**os.environ, PIN: 'two'})
+@pytest.mark.parametrize('program', ['train.py', 'benchmark.py'])
+def test_a_bad_pin_is_one_line_error(tmp_path, program):
+  args = ([*LENET_8_STEPS, f'--workdir={tmp_path}'] if program == 'train.py' else
+          ['--config=configs/lenet.py', '--steps=1'])
+  result = prewarmed.run([sys.executable, program, *args], cwd=ROOT, text=True,
+                         timeout=300, env={**os.environ, PIN: 'two'})
   assert result.returncode == 2
   assert f'{PIN}=two: give a positive count of XLA CPU devices' in result.stderr
   assert 'Traceback' not in result.stderr
