@@ -187,7 +187,7 @@ def time_input_pipeline(config, steps: int, warmup: int, start_step: int = 0) ->
     iterator.close()              # 20 batches) on the cores the Pillow process is timed on
   row = {'mode': 'input_only', 'dataset': info.name, 'augment': config.dataset.augment,
          'image_size': config.dataset.image_size, 'batch_size': config.batch_size,
-         'start_step': start_step, 'host_cpus': input_pipeline.host_cpus(),
+         'start_step': start_step, 'host_cpus': cli.host_cpus(),
          'workers': input_pipeline.num_workers(config), 'first_batch_s': first_batch_s,
          'batch_ms': 1000 * elapsed / steps, 'images_per_sec': images / elapsed,
          'steps': steps}

@@ -16,7 +16,6 @@ import ctypes
 import functools
 import itertools
 from multiprocessing import resource_tracker
-import os
 import struct
 import sys
 from typing import Iterator
@@ -36,6 +35,7 @@ from data import transforms
 from data.sources import DatasetError, DatasetInfo, STATS, dataset_info  # noqa: F401  (API)
 from data.transforms import DENSE_SIZE_MULTIPLE  # noqa: F401
 from lib import parallel
+from lib.cli import host_cpus
 
 EVAL_VIEWS = ('center', '10crop', 'full')
 RESOURCE_TRACKER_QUIET = 'ignore::UserWarning:multiprocessing.resource_tracker'
@@ -124,11 +124,6 @@ def _eval_batch(b, *, source, config, indices, local):
     batch['image'][k], batch['label'][k] = _decoded(
         source, index, lambda image: transforms.eval_example(image, config))
   return batch
-
-
-def host_cpus() -> int:
-  """The cores this process may run on (a SLURM or container limit, not the machine's)."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
 
 
 def num_workers(config) -> int:

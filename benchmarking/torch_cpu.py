@@ -19,8 +19,8 @@ import time
 
 from benchmarking import torch_nets
 from configs import default
-import input_pipeline
 from lib import formatting
+from lib.cli import host_cpus
 
 # name -> (config.model, timed steps per round: some 3-6 s each on 2 cores)
 MODELS = {
@@ -66,7 +66,7 @@ def compare(train_step_timer, model_names, batch: int, repeats: int, steps: int 
   of ours and PyTorch's (NCHW and channels_last) over `repeats` alternating rounds,
   every sample kept."""
   torch, _ = torch_nets.import_torch()
-  threads = input_pipeline.host_cpus()  # XLA:CPU's pool; PyTorch's here
+  threads = host_cpus()  # XLA:CPU's pool; PyTorch's here
   if torch is not None:
     torch.set_num_threads(threads)
   else:

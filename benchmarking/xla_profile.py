@@ -32,7 +32,7 @@ import tempfile
 
 import jax
 
-import input_pipeline
+from lib.cli import host_cpus
 
 KINDS = ('conv forward', 'conv input grad', 'conv weight grad', 'layout copies',
          'reductions', 'pad and slice', 'matmul', 'elementwise, activations',
@@ -105,7 +105,7 @@ def profile(compiled, run_steps, steps: int, batch: int) -> dict:
   kinds = collections.Counter()
   for name, ns in per_name.items():
     kinds[kind_of(name, table, bodies, batch)] += ns / 1e6 / steps
-  return {'wall_ms': 1000 * wall / steps, 'cores': input_pipeline.host_cpus(),
+  return {'wall_ms': 1000 * wall / steps, 'cores': host_cpus(),
           'overlap': sum(kinds.values()) / (1000 * wall / steps),
           'kinds': {k: kinds.get(k, 0.0) for k in KINDS},
           'top': [(n, kind_of(n, table, bodies, batch), ns / 1e6 / steps)

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from data import errors
+from lib.cli import host_cpus
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 VERSION = 2  # 2: files keyed by their ctime too; verdicts of unread files not kept
@@ -266,11 +267,10 @@ def _inspect_all(paths: list[str], decode: bool = False) -> list:
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
       return list(pool.map(inspect, paths))
   import multiprocessing  # pylint: disable=import-outside-toplevel
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
   results, last = [], time.time()
   # spawn: this process may already run JAX's threads, which a fork would copy mid-lock.
-  with concurrent.futures.ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context(
-      'spawn')) as pool:
+  spawn = multiprocessing.get_context('spawn')
+  with concurrent.futures.ProcessPoolExecutor(host_cpus(), mp_context=spawn) as pool:
     for result in pool.map(inspect, paths, chunksize=512):
       results.append(result)
       if time.time() - last > 5 or len(results) == len(paths):

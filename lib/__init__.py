@@ -13,7 +13,7 @@
   checkpoints   orbax checkpoints: latest, best, restore
   workdir       the run directory: lock, metrics.jsonl, JSON files
   events        TensorBoard event files (scalars, images) without TensorFlow
-  cli           one-line errors for flags and configs, quiet logging, compilation cache
+  cli           one-line flag and config errors, quiet logging, compilation cache, cores
   formatting    tables (text, markdown, CSV) and numbers for people
   pictures      filters and feature maps as tiles, PNG bytes (numpy and Pillow)
 """

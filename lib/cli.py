@@ -1,5 +1,6 @@
 """What every entry point does with bad command lines: one line on stderr, exit status 2.
-(And the set-up they share: quiet logging, the persistent compilation cache.)
+(And the set-up they share: quiet logging, the persistent compilation cache, the cores
+this process may use; none of it imports JAX, so the sweep runner can too.)
 
 absl and ml_collections report a bad flag, a config file that fails to load or a
 misspelt config key with a traceback; users need the field or file and the fix.
@@ -23,6 +24,9 @@ from configs import keys
 
 FLAGS = flags.FLAGS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
+# The pin: this many XLA:CPU devices (1: a single device), instead of one per core
+# (lib/parallel.use_cpu_cores; a sweep's parallel trials get their share of the cores).
+CPU_DEVICES = 'CLASSIC_CPU_DEVICES'
 
 
 def fail(program: str, message: str):
@@ -252,6 +256,11 @@ def unknown_key(argv, config_flag, config=None) -> str | None:
       continue
     return keys.unknown_key(path, paths)
   return None
+
+
+def host_cpus() -> int:
+  """The cores this process may run on (a SLURM or container limit, not the machine's)."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
 
 
 def use_compilation_cache():

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from lib.cli import CPU_DEVICES, host_cpus  # (the pin's variable; the cores we may use)
+
 
 def maybe_initialize_distributed(config):
   """jax.distributed for multi-process runs, before anything touches a device.
@@ -40,12 +42,8 @@ def maybe_initialize_distributed(config):
     use_cpu_cores()
 
 
-# The pin: this many XLA:CPU devices (1: today's single device), instead of one per core.
-CPU_DEVICES = 'CLASSIC_CPU_DEVICES'
-
-
 def use_cpu_cores():
-  """One XLA:CPU device per core this process may use (os.sched_getaffinity), or
+  """One XLA:CPU device per core this process may use (cli.host_cpus), or
   $CLASSIC_CPU_DEVICES; set before JAX's backend starts, and only on a CPU-only host (no
   accelerator in JAX_PLATFORMS nor a JAX plugin installed). A device count already in
   XLA_FLAGS (--xla_force_host_platform_device_count) wins. docs/CPU_SPEED.md: two
@@ -61,7 +59,7 @@ def use_cpu_cores():
     raise ValueError(f'{CPU_DEVICES}={pinned}: give a positive count of XLA CPU devices '
                      '(1: one device), or unset it for one per core')
   with contextlib.suppress(RuntimeError):  # (JAX's backend has started: its devices stay)
-    jax.config.update('jax_num_cpu_devices', int(pinned or len(os.sched_getaffinity(0))))
+    jax.config.update('jax_num_cpu_devices', int(pinned or host_cpus()))
 
 
 def mesh_size(batch_size: int | None = None) -> int:

@@ -27,6 +27,7 @@ from absl import flags
 from configs import default, hyper, keys
 from lib import formatting
 from lib.cli import REPO, load_module  # (the repository; a config or sweep file as a module)
+from lib.cli import CPU_DEVICES, host_cpus  # (the pin's variable; the cores we may use)
 from lib import run_contract
 from lib import workdir as workdir_lib
 
@@ -391,10 +392,10 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
   them, trial i on GPU i mod n, each without preallocation and up to 1/k of its memory
   with k on that GPU: a LeNet or ResNet-20 uses a sliver of an H100. On the CPU, each
   trial trains on its share of the cores, an XLA device each, unless the user pinned the
-  count (lib/parallel.CPU_DEVICES)."""
+  count (CPU_DEVICES)."""
   if not gpus:
-    share = max(1, len(os.sched_getaffinity(0)) // count)
-    return [{'CLASSIC_CPU_DEVICES': os.environ.get('CLASSIC_CPU_DEVICES') or str(share)}
+    share = max(1, host_cpus() // count)
+    return [{CPU_DEVICES: os.environ.get(CPU_DEVICES) or str(share)}
             for _ in range(count)]
   if count <= len(gpus):
     bounds = [len(gpus) * i // count for i in range(count + 1)]
@@ -411,7 +412,7 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
 def describe_slot(env: dict) -> str:
   """' on GPU 0 (up to 0.5 of its memory)', ' on GPUs 0,1', or ' on 2 CPU devices'."""
   if 'CUDA_VISIBLE_DEVICES' not in env:
-    count = env['CLASSIC_CPU_DEVICES']
+    count = env[CPU_DEVICES]
     return f" on {count} CPU device{'' if count == '1' else 's'}"
   gpus = env['CUDA_VISIBLE_DEVICES']
   where = f" on GPU{'s' if ',' in gpus else ''} {gpus}"
