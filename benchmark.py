@@ -286,9 +286,9 @@ def main(argv):
   # XLA's flags, set before anything starts XLA (it reads them once): --profile's trace;
   # --smoke's quickest compile (compile_options.run_once), its toy steps each run twice.
   if FLAGS.profile or FLAGS.smoke:
-    extra = [xla_profile.TRACE_FLAG] if FLAGS.profile else [
-        f'--{k}={str(v).lower()}' for k, v in compile_options.run_once('cpu').items()]
-    os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), *extra])
+    extra = (xla_profile.TRACE_FLAG if FLAGS.profile else
+             compile_options.xla_flags(compile_options.run_once('cpu')))
+    os.environ['XLA_FLAGS'] = ' '.join([os.environ.get('XLA_FLAGS', ''), extra])
   if FLAGS.against is None:  # (--against's processes each have a cache of their own)
     cli.use_compilation_cache()
   try:

@@ -16,6 +16,11 @@ def run_once(platform: str) -> dict:
   return options
 
 
+def xla_flags(options: dict) -> str:
+  """`options` as XLA_FLAGS spells them, for a process that compiles everything so."""
+  return ' '.join(f'--{k}={str(v).lower()}' for k, v in options.items())
+
+
 def fuses(platform: str, module) -> bool:
   """Whether a network's train step keeps XLA's fusion pass on `platform`: everywhere but
   for a residual network on a CPU (train_step; a registered nnx.Module that is not a

@@ -29,8 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # many programs a few steps each (--compare=torch, --against): they check what the tool
 # reports, not how fast; compiling was most of their time (together 254-279 s, alternating
 # with 95-149 s at this compile, on 2 loaded cores).
-QUICK_COMPILE = {'XLA_FLAGS': ' '.join(
-    f'--{k}={str(v).lower()}' for k, v in compile_options.run_once('cpu').items())}
+QUICK_COMPILE = {'XLA_FLAGS': compile_options.xla_flags(compile_options.run_once('cpu'))}
 
 
 def run(tmp_path, *args, env=None):
