@@ -176,6 +176,18 @@ def xla_cpu_loops_over(sizes, kernel, stride, dilation, pads) -> bool:
   return window > min(math.prod(sizes), math.prod(out))
 
 
+def windows(x, kernel, stride=1, dilation=1):
+  """(N, H, W, C) -> (N, OH, OW, kh*kw*C): every kh x kw window of `x` (every
+  `stride`-th, its taps `dilation` apart), flattened in the order `flatten` uses (kh,
+  kw, c), so a Dense layer on it is a valid conv."""
+  (kh, kw), (sh, sw), (dh, dw) = pair(kernel), pair(stride), pair(dilation)
+  oh = (x.shape[1] - effective_kernel(kh, dh)) // sh + 1
+  ow = (x.shape[2] - effective_kernel(kw, dw)) // sw + 1
+  return jnp.concatenate(
+      [x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+       for i in range(kh) for j in range(kw)], axis=-1)
+
+
 def conv_as_matmul(x, kernel, stride, dilation, pads, groups: int = 1):
   """The convolution as one matrix product: each output position's window (kh*kw taps of
   C channels, from strided slices of the padded input) against the kernel as a
@@ -188,19 +200,13 @@ def conv_as_matmul(x, kernel, stride, dilation, pads, groups: int = 1):
   forward and both gradients, took 954 ms as a convolution and 60 ms so; depthwise, 91
   and 30 ms.)"""
   kh, kw, c_in, c_out = kernel.shape  # (c_in: the channels of one group)
-  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  (sh, sw), (dh, dw) = stride, dilation
-  oh = (x.shape[1] - effective_kernel(kh, dh)) // sh + 1
-  ow = (x.shape[2] - effective_kernel(kw, dw)) // sw + 1
-  taps = [x[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
-          for i in range(kh) for j in range(kw)]  # the kernel's (i, j, c) order
-  windows = jnp.concatenate(taps, axis=-1)
+  taps = windows(jnp.pad(x, ((0, 0), *pads, (0, 0))), (kh, kw), stride, dilation)
   if groups == 1:
-    return windows @ kernel.reshape(kh * kw * c_in, c_out)
-  n = x.shape[0]
-  windows = windows.reshape(n, oh, ow, kh * kw, groups, c_in)
+    return taps @ kernel.reshape(kh * kw * c_in, c_out)
+  n, oh, ow = taps.shape[:3]
+  taps = taps.reshape(n, oh, ow, kh * kw, groups, c_in)
   kernel = kernel.reshape(kh * kw, c_in, groups, c_out // groups)
-  return jnp.einsum('nhwtgc,tcgo->nhwgo', windows, kernel).reshape(n, oh, ow, c_out)
+  return jnp.einsum('nhwtgc,tcgo->nhwgo', taps, kernel).reshape(n, oh, ow, c_out)
 
 
 def layer_name(module) -> str:
@@ -418,15 +424,6 @@ def check_head_input(model: nnx.Module, x, side: int, *, built_for: int | None =
   raise ValueError(f'{layer_name(model)}: the fully connected head needs a {side}x{side} '
                    f'feature map but this image size gives {x.shape[1]}x{x.shape[2]}; '
                    f'{fix}.')
-
-
-def windows(x, size: int):
-  """(N, H, W, C) -> (N, H-size+1, W-size+1, size*size*C): every size x size window,
-  flattened in the order `flatten` uses, so a Dense layer on it is a valid conv."""
-  n, h, w, c = x.shape
-  rows = jnp.stack([x[:, i:h - size + 1 + i] for i in range(size)], axis=3)
-  both = jnp.stack([rows[:, :, j:w - size + 1 + j] for j in range(size)], axis=4)
-  return both.reshape(n, h - size + 1, w - size + 1, size * size * c)  # (kh, kw, c)
 
 
 def spatial_dropout(rate: float, *, rngs: nnx.Rngs) -> nnx.Dropout:
