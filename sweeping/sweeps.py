@@ -464,7 +464,7 @@ def trial_state(sweep_dir: str, trial: dict, move_stale: bool = False) -> str:
       return 'resume'  # a new length or period: train.py resumes (or says why not)
   if is_done(trial_dir):
     return 'done'
-  if os.path.isdir(os.path.join(trial_dir, 'checkpoints')):
+  if os.path.isdir(os.path.join(trial_dir, workdir_lib.CHECKPOINTS)):
     return 'resume'
   return read_status(trial_dir).get('state') or 'new'
 
