@@ -274,12 +274,13 @@ def posteriors_fn(model, config, mesh, dense: bool = False, tta: int = 0):
 
 
 def posteriors_in_batches(model, config, variables, views, batch_size: int):
-  """Posteriors (N, classes) of uint8 views (N, H, W, C), in batches split over the local
-  devices; the last batch is padded, so every batch has one shape and compiles once."""
+  """Posteriors (N, classes) of uint8 views (N, H, W, C), in batches of at most
+  `batch_size` split over the local devices; the last batch is padded, so every batch
+  has one shape and compiles once (and a few images are not padded to a whole batch)."""
   mesh = parallel.data_mesh(local=True)
   posteriors = posteriors_fn(model, config, mesh)
-  batch = -(-max(1, batch_size) // mesh.size) * mesh.size  # whole batches per device
   n = len(views)
+  batch = -(-max(1, min(batch_size, n)) // mesh.size) * mesh.size  # whole per device
   views = np.pad(views, [(0, -n % batch)] + [(0, 0)] * (views.ndim - 1))
   out = [posteriors(variables, views[i:i + batch]) for i in range(0, len(views), batch)]
   return np.concatenate(out)[:n] if out else np.zeros((0, 0), np.float32)

@@ -62,6 +62,8 @@ def test_training_resuming_evaluating_and_predicting_transfer_only_explicitly(
   assert compilations(result.stderr)['on_devices'] == 1  # one batch shape
   result = run('predict.py', f'--workdir={workdir}', '--top_k=1', 'docs/digits')
   assert [l.split(': ')[1][0] for l in result.stdout.splitlines()] == ['0', '3', '6']
+  # Its three images are one batch of three, not padded to the config's batch_size.
+  assert re.search(r'Compiling jit\(on_devices\) .*uint8\[3,', result.stderr), result.stderr
   for mode in ('features', 'saliency'):  # (visualize.py's other modes: host arrays only)
     run('visualize.py', mode, f'--workdir={workdir}', '--image=docs/digits/digit_3.png',
         f'--out={tmp_path}/{mode}.png')
