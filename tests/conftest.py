@@ -16,13 +16,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tests import prewarmed  # pylint: disable=wrong-import-position
-from tests.support import GUARDED, LENET_8_STEPS  # pylint: disable=wrong-import-position
+from tests.support import GUARDED, LENET_8_STEPS, XLA_FLAGS  # pylint: disable=wrong-import-position
 # TensorFlow (tf.data only) must never take an accelerator, nor flood the log.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # One XLA:CPU device per entry point (not one per core): the suite's workers already
 # keep the cores busy, and its recorded values are one device's. A test that wants more
-# sets XLA_FLAGS' count (which wins) or drops this.
+# sets XLA_FLAGS' count (tests/support.xla_devices, which wins) or drops this.
 os.environ['CLASSIC_CPU_DEVICES'] = '1'
+os.environ['XLA_FLAGS'] = XLA_FLAGS  # (tests/support.py: a quicker compile)
 # The suite's own caches (JAX's compiled programs, folder manifests; every process it
 # starts inherits them): a test neither reads what the user's runs left in ~/.cache nor
 # leaves anything there, and each session starts from nothing, as CI does.

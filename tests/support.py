@@ -6,6 +6,20 @@ import socket
 
 # An implicit host-device transfer is an error, and every compilation is logged.
 GUARDED = {'JAX_TRANSFER_GUARD': 'disallow', 'JAX_LOG_COMPILES': '1'}
+# XLA compiles the suite's programs quicker than a user's run does (conftest.py sets this
+# for every process): LLVM at level 1 and XLA:CPU's classic emitters. Most of the suite's
+# runs are a few steps, where compiling is most of their time (an 8-step LeNet-5
+# train.py: 5.6-6.1 s of CPU against 7.0-8.0). Not compile_options.run_once's level 0:
+# it slows a few hundred steps by half, and moves the last bit of airbench's recorded
+# learning rates. A test of the default compile asks for it back.
+XLA_FLAGS = '--xla_backend_optimization_level=1 --xla_cpu_use_fusion_emitters=false'
+
+
+def xla_devices(devices: int) -> str:
+  """XLA_FLAGS for a process with `devices` XLA:CPU devices (and the suite's compile)."""
+  return f'{XLA_FLAGS} --xla_force_host_platform_device_count={devices}'
+
+
 # train.py's arguments for an 8-step LeNet-5 run: checkpoints at 4 and 8 (conftest.py).
 LENET_8_STEPS = ['--config=configs/lenet.py', '--config.num_train_steps=8',
                  '--config.log_every_steps=4', '--config.eval_every_steps=4',

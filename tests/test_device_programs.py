@@ -17,14 +17,17 @@ from lib import experiment
 from lib import parallel
 
 from tests import prewarmed
-from tests.support import GUARDED
+from tests.support import GUARDED, xla_devices
+
+# XLA:CPU's default emitters (which name their loops), where the suite compiles with the
+# classic ones (tests/support.XLA_FLAGS).
+DEFAULT_EMITTERS = {'xla_cpu_use_fusion_emitters': True}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(*args, devices=1):
-  env = {**os.environ, **GUARDED,
-         'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  env = {**os.environ, **GUARDED, 'XLA_FLAGS': xla_devices(devices)}
   result = prewarmed.run([sys.executable, *args], cwd=ROOT, text=True, timeout=600, env=env)
   assert 'Disallowed' not in result.stderr, result.stderr[-3000:]
   assert result.returncode == 0, result.stderr[-3000:]
@@ -120,6 +123,6 @@ def test_the_cpu_train_step_drops_xla_fusion_for_residual_networks_only(residual
   exp = experiment.setup(config, info, parallel.data_mesh())
   assert exp.net.module.residual == residual
   text = exp.train_step.lower(exp.state_target(), input_pipeline.train_spec(
-      config, info, exp.mesh)).compile().as_text()
+      config, info, exp.mesh)).compile(DEFAULT_EMITTERS).as_text()
   loops = re.findall(r'%(\S+) = \S+ fusion\(.*kind=kLoop', text)
   assert loops and all(name.startswith('wrapped_') for name in loops) == residual

@@ -19,6 +19,7 @@ from PIL import Image
 from configs import default
 from data import augment, device, sampler, sources, transforms
 import input_pipeline
+from tests.support import xla_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOCK = dict(policy=tfds.testing.MockPolicy.USE_CODE)
@@ -276,7 +277,7 @@ np.save({path!r}, np.asarray(out['image']))
   results = []
   for devices in (1, 4):
     path = f'/tmp/resident_{os.getpid()}_{devices}.npy'
-    env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+    env = {**os.environ, 'XLA_FLAGS': xla_devices(devices)}
     result = subprocess.run([sys.executable, '-c', code.format(path=path)], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from lib import checkpoints
-from tests.support import free_port, slurm_job_id
+from tests.support import free_port, slurm_job_id, xla_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 8 steps of a small convnet on mnist5k; the global batch of 24 leaves each process a
@@ -29,7 +29,7 @@ def launch(workdir, devices, process_id=None, num_processes=None, port=None, arg
   `num_processes` started by JAX's variables or, given `slurm_job`, by SLURM's (as srun
   sets them for a job step of that many tasks on one node)."""
   env = {k: v for k, v in os.environ.items() if not k.startswith(('SLURM_', 'JAX_'))}
-  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=xla_devices(devices))
   if num_processes and slurm_job is not None:
     env.update(SLURM_JOB_ID=str(slurm_job), SLURM_STEP_NODELIST='localhost',
                SLURM_NTASKS=str(num_processes), SLURM_STEP_NUM_NODES='1',

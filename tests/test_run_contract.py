@@ -23,6 +23,7 @@ from lib import trained
 from lib import workdir as workdir_lib
 import train
 from tests import prewarmed
+from tests.support import xla_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -128,7 +129,7 @@ def resume_on(devices, workdir):
   code = (f'import sys; sys.path.insert(0, {ROOT!r}); import train; '
           'from tests.test_run_contract import lenet; '
           f'train.train_and_evaluate(lenet(), {workdir!r})')
-  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  env = {**os.environ, 'XLA_FLAGS': xla_devices(devices)}
   result = prewarmed.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
                          capture_output=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]

@@ -23,6 +23,7 @@ from lib import parallel
 from lib import steps
 import train
 from tests import prewarmed
+from tests.support import xla_devices
 
 MOCK = tfds.testing.MockPolicy.USE_CODE
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -258,7 +259,7 @@ c = tiny_config(6, name='mnist5k', channels=1)
 c.log_every_steps = 1
 train.train_and_evaluate(c, {str(workdir)!r})
 """
-  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  env = {**os.environ, 'XLA_FLAGS': xla_devices(devices)}
   result = prewarmed.run([sys.executable, '-c', code], cwd=ROOT, env=env, text=True,
                          capture_output=True, timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -311,7 +312,7 @@ print(json.dumps({{'resident': input_pipeline.resident(c, info), 'first': first,
 
 
 def resident_run(devices, workdir, dataset='mnist5k'):
-  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}'}
+  env = {**os.environ, 'XLA_FLAGS': xla_devices(devices)}
   result = prewarmed.run([sys.executable, '-c', RESIDENT_RUN.format(
       root=ROOT, workdir=str(workdir), dataset=dataset)],
                          cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
