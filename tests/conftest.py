@@ -16,7 +16,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from tests import prewarmed  # pylint: disable=wrong-import-position
-from tests.support import GUARDED, LENET_8_STEPS, XLA_FLAGS  # pylint: disable=wrong-import-position
+from tests.support import (  # pylint: disable=wrong-import-position
+    GUARDED, LENET_8_STEPS, XLA_FLAGS)
 # TensorFlow (tf.data only) must never take an accelerator, nor flood the log.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # One XLA:CPU device per entry point (not one per core): the suite's workers already
