@@ -303,9 +303,8 @@ def restore_or_init(exp: experiment.Experiment, ckpts: RunCheckpoints, weights):
   def init_from_seed(seed):  # (named: JAX_LOG_COMPILES and the cache name it)
     return exp.init(jax.random.key(seed))
   init = jax.jit(init_from_seed, out_shardings=exp.state_sharding).lower(seed)
-  largest = max(x.size for x in jax.tree.leaves(exp.abstract_state))
   state = init.compile(compiler_options=compile_options.init(
-      exp.mesh.devices.flat[0].platform, largest))(seed)
+      exp.mesh.devices.flat[0].platform, exp.abstract_state))(seed)
   if weights is not None:
     state = start_from_weights(exp, state, weights)
   elif exp.recipe.additions.init_from_data:
