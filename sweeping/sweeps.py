@@ -334,8 +334,11 @@ def run_trial(sweep_dir: str, trial: dict, children: Children, env=None,
     return status
   cmd, env = command(sweep_dir, trial, allow_schedule_change), env or {}
   fraction = env.get('XLA_PYTHON_CLIENT_MEM_FRACTION')
-  # Where it ran: its GPUs (None: the CPU, or every GPU) and the share of their memory.
+  # Where it ran: its GPUs (None: the CPU, or every GPU) and the share of their memory;
+  # its cores (this thread's, which its process inherits: run_local pins CPU trials).
   status.update(name=trial['name'], overrides=trial['overrides'], command=cmd,
+                cores=sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity')
+                else None,
                 gpus=env.get('CUDA_VISIBLE_DEVICES'),
                 gpu_memory_fraction=float(fraction) if fraction else (
                     1.0 if 'CUDA_VISIBLE_DEVICES' in env else None),
@@ -407,6 +410,18 @@ def assign_slots(count: int, gpus: list[str]) -> list[dict]:
            'XLA_PYTHON_CLIENT_PREALLOCATE': 'false',
            'XLA_PYTHON_CLIENT_MEM_FRACTION': f'{fractions[i % len(gpus)]:g}'}
           for i in range(count)]
+
+
+def assign_cores(count: int) -> list[tuple[int, ...]]:
+  """The cores of each of `count` CPU trials that run at once: this process's cores
+  (cli.host_cpus) in even contiguous groups, or one each, taken in turn, when the trials
+  outnumber them. A trial pinned to its cores keeps XLA's and Grain's threads off the
+  others' (each process would otherwise size its thread pools to every core)."""
+  cores = sorted(os.sched_getaffinity(0))
+  if count >= len(cores):
+    return [(cores[i % len(cores)],) for i in range(count)]
+  bounds = [len(cores) * i // count for i in range(count + 1)]
+  return [tuple(cores[bounds[i]:bounds[i + 1]]) for i in range(count)]
 
 
 def describe_slot(env: dict) -> str:
@@ -516,7 +531,10 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
   to run: the GPUs are shared among those); False if one failed."""
   todo = [t for t, s in zip(trials, states) if s != 'done']
   at_once = max(1, min(parallel, len(todo)))
-  envs = assign_slots(at_once, visible_gpus())
+  gpus = visible_gpus()
+  envs = assign_slots(at_once, gpus)
+  pinned = hasattr(os, 'sched_setaffinity') and not gpus
+  cores = assign_cores(at_once) if pinned else [()] * at_once
   print(f'{len(trials)} trials in {sweep_dir}: {len(trials) - len(todo)} done, '
         f'{len(todo)} to run, {at_once} at a time{describe_slots(envs)}', flush=True)
   if dry_run:
@@ -525,21 +543,24 @@ def run_local(sweep_dir: str, trials: list[dict], states: list[str], parallel: i
             f'{shlex.join(command(sweep_dir, trial, allow_schedule_change))}')
     return True
   slots = queue.Queue()
-  for env in envs:
-    slots.put(env)
+  for slot in zip(envs, cores):
+    slots.put(slot)
   children = Children()
   counter = iter(range(1, len(todo) + 1))
 
   def work(trial):
     if children.stopping.is_set():
       return 'stopped'
-    env = slots.get()
+    env, mine = slots.get()
     try:
       n = next(counter)
-      say(f"[{n}/{len(todo)}] {trial['name']}: started{describe_slot(env)}")
+      if mine:  # this thread's cores, and so its trial's: a child inherits its forker's
+        os.sched_setaffinity(0, mine)
+      on = f" (core{'s' if len(mine) > 1 else ''} {','.join(map(str, mine))})" if mine else ''
+      say(f"[{n}/{len(todo)}] {trial['name']}: started{describe_slot(env)}{on}")
       status = run_trial(sweep_dir, trial, children, env, allow_schedule_change)
     finally:
-      slots.put(env)
+      slots.put((env, mine))
     state = status['state']
     if state == 'done':
       final = final_result(os.path.join(sweep_dir, trial['name'])) or {}

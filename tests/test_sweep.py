@@ -128,6 +128,10 @@ def test_cpu_trials_share_the_cores(monkeypatch):
   assert sweep.describe_slots(sweep.assign_slots(4, [])) == ' on 1 CPU device each'
   monkeypatch.setenv('CLASSIC_CPU_DEVICES', '3')
   assert sweep.assign_slots(2, []) == [{'CLASSIC_CPU_DEVICES': '3'}] * 2
+  # Each trial is pinned to cores of its own, so no trial's threads run on another's.
+  assert sweep.assign_cores(2) == [(0, 1), (2, 3)]
+  assert sweep.assign_cores(3) == [(0,), (1,), (2, 3)]  # (no core idles)
+  assert sweep.assign_cores(6) == [(0,), (1,), (2,), (3,), (0,), (1,)]
 
 
 def test_the_gpu_share_comes_from_the_trials_that_run(monkeypatch, tmp_path):
@@ -277,6 +281,12 @@ def test_local_sweep_isolates_a_failure_skips_and_resumes(tmp_path):
   os.remove(sweep_dir / OTHER / workdir_lib.FINAL_METRICS)
   code, out, err = run_sweep(f'--config={spec}', f'--workdir={sweep_dir}', '--parallel=2')
   assert '3 trials in' in out and '1 done, 2 to run, 2 at a time' in out, out
+  # On the CPU, each of the two trials ran on its own cores (half of them each).
+  halves = sweep.assign_cores(2)
+  ran_on = {tuple(json.loads((sweep_dir / n / 'trial.json').read_text())['cores'])
+            for n in (OTHER, BAD)}
+  assert ran_on == set(halves), (ran_on, halves)
+  assert f"{OTHER}: started on " in out and ' CPU device' in out and ' (core' in out, out
   assert (sweep_dir / GOOD / 'train.log').read_text() == good_log  # skipped
   other_log = (sweep_dir / OTHER / 'train.log').read_text()
   assert '=== attempt 2' in other_log and 'from step 30' in other_log, other_log[-2000:]
