@@ -44,10 +44,8 @@ def _walk(x, n, feistel, xp):
   """Apply the Feistel network again where x fell outside [0, n): the domain is below
   4n, so each pass lands inside with probability above 1/4 (a few passes in all)."""
   if xp.__name__ == 'numpy':
-    outside = x >= n
-    while outside.any():
-      x = xp.where(outside, feistel(x), x)
-      outside = x >= n
+    while (x >= n).any():
+      x = xp.where(x >= n, feistel(x), x)
     return x
   import jax  # pylint: disable=import-outside-toplevel
   return jax.lax.while_loop(lambda x: xp.any(x >= n),
