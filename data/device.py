@@ -62,12 +62,10 @@ def gather_batch(data, step, config, mesh=None):
   images, labels = data['image'], data['label']
   n = images.shape[0]
   q = positions(step, config.batch_size)
-  if mesh is None:
-    index = sampler.example_index(q, n, config.seed, jnp)
-  else:  # the walk's input and output pinned whole to every device
-    whole = lambda x: jax.lax.with_sharding_constraint(
-        x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-    index = whole(sampler.example_index(whole(q), n, config.seed, jnp))
+  # On a mesh, the walk's input and output pinned whole to every device.
+  whole = lambda x: x if mesh is None else jax.lax.with_sharding_constraint(
+      x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  index = whole(sampler.example_index(whole(q), n, config.seed, jnp))
   examples = augment.Examples(config.seed, q, index, q // jnp.uint32(n), d.image_size, jnp)
   batch = augment.apply(images[index], transforms.array_ops(config), examples)
   return {'image': augment.fit(batch, d.image_size, jnp), 'label': labels[index]}
