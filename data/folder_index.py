@@ -230,21 +230,18 @@ def inspect_image(path: str, decode: bool = False):
   Checks the signature and the end marker, which a truncated or overwritten file lacks,
   and reads the size and colour mode from the header alone; `decode`: decodes the image
   too (data.check --decode), which finds damage inside a file whose ends look whole."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
   try:
     with open(path, 'rb') as f:
       head = f.read(8)
       f.seek(max(os.path.getsize(path) - 1024, 0))
       tail = f.read()
-  except OSError as e:
-    return f'{UNREAD}: {e.strerror}', None, None
-  jpeg, png = head.startswith(b'\xff\xd8\xff'), head.startswith(b'\x89PNG\r\n\x1a\n')
-  why = ('not a PNG or JPEG file' if not (jpeg or png)
-         else 'truncated JPEG (no end-of-image marker)' if jpeg and b'\xff\xd9' not in tail
-         else 'truncated PNG (no IEND chunk)' if png and b'IEND' not in tail else None)
-  if why:
-    return why, None, None
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  try:
+    jpeg, png = head.startswith(b'\xff\xd8\xff'), head.startswith(b'\x89PNG\r\n\x1a\n')
+    why = ('not a PNG or JPEG file' if not (jpeg or png)
+           else 'truncated JPEG (no end-of-image marker)' if jpeg and b'\xff\xd9' not in tail
+           else 'truncated PNG (no IEND chunk)' if png and b'IEND' not in tail else None)
+    if why:
+      return why, None, None
     with Image.open(path) as image:
       size, channels = image.size, 1 if image.mode in ('L', 'I', 'I;16', '1') else 3
       if decode:
