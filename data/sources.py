@@ -469,9 +469,8 @@ SOURCES = {
 
 def kind(name: str) -> str:
   """Which entry of SOURCES reads dataset `name`."""
-  if path_of(name) is not None:
-    return name.partition(':')[0]
-  return name if name in SOURCES else 'tfds'
+  prefix = name.partition(':')[0]  # (the whole name where it has no colon)
+  return prefix if prefix in SOURCES else 'tfds'
 
 
 def path_of(name: str) -> str | None:
