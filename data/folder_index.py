@@ -387,8 +387,6 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
 
 def _same_listing(cached: Split, rows: list) -> bool:
   """Whether a cached split lists exactly these (path, size, mtime, ctime, label) rows."""
-  if len(cached.paths) != len(rows):
-    return False
   names, *columns = zip(*rows) if rows else ((),) * 5
   kept_columns = (cached.sizes, cached.mtimes, cached.ctimes, cached.labels)
   return (all(map(np.array_equal, kept_columns, columns))
