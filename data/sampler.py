@@ -37,12 +37,9 @@ def permute(i, n: int, seed, epoch, xp):
       left, right = right, left ^ (_mix(right ^ round_key, xp) & mask)
     return (left << half) | right
 
-  return _walk(feistel(xp.asarray(i).astype(xp.uint32)), n, feistel, xp)
-
-
-def _walk(x, n, feistel, xp):
-  """Apply the Feistel network again where x fell outside [0, n): the domain is below
-  4n, so each pass lands inside with probability above 1/4 (a few passes in all)."""
+  x = feistel(xp.asarray(i).astype(xp.uint32))
+  # The network applied again where x fell outside [0, n): the domain is below 4n, so
+  # each pass lands inside with probability above 1/4 (a few passes in all).
   if xp.__name__ == 'numpy':
     while (x >= n).any():
       x = xp.where(x >= n, feistel(x), x)
