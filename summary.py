@@ -64,7 +64,11 @@ def model_to_summarise():
   """(the model with shapes only, image size, input channels) from --config or --model."""
   if FLAGS.config is not None:
     config = FLAGS.config
-    check_config(config, cli.overridden_keys(sys.argv))
+    for key in sorted(cli.overridden_keys(sys.argv)):  # (only keys the summary reads)
+      if key.split('.')[0] not in READS:
+        raise ValueError(f'--config.{key} changes nothing in a summary, which reads '
+                         f'config.{", config.".join(READS)}: drop it')
+    experiment.check_model(config)  # (what building the config's model reads)
     num_classes = FLAGS.num_classes or config.num_classes
     if not num_classes:  # the dataset's own count (reads its metadata)
       try:
@@ -82,16 +86,6 @@ def model_to_summarise():
   else:
     raise ValueError('give --model=NAME or --config=configs/FILE.py')
   return nnx.eval_shape(build), size, channels
-
-
-def check_config(config, given):
-  """What building the config's model reads (experiment.check_model), and only keys it
-  reads given on the command line."""
-  for key in sorted(given):
-    if key.split('.')[0] not in READS:
-      raise ValueError(f'--config.{key} changes nothing in a summary, which reads '
-                       f'config.{", config.".join(READS)}: drop it')
-  experiment.check_model(config)
 
 
 if __name__ == '__main__':
