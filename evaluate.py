@@ -165,7 +165,11 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     experiment.check(config, training=False)
   which = (f'torchvision_{torchvision}' if torchvision else
            trained.checkpoint_to_load(workdir, checkpoint)[2])
-  path = result_path(workdir, which, mode, config.dataset.eval_split)
+  # _<split> added for a split other than the run's own, so that neither overwrites the other
+  saved = run_contract.read_saved(workdir)
+  own = saved is None or saved.dataset.eval_split == config.dataset.eval_split
+  suffix = '' if own else '_' + re.sub(r'[^\w.-]', '_', config.dataset.eval_split)
+  path = os.path.join(workdir, 'eval', f'{which}_{mode}{suffix}.json')
   if parallel.is_primary():
     check_writable(path)
   info = input_pipeline.dataset_info(config)
@@ -215,15 +219,6 @@ def check_writable(path: str):
     return
   raise EvalError(f'--workdir: cannot save the result to {path} ({why}); make {folder} a '
                   'folder this user can write, or evaluate a copy of the workdir')
-
-
-def result_path(workdir: str, which: str, mode: str, split: str) -> str:
-  """DIR/eval/<checkpoint>_<mode>.json for the run's own eval split, with _<split> added
-  for another one, so that neither overwrites the other."""
-  saved = run_contract.read_saved(workdir)
-  own = saved is None or saved.dataset.eval_split == split
-  suffix = '' if own else '_' + re.sub(r'[^\w.-]', '_', split)
-  return os.path.join(workdir, 'eval', f'{which}_{mode}{suffix}.json')
 
 
 def main(argv):
