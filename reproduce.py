@@ -140,16 +140,6 @@ def run_result(sweep_dir: str, trial: dict, mode: str) -> dict | None:
   return {'top1_err': 100 * (1 - record['top1']), 'top5_err': 100 * (1 - record['top5'])}
 
 
-def _status(results: list, statuses: list[dict]) -> str:
-  """A row's status from its runs' results and trial.json files."""
-  states = [status.get('state', 'not run') if result is None else
-            'needs evaluate.py' if 'pending_eval' in result else 'done'
-            for result, status in zip(results, statuses)]
-  unique = list(dict.fromkeys(states))
-  return unique[0] if len(unique) == 1 else ', '.join(f'{states.count(s)} {s}'
-                                                       for s in unique)
-
-
 def _mean_std(values: list[float | None]) -> str:
   """'', one value or 'mean ± std' (Nones, numbers the paper does not give, left out)."""
   values = [v for v in values if v is not None]
@@ -183,6 +173,12 @@ def report(table: str, sweep_dir: str) -> str:
     diff = (statistics.mean(ours) - paper[metric]) if ours and paper[metric] else None
     statuses = [sweep.read_status(os.path.join(sweep_dir, t['name'])) for t in row_trials]
     walls = [s['wall_time'] for s in statuses if s.get('wall_time')]
+    states = [s.get('state', 'not run') if result is None else
+              'needs evaluate.py' if 'pending_eval' in result else 'done'
+              for result, s in zip(results, statuses)]
+    unique = list(dict.fromkeys(states))  # the row's status: one state, or each counted
+    status = unique[0] if len(unique) == 1 else ', '.join(f'{states.count(s)} {s}'
+                                                          for s in unique)
     epochs, _ = epochs_and_images(config)
     cells = [row['name'], formatting.si(params), formatting.si(paper['params']),
              formatting.si(macs), formatting.si(paper['mult_adds']), _mean_std(ours),
@@ -190,13 +186,13 @@ def report(table: str, sweep_dir: str) -> str:
              _mean_std(ours5), _mean_std([paper['top5_err']]),  # (dropped if metric is top-5)
              '' if epochs is None else f'{epochs:g}',
              formatting.duration(sum(walls) / len(walls)) if walls else '',
-             _status(results, statuses),
+             status,
              row['source'] + (f' ({mode})' if mode != 'center' else '')]
     rows.append(cells)
     csv_rows.append([row['name'], params, paper['params'], macs, paper['mult_adds'],
                      statistics.mean(ours) if ours else None, paper[metric], diff,
                      statistics.mean(ours5) if ours5 else None, paper['top5_err'],
-                     len(ours), epochs, cells[-2]])
+                     len(ours), epochs, status])
     figure.append((row, ours))
   if metric == 'top5_err':  # a top-5-only table: no second pair of error columns
     drop = lambda cells: cells[:8] + cells[10:]
@@ -220,9 +216,8 @@ def report(table: str, sweep_dir: str) -> str:
 
 def plot_error_vs_depth(figure, metric: str, path: str) -> str:
   """Test error against depth, the paper's and ours (mean and each seed)."""
-  plt = plots.plt
   depths = [int(''.join(c for c in row['name'] if c.isdigit())) for row, _ in figure]
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plots.plt.subplots(figsize=(6, 4))
   ax.plot(depths, [row['paper'][metric] for row, _ in figure], 'o-', label='paper')
   ran = [(d, ours) for d, (_, ours) in zip(depths, figure) if ours]
   if ran:
