@@ -40,20 +40,17 @@ def show_images(panels: list[tuple[np.ndarray, str]], title: str, path: str):
   save(fig, path)
 
 
-def _as_rgb(view: np.ndarray) -> np.ndarray:
-  return np.repeat(view, 3, axis=-1) if view.shape[-1] == 1 else view
-
-
 def show_heat(view: np.ndarray, heat: np.ndarray, title: str, path: str,
               signed: bool = False):
   """The image, the heat map (with its scale) and the heat over the image."""
   fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
-  axes[0].imshow(_as_rgb(view), interpolation='nearest')
+  rgb = np.repeat(view, 3, axis=-1) if view.shape[-1] == 1 else view  # grey stays grey
+  axes[0].imshow(rgb, interpolation='nearest')
   limit = float(np.abs(heat).max()) or 1.0
   cmap, vmin = ('RdBu_r', -limit) if signed else ('inferno', 0.0)
   shown = axes[1].imshow(heat, cmap=cmap, vmin=vmin, vmax=limit, interpolation='nearest')
   fig.colorbar(shown, ax=axes[1], fraction=0.046)
-  axes[2].imshow(_as_rgb(view), interpolation='nearest')
+  axes[2].imshow(rgb, interpolation='nearest')
   axes[2].imshow(np.clip(heat, 0, None) if signed else heat, cmap='inferno', alpha=0.6,
                  vmin=0, vmax=limit, interpolation='bilinear')
   for ax, caption in zip(axes, ('input (evaluation view)', 'map', 'over the input')):
