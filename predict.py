@@ -59,12 +59,6 @@ def eval_views(files: list[str], config) -> tuple[list[str], list[np.ndarray], l
   return read, views, errors
 
 
-def top_k(probs: np.ndarray, names: list[str], k: int) -> list[dict]:
-  """The k best classes of one posterior, best first."""
-  order = np.argsort(-probs)[:k]
-  return [{'label': int(i), 'name': names[i], 'prob': float(probs[i])} for i in order]
-
-
 def main(argv):
   paths = argv[1:]
   if not paths:
@@ -97,8 +91,10 @@ def main(argv):
     print(f'predict.py: {line}', file=sys.stderr, flush=True)
   probs = trained.posteriors_in_batches(model.net, config, model.variables, np.stack(views),
                                          config.batch_size)
-  results = [{'path': path, 'predictions': top_k(p, names, FLAGS.top_k)}
-             for path, p in zip(read, probs)]
+  orders = np.argsort(-probs, axis=1)[:, :FLAGS.top_k]  # each image's best classes first
+  results = [{'path': path, 'predictions': [{'label': int(i), 'name': names[i],
+                                             'prob': float(p[i])} for i in order]}
+             for path, p, order in zip(read, probs, orders)]
   if FLAGS.json:
     print(json.dumps(results, indent=1))
   else:
