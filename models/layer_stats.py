@@ -132,24 +132,20 @@ def layer_table(model, image_size, channels: int = 3, *, train: bool = True) -> 
   def record(name, module, inp, out):
     keep.extend([inp, out])
     r, j, _ = field_of(inp)
-    rf = None
-    if isinstance(module, SPATIAL):
+    spatial = isinstance(module, SPATIAL)
+    if spatial:
       (k, _), (s, _), (d, _) = geometry(module)
       r, j = r + (k - 1) * d * j, j * s
-      rf = (r, j)
     if out.ndim == 4:
       fields[id(out)] = (r, j, tuple(out.shape[1:]))
-    if isinstance(module, layers.Conv):  # each output: a kernel's taps over its group
-      kh, kw = module.kernel_size
-      macs = math.prod(out.shape[1:]) * kh * kw * inp.shape[-1] // module.groups
-    elif isinstance(module, nnx.Linear):
-      macs = math.prod(out.shape[1:]) * inp.shape[-1]
-    else:
-      macs = 0
+    # each output position of a conv or FC layer takes every weight of its kernel once
+    # (a grouped conv's kernel holds only its group's input channels)
+    macs = (math.prod(out.shape[1:-1]) * math.prod(module.kernel.shape)
+            if isinstance(module, (layers.Conv, nnx.Linear)) else 0)
     rows.append(dict(name=name, type=type(module).__name__,
                      input_shape=tuple(inp.shape[1:]), output_shape=tuple(out.shape[1:]),
                      params=size_of(nnx.state(module, nnx.Param)), macs=int(macs),
-                     rf=rf[0] if rf else None, jump=rf[1] if rf else None))
+                     rf=r if spatial else None, jump=j if spatial else None))
 
   trace(model, image_size, channels, record, train)
   return rows
