@@ -37,7 +37,6 @@ def get_config(arg=None):
   recipe = RECIPES[a['variant']]
   c = base_config()
   c.model = {'name': f"airbench{a['variant']}", 'whiten_bias_epochs': 3.0}
-  c.dataset.name = 'cifar10'
   c.dataset.augment = 'airbench'
   c.batch_size = BATCH
   # 50,000 // 1,024 = 48 steps an epoch (the last partial batch dropped, as the
@@ -45,18 +44,16 @@ def get_config(arg=None):
   common.in_epochs(c, recipe['epochs'], eval_every=1.0, checkpoint_every=1.0)
   c.log_every_steps = 12
   c.label_smoothing = 0.2
-  c.optimizer.name = 'sgd'
+  # (CIFAR-10, SGD and its decay added to the gradient, 'l2', are the defaults)
   c.optimizer.momentum = MOMENTUM
   c.optimizer.nesterov = True
   # PyTorch's SGD on the package's summed loss takes lr / (1024 (1 + 1/(1 - momentum)))
   # and weight_decay = decay * batch / lr; on this codebase's mean loss that is a rate
   # `batch` times larger and a decay `batch` times smaller.
   c.optimizer.weight_decay = WEIGHT_DECAY / recipe['lr']
-  c.optimizer.decay_style = 'l2'
   c.optimizer.decay_params = 'all'
   c.optimizer.norm_bias_lr_scale = BIAS_SCALER
-  c.schedule.name = 'triangle'
-  c.schedule.triangle = (0.2, 0.23, 0.07)
+  c.schedule.name = 'triangle'  # (its default (0.2, 0.23, 0.07) is airbench94's)
   c.schedule.learning_rate = recipe['lr'] * BATCH / (1024 * (1 + 1 / (1 - MOMENTUM)))
   c.lookahead.every, c.lookahead.decay, c.lookahead.power = 5, 0.95, 3.0
   c.precision = 'bfloat16'  # the package trains in float16
