@@ -63,20 +63,18 @@ def imagenet(c, augment: str, batch_size: int, image_size: int = 224):
 def plateau_recipe(c):
   """The Caffe-era ImageNet recipe of AlexNet (section 5) and VGG (section 3.1): SGD with
   momentum 0.9 (the default), weight decay 5e-4, learning rate 0.01 divided by 10 each
-  time the validation accuracy stops improving (evaluated once an epoch)."""
+  time the validation accuracy stops improving (evaluated once an epoch): the defaults'
+  factor 0.1 and patience 1."""
   c.optimizer.weight_decay = 5e-4
   c.schedule.name = 'plateau'
   c.schedule.learning_rate = 0.01
-  c.schedule.factor = 0.1
-  c.schedule.patience = 1
   c.log_every_steps = 200
 
 
 def adamw_cosine_recipe(c, learning_rate: float, warmup_steps: int):
-  """A modern short recipe for the small networks: AdamW (weight decay 1e-4, decoupled:
-  Loshchilov & Hutter 2019) on a cosine schedule after a linear warm-up."""
+  """A modern short recipe for the small networks: AdamW (the default weight decay 1e-4,
+  decoupled: Loshchilov & Hutter 2019) on a cosine schedule after a linear warm-up."""
   c.optimizer.name = 'adamw'
-  c.optimizer.weight_decay = 1e-4
   c.schedule.name = 'cosine'
   c.schedule.learning_rate = learning_rate
   c.schedule.warmup_steps = warmup_steps
