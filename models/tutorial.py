@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from models import layers
 from models.base import Model, Rate
+from models.resnet import BasicBlock
 
 
 class SimpleCNN(Model):
@@ -32,21 +33,6 @@ class SimpleCNN(Model):
     return self.fc(layers.flatten(x))
 
 
-class ResidualBlock(nnx.Module):
-  """Two 3x3 conv+BN with an identity shortcut; ReLU after the sum."""
-
-  def __init__(self, channels: int, *, dtype: Any = jnp.float32, rngs: nnx.Rngs):
-    conv = dict(padding=1, use_bias=False, dtype=dtype, rngs=rngs)
-    self.conv1 = layers.Conv(channels, channels, 3, **conv)
-    self.bn1 = layers.BatchNorm(channels, dtype=dtype, rngs=rngs)
-    self.conv2 = layers.Conv(channels, channels, 3, **conv)
-    self.bn2 = layers.BatchNorm(channels, dtype=dtype, rngs=rngs)
-
-  def __call__(self, x):
-    y = jax.nn.relu(self.bn1(self.conv1(x)))
-    return jax.nn.relu(self.bn2(self.conv2(y)) + x)
-
-
 class TutorialResNet(Model):
   """5x5/2 stem + BN + ReLU + dropout, `num_res_blocks` residual blocks where every second
   block is followed by a 3x3/2 conv that doubles the filters, then flatten + linear."""
@@ -63,7 +49,8 @@ class TutorialResNet(Model):
     side = layers.conv_output_size(image_size, 5, 2, (2, 2))
     body, filters = [], filt
     for i in range(num_res_blocks):
-      body.append(ResidualBlock(filters, dtype=dtype, rngs=rngs))
+      # two 3x3 conv+BN with an identity shortcut, ReLU after the sum: ResNet's basic block
+      body.append(BasicBlock(filters, filters, dtype=dtype, rngs=rngs))
       if i % 2 == 1:
         body += [layers.Conv(filters, 2 * filters, 3, 2, padding=1, dtype=dtype, rngs=rngs),
                  jax.nn.relu]
