@@ -14,7 +14,6 @@ from typing import Any, Callable
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from configs import keys
@@ -135,15 +134,11 @@ class RunView:
     """Whether config.dataset.augment's list (presets spelled out) has the op `op`."""
     return transforms.has_op(self.config, op)
 
-  @functools.cached_property
-  def total_steps(self) -> int | None:
-    if self.info is not None:
-      return run_length(self.config, self.info).total_steps
-    return self.config.num_train_steps  # (None for a run in epochs: not known yet)
-
   def may_last_beyond(self, steps: int) -> bool:
     """Whether the run may be longer than `steps` (True while its length is unknown)."""
-    return self.total_steps is None or self.total_steps > steps
+    total = (run_length(self.config, self.info).total_steps if self.info is not None
+             else self.config.num_train_steps)  # (None for a run in epochs: not known yet)
+    return total is None or total > steps
 
 
 def _check_training(config):
@@ -246,7 +241,6 @@ class Experiment:
   mesh: Mesh
   net: models.Functional   # the model split into functions (net.module: the nnx.Module)
   recipe: recipes.Recipe    # what the model and the config add to the plain step
-  tx: optax.GradientTransformation
   schedule: Callable
   length: RunLength
   init: Callable            # rng -> steps.TrainState
@@ -297,5 +291,5 @@ def setup(config, info, mesh: Mesh) -> Experiment:
   eval_step = jax.jit(steps.make_eval_step(config, net, info.num_classes, eval_input),
                       in_shardings=(state_sharding, input_pipeline.batch_sharding(mesh)),
                       out_shardings=replicated)
-  return Experiment(config, info, mesh, net, recipe, tx, schedule, length, init, abstract,
+  return Experiment(config, info, mesh, net, recipe, schedule, length, init, abstract,
                     state_sharding, train_step, eval_step)
