@@ -89,7 +89,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, given=()
     workdir_lib.check_usable(workdir)
     if jax.process_index() == 0:  # one run per workdir (process 0 speaks for a job)
       lock.acquire()
-    changed = check_contract(exp, workdir, allow_schedule_change)
+    changed = check_contract(exp, workdir, allow_schedule_change) if resuming else {}
   except ValueError as e:  # DatasetError, WorkdirError, ContractError too
     lock.release()
     raise SetupError(str(e)) from None
@@ -125,14 +125,11 @@ def initial_weights(exp: experiment.Experiment) -> dict | None:
 
 def check_contract(exp: experiment.Experiment, workdir: str,
                    allow_schedule_change: bool) -> dict:
-  """The run contract (lib/run_contract.py): {} for a new run or the same run; the
-  durations and periods a resume changes; ContractError for anything else: another
-  config, another dataset (run.json's sizes and classes), a change of anything that
-  depends on the run's length without `allow_schedule_change`."""
+  """The run contract (lib/run_contract.py) of a workdir with checkpoints: {} for the
+  same run; the durations and periods a resume changes; ContractError for anything else:
+  another config, another dataset (run.json's sizes and classes), a change of anything
+  that depends on the run's length without `allow_schedule_change`."""
   config, info = exp.config, exp.info
-  saved_steps = checkpoints.saved_steps(workdir)
-  if not saved_steps:  # nothing trained yet: the config (re)starts the run
-    return {}
   saved = run_contract.read_saved(workdir)
   if saved is None:
     raise run_contract.ContractError(
@@ -150,7 +147,7 @@ def check_contract(exp: experiment.Experiment, workdir: str,
                                    info.num_classes)
   if not diff:
     return diff
-  latest, total = saved_steps[-1], exp.length.total_steps
+  latest, total = checkpoints.saved_steps(workdir)[-1], exp.length.total_steps
   if latest > total:
     raise run_contract.ContractError(
         f'--workdir={workdir} is at step {latest}, past the {total} steps this config asks '
@@ -492,10 +489,9 @@ def stop_requested(stop_signal, step: int) -> str | None:
   """The signal that asks the run to stop after this step; in a multi-process job,
   every process stops at the same step, to save together."""
   signalled = stop_signal()
-  if jax.process_count() > 1:
-    signalled = signalled or (
-        'SIGTERM' if multihost_utils.reached_preemption_sync_point(step) else None)
-  return signalled
+  if signalled or jax.process_count() == 1:
+    return signalled
+  return 'SIGTERM' if multihost_utils.reached_preemption_sync_point(step) else None
 
 
 def finish(exp: experiment.Experiment, workdir: str, record: dict | None,

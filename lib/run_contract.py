@@ -168,8 +168,7 @@ def run_facts(info, length, devices: int, processes: int) -> dict:
 
 
 def read_facts(workdir: str) -> dict | None:
-  """run.json, or None for a run saved before it existed (or where it cannot be read:
-  the keys are then compared as before, and the length rebuilt from the dataset)."""
+  """run.json, or None where it is missing or unreadable (then check_format refuses it)."""
   facts = workdir_lib.read_json(os.path.join(workdir, RUN))
   return facts if isinstance(facts, dict) and 'dataset' in facts else None
 
