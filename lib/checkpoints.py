@@ -111,7 +111,7 @@ def read_state(workdir: str, kind: str = LATEST, step: int | None = None) -> dic
                           metadata)
     return _int_keys(jax.tree.map(np.asarray, checkpointer.restore(path, target)))
   except Exception as e:  # pylint: disable=broad-except  (orbax's and tensorstore's vary)
-    _details.add(_traceback_text(e))
+    _details.add(''.join(traceback.format_exception(e)))
     raise CorruptCheckpointError(
         f'checkpoint {step} in {mngr.directory} cannot be read ({reason(e)}; details: '
         f'{save_details()})') from None
@@ -132,7 +132,7 @@ def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int)
     try:
       state = mngr.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:  # pylint: disable=broad-except
-      _details.add(_traceback_text(e))
+      _details.add(''.join(traceback.format_exception(e)))
       failures.append((step, e))
       continue
     if failures:
@@ -166,7 +166,7 @@ def write_failure(workdir: str, mngr: ocp.CheckpointManager, step: int | None,
   """The line for a checkpoint that could not be written (a full disk): the step that
   failed (orbax reports an asynchronous write's failure at the next save), the intact
   one a rerun resumes from, and where the details are (see _Details.save)."""
-  _details.add(_traceback_text(error))
+  _details.add(''.join(traceback.format_exception(error)))
   try:
     unfinished = sorted(int(m.group(1)) for m in map(UNFINISHED.fullmatch,
                                                      os.listdir(mngr.directory)) if m)
@@ -260,10 +260,6 @@ _details = _Details()
 def save_details(workdir: str | None = None) -> str:
   """Where this process's fault reports are (see _Details.save), for a message to name."""
   return _details.path or _details.save(workdir)
-
-
-def _traceback_text(error: BaseException) -> str:
-  return ''.join(traceback.format_exception(type(error), error, error.__traceback__))
 
 
 class _OrbaxErrors(pylogging.Filter):

@@ -249,12 +249,9 @@ def unknown_key(argv, config_flag, config=None) -> str | None:
     return None
   for arg in argv:
     match = re.match(rf'--{config_flag}\.([\w.]+)', arg)
-    if not match:
-      continue
-    path = match.group(1)
-    if path in paths or any(p.startswith(path + '.') for p in paths):
-      continue
-    return keys.unknown_key(path, paths)
+    path = match and match.group(1)
+    if path and path not in paths and not any(p.startswith(path + '.') for p in paths):
+      return keys.unknown_key(path, paths)
   return None
 
 
