@@ -125,10 +125,11 @@ def initial_weights(exp: experiment.Experiment) -> dict | None:
 
 def check_contract(exp: experiment.Experiment, workdir: str,
                    allow_schedule_change: bool) -> dict:
-  """The run contract (lib/run_contract.py) of a workdir with checkpoints: {} for the
-  same run; the durations and periods a resume changes; ContractError for anything else:
-  another config, another dataset (run.json's sizes and classes), a change of anything
-  that depends on the run's length without `allow_schedule_change`."""
+  """The run contract (lib/run_contract.py) of a workdir with checkpoints (without any,
+  the config (re)starts the run): {} for the same run; the durations and periods a
+  resume changes; ContractError for anything else: another config, another dataset
+  (run.json's sizes and classes), a change of anything that depends on the run's length
+  without `allow_schedule_change`."""
   config, info = exp.config, exp.info
   saved = run_contract.read_saved(workdir)
   if saved is None:
