@@ -117,9 +117,7 @@ def create_optimizer(config, schedule: Callable | None = None, frozen: tuple = (
 def updates_applied(opt_state) -> jax.Array:
   """The optimizer's count of the updates it has applied: what its schedule is called
   with (the step's metrics log the rate it used)."""
-  is_schedule = lambda x: isinstance(x, optax.ScaleByScheduleState)
-  state, = [s for s in jax.tree.leaves(opt_state, is_leaf=is_schedule) if is_schedule(s)]
-  return state.count
+  return optax.tree_utils.tree_get(opt_state, 'ScaleByScheduleState').count
 
 
 def create_schedule(config, steps_per_epoch: int, total_steps: int):
