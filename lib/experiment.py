@@ -11,7 +11,6 @@ import functools
 import math
 from typing import Any, Callable
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -77,19 +76,15 @@ def check_model(config):
   classes."""
   check_ranges(config, EVALUATION_KEYS)
   transforms.augmentation(config)  # (its errors, before READ_ONLY_WHEN reads its preset)
-  nnx.eval_shape(lambda: _build(config, config.num_classes or 10, nnx.Rngs(0)))
-
-
-def _build(config, num_classes: int, rngs: nnx.Rngs):
-  return models.create_model_from_config(
-      config.model, num_classes, PRECISIONS[config.precision],
-      image_size=config.dataset.image_size, in_channels=config.dataset.channels, rngs=rngs)
+  create_net(config, config.num_classes or 10)
 
 
 def create_net(config, num_classes: int) -> models.Functional:
   """The config's model for `num_classes`, computing in the config's precision, split
   into functions of its variables (nothing computed)."""
-  return models.functional(functools.partial(_build, config, num_classes))
+  return models.functional(lambda rngs: models.create_model_from_config(
+      config.model, num_classes, PRECISIONS[config.precision],
+      image_size=config.dataset.image_size, in_channels=config.dataset.channels, rngs=rngs))
 
 
 # What building the model and evaluating read: check_model, for evaluate.py too.
