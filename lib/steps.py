@@ -5,14 +5,13 @@
 
 The state is everything a run carries from one step to the next, checkpointed whole.
 The model is split once (models.functional): the step rebuilds the NNX module from the
-state's variables at trace time (`net.merge`), so nothing walks the object graph per call.
+state's variables at trace time (`net.apply`), so nothing walks the object graph per call.
 What a model or config adds to the plain step comes in through lib/recipes.py.
 """
 
 from typing import Any
 
 import flax
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +19,6 @@ import optax
 
 from lib import optim
 from lib import recipes
-from models import layers
 
 PRECISIONS = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -87,11 +85,10 @@ def make_train_step(config, net, tx, schedule, num_classes: int, model_input,
     batch = recipe.mix(model_input(state.step, inputs, dtype), rng, num_classes)
 
     def loss_fn(params):
-      network = net.merge({'params': params, 'batch_stats': state.batch_stats},
-                            train=True, rng=rng)
-      logits, auxiliary = layers.with_auxiliary(network, batch['image'])
+      variables = {'params': params, 'batch_stats': state.batch_stats}
+      logits, stats, auxiliary = net.apply(variables, batch['image'], train=True, rng=rng)
       value = loss(logits, auxiliary, batch, num_classes, config.label_smoothing)
-      return value, (logits, nnx.to_pure_dict(nnx.state(network, nnx.BatchStat)))
+      return value, (logits, stats)
 
     (value, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
