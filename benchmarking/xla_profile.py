@@ -60,8 +60,6 @@ def instructions(hlo_text: str) -> tuple[dict, dict]:
 
 
 def kind_of(name: str, table: dict, bodies: dict, batch: int) -> str:
-  if name not in table:
-    return 'other'
   shape, opcode, calls, op_name = table[name]
   opcodes = {opcode} | bodies.get(calls, set())
   dims = [int(d) for d in re.findall(r'\d+', shape.split('[', 1)[-1])] if '[' in shape else []
