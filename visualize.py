@@ -151,8 +151,7 @@ def features(config, model):
     fmap = fmap.reshape(1, 1, -1) if fmap.ndim == 1 else fmap
     maps[name] = fmap
     tiles = np.moveaxis(fmap, -1, 0)
-    low, high = tiles.min(), tiles.max()
-    tiles = (tiles - low) / (high - low if high > low else 1)  # one scale per layer
+    tiles = (tiles - tiles.min()) / (np.ptp(tiles) or 1)  # one scale per layer
     r = known[name]
     field = f", receptive field {r['rf']}, jump {r['jump']}" if r['rf'] else ''
     panels.append((pictures.grid(tiles, scale=max(1, 64 // tiles.shape[1])),
