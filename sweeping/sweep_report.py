@@ -143,11 +143,10 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
     return []
   swept, _ = hyper.swept_and_fixed([t['overrides'] for t in trials])
   fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
-  colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
   lines = []
   for i, trial in enumerate(ran):
     records = curves[trial['name']]
-    colour = colours[i % len(colours)]  # the same in both plots, whatever either lacks
+    colour = f'C{i}'  # the same in both plots, whatever either lacks
     train = [(r['step'], r['loss']) for r in records
              if r['split'] == 'train' and math.isfinite(r['loss'])]
     evals = [(r['step'], 100 * r['top1']) for r in records

@@ -65,16 +65,14 @@ def show_curves(series: dict, path: str):
   of (step, value): loss, top-1 and learning rate against step, runs overlaid."""
   fig, axes = plt.subplots(1, 3, figsize=(14, 4))
   runs = list(dict.fromkeys(k.rsplit('/', 1)[0] for k in series))  # a run's name has /
-  colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
   for i, run in enumerate(runs):
-    colour = colours[i % len(colours)]
     for ax, key, style in [(axes[0], 'train_loss', '-'), (axes[0], 'eval_loss', '--'),
                            (axes[1], 'train_top1', '-'), (axes[1], 'eval_top1', '--'),
                            (axes[2], 'learning_rate', '-')]:
       points = series.get(f'{run}/{key}')
       if points is not None and len(points):
         scale = 100 if 'top1' in key else 1
-        ax.plot(points[:, 0], points[:, 1] * scale, style, color=colour,
+        ax.plot(points[:, 0], points[:, 1] * scale, style, color=f'C{i}',
                 marker='o' if key.startswith('eval') else None, markersize=3,
                 label=f"{run} {key.split('_')[0]}" if key != 'learning_rate' else run)
   for ax, label in zip(axes, ('loss', 'top-1 %', 'learning rate')):
