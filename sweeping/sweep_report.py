@@ -118,9 +118,8 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
         ax.plot(*zip(*points), marker='o', label=None if q is None else f'{label(q)}={q_value}')
     if categorical:
       ax.set_xticks(xs, [str(l) for l in labels])
-    ax.set_xlabel(label(p))
-    ax.set_ylabel('final top-1 (%)' + (', mean over the other parameters'
-                                       if len(swept) > 2 else ''))
+    ax.set(xlabel=label(p), ylabel='final top-1 (%)' + (', mean over the other parameters'
+                                                         if len(swept) > 2 else ''))
     ax.grid(alpha=0.3)
     legend = [ax.legend(loc='upper left', bbox_to_anchor=(1.02, 1.0), fontsize=8,
                         frameon=False)] if q else []  # right of the plot: covers no line
