@@ -84,9 +84,7 @@ def compare(ours: str, theirs: str, model_names, batch: int, repeats: int,
   order = []
   with tempfile.TemporaryDirectory(prefix='compare-commits-') as scratch:
     for r in range(repeats):
-      sides = [('ours', ours), ('theirs', theirs)]
-      if r % 2:
-        sides.reverse()
+      sides = [('ours', ours), ('theirs', theirs)][::-1 if r % 2 else 1]
       for m in model_names:
         for kind in ('step', 'launch'):
           for side, directory in sides:
