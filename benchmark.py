@@ -318,8 +318,7 @@ def main(argv):
   else:
     report, table = time_models()
   if table:
-    print()
-    print(table)
+    print(f'\n{table}')
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:
       json.dump(report, f, indent=2)
