@@ -177,8 +177,7 @@ def saliency(config, model):
   logits = lambda v, x: model.net.apply(v, x)[0]
   probs = jax.device_get(jax.jit(lambda v, x: jax.nn.softmax(logits(v, x)))(model.variables, x))
   explained = target_class(probs, model)
-  label = explained['label']
-  gradient = jax.jit(jax.grad(lambda x, v: logits(v, x)[label]))
+  gradient = jax.jit(jax.grad(lambda x, v: logits(v, x)[explained['label']]))
   grad = np.asarray(jax.device_get(gradient(x, model.variables))[0], np.float32)
   heat = np.abs(grad).max(axis=-1)
   plots.show_heat(view, heat, f"saliency of {class_title(explained)} "
@@ -258,9 +257,8 @@ def conv_arithmetic(config, model):  # pylint: disable=unused-argument
   if out < 1:
     raise ValueError(f'a kernel of extent {layers.effective_kernel(kernel, dilation)} does '
                      f'not fit an input of {n} padded by {pads}')
-  coverage = plots.show_conv_arithmetic(n, kernel, stride, pads, dilation, out, title,
-                                        FLAGS.out)
-  return coverage, {}
+  return plots.show_conv_arithmetic(n, kernel, stride, pads, dilation, out, title,
+                                    FLAGS.out), {}  # (how many outputs read each cell)
 
 
 def conv_geometry(n: int, kernel: int, stride: int, padding, dilation: int):
