@@ -90,16 +90,13 @@ def profile(compiled, run_steps, steps: int, batch: int) -> dict:
   from jax._src.lib import _profile_data  # pylint: disable=import-outside-toplevel
   table, bodies = instructions(compiled.as_text())
   directory = tempfile.mkdtemp(prefix='xla-profile-')
-  jax.profiler.start_trace(directory)
-  wall = run_steps(steps)
-  jax.profiler.stop_trace()
+  with jax.profiler.trace(directory):
+    wall = run_steps(steps)
   (path,) = glob.glob(f'{directory}/**/*.xplane.pb', recursive=True)
   per_name = collections.Counter()
   for plane in _profile_data.ProfileData.from_file(path).planes:
-    for line in plane.lines:
-      for event in line.events:
-        if event.name in table:
-          per_name[event.name] += event.duration_ns
+    for event in (e for line in plane.lines for e in line.events if e.name in table):
+      per_name[event.name] += event.duration_ns
   kinds = collections.Counter()
   for name, ns in per_name.items():
     kinds[kind_of(name, table, bodies, batch)] += ns / 1e6 / steps
