@@ -125,7 +125,6 @@ def revision(directory: str) -> str | None:
 def format_table(report: dict) -> str:
   keys = ['model', 'measure', 'batch', 'steps', 'theirs', 'ours', 'ratio', 'bound',
           'within']
-  cells = [[f'{r[k]:,.2f}' if isinstance(r[k], float) and k != 'ratio'
-            else f'{r[k]:.3f}' if k == 'ratio' else str(r[k]) for k in keys]
-           for r in report['rows']]
+  cells = [[f'{r[k]:.3f}' if k == 'ratio' else f'{r[k]:,.2f}' if isinstance(r[k], float)
+            else str(r[k]) for k in keys] for r in report['rows']]
   return formatting.table(keys, cells)
