@@ -92,9 +92,8 @@ def peak_memory(compiled) -> tuple[int | None, str]:
   analysis = compiled.memory_analysis()
   if analysis is None:
     return None, 'unknown'
-  planned = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-             + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
-  return int(planned), 'planned'
+  return int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
+             + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes), 'planned'
 
 
 def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None = None):
