@@ -163,9 +163,8 @@ def torch_cifar(torch, sizes: Sizes, compiled: bool, smoke: bool) -> dict:
     step = torch.compile(step, backend='eager' if smoke else 'inductor')
   batches = iter(lambda: (torch.randint(0, n, (b,), device=device),), None)
   rate = b * time_torch(torch, step, batches, sizes, device)
-  mode = 'torch.compile' if compiled else 'eager'
-  return row('resnet20_cifar_epoch', f'torch ({mode})', name, b, rate,
-             epoch_s=CIFAR_TRAIN / rate)
+  return row('resnet20_cifar_epoch', f"torch ({'torch.compile' if compiled else 'eager'})",
+             name, b, rate, epoch_s=CIFAR_TRAIN / rate)
 
 
 def reference_airbench(torch, sizes: Sizes) -> dict:
