@@ -200,8 +200,7 @@ def _plan_config(spec: str) -> str:
 def check_plan(sweep_dir: str, spec: str):
   """Refuse a --workdir that cannot be used or holds something else than this sweep:
   another sweep file's trials, or a train.py run (its config.json)."""
-  plan_path = os.path.join(sweep_dir, PLAN)
-  if os.path.exists(plan_path):
+  if os.path.exists(os.path.join(sweep_dir, PLAN)):
     old = load_plan(sweep_dir)['config']
     if old != _plan_config(spec):  # names leave out what all trials share: keep sweeps apart
       raise SweepError(f'--workdir={sweep_dir} holds the sweep of {old}; choose another '
@@ -256,8 +255,7 @@ def final_result(trial_dir: str) -> dict | None:
   or is queued or running leaves the previous config's final_metrics.json behind. A
   workdir without trial.json (a train.py run copied in) has finished if the file is there."""
   final = workdir_lib.read_json(os.path.join(trial_dir, workdir_lib.FINAL_METRICS))
-  state = read_status(trial_dir).get('state', 'done')
-  return final if final and state == 'done' else None
+  return final if final and read_status(trial_dir).get('state', 'done') == 'done' else None
 
 
 ATTEMPT = '=== attempt'  # the line train.log starts each attempt with
