@@ -203,9 +203,8 @@ def occlusion(config, model):
   base = posteriors[0]
   explained = target_class(base, model)
   label = explained['label']
-  probs = posteriors[1:, label]
   drop, covered = np.zeros((size, size)), np.zeros((size, size))
-  for (t, l), p in zip(corners, probs):
+  for (t, l), p in zip(corners, posteriors[1:, label]):
     drop[t:t + patch, l:l + patch] += base[label] - p
     covered[t:t + patch, l:l + patch] += 1
   heat = drop / np.maximum(covered, 1)
