@@ -20,17 +20,14 @@ def parse_arg(arg: str | None, **defaults):
     if key not in defaults:
       raise ValueError(f'config argument {key!r} is not one of {sorted(defaults)}')
     kind = str if defaults[key] is None else type(defaults[key])
-    if not eq:
-      if kind is not bool:
-        raise ValueError(f'config argument {key} needs a value: {key}=VALUE, like its '
-                         f'default {key}={defaults[key]}')
-      result[key] = True
-      continue
+    if not eq and kind is not bool:
+      raise ValueError(f'config argument {key} needs a value: {key}=VALUE, like its '
+                       f'default {key}={defaults[key]}')
     if kind is bool:
-      if value.lower() not in BOOLEANS:
+      if eq and value.lower() not in BOOLEANS:
         raise ValueError(f'config argument {key}={value!r}: give true or false (or 1/0, '
                          'yes/no), or the bare word for true')
-      result[key] = BOOLEANS[value.lower()]
+      result[key] = BOOLEANS[value.lower()] if eq else True
     else:
       try:
         result[key] = kind(value)
