@@ -17,13 +17,11 @@ def get_config(arg=None):
   c = base_config()
   c.model = {'name': 'lenet5', 'activation': a['activation'], 'pooling': a['pooling']}
   c.dataset.name = 'mnist' if a['mnist'] else 'mnist5k'
-  c.dataset.image_size = 32
   c.dataset.channels = 1
   c.dataset.augment = 'none'
   c.batch_size = 64
   common.in_epochs(c, 20 if not a['mnist'] else 10)
   common.adamw_cosine_recipe(c, learning_rate=2e-3, warmup_steps=50)
-  c.log_every_steps = 100
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   return c

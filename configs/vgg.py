@@ -21,8 +21,7 @@ def get_config(arg=None):
   c.optimizer.weight_decay = 5e-4
   if a['cifar']:
     c.model = {'name': name, 'head': 'linear'}
-    c.dataset.name = 'cifar10'
-    c.dataset.augment = 'cifar'
+    # (CIFAR-10 and the cifar augmentation are the defaults)
     common.in_epochs(c, 200, eval_every=5, checkpoint_every=5)
     c.schedule.name = 'cosine'
     c.schedule.learning_rate = 0.1 if a['bn'] else 0.01
