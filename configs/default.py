@@ -24,18 +24,16 @@ def clear_duration_partners(config, given):
 
 def get_config(arg=None):
   common.parse_arg(arg)  # (takes none: an argument would change nothing)
-  c = ml_collections.ConfigDict()
+  tree = {}
   for key in keys.KEYS.values():  # (in their order, which the config keeps)
     *groups, leaf = key.name.split('.')
-    node = c
+    node = tree
     for group in groups:  # (model: its name here, a config file's constructor arguments)
-      if group not in node:
-        node[group] = ml_collections.ConfigDict()
-      node = node[group]
+      node = node.setdefault(group, {})
     # (a key that admits None takes its type from the command line as a FieldReference)
     node[leaf] = (ml_collections.FieldReference(key.default, field_type=key.type)
                   if key.admits_none else key.default)
-  return c
+  return ml_collections.ConfigDict(tree)
 
 
 def changed_keys(config) -> set[str]:
