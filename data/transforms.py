@@ -118,8 +118,7 @@ def resize(image: Image.Image, width: int, height: int, mode: str, box=None) -> 
 def resize_shorter(image: Image.Image, size: int, mode: str) -> Image.Image:
   w, h = image.size
   scale = size / min(w, h)
-  return resize(image, max(size, round(w * scale)) if w > h else size,
-                max(size, round(h * scale)) if h > w else size, mode)
+  return resize(image, max(size, round(w * scale)), max(size, round(h * scale)), mode)
 
 
 def to_array(image: Image.Image, mode: str) -> np.ndarray:
