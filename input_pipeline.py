@@ -281,9 +281,8 @@ def resident(config, info: DatasetInfo) -> bool:
   d, (h, w, _) = config.dataset, info.image_shape
   if not (d.device_resident and None not in (h, w) and transforms.decode_op(config) is None):
     return False
-  if h > d.image_size or w > d.image_size:  # would need a resize: the host does that
-    return False
-  return info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20
+  return (max(h, w) <= d.image_size  # (a larger one would need a resize: the host's work)
+          and info.num_train * h * w * d.channels <= d.device_resident_max_mb * 2**20)
 
 
 def train_model_input(config, info: DatasetInfo, mesh: Mesh):
