@@ -45,8 +45,7 @@ def chain(*sweeps: list[dict]) -> list[dict]:
 def swept_and_fixed(trials: list[dict]) -> tuple[list[str], dict]:
   """(the keys that take more than one value, {key: value} of those that take one)."""
   names = list(dict.fromkeys(k for t in trials for k in t))
-  values = {n: {repr(t.get(n)) for t in trials} for n in names}
-  swept = [n for n in names if len(values[n]) > 1]
+  swept = [n for n in names if len({repr(t.get(n)) for t in trials}) > 1]
   return swept, {n: trials[0][n] for n in names if n not in swept}
 
 
