@@ -42,10 +42,9 @@ def in_epochs(c, num_epochs, eval_every=None, checkpoint_every=None):
   """Train for `num_epochs`; evaluate and checkpoint every so many epochs (None: the
   config's steps stay). The step keys of each pair become None."""
   c.num_epochs, c.num_train_steps = num_epochs, None
-  if eval_every is not None:
-    c.eval_every_epochs, c.eval_every_steps = eval_every, None
-  if checkpoint_every is not None:
-    c.checkpoint_every_epochs, c.checkpoint_every_steps = checkpoint_every, None
+  for what, every in (('eval', eval_every), ('checkpoint', checkpoint_every)):
+    if every is not None:
+      c[f'{what}_every_epochs'], c[f'{what}_every_steps'] = every, None
 
 
 def imagenet(c, augment: str, batch_size: int, image_size: int = 224):
