@@ -21,9 +21,9 @@ def get_config(arg=None):
   # reimplementation (fb.resnet.torch, whose optim.sgd decays all parameters) and
   # torchvision's reference recipe (--norm-weight-decay defaults to --wd) both do.
   c.optimizer.decay_params = 'all'
+  depth = a['depth'] or (50 if a['imagenet'] else 20)
+  c.model.name = f'resnet{depth}'
   if a['imagenet']:
-    depth = a['depth'] or 50
-    c.model.name = f'resnet{depth}'
     if a['stride_in_1x1']:  # the paper's bottleneck (Table 1's FLOPs), not torchvision's
       c.model.stride_in_1x1 = True
     common.imagenet(c, 'imagenet', 256)
@@ -33,8 +33,6 @@ def get_config(arg=None):
     c.eval_every_steps = 5000
     c.checkpoint_every_steps = 5000
     return c
-  depth = a['depth'] or 20
-  c.model.name = f'resnet{depth}'
   # The rest is the defaults (configs/keys.py), section 4.2's recipe: CIFAR-10 with the
   # cifar augmentation, 64k steps, lr 0.1 divided by 10 at 32k and 48k.
   if a['val']:
