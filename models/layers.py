@@ -140,12 +140,8 @@ def resolve_padding(padding: Padding, sizes: Sequence[int], kernel, stride=1,
       total = max((math.ceil(n / s) - 1) * s + effective_kernel(k, d) - n, 0)
       pads.append((total // 2, total - total // 2))
     return tuple(pads)
-  if isinstance(padding, int):
-    return ((padding, padding), (padding, padding))
-  padding = tuple(padding)
-  if all(isinstance(p, int) for p in padding):
-    return tuple((p, p) for p in padding)
-  return tuple(tuple(p) for p in padding)
+  # an int or (ph, pw) pads both sides alike: each axis's entry through `pair`
+  return tuple(pair(p) for p in pair(padding))
 
 
 def _check_fits(layer: str, sizes, kernel, dilation, pads):
