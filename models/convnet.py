@@ -208,7 +208,7 @@ class ConvNet(Model):
     if not rate:
       self.input_dropout = layers.identity
     elif head['channel_dropout'] and head['pool'] != 'gap':  # Dropout2d, on maps only
-      self.input_dropout = layers.spatial_dropout(rate, rngs=rngs)
+      self.input_dropout = nnx.Dropout(rate, broadcast_dims=(1, 2), rngs=rngs)
     else:
       self.input_dropout = nnx.Dropout(rate, rngs=rngs)
     widths = [width, *head['hidden']]

@@ -422,11 +422,6 @@ def check_head_input(model: nnx.Module, x, side: int, *, built_for: int | None =
                    f'{fix}.')
 
 
-def spatial_dropout(rate: float, *, rngs: nnx.Rngs) -> nnx.Dropout:
-  """Dropout2d: drops whole channels (the same mask over H and W)."""
-  return nnx.Dropout(rate, broadcast_dims=(1, 2), rngs=rngs)
-
-
 def identity(x):
   """PyTorch's nn.Identity: an optional layer (a BN, an LRN, a pool, a dropout) left out."""
   return x

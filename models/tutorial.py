@@ -22,7 +22,7 @@ class SimpleCNN(Model):
     side = layers.conv_output_size(layers.conv_output_size(image_size, 5, 2), 5, 2)
     self.conv1 = layers.Conv(in_channels, 16, 5, 2, padding=0, dtype=dtype, rngs=rngs)
     self.conv2 = layers.Conv(16, 32, 5, 2, padding=0, dtype=dtype, rngs=rngs)
-    self.dropout = layers.spatial_dropout(drop_p, rngs=rngs)
+    self.dropout = nnx.Dropout(drop_p, broadcast_dims=(1, 2), rngs=rngs)  # one mask per map
     self.fc = layers.Linear(side * side * 32, num_classes, dtype=dtype, rngs=rngs)
     self.image_size, self.side = image_size, side
 
