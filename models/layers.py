@@ -314,11 +314,9 @@ def _pool_geometry(pool, x):
 
 def adaptive_bins(n: int, out: int) -> np.ndarray:
   """(out, n) averaging matrix with PyTorch's bins [floor(i n/out), ceil((i+1) n/out))."""
-  m = np.zeros((out, n), np.float32)
-  for i in range(out):
-    start, end = (i * n) // out, -(-((i + 1) * n) // out)
-    m[i, start:end] = 1.0 / (end - start)
-  return m
+  i, j = np.arange(out)[:, None], np.arange(n)
+  inside = (j >= i * n // out) & (j < -(-(i + 1) * n // out))
+  return (inside / inside.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 # Pooling and LRN as parameter-free modules, so that summaries and error messages see
