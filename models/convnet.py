@@ -29,7 +29,6 @@ from typing import Any, Sequence
 from flax import nnx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from models import layers
 from models.base import Model
@@ -190,20 +189,19 @@ class ConvNet(Model):
       channels, size = stage.out_channels, stage.out_size
     self.num_stages = len(specs)
     self.residual = any(spec['residual'] for spec in specs)  # (Model.residual)
-    # The features' shape, as PyTorch tutorials find it (a dummy image through them),
-    # on shapes only. A stack that collapses the image fails here, in the layer that
-    # does not fit, named by its path ('stage4.conv1').
-    layers.name_layers(self)
-    _, h, w, c = nnx.eval_shape(lambda net: net.features(
-        jnp.zeros((1, image_size, image_size, in_channels))), self).shape
-
     if head['pool'] == 'gap':
-      self.pool, width = layers.GlobalAvgPool(), c
+      self.pool = layers.GlobalAvgPool()
     elif head['pool'] == 'flatten':
-      self.pool, width = layers.identity, h * w * c
+      self.pool = layers.identity
     else:
       self.pool = layers.AdaptiveAvgPool(tuple(head['pool']))
-      width = int(np.prod(head['pool'])) * c
+    # The first FC layer's width, as PyTorch tutorials find it (a dummy image through the
+    # features and the pool), on shapes only. A stack that collapses the image fails
+    # here, in the layer that does not fit, named by its path ('stage4.conv1').
+    layers.name_layers(self)
+    width = nnx.eval_shape(lambda net: layers.flatten(net.pool(net.features(
+        jnp.zeros((1, image_size, image_size, in_channels))))), self).shape[-1]
+
     rate = head['input_dropout']
     if not rate:
       self.input_dropout = layers.identity
