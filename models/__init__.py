@@ -133,13 +133,11 @@ def check_argument(name: str, arg: str, value) -> str | None:
     return None if value in choices else f'must be one of {list(choices)}; got {value!r}'
   if value is None and params[arg].default is None:
     return None
-  ok = {bool: lambda v: isinstance(v, bool),
-        int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str)}.get(kind)
-  if ok is not None and isinstance(value, float) and not math.isfinite(value):
+  # the Python types each annotation takes (a bool is an int: only bool takes one)
+  takes = {bool: bool, int: int, float: (int, float), str: str}.get(kind)
+  if takes and isinstance(value, float) and not math.isfinite(value):
     return f'must be a finite number; got {value!r}'
-  if ok and not ok(value):
+  if takes and (not isinstance(value, takes) or isinstance(value, bool) and kind is not bool):
     return f'must be {"a number" if kind is float else kind.__name__}; got {value!r}'
   if limits and not limits[0](value):
     return f'must be {limits[1]}; got {value!r}'
