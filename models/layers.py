@@ -394,9 +394,8 @@ class LocalResponseNorm(nnx.Module):
     size = self.size
     sq = jnp.square(x.astype(jnp.float32))
     # window of `size` channels centred on c: size//2 before, (size-1)//2 after
-    sq = jnp.pad(sq, ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
     window_sum = jax.lax.reduce_window(sq, 0., jax.lax.add, (1, 1, 1, size), (1, 1, 1, 1),
-                                       'VALID')
+                                       ((0, 0), (0, 0), (0, 0), (size // 2, (size - 1) // 2)))
     return (x / jnp.power(self.k + self.alpha / size * window_sum, self.beta)).astype(x.dtype)
 
 
