@@ -37,12 +37,10 @@ torch_default_init = nnx.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform
 def dirac_init(key, shape, dtype=jnp.float32):
   """PyTorch's default, then torch.nn.init.dirac_ on the first `in` output filters: a 3x3
   conv that starts by passing its first channels through."""
-  kernel = torch_default_init(key, shape, dtype)
   kh, kw, cin, cout = shape
   n = min(cin, cout)
-  identity = jnp.zeros((kh, kw, cin, n), dtype).at[kh // 2, kw // 2, jnp.arange(n),
-                                                    jnp.arange(n)].set(1)
-  return kernel.at[..., :n].set(identity)
+  kernel = torch_default_init(key, shape, dtype).at[..., :n].set(0)
+  return kernel.at[kh // 2, kw // 2, :, :n].set(jnp.eye(cin, n, dtype=dtype))
 
 
 def whitening_weights(images, eps: float = WHITEN_EPS) -> np.ndarray:
