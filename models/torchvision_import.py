@@ -27,11 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import models
-from models.airbench import WIDTHS as AIRBENCH_VARIANTS
+from models.airbench import WIDTHS as AIRBENCH  # the `airbench` package's make_net94/95/96
 
 VGG = [f'vgg{depth}{bn}' for depth in (11, 13, 16, 19) for bn in ('', '_bn')]
 RESNET = [f'resnet{depth}' for depth in (18, 34, 50, 101, 152)]
-AIRBENCH = tuple(AIRBENCH_VARIANTS)  # the `airbench` package's make_net94/95/96
 SUPPORTED = ['alexnet'] + VGG + RESNET + list(AIRBENCH)
 
 # The first FC layer of a torchvision classifier, and the (C, H, W) map it flattens.
@@ -90,8 +89,7 @@ def convert(name: str, state_dict: dict) -> dict:
       put('params', module, 'kernel', value.transpose(2, 3, 1, 0))
     elif leaf == 'weight' and value.ndim == 2:
       if module == first_fc:  # (out, C*H*W) to take (H, W, C)-flattened input
-        c, h, w = flattened
-        value = value.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(len(value), -1)
+        value = value.reshape(-1, *flattened).transpose(0, 2, 3, 1).reshape(len(value), -1)
       put('params', module, 'kernel', value.T)
     elif leaf == 'weight' and is_bn:
       put('params', module, 'scale', value)
