@@ -189,12 +189,15 @@ class ConvNet(Model):
       channels, size = stage.out_channels, stage.out_size
     self.num_stages = len(specs)
     self.residual = any(spec['residual'] for spec in specs)  # (Model.residual)
-    if head['pool'] == 'gap':
+    pool = head['pool']
+    if pool == 'gap':
       self.pool = layers.GlobalAvgPool()
-    elif head['pool'] == 'flatten':
+    elif pool == 'flatten':
       self.pool = layers.identity
+    elif isinstance(pool, (tuple, list)) and len(pool) == 2:
+      self.pool = layers.AdaptiveAvgPool(tuple(pool))
     else:
-      self.pool = layers.AdaptiveAvgPool(tuple(head['pool']))
+      raise ValueError(f"convnet head pool must be 'gap', 'flatten' or [h, w]; got {pool!r}")
     # The first FC layer's width, as PyTorch tutorials find it (a dummy image through the
     # features and the pool), on shapes only. A stack that collapses the image fails
     # here, in the layer that does not fit, named by its path ('stage4.conv1').

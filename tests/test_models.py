@@ -245,6 +245,10 @@ def test_convnet_refuses_groups_that_do_not_divide_a_stages_widths():
     models.create_model('convnet', stages=stages)
   with pytest.raises(ValueError, match='convnet stage 1 groups must be >= 1; got 0'):
     models.create_model('convnet', stages=[dict(width=32, groups=0)])
+  for pool in ('max', (2,)):  # (the head's pool: 'gap', 'flatten' or [h, w])
+    with pytest.raises(ValueError, match=re.escape(
+        f"convnet head pool must be 'gap', 'flatten' or [h, w]; got {pool!r}")):
+      models.create_model('convnet', head=dict(pool=pool))
 
 
 @pytest.mark.parametrize('groups', [1, 4, 32])
