@@ -20,12 +20,12 @@ def run_once(platform: str) -> dict:
 
 def init(platform: str, state) -> dict:
   """The init program of `state` (its arrays or their shapes): run_once's options, but on
-  a CPU LLVM at level 1 where it draws a weight of more than 2**24 values. Its draws (threefry, the normal's inverse error
-  function) cost about 100 ns of CPU a value at level 0, 18 at level 1: with their fully
-  connected layers (37.7M and 102.8M values in one weight) AlexNet's and VGG-16's inits
-  took 3.4 and 8.0 s at level 0, 1.2 and 2.3 at level 1. A ResNet's largest weight is
-  2.4M values, and compiling is most of its init (ResNet-152: 12.4 s at level 0, 14.2
-  at level 1). Wall times of compile and run, 2-core AVX-512 EPYC."""
+  a CPU LLVM at level 1 where it draws a weight of more than 2**24 values. Its draws
+  (threefry, the normal's inverse error function) cost about 100 ns of CPU a value at
+  level 0, 18 at level 1: with their fully connected layers (37.7M and 102.8M values in
+  one weight) AlexNet's and VGG-16's inits took 3.4 and 8.0 s at level 0, 1.2 and 2.3 at
+  level 1. A ResNet's largest weight is 2.4M values, and compiling is most of its init
+  (ResNet-152: 12.4 s at level 0, 14.2 at level 1; compile and run, 2-core AVX-512)."""
   options = run_once(platform)
   if platform == 'cpu' and max(x.size for x in jax.tree.leaves(state)) > 2**24:
     options['xla_backend_optimization_level'] = 1
