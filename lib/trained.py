@@ -180,23 +180,22 @@ def checkpoint_to_load(workdir: str, which: str) -> tuple[str, int, str]:
   """(checkpoints.BEST or LATEST, step, 'best'|'latest'|'step<N>') of `which`: best,
   latest or a step number; a LoadError naming --checkpoint when there is none such."""
   if which in ('best', 'latest'):
-    kind, step = checkpoints.BEST if which == 'best' else checkpoints.LATEST, None
-  elif not which.isdigit():
+    kind = checkpoints.BEST if which == 'best' else checkpoints.LATEST
+    steps = checkpoints.saved_steps(workdir, kind)
+    if not steps:
+      raise LoadError(f'--workdir={workdir} has no checkpoint in {kind}/; train first '
+                      '(python train.py ...) or give --checkpoint=latest')
+    return kind, steps[-1], which
+  if not which.isdigit():
     raise LoadError(f"--checkpoint={which}: give best, latest or a step number")
-  else:  # (a step of the latest checkpoints, else of the best)
-    step, kind = int(which), checkpoints.LATEST
-    if not os.path.isdir(os.path.join(workdir, kind, which)):
-      kind = checkpoints.BEST
-  steps = checkpoints.saved_steps(workdir, kind)
-  if not steps:
-    raise LoadError(f'--workdir={workdir} has no checkpoint in {kind}/; train first '
-                    '(python train.py ...) or give --checkpoint=latest')
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise LoadError(f'--checkpoint={step}: no such step in {workdir}; it has '
-                    f'{checkpoints.saved_steps(workdir)}')
-  return kind, step, which if which in ('best', 'latest') else f'step{step}'
+  step = int(which)
+  kept = {kind: checkpoints.saved_steps(workdir, kind)
+          for kind in (checkpoints.LATEST, checkpoints.BEST)}
+  for kind, steps in kept.items():  # (the latest checkpoints' first)
+    if step in steps:
+      return kind, step, f'step{step}'
+  raise LoadError(f'--checkpoint={which}: no such step in {workdir}; it has '
+                  f'{sorted({s for steps in kept.values() for s in steps})}')
 
 
 def variables_from_checkpoint(workdir: str, which: str) -> tuple[dict, int, str]:

@@ -200,6 +200,23 @@ def test_evaluate_without_a_run_says_what_to_give(tmp_path):
   assert 'no config.json' in line and '--config=configs/FILE.py' in line, line
 
 
+@pytest.mark.fast
+def test_a_checkpoint_is_found_by_step_in_either_kept_set(tmp_path):
+  """A step is looked for among the latest checkpoints, then the best; a missing one is
+  named with every step there is, even when best_checkpoint/ is empty (it had named
+  that folder, as if the run had no checkpoints)."""
+  for kind, step in ((checkpoints.LATEST, 4), (checkpoints.LATEST, 8), (checkpoints.BEST, 2)):
+    os.makedirs(tmp_path / kind / str(step))
+  assert trained_lib.checkpoint_to_load(str(tmp_path), '8') == (checkpoints.LATEST, 8, 'step8')
+  assert trained_lib.checkpoint_to_load(str(tmp_path), '2') == (checkpoints.BEST, 2, 'step2')
+  assert trained_lib.checkpoint_to_load(str(tmp_path), 'best') == (checkpoints.BEST, 2, 'best')
+  os.rmdir(tmp_path / checkpoints.BEST / '2')
+  with pytest.raises(trained_lib.LoadError, match=r'--checkpoint=5: no such step .* has \[4, 8\]$'):
+    trained_lib.checkpoint_to_load(str(tmp_path), '5')
+  with pytest.raises(trained_lib.LoadError, match='has no checkpoint in best_checkpoint/'):
+    trained_lib.checkpoint_to_load(str(tmp_path), 'best')
+
+
 def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path, monkeypatch):
   trained, result = trained_lenet  # python train.py --config=configs/lenet.py
   assert result.returncode == 0, result.stderr[-2000:]
