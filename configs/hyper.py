@@ -45,7 +45,8 @@ def chain(*sweeps: list[dict]) -> list[dict]:
 def swept_and_fixed(trials: list[dict]) -> tuple[list[str], dict]:
   """(the keys that take more than one value, {key: value} of those that take one)."""
   names = list(dict.fromkeys(k for t in trials for k in t))
-  swept = [n for n in names if len({repr(t.get(n)) for t in trials}) > 1]
+  # (A key a trial leaves unset, whose default applies, differs from one set to None.)
+  swept = [n for n in names if len({repr(t[n]) if n in t else () for t in trials}) > 1]
   return swept, {n: trials[0][n] for n in names if n not in swept}
 
 

@@ -44,6 +44,7 @@ def test_axis_helpers():
       {'a': 1, 'b': 3}, {'a': 2, 'b': 4}]
   assert hyper.chain(hyper.sweep('a', [1]), hyper.sweep('b', [2])) == [{'a': 1}, {'b': 2}]
   assert hyper.swept_and_fixed(grid) == (['a', 'b'], {'config.seed': 0})
+  assert hyper.swept_and_fixed([{'a': 1}, {'a': 1, 'b': None}]) == (['b'], {'a': 1})
   with pytest.raises(ValueError, match='equal lengths'):
     hyper.zipped(hyper.sweep('a', [1, 2]), hyper.sweep('b', [3]))
   with pytest.raises(ValueError, match=r"both set \['a'\]"):
