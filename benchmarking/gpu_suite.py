@@ -86,8 +86,7 @@ def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float) -> dict:
   """The host pipeline with a worker per core on a folder of generated JPEGs, beside the
   images/s the ResNet-50 step `consumed`."""
   with tempfile.TemporaryDirectory(prefix='jpegs-') as root:
-    synthetic_folder.write(root, classes=10, train=sizes.jpegs // 10, val=1,
-                           size=sizes.jpeg_side)
+    synthetic_folder.write(root, classes=10, train=sizes.jpegs // 10, val=1, size=sizes.jpeg_side)
     config = resnet_config.get_config('imagenet,depth=50')
     config.batch_size = sizes.imagenet_batch
     config.dataset.update(name=f'folder:{root}', image_size=sizes.imagenet_size,
@@ -122,6 +121,8 @@ def time_torch(torch, step, batches, sizes: Sizes, device: str) -> float:
 
 
 def torch_imagenet(torch, torchvision, sizes: Sizes, smoke: bool) -> dict:
+  if torchvision is None:  # (its network is torchvision's)
+    return skipped('resnet50_train_bf16', 'torch', 'torchvision is not installed')
   device, name = torch_device(torch)
   net = getattr(torchvision.models, sizes.imagenet_model)().to(
       device, memory_format=torch.channels_last)

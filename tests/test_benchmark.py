@@ -12,6 +12,7 @@ from PIL import Image
 import pytest
 
 from benchmarking import compare_commits
+from benchmarking import gpu_suite
 from benchmarking import pillow_baseline
 from benchmarking import torch_cpu
 from benchmarking import torch_nets
@@ -265,6 +266,15 @@ def test_gpu_suite_smoke(tmp_path):
     assert f"{r['images_per_sec']:,.0f} images/s" in lines[end]
     previous_end = end
   assert 'compile, 0 warm-up and 1 timed steps' in lines[at(1, rows[0], ends=False)[0]]
+
+
+@pytest.mark.fast
+def test_gpu_suite_without_torchvision_skips_only_its_row():
+  """PyTorch without torchvision: the ImageNet row, torchvision's ResNet, is a skipped
+  row saying why (it had stopped the suite), not an error."""
+  torch, _ = torch_nets.import_torch()
+  r = gpu_suite.torch_imagenet(torch, None, gpu_suite.SMOKE, smoke=True)
+  assert r['skipped'] == 'torchvision is not installed' and r['images_per_sec'] is None
 
 
 def test_against_another_checkout_alternates_and_takes_the_best(tmp_path):
