@@ -134,6 +134,8 @@ def restore_latest(workdir: str, mngr: ocp.CheckpointManager, target, keep: int)
     except Exception as e:  # pylint: disable=broad-except
       _details.add(''.join(traceback.format_exception(e)))
       failures.append((step, e))
+      mngr.close()  # (a manager that failed one step can refuse a sound one after it)
+      mngr = manager(workdir, LATEST, keep)
       continue
     if failures:
       mngr.wait_until_finished()

@@ -292,6 +292,20 @@ def test_a_corrupt_checkpoint_falls_back_to_the_one_before_in_one_line(lenet_8_s
   assert f'{workdir}/checkpoints/8/default/' in details  # tensorstore's failed read
 
 
+def test_a_checkpoint_cut_off_after_its_metadata_falls_back_too(lenet_8_steps, tmp_path):
+  """Step 8 holding only its _CHECKPOINT_METADATA, as a copy cut off after its first file
+  leaves it: orbax's manager, once it had refused that step, refused the sound step 4
+  too, and the run stopped advising to start over."""
+  workdir = broken_copy(lenet_8_steps, tmp_path)
+  for path in (workdir / 'checkpoints' / '8').iterdir():
+    if path.name != '_CHECKPOINT_METADATA':
+      shutil.rmtree(path) if path.is_dir() else path.unlink()
+  result = program(tmp_path, 'train.py', *LONGER, f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'moved it to {workdir}/corrupt_checkpoints/ and resumed from step 4' in result.stdout
+  assert checkpoints.saved_steps(str(workdir)) == [8, 12]
+
+
 def test_every_checkpoint_corrupt_refuses_in_one_line_and_changes_nothing(lenet_8_steps,
                                                                           tmp_path):
   workdir = broken_copy(lenet_8_steps, tmp_path, 'checkpoints/4', 'checkpoints/8')
