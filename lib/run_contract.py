@@ -137,14 +137,19 @@ def check_format(workdir: str, flag: str, resuming: bool):
   if not any(checkpoints.saved_steps(workdir, kind)
              for kind in (checkpoints.LATEST, checkpoints.BEST)):
     return
-  facts = read_facts(workdir) or {}
+  facts, path = read_facts(workdir), os.path.join(workdir, RUN)
+  if facts is None and os.path.exists(path):
+    raise ContractError(f'{path} cannot be read, and it says what the checkpoints hold: '
+                        'restore it from a backup, or train again in another workdir')
   for mark in ('model_api', 'state_format') if resuming else ('model_api',):
     value, commit, change = FORMAT[mark]
-    if facts.get(mark) == value:
+    if (facts or {}).get(mark) == value:
       continue
     if mark == 'model_api':
       raise ContractError(
-          f'{flag}={workdir} was written before commit {commit}, when {change}: its '
+          f'{flag}={workdir} ' + (f'has no {RUN}: restore it if it was removed; else it '
+                                  if facts is None else '') +
+          f'was written before commit {commit}, when {change}: its '
           'checkpoints do not fit today\'s models. Train again, or convert a copy with '
           f'that version\'s tools (`git worktree add ../convert {CONVERTER_COMMIT}`, then '
           f'in it `python -m lib.legacy_workdirs convert {workdir} NEW`) and start from '

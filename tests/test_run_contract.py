@@ -235,6 +235,22 @@ def test_weights_of_the_linen_version_are_refused_with_the_way_on(finished, tmp_
     trained.check_source(old)
 
 
+@pytest.mark.parametrize('damage', ['removed', 'cut short'])
+def test_a_run_json_removed_or_damaged_is_named_as_such(finished, tmp_path, damage):
+  """run.json gone or unreadable is said to be so, with the way on, not taken for a
+  workdir of the Linen version (which sent its user to that version's converter)."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(finished, workdir)
+  if damage == 'removed':
+    os.remove(workdir / 'run.json')
+    expected = f'--workdir={workdir} has no run.json: restore it if it was removed; else'
+  else:
+    (workdir / 'run.json').write_text('{"datas')
+    expected = f'{workdir}/run.json cannot be read, .*: restore it from a backup'
+  with pytest.raises(trained.LoadError, match=expected):
+    trained.check_source(str(workdir))
+
+
 def test_evaluation_refuses_a_config_of_another_model(finished):
   saved = run_contract.read_saved(finished)
   saved.model.activation = 'tanh'
