@@ -16,7 +16,7 @@ scores averaged over the map, and the mirror image); multiscale (dense at each Q
 unless --config is given; --config.KEY=VALUE overrides either (e.g. the data_dir).
 Data whose classes are not those the run was trained with (run.json) is refused, naming
 both. Results: DIR/eval/<checkpoint>_<mode>.json, one file per checkpoint and mode (with
-_<split> added for a split other than the run's own eval split; never in
+_<dataset> and _<split> added for a dataset or split other than the run's own; never in
 DIR/metrics.jsonl: that is training's own record, which its best and final metrics and
 the sweep reports read).
 """
@@ -165,10 +165,12 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
     experiment.check(config, training=False)
   which = (f'torchvision_{torchvision}' if torchvision else
            trained.checkpoint_to_load(workdir, checkpoint)[2])
-  # _<split> added for a split other than the run's own, so that neither overwrites the other
+  # _<dataset>, _<split> added for data other than the run's own, so that neither
+  # overwrites the other (the run's own record is what reproduce.py's tables read)
   saved = run_contract.read_saved(workdir)
-  own = saved is None or saved.dataset.eval_split == config.dataset.eval_split
-  suffix = '' if own else '_' + re.sub(r'[^\w.-]', '_', config.dataset.eval_split)
+  suffix = ''.join('_' + re.sub(r'[^\w.-]', '_', config.dataset[k])
+                   for k in ('name', 'eval_split')
+                   if saved is not None and saved.dataset[k] != config.dataset[k])
   path = os.path.join(workdir, 'eval', f'{which}_{mode}{suffix}.json')
   if parallel.is_primary():
     check_writable(path)
@@ -179,8 +181,9 @@ def evaluate(config, workdir: str, mode: str = 'center', checkpoint: str = 'best
   loaded = trained.load(config, info.num_classes, workdir, checkpoint, torchvision, weights)
   start = time.time()
   probs, labels = predict(config, loaded.net, loaded.variables, mode, scales, info=info)
-  record = {'split': config.dataset.eval_split, 'mode': mode, 'checkpoint': which,
-            'step': loaded.step, **metrics(probs, labels), 'seconds': time.time() - start}
+  record = {'dataset': config.dataset.name, 'split': config.dataset.eval_split, 'mode': mode,
+            'checkpoint': which, 'step': loaded.step, **metrics(probs, labels),
+            'seconds': time.time() - start}
   if mode == 'multiscale':
     record['scales'] = list(scales)
   if not parallel.is_primary():  # every process holds the whole result; one writes it

@@ -423,6 +423,22 @@ def test_evaluate_refuses_data_whose_classes_differ_and_writes_nothing(folder_ru
   assert snapshot(workdir) == before and not os.path.exists(os.path.join(workdir, 'eval'))
 
 
+def test_evaluate_on_other_data_keeps_the_runs_own_record(folder_run, tmp_path):
+  """Another folder (the same classes) is evaluated into a file of its own, named for it:
+  it had overwritten eval/best_center.json, the record reproduce.py's tables read."""
+  config, workdir = copy_of(folder_run, tmp_path)
+  own = evaluate.evaluate(config, workdir)
+  shutil.copytree(tmp_path / 'data' / 'train', tmp_path / 'other' / 'train')
+  shutil.copytree(tmp_path / 'data' / 'train', tmp_path / 'other' / 'test')
+  config.dataset.name = f"folder:{tmp_path / 'other'}"
+  other = evaluate.evaluate(config, workdir)
+  assert (own['num_examples'], other['num_examples']) == (12, 36)
+  named = 'best_center_folder_' + str(tmp_path / 'other').replace('/', '_') + '.json'
+  assert sorted(os.listdir(os.path.join(workdir, 'eval'))) == ['best_center.json', named]
+  assert json.load(open(os.path.join(workdir, 'eval', 'best_center.json'))) == own
+  assert other['dataset'] == config.dataset.name
+
+
 def test_visualize_names_the_class_it_shows_as_the_run_was_trained(folder_run, tmp_path):
   _, workdir = renamed_first_class(folder_run, tmp_path)
   folder = tmp_path / 'data' / 'test' / 'c2'
