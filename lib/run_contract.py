@@ -54,7 +54,7 @@ class ContractError(ValueError):
 
 
 def resolve_paths(config, base: str | None = None):
-  """Relative dataset paths (`folder:ds`, `dataset.data_dir`) made absolute against
+  """Relative paths (`folder:ds`, `dataset.data_dir`, `init_from`) made absolute against
   `base` (the current directory), in place: config.json then names the same data from
   wherever it is read, and a sweep trial reads what its caller meant."""
   base = base or os.getcwd()
@@ -63,8 +63,9 @@ def resolve_paths(config, base: str | None = None):
   if path is not None:
     d.name = (f'{sources.kind(d.name)}:' +
               os.path.normpath(os.path.join(base, os.path.expanduser(path))))
-  if d.data_dir:
-    d.data_dir = os.path.normpath(os.path.join(base, os.path.expanduser(d.data_dir)))
+  for parent, key in ((d, 'data_dir'), (config, 'init_from')):
+    if parent[key]:
+      parent[key] = os.path.normpath(os.path.join(base, os.path.expanduser(parent[key])))
 
 
 def as_json(config) -> dict:

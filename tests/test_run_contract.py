@@ -294,14 +294,16 @@ def test_evaluate_records_stay_out_of_training_results(finished, tmp_path):
   assert os.path.exists(os.path.join(workdir, 'eval', 'best_center_train.json'))
 
 
-def test_relative_dataset_paths_are_saved_absolute(tmp_path, monkeypatch):
+def test_relative_paths_are_saved_absolute(tmp_path, monkeypatch):
   config = lenet()
   config.dataset.name = 'folder:ds'
   config.dataset.data_dir = 'tfds'
+  config.init_from = 'runs/lenet'  # (saved as typed, a relaunch from elsewhere was refused)
   monkeypatch.chdir(tmp_path)
   run_contract.resolve_paths(config)
   assert config.dataset.name == f'folder:{tmp_path}/ds'
   assert config.dataset.data_dir == f'{tmp_path}/tfds'
+  assert config.init_from == f'{tmp_path}/runs/lenet'
 
 
 # ------------------------------------------------------------ the run as resolved
