@@ -50,6 +50,9 @@ def check_usable(workdir: str):
       raise WorkdirError(f'--workdir={workdir}: {path} is a file, not the directory of '
                          'checkpoints a run keeps there; move it away or choose another '
                          '--workdir')
+    if os.path.isdir(path) and not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+      raise WorkdirError(f'--workdir={workdir}: {path} is not readable and writable by '
+                         'this user; fix its permissions or choose another --workdir')
 
 
 class Lock:

@@ -5,12 +5,15 @@ import concurrent.futures
 import itertools
 import json
 import os
+import pathlib
+import pwd
 import random
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -304,6 +307,35 @@ def test_a_checkpoint_cut_off_after_its_metadata_falls_back_too(lenet_8_steps, t
   assert result.returncode == 0, result.stderr[-3000:]
   assert f'moved it to {workdir}/corrupt_checkpoints/ and resumed from step 4' in result.stdout
   assert checkpoints.saved_steps(str(workdir)) == [8, 12]
+
+
+def test_a_read_only_checkpoints_folder_is_refused_before_training(lenet_8_steps, tmp_path):
+  """checkpoints/ this user cannot write: one line naming it, exit 2, the run untouched
+  (it had resumed, trained and evaluated, rewritten config.json, then failed to save,
+  saying to free space). Run as the user nobody, since root may write anywhere."""
+  top = tempfile.mkdtemp(prefix='read-only-')  # (reachable by that user, unlike tmp_path)
+  workdir = broken_copy(lenet_8_steps, pathlib.Path(top))
+  command = ['train.py', *LONGER, f'--workdir={workdir}']
+  if os.geteuid() == 0:  # (nobody, once the program's modules are loaded)
+    nobody = pwd.getpwnam('nobody')
+    command = ['-c', f'import os, runpy, sys; import train; os.setgroups([]); '
+               f'os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid}); '
+               f'sys.argv = {command!r}; runpy.run_path("train.py", run_name="__main__")']
+  for path in (top, *(d for d, _, _ in os.walk(workdir))):
+    os.chmod(path, 0o777)
+  for name in files_of(workdir):
+    os.chmod(workdir / name, 0o666)
+  os.chmod(workdir / 'checkpoints', 0o555)
+  try:
+    before = files_of(workdir)
+    result = program(tmp_path, *command)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [
+        f'train.py: error: --workdir={workdir}: {workdir}/checkpoints is not readable and '
+        'writable by this user; fix its permissions or choose another --workdir']
+    assert files_of(workdir) == before
+  finally:
+    shutil.rmtree(top)
 
 
 def test_every_checkpoint_corrupt_refuses_in_one_line_and_changes_nothing(lenet_8_steps,
