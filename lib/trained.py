@@ -214,7 +214,11 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
          torchvision: str | None = None, weights: str | None = None) -> Trained:
   """The model and variables of a checkpoint of `workdir`, or of torchvision weights."""
   if torchvision:
-    variables = torchvision_import.convert(torchvision, torchvision_import.load_pth(weights))
+    try:
+      variables = torchvision_import.convert(torchvision, torchvision_import.load_pth(weights))
+    except ValueError as e:
+      raise LoadError(f'--weights={weights}: {e}; give torchvision\'s .pth for '
+                      f'{torchvision}') from None
     net = models.create_functional(torchvision, num_classes=num_classes,
                                    image_size=config.dataset.image_size)
     trained = Trained(net, variables, 0, f'torchvision_{torchvision}')

@@ -76,7 +76,7 @@ def convert(name: str, state_dict: dict) -> dict:
 
   for key, value in state_dict.items():
     value = np.asarray(value)
-    module, leaf = key.rsplit('.', 1)
+    module, _, leaf = key.rpartition('.')
     if leaf == 'num_batches_tracked':
       continue
     is_bn = f'{module}.running_mean' in state_dict
@@ -136,5 +136,8 @@ def load_pth(path: str) -> dict:
   except ImportError:
     raise ImportError('reading a .pth file needs torch: pip install torch '
                       '(or pass a state dict of numpy arrays to convert())') from None
-  state_dict = torch.load(path, map_location='cpu', weights_only=True)
-  return {k: v.numpy() for k, v in state_dict.items()}
+  try:  # (torch's errors for a file that is not one: pickle's, a zip reader's, ...)
+    return {k: v.numpy() for k, v in
+            torch.load(path, map_location='cpu', weights_only=True).items()}
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'not a state dict of tensors ({type(e).__name__})') from None

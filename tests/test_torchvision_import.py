@@ -7,6 +7,8 @@ import pytest
 import torch
 import torchvision
 
+from configs import resnet
+from lib import trained
 import models
 from models import torchvision_import
 
@@ -122,3 +124,19 @@ def test_wrong_architecture_is_refused():
   state_dict = {k: v.numpy() for k, v in torchvision.models.resnet18().state_dict().items()}
   with pytest.raises(ValueError, match='do not fit'):
     torchvision_import.convert('resnet34', state_dict)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize('content,named', [
+    (b'{"a": 1}', r'not a state dict of tensors \(UnpicklingError\)'),
+    ([torch.zeros(2)], r'not a state dict of tensors \(AttributeError\)'),
+    ({'foo': torch.zeros(2)}, "resnet18: cannot place torchvision tensor 'foo'")])
+def test_a_file_that_is_not_the_weights_is_one_line_naming_the_flag(tmp_path, content, named):
+  """--weights of another file (a JSON file, a list of tensors, a state dict of other
+  names): one line naming the flag and the fix, where it had been a traceback."""
+  path = tmp_path / 'weights.pth'
+  path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
+  with pytest.raises(trained.LoadError, match=rf'--weights={path}: {named}.*give '
+                     r"torchvision's .pth for resnet18"):
+    trained.load(resnet.get_config('imagenet,depth=18'), 1000, None,
+                 torchvision='resnet18', weights=str(path))
