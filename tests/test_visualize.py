@@ -312,6 +312,13 @@ def test_conv_arithmetic_cli(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   coverage = np.load(tmp_path / 'c.npy')  # how many outputs read each padded input cell
   assert coverage.shape == (9, 9) and coverage.sum() == 4 * 4 * 9
+  # A kernel, stride or dilation below 1: one line naming it (a stride of 0 had been a
+  # ZeroDivisionError, a kernel of 0 or a dilation of 0 a figure of no convolution).
+  for flag in ('--stride=0', '--kernel=0', '--dilation=0', '--kernel=-3'):
+    result = run('visualize.py', 'conv-arithmetic', flag, f'--out={tmp_path}/bad.png')
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        f'visualize.py: error: flag {flag}: {flag.split("=")[1]} is not a positive integer']
+  assert not os.path.exists(tmp_path / 'bad.png')
 
 
 def test_conv_arithmetic_of_a_runs_layer_and_curves_cli(lenet_run, tmp_path):
