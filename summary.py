@@ -64,6 +64,9 @@ def model_to_summarise():
   """(the model with shapes only, image size, input channels) from --config or --model."""
   if FLAGS.config is not None:
     config = FLAGS.config
+    if FLAGS.model or FLAGS['channels'].present:  # (the config names both)
+      raise ValueError('--model and --channels go without --config: drop them, or give '
+                       '--config.model.name= or --config.dataset.channels=')
     for key in sorted(cli.overridden_keys(sys.argv)):  # (only keys the summary reads)
       if key.split('.')[0] not in READS:
         raise ValueError(f'--config.{key} changes nothing in a summary, which reads '

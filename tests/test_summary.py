@@ -67,6 +67,13 @@ def test_model_of_a_config_file():
   assert result.returncode == 0, result.stderr[-2000:]
   total = list(csv.DictReader(io.StringIO(result.stdout)))[-1]
   assert total['params'] == '61706'  # one input channel, 10 classes from mnist5k
+  # --model and --channels beside a config, which names both: refused (they had been
+  # ignored, the config's LeNet-5 on one channel summarised).
+  for flag in ('--model=alexnet', '--channels=3'):
+    result = run_summary('--config=configs/lenet.py', flag)
+    assert result.returncode == 2 and result.stderr.splitlines() == [
+        'summary.py: error: --model and --channels go without --config: drop them, or give '
+        '--config.model.name= or --config.dataset.channels=']
 
 
 LENET_ROWS = [  # LeNet-5 (the paper's Figure 2) on a 32x32 RGB image, summary.py's default
