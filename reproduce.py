@@ -262,14 +262,15 @@ def main(argv):
   if problem:
     cli.fail('reproduce.py', problem)
   table, action = argv[1], argv[2]
+  spec = f'{os.path.join(sweep.REPO, "reproduction", "paper_tables.py")}:{table}'
   try:
+    sweep.check_plan(FLAGS.workdir, spec)  # (not another table's runs, nor a train.py run)
     if action == 'plan':
       print(plan(table, FLAGS.workdir, FLAGS.seeds, FLAGS.benchmark), end='')
     elif action == 'report':
       print(report(table, FLAGS.workdir), end='')
     else:
       table_trials = trials(table, FLAGS.seeds)
-      spec = f'{os.path.join(sweep.REPO, "reproduction", "paper_tables.py")}:{table}'
       slurm = sweep.slurm_options() if FLAGS.launcher == 'slurm' else None
       no_failures = sweep.launch(FLAGS.workdir, spec, table_trials, FLAGS.parallel,
                                  FLAGS.dry_run, slurm, lambda: report(table, FLAGS.workdir),

@@ -198,8 +198,8 @@ def _plan_config(spec: str) -> str:
 
 
 def check_plan(sweep_dir: str, spec: str):
-  """Refuse a --workdir that cannot be used or holds something else than this sweep:
-  another sweep file's trials, or a train.py run (its config.json)."""
+  """Refuse a --workdir that holds something else than this sweep: another sweep file's
+  trials, or a train.py run (its config.json)."""
   if os.path.exists(os.path.join(sweep_dir, PLAN)):
     old = load_plan(sweep_dir)['config']
     if old != _plan_config(spec):  # names leave out what all trials share: keep sweeps apart
@@ -209,7 +209,6 @@ def check_plan(sweep_dir: str, spec: str):
     raise SweepError(f'--workdir={sweep_dir} is the workdir of a train.py run (it holds '
                      f'{run_contract.CONFIG}), not a sweep directory; choose another '
                      '--workdir for the sweep')
-  workdir_lib.check_usable(sweep_dir)
 
 
 def save_plan(sweep_dir: str, spec: str, trials: list[dict]):
@@ -512,9 +511,10 @@ def launch(sweep_dir: str, spec: str, trials: list[dict], parallel: int | None,
                  allow_schedule_change)
     return True
 
+  check_plan(sweep_dir, spec)  # (a dry run shows the refusal the run would meet)
   if dry_run:
     return start([trial_state(sweep_dir, t) for t in trials])
-  check_plan(sweep_dir, spec)
+  workdir_lib.check_usable(sweep_dir)
   with workdir_lib.Lock(sweep_dir):
     save_plan(sweep_dir, spec, trials)
     no_failures = start([trial_state(sweep_dir, t, move_stale=True) for t in trials])

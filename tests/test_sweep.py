@@ -294,10 +294,16 @@ def test_local_sweep_isolates_a_failure_skips_and_resumes(tmp_path):
   assert json.loads((sweep_dir / OTHER / 'trial.json').read_text())['state'] == 'done'
   assert json.loads((sweep_dir / BAD / 'trial.json').read_text())['attempts'] == 2
 
-  # Another sweep file in the same workdir is refused before anything changes.
-  code, _, err = run_sweep('--config=configs/sweeps/lenet_pooling.py:quick',
-                           f'--workdir={sweep_dir}')
-  assert code == 2 and 'holds the sweep of' in err, err
+  # Another sweep file in the same workdir is refused before anything changes, by its
+  # dry run too (which had listed its trials as to run), and by reproduce.py's report.
+  for dry_run in ([], ['--dry_run']):
+    code, _, err = run_sweep('--config=configs/sweeps/lenet_pooling.py:quick',
+                             f'--workdir={sweep_dir}', *dry_run)
+    assert code == 2 and 'holds the sweep of' in err, err
+  result = prewarmed.run([sys.executable, 'reproduce.py', 'lenet_mnist', 'report',
+                          f'--workdir={sweep_dir}'], cwd=ROOT, capture_output=True, text=True)
+  assert result.returncode == 2 and 'holds the sweep of' in result.stderr, result.stderr
+  assert not os.path.exists(sweep_dir / 'report.md')
 
 
 # --------------------------------------------------------------------- SLURM for real
