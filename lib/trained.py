@@ -183,8 +183,9 @@ def checkpoint_to_load(workdir: str, which: str) -> tuple[str, int, str]:
     kind = checkpoints.BEST if which == 'best' else checkpoints.LATEST
     steps = checkpoints.saved_steps(workdir, kind)
     if not steps:
+      other = ' or give --checkpoint=latest' if which == 'best' else ''
       raise LoadError(f'--workdir={workdir} has no checkpoint in {kind}/; train first '
-                      '(python train.py ...) or give --checkpoint=latest')
+                      f'(python train.py ...){other}')
     return kind, steps[-1], which
   if not which.isdigit():
     raise LoadError(f"--checkpoint={which}: give best, latest or a step number")

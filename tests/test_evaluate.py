@@ -215,6 +215,11 @@ def test_a_checkpoint_is_found_by_step_in_either_kept_set(tmp_path):
     trained_lib.checkpoint_to_load(str(tmp_path), '5')
   with pytest.raises(trained_lib.LoadError, match='has no checkpoint in best_checkpoint/'):
     trained_lib.checkpoint_to_load(str(tmp_path), 'best')
+  for step in (4, 8):
+    os.rmdir(tmp_path / checkpoints.LATEST / str(step))
+  with pytest.raises(trained_lib.LoadError, match=r'checkpoints/; train first \(python '
+                     r'train.py ...\)$'):  # (not: or give --checkpoint=latest, as it was)
+    trained_lib.checkpoint_to_load(str(tmp_path), 'latest')
 
 
 def test_evaluate_cli_on_a_mnist5k_checkpoint(trained_lenet, tmp_path, monkeypatch):
