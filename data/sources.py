@@ -389,7 +389,8 @@ def _tfds_builder(config):
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    close = difflib.get_close_matches(name, tfds.list_builders() + list(SOURCES))
+    close = difflib.get_close_matches(  # (list_builders would import TensorFlow)
+        name, tfds.core.registered.list_imported_builders() + list(SOURCES))
     raise DatasetError(f'config.dataset.name: unknown dataset {name!r}'
                        + (f'; did you mean {", ".join(close)}?' if close else '')) from None
   mocked = builder.download_and_prepare.__name__.startswith('mock_')  # tfds.testing
