@@ -40,10 +40,8 @@ def kernel_mask(params):
 
 def norm_bias_mask(params):
   """True for the biases of normalisation layers: a bias beside no kernel."""
-  def mask(tree):
-    return {k: (k == 'bias' and 'kernel' not in tree) if not isinstance(v, dict) else mask(v)
-            for k, v in tree.items()}
-  return mask(params)
+  return {k: norm_bias_mask(v) if isinstance(v, dict) else (k == 'bias' and 'kernel' not in params)
+          for k, v in params.items()}
 
 
 def frozen_mask(frozen: tuple):
