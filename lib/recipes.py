@@ -37,9 +37,8 @@ class Recipe:
 
   def mix(self, batch: dict, rng, num_classes: int) -> dict:
     """The batch the loss sees: mixup's blend (with 'targets'), or the batch as is."""
-    if not self.mixup_alpha:
-      return batch
-    return mixup(batch, mixup_weight(rng, self.mixup_alpha), num_classes)
+    return (mixup(batch, mixup_weight(rng, self.mixup_alpha), num_classes)
+            if self.mixup_alpha else batch)
 
   def average_of(self, variables: dict):
     """The parameter average's first value (its own buffers: the state is donated), or
