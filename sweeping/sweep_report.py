@@ -163,10 +163,9 @@ def plot_learning_curves(sweep_dir: str, trials: list[dict], out_dir: str) -> li
   for ax in (loss_ax, acc_ax):
     ax.grid(alpha=0.3)
   fig.tight_layout()
-  legend = []
-  if len(ran) <= LEGEND_MAX:  # under the plots, outside both axes
-    legend = [fig.legend(handles=lines, loc='upper center', bbox_to_anchor=(0.5, 0.0),
-                         ncol=min(len(lines), 4), fontsize=8, frameon=False)]
+  legend = [] if len(ran) > LEGEND_MAX else [fig.legend(  # under the plots, outside both axes
+      handles=lines, loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=min(len(lines), 4),
+      fontsize=8, frameon=False)]
   path = os.path.join(out_dir, 'learning_curves.png')
   plots.save(fig, path, legend)
   return [path]
