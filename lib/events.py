@@ -6,14 +6,14 @@ sequence of records of serialized `Event` protos; TensorBoard's RecordWriter fra
 checksums them onto a plain file.
 """
 
+import io
 import os
 import socket
 import time
 
+from PIL import Image
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
-
-from lib import pictures
 
 
 class EventWriter:
@@ -36,8 +36,10 @@ class EventWriter:
 
   def write_image(self, step: int, tag: str, image):
     """uint8 (H, W, 3) as a PNG under `tag`, shown in TensorBoard's Images tab."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format='PNG')
     png = summary_pb2.Summary.Image(height=image.shape[0], width=image.shape[1], colorspace=3,
-                                    encoded_image_string=pictures.png_bytes(image))
+                                    encoded_image_string=buffer.getvalue())
     self._write(step, summary=summary_pb2.Summary(
         value=[summary_pb2.Summary.Value(tag=tag, image=png)]))
 

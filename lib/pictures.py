@@ -1,13 +1,8 @@
-"""Arrays as pictures, with numpy and Pillow (the trainer uses them, and must not pay for
-matplotlib; a kernel leaves the devices by an explicit `jax.device_get`): tiles of filters
-and feature maps, a heat-map colour scale, PNG bytes.
-"""
-
-import io
+"""Arrays as pictures, with numpy (the trainer uses them, and must not pay for matplotlib; a
+kernel leaves the devices by an explicit `jax.device_get`): tiles of filters and feature maps."""
 
 import jax
 import numpy as np
-from PIL import Image
 
 
 def conv_kernels(params, layer: str) -> np.ndarray:
@@ -59,10 +54,3 @@ def grid(tiles: np.ndarray, columns: int | None = None, pad: int = 1,
     y, x = pad + r * (h + pad), pad + c * (w + pad)
     out[y:y + h, x:x + w] = tile
   return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-  """uint8 (H, W, 3) or (H, W) as PNG file contents."""
-  buffer = io.BytesIO()
-  Image.fromarray(image).save(buffer, format='PNG')
-  return buffer.getvalue()
