@@ -71,7 +71,6 @@ def frozen_after(steps: int, mask) -> optax.GradientTransformation:
 # step before the learning rate (None: the gradient itself), and whether the optimizer
 # decays the weights decoupled, beside that step, instead.
 OPTIMIZERS = {
-    # SGD with momentum (Nesterov's if asked); its decay style is config's (SGDW).
     'sgd': lambda o: (optax.trace(decay=o.momentum, nesterov=o.nesterov) if o.momentum
                       else None, o.decay_style == 'decoupled'),
     # Adam (Kingma & Ba 2015) with an L2 penalty, as PyTorch's Adam(weight_decay=).
