@@ -84,8 +84,7 @@ flags.DEFINE_integer('repeats', 5, '--against and --compare (there 3): rounds; e
 
 
 def peak_memory(compiled) -> tuple[int | None, str]:
-  """Peak device memory: measured where the device reports it (GPU, TPU), else the
-  compiled step's own footprint (arguments + outputs + temporaries), as XLA plans it."""
+  """Peak device memory: measured where the device reports it (GPU, TPU), else as XLA plans it."""
   stats = jax.local_devices()[0].memory_stats() or {}
   if 'peak_bytes_in_use' in stats:
     return stats['peak_bytes_in_use'], 'measured'
