@@ -12,8 +12,8 @@
   optim         optimizers and learning-rate schedules from a config
   checkpoints   orbax checkpoints: latest, best, restore
   workdir       the run directory: lock, metrics.jsonl, JSON files
-  events        TensorBoard event files (scalars, images) without TensorFlow
+  events        TensorBoard event files (scalars, PNG images) without TensorFlow
   cli           one-line flag and config errors, quiet logging, compilation cache, cores
   formatting    tables (text, markdown, CSV) and numbers for people
-  pictures      filters and feature maps as tiles, PNG bytes (numpy and Pillow)
+  pictures      filters and feature maps as tiles (numpy)
 """
