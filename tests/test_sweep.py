@@ -58,6 +58,7 @@ def test_axis_helpers():
     ('resnet_depth.py', 5, 'depth=20'),
     ('resnet_depth.py:seeds=3', 15, 'depth=20,seed=0'),
     ('vgg_configs.py', 5, 'config=A,cifar=true,bn=true'),
+    ('vgg_configs.py:lrn', 6, 'config=A,cifar=true,bn=true'),
     ('lenet_pooling.py', 4, 'pooling=max,activation=relu'),
 ])
 @pytest.mark.fast
@@ -66,6 +67,12 @@ def test_example_sweeps_expand(spec, count, first):
   assert len(trials) == count
   assert trials[0]['name'] == first
   assert len({t['name'] for t in trials}) == count
+
+
+@pytest.mark.fast
+def test_a_misspelt_sweep_argument_is_refused():
+  with pytest.raises(ValueError, match=r"config argument 'lnr' is not one of \['lrn'\]"):
+    sweep.expand(os.path.join(ROOT, 'configs/sweeps/vgg_configs.py:lnr'))  # (had been A-E)
 
 
 @pytest.mark.fast

@@ -6,12 +6,13 @@ deeper nets from A) and a linear head for 32x32 inputs. `:lrn` adds A-LRN.
   python sweep.py --config=configs/sweeps/vgg_configs.py --workdir=sweeps/vgg
 """
 
-from configs import hyper
+from configs import common, hyper
 from configs.vgg import get_config  # the trials' config: configs/vgg.py's arguments
 
 
 def get_sweep(arg=None):
-  variants = ['A', 'B', 'C', 'D', 'E'] + (['A-LRN'] if arg == 'lrn' else [])
+  lrn = common.parse_arg(arg, lrn=False)['lrn']  # (a misspelt argument is refused)
+  variants = ['A', 'B', 'C', 'D', 'E'] + (['A-LRN'] if lrn else [])
   return hyper.product(hyper.sweep('config', variants), hyper.fixed('cifar', True),
                        hyper.fixed('bn', True))
 
