@@ -138,10 +138,10 @@ def train_step_timer(config, end_to_end: bool, warmup: int, fusion: bool | None 
     jax.block_until_ready(box[0])
     return time.perf_counter() - t
 
-  def check_loss():
-    value = float(box[0].metrics['loss'] / box[0].metrics['steps'])
-    if not np.isfinite(value):
-      raise FloatingPointError(f'{config.model.name}: the loss is {value} during the benchmark')
+  def check_loss():  # (the count, since the metrics leave such steps out)
+    if int(box[0].nonfinite):
+      raise FloatingPointError(f'{config.model.name}: the loss became NaN or Inf at step '
+                               f'{int(box[0].first_nonfinite)} during the benchmark')
 
   timer.compiled = compiled  # (its memory plan; for --profile, its HLO names the trace's ops)
   timer.fusion = rule if fusion is None else fusion
@@ -341,7 +341,7 @@ def time_models() -> tuple[list[dict], str | None]:
         break  # the pipeline does not depend on the model
       rows.append(time_train_step(config, FLAGS.steps, FLAGS.warmup, FLAGS.end_to_end))
       print(f"{rows[-1]['model']}: {rows[-1]['images_per_sec']:,.1f} images/s")
-  except ValueError as e:  # a bad model, size or dataset: one line, as train.py does
+  except (ValueError, FloatingPointError) as e:  # a bad model, size, dataset or rate: one line
     cli.fail('benchmark.py', str(e))
   return rows, None if FLAGS.profile else format_table(rows)
 

@@ -230,6 +230,16 @@ def test_bad_model_is_one_line(tmp_path):
   assert "unknown model 'resnet21'" in result.stderr and 'Traceback' not in result.stderr
 
 
+def test_a_loss_that_becomes_nan_stops_the_benchmark_in_one_line(tmp_path):
+  """At a rate of 1e30 LeNet-5's loss is NaN from step 2: said in one line, exit 2. The
+  check had read the mean loss, which leaves such steps out, and timed the run."""
+  result, rows = run(tmp_path, '--config=configs/lenet.py', '--steps=4', '--warmup=2',
+                     '--config.schedule.learning_rate=1e30')
+  assert result.returncode == 2 and rows is None, result.stderr[-2000:]
+  assert result.stderr.splitlines() == [
+      'benchmark.py: error: lenet5: the loss became NaN or Inf at step 2 during the benchmark']
+
+
 def test_gpu_suite_smoke(tmp_path):
   """`--suite=gpu --smoke`: the GPU suite's code at toy sizes on the CPU, every row."""
   result, rows = run(tmp_path, '--suite=gpu', '--smoke')
