@@ -157,15 +157,9 @@ def _entries(directory: str) -> list:
   try:
     with os.scandir(directory) as scan:
       entries = sorted((e for e in scan if not e.name.startswith('.')), key=lambda e: e.name)
-    listed = []
-    for entry in entries:
-      try:
-        listed.append((entry, entry.stat()))
-      except OSError as e:
-        raise _unreadable(e, entry.path) from None
-    return listed
-  except OSError as e:
-    raise _unreadable(e, directory) from None
+    return [(entry, entry.stat()) for entry in entries]
+  except OSError as e:  # (its filename: the directory's, or the entry's whose stat failed)
+    raise _unreadable(e, e.filename) from None
 
 
 def _utf8(path: str) -> str:
