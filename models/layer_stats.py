@@ -35,10 +35,9 @@ RECORDED = SPATIAL + (nnx.Linear, layers.BatchNorm, layers.AdaptiveAvgPool, laye
 def geometry(module):
   """(kernel, stride, dilation) pairs of a conv or pooling module (a pool's stride
   defaults to its kernel, as in PyTorch)."""
-  k = layers.pair(module.kernel_size)
-  s = layers.pair(module.stride if module.stride is not None else module.kernel_size)
-  d = layers.pair(getattr(module, 'dilation', 1))
-  return k, s, d
+  stride = module.kernel_size if module.stride is None else module.stride
+  dilation = getattr(module, 'dilation', 1)
+  return layers.pair(module.kernel_size), layers.pair(stride), layers.pair(dilation)
 
 
 def name_of(path) -> str:

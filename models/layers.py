@@ -135,11 +135,9 @@ def resolve_padding(padding: Padding, sizes: Sequence[int], kernel, stride=1,
       return ((0, 0), (0, 0))
     if padding.upper() != 'SAME':
       raise ValueError(f"padding must be 'SAME', 'VALID', an int or pairs; got {padding!r}")
-    pads = []
-    for n, k, s, d in zip(sizes, kernel, stride, dilation):
-      total = max((math.ceil(n / s) - 1) * s + effective_kernel(k, d) - n, 0)
-      pads.append((total // 2, total - total // 2))
-    return tuple(pads)
+    totals = [max((math.ceil(n / s) - 1) * s + effective_kernel(k, d) - n, 0)
+              for n, k, s, d in zip(sizes, kernel, stride, dilation)]
+    return tuple((total // 2, total - total // 2) for total in totals)
   # an int or (ph, pw) pads both sides alike: each axis's entry through `pair`
   return tuple(pair(p) for p in pair(padding))
 
