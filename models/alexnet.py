@@ -39,13 +39,9 @@ def classifier(in_features: int, num_classes: int, dropout: float, *, dropout_fi
   """
   fc = lambda n_in, n_out: layers.Linear(n_in, n_out, dtype=dtype, rngs=rngs)
   drop = lambda: nnx.Dropout(dropout, rngs=rngs)
-  if dropout_first:
-    return layers.Sequential(drop(), fc(in_features, 4096), relu,
-                             drop(), fc(4096, 4096), relu,
-                             fc(4096, num_classes))
-  return layers.Sequential(fc(in_features, 4096), relu, drop(),
-                           fc(4096, 4096), relu, drop(),
-                           fc(4096, num_classes))
+  hidden = lambda n_in: ([drop(), fc(n_in, 4096), relu] if dropout_first
+                         else [fc(n_in, 4096), relu, drop()])
+  return layers.Sequential(*hidden(in_features), *hidden(4096), fc(4096, num_classes))
 
 
 class AlexNet(Model):
