@@ -370,10 +370,9 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
   meta = json.loads(json.dumps({
       'version': VERSION, 'root': root, 'classes': classes, 'splits': list(splits),
       'split_classes': split_classes, 'corrupt': corrupt, 'other_files': other}))
-  if todo or not cached or cached[0] != meta:
-    if _save(directory, meta, splits):
-      loaded = _load(directory, root)  # the arrays mapped, as workers will map them
-      splits = loaded[1] if loaded else splits
+  if (todo or not cached or cached[0] != meta) and _save(directory, meta, splits):
+    loaded = _load(directory, root)  # the arrays mapped, as workers will map them
+    splits = loaded[1] if loaded else splits
   inspected = {rel for _, _, rel in todo}
   return Index(root, classes, split_classes, splits, corrupt, other, len(todo),
                frozenset(rel for rel in corrupt if rel not in inspected))
