@@ -206,12 +206,9 @@ class ConvNet(Model):
         jnp.zeros((1, image_size, image_size, in_channels))))), self).shape[-1]
 
     rate = head['input_dropout']
-    if not rate:
-      self.input_dropout = layers.identity
-    elif head['channel_dropout'] and head['pool'] != 'gap':  # Dropout2d, on maps only
-      self.input_dropout = nnx.Dropout(rate, broadcast_dims=(1, 2), rngs=rngs)
-    else:
-      self.input_dropout = nnx.Dropout(rate, rngs=rngs)
+    maps = head['channel_dropout'] and head['pool'] != 'gap'  # Dropout2d, on maps only
+    self.input_dropout = (nnx.Dropout(rate, broadcast_dims=(1, 2) if maps else (), rngs=rngs)
+                          if rate else layers.identity)
     widths = [width, *head['hidden']]
     self.hidden = nnx.List([layers.Linear(n_in, n_out, dtype=dtype, rngs=rngs)
                             for n_in, n_out in zip(widths, widths[1:])])
