@@ -46,10 +46,9 @@ def _inception(image, d, mode, rng):
 
 def _vgg(image, d, mode, rng):
   side = int(rng.integers(d.scale_min, d.scale_max + 1))  # the shorter side's new length
-  w, h = image.size
-  scale = side / min(w, h)
-  image = _scaled(image, (0, 0, w, h), max(side, round(w * scale)) if w > h else side,
-                  max(side, round(h * scale)) if h > w else side, mode)
+  scale = side / min(image.size)
+  width, height = (max(side, round(n * scale)) for n in image.size)  # (the shorter: side)
+  image = _scaled(image, (0, 0, *image.size), width, height, mode)
   return _random_crop(image, d.image_size, rng)
 
 
