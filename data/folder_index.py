@@ -317,11 +317,10 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
   and decoded)."""
   root = os.path.abspath(root)
   rescan = rescan or decode
-  classes = tuple(_subfolders(os.path.join(root, 'train')))
   split_names = ['train'] + [n for n in eval_names if os.path.isdir(os.path.join(root, n))]
-  other, listed, split_classes = {}, {}, {}
+  split_classes = {n: tuple(_subfolders(os.path.join(root, n))) for n in split_names}
+  classes, other, listed = split_classes['train'], {}, {}
   for split in split_names:
-    split_classes[split] = tuple(_subfolders(os.path.join(root, split)))
     listed[split] = [(*row, label) for label, name in enumerate(classes)
                      if name in split_classes[split]
                      for row in _list_class(root, os.path.join(root, split, name), other)]
@@ -373,9 +372,8 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
   if (todo or not cached or cached[0] != meta) and _save(directory, meta, splits):
     loaded = _load(directory, root)  # the arrays mapped, as workers will map them
     splits = loaded[1] if loaded else splits
-  inspected = {rel for _, _, rel in todo}
   return Index(root, classes, split_classes, splits, corrupt, other, len(todo),
-               frozenset(rel for rel in corrupt if rel not in inspected))
+               frozenset(corrupt) - {rel for _, _, rel in todo})
 
 
 def _same_listing(cached: Split, rows: list) -> bool:
