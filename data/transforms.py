@@ -129,12 +129,6 @@ def to_array(image: Image.Image, mode: str) -> np.ndarray:
   return array[..., None] if array.ndim == 2 else array
 
 
-def center_crop(array: np.ndarray, size: int) -> np.ndarray:
-  h, w = array.shape[:2]
-  top, left = max((h - size) // 2, 0), max((w - size) // 2, 0)
-  return array[top:top + size, left:left + size]
-
-
 def random_crop(array: np.ndarray, size: int, rng) -> np.ndarray:
   h, w = array.shape[:2]
   top, left = rng.integers(0, max(h - size, 0) + 1), rng.integers(0, max(w - size, 0) + 1)
@@ -387,9 +381,10 @@ def eval_example(item, config) -> np.ndarray:
   """The evaluation view (no randomness): uint8 (image_size, image_size, C)."""
   d, op = config.dataset, decode_op(config)
   if op:  # its test-time resize, then the centre crop
-    mode = image_mode(d.channels)
-    array = center_crop(to_array(op.test_resize(open_image(item), config, mode), mode),
-                        d.image_size)
+    mode, size = image_mode(d.channels), d.image_size
+    array = to_array(op.test_resize(open_image(item), config, mode), mode)
+    top, left = (max((n - size) // 2, 0) for n in array.shape[:2])
+    array = array[top:top + size, left:left + size]
   else:
     array = as_array(item, d.channels)
   return np.ascontiguousarray(fit(array, d.image_size))
