@@ -11,8 +11,10 @@ import io
 def table(header: list[str], rows: list[list], fmt: str = 'text', right_from: int = 0,
           footer: list | None = None) -> str:
   """`rows` under `header` as 'text' (columns aligned, right-aligned from column
-  `right_from` on, a rule under the header and above `footer`), 'markdown' or 'csv'."""
-  cells = [[str(c) for c in row] for row in rows + ([footer] if footer else [])]
+  `right_from` on, a rule under the header and above `footer`), 'markdown' or 'csv'; None
+  is an empty cell."""
+  cells = [['' if c is None else str(c) for c in row]
+           for row in rows + ([footer] if footer else [])]
   if fmt == 'csv':
     out = io.StringIO()
     csv.writer(out).writerows([header] + cells)

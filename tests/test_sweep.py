@@ -563,6 +563,7 @@ def test_a_trial_train_py_refuses_is_failed_not_done_with_old_results(tmp_path):
   assert json.loads((trial_dir / workdir_lib.FINAL_METRICS).read_text())['step'] == 12
   row, = csv.DictReader(open(sweep_dir / 'results.csv'))
   assert (row['status'], row['step']) == ('done', '12'), row
+  assert row['error'] == ''  # (not 'None', as it was)
 
 
 @pytest.mark.fast
