@@ -108,7 +108,7 @@ def torch_device(torch) -> tuple[str, str]:
 
 
 def time_torch(torch, step, batches, sizes: Sizes, device: str) -> float:
-  """Images/s of `step` over `sizes.steps` calls after the warm-up (and compilation)."""
+  """Calls of `step` a second over `sizes.steps` calls after the warm-up (and compilation)."""
   sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
   for _ in range(sizes.warmup + 1):
     step(*next(batches))
