@@ -231,9 +231,9 @@ def curves(config, model):  # pylint: disable=unused-argument
     raise ValueError('curves needs --workdir=DIR[,DIR...]')
   series, labels = {}, run_labels(workdirs)
   for workdir in workdirs:
-    if not os.path.isfile(os.path.join(workdir, workdir_lib.METRICS)):
-      raise ValueError(f'--workdir={workdir} has no {workdir_lib.METRICS}')
     records = workdir_lib.read_metrics(workdir)
+    if not any(r['split'] == 'train' for r in records):  # (missing, empty or unreadable)
+      raise ValueError(f'--workdir={workdir} has no training records in {workdir_lib.METRICS}')
     train = [r for r in records if r['split'] == 'train']
     evals = [r for r in records if r['split'] not in ('train', 'data') and 'mode' not in r]
     name = labels[workdir]

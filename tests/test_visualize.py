@@ -344,6 +344,30 @@ def test_conv_arithmetic_of_a_runs_layer_and_curves_cli(lenet_run, tmp_path):
       want = [[r['step'], r[field]] for r in kept if r['split'] == split]
       np.testing.assert_array_equal(series[f'{run_dir}.lenet.{key}'], want)
   assert series['a.lenet.eval_top1'][-1, 0] == 1240
+  # A workdir whose metrics.jsonl holds no training record (empty, or lines cut short):
+  # one line naming it, where empty axes had been drawn.
+  (tmp_path / 'b' / 'lenet' / 'metrics.jsonl').write_text('{"split": "tr\n')
+  result = run('visualize.py', 'curves', f'--workdir={tmp_path}/b/lenet',
+               f'--out={tmp_path}/empty.png')
+  assert result.returncode == 2 and result.stderr.splitlines() == [
+      f'visualize.py: error: --workdir={tmp_path}/b/lenet has no training records in '
+      'metrics.jsonl'], result.stderr
+  assert not os.path.exists(tmp_path / 'empty.png')
+
+
+@pytest.mark.fast
+def test_a_series_of_one_point_is_drawn_with_a_marker(tmp_path, monkeypatch):
+  """A run with one training record: its train-loss and learning-rate lines of one point
+  each carry a marker (a line alone draws nothing there, though the legend named it)."""
+  from visualization import plots  # pylint: disable=import-outside-toplevel  (matplotlib)
+  figures = []
+  monkeypatch.setattr(plots, 'save', lambda fig, path, extra=None: figures.append(fig))
+  plots.show_curves({'r/train_loss': np.array([[20, 2.3]]),
+                     'r/learning_rate': np.array([[20, 0.1]]),
+                     'r/train_top1': np.array([[20, 0.1], [40, 0.2]])}, str(tmp_path / 'c.png'))
+  (fig,) = figures
+  assert [[line.get_marker() for line in ax.lines] for ax in fig.axes] == [
+      ['o'], ['None'], ['o']]  # (loss and rate: one point; top-1: two, a line)
 
 
 def read_events(path):

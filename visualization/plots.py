@@ -73,7 +73,7 @@ def show_curves(series: dict, path: str):
       if points is not None and len(points):
         scale = 100 if 'top1' in key else 1
         ax.plot(points[:, 0], points[:, 1] * scale, style, color=f'C{i}',
-                marker='o' if key.startswith('eval') else None, markersize=3,
+                marker='o' if key.startswith('eval') or len(points) == 1 else None, markersize=3,
                 label=f"{run} {key.split('_')[0]}" if key != 'learning_rate' else run)
   for ax, label in zip(axes, ('loss', 'top-1 %', 'learning rate')):
     ax.set(xlabel='step', ylabel=label)
