@@ -302,20 +302,25 @@ DRAW = {'filters': filters, 'features': features, 'saliency': saliency,
 
 def main(argv):
   mode = check_mode(argv[1:])
-  if not FLAGS.out:
-    cli.fail('visualize.py', f'give --out=FILE.png (where the {mode} figure goes)')
+  if not (FLAGS.out or '').lower().endswith(('.png', '.pdf', '.svg', '.jpg')):
+    given = f' (not {FLAGS.out})' if FLAGS.out else ''
+    cli.fail('visualize.py', f'give --out=FILE.png{given}: where the {mode} figure goes '
+             '(.pdf, .svg or .jpg for those formats)')
   try:
     needs_model = mode in ('filters', 'features', 'saliency', 'occlusion')
     config, model = load_model() if needs_model else (None, None)
     value, shown = DRAW[mode](config, model)  # (the numbers; what the figure is of)
   except ValueError as e:  # LoadError, DatasetError, a bad flag
     cli.fail('visualize.py', str(e))
-  if isinstance(value, dict) and FLAGS.save_array:
-    np.savez(FLAGS.save_array, **{k.replace('/', '.'): v for k, v in value.items()})
-  elif FLAGS.save_array:
-    np.save(FLAGS.save_array, value)
+  array = FLAGS.save_array  # (numpy adds the suffix its format needs, if it is not there)
+  if array and isinstance(value, dict):
+    np.savez(array, **{k.replace('/', '.'): v for k, v in value.items()})
+  elif array:
+    np.save(array, value)
+  suffix = '.npz' if isinstance(value, dict) else '.npy'
+  array = array if not array or array.endswith(suffix) else array + suffix
   print(json.dumps({'mode': mode, 'out': FLAGS.out, **shown,
-                    **({'array': FLAGS.save_array} if FLAGS.save_array else {})}))
+                    **({'array': array} if array else {})}))
 
 
 if __name__ == '__main__':

@@ -312,6 +312,17 @@ def test_conv_arithmetic_cli(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   coverage = np.load(tmp_path / 'c.npy')  # how many outputs read each padded input cell
   assert coverage.shape == (9, 9) and coverage.sum() == 4 * 4 * 9
+  # The JSON line names the files written: an array given as .npz is saved as numpy does,
+  # with .npy added (it had named the file given); a figure without a format's suffix,
+  # which matplotlib would have saved under another name, is refused.
+  result = run('visualize.py', 'conv-arithmetic', f'--out={tmp_path}/c.png',
+               f'--save_array={tmp_path}/c.npz')
+  assert json.loads(result.stdout)['array'] == f'{tmp_path}/c.npz.npy'
+  assert os.path.exists(tmp_path / 'c.npz.npy')
+  result = run('visualize.py', 'conv-arithmetic', f'--out={tmp_path}/figure')
+  assert result.returncode == 2 and result.stderr.splitlines() == [
+      f'visualize.py: error: give --out=FILE.png (not {tmp_path}/figure): where the '
+      'conv-arithmetic figure goes (.pdf, .svg or .jpg for those formats)']
   # A kernel, stride or dilation below 1: one line naming it (a stride of 0 had been a
   # ZeroDivisionError, a kernel of 0 or a dilation of 0 a figure of no convolution).
   for flag in ('--stride=0', '--kernel=0', '--dilation=0', '--kernel=-3'):
