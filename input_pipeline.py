@@ -47,6 +47,7 @@ def check_config(config, info: DatasetInfo, splits=('train', 'eval')):
   a file that cannot be decoded stops the run before anything is written."""
   d = config.dataset
   transforms.augmentation(config)  # (its errors: transforms.parse names them)
+  sources.channel_stats(d, d.channels)  # (its error: a dataset.stats of no statistics)
   if d.on_corrupt not in ('stop', 'skip'):
     raise ValueError(f"config.dataset.on_corrupt must be 'stop' or 'skip'; got {d.on_corrupt!r}")
   if d.channels not in (1, 3):
@@ -235,7 +236,7 @@ def first_train_images(config, info: DatasetInfo, count: int) -> np.ndarray:
   source = sources.open_split(config, 'train', info)
   images = np.stack([_decoded(source, i, lambda image: transforms.eval_example(image, config))[0]
                      for i in range(min(count, len(source)))])
-  mean, std = sources.channel_stats(config.dataset.name, images.shape[-1])
+  mean, std = sources.channel_stats(config.dataset, images.shape[-1])
   return ((images / 255. - np.array(mean)) / np.array(std)).astype(np.float32)
 
 

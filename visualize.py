@@ -191,7 +191,7 @@ def occlusion(config, model):
   if not 0 < patch <= size or step <= 0:
     raise ValueError(f'--patch must be in [1, {size}] and --step positive; got '
                      f'{patch} and {step}')
-  mean, _ = sources.channel_stats(config.dataset.name, view.shape[-1])
+  mean, _ = sources.channel_stats(config.dataset, view.shape[-1])
   grey = np.round(np.array(mean) * 255).astype(np.uint8)
   corners = [(t, l) for t in range(0, size - patch + 1, step)
              for l in range(0, size - patch + 1, step)]

@@ -129,6 +129,9 @@ KEYS = {k.name: k for k in [
         affects=('first_batch', 36, {})),  # (LeNet-5 refuses less than 32)
     Key('dataset.channels', 3, 'input channels the model takes (grey -> RGB)',
         range=POSITIVE, affects=('first_batch', 3, {})),
+    Key('dataset.stats', '', "the dataset whose per-channel mean and std normalise the "
+        "inputs ('': this one's); evaluate.py, predict.py and visualize.py set the run's",
+        affects=('first_batch', 'cifar10', {})),
     Key('dataset.augment', 'cifar', 'a preset (cifar | imagenet | vgg | alexnet | '
         "airbench | none) or a list of ops and presets: 'cifar,cutout(16)', "
         "'pad_crop(4,reflect),flip' (data/transforms.py)",

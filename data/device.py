@@ -45,7 +45,7 @@ def normalize(images, config, dtype=jnp.float32):
   """Pixels on the 0-255 scale (uint8, or float32 after colour_noise) -> the model's
   input: x / 255, minus the dataset's mean, over its std."""
   x = images.astype(jnp.float32) / 255.
-  mean, std = sources.channel_stats(config.dataset.name, x.shape[-1])
+  mean, std = sources.channel_stats(config.dataset, x.shape[-1])
   return ((x - jnp.array(mean)) / jnp.array(std)).astype(dtype)
 
 

@@ -35,10 +35,19 @@ STATS = {
 STATS['mnist5k'] = STATS['fashion_mnist'] = STATS['mnist']
 
 
-def channel_stats(name: str, channels: int) -> tuple[tuple, tuple]:
-  """(mean, std) per channel of dataset `name` (ImageNet's for any other), repeated or cut
-  to `channels` (a grey dataset fed to an RGB model, or the reverse)."""
-  mean, std = STATS.get(name, STATS['imagenet'])
+def stats_name(dataset) -> str:
+  """Whose per-channel statistics normalise a config's `dataset`: those `dataset.stats`
+  names, else its own where they are known, else ImageNet's."""
+  return dataset.stats or (dataset.name if dataset.name in STATS else 'imagenet')
+
+
+def channel_stats(dataset, channels: int) -> tuple[tuple, tuple]:
+  """(mean, std) per channel of stats_name(dataset), repeated or cut to `channels` (a grey
+  dataset fed to an RGB model, or the reverse)."""
+  if stats_name(dataset) not in STATS:
+    raise ValueError(f"config.dataset.stats must be '' or one of {sorted(STATS)}; got "
+                     f'{dataset.stats!r}')
+  mean, std = STATS[stats_name(dataset)]
   return (mean * channels)[:channels], (std * channels)[:channels]
 MNIST5K_TRAIN = 4000
 # Training-split sizes as published, for planning without the data (reproduce.py);

@@ -226,6 +226,9 @@ def load(config, num_classes: int, workdir: str | None, checkpoint: str = 'best'
     what = f'--weights={weights}'
   else:
     variables, step, which = variables_from_checkpoint(workdir, checkpoint)
+    saved = run_contract.read_saved(workdir)
+    if saved and not config.dataset.stats:  # (other data: normalised as the run's was)
+      config.dataset.stats = sources.stats_name(saved.dataset)
     trained = Trained(experiment.create_net(config, num_classes), variables, step, which)
     what = f'the {which} checkpoint of {workdir}'
   expected = jax.eval_shape(lambda: trained.net.init(jax.random.key(0)))  # (key traced)

@@ -182,7 +182,7 @@ def test_six_training_steps_give_the_references_parameters_and_average(reference
   rng = np.random.default_rng(3)
   images = rng.integers(0, 256, (batch_size, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, batch_size)
-  mean, std = sources.channel_stats('synthetic', 3)  # as our step normalises
+  mean, std = sources.channel_stats(airbench_config(batch_size, total).dataset, 3)  # as ours
   x = torch.from_numpy(((images / 255 - mean) / std).astype(np.float32).transpose(0, 3, 1, 2))
   y = torch.from_numpy(labels)
   # airbench.utils.train's optimizer and lookahead, as it builds them.

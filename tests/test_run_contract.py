@@ -441,6 +441,26 @@ def test_evaluate_on_other_data_keeps_the_runs_own_record(folder_run, tmp_path):
   assert other['dataset'] == config.dataset.name
 
 
+def test_other_data_is_normalised_as_the_run_was(finished):
+  """A model trained on mnist5k, loaded to be shown other data (here a name without
+  statistics of its own, which gets ImageNet's): its inputs are normalised with the
+  run's mean and std, which it was trained on, not the new data's (they had been)."""
+  from data import device  # pylint: disable=import-outside-toplevel
+  import input_pipeline  # pylint: disable=import-outside-toplevel
+  config = run_contract.read_saved(finished)
+  config.dataset.name = 'folder:/digits'
+  trained.load(config, 10, finished)
+  assert config.dataset.stats == 'mnist5k'
+  images = np.full((1, 2, 2, 1), 255, np.uint8)
+  np.testing.assert_allclose(device.normalize(images, config), (1 - 0.1307) / 0.3081,
+                             rtol=1e-6)
+  config.dataset.stats = 'cifar1O'  # (given by hand: one it has no statistics of)
+  with pytest.raises(ValueError, match=r"config.dataset.stats must be '' or one of "
+                     r"\['cifar10', .*got 'cifar1O'"):
+    input_pipeline.check_config(config, input_pipeline.dataset_info(run_contract.read_saved(
+        finished)))
+
+
 def test_visualize_names_the_class_it_shows_as_the_run_was_trained(folder_run, tmp_path):
   _, workdir = renamed_first_class(folder_run, tmp_path)
   folder = tmp_path / 'data' / 'test' / 'c2'
