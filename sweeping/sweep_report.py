@@ -109,11 +109,9 @@ def plot_accuracy(rows: list[dict], swept: list[str], out_dir: str) -> list[str]
     xs = list(range(len(labels))) if categorical else labels
     fig, ax = plt.subplots(figsize=(6, 4))
     for q_value in (list(dict.fromkeys(r[q] for r in done)) if q else [None]):
-      points = []
-      for x, value in zip(xs, labels):
-        accs = [r['top1'] for r in done if r[p] == value and (q is None or r[q] == q_value)]
-        if accs:
-          points.append((x, 100 * sum(accs) / len(accs)))
+      accs = {x: [r['top1'] for r in done if r[p] == value and (q is None or r[q] == q_value)]
+              for x, value in zip(xs, labels)}
+      points = [(x, 100 * sum(a) / len(a)) for x, a in accs.items() if a]
       if points:
         ax.plot(*zip(*points), marker='o', label=None if q is None else f'{label(q)}={q_value}')
     if categorical:
