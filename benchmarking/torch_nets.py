@@ -58,11 +58,8 @@ def resnet20(torch, num_classes: int = 10):
       return torch.relu(out + short)
 
   layers = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
-  cin = 16
-  for cout, stride in ((16, 1), (32, 2), (64, 2)):
-    for i in range(3):
-      layers.append(Block(cin, cout, stride if i == 0 else 1))
-      cin = cout
+  for cin, cout, stride in ((16, 16, 1), (16, 32, 2), (32, 64, 2)):
+    layers += [Block(cout if i else cin, cout, 1 if i else stride) for i in range(3)]
   layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes)]
   return nn.Sequential(*layers)
 
