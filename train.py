@@ -549,9 +549,8 @@ def final_metrics(exp, workdir: str, write: bool) -> dict:
   d, records = exp.config.dataset, workdir_lib.read_metrics(workdir)
   evals = [r for r in records if r['split'] == d.eval_split]
   trains = [r for r in records if r['split'] == 'train']
-  out = {}
-  if trains:
-    out.update({'train_loss': trains[-1]['loss'], 'train_top1': trains[-1]['top1']})
+  out = ({'train_loss': trains[-1]['loss'], 'train_top1': trains[-1]['top1']} if trains
+         else {})
   if evals:
     out.update({k: evals[-1][k] for k in EVAL_FINAL})
     out['best_top1'] = max(r['top1'] for r in evals)
