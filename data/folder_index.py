@@ -63,8 +63,7 @@ class Paths:
   @classmethod
   def of(cls, names: list[str], root: str) -> 'Paths':
     encoded = [n.encode() for n in names]
-    offsets = np.zeros(len(encoded) + 1, np.int64)
-    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    offsets = np.cumsum([0] + [len(e) for e in encoded], dtype=np.int64)
     return cls(np.frombuffer(b''.join(encoded), np.uint8), offsets, root)
 
   @classmethod
