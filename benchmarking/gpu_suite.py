@@ -102,9 +102,7 @@ def jpeg_pipeline(sizes: Sizes, time_input_pipeline, consumed: float) -> dict:
 
 
 def torch_device(torch) -> tuple[str, str]:
-  if torch.cuda.is_available():
-    return 'cuda', torch.cuda.get_device_name()
-  return 'cpu', 'cpu'
+  return ('cuda', torch.cuda.get_device_name()) if torch.cuda.is_available() else ('cpu', 'cpu')
 
 
 def time_torch(torch, step, batches, sizes: Sizes, device: str) -> float:
