@@ -360,9 +360,8 @@ def build(root: str, eval_names, rescan: bool = False, decode: bool = False) -> 
     if not why:
       splits[split].shapes[i] = (*size, channels)
       continue
-    corrupt[rel] = why
-    if why.startswith(f'{UNREAD}:'):  # a passing failure to read, not the bytes' verdict
-      splits[split].shapes[i] = NOT_INSPECTED
+    corrupt[rel] = why  # (a passing failure to read is no verdict on the bytes: kept unread)
+    splits[split].shapes[i] = NOT_INSPECTED if why.startswith(f'{UNREAD}:') else -1
   listed_names = {r[0] for rows in listed.values() for r in rows}
   corrupt = {rel: why for rel, why in corrupt.items() if rel in listed_names}
   meta = json.loads(json.dumps({

@@ -200,6 +200,31 @@ def test_an_unreadable_file_is_read_again_once_it_can_be(tmp_path, monkeypatch):
   assert (info.num_train, info.num_corrupt, folder.inspected) == (6, 0, 1)
 
 
+def test_a_file_unreadable_then_found_corrupt_keeps_that_verdict(tmp_path, monkeypatch):
+  """Read at last and found corrupt, a file that could not be read before is a verdict
+  the next launch recalls (it had kept its unread mark and was inspected at every
+  launch)."""
+  root = write(tmp_path / 'ds', {'train': {'a': 3}, 'test': {'a': 1}})
+  bad = os.path.join(root, 'train', 'a', '00001.png')
+  with open(bad, 'r+b') as f:
+    f.seek(8)
+    f.write(b'\0' * 16)  # the IHDR chunk, after the signature
+  real_open = builtins.open
+
+  def denied(path, *args, **kwargs):
+    if str(path) == bad:
+      raise PermissionError(13, 'Permission denied', str(path))
+    return real_open(path, *args, **kwargs)
+  monkeypatch.setattr(builtins, 'open', denied)
+  launch(root)  # skip: left out while it cannot be read
+  monkeypatch.setattr(builtins, 'open', real_open)
+  info, folder = launch(root)
+  assert (info.num_corrupt, folder.inspected) == (1, 1)
+  assert dict(folder.corrupt)[bad].startswith('unreadable header')
+  info, folder = launch(root)
+  assert (info.num_corrupt, folder.inspected) == (1, 0)
+
+
 def test_a_bad_header_is_a_verdict_kept_not_a_file_to_read_again(tmp_path):
   """A file whose ends look whole but whose header Pillow cannot parse is corrupt by its
   bytes: the next launch recalls the verdict and opens nothing (only a failed read, such
