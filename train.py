@@ -481,9 +481,9 @@ def stop_if_nonfinite(config, state, step: int, ckpts: RunCheckpoints):
     where = (f'the last good checkpoint is step {last} in {ckpts.latest.directory}'
              if last is not None else 'there is no checkpoint yet')
     raise TrainingStopped(
-        f'the loss became NaN or Inf at step {int(first)}; stopped at '
-        f"step {step}, {where}. Lower the learning rate, or set config.on_nonfinite='skip'"
-        ' to skip such steps')
+        f'the loss became NaN or Inf at step {int(first)}, seen at step {step} (the run '
+        f'looks at its log, eval and checkpoint steps); {where}. Lower the learning rate, '
+        "or set config.on_nonfinite='skip' to skip such steps")
 
 
 def stop_requested(stop_signal, step: int) -> str | None:

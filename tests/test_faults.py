@@ -174,7 +174,8 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = tmp_path / 'nan'
   code, out = run(workdir, *NAN_AT_14)
   assert code == 1
-  assert 'the loss became NaN or Inf at step 14' in out
+  # (Where it was seen: it had said 'stopped at step N' of a later N, as if trained on.)
+  assert 'the loss became NaN or Inf at step 14, seen at step ' in out
   assert 'the last good checkpoint is step 7' in out
   state = checkpoints.read_state(str(workdir))
   assert int(state['step']) == 7
