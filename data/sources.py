@@ -44,10 +44,11 @@ def stats_name(dataset) -> str:
 def channel_stats(dataset, channels: int) -> tuple[tuple, tuple]:
   """(mean, std) per channel of stats_name(dataset), repeated or cut to `channels` (a grey
   dataset fed to an RGB model, or the reverse)."""
-  if stats_name(dataset) not in STATS:
+  name = stats_name(dataset)
+  if name not in STATS:
     raise ValueError(f"config.dataset.stats must be '' or one of {sorted(STATS)}; got "
                      f'{dataset.stats!r}')
-  mean, std = STATS[stats_name(dataset)]
+  mean, std = STATS[name]
   return (mean * channels)[:channels], (std * channels)[:channels]
 MNIST5K_TRAIN = 4000
 # Training-split sizes as published, for planning without the data (reproduce.py);
