@@ -232,9 +232,9 @@ def curves(config, model):  # pylint: disable=unused-argument
   series, labels = {}, run_labels(workdirs)
   for workdir in workdirs:
     records = workdir_lib.read_metrics(workdir)
-    if not any(r['split'] == 'train' for r in records):  # (missing, empty or unreadable)
-      raise ValueError(f'--workdir={workdir} has no training records in {workdir_lib.METRICS}')
     train = [r for r in records if r['split'] == 'train']
+    if not train:  # (metrics.jsonl missing, empty or unreadable)
+      raise ValueError(f'--workdir={workdir} has no training records in {workdir_lib.METRICS}')
     evals = [r for r in records if r['split'] not in ('train', 'data') and 'mode' not in r]
     name = labels[workdir]
     for key, rs, field in [('train_loss', train, 'loss'), ('eval_loss', evals, 'loss'),
