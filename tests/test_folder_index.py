@@ -2,6 +2,7 @@
 noticed when the folder changes."""
 
 import builtins
+import contextlib
 import io
 import os
 import pickle
@@ -179,45 +180,51 @@ def _zero_idat(path):
     f.write(data[:start] + bytes(32) + data[start + 32:])
 
 
-def test_an_unreadable_file_is_read_again_once_it_can_be(tmp_path, monkeypatch):
-  """A permission is not the file's bytes: no verdict kept (as root, chmod refuses
-  nothing, so the refusal is the open's)."""
-  root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
-  locked = os.path.join(root, 'train', 'a', '00001.png')
+@contextlib.contextmanager
+def reading_denied(locked: str):
+  """Inside the block, opening `locked` is refused as a permission would refuse it (as
+  root, chmod refuses nothing, so the refusal is the open's)."""
   real_open = builtins.open
 
   def denied(path, *args, **kwargs):
     if str(path) == locked:
       raise PermissionError(13, 'Permission denied', str(path))
     return real_open(path, *args, **kwargs)
-  monkeypatch.setattr(builtins, 'open', denied)
-  with pytest.raises(sources.DatasetError, match=r'00001\.png \(unreadable: Permission denied'):
-    launch(root, on_corrupt='stop')
-  info, _ = launch(root)  # skip: left out while it cannot be read
-  assert (info.num_train, info.num_corrupt) == (5, 1)
-  monkeypatch.setattr(builtins, 'open', real_open)  # `chmod 644`: size and times unchanged
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(builtins, 'open', denied)
+    yield
+
+
+def break_header(path: str):
+  """Zeros over a PNG's IHDR chunk, after the signature: its ends look whole."""
+  with open(path, 'r+b') as f:
+    f.seek(8)
+    f.write(b'\0' * 16)
+
+
+def test_an_unreadable_file_is_read_again_once_it_can_be(tmp_path):
+  """A permission is not the file's bytes: no verdict kept."""
+  root = write(tmp_path / 'ds', {'train': {'a': 3, 'b': 3}, 'test': {'a': 1, 'b': 1}})
+  with reading_denied(os.path.join(root, 'train', 'a', '00001.png')):
+    with pytest.raises(sources.DatasetError,
+                       match=r'00001\.png \(unreadable: Permission denied'):
+      launch(root, on_corrupt='stop')
+    info, _ = launch(root)  # skip: left out while it cannot be read
+    assert (info.num_train, info.num_corrupt) == (5, 1)
+  # Then `chmod 644`: its size and times unchanged.
   info, folder = launch(root, on_corrupt='stop')
   assert (info.num_train, info.num_corrupt, folder.inspected) == (6, 0, 1)
 
 
-def test_a_file_unreadable_then_found_corrupt_keeps_that_verdict(tmp_path, monkeypatch):
+def test_a_file_unreadable_then_found_corrupt_keeps_that_verdict(tmp_path):
   """Read at last and found corrupt, a file that could not be read before is a verdict
   the next launch recalls (it had kept its unread mark and was inspected at every
   launch)."""
   root = write(tmp_path / 'ds', {'train': {'a': 3}, 'test': {'a': 1}})
   bad = os.path.join(root, 'train', 'a', '00001.png')
-  with open(bad, 'r+b') as f:
-    f.seek(8)
-    f.write(b'\0' * 16)  # the IHDR chunk, after the signature
-  real_open = builtins.open
-
-  def denied(path, *args, **kwargs):
-    if str(path) == bad:
-      raise PermissionError(13, 'Permission denied', str(path))
-    return real_open(path, *args, **kwargs)
-  monkeypatch.setattr(builtins, 'open', denied)
-  launch(root)  # skip: left out while it cannot be read
-  monkeypatch.setattr(builtins, 'open', real_open)
+  break_header(bad)
+  with reading_denied(bad):
+    launch(root)  # skip: left out while it cannot be read
   info, folder = launch(root)
   assert (info.num_corrupt, folder.inspected) == (1, 1)
   assert dict(folder.corrupt)[bad].startswith('unreadable header')
@@ -231,9 +238,7 @@ def test_a_bad_header_is_a_verdict_kept_not_a_file_to_read_again(tmp_path):
   as a permission, is tried again)."""
   root = write(tmp_path / 'ds', {'train': {'a': 3}, 'test': {'a': 1}})
   bad = os.path.join(root, 'train', 'a', '00001.png')
-  with open(bad, 'r+b') as f:
-    f.seek(8)
-    f.write(b'\0' * 16)  # the IHDR chunk, after the signature
+  break_header(bad)
   info, folder = launch(root)
   assert (info.num_train, info.num_corrupt, folder.inspected) == (2, 1, 4)
   assert dict(folder.corrupt)[bad].startswith('unreadable header')
